@@ -1,0 +1,21 @@
+# Third-party libraries, all from Debian 12's packages (tools/install-deps.sh installs them).
+
+find_package(OpenMP REQUIRED COMPONENTS C)
+
+# OpenBLAS, the OpenMP build in particular: called inside our own parallel regions it runs on the calling thread,
+# so the core decides how work is split and results do not depend on the thread count. Debian installs the
+# variants side by side; we name this one's directory rather than trust the alternatives symlink.
+set(_repmode_openblas_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
+find_library(OPENBLAS_OPENMP_LIBRARY NAMES openblas PATHS ${_repmode_openblas_dir} NO_DEFAULT_PATH)
+find_path(OPENBLAS_OPENMP_INCLUDE_DIR NAMES cblas.h
+          PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp NO_DEFAULT_PATH)
+if(NOT OPENBLAS_OPENMP_LIBRARY OR NOT OPENBLAS_OPENMP_INCLUDE_DIR)
+  message(FATAL_ERROR "OpenBLAS (OpenMP build) not found: install libopenblas-openmp-dev (make deps does)")
+endif()
+add_library(repmode_openblas INTERFACE)
+target_link_libraries(repmode_openblas INTERFACE ${OPENBLAS_OPENMP_LIBRARY})
+target_include_directories(repmode_openblas SYSTEM INTERFACE ${OPENBLAS_OPENMP_INCLUDE_DIR})
+
+if(REPMODE_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()

@@ -1,0 +1,149 @@
+/* repmode operators: forward and backward of every layer a RepMode network is built from.
+ *
+ * Conventions shared by every operator:
+ * - Tensors are contiguous float32 (N, C, D, H, W) views owned by the caller (see core.h). Outputs must be
+ *   allocated by the caller with the documented shape; a wrong shape is RM_ERR_SHAPE, nothing is written.
+ * - Backward calls take the gradient of the loss with respect to the output (dy) and overwrite the gradients they
+ *   are given (they never accumulate). Any gradient output may be NULL when it is not wanted.
+ * - Results do not depend on the thread count: the same inputs give bit-identical outputs with 1 or many threads.
+ * - Semantics are PyTorch's (cross-correlation, no kernel flip; weight layouts as in torch.nn).
+ */
+#ifndef REPMODE_OPS_H
+#define REPMODE_OPS_H
+
+#include "repmode/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- 3D convolution ------------------------------------------------------------------------------------------ */
+
+/* A cubic kernel: the same size, stride and zero padding on the three spatial axes. */
+typedef struct rm_conv3d_params {
+    int kernel;     /* k: the kernel is k×k×k */
+    int stride;     /* s */
+    int pad_before; /* zeros added before each spatial axis */
+    int pad_after;  /* zeros added after each spatial axis */
+} rm_conv3d_params;
+
+/* Stride 1 with "same" zero padding: the output has the input's size (even k pads one more after than before). */
+RM_API rm_conv3d_params rm_conv3d_same(int kernel);
+/* The given stride with no padding, e.g. the learned 2×2×2 stride-2 down-sampling of the U-Net. */
+RM_API rm_conv3d_params rm_conv3d_strided(int kernel, int stride);
+/* Output length along one axis, (in + pad_before + pad_after - k) / s + 1, or -1 when the input is too short. */
+RM_API int64_t rm_conv3d_out_size(const rm_conv3d_params *p, int64_t in);
+
+/* y (N, Co, Do, Ho, Wo) = conv(x (N, Ci, D, H, W), w (Co, Ci, k, k, k)) + b (Co,). b may be NULL. */
+RM_API rm_status rm_conv3d_forward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x, const rm_tensor *w,
+                                   const float *b, rm_tensor *y);
+/* Gradients of rm_conv3d_forward: dx like x, dw like w, db (Co,). */
+RM_API rm_status rm_conv3d_backward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x, const rm_tensor *w,
+                                    const rm_tensor *dy, rm_tensor *dx, rm_tensor *dw, float *db);
+
+/* Transposed convolution without padding (the U-Net's 2×2×2 stride-2 up-sampling):
+ * y[o, s·z+a, s·y+b, s·x+c] += x[i, z, y, x] · w[i, o, a, b, c], output length (in - 1)·s + k.
+ * x (N, Ci, D, H, W), w (Ci, Co, k, k, k) as torch.nn.ConvTranspose3d, b (Co,) or NULL. p must have no padding. */
+RM_API rm_status rm_conv_transpose3d_forward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x,
+                                             const rm_tensor *w, const float *b, rm_tensor *y);
+RM_API rm_status rm_conv_transpose3d_backward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x,
+                                              const rm_tensor *w, const rm_tensor *dy, rm_tensor *dx, rm_tensor *dw,
+                                              float *db);
+
+/* ---- average pooling ----------------------------------------------------------------------------------------- */
+
+/* k×k×k mean filter, k odd, stride 1, zero padding (k-1)/2, divisor always k³ (count_include_pad); y like x. */
+RM_API rm_status rm_avgpool3d_forward(rm_ctx *ctx, int kernel, const rm_tensor *x, rm_tensor *y);
+RM_API rm_status rm_avgpool3d_backward(rm_ctx *ctx, int kernel, const rm_tensor *dy, rm_tensor *dx);
+
+/* ---- batch normalization ------------------------------------------------------------------------------------- */
+
+/* The parameters and running statistics of one BatchNorm3d, each (C,), owned by the caller. */
+typedef struct rm_batchnorm3d {
+    float *weight;       /* gamma */
+    float *bias;         /* beta */
+    float *running_mean;
+    float *running_var;
+    float momentum;      /* running = (1 - momentum)·running + momentum·batch; PyTorch's default 0.1 */
+    float eps;           /* PyTorch's default 1e-5 */
+} rm_batchnorm3d;
+
+/* PyTorch's defaults: momentum 0.1, eps 1e-5. */
+RM_API rm_batchnorm3d rm_batchnorm3d_make(float *weight, float *bias, float *running_mean, float *running_var);
+
+/* Training mode: normalizes with the batch statistics over (N, D, H, W) (biased variance) and updates the running
+ * statistics (unbiased variance). save_mean and save_invstd (C,) receive what the backward needs. */
+RM_API rm_status rm_batchnorm3d_forward_train(rm_ctx *ctx, const rm_batchnorm3d *bn, const rm_tensor *x,
+                                              rm_tensor *y, float *save_mean, float *save_invstd);
+RM_API rm_status rm_batchnorm3d_backward_train(rm_ctx *ctx, const rm_batchnorm3d *bn, const rm_tensor *x,
+                                               const float *save_mean, const float *save_invstd,
+                                               const rm_tensor *dy, rm_tensor *dx, float *dweight, float *dbias);
+/* Inference mode: normalizes with the running statistics, which stay unchanged. */
+RM_API rm_status rm_batchnorm3d_forward_infer(rm_ctx *ctx, const rm_batchnorm3d *bn, const rm_tensor *x,
+                                              rm_tensor *y);
+RM_API rm_status rm_batchnorm3d_backward_infer(rm_ctx *ctx, const rm_batchnorm3d *bn, const rm_tensor *x,
+                                               const rm_tensor *dy, rm_tensor *dx, float *dweight, float *dbias);
+
+/* ---- activations --------------------------------------------------------------------------------------------- */
+
+/* Append only: model files store these values. */
+typedef enum rm_activation {
+    RM_ACT_RELU = 0,  /* max(x, 0) */
+    RM_ACT_FRELU = 1, /* max(x, 0) + bias[c], one learnable bias per channel (Qiu et al. 2017) */
+    RM_ACT_MISH = 2,  /* x·tanh(softplus(x)) (Misra 2019) */
+} rm_activation;
+
+/* y like x; bias (C,) for FReLU, NULL otherwise. y may be x (in place). */
+RM_API rm_status rm_activation_forward(rm_ctx *ctx, rm_activation act, const rm_tensor *x, const float *bias,
+                                       rm_tensor *y);
+/* Gradients from the forward's input x; dbias (C,) for FReLU. dx may be dy (in place). */
+RM_API rm_status rm_activation_backward(rm_ctx *ctx, rm_activation act, const rm_tensor *x, const rm_tensor *dy,
+                                        rm_tensor *dx, float *dbias);
+
+/* ---- dropout ------------------------------------------------------------------------------------------------- */
+
+/* Whether element `index` survives dropout with probability p under `seed`: a counter-based generator, so the
+ * mask depends only on (p, seed, index), never on threads or call order. */
+RM_API int rm_dropout_kept(float p, uint64_t seed, int64_t index);
+/* y = x · kept / (1 - p). 0 <= p < 1. y may be x. */
+RM_API rm_status rm_dropout_forward(rm_ctx *ctx, float p, uint64_t seed, const rm_tensor *x, rm_tensor *y);
+/* dx = dy · kept / (1 - p), with the same p and seed as the forward. dx may be dy. */
+RM_API rm_status rm_dropout_backward(rm_ctx *ctx, float p, uint64_t seed, const rm_tensor *dy, rm_tensor *dx);
+
+/* ---- channel concatenation ----------------------------------------------------------------------------------- */
+
+/* y = cat(xs[0], …, xs[n-1]) along C; every input has y's N, D, H, W. */
+RM_API rm_status rm_concat_forward(rm_ctx *ctx, const rm_tensor *const *xs, int n, rm_tensor *y);
+/* Splits dy back into the inputs' gradients. Every entry of dxs gives its input's shape; an entry whose data is
+ * NULL is skipped (that gradient is not wanted). */
+RM_API rm_status rm_concat_backward(rm_ctx *ctx, const rm_tensor *dy, rm_tensor *const *dxs, int n);
+
+/* ---- softmax ------------------------------------------------------------------------------------------------- */
+
+/* Softmax over C at every (n, d, h, w): a MoDE gate's logits (E, co) are the tensor {1, E, co, 1, 1}. */
+RM_API rm_status rm_softmax_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y);
+/* Gradient from the forward's output y. */
+RM_API rm_status rm_softmax_backward(rm_ctx *ctx, const rm_tensor *y, const rm_tensor *dy, rm_tensor *dx);
+
+/* ---- dense layer --------------------------------------------------------------------------------------------- */
+
+/* y (N, out) = x (N, in) · wᵀ + b, as torch.nn.Linear: w {out, in, 1, 1, 1}, b (out,) or NULL. A tensor's
+ * features are everything after N, so x may be any {N, ...} whose trailing dims multiply to `in`. */
+RM_API rm_status rm_dense_forward(rm_ctx *ctx, const rm_tensor *x, const rm_tensor *w, const float *b,
+                                  rm_tensor *y);
+RM_API rm_status rm_dense_backward(rm_ctx *ctx, const rm_tensor *x, const rm_tensor *w, const rm_tensor *dy,
+                                   rm_tensor *dx, rm_tensor *dw, float *db);
+
+/* ---- losses -------------------------------------------------------------------------------------------------- */
+
+/* loss = mean((pred - target)²) over all elements. */
+RM_API rm_status rm_mse_forward(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target, float *loss);
+/* dpred = dloss · 2 (pred - target) / numel. */
+RM_API rm_status rm_mse_backward(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target, float dloss,
+                                 rm_tensor *dpred);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REPMODE_OPS_H */

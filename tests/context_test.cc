@@ -1,0 +1,56 @@
+// The context: thread counts, error messages, status names.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "test_util.h"
+
+namespace {
+
+TEST(Context, DefaultUsesEveryCore)
+{
+    rmtest::Ctx ctx(0);
+    EXPECT_GE(rm_ctx_threads(ctx), 1);
+    EXPECT_STREQ(rm_ctx_error(ctx), "");
+    EXPECT_EQ(rm_ctx_workspace_bytes(ctx), 0u);
+}
+
+TEST(Context, ThreadCountCanChangeAndRejectsNegative)
+{
+    rmtest::Ctx ctx(1);
+    EXPECT_EQ(rm_ctx_threads(ctx), 1);
+    EXPECT_EQ(rm_ctx_set_threads(ctx, 3), RM_OK);
+    EXPECT_EQ(rm_ctx_threads(ctx), 3);
+    EXPECT_EQ(rm_ctx_set_threads(ctx, -2), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("-2"), std::string::npos);
+    EXPECT_EQ(rm_ctx_threads(ctx), 3);
+}
+
+TEST(Context, EveryStatusHasADistinctName)
+{
+    const rm_status all[] = {RM_OK,       RM_ERR_ARGUMENT, RM_ERR_SHAPE,   RM_ERR_NOMEM,
+                             RM_ERR_IO,   RM_ERR_FORMAT,   RM_ERR_INTERNAL};
+    for (rm_status a : all) {
+        for (rm_status b : all) {
+            if (a != b) {
+                EXPECT_STRNE(rm_status_string(a), rm_status_string(b));
+            }
+        }
+    }
+    EXPECT_STREQ(rm_status_string(static_cast<rm_status>(1000)), "unknown status");
+}
+
+TEST(Context, TensorSizesMultiplyOut)
+{
+    float x = 0.0f;
+    rm_tensor t = rm_tensor_5d(&x, 2, 3, 4, 5, 6);
+    EXPECT_EQ(rm_tensor_numel(&t), 720);
+    EXPECT_EQ(rm_tensor_sample_numel(&t), 360);
+    EXPECT_EQ(rm_tensor_spatial_numel(&t), 120);
+    rm_tensor u = rm_tensor_5d(&x, 2, 3, 4, 5, 6);
+    EXPECT_TRUE(rm_tensor_same_shape(&t, &u));
+    u.ne[4] = 7;
+    EXPECT_FALSE(rm_tensor_same_shape(&t, &u));
+}
+
+} // namespace

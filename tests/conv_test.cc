@@ -1,0 +1,366 @@
+// Convolution and transposed convolution: the fast engine against the double reference, the reference against
+// finite differences, exact hand-computed cases, and argument checks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <ostream>
+#include <string>
+
+#include "test_util.h"
+
+namespace {
+
+using rmtest::DTensor;
+using rmtest::Shape;
+using rmtest::Tensor;
+
+struct ConvCase {
+    const char *name;
+    bool transposed;
+    rm_conv3d_params p;
+    Shape x;    // input shape
+    int64_t co; // output channels
+    bool bias;
+};
+
+// gtest prints parameters in test names and failures: the case's name, not its bytes.
+void PrintTo(const ConvCase &c, std::ostream *os) { *os << c.name; }
+
+Shape weight_shape(const ConvCase &c)
+{
+    const int64_t k = c.p.kernel;
+    return c.transposed ? Shape{c.x[1], c.co, k, k, k} : Shape{c.co, c.x[1], k, k, k};
+}
+
+Shape output_shape(const ConvCase &c)
+{
+    Shape y{c.x[0], c.co, 0, 0, 0};
+    for (int a = 2; a < 5; a++)
+        y[a] = c.transposed ? (c.x[a] - 1) * c.p.stride + c.p.kernel : rm_conv3d_out_size(&c.p, c.x[a]);
+    return y;
+}
+
+// Random inputs of one case, in float for the fast path and double for the reference.
+struct ConvData {
+    Tensor x, w, y, dy;
+    std::vector<float> b;
+    DTensor xd, wd, dyd;
+    std::vector<double> bd;
+
+    ConvData(const ConvCase &c, uint32_t seed)
+        : x(c.x), w(weight_shape(c)), y(output_shape(c), NAN), dy(output_shape(c)), b(c.bias ? c.co : 0), xd(c.x),
+          wd(weight_shape(c)), dyd(output_shape(c))
+    {
+        rmtest::fill_uniform(x.data, seed);
+        rmtest::fill_uniform(w.data, seed + 1, -0.5f, 0.5f);
+        rmtest::fill_uniform(dy.data, seed + 2);
+        rmtest::fill_uniform(b, seed + 3);
+        xd = DTensor(x);
+        wd = DTensor(w);
+        dyd = DTensor(dy);
+        bd = rmtest::to_double(b);
+    }
+    const double *bias_d() const { return bd.empty() ? nullptr : bd.data(); }
+    const float *bias() const { return b.empty() ? nullptr : b.data(); }
+};
+
+rm_status fast_forward(rm_ctx *ctx, const ConvCase &c, ConvData &d, Tensor &y)
+{
+    return c.transposed ? rm_conv_transpose3d_forward(ctx, &c.p, d.x.p(), d.w.p(), d.bias(), y.p())
+                        : rm_conv3d_forward(ctx, &c.p, d.x.p(), d.w.p(), d.bias(), y.p());
+}
+
+rm_status fast_backward(rm_ctx *ctx, const ConvCase &c, ConvData &d, Tensor *dx, Tensor *dw, float *db)
+{
+    rm_tensor *dxp = dx ? dx->p() : nullptr, *dwp = dw ? dw->p() : nullptr;
+    return c.transposed ? rm_conv_transpose3d_backward(ctx, &c.p, d.x.p(), d.w.p(), d.dy.p(), dxp, dwp, db)
+                        : rm_conv3d_backward(ctx, &c.p, d.x.p(), d.w.p(), d.dy.p(), dxp, dwp, db);
+}
+
+void ref_forward(const ConvCase &c, DTensor &x, DTensor &w, const double *b, DTensor &y)
+{
+    if (c.transposed)
+        rm_ref_conv_transpose3d_forward(&c.p, x.p(), w.p(), b, y.p());
+    else
+        rm_ref_conv3d_forward(&c.p, x.p(), w.p(), b, y.p());
+}
+
+void ref_backward(const ConvCase &c, ConvData &d, DTensor &dx, DTensor &dw, std::vector<double> &db)
+{
+    if (c.transposed)
+        rm_ref_conv_transpose3d_backward(&c.p, d.xd.p(), d.wd.p(), d.dyd.p(), dx.p(), dw.p(), db.data());
+    else
+        rm_ref_conv3d_backward(&c.p, d.xd.p(), d.wd.p(), d.dyd.p(), dx.p(), dw.p(), db.data());
+}
+
+// Odd sizes, one channel, channel counts that are not multiples of 8, volumes smaller than the kernel, tiles
+// and channel groups that do not divide evenly.
+const ConvCase kCases[] = {
+    {"k1_same", false, rm_conv3d_same(1), {2, 3, 7, 6, 5}, 5, true},
+    {"k2_same", false, rm_conv3d_same(2), {2, 3, 7, 6, 5}, 4, false},
+    {"k3_same", false, rm_conv3d_same(3), {2, 3, 7, 6, 5}, 5, true},
+    {"k5_same", false, rm_conv3d_same(5), {2, 3, 7, 6, 5}, 5, false},
+    {"k5_one_channel", false, rm_conv3d_same(5), {1, 1, 7, 6, 5}, 1, true},
+    {"k5_smaller_than_kernel", false, rm_conv3d_same(5), {1, 2, 2, 1, 3}, 3, false},
+    {"k5_many_channels_tiles", false, rm_conv3d_same(5), {1, 13, 9, 20, 31}, 11, true},
+    {"k3_long_volume", false, rm_conv3d_same(3), {2, 9, 6, 37, 29}, 7, false},
+    {"k2_s2", false, rm_conv3d_strided(2, 2), {2, 3, 8, 7, 5}, 6, false},
+    {"k3_s2", false, rm_conv3d_strided(3, 2), {2, 3, 7, 6, 5}, 5, true},
+    {"k5_s2", false, rm_conv3d_strided(5, 2), {1, 10, 9, 8, 11}, 3, false},
+    {"k2_s2_wide", false, rm_conv3d_strided(2, 2), {1, 17, 10, 24, 70}, 9, true},
+    {"t_k2_s2", true, rm_conv3d_strided(2, 2), {2, 3, 4, 3, 5}, 6, true},
+    {"t_k2_s2_one_channel", true, rm_conv3d_strided(2, 2), {1, 1, 3, 3, 3}, 1, false},
+    {"t_k2_s2_wide", true, rm_conv3d_strided(2, 2), {1, 19, 5, 12, 35}, 13, false},
+    {"t_k3_s2", true, rm_conv3d_strided(3, 2), {2, 3, 3, 4, 2}, 5, true},
+};
+
+// Small enough for finite differences over every element.
+const ConvCase kGradCases[] = {
+    {"k1_same", false, rm_conv3d_same(1), {2, 2, 3, 4, 3}, 3, true},
+    {"k2_same", false, rm_conv3d_same(2), {2, 2, 3, 4, 3}, 3, true},
+    {"k3_same", false, rm_conv3d_same(3), {2, 2, 3, 4, 3}, 3, true},
+    {"k5_same", false, rm_conv3d_same(5), {2, 2, 5, 4, 6}, 3, true},
+    {"k2_s2", false, rm_conv3d_strided(2, 2), {2, 2, 4, 5, 4}, 3, true},
+    {"k3_s2", false, rm_conv3d_strided(3, 2), {2, 2, 5, 4, 5}, 3, true},
+    {"t_k2_s2", true, rm_conv3d_strided(2, 2), {2, 2, 2, 3, 2}, 3, true},
+    {"t_k3_s2", true, rm_conv3d_strided(3, 2), {2, 2, 2, 2, 3}, 3, true},
+};
+
+class ConvForward : public ::testing::TestWithParam<ConvCase> {};
+class ConvBackward : public ::testing::TestWithParam<ConvCase> {};
+class ConvGradient : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(ConvForward, MatchesReference)
+{
+    const ConvCase &c = GetParam();
+    ConvData d(c, 11); // d.y starts as NaN: every element must be written
+    rmtest::Ctx ctx(2);
+    ASSERT_EQ(fast_forward(ctx, c, d, d.y), RM_OK) << rm_ctx_error(ctx);
+    DTensor yd(output_shape(c));
+    ref_forward(c, d.xd, d.wd, d.bias_d(), yd);
+    EXPECT_LT(rmtest::max_rel_error(d.y.data, yd.data), 1e-5);
+}
+
+TEST_P(ConvBackward, MatchesReference)
+{
+    const ConvCase &c = GetParam();
+    ConvData d(c, 23);
+    rmtest::Ctx ctx(2);
+    // Outputs start as NaN: every element must be overwritten, never accumulated into.
+    Tensor dx(c.x, NAN), dw(weight_shape(c), NAN);
+    std::vector<float> db(c.co, NAN);
+    ASSERT_EQ(fast_backward(ctx, c, d, &dx, &dw, db.data()), RM_OK) << rm_ctx_error(ctx);
+    DTensor dxd(c.x), dwd(weight_shape(c));
+    std::vector<double> dbd(c.co);
+    ref_backward(c, d, dxd, dwd, dbd);
+    EXPECT_LT(rmtest::max_rel_error(dx.data, dxd.data), 1e-5);
+    EXPECT_LT(rmtest::max_rel_error(dw.data, dwd.data), 1e-5);
+    EXPECT_LT(rmtest::max_rel_error(db, dbd), 1e-5);
+}
+
+// Both the reference backward and the fast backward against central differences of the reference forward of
+// L = Σ dy · y, in double precision.
+TEST_P(ConvGradient, MatchesFiniteDifferences)
+{
+    const ConvCase &c = GetParam();
+    ConvData d(c, 37);
+    auto loss = [&]() {
+        DTensor y(output_shape(c));
+        ref_forward(c, d.xd, d.wd, d.bias_d(), y);
+        return rmtest::dot(y.data, d.dyd.data);
+    };
+    const std::vector<double> gx = rmtest::numeric_grad(d.xd.data, loss);
+    const std::vector<double> gw = rmtest::numeric_grad(d.wd.data, loss);
+    const std::vector<double> gb = rmtest::numeric_grad(d.bd, loss);
+
+    DTensor dxd(c.x), dwd(weight_shape(c));
+    std::vector<double> dbd(c.co);
+    ref_backward(c, d, dxd, dwd, dbd);
+    EXPECT_LT(rmtest::max_rel_error(dxd.data, gx), 1e-7);
+    EXPECT_LT(rmtest::max_rel_error(dwd.data, gw), 1e-7);
+    EXPECT_LT(rmtest::max_rel_error(dbd, gb), 1e-7);
+
+    rmtest::Ctx ctx(2);
+    // Outputs start as NaN: every element must be overwritten, never accumulated into.
+    Tensor dx(c.x, NAN), dw(weight_shape(c), NAN);
+    std::vector<float> db(c.co, NAN);
+    ASSERT_EQ(fast_backward(ctx, c, d, &dx, &dw, db.data()), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_LT(rmtest::max_rel_error(dx.data, gx), 1e-5);
+    EXPECT_LT(rmtest::max_rel_error(dw.data, gw), 1e-5);
+    EXPECT_LT(rmtest::max_rel_error(db, gb), 1e-5);
+}
+
+std::string case_name(const ::testing::TestParamInfo<ConvCase> &info) { return info.param.name; }
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ConvForward, ::testing::ValuesIn(kCases), case_name);
+INSTANTIATE_TEST_SUITE_P(Shapes, ConvBackward, ::testing::ValuesIn(kCases), case_name);
+INSTANTIATE_TEST_SUITE_P(Small, ConvGradient, ::testing::ValuesIn(kGradCases), case_name);
+
+TEST(Conv, SameKernelThreeOnOnesCountsTheTapsInside)
+{
+    // All-ones 3×3×3 input and kernel: each output counts the taps that fall inside the volume.
+    Tensor x({1, 1, 3, 3, 3}, 1.0f), w({1, 1, 3, 3, 3}, 1.0f), y({1, 1, 3, 3, 3});
+    rmtest::Ctx ctx(1);
+    rm_conv3d_params p = rm_conv3d_same(3);
+    ASSERT_EQ(rm_conv3d_forward(ctx, &p, x.p(), w.p(), nullptr, y.p()), RM_OK);
+    EXPECT_EQ(y.data[13], 27.0f); // centre
+    EXPECT_EQ(y.data[0], 8.0f);   // corner
+    EXPECT_EQ(y.data[1], 12.0f);  // edge
+    EXPECT_EQ(y.data[4], 18.0f);  // face
+}
+
+TEST(Conv, EvenSamePaddingPadsAfterAsPyTorchDoes)
+{
+    // k = 2, "same": PyTorch pads 0 before and 1 after, so y[i] = x[i] + x[i+1] along each axis, 0 past the end.
+    const rm_conv3d_params p = rm_conv3d_same(2);
+    EXPECT_EQ(p.pad_before, 0);
+    EXPECT_EQ(p.pad_after, 1);
+    Tensor x({1, 1, 1, 1, 4}), w({1, 1, 2, 2, 2}), y({1, 1, 1, 1, 4});
+    x.data = {1, 2, 3, 4};
+    w.data[0] = 1.0f; // tap (0,0,0)
+    w.data[1] = 1.0f; // tap (0,0,1)
+    rmtest::Ctx ctx(1);
+    ASSERT_EQ(rm_conv3d_forward(ctx, &p, x.p(), w.p(), nullptr, y.p()), RM_OK);
+    EXPECT_EQ(y.data, (std::vector<float>{3, 5, 7, 4}));
+}
+
+TEST(ConvTranspose, OneVoxelSpreadsTheKernel)
+{
+    Tensor x({1, 1, 1, 1, 1}, 2.0f), w({1, 1, 2, 2, 2}), y({1, 1, 2, 2, 2});
+    for (int i = 0; i < 8; i++)
+        w.data[i] = static_cast<float>(i + 1);
+    const float b = 0.5f;
+    rmtest::Ctx ctx(1);
+    rm_conv3d_params p = rm_conv3d_strided(2, 2);
+    ASSERT_EQ(rm_conv_transpose3d_forward(ctx, &p, x.p(), w.p(), &b, y.p()), RM_OK);
+    for (int i = 0; i < 8; i++)
+        EXPECT_EQ(y.data[i], 2.0f * (i + 1) + 0.5f);
+}
+
+TEST(Conv, WorkingMemoryIsReusedAcrossCalls)
+{
+    const ConvCase &c = kCases[6];
+    ConvData d(c, 5);
+    rmtest::Ctx ctx(2);
+    ASSERT_EQ(fast_forward(ctx, c, d, d.y), RM_OK);
+    const size_t held = rm_ctx_workspace_bytes(ctx);
+    EXPECT_GT(held, 0u);
+    ASSERT_EQ(fast_forward(ctx, c, d, d.y), RM_OK);
+    EXPECT_EQ(rm_ctx_workspace_bytes(ctx), held);
+}
+
+// ---- bad arguments ----
+
+class ConvErrors : public ::testing::Test {
+  protected:
+    rmtest::Ctx ctx{1};
+    Tensor x{{1, 2, 4, 4, 4}}, w{{3, 2, 3, 3, 3}}, y{{1, 3, 4, 4, 4}, 7.0f};
+    rm_conv3d_params p = rm_conv3d_same(3);
+
+    void expect_failure(rm_status got, rm_status want, const char *needle)
+    {
+        EXPECT_EQ(got, want);
+        EXPECT_NE(std::string(rm_ctx_error(ctx)).find(needle), std::string::npos) << rm_ctx_error(ctx);
+        for (float v : y.data)
+            ASSERT_EQ(v, 7.0f) << "output written on failure";
+    }
+};
+
+TEST_F(ConvErrors, NullTensorIsRejected)
+{
+    expect_failure(rm_conv3d_forward(ctx, &p, nullptr, w.p(), nullptr, y.p()), RM_ERR_ARGUMENT, "x is NULL");
+    expect_failure(rm_conv3d_forward(ctx, nullptr, x.p(), w.p(), nullptr, y.p()), RM_ERR_ARGUMENT, "params");
+}
+
+TEST_F(ConvErrors, WeightWithOtherInputChannelsIsRejected)
+{
+    Tensor w4({3, 4, 3, 3, 3});
+    expect_failure(rm_conv3d_forward(ctx, &p, x.p(), w4.p(), nullptr, y.p()), RM_ERR_SHAPE, "w has shape");
+}
+
+TEST_F(ConvErrors, OutputOfWrongShapeIsRejected)
+{
+    Tensor y5({1, 3, 4, 4, 5}, 7.0f);
+    EXPECT_EQ(rm_conv3d_forward(ctx, &p, x.p(), w.p(), nullptr, y5.p()), RM_ERR_SHAPE);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("y has shape"), std::string::npos);
+    for (float v : y5.data)
+        ASSERT_EQ(v, 7.0f);
+}
+
+TEST_F(ConvErrors, BadKernelStrideAndPaddingAreRejected)
+{
+    rm_conv3d_params bad = rm_conv3d_same(3);
+    bad.kernel = 0;
+    expect_failure(rm_conv3d_forward(ctx, &bad, x.p(), w.p(), nullptr, y.p()), RM_ERR_ARGUMENT, "kernel size 0");
+    bad = rm_conv3d_same(3);
+    bad.stride = 0;
+    expect_failure(rm_conv3d_forward(ctx, &bad, x.p(), w.p(), nullptr, y.p()), RM_ERR_ARGUMENT, "stride 0");
+    bad = rm_conv3d_same(3);
+    bad.pad_before = 3;
+    expect_failure(rm_conv3d_forward(ctx, &bad, x.p(), w.p(), nullptr, y.p()), RM_ERR_ARGUMENT, "padding");
+    bad = rm_conv3d_same(3);
+    expect_failure(rm_conv_transpose3d_forward(ctx, &bad, x.p(), w.p(), nullptr, y.p()), RM_ERR_ARGUMENT,
+                   "padding is not supported");
+}
+
+TEST_F(ConvErrors, InputSmallerThanUnpaddedKernelIsRejected)
+{
+    Tensor small({1, 2, 4, 2, 4}), w5({3, 2, 5, 5, 5});
+    rm_conv3d_params s2 = rm_conv3d_strided(5, 2);
+    expect_failure(rm_conv3d_forward(ctx, &s2, small.p(), w5.p(), nullptr, y.p()), RM_ERR_SHAPE,
+                   "smaller than the kernel");
+}
+
+TEST_F(ConvErrors, GradientOfWrongShapeIsRejected)
+{
+    Tensor dy({1, 3, 4, 4, 4}), dx({1, 2, 4, 4, 3}, 7.0f);
+    EXPECT_EQ(rm_conv3d_backward(ctx, &p, x.p(), w.p(), dy.p(), dx.p(), nullptr, nullptr), RM_ERR_SHAPE);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("dx has shape"), std::string::npos);
+    for (float v : dx.data)
+        ASSERT_EQ(v, 7.0f);
+}
+
+} // namespace
+
+namespace {
+
+// ---- reproducibility: bit-identical with 1, 2 and 3 threads, and across runs ----
+
+struct ConvOutputs {
+    std::vector<float> y, dx, dw, db;
+};
+
+ConvOutputs run_all(const ConvCase &c, int threads)
+{
+    ConvData d(c, 99);
+    rmtest::Ctx ctx(threads);
+    Tensor dx(c.x), dw(weight_shape(c));
+    std::vector<float> db(c.co);
+    EXPECT_EQ(fast_forward(ctx, c, d, d.y), RM_OK);
+    EXPECT_EQ(fast_backward(ctx, c, d, &dx, &dw, db.data()), RM_OK);
+    return {d.y.data, dx.data, dw.data, db};
+}
+
+class ConvReproducible : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(ConvReproducible, BitIdenticalAcrossThreadCountsAndRuns)
+{
+    const ConvOutputs one = run_all(GetParam(), 1), two = run_all(GetParam(), 2), three = run_all(GetParam(), 3),
+                      again = run_all(GetParam(), 2);
+    for (const ConvOutputs *o : {&two, &three, &again}) {
+        EXPECT_TRUE(rmtest::bit_identical(one.y, o->y));
+        EXPECT_TRUE(rmtest::bit_identical(one.dx, o->dx));
+        EXPECT_TRUE(rmtest::bit_identical(one.dw, o->dw));
+        EXPECT_TRUE(rmtest::bit_identical(one.db, o->db));
+    }
+}
+
+const ConvCase kLargeCases[] = {
+    {"k5_same", false, rm_conv3d_same(5), {2, 5, 17, 19, 23}, 6, true},
+    {"k2_s2", false, rm_conv3d_strided(2, 2), {2, 7, 18, 20, 22}, 5, true},
+    {"t_k2_s2", true, rm_conv3d_strided(2, 2), {2, 7, 9, 10, 11}, 5, true},
+};
+
+INSTANTIATE_TEST_SUITE_P(Large, ConvReproducible, ::testing::ValuesIn(kLargeCases), case_name);
+
+} // namespace

@@ -1,0 +1,71 @@
+// Shared test helpers: tensors with their storage, random fills, error measures, finite differences.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "ref/ref.h"
+#include "repmode/repmode.h"
+
+namespace rmtest {
+
+using Shape = std::array<int64_t, RM_MAX_DIMS>;
+
+int64_t numel(const Shape &s);
+
+// A float32 tensor that owns its storage; p() is the view the C API takes.
+struct Tensor {
+    std::vector<float> data;
+    rm_tensor view{};
+
+    explicit Tensor(const Shape &s, float value = 0.0f);
+    rm_tensor *p();
+    Shape shape() const;
+};
+
+// The double-precision counterpart, for the reference operators.
+struct DTensor {
+    std::vector<double> data;
+    rm_dtensor view{};
+
+    explicit DTensor(const Shape &s, double value = 0.0);
+    explicit DTensor(const Tensor &t); // converts, same shape
+    rm_dtensor *p();
+};
+
+// Deterministic uniform values in [lo, hi).
+void fill_uniform(std::vector<float> &v, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
+void fill_uniform(std::vector<double> &v, uint32_t seed, double lo = -1.0, double hi = 1.0);
+std::vector<double> to_double(const std::vector<float> &v);
+
+// max|a - b| / max|b|: the relative error in the max norm, robust to elements near zero.
+double max_rel_error(const float *a, const double *b, size_t n);
+double max_rel_error(const double *a, const double *b, size_t n);
+double max_rel_error(const std::vector<float> &a, const std::vector<double> &b);
+double max_rel_error(const std::vector<double> &a, const std::vector<double> &b);
+
+double dot(const std::vector<double> &a, const std::vector<double> &b);
+
+// Central differences (f(v + h) - f(v - h)) / 2h for every element of v, perturbed in place and restored;
+// h is relative to max(1, |v_i|). loss() reads v.
+std::vector<double> numeric_grad(std::vector<double> &v, const std::function<double()> &loss, double h = 1e-6);
+
+// A context that frees itself.
+class Ctx {
+  public:
+    explicit Ctx(int threads = 0);
+    ~Ctx();
+    Ctx(const Ctx &) = delete;
+    Ctx &operator=(const Ctx &) = delete;
+    operator rm_ctx *() const { return ctx_; }
+
+  private:
+    rm_ctx *ctx_;
+};
+
+// Bit-for-bit equality of two float buffers.
+bool bit_identical(const std::vector<float> &a, const std::vector<float> &b);
+
+} // namespace rmtest
