@@ -20,7 +20,7 @@ test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	@echo "repmode: the demo arrives with the remaining operators"
+	@$(BUILD)/bin/repmode-ops-demo
 
 bench: build
 	@$(BUILD)/bin/repmode-bench-conv

@@ -1,0 +1,121 @@
+/* The dense layer, torch.nn.Linear: y (N, out) = x (N, in) · wᵀ + b, w (out, in).
+ *
+ * It only computes a MoDE gate's logits, a few thousand multiply-adds, so plain loops do. Every output element is one
+ * sum in double over a fixed index order, and the threads share whole output rows or tiles of them, so the result
+ * does not depend on the thread count.
+ */
+#include "rm_impl.h"
+#include "repmode/ops.h"
+
+#define RM_DENSE_TILE 256
+
+/* Σ a[i]·b[i] in double, over eight interleaved partial sums in a fixed order. */
+static double dense_dot(const float *a, const float *b, int64_t n)
+{
+    double s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += (double)a[i + l] * b[i + l];
+    for (; i < n; i++)
+        s[0] += (double)a[i] * b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* Checks x, w and the (N, out) tensor `y_name` (y or dy); *in_out receives in. */
+static rm_status dense_check(rm_ctx *ctx, const rm_tensor *x, const rm_tensor *w, const rm_tensor *y,
+                             const char *y_name, int64_t *in_out)
+{
+    RM_TRY(rm_check_tensor(ctx, x, "dense: x"));
+    RM_TRY(rm_check_tensor(ctx, w, "dense: w"));
+    const int64_t in = rm_tensor_sample_numel(x);
+    const int64_t w_ne[RM_MAX_DIMS] = {w->ne[0], in, 1, 1, 1};
+    RM_TRY(rm_check_shape(ctx, w, "dense: w", w_ne));
+    const int64_t y_ne[RM_MAX_DIMS] = {x->ne[0], w->ne[0], 1, 1, 1};
+    RM_TRY(rm_check_shape(ctx, y, y_name, y_ne));
+    *in_out = in;
+    return RM_OK;
+}
+
+rm_status rm_dense_forward(rm_ctx *ctx, const rm_tensor *x, const rm_tensor *w, const float *b, rm_tensor *y)
+{
+    int64_t in;
+    RM_TRY(dense_check(ctx, x, w, y, "dense: y", &in));
+
+    const int64_t batch = x->ne[0], out = w->ne[0];
+    const float *xd = x->data, *wd = w->data;
+    float *yd = y->data;
+
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (batch * out > 1)
+    for (int64_t k = 0; k < batch * out; k++) {
+        const int64_t n = k / out, o = k % out;
+        const double s = dense_dot(xd + n * in, wd + o * in, in);
+        yd[k] = (float)(b ? s + b[o] : s);
+    }
+    return RM_OK;
+}
+
+rm_status rm_dense_backward(rm_ctx *ctx, const rm_tensor *x, const rm_tensor *w, const rm_tensor *dy, rm_tensor *dx,
+                            rm_tensor *dw, float *db)
+{
+    int64_t in;
+    RM_TRY(dense_check(ctx, x, w, dy, "dense: dy", &in));
+    if (dx)
+        RM_TRY(rm_check_shape(ctx, dx, "dense: dx", x->ne));
+    if (dw)
+        RM_TRY(rm_check_shape(ctx, dw, "dense: dw", w->ne));
+
+    const int64_t batch = x->ne[0], out = w->ne[0];
+    const int64_t tiles = (in + RM_DENSE_TILE - 1) / RM_DENSE_TILE;
+    const float *xd = x->data, *wd = w->data, *dyd = dy->data;
+
+    if (dx) {
+        /* dx[n, i] = Σ_o dy[n, o]·w[o, i]: rows of w, accumulated over o along a tile of i. */
+        float *dxd = dx->data;
+        #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (batch * tiles > 1)
+        for (int64_t k = 0; k < batch * tiles; k++) {
+            const int64_t n = k / tiles, i0 = (k % tiles) * RM_DENSE_TILE;
+            const int64_t len = i0 + RM_DENSE_TILE < in ? RM_DENSE_TILE : in - i0;
+            double acc[RM_DENSE_TILE];
+            for (int64_t i = 0; i < len; i++)
+                acc[i] = 0.0;
+            for (int64_t o = 0; o < out; o++) {
+                const double g = dyd[n * out + o];
+                const float *wr = wd + o * in + i0;
+                for (int64_t i = 0; i < len; i++)
+                    acc[i] += g * wr[i];
+            }
+            for (int64_t i = 0; i < len; i++)
+                dxd[n * in + i0 + i] = (float)acc[i];
+        }
+    }
+    if (dw) {
+        /* dw[o, i] = Σ_n dy[n, o]·x[n, i], summed over n in order for every element. */
+        float *dwd = dw->data;
+        #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (out * tiles > 1)
+        for (int64_t k = 0; k < out * tiles; k++) {
+            const int64_t o = k / tiles, i0 = (k % tiles) * RM_DENSE_TILE;
+            const int64_t len = i0 + RM_DENSE_TILE < in ? RM_DENSE_TILE : in - i0;
+            double acc[RM_DENSE_TILE];
+            for (int64_t i = 0; i < len; i++)
+                acc[i] = 0.0;
+            for (int64_t n = 0; n < batch; n++) {
+                const double g = dyd[n * out + o];
+                const float *xr = xd + n * in + i0;
+                for (int64_t i = 0; i < len; i++)
+                    acc[i] += g * xr[i];
+            }
+            for (int64_t i = 0; i < len; i++)
+                dwd[o * in + i0 + i] = (float)acc[i];
+        }
+    }
+    if (db) {
+        for (int64_t o = 0; o < out; o++) {
+            double s = 0.0;
+            for (int64_t n = 0; n < batch; n++)
+                s += dyd[n * out + o];
+            db[o] = (float)s;
+        }
+    }
+    return RM_OK;
+}
