@@ -22,6 +22,30 @@ static double dense_dot(const float *a, const float *b, int64_t n)
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/* out[r, :] = Σ_j coef[r·r_stride + j·j_stride]·rows[j, :] for r < n_out, with `count` rows j of `len` floats.
+ * Each output element is one double sum over j in order; threads share tiles of output rows. */
+static void weighted_rows(rm_ctx *ctx, const float *coef, int64_t r_stride, int64_t j_stride, const float *rows,
+                          int64_t count, int64_t len, int64_t n_out, float *out)
+{
+    const int64_t tiles = (len + RM_DENSE_TILE - 1) / RM_DENSE_TILE;
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (n_out * tiles > 1)
+    for (int64_t k = 0; k < n_out * tiles; k++) {
+        const int64_t r = k / tiles, i0 = (k % tiles) * RM_DENSE_TILE;
+        const int64_t n = i0 + RM_DENSE_TILE < len ? RM_DENSE_TILE : len - i0;
+        double acc[RM_DENSE_TILE];
+        for (int64_t i = 0; i < n; i++)
+            acc[i] = 0.0;
+        for (int64_t j = 0; j < count; j++) {
+            const double g = coef[r * r_stride + j * j_stride];
+            const float *row = rows + j * len + i0;
+            for (int64_t i = 0; i < n; i++)
+                acc[i] += g * row[i];
+        }
+        for (int64_t i = 0; i < n; i++)
+            out[r * len + i0 + i] = (float)acc[i];
+    }
+}
+
 /* Checks x, w and the (N, out) tensor `y_name` (y or dy); *in_out receives in. */
 static rm_status dense_check(rm_ctx *ctx, const rm_tensor *x, const rm_tensor *w, const rm_tensor *y,
                              const char *y_name, int64_t *in_out)
@@ -66,54 +90,17 @@ rm_status rm_dense_backward(rm_ctx *ctx, const rm_tensor *x, const rm_tensor *w,
         RM_TRY(rm_check_shape(ctx, dw, "dense: dw", w->ne));
 
     const int64_t batch = x->ne[0], out = w->ne[0];
-    const int64_t tiles = (in + RM_DENSE_TILE - 1) / RM_DENSE_TILE;
-    const float *xd = x->data, *wd = w->data, *dyd = dy->data;
-
-    if (dx) {
-        /* dx[n, i] = Σ_o dy[n, o]·w[o, i]: rows of w, accumulated over o along a tile of i. */
-        float *dxd = dx->data;
-        #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (batch * tiles > 1)
-        for (int64_t k = 0; k < batch * tiles; k++) {
-            const int64_t n = k / tiles, i0 = (k % tiles) * RM_DENSE_TILE;
-            const int64_t len = i0 + RM_DENSE_TILE < in ? RM_DENSE_TILE : in - i0;
-            double acc[RM_DENSE_TILE];
-            for (int64_t i = 0; i < len; i++)
-                acc[i] = 0.0;
-            for (int64_t o = 0; o < out; o++) {
-                const double g = dyd[n * out + o];
-                const float *wr = wd + o * in + i0;
-                for (int64_t i = 0; i < len; i++)
-                    acc[i] += g * wr[i];
-            }
-            for (int64_t i = 0; i < len; i++)
-                dxd[n * in + i0 + i] = (float)acc[i];
-        }
-    }
-    if (dw) {
-        /* dw[o, i] = Σ_n dy[n, o]·x[n, i], summed over n in order for every element. */
-        float *dwd = dw->data;
-        #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (out * tiles > 1)
-        for (int64_t k = 0; k < out * tiles; k++) {
-            const int64_t o = k / tiles, i0 = (k % tiles) * RM_DENSE_TILE;
-            const int64_t len = i0 + RM_DENSE_TILE < in ? RM_DENSE_TILE : in - i0;
-            double acc[RM_DENSE_TILE];
-            for (int64_t i = 0; i < len; i++)
-                acc[i] = 0.0;
-            for (int64_t n = 0; n < batch; n++) {
-                const double g = dyd[n * out + o];
-                const float *xr = xd + n * in + i0;
-                for (int64_t i = 0; i < len; i++)
-                    acc[i] += g * xr[i];
-            }
-            for (int64_t i = 0; i < len; i++)
-                dwd[o * in + i0 + i] = (float)acc[i];
-        }
-    }
+    /* dx[n, :] = Σ_o dy[n, o]·w[o, :] and dw[o, :] = Σ_n dy[n, o]·x[n, :]: both are rows of coefficients times a
+     * stack of rows. */
+    if (dx)
+        weighted_rows(ctx, dy->data, out, 1, w->data, out, in, batch, dx->data);
+    if (dw)
+        weighted_rows(ctx, dy->data, 1, out, x->data, batch, in, out, dw->data);
     if (db) {
         for (int64_t o = 0; o < out; o++) {
             double s = 0.0;
             for (int64_t n = 0; n < batch; n++)
-                s += dyd[n * out + o];
+                s += dy->data[n * out + o];
             db[o] = (float)s;
         }
     }
