@@ -16,6 +16,16 @@ add_library(repmode_openblas INTERFACE)
 target_link_libraries(repmode_openblas INTERFACE ${OPENBLAS_OPENMP_LIBRARY})
 target_include_directories(repmode_openblas SYSTEM INTERFACE ${OPENBLAS_OPENMP_INCLUDE_DIR})
 
+# cJSON parses and prints the JSON headers of safetensors model files.
+find_library(CJSON_LIBRARY NAMES cjson)
+find_path(CJSON_INCLUDE_DIR NAMES cjson/cJSON.h)
+if(NOT CJSON_LIBRARY OR NOT CJSON_INCLUDE_DIR)
+  message(FATAL_ERROR "cJSON not found: install libcjson-dev (make deps does)")
+endif()
+add_library(repmode_cjson INTERFACE)
+target_link_libraries(repmode_cjson INTERFACE ${CJSON_LIBRARY})
+target_include_directories(repmode_cjson SYSTEM INTERFACE ${CJSON_INCLUDE_DIR})
+
 if(REPMODE_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -6,7 +6,9 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev   # BLAS: the OpenMP build runs single-threaded inside our own parallel regions
+  libcjson-dev             # JSON headers of safetensors model files
   libgtest-dev libgmock-dev
+  python3-torch python3-numpy python3-pytest   # PyTorch reference, fixtures, repmode-convert
 )
 
 missing=()
