@@ -1,0 +1,76 @@
+/* The insides of a model: its units (one convolution with its BatchNorm and activation each), its named
+ * tensors, and the helpers the training and deploy forms share. */
+#ifndef REPMODE_MODEL_IMPL_H
+#define REPMODE_MODEL_IMPL_H
+
+#include "rm_impl.h"
+#include "repmode/model.h"
+
+#define RM_PARAM_NAME_MAX 192
+#define RM_UNIT_PATH_MAX 96
+
+/* The MoDE experts, in the official order (repmode-network.md §3.2). */
+enum { RM_EXPERT_K5, RM_EXPERT_K3, RM_EXPERT_K1, RM_EXPERT_A3, RM_EXPERT_A5, RM_N_EXPERTS };
+
+typedef enum rm_unit_kind {
+    RM_UNIT_MODE,  /* MoDE conv 5³ (stride 1, same) → BatchNorm → activation */
+    RM_UNIT_FINAL, /* MoDE conv 5³ alone: no BatchNorm, no activation, no bias */
+    RM_UNIT_DOWN,  /* conv 2³ stride 2 → BatchNorm → activation */
+    RM_UNIT_UP,    /* transposed conv 2³ stride 2 → BatchNorm → activation */
+} rm_unit_kind;
+
+typedef struct rm_unit {
+    rm_unit_kind kind;
+    char path[RM_UNIT_PATH_MAX]; /* module path of the convolution, e.g. "encoder_block1.conv_more.conv1" */
+    int level;                   /* resolution level of the output: 1 is the input's, levels + 1 the bottleneck */
+    int64_t ci, co;
+    rm_param *expert[RM_N_EXPERTS]; /* MODE, FINAL */
+    rm_param *pool3, *pool5;        /* MODE, FINAL: the constant averaging kernels */
+    rm_param *gate_w, *gate_b;      /* MODE, FINAL: (5·co, T) and (5·co,) */
+    rm_param *weight;               /* DOWN (co, ci, 2, 2, 2), UP (ci, co, 2, 2, 2) */
+    rm_param *bn_w, *bn_b, *bn_mean, *bn_var, *bn_count; /* all but FINAL */
+    rm_param *act_bias;             /* FReLU's per-channel bias */
+} rm_unit;
+
+struct rm_train_state;
+
+struct rm_model {
+    rm_config cfg; /* cfg.tasks points at `tasks` */
+    rm_task *tasks;
+    rm_param *params;
+    size_t n_params;
+    char (*names)[RM_PARAM_NAME_MAX];
+    float *values; /* every float tensor, one block */
+    float *grads;  /* gradients of the trainable ones, one block */
+    int64_t *counts;
+    rm_unit *units;
+    int n_units;
+    struct rm_train_state *train; /* activations kept for the backward; NULL until a training forward */
+};
+
+/* The units in execution order: encoder k = 1..L (conv1, conv2, down), bottleneck (conv1, conv2), decoder
+ * k = L..1 (up, conv1, conv2), final. */
+static inline int rm_unit_encoder(int k) { return 3 * (k - 1); }
+static inline int rm_unit_bottleneck(int levels) { return 3 * levels; }
+static inline int rm_unit_decoder(int levels, int k) { return 3 * levels + 2 + 3 * (levels - k); }
+
+/* Whether unit i is a decoder's first convolution, the one that reads the level's [skip, up] concatenation. */
+static inline int rm_unit_reads_concat(const rm_model *m, int i)
+{
+    const rm_unit *u = &m->units[i];
+    return u->kind == RM_UNIT_MODE && u->level <= m->cfg.levels && i == rm_unit_decoder(m->cfg.levels, u->level) + 1;
+}
+
+void rm_train_state_free(struct rm_train_state *state);
+
+/* Gradient buffers are made on the first training step: inference never pays for them. */
+rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *model);
+
+/* The BatchNorm of a unit as the operators take it. */
+rm_batchnorm3d rm_unit_batchnorm(const rm_unit *u);
+
+/* Checks x (N, in, D, H, W) against the model: D, H, W multiples of 2^levels; `tasks` valid when given. */
+rm_status rm_model_check_input(rm_ctx *ctx, const rm_config *cfg, const rm_tensor *x, const int *tasks,
+                               const rm_tensor *y);
+
+#endif /* REPMODE_MODEL_IMPL_H */

@@ -1,0 +1,125 @@
+/* RepMode networks: configurations, the training form (MoDE layers with task gates), and the deploy form.
+ *
+ * A model is built from a configuration (extensions.md §1 of the specification): a 3D U-Net with `levels`
+ * down-sampling stages whose convolutions are MoDE layers of five experts (5³, 3³, 1³, 1³→avg3³, 1³→avg5³) mixed
+ * per output channel by a softmax gate over the one-hot task. Its parameters carry the official PyTorch
+ * implementation's tensor names, in its state_dict order.
+ *
+ * The training form computes, for every sample, its task's merged kernels; BatchNorm statistics are shared over
+ * the batch (mixed tasks). The deploy form is the same network for one task with every layer's experts merged and
+ * BatchNorm folded: a plain U-Net of 5³ convolutions with biases, merged once into memory it keeps, with
+ * activation buffers reused across calls.
+ */
+#ifndef REPMODE_MODEL_H
+#define REPMODE_MODEL_H
+
+#include "repmode/core.h"
+#include "repmode/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Append only: model files store these. */
+typedef enum rm_task_kind {
+    RM_TASK_REGRESSION = 0, /* fluorescence-style intensity, MSE */
+    RM_TASK_BINARY = 1,     /* a probability map (ink, masks): logits, BCE + Dice */
+} rm_task_kind;
+
+#define RM_NAME_MAX 64
+
+typedef struct rm_task {
+    char name[RM_NAME_MAX];
+    rm_task_kind kind;
+    float threshold; /* label-map threshold; NaN when the file gives none */
+    int has_color;
+    float color[3]; /* label colour, RGB in [0, 1], when has_color */
+} rm_task;
+
+/* The network's shape and options. Tasks are owned by whoever built the struct; a model keeps its own copy. */
+typedef struct rm_config {
+    int64_t base_channels; /* channels of level 1; level k has base·2^(k-1), the bottleneck base·2^levels */
+    int levels;            /* down-sampling stages: spatial sizes must divide by 2^levels */
+    int64_t in_channels, out_channels;
+    rm_activation activation;
+    float dropout;    /* dropout probability on the input of every MoDE layer in training (0: none) */
+    int64_t patch[3]; /* default patch (Z, Y, X) for training and sliding-window inference */
+    int n_tasks;
+    rm_task *tasks;
+} rm_config;
+
+/* The official network (base 32, 4 levels, the 12 tasks of the paper, ReLU, patch 32×128×128). `tasks` must hold
+ * room for 12 tasks. */
+RM_API rm_config rm_config_official(rm_task tasks[12]);
+/* `lite`: base 16, 4 levels, patch 64³, with the caller's tasks. */
+RM_API rm_config rm_config_lite(rm_task *tasks, int n_tasks);
+/* A task of the given name and kind, no threshold, no colour. */
+RM_API rm_task rm_task_make(const char *name, rm_task_kind kind);
+/* Checks a configuration; the message names the field that is wrong. */
+RM_API rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg);
+/* Channels at level k (1..levels), and levels + 1 for the bottleneck. */
+RM_API int64_t rm_config_channels(const rm_config *cfg, int level);
+
+/* ---- the training form --------------------------------------------------------------------------------------- */
+
+typedef struct rm_model rm_model;
+
+/* One named tensor of a model, in the official state_dict's order: parameters (trainable), BatchNorm running
+ * statistics and the constant pooling kernels (buffers), and num_batches_tracked (int64). */
+typedef struct rm_param {
+    const char *name;
+    int ndim;
+    int64_t shape[RM_MAX_DIMS];
+    int64_t numel;
+    float *data;     /* NULL for the int64 counter */
+    float *grad;     /* trainable parameters, once a training forward has run; else NULL */
+    int64_t *count;  /* num_batches_tracked, else NULL */
+    int trainable;
+} rm_param;
+
+/* A new model with freshly initialized weights (PyTorch's default initialization, from our own generator seeded
+ * with `seed`), BatchNorm weight 1, bias 0, running mean 0, variance 1. */
+RM_API rm_status rm_model_create(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, rm_model **out);
+RM_API void rm_model_free(rm_model *model);
+RM_API const rm_config *rm_model_config(const rm_model *model);
+/* The index of the task named `name`, or -1. */
+RM_API int rm_model_task_index(const rm_model *model, const char *name);
+
+RM_API size_t rm_model_n_params(const rm_model *model);
+RM_API rm_param *rm_model_param(rm_model *model, size_t i);
+/* The tensor named `name` (official naming), or NULL. */
+RM_API rm_param *rm_model_find_param(rm_model *model, const char *name);
+/* Trainable scalars (the official count for `official` is 123,877,633). */
+RM_API int64_t rm_model_trainable_count(const rm_model *model);
+
+/* Training mode: y (N, out, D, H, W) from x (N, in, D, H, W), sample n with task tasks[n]; BatchNorm uses batch
+ * statistics and updates its running statistics; dropout (if configured) draws from `seed`. Keeps what the
+ * backward needs. D, H and W must be multiples of 2^levels. */
+RM_API rm_status rm_model_forward_train(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks,
+                                        uint64_t seed, rm_tensor *y);
+/* Gradients of the last training forward given dy; written (not accumulated) into every trainable rm_param's
+ * grad. */
+RM_API rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor *dy);
+/* Inference mode of the training form (running statistics, no dropout), each sample with its own task. */
+RM_API rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks,
+                                       rm_tensor *y);
+
+/* ---- the deploy form ----------------------------------------------------------------------------------------- */
+
+typedef struct rm_deploy rm_deploy;
+
+/* The deploy form of `task`: every MoDE layer's experts merged and every BatchNorm folded into its convolution. */
+RM_API rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_deploy **out);
+/* Re-merges another task into the same memory (no allocation). */
+RM_API rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *deploy, const rm_model *model, int task);
+RM_API void rm_deploy_free(rm_deploy *deploy);
+RM_API int rm_deploy_task(const rm_deploy *deploy);
+/* y (N, out, D, H, W) from x (N, in, D, H, W). Activation buffers are allocated on the first call for a patch
+ * size and reused by later calls of that size or smaller. */
+RM_API rm_status rm_deploy_forward(rm_ctx *ctx, rm_deploy *deploy, const rm_tensor *x, rm_tensor *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REPMODE_MODEL_H */

@@ -1,0 +1,199 @@
+// The MoDE layer: the gate, the merge against the five experts run as separate branches, and the merge's
+// gradient against finite differences of an independent double-precision merge.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+extern "C" {
+#include "mode.h"
+}
+#include "test_util.h"
+
+namespace {
+
+using rmtest::DTensor;
+using rmtest::Tensor;
+
+// A model whose first unit is a MoDE layer 3 → 4 (ci = 3 input channels, co = base = 4), three tasks.
+struct SmallModel {
+    std::vector<rm_task> tasks{rm_task_make("a", RM_TASK_REGRESSION), rm_task_make("b", RM_TASK_REGRESSION),
+                               rm_task_make("c", RM_TASK_BINARY)};
+    rmtest::Ctx ctx{2};
+    rm_model *model = nullptr;
+
+    SmallModel()
+    {
+        rm_config cfg = rm_config_lite(tasks.data(), 3);
+        cfg.base_channels = 4;
+        cfg.levels = 1;
+        cfg.in_channels = 3;
+        cfg.patch[0] = cfg.patch[1] = cfg.patch[2] = 8;
+        EXPECT_EQ(rm_model_create(ctx, &cfg, 42, &model), RM_OK) << rm_ctx_error(ctx);
+        // Gate logits of the default init are small: spread them so the experts' weights differ clearly.
+        rm_unit *u = unit();
+        for (int64_t j = 0; j < u->gate_w->numel; j++)
+            u->gate_w->data[j] *= 8.0f;
+    }
+    ~SmallModel() { rm_model_free(model); }
+    rm_unit *unit() { return &model->units[0]; }
+};
+
+std::vector<double> softmax_gate(const rm_unit *u, int task, int n_tasks)
+{
+    std::vector<double> g(RM_N_EXPERTS * u->co);
+    for (int64_t o = 0; o < u->co; o++) {
+        double sum = 0.0;
+        for (int e = 0; e < RM_N_EXPERTS; e++) {
+            const int64_t row = e * u->co + o;
+            g[row] = std::exp((double)u->gate_w->data[row * n_tasks + task] + u->gate_b->data[row]);
+            sum += g[row];
+        }
+        for (int e = 0; e < RM_N_EXPERTS; e++)
+            g[e * u->co + o] /= sum;
+    }
+    return g;
+}
+
+TEST(ModeGate, SumsToOneAndEqualsSoftmaxOfTheTaskColumnPlusBias)
+{
+    SmallModel m;
+    const rm_unit *u = m.unit();
+    for (int t = 0; t < 3; t++) {
+        std::vector<float> g(RM_N_EXPERTS * u->co);
+        rm_mode_gate(u, t, 3, g.data());
+        const std::vector<double> want = softmax_gate(u, t, 3);
+        EXPECT_LT(rmtest::max_rel_error(g, want), 1e-6);
+        for (int64_t o = 0; o < u->co; o++) {
+            double sum = 0.0;
+            for (int e = 0; e < RM_N_EXPERTS; e++)
+                sum += g[e * u->co + o];
+            EXPECT_NEAR(sum, 1.0, 1e-6);
+        }
+    }
+}
+
+// The five experts as separate branches on x, mixed per output channel by g: Σ_e g[e, o] · branch_e(x)[o].
+DTensor branches(const rm_unit *u, const std::vector<double> &g, DTensor &x)
+{
+    const rmtest::Shape ys{x.view.ne[0], u->co, x.view.ne[2], x.view.ne[3], x.view.ne[4]};
+    DTensor y(ys);
+    const int kernel[RM_N_EXPERTS] = {5, 3, 1, 1, 1};
+    for (int e = 0; e < RM_N_EXPERTS; e++) {
+        const int k = kernel[e];
+        Tensor wf({u->co, u->ci, k, k, k});
+        wf.data.assign(u->expert[e]->data, u->expert[e]->data + u->expert[e]->numel);
+        DTensor w(wf), branch(ys), pooled(ys);
+        const rm_conv3d_params p = rm_conv3d_same(k);
+        rm_ref_conv3d_forward(&p, x.p(), w.p(), nullptr, branch.p());
+        if (e == RM_EXPERT_A3 || e == RM_EXPERT_A5) {
+            rm_ref_avgpool3d_forward(e == RM_EXPERT_A3 ? 3 : 5, branch.p(), pooled.p());
+            branch = pooled;
+        }
+        const int64_t v = ys[2] * ys[3] * ys[4];
+        for (int64_t n = 0; n < ys[0]; n++)
+            for (int64_t o = 0; o < u->co; o++)
+                for (int64_t j = 0; j < v; j++)
+                    y.data[(n * u->co + o) * v + j] += g[e * u->co + o] * branch.data[(n * u->co + o) * v + j];
+    }
+    return y;
+}
+
+TEST(ModeMerge, MergedKernelConvolutionEqualsTheFiveBranchesMixed)
+{
+    SmallModel m;
+    const rm_unit *u = m.unit();
+    Tensor x({2, u->ci, 7, 6, 5});
+    rmtest::fill_uniform(x.data, 3);
+    DTensor xd(x);
+    for (int t = 0; t < 3; t++) {
+        std::vector<float> g(RM_N_EXPERTS * u->co);
+        rm_mode_gate(u, t, 3, g.data());
+        Tensor w({u->co, u->ci, 5, 5, 5}, NAN), y({2, u->co, 7, 6, 5});
+        rm_mode_merge(m.ctx, u, g.data(), w.data.data());
+        const rm_conv3d_params p = rm_conv3d_same(5);
+        ASSERT_EQ(rm_conv3d_forward(m.ctx, &p, x.p(), w.p(), nullptr, y.p()), RM_OK);
+        const DTensor want = branches(u, softmax_gate(u, t, 3), xd);
+        EXPECT_LT(rmtest::max_rel_error(y.data, want.data), 1e-5) << "task " << t;
+    }
+}
+
+// The merge written out independently in double: pad every expert to 5³ and mix.
+std::vector<double> merge_double(const std::vector<std::vector<double>> &experts, const std::vector<double> &gate_w,
+                                 const std::vector<double> &gate_b, int64_t co, int64_t ci, int task, int n_tasks)
+{
+    std::vector<double> w((size_t)(co * ci * 125), 0.0);
+    for (int64_t o = 0; o < co; o++) {
+        double g[RM_N_EXPERTS], sum = 0.0;
+        for (int e = 0; e < RM_N_EXPERTS; e++)
+            sum += g[e] = std::exp(gate_w[(e * co + o) * n_tasks + task] + gate_b[e * co + o]);
+        for (double &ge : g)
+            ge /= sum;
+        for (int64_t i = 0; i < ci; i++)
+            for (int a = 0; a < 5; a++)
+                for (int b = 0; b < 5; b++)
+                    for (int c = 0; c < 5; c++) {
+                        const bool inner = a >= 1 && a <= 3 && b >= 1 && b <= 3 && c >= 1 && c <= 3;
+                        const bool centre = a == 2 && b == 2 && c == 2;
+                        const int64_t oi = o * ci + i;
+                        const int t3 = inner ? ((a - 1) * 3 + (b - 1)) * 3 + (c - 1) : 0;
+                        double v = g[0] * experts[0][oi * 125 + (a * 5 + b) * 5 + c];
+                        if (inner)
+                            v += g[1] * experts[1][oi * 27 + t3] + g[3] * experts[3][oi] / 27.0;
+                        if (centre)
+                            v += g[2] * experts[2][oi];
+                        v += g[4] * experts[4][oi] / 125.0;
+                        w[oi * 125 + (a * 5 + b) * 5 + c] = v;
+                    }
+    }
+    return w;
+}
+
+TEST(ModeMerge, GradientMatchesFiniteDifferencesOfAnIndependentMerge)
+{
+    SmallModel m;
+    rm_unit *u = m.unit();
+    const int task = 1, n_tasks = 3;
+    const int64_t co = u->co, ci = u->ci;
+    ASSERT_EQ(rm_model_ensure_grads(m.ctx, m.model), RM_OK);
+
+    std::vector<std::vector<double>> experts;
+    for (int e = 0; e < RM_N_EXPERTS; e++)
+        experts.emplace_back(u->expert[e]->data, u->expert[e]->data + u->expert[e]->numel);
+    std::vector<double> gw(u->gate_w->data, u->gate_w->data + u->gate_w->numel);
+    std::vector<double> gb(u->gate_b->data, u->gate_b->data + u->gate_b->numel);
+
+    // The fast merge agrees with the independent one.
+    std::vector<float> g(RM_N_EXPERTS * co), w((size_t)(co * ci * 125));
+    rm_mode_gate(u, task, n_tasks, g.data());
+    rm_mode_merge(m.ctx, u, g.data(), w.data());
+    EXPECT_LT(rmtest::max_rel_error(w, merge_double(experts, gw, gb, co, ci, task, n_tasks)), 1e-6);
+
+    // L = Σ r · W_task: the analytic gradient from the fast backward, the numerical one from the double merge.
+    std::vector<float> r(w.size());
+    rmtest::fill_uniform(r, 9);
+    const std::vector<double> rd = rmtest::to_double(r);
+    for (size_t j = 0; j < rm_model_n_params(m.model); j++) {
+        rm_param *p = rm_model_param(m.model, j);
+        if (p->grad)
+            std::fill(p->grad, p->grad + p->numel, 0.0f);
+    }
+    rm_mode_merge_backward(m.ctx, u, task, n_tasks, g.data(), r.data());
+    auto loss = [&] { return rmtest::dot(merge_double(experts, gw, gb, co, ci, task, n_tasks), rd); };
+    for (int e = 0; e < RM_N_EXPERTS; e++) {
+        const std::vector<double> fd = rmtest::numeric_grad(experts[e], loss);
+        EXPECT_LT(rmtest::max_rel_error(u->expert[e]->grad, fd.data(), fd.size()), 1e-5) << "expert " << e;
+    }
+    EXPECT_LT(rmtest::max_rel_error(u->gate_w->grad, rmtest::numeric_grad(gw, loss).data(), gw.size()), 1e-5);
+    EXPECT_LT(rmtest::max_rel_error(u->gate_b->grad, rmtest::numeric_grad(gb, loss).data(), gb.size()), 1e-5);
+    // The one-hot input reaches only column `task` of the gate's weight.
+    for (int64_t row = 0; row < RM_N_EXPERTS * co; row++) {
+        for (int t = 0; t < n_tasks; t++) {
+            if (t != task) {
+                ASSERT_EQ(u->gate_w->grad[row * n_tasks + t], 0.0f);
+            }
+        }
+    }
+}
+
+} // namespace

@@ -1,0 +1,283 @@
+// The whole network: its tensor table against the official state_dict, the deploy form against the training
+// form in inference mode, and the training form's gradients against finite differences.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "model_impl.h"
+}
+#include "test_util.h"
+
+namespace {
+
+using rmtest::Tensor;
+
+std::string spec_file(const char *name) { return std::string(REPMODE_SPEC_DIR) + "/" + name; }
+
+std::string shape_string(const rm_param *p)
+{
+    std::ostringstream s;
+    s << "(";
+    for (int d = 0; d < p->ndim; d++)
+        s << (d ? ", " : "") << p->shape[d];
+    s << (p->ndim == 1 ? ",)" : ")");
+    return s.str();
+}
+
+TEST(Model, OfficialConfigurationHasTheOfficialStateDict)
+{
+    std::ifstream in(spec_file("repmode-state-dict.txt"));
+    if (!in)
+        GTEST_SKIP() << "the specification is not beside the repository";
+    rmtest::Ctx ctx(2);
+    rm_task tasks[12];
+    const rm_config cfg = rm_config_official(tasks);
+    rm_model *m = nullptr;
+    ASSERT_EQ(rm_model_create(ctx, &cfg, 1, &m), RM_OK) << rm_ctx_error(ctx);
+    size_t i = 0;
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line[0] == '#')
+            continue;
+        ASSERT_LT(i, rm_model_n_params(m)) << "missing " << line;
+        const rm_param *p = rm_model_param(m, i++);
+        const std::string dtype = p->count ? "int64" : "float32";
+        EXPECT_EQ(line, std::string(p->name) + " " + shape_string(p) + " " + dtype);
+    }
+    EXPECT_EQ(i, rm_model_n_params(m));
+    EXPECT_EQ(rm_model_n_params(m), 309u);
+    EXPECT_EQ(rm_model_trainable_count(m), 123877633);
+    EXPECT_EQ(rm_model_task_index(m, "dna"), 3);
+    EXPECT_EQ(rm_model_task_index(m, "zo1"), 11);
+    EXPECT_EQ(rm_model_task_index(m, "nucleus"), -1);
+    rm_model_free(m);
+}
+
+TEST(Model, InitializationFollowsPyTorchDefaults)
+{
+    rmtest::Ctx ctx(2);
+    rm_task tasks[12];
+    rm_config cfg = rm_config_official(tasks);
+    cfg.base_channels = 4;
+    rm_model *m = nullptr;
+    ASSERT_EQ(rm_model_create(ctx, &cfg, 3, &m), RM_OK);
+    auto bound_of = [&](const char *name) {
+        const rm_param *p = rm_model_find_param(m, name);
+        float lo = INFINITY, hi = -INFINITY;
+        for (int64_t j = 0; j < p->numel; j++) {
+            lo = std::min(lo, p->data[j]);
+            hi = std::max(hi, p->data[j]);
+        }
+        return std::make_pair(lo, hi);
+    };
+    // conv2 of level 1: fan_in 4·125 → ±1/√500; a gate: ±1/√12; ConvTranspose fan_in from dim 1: 4·8 → ±1/√32.
+    const auto k5 = bound_of("encoder_block1.conv_more.conv2.expert_conv5x5_conv");
+    EXPECT_LE(k5.second, 1.0 / std::sqrt(500.0));
+    EXPECT_GT(k5.second, 0.9 / std::sqrt(500.0));
+    EXPECT_GE(k5.first, -1.0 / std::sqrt(500.0));
+    const auto gate = bound_of("conv_out.gate.weight");
+    EXPECT_LE(gate.second, 1.0 / std::sqrt(12.0));
+    const auto up = bound_of("decoder_block1.convt.0.weight");
+    EXPECT_LE(up.second, 1.0 / std::sqrt(32.0));
+    EXPECT_GT(up.second, 0.8 / std::sqrt(32.0));
+    EXPECT_EQ(rm_model_find_param(m, "encoder_block2.conv_more.conv1.expert_avg3x3_pool")->data[13], 1.0f / 27.0f);
+    EXPECT_EQ(rm_model_find_param(m, "bottle_block.conv1.subsequent_layer.0.running_var")->data[0], 1.0f);
+    rm_model_free(m);
+}
+
+// A small network with non-trivial BatchNorm statistics and affine parameters.
+struct Net {
+    std::vector<rm_task> tasks{rm_task_make("dna", RM_TASK_REGRESSION), rm_task_make("membrane", RM_TASK_REGRESSION),
+                               rm_task_make("ink", RM_TASK_BINARY)};
+    rm_model *model = nullptr;
+
+    Net(rm_ctx *ctx, int64_t base, int levels, rm_activation act, float dropout = 0.0f)
+    {
+        rm_config cfg = rm_config_lite(tasks.data(), 3);
+        cfg.base_channels = base;
+        cfg.levels = levels;
+        cfg.activation = act;
+        cfg.dropout = dropout;
+        EXPECT_EQ(rm_model_create(ctx, &cfg, 17, &model), RM_OK) << rm_ctx_error(ctx);
+        uint32_t seed = 100;
+        for (size_t i = 0; i < rm_model_n_params(model); i++) {
+            rm_param *p = rm_model_param(model, i);
+            const std::string name = p->name;
+            std::vector<float> v((size_t)p->numel);
+            auto set = [&](float lo, float hi) {
+                rmtest::fill_uniform(v, seed++, lo, hi);
+                std::copy(v.begin(), v.end(), p->data);
+            };
+            if (name.find("running_mean") != std::string::npos)
+                set(-0.2f, 0.2f);
+            else if (name.find("running_var") != std::string::npos)
+                set(0.5f, 1.5f);
+            else if (name.find("subsequent_layer.0.weight") != std::string::npos || name.find(".1.weight") != std::string::npos)
+                set(0.5f, 1.5f);
+            else if (name.find("subsequent_layer.0.bias") != std::string::npos || name.find(".1.bias") != std::string::npos ||
+                     name.find("activation.bias") != std::string::npos)
+                set(-0.2f, 0.2f);
+            else if (name.find("gate.weight") != std::string::npos)
+                set(-2.0f, 2.0f); // spread the experts' weights apart
+        }
+    }
+    ~Net() { rm_model_free(model); }
+};
+
+class DeployForm : public ::testing::TestWithParam<rm_activation> {};
+
+TEST_P(DeployForm, EqualsTheTrainingFormInInferenceModeForEveryTask)
+{
+    rmtest::Ctx ctx(2);
+    Net net(ctx, 4, 2, GetParam());
+    Tensor x({2, 1, 8, 12, 16});
+    rmtest::fill_uniform(x.data, 5);
+    rm_deploy *d = nullptr;
+    for (int t = 0; t < 3; t++) {
+        const int tasks[2] = {t, t};
+        Tensor want({2, 1, 8, 12, 16}), got({2, 1, 8, 12, 16}, NAN);
+        ASSERT_EQ(rm_model_forward_eval(ctx, net.model, x.p(), tasks, want.p()), RM_OK) << rm_ctx_error(ctx);
+        ASSERT_EQ(d ? rm_deploy_set_task(ctx, d, net.model, t) : rm_deploy_create(ctx, net.model, t, &d), RM_OK)
+            << rm_ctx_error(ctx);
+        ASSERT_EQ(rm_deploy_forward(ctx, d, x.p(), got.p()), RM_OK) << rm_ctx_error(ctx);
+        EXPECT_LT(rmtest::max_rel_error(got.data, rmtest::to_double(want.data)), 1e-5) << "task " << t;
+    }
+    rm_deploy_free(d);
+}
+
+INSTANTIATE_TEST_SUITE_P(Activations, DeployForm, ::testing::Values(RM_ACT_RELU, RM_ACT_FRELU, RM_ACT_MISH));
+
+TEST(DeployForm, MixedTaskEvaluationGivesEachSampleItsOwnTask)
+{
+    rmtest::Ctx ctx(2);
+    Net net(ctx, 4, 2, RM_ACT_RELU);
+    Tensor x({2, 1, 8, 8, 8});
+    rmtest::fill_uniform(x.data, 6);
+    const int mixed[2] = {2, 0};
+    Tensor y({2, 1, 8, 8, 8});
+    ASSERT_EQ(rm_model_forward_eval(ctx, net.model, x.p(), mixed, y.p()), RM_OK);
+    rm_deploy *d = nullptr;
+    for (int n = 0; n < 2; n++) {
+        ASSERT_EQ(d ? rm_deploy_set_task(ctx, d, net.model, mixed[n]) : rm_deploy_create(ctx, net.model, mixed[n], &d),
+                  RM_OK);
+        Tensor xn({1, 1, 8, 8, 8}), yn({1, 1, 8, 8, 8});
+        std::copy(x.data.begin() + n * 512, x.data.begin() + (n + 1) * 512, xn.data.begin());
+        ASSERT_EQ(rm_deploy_forward(ctx, d, xn.p(), yn.p()), RM_OK);
+        EXPECT_LT(rmtest::max_rel_error(std::vector<float>(y.data.begin() + n * 512, y.data.begin() + (n + 1) * 512),
+                                        rmtest::to_double(yn.data)),
+                  1e-5);
+    }
+    rm_deploy_free(d);
+}
+
+// L = Σ r · y of the training forward (batch statistics), for a mixed-task batch of three.
+double train_loss(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, const std::vector<float> &r, uint64_t seed)
+{
+    Tensor y({3, 1, 8, 8, 8});
+    EXPECT_EQ(rm_model_forward_train(ctx, m, x.p(), tasks, seed, y.p()), RM_OK) << rm_ctx_error(ctx);
+    double l = 0.0;
+    for (size_t j = 0; j < r.size(); j++)
+        l += (double)r[j] * y.data[j];
+    return l;
+}
+
+class TrainGradient : public ::testing::TestWithParam<float> {};
+
+// Mish keeps the network smooth, so central differences are meaningful everywhere; with dropout the mask is fixed
+// by the seed. Every tensor kind is checked at a few entries: each expert, the gate, BatchNorm, down, up, final.
+TEST_P(TrainGradient, MatchesFiniteDifferencesForEveryKindOfParameter)
+{
+    rmtest::Ctx ctx(1); // hundreds of tiny forwards: one thread avoids OpenMP's start-up cost
+    Net net(ctx, 2, 2, RM_ACT_MISH, GetParam());
+    Tensor x({3, 1, 8, 8, 8}), dy({3, 1, 8, 8, 8});
+    rmtest::fill_uniform(x.data, 7);
+    std::vector<float> r(dy.data.size());
+    rmtest::fill_uniform(r, 8);
+    dy.data = r;
+    const int tasks[3] = {0, 2, 0};
+    const uint64_t seed = 99;
+    train_loss(ctx, net.model, x, tasks, r, seed);
+    ASSERT_EQ(rm_model_backward(ctx, net.model, dy.p()), RM_OK) << rm_ctx_error(ctx);
+
+    const char *names[] = {
+        "encoder_block1.conv_more.conv1.expert_conv5x5_conv", "encoder_block1.conv_more.conv1.expert_conv3x3_conv",
+        "encoder_block1.conv_more.conv2.expert_conv1x1_conv", "encoder_block2.conv_more.conv1.expert_avg3x3_conv",
+        "bottle_block.conv2.expert_avg5x5_conv",              "decoder_block2.conv_less.conv1.gate.weight",
+        "encoder_block1.conv_more.conv1.gate.bias",           "decoder_block1.conv_less.conv2.subsequent_layer.0.weight",
+        "bottle_block.conv1.subsequent_layer.0.bias",         "encoder_block1.conv_down.0.weight",
+        "decoder_block2.convt.0.weight",                      "decoder_block1.convt.1.bias",
+        "conv_out.expert_conv5x5_conv",                       "conv_out.gate.weight",
+    };
+    for (const char *name : names) {
+        rm_param *p = rm_model_find_param(net.model, name);
+        ASSERT_NE(p, nullptr) << name;
+        const std::vector<float> analytic(p->grad, p->grad + p->numel);
+        double scale = 0.0;
+        for (float g : analytic)
+            scale = std::max(scale, (double)std::fabs(g));
+        const int64_t step = std::max<int64_t>(1, p->numel / 7);
+        for (int64_t j = 0; j < p->numel; j += step) {
+            // Richardson extrapolation of two central differences cancels their h² error, which float32
+            // arithmetic does not let us shrink by taking h smaller.
+            const float saved = p->data[j];
+            auto central = [&](float h) {
+                p->data[j] = saved + h;
+                const double up = train_loss(ctx, net.model, x, tasks, r, seed);
+                p->data[j] = saved - h;
+                const double down = train_loss(ctx, net.model, x, tasks, r, seed);
+                p->data[j] = saved;
+                return (up - down) / (2.0 * (double)h);
+            };
+            // The averaging experts reach the merged kernel divided by 27 or 125, so their gradients are that much
+            // smaller: a step √27 or √125 times larger keeps rounding noise and the h² error both in bounds.
+            const std::string n = name;
+            const float reach = n.find("avg5x5") != n.npos ? 11.0f : n.find("avg3x3") != n.npos ? 5.0f : 1.0f;
+            const float h = 1e-2f * reach * std::max(1.0f, std::fabs(saved));
+            const double fd = (4.0 * central(h / 2) - central(h)) / 3.0;
+            EXPECT_NEAR(analytic[(size_t)j], fd, 2e-3 * scale + 1e-4) << name << "[" << j << "]";
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dropout, TrainGradient, ::testing::Values(0.0f, 0.25f));
+
+TEST(Model, BadInputsAreRejected)
+{
+    rmtest::Ctx ctx(1);
+    Net net(ctx, 2, 2, RM_ACT_RELU);
+    Tensor x({1, 1, 6, 8, 8}), y({1, 1, 6, 8, 8});
+    const int task0[1] = {0}, task9[1] = {9};
+    EXPECT_EQ(rm_model_forward_eval(ctx, net.model, x.p(), task0, y.p()), RM_ERR_SHAPE);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("multiples of 4"), std::string::npos) << rm_ctx_error(ctx);
+    Tensor x8({1, 1, 8, 8, 8}), y8({1, 1, 8, 8, 8}), x2({1, 2, 8, 8, 8});
+    EXPECT_EQ(rm_model_forward_eval(ctx, net.model, x8.p(), task9, y8.p()), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("task 9"), std::string::npos);
+    EXPECT_EQ(rm_model_forward_eval(ctx, net.model, x2.p(), task0, y8.p()), RM_ERR_SHAPE);
+    EXPECT_EQ(rm_model_backward(ctx, net.model, y8.p()), RM_ERR_ARGUMENT);
+    rm_deploy *d = nullptr;
+    EXPECT_EQ(rm_deploy_create(ctx, net.model, 3, &d), RM_ERR_ARGUMENT);
+    EXPECT_EQ(d, nullptr);
+}
+
+TEST(Model, ConfigurationErrorsNameTheField)
+{
+    rmtest::Ctx ctx(1);
+    rm_task tasks[2] = {rm_task_make("a", RM_TASK_REGRESSION), rm_task_make("a", RM_TASK_BINARY)};
+    rm_config cfg = rm_config_lite(tasks, 2);
+    rm_model *m = nullptr;
+    EXPECT_EQ(rm_model_create(ctx, &cfg, 1, &m), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("appears twice"), std::string::npos);
+    tasks[1] = rm_task_make("b c", RM_TASK_BINARY);
+    EXPECT_EQ(rm_model_create(ctx, &cfg, 1, &m), RM_ERR_ARGUMENT);
+    tasks[1] = rm_task_make("b", RM_TASK_BINARY);
+    cfg.patch[1] = 40;
+    EXPECT_EQ(rm_model_create(ctx, &cfg, 1, &m), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("patch"), std::string::npos);
+    EXPECT_EQ(m, nullptr);
+}
+
+} // namespace
