@@ -10,17 +10,19 @@
 #include "mode.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct deploy_unit {
-    const rm_unit *src; /* shape and kind; its tensors are read only by rm_deploy_set_task */
+    const rm_unit *src; /* shape and kind, from the deploy form's own structure */
     float *w;           /* MODE, FINAL (co, ci, 5, 5, 5); DOWN (co, ci, 2, 2, 2); UP (ci, co, 2, 2, 2) */
     float *b;           /* (co) */
     float *act_bias;    /* FReLU's bias, else NULL */
 } deploy_unit;
 
 struct rm_deploy {
+    rm_model *structure; /* the network's units and shapes, without tensors */
     const rm_config *cfg;
     int task;
     deploy_unit *units;
@@ -49,9 +51,10 @@ static void scale_channels(float *w, const double *s, int64_t ci, int64_t co, in
         }
 }
 
-static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int task, double *scale, float *gate)
+static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i, int task, double *scale,
+                           float *gate)
 {
-    const rm_unit *u = d->src;
+    const rm_unit *u = &m->units[i];
     if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
         rm_mode_gate(u, task, m->cfg.n_tasks, gate);
         rm_mode_merge(ctx, u, gate, d->w);
@@ -74,14 +77,28 @@ static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int t
     return RM_OK;
 }
 
+/* Whether `m` has the structure the deploy form was made for (its tasks may differ: gates are not kept). */
+static int same_structure(const rm_deploy *d, const rm_model *m)
+{
+    if (m->n_units != d->n_units || m->cfg.activation != d->cfg->activation)
+        return 0;
+    for (int i = 0; i < d->n_units; i++)
+        if (m->units[i].kind != d->units[i].src->kind || m->units[i].ci != d->units[i].src->ci ||
+            m->units[i].co != d->units[i].src->co)
+            return 0;
+    return 1;
+}
+
 rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, int task)
 {
     if (!d || !model)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
     if (task < 0 || task >= model->cfg.n_tasks)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: task %d is outside 0..%d", task, model->cfg.n_tasks - 1);
-    if (d->cfg != &model->cfg)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: made from another model");
+    if (!same_structure(d, model))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: the model's network differs from the deploy form's");
+    if (!model->values)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: the model has no weights");
     int64_t max_co = 0;
     for (int i = 0; i < d->n_units; i++)
         max_co = d->units[i].src->co > max_co ? d->units[i].src->co : max_co;
@@ -89,7 +106,7 @@ rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, i
     float *gate = malloc((size_t)(RM_N_EXPERTS * max_co) * sizeof *gate);
     rm_status s = scale && gate ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
     for (int i = 0; s == RM_OK && i < d->n_units; i++)
-        s = fold_unit(ctx, model, &d->units[i], task, scale, gate);
+        s = fold_unit(ctx, model, &d->units[i], i, task, scale, gate);
     free(scale);
     free(gate);
     if (s == RM_OK)
@@ -97,20 +114,25 @@ rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, i
     return s;
 }
 
-rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_deploy **out)
+rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
 {
-    if (!model || !out)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
     *out = NULL;
     rm_deploy *d = calloc(1, sizeof *d);
     if (!d)
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
-    d->cfg = &model->cfg;
-    d->n_units = model->n_units;
+    const rm_status s = rm_model_build(ctx, cfg, 0, 0, &d->structure);
+    if (s != RM_OK) {
+        free(d);
+        return s;
+    }
+    const rm_model *m = d->structure;
+    d->cfg = &m->cfg;
+    d->task = -1;
+    d->n_units = m->n_units;
     d->units = calloc((size_t)d->n_units, sizeof *d->units);
     int64_t floats = 0;
-    for (int i = 0; i < model->n_units; i++) {
-        const rm_unit *u = &model->units[i];
+    for (int i = 0; i < m->n_units; i++) {
+        const rm_unit *u = &m->units[i];
         floats += unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
     }
     d->weights = malloc((size_t)floats * sizeof(float));
@@ -119,8 +141,8 @@ rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_depl
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld weights", (long long)floats);
     }
     float *p = d->weights;
-    for (int i = 0; i < model->n_units; i++) {
-        const rm_unit *u = &model->units[i];
+    for (int i = 0; i < m->n_units; i++) {
+        const rm_unit *u = &m->units[i];
         deploy_unit *du = &d->units[i];
         du->src = u;
         du->w = p;
@@ -132,6 +154,16 @@ rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_depl
             p += u->co;
         }
     }
+    *out = d;
+    return RM_OK;
+}
+
+rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_deploy **out)
+{
+    if (!model || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
+    rm_deploy *d;
+    RM_TRY(rm_deploy_alloc(ctx, &model->cfg, &d));
     const rm_status s = rm_deploy_set_task(ctx, d, model, task);
     if (s != RM_OK) {
         rm_deploy_free(d);
@@ -149,10 +181,30 @@ void rm_deploy_free(rm_deploy *d)
     free(d->t);
     free(d->units);
     free(d->weights);
+    rm_model_free(d->structure);
     free(d);
 }
 
 int rm_deploy_task(const rm_deploy *d) { return d->task; }
+
+const rm_model *rm_deploy_structure(const rm_deploy *d) { return d->structure; }
+
+void rm_deploy_mark_task(rm_deploy *d, int task) { d->task = task; }
+
+void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias)
+{
+    *w = d->units[i].w;
+    *b = d->units[i].b;
+    *act_bias = d->units[i].act_bias;
+}
+
+void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len)
+{
+    /* The module path of the convolution: a MoDEConv is its own module, Down/Up convolutions are child "0". */
+    const int sequential = u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP;
+    const int activation = strncmp(what, "activation", 10) == 0;
+    snprintf(buf, len, "deploy.%s.%s%s.%s", task, u->path, sequential && !activation ? ".0" : "", what);
+}
 
 /* ---- forward ------------------------------------------------------------------------------------------------- */
 

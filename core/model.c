@@ -249,7 +249,24 @@ rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *m)
     return RM_OK;
 }
 
+rm_status rm_model_set_text(rm_ctx *ctx, char **field, const char *json)
+{
+    const size_t n = strlen(json) + 1;
+    char *copy = malloc(n);
+    if (!copy)
+        return rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
+    memcpy(copy, json, n);
+    free(*field);
+    *field = copy;
+    return RM_OK;
+}
+
 rm_status rm_model_create(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, rm_model **out)
+{
+    return rm_model_build(ctx, cfg, seed, 1, out);
+}
+
+rm_status rm_model_build(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, int with_values, rm_model **out)
 {
     if (!out)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "model: out is NULL");
@@ -274,8 +291,15 @@ rm_status rm_model_create(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, rm_m
         m->cfg.tasks = m->tasks;
         rm_builder b = {m, init};
         build_units(&b);
-        s = allocate_values(ctx, m);
+        char provenance[96];
+        snprintf(provenance, sizeof provenance, "{\"software\":\"repmode %s\",\"seed\":%llu}", REPMODE_VERSION,
+                 (unsigned long long)seed);
+        s = rm_model_set_text(ctx, &m->normalization, "{\"method\":\"zscore\"}");
         if (s == RM_OK)
+            s = rm_model_set_text(ctx, &m->provenance, provenance);
+        if (s == RM_OK && with_values)
+            s = allocate_values(ctx, m);
+        if (s == RM_OK && with_values)
             initialize(m, init, seed);
     }
     free(init);
@@ -299,6 +323,8 @@ void rm_model_free(rm_model *model)
     free(model->params);
     free(model->units);
     free(model->tasks);
+    free(model->normalization);
+    free(model->provenance);
     free(model);
 }
 

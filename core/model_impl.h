@@ -46,7 +46,15 @@ struct rm_model {
     rm_unit *units;
     int n_units;
     struct rm_train_state *train; /* activations kept for the backward; NULL until a training forward */
+    char *normalization;          /* repmode.normalization and repmode.provenance: JSON text, kept verbatim */
+    char *provenance;
 };
+
+/* A model of the configuration: with_values 0 builds only the structure (names, shapes, units) without memory
+ * for the tensors, as the deploy form needs. */
+rm_status rm_model_build(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, int with_values, rm_model **out);
+/* Replaces one of the model's JSON text fields with a copy of `json`. */
+rm_status rm_model_set_text(rm_ctx *ctx, char **field, const char *json);
 
 /* The units in execution order: encoder k = 1..L (conv1, conv2, down), bottleneck (conv1, conv2), decoder
  * k = L..1 (up, conv1, conv2), final. */
@@ -65,6 +73,16 @@ void rm_train_state_free(struct rm_train_state *state);
 
 /* Gradient buffers are made on the first training step: inference never pays for them. */
 rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *model);
+
+/* The deploy form's insides, for its files: its structure, and unit i's folded weight, bias and FReLU bias (NULL
+ * when the activation has none). */
+rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out);
+const rm_model *rm_deploy_structure(const rm_deploy *d);
+void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias);
+/* Records which task the weights written through rm_deploy_unit_tensors belong to. */
+void rm_deploy_mark_task(rm_deploy *d, int task);
+/* The tensor name of unit i's `what` ("weight", "bias", "activation.bias") in the deploy form of `task`. */
+void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len);
 
 /* The BatchNorm of a unit as the operators take it. */
 rm_batchnorm3d rm_unit_batchnorm(const rm_unit *u);

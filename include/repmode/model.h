@@ -104,6 +104,18 @@ RM_API rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor
 RM_API rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks,
                                        rm_tensor *y);
 
+/* ---- model files (safetensors, model-file.md) ---------------------------------------------------------------- */
+
+/* Reads a training-form model file; a file without metadata is read as the official configuration. A missing,
+ * truncated or inconsistent file, a wrong shape or an unknown tensor is refused with a message naming it. */
+RM_API rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out);
+/* Writes the training form under the official tensor names, atomically (a failure leaves no file at path). */
+RM_API rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path);
+/* Writes the deploy form of tasks[0..n_tasks) (every task when n_tasks is 0): deploy.<task>.<module>.weight and
+ * .bias per convolution. Holds every requested task's folded weights in memory while writing. */
+RM_API rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *tasks, int n_tasks,
+                                      const char *path);
+
 /* ---- the deploy form ----------------------------------------------------------------------------------------- */
 
 typedef struct rm_deploy rm_deploy;
@@ -112,6 +124,9 @@ typedef struct rm_deploy rm_deploy;
 RM_API rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_deploy **out);
 /* Re-merges another task into the same memory (no allocation). */
 RM_API rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *deploy, const rm_model *model, int task);
+/* The deploy form of the task named `task` from a model file of either form (a training-form file is merged and
+ * folded on loading). */
+RM_API rm_status rm_deploy_load(rm_ctx *ctx, const char *path, const char *task, rm_deploy **out);
 RM_API void rm_deploy_free(rm_deploy *deploy);
 RM_API int rm_deploy_task(const rm_deploy *deploy);
 /* y (N, out, D, H, W) from x (N, in, D, H, W). Activation buffers are allocated on the first call for a patch

@@ -1,0 +1,290 @@
+/* Model files (model-file.md): the training form under the official tensor names, the deploy form under
+ * deploy.<task>.<module path>.{weight,bias}, both with the repmode.* metadata, in safetensors containers. */
+#include "config_json.h"
+#include "model_impl.h"
+#include "safetensors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RM_FORMAT_VERSION "1"
+
+/* The metadata every repmode file carries; tasks_json differs between the forms. */
+static rm_status write_file(rm_ctx *ctx, const char *path, const rm_model *m, const char *form, const char *tasks_json,
+                            const rm_st_entry *entries, size_t n)
+{
+    char *config = rm_config_to_json(&m->cfg);
+    if (!config || !tasks_json) {
+        free(config);
+        return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    const char *keys[] = {"repmode.format", "repmode.form", "repmode.config", "repmode.tasks", "repmode.normalization",
+                          "repmode.provenance"};
+    const char *values[] = {RM_FORMAT_VERSION, form, config, tasks_json, m->normalization, m->provenance};
+    const rm_status s = rm_st_write(ctx, path, entries, n, keys, values, 6);
+    free(config);
+    return s;
+}
+
+rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path)
+{
+    if (!model || !path)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "model save: NULL argument");
+    if (!model->values)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the model has no weights to save", path);
+    rm_st_entry *entries = calloc(model->n_params, sizeof *entries);
+    char *tasks = rm_tasks_to_json(model->tasks, NULL, model->cfg.n_tasks);
+    if (!entries) {
+        free(tasks);
+        return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < model->n_params; i++) {
+        const rm_param *p = &model->params[i];
+        entries[i] = (rm_st_entry){.name = p->name, .dtype = p->count ? RM_ST_I64 : RM_ST_F32, .ndim = p->ndim,
+                                   .data = p->count ? (const void *)p->count : (const void *)p->data};
+        memcpy(entries[i].shape, p->shape, sizeof p->shape);
+    }
+    const rm_status s = write_file(ctx, path, model, "training", tasks, entries, model->n_params);
+    free(entries);
+    free(tasks);
+    return s;
+}
+
+/* ---- reading ------------------------------------------------------------------------------------------------- */
+
+/* The configuration a file describes: its metadata, or the official network when it has none (a state_dict
+ * converted by a plain tool). *form receives "training" or "deploy". */
+static rm_status read_config(rm_ctx *ctx, const char *path, const rm_st_file *f, rm_config *cfg, rm_task **tasks,
+                             const char **form)
+{
+    rm_task official[12];
+    *cfg = rm_config_official(official);
+    *form = "training";
+    if (rm_st_metadata_count(f) == 0) {
+        *tasks = malloc(sizeof official);
+        if (!*tasks)
+            return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+        memcpy(*tasks, official, sizeof official);
+        cfg->tasks = *tasks;
+        return RM_OK;
+    }
+    const char *version = rm_st_metadata(f, "repmode.format");
+    const char *config = rm_st_metadata(f, "repmode.config"), *task_list = rm_st_metadata(f, "repmode.tasks");
+    if (!version || !config || !task_list)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: the metadata lacks %s", path,
+                       !version ? "repmode.format" : !config ? "repmode.config" : "repmode.tasks");
+    if (strcmp(version, RM_FORMAT_VERSION) != 0)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.format '%s' is not one this version reads (%s)", path, version,
+                       RM_FORMAT_VERSION);
+    const char *f_form = rm_st_metadata(f, "repmode.form");
+    if (f_form && strcmp(f_form, "training") != 0 && strcmp(f_form, "deploy") != 0)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.form '%s' is neither \"training\" nor \"deploy\"", path, f_form);
+    if (f_form)
+        *form = f_form;
+    RM_TRY(rm_config_from_json(ctx, path, config, task_list, cfg, tasks));
+    const rm_status s = rm_config_validate(ctx, cfg);
+    if (s != RM_OK) {
+        char why[RM_ERROR_LEN];
+        memcpy(why, rm_ctx_error(ctx), sizeof why);
+        free(*tasks);
+        *tasks = NULL;
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: %s", path, why);
+    }
+    return RM_OK;
+}
+
+/* Copies entry `name` of the file into dst after checking its dtype and shape. */
+static rm_status take_tensor(rm_ctx *ctx, const char *path, const rm_st_file *f, const char *name, int ndim,
+                             const int64_t *shape, int is_count, void *dst)
+{
+    const rm_st_entry *e = rm_st_find(f, name);
+    if (!e)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
+    if (e->dtype != (is_count ? RM_ST_I64 : RM_ST_F32))
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: tensor '%s' must be %s", path, name, is_count ? "I64" : "F32 (or F16/BF16)");
+    int same = e->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = e->shape[d] == shape[d];
+    if (!same) {
+        char want[96] = "(", got[96] = "(";
+        for (int d = 0; d < ndim; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "", (long long)shape[d]);
+        for (int d = 0; d < e->ndim; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)e->shape[d]);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: tensor '%s' has shape %s), the configuration needs %s)", path, name, got,
+                       want);
+    }
+    memcpy(dst, e->data, (size_t)rm_st_numel(e) * (is_count ? sizeof(int64_t) : sizeof(float)));
+    return RM_OK;
+}
+
+static rm_status load_training(rm_ctx *ctx, const char *path, const rm_st_file *f, const rm_config *cfg,
+                               rm_model **out)
+{
+    rm_model *m;
+    RM_TRY(rm_model_build(ctx, cfg, 0, 1, &m));
+    rm_status s = RM_OK;
+    for (size_t i = 0; s == RM_OK && i < m->n_params; i++) {
+        rm_param *p = &m->params[i];
+        s = take_tensor(ctx, path, f, p->name, p->ndim, p->shape, p->count != NULL,
+                        p->count ? (void *)p->count : (void *)p->data);
+    }
+    for (size_t i = 0; s == RM_OK && i < rm_st_count(f); i++) {
+        const char *name = rm_st_at(f, i)->name;
+        if (!rm_model_find_param(m, name))
+            s = rm_fail(ctx, RM_ERR_FORMAT, "%s: unknown tensor '%s' for this configuration", path, name);
+    }
+    const char *normalization = rm_st_metadata(f, "repmode.normalization");
+    const char *provenance = rm_st_metadata(f, "repmode.provenance");
+    if (s == RM_OK && normalization)
+        s = rm_model_set_text(ctx, &m->normalization, normalization);
+    if (s == RM_OK && provenance)
+        s = rm_model_set_text(ctx, &m->provenance, provenance);
+    if (s != RM_OK) {
+        rm_model_free(m);
+        return s;
+    }
+    *out = m;
+    return RM_OK;
+}
+
+rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out)
+{
+    if (!path || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "model load: NULL argument");
+    *out = NULL;
+    rm_st_file *f;
+    RM_TRY(rm_st_read(ctx, path, &f));
+    rm_config cfg;
+    rm_task *tasks = NULL;
+    const char *form;
+    rm_status s = read_config(ctx, path, f, &cfg, &tasks, &form);
+    if (s == RM_OK && strcmp(form, "training") != 0)
+        s = rm_fail(ctx, RM_ERR_FORMAT, "%s: a deploy-form model holds no training weights; load it with "
+                    "rm_deploy_load", path);
+    if (s == RM_OK)
+        s = load_training(ctx, path, f, &cfg, out);
+    free(tasks);
+    rm_st_free(f);
+    return s;
+}
+
+/* ---- the deploy form ----------------------------------------------------------------------------------------- */
+
+/* The tensors of unit i of deploy form d for task `task`: weight, bias and FReLU bias (when there is one). */
+static int unit_entries(rm_deploy *d, int i, const char *task, char names[3][RM_PARAM_NAME_MAX + 64],
+                        rm_st_entry *e)
+{
+    const rm_unit *u = &rm_deploy_structure(d)->units[i];
+    float *w, *b, *act;
+    rm_deploy_unit_tensors(d, i, &w, &b, &act);
+    const int resample = u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP;
+    const int64_t k = resample ? 2 : 5;
+    const int64_t d0 = u->kind == RM_UNIT_UP ? u->ci : u->co, d1 = u->kind == RM_UNIT_UP ? u->co : u->ci;
+    rm_deploy_tensor_name(u, task, "weight", names[0], sizeof names[0]);
+    rm_deploy_tensor_name(u, task, "bias", names[1], sizeof names[1]);
+    e[0] = (rm_st_entry){.name = names[0], .dtype = RM_ST_F32, .ndim = 5, .shape = {d0, d1, k, k, k}, .data = w};
+    e[1] = (rm_st_entry){.name = names[1], .dtype = RM_ST_F32, .ndim = 1, .shape = {u->co}, .data = b};
+    if (!act)
+        return 2;
+    rm_deploy_tensor_name(u, task, "activation.bias", names[2], sizeof names[2]);
+    e[2] = (rm_st_entry){.name = names[2], .dtype = RM_ST_F32, .ndim = 1, .shape = {u->co}, .data = act};
+    return 3;
+}
+
+rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *tasks, int n_tasks, const char *path)
+{
+    if (!model || !path || (n_tasks > 0 && !tasks) || n_tasks < 0)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy save: bad argument");
+    const int n = n_tasks ? n_tasks : model->cfg.n_tasks;
+    for (int j = 0; j < n_tasks; j++)
+        if (tasks[j] < 0 || tasks[j] >= model->cfg.n_tasks)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy save: task %d is outside 0..%d", tasks[j],
+                           model->cfg.n_tasks - 1);
+    /* One deploy form per task, all alive until the file is written. */
+    rm_deploy **forms = calloc((size_t)n, sizeof *forms);
+    const size_t per_task = (size_t)model->n_units * 3;
+    rm_st_entry *entries = calloc(per_task * (size_t)n, sizeof *entries);
+    char (*names)[3][RM_PARAM_NAME_MAX + 64] = calloc(per_task / 3 * (size_t)n, sizeof *names);
+    int *which = malloc((size_t)n * sizeof *which);
+    rm_status s = forms && entries && names && which ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+    size_t count = 0;
+    for (int j = 0; s == RM_OK && j < n; j++) {
+        which[j] = n_tasks ? tasks[j] : j;
+        s = rm_deploy_create(ctx, model, which[j], &forms[j]);
+        for (int i = 0; s == RM_OK && i < model->n_units; i++)
+            count += (size_t)unit_entries(forms[j], i, model->tasks[which[j]].name, names[(size_t)j * model->n_units + i],
+                                          entries + count);
+    }
+    if (s == RM_OK) {
+        char *task_json = rm_tasks_to_json(model->tasks, which, n);
+        s = write_file(ctx, path, model, "deploy", task_json, entries, count);
+        free(task_json);
+    }
+    for (int j = 0; forms && j < n; j++)
+        rm_deploy_free(forms[j]);
+    free(forms);
+    free(entries);
+    free(names);
+    free(which);
+    return s;
+}
+
+static rm_status load_deploy(rm_ctx *ctx, const char *path, const rm_st_file *f, const rm_config *cfg, int task,
+                             rm_deploy **out)
+{
+    rm_deploy *d;
+    RM_TRY(rm_deploy_alloc(ctx, cfg, &d));
+    const rm_model *m = rm_deploy_structure(d);
+    rm_status s = RM_OK;
+    for (int i = 0; s == RM_OK && i < m->n_units; i++) {
+        char names[3][RM_PARAM_NAME_MAX + 64];
+        rm_st_entry e[3];
+        const int k = unit_entries(d, i, cfg->tasks[task].name, names, e);
+        for (int j = 0; s == RM_OK && j < k; j++)
+            s = take_tensor(ctx, path, f, e[j].name, e[j].ndim, e[j].shape, 0, (void *)e[j].data);
+    }
+    if (s != RM_OK) {
+        rm_deploy_free(d);
+        return s;
+    }
+    rm_deploy_mark_task(d, task);
+    *out = d;
+    return RM_OK;
+}
+
+rm_status rm_deploy_load(rm_ctx *ctx, const char *path, const char *task, rm_deploy **out)
+{
+    if (!path || !task || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy load: NULL argument");
+    *out = NULL;
+    rm_st_file *f;
+    RM_TRY(rm_st_read(ctx, path, &f));
+    rm_config cfg;
+    rm_task *tasks = NULL;
+    const char *form;
+    rm_status s = read_config(ctx, path, f, &cfg, &tasks, &form);
+    int t = -1;
+    for (int j = 0; s == RM_OK && j < cfg.n_tasks; j++)
+        if (strcmp(cfg.tasks[j].name, task) == 0)
+            t = j;
+    if (s == RM_OK && t < 0) {
+        char names[512] = "";
+        for (int j = 0; j < cfg.n_tasks && strlen(names) + RM_NAME_MAX + 3 < sizeof names; j++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", j ? ", " : "", cfg.tasks[j].name);
+        s = rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the model has no task '%s' (it has: %s)", path, task, names);
+    }
+    if (s == RM_OK && strcmp(form, "deploy") == 0) {
+        s = load_deploy(ctx, path, f, &cfg, t, out);
+    } else if (s == RM_OK) {
+        rm_model *m = NULL;
+        s = load_training(ctx, path, f, &cfg, &m);
+        if (s == RM_OK)
+            s = rm_deploy_create(ctx, m, t, out);
+        rm_model_free(m);
+    }
+    free(tasks);
+    rm_st_free(f);
+    return s;
+}
