@@ -31,7 +31,7 @@ static char *print_and_free(cJSON *root)
     return text;
 }
 
-char *rm_config_to_json(const rm_config *cfg)
+char *rm_config_json(const rm_config *cfg)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *experts = cJSON_CreateStringArray(rm_expert_keys, 5);
@@ -79,6 +79,10 @@ char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n)
     }
     return print_and_free(root);
 }
+
+char *rm_tasks_json(const rm_config *cfg) { return rm_tasks_to_json(cfg->tasks, NULL, cfg->n_tasks); }
+
+void rm_free(void *p) { free(p); }
 
 /* ---- parsing ------------------------------------------------------------------------------------------------- */
 

@@ -5,8 +5,6 @@
 #include "rm_impl.h"
 #include "repmode/model.h"
 
-/* repmode.config: the configuration's fields except the tasks. NULL when out of memory; free() the result. */
-char *rm_config_to_json(const rm_config *cfg);
 /* repmode.tasks: tasks[which[j]] for j < n (which NULL: the first n), in that order. */
 char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n);
 /* Fills cfg's fields from the two JSON texts (fields absent from repmode.config keep cfg's values); *tasks is

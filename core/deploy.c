@@ -200,10 +200,7 @@ void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **a
 
 void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len)
 {
-    /* The module path of the convolution: a MoDEConv is its own module, Down/Up convolutions are child "0". */
-    const int sequential = u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP;
-    const int activation = strncmp(what, "activation", 10) == 0;
-    snprintf(buf, len, "deploy.%s.%s%s.%s", task, u->path, sequential && !activation ? ".0" : "", what);
+    snprintf(buf, len, "deploy.%s.%s.%s", task, u->path, what);
 }
 
 /* ---- forward ------------------------------------------------------------------------------------------------- */

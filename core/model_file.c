@@ -14,7 +14,7 @@
 static rm_status write_file(rm_ctx *ctx, const char *path, const rm_model *m, const char *form, const char *tasks_json,
                             const rm_st_entry *entries, size_t n)
 {
-    char *config = rm_config_to_json(&m->cfg);
+    char *config = rm_config_json(&m->cfg);
     if (!config || !tasks_json) {
         free(config);
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
@@ -287,4 +287,51 @@ rm_status rm_deploy_load(rm_ctx *ctx, const char *path, const char *task, rm_dep
     free(tasks);
     rm_st_free(f);
     return s;
+}
+
+/* ---- describing a file ---------------------------------------------------------------------------------------- */
+
+rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info)
+{
+    if (!path || !info)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "model info: NULL argument");
+    memset(info, 0, sizeof *info);
+    rm_st_file *f;
+    RM_TRY(rm_st_read(ctx, path, &f));
+    rm_task *tasks = NULL;
+    const char *form;
+    rm_status s = read_config(ctx, path, f, &info->cfg, &tasks, &form);
+    info->deploy = s == RM_OK && strcmp(form, "deploy") == 0;
+    if (s == RM_OK && !info->deploy) {
+        rm_model *m = NULL;
+        s = load_training(ctx, path, f, &info->cfg, &m);
+        info->parameters = s == RM_OK ? rm_model_trainable_count(m) : 0;
+        rm_model_free(m);
+    }
+    /* A deploy-form file is checked task by task; its size is one task's weights. */
+    for (int t = 0; s == RM_OK && info->deploy && t < info->cfg.n_tasks; t++) {
+        rm_deploy *d = NULL;
+        s = load_deploy(ctx, path, f, &info->cfg, t, &d);
+        for (int i = 0; s == RM_OK && t == 0 && i < rm_deploy_structure(d)->n_units; i++) {
+            const rm_unit *u = &rm_deploy_structure(d)->units[i];
+            const int64_t k = (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) ? 2 : 5;
+            info->parameters += u->ci * u->co * k * k * k + u->co + (u->act_bias ? u->co : 0);
+        }
+        rm_deploy_free(d);
+    }
+    rm_st_free(f);
+    if (s != RM_OK) {
+        free(tasks);
+        memset(info, 0, sizeof *info);
+        return s;
+    }
+    return RM_OK;
+}
+
+void rm_model_info_free(rm_model_info *info)
+{
+    if (!info)
+        return;
+    free(info->cfg.tasks);
+    memset(info, 0, sizeof *info);
 }

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev   # BLAS: the OpenMP build runs single-threaded inside our own parallel regions
   libcjson-dev             # JSON headers of safetensors model files
+  libtclap-dev             # command-line parsing, as Slicer's generated CLIs do
   libgtest-dev libgmock-dev
   python3-torch python3-numpy python3-pytest   # PyTorch reference, fixtures, repmode-convert
 )

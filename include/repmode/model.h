@@ -111,10 +111,28 @@ RM_API rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_te
 RM_API rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out);
 /* Writes the training form under the official tensor names, atomically (a failure leaves no file at path). */
 RM_API rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path);
-/* Writes the deploy form of tasks[0..n_tasks) (every task when n_tasks is 0): deploy.<task>.<module>.weight and
- * .bias per convolution. Holds every requested task's folded weights in memory while writing. */
+/* Writes the deploy form of tasks[0..n_tasks) (every task when n_tasks is 0): deploy.<task>.<block>.weight and
+ * .bias per convolution, <block> being the MoDE layer's or the down/up block's path in the training form
+ * (e.g. encoder_block1.conv_more.conv1, encoder_block1.conv_down), and .activation.bias for FReLU. Holds every requested task's folded weights in memory while writing. */
 RM_API rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *tasks, int n_tasks,
                                       const char *path);
+
+/* What a model file holds, read and checked whole. */
+typedef struct rm_model_info {
+    int deploy;         /* 1 for the deploy form, 0 for the training form */
+    rm_config cfg;      /* cfg.tasks: the file's tasks, owned by the info */
+    int64_t parameters; /* trainable scalars (training form), or weights and biases of one task (deploy form) */
+} rm_model_info;
+
+RM_API rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info);
+RM_API void rm_model_info_free(rm_model_info *info);
+
+/* The JSON text of a configuration (without its tasks) and of its task list, as a model file's metadata holds
+ * them. NULL when out of memory; release with rm_free. */
+RM_API char *rm_config_json(const rm_config *cfg);
+RM_API char *rm_tasks_json(const rm_config *cfg);
+/* Frees memory the library returned. */
+RM_API void rm_free(void *p);
 
 /* ---- the deploy form ----------------------------------------------------------------------------------------- */
 

@@ -36,5 +36,6 @@
 
 #include "repmode/core.h"
 #include "repmode/ops.h"
+#include "repmode/model.h"
 
 #endif /* REPMODE_REPMODE_H */

@@ -1,0 +1,44 @@
+#include "cli.h"
+
+#include <vector>
+
+namespace repmode::cli {
+
+Context::Context(int threads) : ctx_(rm_ctx_create(threads))
+{
+    if (!ctx_)
+        throw Failure("out of memory", kInternal);
+}
+
+Context::~Context() { rm_ctx_free(ctx_); }
+
+void Context::check(rm_status status) const
+{
+    if (status == RM_OK)
+        return;
+    const bool internal = status == RM_ERR_NOMEM || status == RM_ERR_INTERNAL;
+    throw Failure(rm_ctx_error(ctx_), internal ? kInternal : kBadInput);
+}
+
+CommandLine::CommandLine(const std::string &name, const std::string &description)
+    : TCLAP::CmdLine(description, ' ', REPMODE_VERSION), name_(name),
+      threads_("", "threads", "worker threads (default: all cores)", false, 0, "N", *this)
+{
+    setExceptionHandling(false);
+}
+
+void CommandLine::parse_or_fail(int argc, char **argv)
+{
+    // TCLAP names the program after argv[0]: make usage read "repmode <subcommand>".
+    std::vector<std::string> args{"repmode " + name_};
+    args.insert(args.end(), argv + 1, argv + argc);
+    try {
+        parse(args);
+    } catch (const TCLAP::ArgException &e) {
+        throw Failure(e.error(), kBadInput);
+    }
+    if (threads() < 0)
+        throw Failure("--threads must be 0 (all cores) or more", kBadInput);
+}
+
+} // namespace repmode::cli

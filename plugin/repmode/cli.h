@@ -1,0 +1,58 @@
+// What every repmode subcommand shares: errors and exit codes, the context, the common options.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include <tclap/CmdLine.h>
+
+#include "repmode/repmode.h"
+
+namespace repmode::cli {
+
+// Exit codes of cli.md: 1 for bad usage or bad input, 2 for an internal failure.
+constexpr int kBadInput = 1;
+constexpr int kInternal = 2;
+
+// A failure with its message and exit code; main prints "repmode: <message>".
+class Failure : public std::runtime_error {
+  public:
+    Failure(const std::string &message, int code) : std::runtime_error(message), code_(code) {}
+    int code() const { return code_; }
+
+  private:
+    int code_;
+};
+
+// A context that frees itself, made with the --threads option's value.
+class Context {
+  public:
+    explicit Context(int threads);
+    ~Context();
+    Context(const Context &) = delete;
+    Context &operator=(const Context &) = delete;
+    operator rm_ctx *() const { return ctx_; }
+    // Throws a Failure carrying the context's message when `status` is not RM_OK.
+    void check(rm_status status) const;
+
+  private:
+    rm_ctx *ctx_;
+};
+
+// A subcommand's command line: "repmode <name>" with --help, --version and --threads.
+class CommandLine : public TCLAP::CmdLine {
+  public:
+    CommandLine(const std::string &name, const std::string &description);
+    int threads() const { return threads_.getValue(); }
+    // Parses argv (argv[0] is the subcommand); usage errors become Failures with exit code 1.
+    void parse_or_fail(int argc, char **argv);
+
+  private:
+    std::string name_;
+    TCLAP::ValueArg<int> threads_;
+};
+
+int run_info(int argc, char **argv);
+int run_reparam(int argc, char **argv);
+
+} // namespace repmode::cli

@@ -1,0 +1,80 @@
+// repmode info MODEL [--json]: what a model file holds, after checking every tensor.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+
+namespace repmode::cli {
+
+namespace {
+
+const char *activation_name(rm_activation a)
+{
+    switch (a) {
+    case RM_ACT_RELU: return "relu";
+    case RM_ACT_FRELU: return "frelu";
+    case RM_ACT_MISH: return "mish";
+    }
+    return "?";
+}
+
+void print_text(const std::string &path, const rm_model_info &info)
+{
+    const rm_config &c = info.cfg;
+    std::printf("model:       %s\n", path.c_str());
+    std::printf("form:        %s\n", info.deploy ? "deploy (experts merged, BatchNorm folded)" : "training");
+    std::printf("parameters:  %lld%s\n", static_cast<long long>(info.parameters),
+                info.deploy ? " per task" : " trainable");
+    std::printf("network:     base %lld channels, %d levels, %lld -> %lld channels, %s, dropout %g\n",
+                static_cast<long long>(c.base_channels), c.levels, static_cast<long long>(c.in_channels),
+                static_cast<long long>(c.out_channels), activation_name(c.activation), static_cast<double>(c.dropout));
+    std::printf("patch:       %lld x %lld x %lld (Z x Y x X)\n", static_cast<long long>(c.patch[0]),
+                static_cast<long long>(c.patch[1]), static_cast<long long>(c.patch[2]));
+    const std::string heading = "tasks (" + std::to_string(c.n_tasks) + "):";
+    for (int t = 0; t < c.n_tasks; t++)
+        std::printf("%-13s%2d %s (%s)\n", t ? "" : heading.c_str(), t, c.tasks[t].name,
+                    c.tasks[t].kind == RM_TASK_BINARY ? "binary" : "regression");
+}
+
+void print_json(const std::string &path, const rm_model_info &info)
+{
+    std::unique_ptr<char, void (*)(void *)> config(rm_config_json(&info.cfg), rm_free);
+    std::unique_ptr<char, void (*)(void *)> tasks(rm_tasks_json(&info.cfg), rm_free);
+    std::unique_ptr<cJSON, void (*)(cJSON *)> root(cJSON_CreateObject(), cJSON_Delete);
+    if (!config || !tasks || !root)
+        throw std::bad_alloc();
+    cJSON_AddStringToObject(root.get(), "file", path.c_str());
+    cJSON_AddStringToObject(root.get(), "form", info.deploy ? "deploy" : "training");
+    cJSON_AddNumberToObject(root.get(), "parameters", static_cast<double>(info.parameters));
+    cJSON_AddItemToObject(root.get(), "config", cJSON_CreateRaw(config.get()));
+    cJSON_AddItemToObject(root.get(), "tasks", cJSON_CreateRaw(tasks.get()));
+    std::unique_ptr<char, void (*)(void *)> text(cJSON_Print(root.get()), cJSON_free);
+    if (!text)
+        throw std::bad_alloc();
+    std::printf("%s\n", text.get());
+}
+
+} // namespace
+
+int run_info(int argc, char **argv)
+{
+    CommandLine cmd("info", "Describes a repmode model file (either form) after checking every tensor in it.");
+    TCLAP::UnlabeledValueArg<std::string> model("model", "model file (.safetensors)", true, "", "MODEL", cmd);
+    TCLAP::SwitchArg json("", "json", "print one JSON object instead of text", cmd);
+    cmd.parse_or_fail(argc, argv);
+
+    Context ctx(cmd.threads());
+    rm_model_info info;
+    ctx.check(rm_model_info_read(ctx, model.getValue().c_str(), &info));
+    std::unique_ptr<rm_model_info, void (*)(rm_model_info *)> owned(&info, rm_model_info_free);
+    if (json.getValue())
+        print_json(model.getValue(), info);
+    else
+        print_text(model.getValue(), info);
+    return 0;
+}
+
+} // namespace repmode::cli

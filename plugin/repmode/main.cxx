@@ -1,0 +1,65 @@
+// repmode: one executable, subcommands as in ../shared/spec/cli.md.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "cli.h"
+
+namespace {
+
+struct Subcommand {
+    const char *name;
+    int (*run)(int, char **);
+    const char *summary;
+};
+
+const Subcommand kSubcommands[] = {
+    {"info", repmode::cli::run_info, "describe a model file: configuration, tasks, parameters, form"},
+    {"reparam", repmode::cli::run_reparam, "write the deploy form (experts merged, BatchNorm folded)"},
+};
+
+void print_usage(std::FILE *to)
+{
+    std::fprintf(to, "usage: repmode <subcommand> [options]   (repmode <subcommand> --help for its options)\n\n");
+    for (const Subcommand &s : kSubcommands)
+        std::fprintf(to, "  %-10s %s\n", s.name, s.summary);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return repmode::cli::kBadInput;
+    }
+    if (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (std::strcmp(argv[1], "--version") == 0) {
+        std::printf("repmode %s\n", REPMODE_VERSION);
+        return 0;
+    }
+    for (const Subcommand &s : kSubcommands) {
+        if (std::strcmp(argv[1], s.name) != 0)
+            continue;
+        try {
+            return s.run(argc - 1, argv + 1);
+        } catch (const TCLAP::ExitException &e) {
+            return e.getExitStatus(); // --help, --version
+        } catch (const repmode::cli::Failure &e) {
+            std::fprintf(stderr, "repmode: %s\n", e.what());
+            return e.code();
+        } catch (const std::bad_alloc &) {
+            std::fprintf(stderr, "repmode: out of memory\n");
+            return repmode::cli::kInternal;
+        } catch (const std::exception &e) {
+            std::fprintf(stderr, "repmode: internal error: %s\n", e.what());
+            return repmode::cli::kInternal;
+        }
+    }
+    std::fprintf(stderr, "repmode: unknown subcommand '%s'\n", argv[1]);
+    print_usage(stderr);
+    return repmode::cli::kBadInput;
+}
