@@ -24,6 +24,7 @@ demo: build
 
 bench: build
 	@$(BUILD)/bin/repmode-bench-conv
+	@$(BUILD)/bin/repmode-bench-network
 
 clean:
 	@rm -rf $(BUILD)

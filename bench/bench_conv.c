@@ -12,24 +12,8 @@
 
 #include "repmode/repmode.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_timing.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static float *random_floats(size_t n, unsigned seed)
 {
@@ -58,7 +42,7 @@ static double time_conv(rm_ctx *ctx, pass which, int64_t c, int64_t d, int64_t h
     const rm_conv3d_params p = rm_conv3d_same(5);
     double t[64];
     for (int r = -1; r < reps; r++) {
-        const double t0 = now();
+        const double t0 = bench_now();
         rm_status s = which == FORWARD         ? rm_conv3d_forward(ctx, &p, &x, &wt, NULL, &y)
                       : which == BACKWARD_DATA ? rm_conv3d_backward(ctx, &p, &x, &wt, &y, &x, NULL, NULL)
                                                : rm_conv3d_backward(ctx, &p, &x, &wt, &y, NULL, &g, NULL);
@@ -67,10 +51,10 @@ static double time_conv(rm_ctx *ctx, pass which, int64_t c, int64_t d, int64_t h
             exit(1);
         }
         if (r >= 0)
-            t[r] = now() - t0;
+            t[r] = bench_now() - t0;
     }
     free(xd), free(wd), free(yd), free(gd);
-    return median(t, reps);
+    return bench_median(t, reps);
 }
 
 static double time_sgemm(int threads, int reps)
@@ -84,13 +68,13 @@ static double time_sgemm(int threads, int reps)
     openblas_set_num_threads(threads);
     double t[64];
     for (int r = -1; r < reps; r++) {
-        const double t0 = now();
+        const double t0 = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         if (r >= 0)
-            t[r] = now() - t0;
+            t[r] = bench_now() - t0;
     }
     free(a), free(b), free(c);
-    return median(t, reps);
+    return bench_median(t, reps);
 }
 
 int main(int argc, char **argv)
