@@ -22,9 +22,15 @@ test: build
 demo: build
 	@$(BUILD)/bin/repmode-ops-demo
 
+# When the environment forces an OpenBLAS kernel type (some shells here set OPENBLAS_CORETYPE=Haswell), the
+# benchmarks run again with OpenBLAS's own choice for this processor, so both figures are on record.
 bench: build
 	@$(BUILD)/bin/repmode-bench-conv
 	@$(BUILD)/bin/repmode-bench-network
+	@if [ -n "$$OPENBLAS_CORETYPE" ]; then \
+	  echo "== again with OpenBLAS choosing its kernels itself (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset)"; \
+	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bin/repmode-bench-conv && \
+	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bin/repmode-bench-network; fi
 
 clean:
 	@rm -rf $(BUILD)
