@@ -1,0 +1,60 @@
+/* Sliding-window prediction of volumes of any size (repmode-network.md §6).
+ *
+ * Patches of the configured size cover the volume with the given overlap (official: 50%), the last window on each
+ * axis pulled back to touch the border; patch predictions are blended with Gaussian weights (σ = patch/8, centred
+ * at patch/2, peak 1) or constant ones. The window grid is anchored to the whole volume, so any output region
+ * computed alone equals the same region of a whole-volume run bit for bit: every voxel sums the same windows in the
+ * same order. The input is read through a callback, one window at a time, so callers can stream volumes far larger
+ * than memory. A volume shorter than the patch along an axis is predicted with one window of that length rounded up
+ * to the network's multiple, zero-padded, and cropped back.
+ */
+#ifndef REPMODE_PREDICT_H
+#define REPMODE_PREDICT_H
+
+#include "repmode/core.h"
+#include "repmode/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Append only. */
+typedef enum rm_blend {
+    RM_BLEND_GAUSSIAN = 0, /* exp(-Σ (x - P/2)² / (2 (P/8)²)) over the patch, as the official predict() */
+    RM_BLEND_CONSTANT = 1, /* every voxel of every window weighs 1 */
+} rm_blend;
+
+typedef struct rm_window_params {
+    int64_t patch[3]; /* Z, Y, X; multiples of 2^levels of the network */
+    double overlap;   /* fraction of the patch shared by neighbours, in [0, 1): stride = ceil(patch·(1 - overlap)) */
+    rm_blend blend;
+} rm_window_params;
+
+/* The official scheme for a patch: 50% overlap, Gaussian blending. */
+RM_API rm_window_params rm_window_params_make(const int64_t patch[3]);
+
+/* Window starts along one axis of length `len` for window length `window` (≤ len): k·stride, the last pulled back
+ * to len - window. Writes at most `max` starts; returns how many windows there are. */
+RM_API int64_t rm_window_starts(int64_t len, int64_t window, double overlap, int64_t *starts, int64_t max);
+
+/* Fills `w` (patch[0]·patch[1]·patch[2] floats) with the blending weights of one window. */
+RM_API void rm_window_weights(rm_blend blend, const int64_t patch[3], float *w);
+
+/* Reads voxels [start, start + size) of the (single-channel) input volume into buf, Z-major, X fastest. Called
+ * only for regions inside the volume. Returns 0 on success; non-zero stops the prediction with RM_ERR_IO. */
+typedef int (*rm_read_fn)(void *user, const int64_t start[3], const int64_t size[3], float *buf);
+/* Reports the fraction of windows done; a non-zero return stops the prediction (RM_ERR_ARGUMENT, "aborted"). */
+typedef int (*rm_progress_fn)(void *user, double fraction);
+
+/* Predicts output voxels [out_start, out_start + out_size) of a volume of size `volume` with the deploy form d,
+ * into out (out_channels × out_size, Z-major). progress may be NULL. */
+RM_API rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
+                                   rm_read_fn read, void *read_user, const int64_t out_start[3],
+                                   const int64_t out_size[3], float *out, rm_progress_fn progress,
+                                   void *progress_user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REPMODE_PREDICT_H */

@@ -1,0 +1,240 @@
+// Sliding-window prediction: the official window grid, the blending weights' closed form, sub-regions equal to
+// the whole run bit for bit, volumes smaller than the patch, progress and abort, and bad arguments.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "repmode/predict.h"
+#include "test_util.h"
+
+namespace {
+
+using rmtest::Tensor;
+
+TEST(Windows, StartsFollowTheOfficialGridWithTheLastPulledBack)
+{
+    // repmode-network.md §6: L = (60, 232, 344), P = (32, 128, 128) → 3 × 3 × 5 windows; L = 65 → 4 along Z.
+    std::vector<int64_t> s(8);
+    ASSERT_EQ(rm_window_starts(60, 32, 0.5, s.data(), 8), 3);
+    EXPECT_EQ(std::vector<int64_t>(s.begin(), s.begin() + 3), (std::vector<int64_t>{0, 16, 28}));
+    ASSERT_EQ(rm_window_starts(232, 128, 0.5, s.data(), 8), 3);
+    EXPECT_EQ(std::vector<int64_t>(s.begin(), s.begin() + 3), (std::vector<int64_t>{0, 64, 104}));
+    ASSERT_EQ(rm_window_starts(344, 128, 0.5, s.data(), 8), 5);
+    EXPECT_EQ(std::vector<int64_t>(s.begin(), s.begin() + 5), (std::vector<int64_t>{0, 64, 128, 192, 216}));
+    ASSERT_EQ(rm_window_starts(65, 32, 0.5, s.data(), 8), 4);
+    EXPECT_EQ(std::vector<int64_t>(s.begin(), s.begin() + 4), (std::vector<int64_t>{0, 16, 32, 33}));
+    EXPECT_EQ(rm_window_starts(32, 32, 0.5, s.data(), 8), 1);
+    EXPECT_EQ(rm_window_starts(64, 16, 0.0, s.data(), 8), 4); // no overlap: tiles
+    EXPECT_EQ(s[3], 48);
+}
+
+TEST(Windows, GaussianWeightsAreTheClosedFormWithSigmaAnEighthOfThePatch)
+{
+    const int64_t patch[3] = {32, 128, 128};
+    std::vector<float> w(32 * 128 * 128);
+    rm_window_weights(RM_BLEND_GAUSSIAN, patch, w.data());
+    auto at = [&](int z, int y, int x) { return w[((size_t)z * 128 + y) * 128 + x]; };
+    EXPECT_EQ(at(16, 64, 64), 1.0f);
+    // exp(-((z-16)²/(2·4²) + (y-64)²/(2·16²) + (x-64)²/(2·16²)))
+    EXPECT_FLOAT_EQ(at(20, 64, 64), (float)std::exp(-16.0 / 32.0));
+    EXPECT_FLOAT_EQ(at(16, 80, 48), (float)std::exp(-256.0 / 512.0 * 2));
+    EXPECT_FLOAT_EQ(at(0, 0, 0), (float)std::exp(-(256.0 / 32.0 + 4096.0 / 512.0 * 2)));
+    EXPECT_GT(at(0, 0, 0), 0.0f); // e^-24: no zeros to divide by
+    std::vector<float> c(32 * 128 * 128);
+    rm_window_weights(RM_BLEND_CONSTANT, patch, c.data());
+    EXPECT_EQ(c.front(), 1.0f);
+    EXPECT_EQ(c.back(), 1.0f);
+}
+
+// A volume held in memory, read through the callback.
+struct Volume {
+    int64_t size[3];
+    std::vector<float> data;
+    int reads = 0;
+};
+
+int read_volume(void *user, const int64_t start[3], const int64_t size[3], float *buf)
+{
+    auto *v = static_cast<Volume *>(user);
+    v->reads++;
+    for (int64_t z = 0; z < size[0]; z++)
+        for (int64_t y = 0; y < size[1]; y++)
+            for (int64_t x = 0; x < size[2]; x++)
+                buf[(z * size[1] + y) * size[2] + x] =
+                    v->data[((start[0] + z) * v->size[1] + start[1] + y) * v->size[2] + start[2] + x];
+    return 0;
+}
+
+struct Net {
+    std::vector<rm_task> tasks{rm_task_make("a", RM_TASK_REGRESSION)};
+    rmtest::Ctx ctx{2};
+    rm_model *model = nullptr;
+    rm_deploy *deploy = nullptr;
+    Net()
+    {
+        rm_config cfg = rm_config_lite(tasks.data(), 1);
+        cfg.base_channels = 2;
+        cfg.levels = 1;
+        EXPECT_EQ(rm_model_create(ctx, &cfg, 5, &model), RM_OK);
+        EXPECT_EQ(rm_deploy_create(ctx, model, 0, &deploy), RM_OK);
+    }
+    ~Net()
+    {
+        rm_deploy_free(deploy);
+        rm_model_free(model);
+    }
+};
+
+Volume random_volume(int64_t d, int64_t h, int64_t w, uint32_t seed)
+{
+    Volume v{{d, h, w}, std::vector<float>((size_t)(d * h * w)), 0};
+    rmtest::fill_uniform(v.data, seed);
+    return v;
+}
+
+TEST(Predict, AnySubRegionEqualsTheSameRegionOfTheWholeRunBitForBit)
+{
+    Net net;
+    Volume v = random_volume(13, 20, 17, 1);
+    const int64_t patch[3] = {8, 8, 8}, whole_start[3] = {0, 0, 0};
+    const rm_window_params p = rm_window_params_make(patch);
+    std::vector<float> whole(v.data.size());
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, whole_start, v.size, whole.data(),
+                                nullptr, nullptr),
+              RM_OK)
+        << rm_ctx_error(net.ctx);
+    const int64_t regions[][6] = {{0, 0, 0, 13, 20, 17}, {3, 5, 2, 6, 9, 11}, {12, 19, 16, 1, 1, 1}, {0, 10, 0, 13, 10, 17}};
+    for (const auto &r : regions) {
+        const int64_t start[3] = {r[0], r[1], r[2]}, size[3] = {r[3], r[4], r[5]};
+        std::vector<float> part((size_t)(size[0] * size[1] * size[2]), NAN);
+        ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, size, part.data(),
+                                    nullptr, nullptr),
+                  RM_OK);
+        for (int64_t z = 0; z < size[0]; z++)
+            for (int64_t y = 0; y < size[1]; y++)
+                for (int64_t x = 0; x < size[2]; x++) {
+                    const float a = part[(size_t)((z * size[1] + y) * size[2] + x)];
+                    const float b = whole[(size_t)(((start[0] + z) * 20 + start[1] + y) * 17 + start[2] + x)];
+                    ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << z << "," << y << "," << x;
+                }
+    }
+}
+
+TEST(Predict, NonOverlappingConstantWindowsReproduceEachPatchsPrediction)
+{
+    Net net;
+    Volume v = random_volume(8, 16, 16, 2);
+    const int64_t start[3] = {0, 0, 0};
+    const rm_window_params p = {{8, 8, 8}, 0.0, RM_BLEND_CONSTANT};
+    std::vector<float> out(v.data.size());
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(), nullptr,
+                                nullptr),
+              RM_OK);
+    EXPECT_EQ(v.reads, 4);
+    // The window at (0, 8, 0), run alone through the network.
+    Tensor x({1, 1, 8, 8, 8}), y({1, 1, 8, 8, 8});
+    for (int z = 0; z < 8; z++)
+        for (int r = 0; r < 8; r++)
+            for (int c = 0; c < 8; c++)
+                x.data[(size_t)((z * 8 + r) * 8 + c)] = v.data[(size_t)((z * 16 + 8 + r) * 16 + c)];
+    ASSERT_EQ(rm_deploy_forward(net.ctx, net.deploy, x.p(), y.p()), RM_OK);
+    for (int z = 0; z < 8; z++)
+        for (int r = 0; r < 8; r++)
+            for (int c = 0; c < 8; c++)
+                ASSERT_EQ(out[(size_t)((z * 16 + 8 + r) * 16 + c)], y.data[(size_t)((z * 8 + r) * 8 + c)]);
+}
+
+TEST(Predict, AVolumeSmallerThanThePatchIsPaddedAndCroppedBack)
+{
+    Net net;
+    Volume v = random_volume(5, 6, 3, 3);
+    const int64_t patch[3] = {16, 16, 16}, start[3] = {0, 0, 0};
+    const rm_window_params p = rm_window_params_make(patch);
+    std::vector<float> out(v.data.size());
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(), nullptr,
+                                nullptr),
+              RM_OK)
+        << rm_ctx_error(net.ctx);
+    // One window of the volume rounded up to the network's multiple (2): 6 × 6 × 4, zeros beyond the volume.
+    Tensor x({1, 1, 6, 6, 4}), y({1, 1, 6, 6, 4});
+    for (int z = 0; z < 5; z++)
+        for (int r = 0; r < 6; r++)
+            for (int c = 0; c < 3; c++)
+                x.data[(size_t)((z * 6 + r) * 4 + c)] = v.data[(size_t)((z * 6 + r) * 3 + c)];
+    ASSERT_EQ(rm_deploy_forward(net.ctx, net.deploy, x.p(), y.p()), RM_OK);
+    for (int z = 0; z < 5; z++)
+        for (int r = 0; r < 6; r++)
+            for (int c = 0; c < 3; c++)
+                EXPECT_NEAR(out[(size_t)((z * 6 + r) * 3 + c)], y.data[(size_t)((z * 6 + r) * 4 + c)],
+                            1e-6 * (1.0 + std::fabs(y.data[(size_t)((z * 6 + r) * 4 + c)])));
+}
+
+struct Progress {
+    std::vector<double> seen;
+    int stop_after = -1;
+};
+
+int record_progress(void *user, double fraction)
+{
+    auto *p = static_cast<Progress *>(user);
+    p->seen.push_back(fraction);
+    return p->stop_after >= 0 && (int)p->seen.size() >= p->stop_after;
+}
+
+TEST(Predict, ProgressReachesOneAndAbortStopsEarly)
+{
+    Net net;
+    Volume v = random_volume(16, 16, 24, 4);
+    const int64_t patch[3] = {8, 8, 8}, start[3] = {0, 0, 0};
+    const rm_window_params p = rm_window_params_make(patch);
+    std::vector<float> out(v.data.size());
+    Progress all;
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(),
+                                record_progress, &all),
+              RM_OK);
+    ASSERT_EQ(all.seen.size(), 3u * 3u * 5u);
+    EXPECT_EQ(all.seen.back(), 1.0);
+    for (size_t i = 1; i < all.seen.size(); i++)
+        EXPECT_GT(all.seen[i], all.seen[i - 1]);
+    Progress stop;
+    stop.stop_after = 2;
+    v.reads = 0;
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(),
+                                record_progress, &stop),
+              RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("aborted"), std::string::npos);
+    EXPECT_EQ(v.reads, 2);
+}
+
+int failing_read(void *, const int64_t *, const int64_t *, float *) { return -1; }
+
+TEST(Predict, BadArgumentsAreRejectedByName)
+{
+    Net net;
+    Volume v = random_volume(8, 8, 8, 5);
+    const int64_t start[3] = {0, 0, 0}, big[3] = {8, 8, 9};
+    std::vector<float> out(v.data.size());
+    rm_window_params p = {{8, 8, 7}, 0.5, RM_BLEND_GAUSSIAN};
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(), nullptr,
+                                nullptr),
+              RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("patch size 7"), std::string::npos);
+    p.patch[2] = 8;
+    p.overlap = 1.0;
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(), nullptr,
+                                nullptr),
+              RM_ERR_ARGUMENT);
+    p.overlap = 0.5;
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, big, out.data(), nullptr,
+                                nullptr),
+              RM_ERR_SHAPE);
+    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("outside the volume"), std::string::npos);
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, failing_read, &v, start, v.size, out.data(), nullptr,
+                                nullptr),
+              RM_ERR_IO);
+}
+
+} // namespace
