@@ -77,6 +77,16 @@ void rm_ref_dense_backward(const rm_dtensor *x, const rm_dtensor *w, const rm_dt
 double rm_ref_mse_forward(const rm_dtensor *pred, const rm_dtensor *target);
 void rm_ref_mse_backward(const rm_dtensor *pred, const rm_dtensor *target, double dloss, rm_dtensor *dpred);
 
+/* Masked losses: mask NULL or of pred's shape, a voxel counts where mask > 0.5 (see ops.h). */
+double rm_ref_masked_mse_forward(const rm_dtensor *pred, const rm_dtensor *target, const rm_dtensor *mask);
+void rm_ref_masked_mse_backward(const rm_dtensor *pred, const rm_dtensor *target, const rm_dtensor *mask,
+                                double dloss, rm_dtensor *dpred);
+/* ½·(soft BCE + Dice) from logits; bce and dice (the parts) may be NULL. */
+double rm_ref_binary_loss_forward(const rm_dtensor *logits, const rm_dtensor *target, const rm_dtensor *mask,
+                                  double smoothing, double *bce, double *dice);
+void rm_ref_binary_loss_backward(const rm_dtensor *logits, const rm_dtensor *target, const rm_dtensor *mask,
+                                 double smoothing, double dloss, rm_dtensor *dlogits);
+
 #ifdef __cplusplus
 }
 #endif

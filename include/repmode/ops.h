@@ -142,6 +142,38 @@ RM_API rm_status rm_mse_forward(rm_ctx *ctx, const rm_tensor *pred, const rm_ten
 RM_API rm_status rm_mse_backward(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target, float dloss,
                                  rm_tensor *dpred);
 
+/* Masks: a mask has the prediction's shape; a voxel counts where mask > 0.5 (a NaN mask value does not count), and
+ * mask NULL counts every voxel. Voxels outside the mask take part in no sum and get a zero gradient. The losses
+ * read their inputs as they are: a NaN in a selected prediction or target propagates to the loss. */
+
+/* loss = mean over the selected voxels of (pred - target)². With mask NULL this is rm_mse_forward, bit for bit.
+ * When the mask selects no voxel the loss is 0 (and the backward's gradient is 0 everywhere). */
+RM_API rm_status rm_masked_mse_forward(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target,
+                                       const rm_tensor *mask, float *loss);
+/* dpred = dloss · 2 (pred - target) / M on the M selected voxels, 0 elsewhere. dpred may be any of the inputs. */
+RM_API rm_status rm_masked_mse_backward(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target,
+                                        const rm_tensor *mask, float dloss, rm_tensor *dpred);
+
+/* The default label smoothing s of the binary loss, and the Dice smoothing constant λ (fixed). */
+#define RM_BINARY_LOSS_SMOOTHING 0.1f
+#define RM_DICE_LAMBDA 1.0
+
+/* The loss of binary tasks (ink, masks), from logits x: loss = ½·(bce + dice), over the M selected voxels.
+ * - bce = (1/M)·Σ max(x, 0) − x·t' + log1p(exp(−|x|)), the soft binary cross-entropy against the smoothed target
+ *   t' = t·(1 − s) + (1 − t)·s (smoothing s in [0, 0.5]; 0 is plain BCE, RM_BINARY_LOSS_SMOOTHING the default).
+ * - dice = 1 − (2·Σ p·t + λ) / (Σ p + Σ t + λ), p = sigmoid(x), λ = RM_DICE_LAMBDA, against the unsmoothed t.
+ *   The sums run over the selected voxels of the whole tensor: one Dice for the batch, not one per sample or
+ *   channel.
+ * Targets are expected in [0, 1] (soft targets allowed; values are not checked). No selected voxel: bce = 0,
+ * dice = 1 − λ/λ = 0, loss 0. `loss` is required; `bce` and `dice` (the two parts, before the ½) may be NULL. */
+RM_API rm_status rm_binary_loss_forward(rm_ctx *ctx, const rm_tensor *logits, const rm_tensor *target,
+                                        const rm_tensor *mask, float smoothing, float *loss, float *bce,
+                                        float *dice);
+/* dlogits = dloss · ∂loss/∂x: ½·[(p − t')/M + ((2·Σp·t + λ)/(Σp + Σt + λ)² − 2t/(Σp + Σt + λ))·p·(1 − p)] on the
+ * selected voxels, 0 elsewhere. dlogits may be any of the inputs. */
+RM_API rm_status rm_binary_loss_backward(rm_ctx *ctx, const rm_tensor *logits, const rm_tensor *target,
+                                         const rm_tensor *mask, float smoothing, float dloss, rm_tensor *dlogits);
+
 #ifdef __cplusplus
 }
 #endif

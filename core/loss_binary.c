@@ -1,0 +1,304 @@
+/* Losses with masks: the masked MSE of regression tasks and ½·(soft BCE + Dice) of binary tasks, with gradients.
+ *
+ * Same determinism scheme as loss.c: the tensor is cut into chunks of a fixed size, each chunk's sums go into its
+ * own slot in double, and the slots are added in order afterwards. The partial sums do not depend on which thread
+ * computed them, so every result is bit-identical on any number of threads. The backwards need the forward's sums
+ * (the selected count, and for Dice Σp·t, Σp, Σt), so they run the same reduction first, then one elementwise pass.
+ */
+#include "rm_impl.h"
+#include "repmode/ops.h"
+
+#include <math.h>
+
+#define RM_LOSS_CHUNK ((int64_t)1 << 16)
+
+static int64_t loss_chunks(int64_t n) { return (n + RM_LOSS_CHUNK - 1) / RM_LOSS_CHUNK; }
+
+static void chunk_range(int64_t k, int64_t n, int64_t *i0, int64_t *i1)
+{
+    *i0 = k * RM_LOSS_CHUNK;
+    *i1 = *i0 + RM_LOSS_CHUNK < n ? *i0 + RM_LOSS_CHUNK : n;
+}
+
+/* The number of voxels a mask selects (all of them without a mask). Integer counts: exact in any order. */
+static int64_t mask_count(rm_ctx *ctx, const rm_tensor *mask, int64_t n)
+{
+    if (!mask)
+        return n;
+    const float *m = mask->data;
+    int64_t count = 0;
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) reduction(+ : count) if (n > RM_LOSS_CHUNK)
+    for (int64_t i = 0; i < n; i++)
+        count += m[i] > 0.5f;
+    return count;
+}
+
+/* ---- masked MSE ---------------------------------------------------------------------------------------------- */
+
+typedef struct mse_part {
+    double sum;
+    int64_t count;
+} mse_part;
+
+static rm_status masked_mse_check(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target, const rm_tensor *mask)
+{
+    RM_TRY(rm_check_tensor(ctx, pred, "masked mse: pred"));
+    RM_TRY(rm_check_shape(ctx, target, "masked mse: target", pred->ne));
+    if (mask)
+        RM_TRY(rm_check_shape(ctx, mask, "masked mse: mask", pred->ne));
+    return RM_OK;
+}
+
+/* Σ (p - t)² over the selected elements of [i0, i1), in loss.c's eight interleaved lanes: without a mask the sums
+ * are rm_mse_forward's, and with one an unselected element adds nothing to its lane. */
+static mse_part mse_chunk(const float *p, const float *t, const float *m, int64_t i0, int64_t i1)
+{
+    double s[8] = {0};
+    int64_t count = 0, i = i0;
+    if (!m) {
+        for (; i + 8 <= i1; i += 8)
+            for (int l = 0; l < 8; l++) {
+                const double d = (double)p[i + l] - t[i + l];
+                s[l] += d * d;
+            }
+        for (; i < i1; i++) {
+            const double d = (double)p[i] - t[i];
+            s[0] += d * d;
+        }
+        count = i1 - i0;
+    } else {
+        for (; i + 8 <= i1; i += 8)
+            for (int l = 0; l < 8; l++) {
+                if (m[i + l] > 0.5f) {
+                    const double d = (double)p[i + l] - t[i + l];
+                    s[l] += d * d;
+                    count++;
+                }
+            }
+        for (; i < i1; i++) {
+            if (m[i] > 0.5f) {
+                const double d = (double)p[i] - t[i];
+                s[0] += d * d;
+                count++;
+            }
+        }
+    }
+    mse_part r = {((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])), count};
+    return r;
+}
+
+rm_status rm_masked_mse_forward(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target, const rm_tensor *mask,
+                                float *loss)
+{
+    RM_TRY(masked_mse_check(ctx, pred, target, mask));
+    if (!loss)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "masked mse: loss is NULL");
+
+    const int64_t n = rm_tensor_numel(pred);
+    const int64_t chunks = loss_chunks(n);
+    mse_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
+    if (!part)
+        return RM_ERR_NOMEM;
+    const float *p = pred->data, *t = target->data, *m = mask ? mask->data : NULL;
+
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t i0, i1;
+        chunk_range(k, n, &i0, &i1);
+        part[k] = mse_chunk(p, t, m, i0, i1);
+    }
+
+    double sum = 0.0;
+    int64_t count = 0;
+    for (int64_t k = 0; k < chunks; k++) {
+        sum += part[k].sum;
+        count += part[k].count;
+    }
+    *loss = count > 0 ? (float)(sum / (double)count) : 0.0f;
+    return RM_OK;
+}
+
+rm_status rm_masked_mse_backward(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target, const rm_tensor *mask,
+                                 float dloss, rm_tensor *dpred)
+{
+    RM_TRY(masked_mse_check(ctx, pred, target, mask));
+    if (!dpred)
+        return RM_OK;
+    RM_TRY(rm_check_shape(ctx, dpred, "masked mse: dpred", pred->ne));
+
+    const int64_t n = rm_tensor_numel(pred);
+    const int64_t chunks = loss_chunks(n);
+    const int64_t count = mask_count(ctx, mask, n);
+    const float scale = count > 0 ? (float)(2.0 * (double)dloss / (double)count) : 0.0f;
+    const float *p = pred->data, *t = target->data, *m = mask ? mask->data : NULL;
+    float *g = dpred->data;
+
+    /* dpred may be any input: each element is read before it is written. */
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t i0, i1;
+        chunk_range(k, n, &i0, &i1);
+        if (!m) {
+            for (int64_t i = i0; i < i1; i++)
+                g[i] = scale * (p[i] - t[i]);
+        } else {
+            for (int64_t i = i0; i < i1; i++)
+                g[i] = m[i] > 0.5f ? scale * (p[i] - t[i]) : 0.0f;
+        }
+    }
+    return RM_OK;
+}
+
+/* ---- binary loss: ½·(soft BCE + Dice) ------------------------------------------------------------------------ */
+
+typedef struct binary_part {
+    double bce; /* Σ max(x, 0) - x·t' + log1p(exp(-|x|)) */
+    double pt;  /* Σ p·t */
+    double p;   /* Σ p */
+    double t;   /* Σ t */
+    int64_t count;
+} binary_part;
+
+typedef struct binary_sums {
+    double bce, dice; /* the two parts of the loss */
+    double m;         /* selected voxels */
+    double pt, s;     /* Σ p·t and Σ p + Σ t */
+} binary_sums;
+
+static rm_status binary_check(rm_ctx *ctx, const rm_tensor *logits, const rm_tensor *target, const rm_tensor *mask,
+                              float smoothing)
+{
+    RM_TRY(rm_check_tensor(ctx, logits, "binary loss: logits"));
+    RM_TRY(rm_check_shape(ctx, target, "binary loss: target", logits->ne));
+    if (mask)
+        RM_TRY(rm_check_shape(ctx, mask, "binary loss: mask", logits->ne));
+    /* A negated comparison, so NaN is rejected too. Above 0.5 the smoothing would swap the classes. */
+    if (!(smoothing >= 0.0f && smoothing <= 0.5f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "binary loss: smoothing %g is outside [0, 0.5]", (double)smoothing);
+    return RM_OK;
+}
+
+/* p = sigmoid(x) and e = exp(-|x|), with r = 1/(1 + e): p = r for x >= 0 and e·r below, 1 - p the other one, so
+ * neither p nor 1 - p is ever formed by a cancelling subtraction, and no exponent overflows. */
+static inline float sigmoid_e(float x, float *e_out, float *r_out)
+{
+    const float e = expf(-fabsf(x));
+    const float r = 1.0f / (1.0f + e);
+    *e_out = e;
+    *r_out = r;
+    return x >= 0.0f ? r : e * r;
+}
+
+static binary_part binary_chunk(const float *x, const float *t, const float *m, double s, int64_t i0, int64_t i1)
+{
+    binary_part b = {0.0, 0.0, 0.0, 0.0, 0};
+    for (int64_t i = i0; i < i1; i++) {
+        if (m && !(m[i] > 0.5f))
+            continue;
+        float e, r;
+        const float p = sigmoid_e(x[i], &e, &r);
+        const double ti = t[i];
+        const double ts = ti * (1.0 - s) + (1.0 - ti) * s;
+        /* The products in double: max(x, 0) - x·t' cancels for large x, and float rounding of x·t' would show. */
+        b.bce += (double)fmaxf(x[i], 0.0f) - (double)x[i] * ts + (double)log1pf(e);
+        b.pt += (double)p * ti;
+        b.p += p;
+        b.t += ti;
+        b.count++;
+    }
+    return b;
+}
+
+static rm_status binary_reduce(rm_ctx *ctx, const rm_tensor *logits, const rm_tensor *target, const rm_tensor *mask,
+                               float smoothing, binary_sums *out)
+{
+    const int64_t n = rm_tensor_numel(logits);
+    const int64_t chunks = loss_chunks(n);
+    binary_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
+    if (!part)
+        return RM_ERR_NOMEM;
+    const float *x = logits->data, *t = target->data, *m = mask ? mask->data : NULL;
+    const double s = smoothing;
+
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t i0, i1;
+        chunk_range(k, n, &i0, &i1);
+        part[k] = binary_chunk(x, t, m, s, i0, i1);
+    }
+
+    binary_part sum = {0.0, 0.0, 0.0, 0.0, 0};
+    for (int64_t k = 0; k < chunks; k++) {
+        sum.bce += part[k].bce;
+        sum.pt += part[k].pt;
+        sum.p += part[k].p;
+        sum.t += part[k].t;
+        sum.count += part[k].count;
+    }
+    out->m = (double)sum.count;
+    out->pt = sum.pt;
+    out->s = sum.p + sum.t;
+    out->bce = sum.count > 0 ? sum.bce / out->m : 0.0;
+    out->dice = 1.0 - (2.0 * sum.pt + RM_DICE_LAMBDA) / (out->s + RM_DICE_LAMBDA);
+    return RM_OK;
+}
+
+rm_status rm_binary_loss_forward(rm_ctx *ctx, const rm_tensor *logits, const rm_tensor *target,
+                                 const rm_tensor *mask, float smoothing, float *loss, float *bce, float *dice)
+{
+    RM_TRY(binary_check(ctx, logits, target, mask, smoothing));
+    if (!loss)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "binary loss: loss is NULL");
+
+    binary_sums s;
+    RM_TRY(binary_reduce(ctx, logits, target, mask, smoothing, &s));
+    *loss = (float)(0.5 * (s.bce + s.dice));
+    if (bce)
+        *bce = (float)s.bce;
+    if (dice)
+        *dice = (float)s.dice;
+    return RM_OK;
+}
+
+rm_status rm_binary_loss_backward(rm_ctx *ctx, const rm_tensor *logits, const rm_tensor *target,
+                                  const rm_tensor *mask, float smoothing, float dloss, rm_tensor *dlogits)
+{
+    RM_TRY(binary_check(ctx, logits, target, mask, smoothing));
+    if (!dlogits)
+        return RM_OK;
+    RM_TRY(rm_check_shape(ctx, dlogits, "binary loss: dlogits", logits->ne));
+
+    binary_sums s;
+    RM_TRY(binary_reduce(ctx, logits, target, mask, smoothing, &s));
+
+    /* g = a·(p − t') + (b − c·t)·p·(1 − p): the BCE term with a = ½·dloss/M, the Dice term with
+     * b = ½·dloss·(2·Σp·t + λ)/(S + λ)² and c = ½·dloss·2/(S + λ), S = Σp + Σt. */
+    const double half = 0.5 * (double)dloss, sl = s.s + RM_DICE_LAMBDA;
+    const float a = s.m > 0.0 ? (float)(half / s.m) : 0.0f;
+    const float b = (float)(half * (2.0 * s.pt + RM_DICE_LAMBDA) / (sl * sl));
+    const float c = (float)(half * 2.0 / sl);
+    const float sm = smoothing, keep = 1.0f - smoothing;
+    const int64_t n = rm_tensor_numel(logits);
+    const int64_t chunks = loss_chunks(n);
+    const float *x = logits->data, *t = target->data, *m = mask ? mask->data : NULL;
+    float *g = dlogits->data;
+
+    /* dlogits may be any input: each element is read before it is written. */
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t i0, i1;
+        chunk_range(k, n, &i0, &i1);
+        for (int64_t i = i0; i < i1; i++) {
+            if (m && !(m[i] > 0.5f)) {
+                g[i] = 0.0f;
+                continue;
+            }
+            float e, r;
+            const float p = sigmoid_e(x[i], &e, &r);
+            const float ti = t[i];
+            const float ts = ti * keep + (1.0f - ti) * sm;
+            g[i] = a * (p - ts) + (b - c * ti) * (e * r * r);
+        }
+    }
+    return RM_OK;
+}

@@ -1,0 +1,75 @@
+/* repmode evaluation metrics: what `repmode eval` reports for regression tasks (fluorescence) and binary tasks (ink).
+ *
+ *     rm_binary_metrics bm;
+ *     if (rm_binary_metrics_compute(ctx, &prob, &ink, &fragment, RM_BINARY_THRESHOLD, &bm) != RM_OK)
+ *         fprintf(stderr, "repmode: %s\n", rm_ctx_error(ctx));
+ *     else
+ *         printf("F0.5 %.4f  AUC %.4f over %lld pixels\n", bm.f05, bm.auc, (long long)bm.count);
+ *
+ * Conventions shared by both calls:
+ * - The prediction, the target and the optional mask have the same shape (any 5-D shape; see core.h). A voxel is
+ *   selected when mask > 0.5, or always when mask is NULL; only selected voxels count.
+ * - Every sum is accumulated in double over fixed-size chunks combined in a fixed order: the results do not
+ *   depend on the thread count.
+ * - Bad input is an error, never a silent NaN: a NaN anywhere in the mask, or a NaN or infinite value in a
+ *   selected voxel of the prediction or the target, is RM_ERR_ARGUMENT with a message naming the tensor, the
+ *   value and its element index; values outside the mask are not checked. On any error *out is unchanged.
+ */
+#ifndef REPMODE_METRICS_H
+#define REPMODE_METRICS_H
+
+#include "repmode/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- regression ---------------------------------------------------------------------------------------------- */
+
+/* Over the selected voxels, prediction p against target t. With no selected voxel (count 0) every metric is NaN. */
+typedef struct rm_regression_metrics {
+    double mse;     /* mean (p − t)² */
+    double mae;     /* mean |p − t| */
+    double r2;      /* 1 − Σ(t − p)² / Σ(t − mean t)², sklearn's r2_score: when t is constant, 1 if p == t at every
+                       voxel and 0 otherwise */
+    double pearson; /* Pearson correlation of p and t, in [−1, 1]; 0 when either p or t is constant */
+    int64_t count;  /* selected voxels */
+} rm_regression_metrics;
+
+RM_API rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target,
+                                               const rm_tensor *mask, rm_regression_metrics *out);
+
+/* ---- binary -------------------------------------------------------------------------------------------------- */
+
+/* The default decision threshold on probabilities. */
+#define RM_BINARY_THRESHOLD 0.5f
+
+/* Over the selected voxels: a voxel is predicted positive when prob > threshold, and is a positive when
+ * target > 0.5. Ratios whose denominator is 0 are 1 when prediction and target are both empty (tp = fp = fn = 0:
+ * nothing to find, nothing falsely found) and 0 otherwise. */
+typedef struct rm_binary_metrics {
+    double f05;       /* F-beta with beta = 0.5 (precision weighted): 1.25·tp / (1.25·tp + 0.25·fn + fp), which
+                         equals (1 + β²)·P·R / (β²·P + R) */
+    double dice;      /* 2·tp / (2·tp + fp + fn) (the F1 score) */
+    double precision; /* tp / (tp + fp) */
+    double recall;    /* tp / (tp + fn) */
+    double auc;       /* ROC AUC of the probabilities (threshold-free): the probability that a random positive scores
+                         above a random negative, ties counting one half (Mann–Whitney U / (positives·negatives));
+                         NaN when the selected voxels hold only one class (or none) */
+    int64_t count;    /* selected voxels: tp + fp + fn + tn */
+    int64_t tp;       /* predicted positive, positive */
+    int64_t fp;       /* predicted positive, negative */
+    int64_t fn;       /* predicted negative, positive */
+    int64_t tn;       /* predicted negative, negative */
+} rm_binary_metrics;
+
+/* threshold in [0, 1] (RM_BINARY_THRESHOLD by default). prob may hold any finite scores: only the threshold and
+ * their order matter. Sorting for the AUC allocates a float per selected voxel for the duration of the call. */
+RM_API rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm_tensor *target,
+                                           const rm_tensor *mask, float threshold, rm_binary_metrics *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REPMODE_METRICS_H */
