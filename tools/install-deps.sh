@@ -9,7 +9,9 @@ packages=(
   libcjson-dev             # JSON headers of safetensors model files
   libtclap-dev             # command-line parsing, as Slicer's generated CLIs do
   libgtest-dev libgmock-dev
+  libinsighttoolkit5-dev libfftw3-dev libgdcm-tools   # ITK image IO of the repmode tool; its CMake package wants FFTW and GDCM's tools
   python3-torch python3-numpy python3-pytest   # PyTorch reference, fixtures, repmode-convert
+  python3-tifffile         # the CLI tests write folders of 2D TIFF layers
 )
 
 missing=()

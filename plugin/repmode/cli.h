@@ -54,5 +54,6 @@ class CommandLine : public TCLAP::CmdLine {
 
 int run_info(int argc, char **argv);
 int run_reparam(int argc, char **argv);
+int run_eval(int argc, char **argv);
 
 } // namespace repmode::cli

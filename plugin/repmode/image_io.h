@@ -1,0 +1,54 @@
+// Images in and out of the repmode tool, through ITK (cli.md): the format is chosen by the file name (.nrrd, .nhdr,
+// .nii, .nii.gz, .mha, .mhd, .tif/.tiff), and a directory of 2D TIFF layers (00.tif, 01.tif, ..., sorted by name)
+// is read as one 3D volume. Every problem with a file is a Failure (exit code 1) naming the file.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace repmode::cli {
+
+// A scalar 3D volume with its geometry. Voxels are Z-major with X fastest, as repmode's tensors (core.h); `size` is
+// in repmode's order (Z, Y, X), while the physical geometry keeps ITK's order (x, y, z) so that it round-trips
+// unchanged: spacing[0] is the X spacing, direction is ITK's row-major 3x3 matrix.
+template <typename T> struct BasicVolume {
+    std::array<int64_t, 3> size{0, 0, 0};       // Z, Y, X
+    std::array<double, 3> spacing{1.0, 1.0, 1.0}; // x, y, z
+    std::array<double, 3> origin{0.0, 0.0, 0.0};  // x, y, z
+    std::array<double, 9> direction{1, 0, 0, 0, 1, 0, 0, 0, 1};
+    std::vector<T> voxels; // size[0]·size[1]·size[2]
+
+    int64_t count() const { return size[0] * size[1] * size[2]; }
+    // The same geometry with other voxels (zero-filled).
+    template <typename U> BasicVolume<U> like() const
+    {
+        BasicVolume<U> v;
+        v.size = size;
+        v.spacing = spacing;
+        v.origin = origin;
+        v.direction = direction;
+        v.voxels.assign(static_cast<size_t>(count()), U(0));
+        return v;
+    }
+};
+
+using Volume = BasicVolume<float>;        // intensities, predictions, probabilities
+using LabelVolume = BasicVolume<uint8_t>; // label maps
+
+// Reads a scalar image of any pixel type (cast to float), or a directory of 2D TIFF layers (Z spacing 1). Refuses
+// multi-component images (RGB, vectors) and images of more than 3 dimensions; a 2D image is a volume of one layer.
+Volume read_volume(const std::string &path);
+
+// Writes the volume with its spacing, origin and direction, to a temporary name in the output's folder (the real
+// extension kept, so ITK picks the same format) renamed into place: a failure leaves no file at `path`. Formats
+// with a separate data file (.mhd, .nhdr) are written into a temporary folder and both files moved into place,
+// the data file first.
+void write_volume(const Volume &volume, const std::string &path);
+void write_volume(const LabelVolume &volume, const std::string &path);
+
+// "Z x Y x X" for messages.
+std::string size_string(const std::array<int64_t, 3> &size);
+
+} // namespace repmode::cli

@@ -1,0 +1,223 @@
+"""repmode eval (cli.md): metrics of a whole-volume prediction checked against the PyTorch reference and numpy
+formulas written independently of the C code; the image formats and folders ITK reads; and the errors."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+import repmode_safetensors as st  # noqa: E402
+from images import write_mha, write_nrrd  # noqa: E402
+
+REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
+SMALL = os.path.join(HERE, "..", "fixtures", "parity_small.model.safetensors")
+REAL_CT = os.path.join(HERE, "..", "..", "..", "shared", "data", "real", "ct_headsq", "headsq_64x64x93_int16.nrrd")
+SHAPE = (8, 12, 16)  # the fixture's patch: one window covers the volume, so the Gaussian blending cancels
+PATCH = "8,12,16"
+
+
+def run(*args):
+    return subprocess.run([REPMODE, *args], capture_output=True, text=True, timeout=300)
+
+
+def evaluate(*args):
+    r = run("eval", "--model", SMALL, *args)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1, r.stdout
+    return json.loads(lines[0])
+
+
+def zscore(a):
+    a = np.asarray(a, dtype=np.float64)
+    return (a - a.mean()) / a.std()
+
+
+def reference_prediction(task, x):
+    """The deploy network of `task` (PyTorch reference, float64) on the z-scored volume x (Z, Y, X)."""
+    torch = pytest.importorskip("torch")
+    import repmode_torch as rt
+
+    tensors, metadata = st.read(SMALL)
+    config = json.loads(metadata["repmode.config"])
+    names = [t["name"] for t in json.loads(metadata["repmode.tasks"])]
+    net = rt.RepModeNet(config["base_channels"], config["levels"], len(names), activation=config["activation"])
+    net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
+    net = net.double().eval()
+    with torch.no_grad():
+        y = rt.DeployNet(net, names.index(task))(torch.from_numpy(zscore(x)[None, None]))
+    return y[0, 0].numpy()
+
+
+def regression_metrics(p, t):
+    d = t - p
+    return {"mse": float(np.mean(d * d)), "mae": float(np.mean(np.abs(d))),
+            "r2": float(1 - np.sum(d * d) / np.sum((t - t.mean()) ** 2)),
+            "pearson": float(np.corrcoef(p.ravel(), t.ravel())[0, 1]), "voxels": p.size}
+
+
+def auc(prob, positive):
+    """Mann-Whitney U / (positives·negatives), ties counting one half (average ranks)."""
+    order = np.argsort(prob, kind="stable")
+    sorted_p = prob[order]
+    ranks = np.empty(prob.size)
+    i = 0
+    while i < prob.size:
+        j = i
+        while j + 1 < prob.size and sorted_p[j + 1] == sorted_p[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    return (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def binary_metrics(prob, target, threshold=0.5):
+    pos, pred = target > 0.5, prob > threshold
+    tp, fp, fn = int(np.sum(pred & pos)), int(np.sum(pred & ~pos)), int(np.sum(~pred & pos))
+    return {"f05": 1.25 * tp / (1.25 * tp + 0.25 * fn + fp), "dice": 2 * tp / (2 * tp + fp + fn),
+            "precision": tp / (tp + fp), "recall": tp / (tp + fn), "auc": auc(prob.ravel(), pos.ravel()),
+            "voxels": prob.size}
+
+
+def assert_metrics(got, expected):
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (key, got, expected)
+
+
+def sample(seed=0):
+    """An input volume with structure and a target that depends on it (plus noise)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij")
+    signal = 100 + 40 * np.sin(3 * x + 2 * y) * np.cos(2 * z) + 5 * rng.standard_normal(SHAPE)
+    target = 10 + 3 * np.cos(2 * x - y) + rng.standard_normal(SHAPE)
+    return signal.astype(np.float32), target.astype(np.float32)
+
+
+@pytest.mark.parametrize("task", ["dna", "membrane"])
+def test_regression_metrics_match_the_reference(tmp_path, task):
+    signal, target = sample()
+    write_mha(tmp_path / "in.mha", signal, spacing=(0.5, 0.5, 2.0), origin=(1, 2, 3))
+    write_mha(tmp_path / "gt.mha", target)
+    got = evaluate("--task", task, "--input", str(tmp_path / "in.mha"), "--target", str(tmp_path / "gt.mha"),
+                   "--patch", PATCH, "--threads", "2")
+    assert got["task"] == task and got["kind"] == "regression"
+    expected = regression_metrics(reference_prediction(task, signal), zscore(target))
+    assert_metrics(got, expected)
+
+
+def test_nrrd_input_and_a_mask_select_voxels(tmp_path):
+    signal, target = sample(1)
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[2:6, 3:9, 4:12] = 1
+    write_nrrd(tmp_path / "in.nrrd", signal)
+    write_mha(tmp_path / "gt.mha", target.astype(np.float64))
+    write_mha(tmp_path / "mask.mha", mask)
+    got = evaluate("--task", "dna", "--input", str(tmp_path / "in.nrrd"), "--target", str(tmp_path / "gt.mha"),
+                   "--mask", str(tmp_path / "mask.mha"), "--patch", PATCH)
+    p, t = reference_prediction("dna", signal), zscore(target)
+    sel = mask > 0
+    assert_metrics(got, regression_metrics(p[sel], t[sel]))
+    assert got["voxels"] == int(sel.sum())
+
+
+def test_binary_metrics_match_the_reference(tmp_path):
+    signal, _ = sample(2)
+    logits = reference_prediction("ink", signal)
+    prob = 1 / (1 + np.exp(-logits))
+    # A target that agrees with the prediction in part, so every metric is informative.
+    rng = np.random.default_rng(3)
+    target = ((prob > np.median(prob)) ^ (rng.random(SHAPE) < 0.2)).astype(np.uint8)
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", target)
+    got = evaluate("--task", "ink", "--input", str(tmp_path / "in.mha"), "--target", str(tmp_path / "gt.mha"),
+                   "--patch", PATCH)
+    assert got["kind"] == "binary"
+    # No logit so close to the threshold that float32 and float64 could disagree about its side.
+    assert np.min(np.abs(logits)) > 1e-5
+    assert_metrics(got, binary_metrics(prob, target))
+
+
+def test_binary_auc_of_one_class_is_null(tmp_path):
+    signal, _ = sample(4)
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", np.zeros(SHAPE, np.uint8))
+    got = evaluate("--task", "ink", "--input", str(tmp_path / "in.mha"), "--target", str(tmp_path / "gt.mha"),
+                   "--patch", PATCH)
+    assert got["auc"] is None
+    assert all(isinstance(got[k], float) or isinstance(got[k], int) for k in ("f05", "dice", "precision", "recall"))
+
+
+def test_a_folder_of_tiff_layers_reads_as_the_same_volume(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    signal, target = sample(5)
+    signal = np.round(signal * 100).astype(np.uint16)
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    for z in range(SHAPE[0]):
+        tifffile.imwrite(str(layers / ("%02d.tif" % z)), signal[z])
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", target)
+    common = ("--task", "membrane", "--target", str(tmp_path / "gt.mha"), "--patch", PATCH)
+    from_folder = evaluate("--input", str(layers), *common)
+    from_mha = evaluate("--input", str(tmp_path / "in.mha"), *common)
+    assert from_folder == from_mha
+    assert_metrics(from_folder, regression_metrics(reference_prediction("membrane", signal), zscore(target)))
+
+
+def test_the_real_ct_volume_is_readable():
+    if not os.path.exists(REAL_CT):
+        pytest.skip("the shared real data is absent")
+    got = evaluate("--task", "dna", "--input", REAL_CT, "--target", REAL_CT, "--patch", "32,32,32")
+    assert got["voxels"] == 64 * 64 * 93
+    assert all(math.isfinite(got[k]) for k in ("mse", "mae", "r2", "pearson"))
+
+
+def test_progress_is_one_line_per_stage_on_a_pipe(tmp_path):
+    signal, target = sample()
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", target)
+    r = run("eval", "--model", SMALL, "--task", "dna", "--input", str(tmp_path / "in.mha"), "--target",
+            str(tmp_path / "gt.mha"))  # the model's own patch
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) >= 4 and all(line.startswith("repmode: ") for line in lines), r.stderr
+    assert "\r" not in r.stderr
+
+
+def expect_failure(r, *needles):
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("repmode: "), r.stderr
+    for needle in needles:
+        assert needle in last, r.stderr
+    assert r.stdout == ""
+
+
+def test_errors_exit_1_with_a_useful_message(tmp_path):
+    signal, target = sample()
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", target)
+    write_mha(tmp_path / "small.mha", target[:, :, :8])
+    write_mha(tmp_path / "rgb.mha", np.zeros(SHAPE + (3,), np.uint8), components=3)
+    inp, gt = str(tmp_path / "in.mha"), str(tmp_path / "gt.mha")
+
+    def ev(*args):
+        return run("eval", "--model", SMALL, "--patch", PATCH, *args)
+
+    expect_failure(ev("--task", "dna", "--input", str(tmp_path / "absent.mha"), "--target", gt), "absent.mha")
+    expect_failure(ev("--task", "dna", "--input", inp, "--target", str(tmp_path / "small.mha")),
+                   "small.mha", "8 x 12 x 8", "in.mha", "8 x 12 x 16")
+    expect_failure(ev("--task", "nucleolus", "--input", inp, "--target", gt), "no task 'nucleolus'", "dna", "ink")
+    expect_failure(ev("--task", "dna", "--input", str(tmp_path / "rgb.mha"), "--target", gt), "rgb.mha", "3-component")
+    expect_failure(ev("--task", "dna", "--input", inp, "--target", gt, "--mask", str(tmp_path / "small.mha")),
+                   "small.mha", "same size")
+    expect_failure(ev("--task", "dna", "--input", str(tmp_path), "--target", gt), "no .tif layers")
+    expect_failure(ev("--task", "dna", "--input", inp, "--target", gt, "--overlap", "1.5"), "--overlap")
+    expect_failure(run("eval", "--model", SMALL, "--task", "dna", "--input", inp, "--target", gt, "--patch", "8,12"),
+                   "--patch")
