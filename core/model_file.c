@@ -11,8 +11,9 @@
 #define RM_FORMAT_VERSION "1"
 
 /* The metadata every repmode file carries; tasks_json differs between the forms. */
-static rm_status write_file(rm_ctx *ctx, const char *path, const rm_model *m, const char *form, const char *tasks_json,
-                            const rm_st_entry *entries, size_t n)
+static rm_status write_file_with(rm_ctx *ctx, const char *path, const rm_model *m, const char *form,
+                                 const char *tasks_json, const rm_st_entry *entries, size_t n, const char *extra_key,
+                                 const char *extra_value)
 {
     char *config = rm_config_json(&m->cfg);
     if (!config || !tasks_json) {
@@ -20,20 +21,28 @@ static rm_status write_file(rm_ctx *ctx, const char *path, const rm_model *m, co
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
     }
     const char *keys[] = {"repmode.format", "repmode.form", "repmode.config", "repmode.tasks", "repmode.normalization",
-                          "repmode.provenance"};
-    const char *values[] = {RM_FORMAT_VERSION, form, config, tasks_json, m->normalization, m->provenance};
-    const rm_status s = rm_st_write(ctx, path, entries, n, keys, values, 6);
+                          "repmode.provenance", extra_key};
+    const char *values[] = {RM_FORMAT_VERSION, form, config, tasks_json, m->normalization, m->provenance, extra_value};
+    const rm_status s = rm_st_write(ctx, path, entries, n, keys, values, extra_key ? 7 : 6);
     free(config);
     return s;
 }
 
-rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path)
+static rm_status write_file(rm_ctx *ctx, const char *path, const rm_model *m, const char *form, const char *tasks_json,
+                            const rm_st_entry *entries, size_t n)
+{
+    return write_file_with(ctx, path, m, form, tasks_json, entries, n, NULL, NULL);
+}
+
+/* The training form's tensors, followed by `extra` (checkpoints add the optimizer's state). */
+static rm_status save_training(rm_ctx *ctx, const rm_model *model, const char *path, const rm_st_entry *extra,
+                               size_t n_extra, const char *extra_key, const char *extra_value)
 {
     if (!model || !path)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "model save: NULL argument");
     if (!model->values)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the model has no weights to save", path);
-    rm_st_entry *entries = calloc(model->n_params, sizeof *entries);
+    rm_st_entry *entries = calloc(model->n_params + n_extra, sizeof *entries);
     char *tasks = rm_tasks_to_json(model->tasks, NULL, model->cfg.n_tasks);
     if (!entries) {
         free(tasks);
@@ -45,10 +54,18 @@ rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path)
                                    .data = p->count ? (const void *)p->count : (const void *)p->data};
         memcpy(entries[i].shape, p->shape, sizeof p->shape);
     }
-    const rm_status s = write_file(ctx, path, model, "training", tasks, entries, model->n_params);
+    if (n_extra)
+        memcpy(entries + model->n_params, extra, n_extra * sizeof *extra);
+    const rm_status s = write_file_with(ctx, path, model, "training", tasks, entries, model->n_params + n_extra,
+                                        extra_key, extra_value);
     free(entries);
     free(tasks);
     return s;
+}
+
+rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path)
+{
+    return save_training(ctx, model, path, NULL, 0, NULL, NULL);
 }
 
 /* ---- reading ------------------------------------------------------------------------------------------------- */
@@ -119,11 +136,9 @@ static rm_status take_tensor(rm_ctx *ctx, const char *path, const rm_st_file *f,
     return RM_OK;
 }
 
-static rm_status load_training(rm_ctx *ctx, const char *path, const rm_st_file *f, const rm_config *cfg,
-                               rm_model **out)
+/* Copies every tensor of m from the file; tensors the model lacks are refused unless they start with `extra`. */
+static rm_status take_weights(rm_ctx *ctx, const char *path, const rm_st_file *f, rm_model *m, const char *extra)
 {
-    rm_model *m;
-    RM_TRY(rm_model_build(ctx, cfg, 0, 1, &m));
     rm_status s = RM_OK;
     for (size_t i = 0; s == RM_OK && i < m->n_params; i++) {
         rm_param *p = &m->params[i];
@@ -132,9 +147,19 @@ static rm_status load_training(rm_ctx *ctx, const char *path, const rm_st_file *
     }
     for (size_t i = 0; s == RM_OK && i < rm_st_count(f); i++) {
         const char *name = rm_st_at(f, i)->name;
-        if (!rm_model_find_param(m, name))
+        if (!rm_model_find_param(m, name) && !(extra && strncmp(name, extra, strlen(extra)) == 0))
             s = rm_fail(ctx, RM_ERR_FORMAT, "%s: unknown tensor '%s' for this configuration", path, name);
     }
+    return s;
+}
+
+static rm_status load_training(rm_ctx *ctx, const char *path, const rm_st_file *f, const rm_config *cfg,
+                               rm_model **out)
+{
+    rm_model *m;
+    RM_TRY(rm_model_build(ctx, cfg, 0, 1, &m));
+    /* A training checkpoint is a model file too: its optimizer state is simply not part of the model. */
+    rm_status s = take_weights(ctx, path, f, m, rm_st_metadata(f, "repmode.checkpoint") ? "optimizer." : NULL);
     const char *normalization = rm_st_metadata(f, "repmode.normalization");
     const char *provenance = rm_st_metadata(f, "repmode.provenance");
     if (s == RM_OK && normalization)
@@ -334,4 +359,49 @@ void rm_model_info_free(rm_model_info *info)
         return;
     free(info->cfg.tasks);
     memset(info, 0, sizeof *info);
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------------------------- */
+
+#define RM_CHECKPOINT_KEY "repmode.checkpoint"
+
+rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *path, const float *m, const float *v,
+                              size_t n, int64_t step, uint64_t seed)
+{
+    char state[96];
+    snprintf(state, sizeof state, "{\"step\":%lld,\"seed\":%llu}", (long long)step, (unsigned long long)seed);
+    const rm_st_entry extra[2] = {
+        {.name = "optimizer.exp_avg", .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = m},
+        {.name = "optimizer.exp_avg_sq", .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = v},
+    };
+    return save_training(ctx, model, path, extra, 2, RM_CHECKPOINT_KEY, state);
+}
+
+rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, float *m, float *v, size_t n,
+                             uint64_t seed, int64_t *step)
+{
+    rm_st_file *f;
+    RM_TRY(rm_st_read(ctx, path, &f));
+    const char *state = rm_st_metadata(f, RM_CHECKPOINT_KEY);
+    unsigned long long s_seed = 0;
+    long long s_step = -1;
+    rm_status s = RM_OK;
+    if (!state || sscanf(state, "{\"step\":%lld,\"seed\":%llu}", &s_step, &s_seed) != 2 || s_step < 0)
+        s = rm_fail(ctx, RM_ERR_FORMAT, "%s: not a training checkpoint (no valid %s metadata)", path,
+                    RM_CHECKPOINT_KEY);
+    else if (s_seed != seed)
+        s = rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the checkpoint's run has seed %llu, this one %llu", path, s_seed,
+                    (unsigned long long)seed);
+    /* Weights are copied only once the file has proven to be this run's checkpoint. */
+    if (s == RM_OK)
+        s = take_weights(ctx, path, f, into, "optimizer.");
+    const int64_t shape[1] = {(int64_t)n};
+    if (s == RM_OK)
+        s = take_tensor(ctx, path, f, "optimizer.exp_avg", 1, shape, 0, m);
+    if (s == RM_OK)
+        s = take_tensor(ctx, path, f, "optimizer.exp_avg_sq", 1, shape, 0, v);
+    if (s == RM_OK)
+        *step = s_step;
+    rm_st_free(f);
+    return s;
 }

@@ -41,5 +41,6 @@
 #include "repmode/metrics.h"
 #include "repmode/optim.h"
 #include "repmode/predict.h"
+#include "repmode/trainer.h"
 
 #endif /* REPMODE_REPMODE_H */

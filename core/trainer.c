@@ -1,0 +1,264 @@
+/* Training on in-memory volumes: batches of random patches, augmentation, per-kind losses, optimizer, checkpoints.
+ * Every random draw is a hash of (seed, step, sample, purpose): nothing depends on threads or on call history. */
+#include "model_impl.h"
+#include "repmode/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What each hash draw is for, so draws for different purposes never coincide. */
+enum { DRAW_VOLUME, DRAW_CROP, DRAW_FLIP = DRAW_CROP + 3, DRAW_ROTATE, DRAW_SCALE, DRAW_SHIFT, DRAW_DROPOUT, DRAW_NOISE };
+
+struct rm_trainer {
+    rm_model *model;
+    rm_optim *optim;
+    rm_train_options opt;
+    rm_train_volume *volumes;
+    int n_volumes;
+    int64_t step;
+    float *x, *target, *mask, *y, *dy; /* (batch, 1, patch) each */
+    int *tasks;
+};
+
+rm_train_options rm_train_options_official(const int64_t patch[3])
+{
+    rm_train_options o = {.patch = {patch[0], patch[1], patch[2]}, .batch = 8, .seed = 0,
+                          .optim = rm_optim_adam_official(), .schedule = rm_schedule_constant(),
+                          .smoothing = RM_BINARY_LOSS_SMOOTHING, .flips = 1};
+    return o;
+}
+
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static uint64_t draw(const rm_trainer *t, int64_t sample, uint64_t purpose, uint64_t index)
+{
+    uint64_t h = mix(t->opt.seed + UINT64_C(0x9e3779b97f4a7c15));
+    h = mix(h ^ (uint64_t)t->step);
+    h = mix(h ^ ((uint64_t)sample << 8 | purpose));
+    return mix(h ^ index);
+}
+
+static double uniform(uint64_t h) { return (double)(h >> 11) * 0x1p-53; }
+
+/* ---- checks and life cycle ------------------------------------------------------------------------------------ */
+
+static rm_status check_options(rm_ctx *ctx, const rm_model *m, const rm_train_options *o)
+{
+    const int64_t unit = (int64_t)1 << m->cfg.levels;
+    for (int a = 0; a < 3; a++)
+        if (o->patch[a] < unit || o->patch[a] % unit != 0)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "train: patch size %lld along axis %d is not a positive multiple of "
+                           "%lld", (long long)o->patch[a], a, (long long)unit);
+    if (o->batch < 1 || o->batch > 256)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: batch %d is outside 1..256", o->batch);
+    if (o->rotations && o->patch[1] != o->patch[2])
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: in-plane rotations need a square patch, not %lld x %lld",
+                       (long long)o->patch[1], (long long)o->patch[2]);
+    if (!(o->smoothing >= 0.0f && o->smoothing <= 0.5f) || !(o->intensity_jitter >= 0.0f && o->intensity_jitter < 1.0f) ||
+        !(o->noise >= 0.0f && isfinite(o->noise)))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: smoothing must be in [0, 0.5], intensity jitter in [0, 1), "
+                       "noise finite and not negative");
+    if (m->cfg.in_channels != 1 || m->cfg.out_channels != 1)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: volumes train models of one input and one output channel");
+    RM_TRY(rm_optim_config_validate(ctx, &o->optim));
+    return rm_schedule_validate(ctx, &o->schedule);
+}
+
+static rm_status check_volumes(rm_ctx *ctx, const rm_model *m, const rm_train_volume *v, int n)
+{
+    if (!v || n < 1)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: no training volumes");
+    for (int i = 0; i < n; i++) {
+        if (!v[i].signal || !v[i].target)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "train: volume %d has no %s", i, v[i].signal ? "target" : "signal");
+        if (v[i].task < 0 || v[i].task >= m->cfg.n_tasks)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "train: volume %d has task %d; the model has tasks 0..%d", i,
+                           v[i].task, m->cfg.n_tasks - 1);
+        for (int a = 0; a < 3; a++)
+            if (v[i].size[a] < 1)
+                return rm_fail(ctx, RM_ERR_SHAPE, "train: volume %d has size %lld along axis %d", i,
+                               (long long)v[i].size[a], a);
+    }
+    return RM_OK;
+}
+
+rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options *opt,
+                            const rm_train_volume *volumes, int n, rm_trainer **out)
+{
+    if (!model || !opt || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: NULL argument");
+    *out = NULL;
+    RM_TRY(check_options(ctx, model, opt));
+    RM_TRY(check_volumes(ctx, model, volumes, n));
+    rm_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return rm_fail(ctx, RM_ERR_NOMEM, "train: out of memory");
+    t->model = model;
+    t->opt = *opt;
+    t->n_volumes = n;
+    const size_t numel = (size_t)(opt->batch * opt->patch[0] * opt->patch[1] * opt->patch[2]);
+    t->volumes = malloc((size_t)n * sizeof *t->volumes);
+    t->x = malloc(numel * sizeof(float));
+    t->target = malloc(numel * sizeof(float));
+    t->mask = malloc(numel * sizeof(float));
+    t->y = malloc(numel * sizeof(float));
+    t->dy = malloc(numel * sizeof(float));
+    t->tasks = malloc((size_t)opt->batch * sizeof *t->tasks);
+    rm_status s = RM_OK;
+    if (!t->volumes || !t->x || !t->target || !t->mask || !t->y || !t->dy || !t->tasks)
+        s = rm_fail(ctx, RM_ERR_NOMEM, "train: cannot allocate a batch of %zu voxels", numel);
+    else
+        memcpy(t->volumes, volumes, (size_t)n * sizeof *volumes);
+    if (s == RM_OK)
+        s = rm_optim_create(ctx, model, &opt->optim, &t->optim);
+    if (s != RM_OK) {
+        rm_trainer_free(t);
+        return s;
+    }
+    *out = t;
+    return RM_OK;
+}
+
+void rm_trainer_free(rm_trainer *t)
+{
+    if (!t)
+        return;
+    rm_optim_free(t->optim);
+    free(t->volumes);
+    free(t->x);
+    free(t->target);
+    free(t->mask);
+    free(t->y);
+    free(t->dy);
+    free(t->tasks);
+    free(t);
+}
+
+int64_t rm_trainer_steps_done(const rm_trainer *t) { return t->step; }
+
+/* ---- batches ------------------------------------------------------------------------------------------------- */
+
+/* Sample b of the batch: a random crop of a random volume, flipped and rotated, zero (and masked out) beyond the
+ * volume, with intensity jitter and noise on the input. */
+static void fill_sample(rm_trainer *t, int64_t b)
+{
+    const int64_t *P = t->opt.patch, pvol = P[0] * P[1] * P[2];
+    const rm_train_volume *v = &t->volumes[draw(t, b, DRAW_VOLUME, 0) % (uint64_t)t->n_volumes];
+    int64_t start[3];
+    int flip[3];
+    for (int a = 0; a < 3; a++) {
+        const int64_t room = v->size[a] - P[a];
+        start[a] = room > 0 ? (int64_t)(draw(t, b, DRAW_CROP + (uint64_t)a, 0) % (uint64_t)(room + 1)) : 0;
+        flip[a] = t->opt.flips ? (int)(draw(t, b, DRAW_FLIP, (uint64_t)a) & 1) : 0;
+    }
+    const int turns = t->opt.rotations ? (int)(draw(t, b, DRAW_ROTATE, 0) & 3) : 0;
+    const double j = t->opt.intensity_jitter;
+    const float scale = (float)(1.0 + j * (2.0 * uniform(draw(t, b, DRAW_SCALE, 0)) - 1.0));
+    const float shift = (float)(j * (2.0 * uniform(draw(t, b, DRAW_SHIFT, 0)) - 1.0));
+    float *x = t->x + b * pvol, *tg = t->target + b * pvol, *mk = t->mask + b * pvol;
+    t->tasks[b] = v->task;
+    for (int64_t z = 0; z < P[0]; z++)
+        for (int64_t y = 0; y < P[1]; y++)
+            for (int64_t xx = 0; xx < P[2]; xx++) {
+                /* Patch voxel → volume voxel: rotate in-plane (square patch), flip, then offset by the crop. */
+                int64_t r = y, c = xx;
+                for (int k = 0; k < turns; k++) {
+                    const int64_t nr = c, nc = P[1] - 1 - r;
+                    r = nr;
+                    c = nc;
+                }
+                const int64_t sz = start[0] + (flip[0] ? P[0] - 1 - z : z);
+                const int64_t sy = start[1] + (flip[1] ? P[1] - 1 - r : r);
+                const int64_t sx = start[2] + (flip[2] ? P[2] - 1 - c : c);
+                const int64_t i = (z * P[1] + y) * P[2] + xx;
+                if (sz >= v->size[0] || sy >= v->size[1] || sx >= v->size[2]) {
+                    x[i] = tg[i] = mk[i] = 0.0f;
+                    continue;
+                }
+                const int64_t si = (sz * v->size[1] + sy) * v->size[2] + sx;
+                x[i] = v->signal[si] * scale + shift;
+                tg[i] = v->target[si];
+                mk[i] = v->mask ? v->mask[si] : 1.0f;
+                if (t->opt.noise > 0.0f) {
+                    /* Box–Muller from two hash draws per voxel. */
+                    const uint64_t h = draw(t, b, DRAW_NOISE, (uint64_t)i);
+                    const double u1 = ((double)(h >> 40) + 0.5) * 0x1p-24, u2 = (double)(h & 0xffffff) * 0x1p-24;
+                    x[i] += t->opt.noise * (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+                }
+            }
+}
+
+/* The batch's loss (mean over samples of each sample's loss by its task's kind) and its gradient into dy. */
+static rm_status batch_loss(rm_ctx *ctx, rm_trainer *t, float *loss)
+{
+    const int64_t *P = t->opt.patch, pvol = P[0] * P[1] * P[2];
+    const float share = 1.0f / (float)t->opt.batch;
+    double total = 0.0;
+    for (int64_t b = 0; b < t->opt.batch; b++) {
+        rm_tensor y = rm_tensor_5d(t->y + b * pvol, 1, 1, P[0], P[1], P[2]);
+        rm_tensor tg = rm_tensor_5d(t->target + b * pvol, 1, 1, P[0], P[1], P[2]);
+        rm_tensor mk = rm_tensor_5d(t->mask + b * pvol, 1, 1, P[0], P[1], P[2]);
+        rm_tensor dy = rm_tensor_5d(t->dy + b * pvol, 1, 1, P[0], P[1], P[2]);
+        float l = 0.0f;
+        if (t->model->cfg.tasks[t->tasks[b]].kind == RM_TASK_BINARY) {
+            RM_TRY(rm_binary_loss_forward(ctx, &y, &tg, &mk, t->opt.smoothing, &l, NULL, NULL));
+            RM_TRY(rm_binary_loss_backward(ctx, &y, &tg, &mk, t->opt.smoothing, share, &dy));
+        } else {
+            RM_TRY(rm_masked_mse_forward(ctx, &y, &tg, &mk, &l));
+            RM_TRY(rm_masked_mse_backward(ctx, &y, &tg, &mk, share, &dy));
+        }
+        total += l;
+    }
+    *loss = (float)(total / t->opt.batch);
+    return RM_OK;
+}
+
+rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss)
+{
+    if (!t || !loss)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: NULL argument");
+    const int64_t *P = t->opt.patch;
+    for (int64_t b = 0; b < t->opt.batch; b++)
+        fill_sample(t, b);
+    rm_tensor x = rm_tensor_5d(t->x, t->opt.batch, 1, P[0], P[1], P[2]);
+    rm_tensor y = rm_tensor_5d(t->y, t->opt.batch, 1, P[0], P[1], P[2]);
+    rm_tensor dy = rm_tensor_5d(t->dy, t->opt.batch, 1, P[0], P[1], P[2]);
+    RM_TRY(rm_model_forward_train(ctx, t->model, &x, t->tasks, draw(t, 0, DRAW_DROPOUT, 0), &y));
+    RM_TRY(batch_loss(ctx, t, loss));
+    RM_TRY(rm_model_backward(ctx, t->model, &dy));
+    RM_TRY(rm_optim_step(ctx, t->optim, rm_schedule_lr(&t->opt.schedule, t->opt.optim.lr, t->step)));
+    t->step++;
+    return RM_OK;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------------------------- */
+
+rm_status rm_trainer_save_checkpoint(rm_ctx *ctx, const rm_trainer *t, const char *path)
+{
+    if (!t || !path)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: NULL argument");
+    size_t n_m = 0, n_v = 0;
+    const float *m = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG, &n_m);
+    const float *v = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG_SQ, &n_v);
+    return rm_checkpoint_write(ctx, t->model, path, m, v, n_m, t->step, t->opt.seed);
+}
+
+rm_status rm_trainer_load_checkpoint(rm_ctx *ctx, rm_trainer *t, const char *path)
+{
+    if (!t || !path)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: NULL argument");
+    size_t n = 0;
+    float *m = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG, &n);
+    float *v = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG_SQ, &n);
+    int64_t step = 0;
+    RM_TRY(rm_checkpoint_read(ctx, path, t->model, m, v, n, t->opt.seed, &step));
+    RM_TRY(rm_optim_set_step(ctx, t->optim, step));
+    t->step = step;
+    return RM_OK;
+}
