@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include <cstdlib>
+#include <sstream>
 #include <vector>
 
 namespace repmode::cli {
@@ -39,6 +41,24 @@ void CommandLine::parse_or_fail(int argc, char **argv)
     }
     if (threads() < 0)
         throw Failure("--threads must be 0 (all cores) or more", kBadInput);
+}
+
+std::array<int64_t, 3> parse_sizes(const std::string &spec, const std::string &option)
+{
+    std::array<int64_t, 3> sizes{};
+    std::stringstream list(spec);
+    std::string item;
+    int n = 0;
+    while (std::getline(list, item, ',')) {
+        char *end = nullptr;
+        const long long value = std::strtoll(item.c_str(), &end, 10);
+        if (n >= 3 || item.empty() || *end != '\0' || value <= 0)
+            throw Failure(option + " takes three positive sizes Z,Y,X, not '" + spec + "'", kBadInput);
+        sizes[static_cast<size_t>(n++)] = value;
+    }
+    if (n != 3)
+        throw Failure(option + " takes three positive sizes Z,Y,X, not '" + spec + "'", kBadInput);
+    return sizes;
 }
 
 } // namespace repmode::cli

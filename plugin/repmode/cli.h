@@ -1,6 +1,8 @@
 // What every repmode subcommand shares: errors and exit codes, the context, the common options.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -52,8 +54,12 @@ class CommandLine : public TCLAP::CmdLine {
     TCLAP::ValueArg<int> threads_;
 };
 
+// "Z,Y,X" as three positive sizes; `option` names the flag in the message.
+std::array<int64_t, 3> parse_sizes(const std::string &spec, const std::string &option);
+
 int run_info(int argc, char **argv);
 int run_reparam(int argc, char **argv);
+int run_synth(int argc, char **argv);
 int run_eval(int argc, char **argv);
 
 } // namespace repmode::cli

@@ -52,24 +52,6 @@ class Progress {
     bool tty_;
 };
 
-std::array<int64_t, 3> parse_patch(const std::string &spec)
-{
-    std::array<int64_t, 3> patch{};
-    std::stringstream list(spec);
-    std::string item;
-    int n = 0;
-    while (std::getline(list, item, ',')) {
-        char *end = nullptr;
-        const long long value = std::strtoll(item.c_str(), &end, 10);
-        if (n >= 3 || item.empty() || *end != '\0' || value <= 0)
-            throw Failure("--patch takes three positive sizes Z,Y,X, not '" + spec + "'", kBadInput);
-        patch[static_cast<size_t>(n++)] = value;
-    }
-    if (n != 3)
-        throw Failure("--patch takes three positive sizes Z,Y,X, not '" + spec + "'", kBadInput);
-    return patch;
-}
-
 // Official normalization: (x - mean) / std over the whole volume, in double.
 void zscore(std::vector<float> &v)
 {
@@ -139,7 +121,7 @@ int run_eval(int argc, char **argv)
         throw Failure("--overlap must be in [0, 1)", kBadInput);
     std::array<int64_t, 3> patch{};
     if (patch_arg.isSet())
-        patch = parse_patch(patch_arg.getValue());
+        patch = parse_sizes(patch_arg.getValue(), "--patch");
 
     Progress progress;
     Context ctx(cmd.threads());

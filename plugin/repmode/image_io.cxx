@@ -280,5 +280,6 @@ Volume read_volume(const std::string &path)
 
 void write_volume(const Volume &volume, const std::string &path) { write_any(volume, path); }
 void write_volume(const LabelVolume &volume, const std::string &path) { write_any(volume, path); }
+void write_volume(const Volume16 &volume, const std::string &path) { write_any(volume, path); }
 
 } // namespace repmode::cli

@@ -36,6 +36,7 @@ template <typename T> struct BasicVolume {
 
 using Volume = BasicVolume<float>;        // intensities, predictions, probabilities
 using LabelVolume = BasicVolume<uint8_t>; // label maps
+using Volume16 = BasicVolume<uint16_t>;    // 16-bit scans (Vesuvius surface volumes)
 
 // Reads a scalar image of any pixel type (cast to float), or a directory of 2D TIFF layers (Z spacing 1). Refuses
 // multi-component images (RGB, vectors) and images of more than 3 dimensions; a 2D image is a volume of one layer.
@@ -47,6 +48,7 @@ Volume read_volume(const std::string &path);
 // the data file first.
 void write_volume(const Volume &volume, const std::string &path);
 void write_volume(const LabelVolume &volume, const std::string &path);
+void write_volume(const Volume16 &volume, const std::string &path);
 
 // "Z x Y x X" for messages.
 std::string size_string(const std::array<int64_t, 3> &size);
