@@ -60,6 +60,7 @@ std::array<int64_t, 3> parse_sizes(const std::string &spec, const std::string &o
 int run_info(int argc, char **argv);
 int run_reparam(int argc, char **argv);
 int run_synth(int argc, char **argv);
+int run_train(int argc, char **argv);
 int run_eval(int argc, char **argv);
 
 } // namespace repmode::cli

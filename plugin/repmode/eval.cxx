@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "image_io.h"
+#include "volume_ops.h"
 
 namespace repmode::cli {
 
@@ -51,53 +52,6 @@ class Progress {
   private:
     bool tty_;
 };
-
-// Official normalization: (x - mean) / std over the whole volume, in double.
-void zscore(std::vector<float> &v)
-{
-    double sum = 0.0;
-    for (float x : v)
-        sum += x;
-    const double mean = v.empty() ? 0.0 : sum / static_cast<double>(v.size());
-    double ss = 0.0;
-    for (float x : v)
-        ss += (x - mean) * (x - mean);
-    const double sd = v.empty() ? 0.0 : std::sqrt(ss / static_cast<double>(v.size()));
-    const double scale = sd > 0.0 ? 1.0 / sd : 1.0;
-    for (float &x : v)
-        x = static_cast<float>((x - mean) * scale);
-}
-
-void check_same_size(const Volume &a, const std::string &a_path, const Volume &b, const std::string &b_path)
-{
-    if (a.size != b.size)
-        throw Failure(b_path + " is " + size_string(b.size) + " voxels (Z x Y x X) but " + a_path + " is " +
-                          size_string(a.size) + ": they must have the same size",
-                      kBadInput);
-}
-
-struct Reader {
-    const Volume *volume;
-};
-
-int read_region(void *user, const int64_t start[3], const int64_t size[3], float *buf)
-{
-    const Volume &v = *static_cast<Reader *>(user)->volume;
-    for (int64_t z = 0; z < size[0]; z++)
-        for (int64_t y = 0; y < size[1]; y++) {
-            const float *src = v.voxels.data() + ((start[0] + z) * v.size[1] + (start[1] + y)) * v.size[2] + start[2];
-            std::memcpy(buf + (z * size[1] + y) * size[2], src, static_cast<size_t>(size[2]) * sizeof(float));
-        }
-    return 0;
-}
-
-void add_number(cJSON *o, const char *name, double value)
-{
-    if (std::isfinite(value))
-        cJSON_AddNumberToObject(o, name, value);
-    else
-        cJSON_AddNullToObject(o, name);
-}
 
 } // namespace
 
@@ -168,47 +122,17 @@ int run_eval(int argc, char **argv)
     params.overlap = overlap.getValue();
     params.blend = RM_BLEND_GAUSSIAN;
     Volume pred = in.like<float>();
-    Reader reader{&in};
     const int64_t origin[3] = {0, 0, 0};
-    ctx.check(rm_predict_region(ctx, deploy.get(), &params, in.size.data(), read_region, &reader, origin,
+    ctx.check(rm_predict_region(ctx, deploy.get(), &params, in.size.data(), read_volume_region, &in, origin,
                                 in.size.data(), pred.voxels.data(), Progress::report, &progress));
     deploy.reset();
 
     progress.stage("computing the metrics");
-    const int64_t z = in.size[0], y = in.size[1], x = in.size[2];
-    rm_tensor p = rm_tensor_5d(pred.voxels.data(), 1, 1, z, y, x);
-    rm_tensor g = rm_tensor_5d(gt.voxels.data(), 1, 1, z, y, x);
-    rm_tensor mt = rm_tensor_5d(m.voxels.data(), 1, 1, z, y, x);
-    const rm_tensor *mp = mask.isSet() ? &mt : nullptr;
-
     std::unique_ptr<cJSON, void (*)(cJSON *)> root(cJSON_CreateObject(), cJSON_Delete);
     if (!root)
         throw std::bad_alloc();
     cJSON_AddStringToObject(root.get(), "task", t->name);
-    if (binary) {
-        for (float &v : pred.voxels)
-            v = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(v))));
-        const float threshold = std::isnan(t->threshold) ? RM_BINARY_THRESHOLD : t->threshold;
-        rm_binary_metrics bm;
-        ctx.check(rm_binary_metrics_compute(ctx, &p, &g, mp, threshold, &bm));
-        cJSON_AddStringToObject(root.get(), "kind", "binary");
-        add_number(root.get(), "f05", bm.f05);
-        add_number(root.get(), "dice", bm.dice);
-        add_number(root.get(), "precision", bm.precision);
-        add_number(root.get(), "recall", bm.recall);
-        add_number(root.get(), "auc", bm.auc);
-        add_number(root.get(), "threshold", threshold);
-        cJSON_AddNumberToObject(root.get(), "voxels", static_cast<double>(bm.count));
-    } else {
-        rm_regression_metrics rm;
-        ctx.check(rm_regression_metrics_compute(ctx, &p, &g, mp, &rm));
-        cJSON_AddStringToObject(root.get(), "kind", "regression");
-        add_number(root.get(), "mse", rm.mse);
-        add_number(root.get(), "mae", rm.mae);
-        add_number(root.get(), "r2", rm.r2);
-        add_number(root.get(), "pearson", rm.pearson);
-        cJSON_AddNumberToObject(root.get(), "voxels", static_cast<double>(rm.count));
-    }
+    add_metrics(ctx, root.get(), *t, pred, gt, mask.isSet() ? &m : nullptr);
     std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(root.get()), cJSON_free);
     if (!text)
         throw std::bad_alloc();

@@ -17,6 +17,7 @@ const Subcommand kSubcommands[] = {
     {"info", repmode::cli::run_info, "describe a model file: configuration, tasks, parameters, form"},
     {"reparam", repmode::cli::run_reparam, "write the deploy form (experts merged, BatchNorm folded)"},
     {"synth", repmode::cli::run_synth, "write a synthetic sample (cells or scroll) with its ground truth and data.csv"},
+    {"train", repmode::cli::run_train, "train a model on a CSV of volumes (signal,target,task[,mask])"},
     {"eval", repmode::cli::run_eval, "predict an image and print metrics against its target as JSON"},
 };
 

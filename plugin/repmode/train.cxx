@@ -1,0 +1,632 @@
+// repmode train --config C.json --data D.csv --out M: trains a new model on volumes held in memory (cli.md), or
+// continues one with --resume CKPT.
+//
+// Everything the run needs is read and checked before the first step: the configuration (extensions.md §1, the
+// `lite` defaults for missing fields), every row of the CSV files and every image they name. Inputs are z-scored
+// per volume (official); regression targets too, binary targets are used as 0/1 (> 0.5). A run is reproducible bit
+// for bit for a given seed whatever the thread count, and a resumed run ends with the same model as an
+// uninterrupted one (the trainer's random draws are hashes of seed, step and sample).
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "image_io.h"
+#include "volume_ops.h"
+
+namespace repmode::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// ---- the configuration -------------------------------------------------------------------------------------------
+
+struct Config {
+    rm_config cfg{};
+    std::vector<rm_task> tasks;
+};
+
+std::string read_text(const std::string &path, const char *what)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw Failure(std::string("cannot read the ") + what + " " + path + ": " + std::strerror(errno), kBadInput);
+    std::stringstream s;
+    s << in.rdbuf();
+    if (in.bad())
+        throw Failure(std::string("cannot read the ") + what + " " + path, kBadInput);
+    return s.str();
+}
+
+int64_t whole_number(const cJSON *item, const std::string &where, const char *field, int64_t lo, int64_t hi)
+{
+    if (!cJSON_IsNumber(item) || item->valuedouble != std::floor(item->valuedouble) || item->valuedouble < lo ||
+        item->valuedouble > hi)
+        throw Failure(where + ": '" + field + "' must be a whole number in " + std::to_string(lo) + ".." +
+                          std::to_string(hi),
+                      kBadInput);
+    return static_cast<int64_t>(item->valuedouble);
+}
+
+Config read_config(const Context &ctx, const std::string &path)
+{
+    const std::string text = read_text(path, "configuration");
+    std::unique_ptr<cJSON, void (*)(cJSON *)> root(cJSON_Parse(text.c_str()), cJSON_Delete);
+    if (!root)
+        throw Failure(path + ": not valid JSON", kBadInput);
+    if (!cJSON_IsObject(root.get()))
+        throw Failure(path + ": the configuration must be a JSON object", kBadInput);
+    Config c;
+    c.cfg = rm_config_lite(nullptr, 0);
+    const cJSON *item = nullptr;
+    cJSON_ArrayForEach(item, root.get())
+    {
+        const std::string key = item->string ? item->string : "";
+        if (key == "base_channels")
+            c.cfg.base_channels = whole_number(item, path, "base_channels", 1, 4096);
+        else if (key == "levels")
+            c.cfg.levels = static_cast<int>(whole_number(item, path, "levels", 1, 8));
+        else if (key == "in_channels" || key == "out_channels") {
+            if (whole_number(item, path, key.c_str(), 1, 4096) != 1)
+                throw Failure(path + ": '" + key + "' must be 1 (train reads single-channel volumes)", kBadInput);
+        } else if (key == "activation") {
+            const char *a = cJSON_GetStringValue(item);
+            if (a && std::strcmp(a, "relu") == 0)
+                c.cfg.activation = RM_ACT_RELU;
+            else if (a && std::strcmp(a, "frelu") == 0)
+                c.cfg.activation = RM_ACT_FRELU;
+            else if (a && std::strcmp(a, "mish") == 0)
+                c.cfg.activation = RM_ACT_MISH;
+            else
+                throw Failure(path + ": 'activation' must be \"relu\", \"frelu\" or \"mish\"", kBadInput);
+        } else if (key == "dropout") {
+            if (!cJSON_IsNumber(item) || !(item->valuedouble >= 0.0 && item->valuedouble < 1.0))
+                throw Failure(path + ": 'dropout' must be a number in [0, 1)", kBadInput);
+            c.cfg.dropout = static_cast<float>(item->valuedouble);
+        } else if (key == "patch") {
+            if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 3)
+                throw Failure(path + ": 'patch' must be a list of three sizes [Z, Y, X]", kBadInput);
+            for (int a = 0; a < 3; a++)
+                c.cfg.patch[a] = whole_number(cJSON_GetArrayItem(item, a), path, "patch", 1, 1 << 20);
+        } else if (key == "experts") {
+            static const char *const names[5] = {"conv5", "conv3", "conv1", "avg3", "avg5"};
+            bool ok = cJSON_IsArray(item) && cJSON_GetArraySize(item) == 5;
+            for (int e = 0; ok && e < 5; e++) {
+                const char *n = cJSON_GetStringValue(cJSON_GetArrayItem(item, e));
+                ok = n && std::strcmp(n, names[e]) == 0;
+            }
+            if (!ok)
+                throw Failure(path + ": 'experts' must be [\"conv5\", \"conv3\", \"conv1\", \"avg3\", \"avg5\"]",
+                              kBadInput);
+        } else if (key == "norm") {
+            const char *n = cJSON_GetStringValue(item);
+            if (!n || std::strcmp(n, "batch") != 0)
+                throw Failure(path + ": 'norm' must be \"batch\" (the only one supported)", kBadInput);
+        } else if (key == "decoder") {
+            const char *n = cJSON_GetStringValue(item);
+            if (!n || std::strcmp(n, "3d") != 0)
+                throw Failure(path + ": 'decoder' must be \"3d\" (the 2D ink decoder is not available yet)",
+                              kBadInput);
+        } else if (key == "tasks") {
+            if (!cJSON_IsArray(item))
+                throw Failure(path + ": 'tasks' must be a list of {\"name\", \"kind\"}", kBadInput);
+            const cJSON *t = nullptr;
+            cJSON_ArrayForEach(t, item)
+            {
+                const std::string where = path + ": tasks[" + std::to_string(c.tasks.size()) + "]";
+                const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+                if (!cJSON_IsObject(t) || !name || !*name)
+                    throw Failure(where + " must be an object with a non-empty 'name'", kBadInput);
+                if (std::strlen(name) >= RM_NAME_MAX || std::strchr(name, ',') || std::strchr(name, '"'))
+                    throw Failure(where + ": the name '" + name + "' must be shorter than " +
+                                      std::to_string(RM_NAME_MAX) + " characters, without commas or quotes",
+                                  kBadInput);
+                const cJSON *kind_item = cJSON_GetObjectItemCaseSensitive(t, "kind");
+                const char *kind = cJSON_GetStringValue(kind_item);
+                rm_task_kind k = RM_TASK_REGRESSION;
+                if (!kind_item || (kind && std::strcmp(kind, "regression") == 0))
+                    k = RM_TASK_REGRESSION;
+                else if (kind && std::strcmp(kind, "binary") == 0)
+                    k = RM_TASK_BINARY;
+                else
+                    throw Failure(where + " ('" + name + "'): 'kind' must be \"regression\" or \"binary\"", kBadInput);
+                rm_task task = rm_task_make(name, k);
+                const cJSON *threshold = cJSON_GetObjectItemCaseSensitive(t, "threshold");
+                if (threshold) {
+                    if (!cJSON_IsNumber(threshold) || !(threshold->valuedouble >= 0 && threshold->valuedouble <= 1))
+                        throw Failure(where + ": 'threshold' must be a number in [0, 1]", kBadInput);
+                    task.threshold = static_cast<float>(threshold->valuedouble);
+                }
+                for (const cJSON *other = t->child; other; other = other->next)
+                    if (std::strcmp(other->string, "name") != 0 && std::strcmp(other->string, "kind") != 0 &&
+                        std::strcmp(other->string, "threshold") != 0)
+                        throw Failure(where + ": unknown field '" + other->string + "'", kBadInput);
+                for (const rm_task &seen : c.tasks)
+                    if (std::strcmp(seen.name, name) == 0)
+                        throw Failure(where + ": the task '" + name + "' is listed twice", kBadInput);
+                c.tasks.push_back(task);
+            }
+        } else
+            throw Failure(path + ": unknown field '" + key + "'", kBadInput);
+    }
+    if (c.tasks.empty())
+        throw Failure(path + ": 'tasks' must list at least one task, e.g. [{\"name\": \"nuclei\", \"kind\": "
+                             "\"regression\"}]",
+                      kBadInput);
+    c.cfg.tasks = c.tasks.data();
+    c.cfg.n_tasks = static_cast<int>(c.tasks.size());
+    if (rm_config_validate(ctx, &c.cfg) != RM_OK)
+        throw Failure(path + ": " + rm_ctx_error(ctx), kBadInput);
+    return c;
+}
+
+// ---- the data ----------------------------------------------------------------------------------------------------
+
+struct Sample {
+    std::string signal_path;
+    int task = 0;
+    std::shared_ptr<const Volume> signal; // z-scored; shared by the rows naming the same file
+    Volume target;                        // z-scored (regression) or 0/1 (binary)
+    std::shared_ptr<Volume> mask;         // or null
+};
+
+std::string trim(const std::string &s)
+{
+    const size_t a = s.find_first_not_of(" \t\r\n");
+    if (a == std::string::npos)
+        return "";
+    const size_t b = s.find_last_not_of(" \t\r\n");
+    return s.substr(a, b - a + 1);
+}
+
+std::vector<std::string> split(const std::string &line)
+{
+    std::vector<std::string> cells;
+    std::stringstream s(line);
+    std::string cell;
+    while (std::getline(s, cell, ','))
+        cells.push_back(trim(cell));
+    if (!line.empty() && line.back() == ',')
+        cells.emplace_back();
+    return cells;
+}
+
+std::string folder_of(const std::string &path)
+{
+    const size_t slash = path.find_last_of('/');
+    return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+}
+
+std::string resolve(const std::string &folder, const std::string &path)
+{
+    return !path.empty() && path[0] == '/' ? path : folder + "/" + path;
+}
+
+// The rows of a data CSV, every image read, checked and normalized.
+std::vector<Sample> read_data(const std::string &csv, const Config &c, const std::function<void(std::string)> &say)
+{
+    const std::string text = read_text(csv, "data CSV");
+    std::stringstream lines(text);
+    std::string line;
+    int line_no = 0;
+    std::vector<std::string> header;
+    while (header.empty() && std::getline(lines, line)) {
+        line_no++;
+        if (!trim(line).empty())
+            header = split(trim(line));
+    }
+    if (header.empty())
+        throw Failure(csv + " is empty: it needs a header 'signal,target,task[,mask]' and at least one row",
+                      kBadInput);
+    int col_signal = -1, col_target = -1, col_task = -1, col_mask = -1;
+    for (size_t i = 0; i < header.size(); i++) {
+        const int k = static_cast<int>(i);
+        if (header[i] == "signal")
+            col_signal = k;
+        else if (header[i] == "target")
+            col_target = k;
+        else if (header[i] == "task")
+            col_task = k;
+        else if (header[i] == "mask")
+            col_mask = k;
+        else
+            throw Failure(csv + ": unknown column '" + header[i] + "' (the columns are signal,target,task[,mask])",
+                          kBadInput);
+    }
+    if (col_signal < 0 || col_target < 0 || col_task < 0)
+        throw Failure(csv + ": the header must name the columns signal,target,task (and optionally mask)", kBadInput);
+
+    const std::string folder = folder_of(csv);
+    std::map<std::string, std::shared_ptr<const Volume>> signals;
+    std::vector<Sample> samples;
+    while (std::getline(lines, line)) {
+        line_no++;
+        if (trim(line).empty())
+            continue;
+        const std::string where = csv + " line " + std::to_string(line_no);
+        const std::vector<std::string> cells = split(trim(line));
+        if (cells.size() != header.size())
+            throw Failure(where + " has " + std::to_string(cells.size()) + " fields, the header " +
+                              std::to_string(header.size()),
+                          kBadInput);
+        Sample s;
+        const std::string &task = cells[static_cast<size_t>(col_task)];
+        s.task = -1;
+        std::string known;
+        for (int t = 0; t < c.cfg.n_tasks; t++) {
+            if (task == c.cfg.tasks[t].name)
+                s.task = t;
+            known += std::string(t ? ", " : "") + c.cfg.tasks[t].name;
+        }
+        if (s.task < 0)
+            throw Failure(where + ": the task '" + task + "' is not one of the configuration's tasks (" + known + ")",
+                          kBadInput);
+        if (cells[static_cast<size_t>(col_signal)].empty() || cells[static_cast<size_t>(col_target)].empty())
+            throw Failure(where + ": the signal and the target must both be given", kBadInput);
+        s.signal_path = resolve(folder, cells[static_cast<size_t>(col_signal)]);
+        auto found = signals.find(s.signal_path);
+        if (found == signals.end()) {
+            say("reading " + s.signal_path);
+            auto v = std::make_shared<Volume>(read_volume(s.signal_path));
+            zscore(v->voxels);
+            found = signals.emplace(s.signal_path, v).first;
+        }
+        s.signal = found->second;
+        const Volume &signal = *s.signal;
+        const std::string target_path = resolve(folder, cells[static_cast<size_t>(col_target)]);
+        say("reading " + target_path);
+        s.target = read_volume(target_path);
+        auto check = [&](const Volume &v, const std::string &path) {
+            if (v.size[0] == 1 && signal.size[0] > 1 && v.size[1] == signal.size[1] && v.size[2] == signal.size[2])
+                throw Failure(where + ": " + path + " is a 2D image of " + size_string(v.size) +
+                                  " for the layers of " + s.signal_path + " (" + size_string(signal.size) +
+                                  "): 2D ink labels of a surface volume need the ink decoder, which is not "
+                                  "available yet (a later issue)",
+                              kBadInput);
+            check_same_size(signal, s.signal_path, v, path);
+        };
+        check(s.target, target_path);
+        if (c.cfg.tasks[s.task].kind == RM_TASK_BINARY)
+            for (float &v : s.target.voxels)
+                v = v > 0.5f ? 1.0f : 0.0f;
+        else
+            zscore(s.target.voxels);
+        if (col_mask >= 0 && !cells[static_cast<size_t>(col_mask)].empty()) {
+            const std::string mask_path = resolve(folder, cells[static_cast<size_t>(col_mask)]);
+            say("reading " + mask_path);
+            s.mask = std::make_shared<Volume>(read_volume(mask_path));
+            check(*s.mask, mask_path);
+        }
+        samples.push_back(std::move(s));
+    }
+    if (samples.empty())
+        throw Failure(csv + " has no rows: it needs at least one signal,target,task row", kBadInput);
+    return samples;
+}
+
+// ---- progress and log --------------------------------------------------------------------------------------------
+
+std::string duration(double seconds)
+{
+    if (!std::isfinite(seconds) || seconds < 0)
+        return "?";
+    const long long s = static_cast<long long>(seconds + 0.5);
+    char buf[32];
+    if (s >= 3600)
+        std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, s / 60 % 60);
+    else if (s >= 60)
+        std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+    else
+        std::snprintf(buf, sizeof buf, "%llds", s);
+    return buf;
+}
+
+class Log {
+  public:
+    Log(const std::string &path, bool append)
+    {
+        if (path.empty())
+            return;
+        file_ = std::fopen(path.c_str(), append ? "a" : "w");
+        if (!file_)
+            throw Failure("cannot write the log " + path + ": " + std::strerror(errno), kBadInput);
+    }
+    ~Log()
+    {
+        if (file_)
+            std::fclose(file_);
+    }
+    Log(const Log &) = delete;
+    Log &operator=(const Log &) = delete;
+    void write(cJSON *line)
+    {
+        if (!file_)
+            return;
+        std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(line), cJSON_free);
+        if (!text)
+            throw std::bad_alloc();
+        std::fprintf(file_, "%s\n", text.get());
+        std::fflush(file_);
+    }
+
+  private:
+    std::FILE *file_ = nullptr;
+};
+
+using Json = std::unique_ptr<cJSON, void (*)(cJSON *)>;
+
+Json object()
+{
+    Json o(cJSON_CreateObject(), cJSON_Delete);
+    if (!o)
+        throw std::bad_alloc();
+    return o;
+}
+
+// ---- validation --------------------------------------------------------------------------------------------------
+
+// Predicts every validation volume whole with the deploy form of its task and adds the metrics to `line`; returns
+// the score that selects the best model (lower is better): the mean over the volumes of the MSE (regression) or of
+// 1 − F0.5 (binary).
+double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &val, const int64_t patch[3],
+                cJSON *line)
+{
+    const rm_config *cfg = rm_model_config(model);
+    std::vector<rm_deploy *> deploys(static_cast<size_t>(cfg->n_tasks), nullptr);
+    struct Free {
+        std::vector<rm_deploy *> &d;
+        ~Free()
+        {
+            for (rm_deploy *x : d)
+                rm_deploy_free(x);
+        }
+    } free_deploys{deploys};
+    cJSON *list = cJSON_AddArrayToObject(line, "validation");
+    if (!list)
+        throw std::bad_alloc();
+    const rm_window_params params = rm_window_params_make(patch);
+    double sum = 0.0;
+    int n = 0;
+    std::map<int, std::pair<double, int>> per_task;
+    for (const Sample &s : val) {
+        rm_deploy *&d = deploys[static_cast<size_t>(s.task)];
+        if (!d)
+            ctx.check(rm_deploy_create(ctx, model, s.task, &d));
+        Volume pred = s.signal->like<float>();
+        const int64_t origin[3] = {0, 0, 0};
+        ctx.check(rm_predict_region(ctx, d, &params, s.signal->size.data(), read_volume_region,
+                                    const_cast<Volume *>(s.signal.get()), origin, s.signal->size.data(),
+                                    pred.voxels.data(), nullptr, nullptr));
+        cJSON *item = cJSON_CreateObject();
+        if (!item)
+            throw std::bad_alloc();
+        cJSON_AddItemToArray(list, item);
+        cJSON_AddStringToObject(item, "signal", s.signal_path.c_str());
+        const rm_task &task = cfg->tasks[s.task];
+        cJSON_AddStringToObject(item, "task", task.name);
+        const double main = add_metrics(ctx, item, task, pred, s.target, s.mask.get());
+        const double score = task.kind == RM_TASK_BINARY ? 1.0 - main : main;
+        sum += score;
+        n++;
+        per_task[s.task].first += main;
+        per_task[s.task].second++;
+    }
+    cJSON *means = cJSON_AddObjectToObject(line, "mean");
+    for (const auto &[t, acc] : per_task) {
+        cJSON *m = cJSON_AddObjectToObject(means, cfg->tasks[t].name);
+        add_number(m, cfg->tasks[t].kind == RM_TASK_BINARY ? "f05" : "mse", acc.first / acc.second);
+    }
+    const double score = n ? sum / n : NAN;
+    add_number(line, "score", score);
+    return score;
+}
+
+} // namespace
+
+int run_train(int argc, char **argv)
+{
+    CommandLine cmd("train", "Trains a RepMode model on volumes listed in a CSV (signal,target,task[,mask], paths "
+                             "relative to the CSV), held in memory: random patches in mixed-task batches, random "
+                             "flips, the loss of each task's kind (regression MSE, binary BCE + Dice). Inputs and "
+                             "regression targets are z-scored per volume; binary targets are target > 0.5.");
+    TCLAP::ValueArg<std::string> config("", "config", "configuration JSON (extensions.md section 1; missing fields "
+                                                      "take the lite defaults; tasks: [{\"name\", \"kind\"}])",
+                                        true, "", "C.json", cmd);
+    TCLAP::ValueArg<std::string> data("", "data", "training CSV: signal,target,task[,mask]", true, "", "D.csv", cmd);
+    TCLAP::ValueArg<std::string> out("", "out", "model file to write (the best on --val if given, else the last)",
+                                     true, "", "M", cmd);
+    TCLAP::ValueArg<long long> steps("", "steps", "total optimizer steps (default 100)", false, 100, "N", cmd);
+    TCLAP::ValueArg<int> batch("", "batch", "samples per step (default 4)", false, 4, "B", cmd);
+    TCLAP::ValueArg<double> lr("", "lr", "base learning rate (default: the optimizer's, 1e-3 AdamW, 1e-4 Adam)", false,
+                               0.0, "F", cmd);
+    TCLAP::ValueArg<std::string> optimizer("", "optimizer", "adamw (default) or adam (official)", false, "adamw",
+                                           "adam|adamw", cmd);
+    TCLAP::ValueArg<long long> warmup("", "warmup", "0: constant rate (default); W > 0: linear warm-up over W steps, "
+                                                    "then cosine decay to 0.1 lr at the last step",
+                                      false, 0, "W", cmd);
+    TCLAP::ValueArg<unsigned long long> seed("", "seed", "seed of the initialization and of every random draw "
+                                                         "(default 0)",
+                                             false, 0, "S", cmd);
+    TCLAP::ValueArg<std::string> patch_arg("", "patch", "training patch Z,Y,X (default: the configuration's)", false,
+                                           "", "Z,Y,X", cmd);
+    TCLAP::ValueArg<std::string> log("", "log", "JSON lines: one per step, one per validation", false, "",
+                                     "LOG.jsonl", cmd);
+    TCLAP::ValueArg<std::string> val("", "val", "validation CSV, same columns as --data", false, "", "D2.csv", cmd);
+    TCLAP::ValueArg<long long> val_every("", "val-every", "validate every K steps (default 0: at the end only)",
+                                         false, 0, "K", cmd);
+    TCLAP::ValueArg<std::string> checkpoint("", "checkpoint", "checkpoint file (default: <out>.ckpt)", false, "",
+                                            "CKPT", cmd);
+    TCLAP::ValueArg<long long> checkpoint_every("", "checkpoint-every",
+                                                "write the checkpoint every K steps (default 50; 0: at the end only)",
+                                                false, 50, "K", cmd);
+    TCLAP::ValueArg<std::string> resume("", "resume", "continue the run saved in this checkpoint (same config, data "
+                                                      "and seed) up to --steps",
+                                        false, "", "CKPT", cmd);
+    cmd.parse_or_fail(argc, argv);
+
+    if (steps.getValue() < 1)
+        throw Failure("--steps must be 1 or more", kBadInput);
+    if (batch.getValue() < 1)
+        throw Failure("--batch must be 1 or more", kBadInput);
+    if (lr.isSet() && !(std::isfinite(lr.getValue()) && lr.getValue() > 0))
+        throw Failure("--lr must be a positive number", kBadInput);
+    if (optimizer.getValue() != "adam" && optimizer.getValue() != "adamw")
+        throw Failure("--optimizer must be adam or adamw, not '" + optimizer.getValue() + "'", kBadInput);
+    if (warmup.getValue() < 0)
+        throw Failure("--warmup must be 0 or more", kBadInput);
+    if (warmup.getValue() > 0 && steps.getValue() < warmup.getValue() + 1)
+        throw Failure("--warmup " + std::to_string(warmup.getValue()) + " needs --steps of at least " +
+                          std::to_string(warmup.getValue() + 1),
+                      kBadInput);
+    if (val_every.getValue() < 0)
+        throw Failure("--val-every must be 0 or more", kBadInput);
+    if (val_every.isSet() && !val.isSet())
+        throw Failure("--val-every needs --val", kBadInput);
+    if (checkpoint_every.getValue() < 0)
+        throw Failure("--checkpoint-every must be 0 or more", kBadInput);
+
+    const bool tty = isatty(STDERR_FILENO) != 0;
+    auto say = [tty](const std::string &what) {
+        if (!tty)
+            std::fprintf(stderr, "repmode: train: %s\n", what.c_str());
+    };
+
+    Context ctx(cmd.threads());
+    say("reading " + config.getValue());
+    Config c = read_config(ctx, config.getValue());
+    std::array<int64_t, 3> patch{c.cfg.patch[0], c.cfg.patch[1], c.cfg.patch[2]};
+    if (patch_arg.isSet())
+        patch = parse_sizes(patch_arg.getValue(), "--patch");
+    const int64_t multiple = int64_t{1} << c.cfg.levels;
+    for (size_t a = 0; a < 3; a++)
+        if (patch[a] % multiple != 0)
+            throw Failure("the patch " + size_string(patch) + " must be a multiple of 2^levels = " +
+                              std::to_string(multiple) + " on each axis",
+                          kBadInput);
+
+    const std::vector<Sample> samples = read_data(data.getValue(), c, say);
+    std::vector<Sample> val_samples;
+    if (val.isSet())
+        val_samples = read_data(val.getValue(), c, say);
+
+    rm_model *raw_model = nullptr;
+    ctx.check(rm_model_create(ctx, &c.cfg, seed.getValue(), &raw_model));
+    std::unique_ptr<rm_model, void (*)(rm_model *)> model(raw_model, rm_model_free);
+
+    rm_train_options opt = rm_train_options_official(patch.data());
+    opt.batch = batch.getValue();
+    opt.seed = seed.getValue();
+    opt.optim = optimizer.getValue() == "adam" ? rm_optim_adam_official() : rm_optim_adamw_default();
+    if (lr.isSet())
+        opt.optim.lr = static_cast<float>(lr.getValue());
+    opt.schedule = warmup.getValue() > 0 ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
+                                         : rm_schedule_constant();
+    std::vector<rm_train_volume> volumes;
+    for (const Sample &s : samples) {
+        rm_train_volume v{};
+        v.signal = s.signal->voxels.data();
+        v.target = s.target.voxels.data();
+        v.mask = s.mask ? s.mask->voxels.data() : nullptr;
+        for (size_t a = 0; a < 3; a++)
+            v.size[a] = s.signal->size[a];
+        v.task = s.task;
+        volumes.push_back(v);
+    }
+    rm_trainer *raw_trainer = nullptr;
+    ctx.check(rm_trainer_create(ctx, model.get(), &opt, volumes.data(), static_cast<int>(volumes.size()),
+                                &raw_trainer));
+    std::unique_ptr<rm_trainer, void (*)(rm_trainer *)> trainer(raw_trainer, rm_trainer_free);
+
+    if (resume.isSet()) {
+        say("resuming from " + resume.getValue());
+        ctx.check(rm_trainer_load_checkpoint(ctx, trainer.get(), resume.getValue().c_str()));
+        if (rm_trainer_steps_done(trainer.get()) > steps.getValue())
+            throw Failure(resume.getValue() + " is at step " + std::to_string(rm_trainer_steps_done(trainer.get())) +
+                              ", past --steps " + std::to_string(steps.getValue()),
+                          kBadInput);
+    }
+    const std::string ckpt = checkpoint.isSet() ? checkpoint.getValue() : out.getValue() + ".ckpt";
+    Log log_file(log.getValue(), resume.isSet());
+
+    const int64_t total = steps.getValue();
+    const int64_t first = rm_trainer_steps_done(trainer.get());
+    say("training " + std::to_string(total - first) + " steps on " + std::to_string(samples.size()) +
+        " volumes, patch " + size_string(patch) + ", batch " + std::to_string(opt.batch));
+    const auto start = Clock::now();
+    double best = INFINITY;
+    bool saved_best = false;
+    for (int64_t s = first; s < total; s++) {
+        const float rate = rm_schedule_lr(&opt.schedule, opt.optim.lr, s);
+        float loss = 0.0f;
+        ctx.check(rm_trainer_step(ctx, trainer.get(), &loss));
+        const int64_t done = s + 1;
+        if (!std::isfinite(loss))
+            throw Failure("the loss is not finite at step " + std::to_string(done) + " (try a lower --lr)",
+                          kBadInput);
+        const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        const double per_second = seconds > 0 ? static_cast<double>(done - first) / seconds : 0.0;
+        const double left = per_second > 0 ? static_cast<double>(total - done) / per_second : NAN;
+        Json line = object();
+        cJSON_AddNumberToObject(line.get(), "step", static_cast<double>(done));
+        cJSON_AddNumberToObject(line.get(), "loss", loss);
+        cJSON_AddNumberToObject(line.get(), "lr", rate);
+        cJSON_AddNumberToObject(line.get(), "seconds", seconds);
+        cJSON_AddNumberToObject(line.get(), "steps_per_second", per_second);
+        log_file.write(line.get());
+        if (tty) {
+            const int width = 30, bar = static_cast<int>(static_cast<double>(done) / total * width);
+            std::fprintf(stderr, "\rrepmode: train [%.*s%*s] step %lld/%lld loss %.4g lr %.3g %.2f steps/s %s left ",
+                         bar, "##############################", width - bar, "", static_cast<long long>(done),
+                         static_cast<long long>(total), static_cast<double>(loss), static_cast<double>(rate),
+                         per_second, duration(left).c_str());
+            if (done == total)
+                std::fputc('\n', stderr);
+            std::fflush(stderr);
+        } else if (done % 10 == 0 || done == total)
+            std::fprintf(stderr, "repmode: train: step %lld/%lld loss %.4g lr %.3g %.2f steps/s %s left\n",
+                         static_cast<long long>(done), static_cast<long long>(total), static_cast<double>(loss),
+                         static_cast<double>(rate), per_second, duration(left).c_str());
+
+        if (!val_samples.empty() && (done == total || (val_every.getValue() > 0 && done % val_every.getValue() == 0))) {
+            Json vline = object();
+            cJSON_AddNumberToObject(vline.get(), "step", static_cast<double>(done));
+            const double score = validate(ctx, model.get(), val_samples, patch.data(), vline.get());
+            const bool better = std::isfinite(score) && score < best;
+            cJSON_AddBoolToObject(vline.get(), "best", better);
+            log_file.write(vline.get());
+            say("validation at step " + std::to_string(done) + ": score " + std::to_string(score) +
+                (better ? " (best so far, saved to " + out.getValue() + ")" : ""));
+            if (better) {
+                best = score;
+                ctx.check(rm_model_save(ctx, model.get(), out.getValue().c_str()));
+                saved_best = true;
+            }
+        }
+        if (done == total || (checkpoint_every.getValue() > 0 && done % checkpoint_every.getValue() == 0))
+            ctx.check(rm_trainer_save_checkpoint(ctx, trainer.get(), ckpt.c_str()));
+    }
+    if (first == total)
+        ctx.check(rm_trainer_save_checkpoint(ctx, trainer.get(), ckpt.c_str()));
+    if (!saved_best) {
+        ctx.check(rm_model_save(ctx, model.get(), out.getValue().c_str()));
+        say("wrote " + out.getValue());
+    }
+    return 0;
+}
+
+} // namespace repmode::cli

@@ -1,0 +1,85 @@
+#include "volume_ops.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace repmode::cli {
+
+void zscore(std::vector<float> &v)
+{
+    double sum = 0.0;
+    for (float x : v)
+        sum += x;
+    const double mean = v.empty() ? 0.0 : sum / static_cast<double>(v.size());
+    double ss = 0.0;
+    for (float x : v)
+        ss += (x - mean) * (x - mean);
+    const double sd = v.empty() ? 0.0 : std::sqrt(ss / static_cast<double>(v.size()));
+    const double scale = sd > 0.0 ? 1.0 / sd : 1.0;
+    for (float &x : v)
+        x = static_cast<float>((x - mean) * scale);
+}
+
+void check_same_size(const Volume &a, const std::string &a_path, const Volume &b, const std::string &b_path)
+{
+    if (a.size != b.size)
+        throw Failure(b_path + " is " + size_string(b.size) + " voxels (Z x Y x X) but " + a_path + " is " +
+                          size_string(a.size) + ": they must have the same size",
+                      kBadInput);
+}
+
+int read_volume_region(void *user, const int64_t start[3], const int64_t size[3], float *buf)
+{
+    const Volume &v = *static_cast<const Volume *>(user);
+    for (int64_t z = 0; z < size[0]; z++)
+        for (int64_t y = 0; y < size[1]; y++) {
+            const float *src = v.voxels.data() + ((start[0] + z) * v.size[1] + (start[1] + y)) * v.size[2] + start[2];
+            std::memcpy(buf + (z * size[1] + y) * size[2], src, static_cast<size_t>(size[2]) * sizeof(float));
+        }
+    return 0;
+}
+
+void add_number(cJSON *o, const char *name, double value)
+{
+    if (std::isfinite(value))
+        cJSON_AddNumberToObject(o, name, value);
+    else
+        cJSON_AddNullToObject(o, name);
+}
+
+double add_metrics(const Context &ctx, cJSON *o, const rm_task &task, Volume &pred, const Volume &target,
+                   const Volume *mask)
+{
+    const int64_t z = pred.size[0], y = pred.size[1], x = pred.size[2];
+    rm_tensor p = rm_tensor_5d(pred.voxels.data(), 1, 1, z, y, x);
+    rm_tensor g = rm_tensor_5d(const_cast<float *>(target.voxels.data()), 1, 1, z, y, x);
+    rm_tensor mt = rm_tensor_5d(mask ? const_cast<float *>(mask->voxels.data()) : nullptr, 1, 1, z, y, x);
+    const rm_tensor *mp = mask ? &mt : nullptr;
+    if (task.kind == RM_TASK_BINARY) {
+        for (float &v : pred.voxels)
+            v = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(v))));
+        const float threshold = std::isnan(task.threshold) ? RM_BINARY_THRESHOLD : task.threshold;
+        rm_binary_metrics bm;
+        ctx.check(rm_binary_metrics_compute(ctx, &p, &g, mp, threshold, &bm));
+        cJSON_AddStringToObject(o, "kind", "binary");
+        add_number(o, "f05", bm.f05);
+        add_number(o, "dice", bm.dice);
+        add_number(o, "precision", bm.precision);
+        add_number(o, "recall", bm.recall);
+        add_number(o, "auc", bm.auc);
+        add_number(o, "threshold", threshold);
+        cJSON_AddNumberToObject(o, "voxels", static_cast<double>(bm.count));
+        return bm.f05;
+    }
+    rm_regression_metrics rm;
+    ctx.check(rm_regression_metrics_compute(ctx, &p, &g, mp, &rm));
+    cJSON_AddStringToObject(o, "kind", "regression");
+    add_number(o, "mse", rm.mse);
+    add_number(o, "mae", rm.mae);
+    add_number(o, "r2", rm.r2);
+    add_number(o, "pearson", rm.pearson);
+    cJSON_AddNumberToObject(o, "voxels", static_cast<double>(rm.count));
+    return rm.mse;
+}
+
+} // namespace repmode::cli

@@ -1,0 +1,192 @@
+"""repmode train (cli.md): a tiny model trained on `repmode synth cells` data; reproducibility across runs, thread
+counts and a resumed run; validation lines in the log; and the errors on bad input, which leave no model file."""
+import json
+import math
+import os
+import shutil
+import subprocess
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
+
+CONFIG = {"base_channels": 4, "levels": 2, "activation": "relu", "dropout": 0, "patch": [16, 32, 32],
+          "tasks": [{"name": "nuclei", "kind": "regression"}, {"name": "membranes", "kind": "binary"}]}
+
+
+def run(*args):
+    return subprocess.run([REPMODE, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """A 16x32x32 cell field, a config of two tasks (one per kind) and a CSV using them."""
+    d = tmp_path_factory.mktemp("cells")
+    r = run("synth", "cells", "--out", d, "--size", "16,32,32", "--seed", 3)
+    assert r.returncode == 0, r.stderr
+    rows = [l for l in (d / "data.csv").read_text().splitlines() if l.split(",")[-1] in ("task", "nuclei", "membranes")]
+    assert len(rows) == 3
+    (d / "train.csv").write_text("\n".join(rows) + "\n")
+    (d / "config.json").write_text(json.dumps(CONFIG))
+    return d
+
+
+def train(sample, out, *extra, steps=20):
+    return run("train", "--config", sample / "config.json", "--data", sample / "train.csv", "--out", out,
+               "--steps", steps, "--batch", 2, *extra)
+
+
+def test_trains_and_writes_model_and_log(sample, tmp_path):
+    out, log = tmp_path / "m.safetensors", tmp_path / "log.jsonl"
+    r = train(sample, out, "--log", log)
+    assert r.returncode == 0, r.stderr
+    assert "step 20/20" in r.stderr
+    assert out.exists() and (tmp_path / "m.safetensors.ckpt").exists()
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    assert [l["step"] for l in lines] == list(range(1, 21))
+    for l in lines:
+        assert math.isfinite(l["loss"]) and l["lr"] == pytest.approx(1e-3)
+        assert l["seconds"] >= 0 and l["steps_per_second"] >= 0
+    info = run("info", "--json", out)
+    assert info.returncode == 0, info.stderr
+    info = json.loads(info.stdout)
+    assert info["form"] == "training"
+    assert info["config"]["base_channels"] == 4 and info["config"]["levels"] == 2
+    assert info["config"]["patch"] == [16, 32, 32]
+    assert [(t["name"], t["kind"]) for t in info["tasks"]] == [("nuclei", "regression"), ("membranes", "binary")]
+
+
+def test_reproducible_across_runs_and_threads(sample, tmp_path):
+    paths = []
+    for i, threads in enumerate((1, 2, 2)):
+        out = tmp_path / f"m{i}.safetensors"
+        r = train(sample, out, "--threads", threads, "--seed", 5, steps=8)
+        assert r.returncode == 0, r.stderr
+        paths.append(out.read_bytes())
+    assert paths[0] == paths[1] == paths[2]
+    other = tmp_path / "other.safetensors"
+    assert train(sample, other, "--seed", 6, steps=8).returncode == 0
+    assert other.read_bytes() != paths[0]
+
+
+def test_resume_equals_one_run(sample, tmp_path):
+    whole = tmp_path / "whole.safetensors"
+    r = train(sample, whole, "--seed", 2, "--optimizer", "adam", "--lr", "5e-4")
+    assert r.returncode == 0, r.stderr
+    ten = tmp_path / "ten.safetensors"
+    r = train(sample, ten, "--seed", 2, "--optimizer", "adam", "--lr", "5e-4", "--checkpoint", tmp_path / "ten.ckpt",
+              steps=10)
+    assert r.returncode == 0, r.stderr
+    resumed, log = tmp_path / "resumed.safetensors", tmp_path / "resumed.jsonl"
+    r = train(sample, resumed, "--seed", 2, "--optimizer", "adam", "--lr", "5e-4", "--resume", tmp_path / "ten.ckpt",
+              "--log", log)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l)["step"] for l in log.read_text().splitlines()] == list(range(11, 21))
+    assert ten.read_bytes() != whole.read_bytes()
+    assert resumed.read_bytes() == whole.read_bytes()
+
+
+def test_warmup_cosine_schedule(sample, tmp_path):
+    log = tmp_path / "log.jsonl"
+    r = train(sample, tmp_path / "m.safetensors", "--warmup", 4, "--lr", "1e-3", "--log", log, steps=12)
+    assert r.returncode == 0, r.stderr
+    lrs = [json.loads(l)["lr"] for l in log.read_text().splitlines()]
+    assert lrs[0] == pytest.approx(2.5e-4) and lrs[3] == pytest.approx(1e-3)
+    assert lrs[-1] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+
+
+def test_resume_with_another_seed_fails(sample, tmp_path):
+    r = train(sample, tmp_path / "a.safetensors", "--seed", 1, steps=2)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "b.safetensors"
+    r = train(sample, out, "--seed", 7, "--resume", tmp_path / "a.safetensors.ckpt", steps=4)
+    assert r.returncode == 1
+    assert r.stderr.startswith("repmode: ") and "seed" in r.stderr
+    assert not out.exists()
+
+
+def test_validation_lines(sample, tmp_path):
+    out, log = tmp_path / "m.safetensors", tmp_path / "log.jsonl"
+    r = train(sample, out, "--val", sample / "train.csv", "--val-every", 5, "--log", log, steps=10)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    val = [l for l in lines if "validation" in l]
+    assert [l["step"] for l in val] == [5, 10]
+    assert len([l for l in lines if "loss" in l]) == 10
+    for l in val:
+        kinds = {v["task"]: v for v in l["validation"]}
+        assert set(kinds) == {"nuclei", "membranes"}
+        assert {"mse", "mae", "r2", "pearson"} <= set(kinds["nuclei"]) and kinds["nuclei"]["kind"] == "regression"
+        assert {"f05", "dice", "precision", "recall", "auc"} <= set(kinds["membranes"])
+        assert kinds["membranes"]["kind"] == "binary"
+        assert math.isfinite(l["score"])
+    assert out.exists()
+
+
+def error(sample, tmp_path, config=None, data=None, *extra):
+    out = tmp_path / "m.safetensors"
+    r = run("train", "--config", config or sample / "config.json", "--data", data or sample / "train.csv",
+            "--out", out, "--steps", 2, "--batch", 1, *extra)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("repmode: ")
+    assert not out.exists() and not (tmp_path / "m.safetensors.ckpt").exists()
+    return r.stderr.strip().splitlines()[-1]
+
+
+def write_csv(tmp_path, sample, text, name="d.csv"):
+    for f in os.listdir(sample):
+        if f.endswith(".nrrd") and not (tmp_path / f).exists():
+            os.symlink(sample / f, tmp_path / f)
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+def test_error_missing_csv(sample, tmp_path):
+    assert "nothere.csv" in error(sample, tmp_path, data=tmp_path / "nothere.csv")
+
+
+def test_error_unknown_task(sample, tmp_path):
+    d = write_csv(tmp_path, sample, "signal,target,task\nsignal.nrrd,nuclei.nrrd,nuclei\n"
+                                    "signal.nrrd,nucleoli.nrrd,nucleoli\n")
+    msg = error(sample, tmp_path, data=d)
+    assert "line 3" in msg and "nucleoli" in msg
+
+
+def test_error_missing_image(sample, tmp_path):
+    d = write_csv(tmp_path, sample, "signal,target,task\nsignal.nrrd,gone.nrrd,nuclei\n")
+    assert "gone.nrrd" in error(sample, tmp_path, data=d)
+
+
+def test_error_mismatched_sizes(sample, tmp_path):
+    other = tmp_path / "small"
+    assert run("synth", "cells", "--out", other, "--size", "16,32,16").returncode == 0
+    d = write_csv(tmp_path, sample, "signal,target,task\nsignal.nrrd,small/nuclei.nrrd,nuclei\n")
+    msg = error(sample, tmp_path, data=d)
+    assert "signal.nrrd" in msg and "small/nuclei.nrrd" in msg and "16 x 32 x 16" in msg
+
+
+def test_error_2d_labels(sample, tmp_path):
+    scroll = tmp_path / "scroll"
+    r = run("synth", "scroll", "--out", scroll, "--size", "8,32,32")
+    assert r.returncode == 0, r.stderr
+    cfg = tmp_path / "ink.json"
+    cfg.write_text(json.dumps(dict(CONFIG, tasks=[{"name": "ink", "kind": "binary"}])))
+    msg = error(sample, tmp_path, config=cfg, data=scroll / "data.csv")
+    assert "2D" in msg and "ink decoder" in msg
+
+
+def test_error_empty_csv(sample, tmp_path):
+    d = write_csv(tmp_path, sample, "signal,target,task\n")
+    assert "no rows" in error(sample, tmp_path, data=d)
+
+
+def test_error_bad_config(sample, tmp_path):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text("{\"base_channels\": 4,")
+    assert "bad.json" in error(sample, tmp_path, config=cfg)
+    cfg.write_text(json.dumps(dict(CONFIG, activation="swish")))
+    assert "activation" in error(sample, tmp_path, config=cfg)
+    cfg.write_text(json.dumps(dict(CONFIG, tasks=[{"name": "nuclei", "kind": "probability"}])))
+    assert "kind" in error(sample, tmp_path, config=cfg)
