@@ -18,6 +18,7 @@ const Subcommand kSubcommands[] = {
     {"reparam", repmode::cli::run_reparam, "write the deploy form (experts merged, BatchNorm folded)"},
     {"synth", repmode::cli::run_synth, "write a synthetic sample (cells or scroll) with its ground truth and data.csv"},
     {"train", repmode::cli::run_train, "train a model on a CSV of volumes (signal,target,task[,mask])"},
+    {"predict", repmode::cli::run_predict, "predict one task over a volume: prediction, label map, colour table"},
     {"eval", repmode::cli::run_eval, "predict an image and print metrics against its target as JSON"},
 };
 

@@ -1,0 +1,86 @@
+"""repmode predict: the prediction against the PyTorch reference, the input's geometry kept, label maps (task
+threshold or Otsu), the colour table, and errors (exit 1, nothing written)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from images import read_mha, write_mha  # noqa: E402
+from test_eval import SMALL, reference_prediction  # noqa: E402
+
+REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
+SPACING, ORIGIN = (0.5, 0.7, 2.0), (1.0, -2.0, 3.5)
+
+
+def run(*args):
+    return subprocess.run([REPMODE, *args], capture_output=True, text=True, timeout=300)
+
+
+def volume(tmp_path, seed=0):
+    x = np.random.default_rng(seed).normal(100.0, 20.0, size=(8, 12, 16)).astype(np.float32)
+    path = tmp_path / "in.mha"
+    write_mha(str(path), x, spacing=SPACING, origin=ORIGIN)
+    return x, path
+
+
+def test_prediction_matches_the_reference_and_keeps_the_geometry(tmp_path):
+    x, path = volume(tmp_path)
+    out = tmp_path / "pred.mha"
+    r = run("predict", "--model", SMALL, "--task", "membrane", "--input", str(path), "--output", str(out),
+            "--patch", "8,12,16")
+    assert r.returncode == 0, r.stderr
+    got, header = read_mha(str(out))
+    want = reference_prediction("membrane", x)
+    assert got.shape == x.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+    assert [float(v) for v in header["ElementSpacing"].split()] == list(SPACING)
+    assert [float(v) for v in header["Offset"].split()] == list(ORIGIN)
+
+
+def test_binary_task_gives_probabilities_labels_and_a_colour_table(tmp_path):
+    x, path = volume(tmp_path, 1)
+    out, labels, colors = tmp_path / "p.mha", tmp_path / "l.mha", tmp_path / "colors.txt"
+    r = run("predict", "--model", SMALL, "--task", "ink", "--input", str(path), "--output", str(out), "--labels",
+            str(labels), "--colors", str(colors), "--patch", "8,12,16", "--threshold", "0.5")
+    assert r.returncode == 0, r.stderr
+    prob, _ = read_mha(str(out))
+    want = 1.0 / (1.0 + np.exp(-reference_prediction("ink", x)))
+    assert np.abs(prob - want).max() < 1e-5
+    lab, header = read_mha(str(labels))
+    assert lab.dtype == np.uint8
+    assert np.array_equal(lab, (prob > 0.5).astype(np.uint8))
+    assert [float(v) for v in header["ElementSpacing"].split()] == list(SPACING)
+    lines = colors.read_text().splitlines()
+    assert lines[1].split()[:2] == ["0", "background"] and lines[2].split()[:2] == ["1", "ink"]
+
+
+def test_regression_label_map_splits_at_one_threshold(tmp_path):
+    _, path = volume(tmp_path, 2)
+    out, labels = tmp_path / "p.mha", tmp_path / "l.mha"
+    r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output", str(out), "--labels",
+            str(labels), "--patch", "8,12,16")
+    assert r.returncode == 0, r.stderr
+    pred, _ = read_mha(str(out))
+    lab, _ = read_mha(str(labels))
+    assert 0 < lab.sum() < lab.size  # Otsu found a cut inside the range
+    assert pred[lab == 0].max() <= pred[lab == 1].min()
+
+
+def test_errors_exit_1_and_write_nothing(tmp_path):
+    _, path = volume(tmp_path)
+    out = tmp_path / "out.mha"
+    cases = [
+        (["--task", "dna", "--input", str(tmp_path / "absent.mha"), "--output", str(out)], "absent.mha"),
+        (["--task", "nucleolus", "--input", str(path), "--output", str(out)], "no task 'nucleolus'"),
+        (["--task", "dna,ink", "--input", str(path), "--output", str(out)], "several tasks"),
+        (["--task", "dna", "--input", str(path), "--output", str(tmp_path / "no" / "out.mha")], "does not exist"),
+    ]
+    for args, needle in cases:
+        r = run("predict", "--model", SMALL, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert r.stderr.splitlines()[-1].startswith("repmode: ") and needle in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mha"]
