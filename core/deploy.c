@@ -252,7 +252,7 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *i
 {
     const deploy_unit *du = &d->units[i];
     const rm_unit *u = du->src;
-    const int in_level = u->kind == RM_UNIT_DOWN ? u->level - 1 : u->kind == RM_UNIT_UP ? u->level + 1 : u->level;
+    const int in_level = rm_unit_input_level(u);
     const rm_tensor x = rm_tensor_5d((float *)in, 1, u->ci, dims[0] >> (in_level - 1), dims[1] >> (in_level - 1),
                                      dims[2] >> (in_level - 1));
     rm_tensor y = rm_tensor_5d(out, 1, u->co, dims[0] >> (u->level - 1), dims[1] >> (u->level - 1),

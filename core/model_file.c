@@ -111,6 +111,20 @@ static rm_status read_config(rm_ctx *ctx, const char *path, const rm_st_file *f,
     return RM_OK;
 }
 
+/* Reads a model file and the configuration it describes; on success the caller frees *f and *tasks. */
+static rm_status open_model_file(rm_ctx *ctx, const char *path, rm_st_file **f, rm_config *cfg, rm_task **tasks,
+                                 const char **form)
+{
+    *tasks = NULL;
+    RM_TRY(rm_st_read(ctx, path, f));
+    const rm_status s = read_config(ctx, path, *f, cfg, tasks, form);
+    if (s != RM_OK) {
+        rm_st_free(*f);
+        *f = NULL;
+    }
+    return s;
+}
+
 /* Copies entry `name` of the file into dst after checking its dtype and shape. */
 static rm_status take_tensor(rm_ctx *ctx, const char *path, const rm_st_file *f, const char *name, int ndim,
                              const int64_t *shape, int is_count, void *dst)
@@ -180,12 +194,12 @@ rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "model load: NULL argument");
     *out = NULL;
     rm_st_file *f;
-    RM_TRY(rm_st_read(ctx, path, &f));
     rm_config cfg;
-    rm_task *tasks = NULL;
+    rm_task *tasks;
     const char *form;
-    rm_status s = read_config(ctx, path, f, &cfg, &tasks, &form);
-    if (s == RM_OK && strcmp(form, "training") != 0)
+    RM_TRY(open_model_file(ctx, path, &f, &cfg, &tasks, &form));
+    rm_status s = RM_OK;
+    if (strcmp(form, "training") != 0)
         s = rm_fail(ctx, RM_ERR_FORMAT, "%s: a deploy-form model holds no training weights; load it with "
                     "rm_deploy_load", path);
     if (s == RM_OK)
@@ -285,11 +299,11 @@ rm_status rm_deploy_load(rm_ctx *ctx, const char *path, const char *task, rm_dep
         return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy load: NULL argument");
     *out = NULL;
     rm_st_file *f;
-    RM_TRY(rm_st_read(ctx, path, &f));
     rm_config cfg;
-    rm_task *tasks = NULL;
+    rm_task *tasks;
     const char *form;
-    rm_status s = read_config(ctx, path, f, &cfg, &tasks, &form);
+    RM_TRY(open_model_file(ctx, path, &f, &cfg, &tasks, &form));
+    rm_status s = RM_OK;
     int t = -1;
     for (int j = 0; s == RM_OK && j < cfg.n_tasks; j++)
         if (strcmp(cfg.tasks[j].name, task) == 0)
@@ -322,11 +336,11 @@ rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "model info: NULL argument");
     memset(info, 0, sizeof *info);
     rm_st_file *f;
-    RM_TRY(rm_st_read(ctx, path, &f));
-    rm_task *tasks = NULL;
+    rm_task *tasks;
     const char *form;
-    rm_status s = read_config(ctx, path, f, &info->cfg, &tasks, &form);
-    info->deploy = s == RM_OK && strcmp(form, "deploy") == 0;
+    RM_TRY(open_model_file(ctx, path, &f, &info->cfg, &tasks, &form));
+    rm_status s = RM_OK;
+    info->deploy = strcmp(form, "deploy") == 0;
     if (s == RM_OK && !info->deploy) {
         rm_model *m = NULL;
         s = load_training(ctx, path, f, &info->cfg, &m);

@@ -62,6 +62,13 @@ static inline int rm_unit_encoder(int k) { return 3 * (k - 1); }
 static inline int rm_unit_bottleneck(int levels) { return 3 * levels; }
 static inline int rm_unit_decoder(int levels, int k) { return 3 * levels + 2 + 3 * (levels - k); }
 
+/* The resolution level of a unit's input: a down-sampling reads the level above its output, an up-sampling the
+ * level below. */
+static inline int rm_unit_input_level(const rm_unit *u)
+{
+    return u->kind == RM_UNIT_DOWN ? u->level - 1 : u->kind == RM_UNIT_UP ? u->level + 1 : u->level;
+}
+
 /* Whether unit i is a decoder's first convolution, the one that reads the level's [skip, up] concatenation. */
 static inline int rm_unit_reads_concat(const rm_model *m, int i)
 {

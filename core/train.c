@@ -54,8 +54,7 @@ static int64_t level_voxels(const int64_t shape[RM_MAX_DIMS], int level)
 
 static int64_t unit_in_voxels(const rm_unit *u, const int64_t shape[RM_MAX_DIMS])
 {
-    const int in_level = u->kind == RM_UNIT_DOWN ? u->level - 1 : u->kind == RM_UNIT_UP ? u->level + 1 : u->level;
-    return level_voxels(shape, in_level);
+    return level_voxels(shape, rm_unit_input_level(u));
 }
 
 /* Carves the state's buffers out of one block (or, with base NULL, counts the floats they need). */
@@ -228,7 +227,7 @@ static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s
     const rm_unit *u = &m->units[i];
     unit_cache *c = &s->cache[i];
     const int64_t N = s->shape[0];
-    const int in_level = u->kind == RM_UNIT_DOWN ? u->level - 1 : u->kind == RM_UNIT_UP ? u->level + 1 : u->level;
+    const int in_level = rm_unit_input_level(u);
     float *in_data, *gin;
     unit_input(m, s, i, &in_data, &gin);
     rm_tensor in = view(in_data, N, u->ci, s->shape, in_level);
@@ -344,7 +343,7 @@ static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *
     const rm_unit *u = &m->units[i];
     unit_cache *c = &s->cache[i];
     const int64_t N = s->shape[0];
-    const int in_level = u->kind == RM_UNIT_DOWN ? u->level - 1 : u->kind == RM_UNIT_UP ? u->level + 1 : u->level;
+    const int in_level = rm_unit_input_level(u);
     float *in_data, *gin_data;
     unit_input(m, s, i, &in_data, &gin_data);
     rm_tensor in = view(in_data, N, u->ci, s->shape, in_level);
