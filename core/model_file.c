@@ -5,6 +5,7 @@
 #include "safetensors.h"
 
 #include <stdio.h>
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +67,18 @@ static rm_status save_training(rm_ctx *ctx, const rm_model *model, const char *p
 rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path)
 {
     return save_training(ctx, model, path, NULL, 0, NULL, NULL);
+}
+
+rm_status rm_model_set_provenance(rm_ctx *ctx, rm_model *model, const char *json)
+{
+    if (!model || !json)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "provenance: NULL argument");
+    cJSON *parsed = cJSON_Parse(json);
+    const int object = cJSON_IsObject(parsed);
+    cJSON_Delete(parsed);
+    if (!object)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "provenance: not a JSON object");
+    return rm_model_set_text(ctx, &model->provenance, json);
 }
 
 /* ---- reading ------------------------------------------------------------------------------------------------- */

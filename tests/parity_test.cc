@@ -280,3 +280,24 @@ TEST(ModelFile, MissingTruncatedAndInconsistentFilesAreRefusedByName)
 }
 
 } // namespace
+
+namespace {
+
+TEST(ModelFile, ProvenanceIsAJsonObjectThatFilesKeep)
+{
+    rmtest::Ctx ctx(1);
+    rm_model *m = nullptr;
+    ASSERT_EQ(rm_model_load(ctx, fixture("parity_frelu.model.safetensors").c_str(), &m), RM_OK);
+    EXPECT_EQ(rm_model_set_provenance(ctx, m, "[1, 2]"), RM_ERR_ARGUMENT);
+    EXPECT_EQ(rm_model_set_provenance(ctx, m, "{\"steps\": "), RM_ERR_ARGUMENT);
+    ASSERT_EQ(rm_model_set_provenance(ctx, m, "{\"steps\":7}"), RM_OK);
+    TempDir dir;
+    ASSERT_EQ(rm_model_save(ctx, m, dir.file("p.safetensors").c_str()), RM_OK);
+    rm_st_file *f = nullptr;
+    ASSERT_EQ(rm_st_read(ctx, dir.file("p.safetensors").c_str(), &f), RM_OK);
+    EXPECT_STREQ(rm_st_metadata(f, "repmode.provenance"), "{\"steps\":7}");
+    rm_st_free(f);
+    rm_model_free(m);
+}
+
+} // namespace

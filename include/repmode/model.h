@@ -117,6 +117,10 @@ RM_API rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *p
 RM_API rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *tasks, int n_tasks,
                                       const char *path);
 
+/* Replaces the model's repmode.provenance (a JSON object as text: software, training data, steps, seed, …), which
+ * its files carry. Anything but a JSON object is refused. */
+RM_API rm_status rm_model_set_provenance(rm_ctx *ctx, rm_model *model, const char *json);
+
 /* What a model file holds, read and checked whole. */
 typedef struct rm_model_info {
     int deploy;         /* 1 for the deploy form, 0 for the training form */

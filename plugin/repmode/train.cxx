@@ -567,6 +567,19 @@ int run_train(int argc, char **argv)
     const int64_t first = rm_trainer_steps_done(trainer.get());
     say("training " + std::to_string(total - first) + " steps on " + std::to_string(samples.size()) +
         " volumes, patch " + size_string(patch) + ", batch " + std::to_string(opt.batch));
+    // The model file records how it was made: software, training data, steps and seed.
+    const auto save_model = [&](int64_t done) {
+        Json provenance = object();
+        cJSON_AddStringToObject(provenance.get(), "software", "repmode " REPMODE_VERSION);
+        cJSON_AddStringToObject(provenance.get(), "data", data.getValue().substr(data.getValue().rfind('/') + 1).c_str());
+        cJSON_AddNumberToObject(provenance.get(), "steps", static_cast<double>(done));
+        cJSON_AddNumberToObject(provenance.get(), "seed", static_cast<double>(seed.getValue()));
+        std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(provenance.get()), cJSON_free);
+        if (!text)
+            throw std::bad_alloc();
+        ctx.check(rm_model_set_provenance(ctx, model.get(), text.get()));
+        ctx.check(rm_model_save(ctx, model.get(), out.getValue().c_str()));
+    };
     const auto start = Clock::now();
     double best = INFINITY;
     bool saved_best = false;
@@ -613,7 +626,7 @@ int run_train(int argc, char **argv)
                 (better ? " (best so far, saved to " + out.getValue() + ")" : ""));
             if (better) {
                 best = score;
-                ctx.check(rm_model_save(ctx, model.get(), out.getValue().c_str()));
+                save_model(done);
                 saved_best = true;
             }
         }
@@ -623,7 +636,7 @@ int run_train(int argc, char **argv)
     if (first == total)
         ctx.check(rm_trainer_save_checkpoint(ctx, trainer.get(), ckpt.c_str()));
     if (!saved_best) {
-        ctx.check(rm_model_save(ctx, model.get(), out.getValue().c_str()));
+        save_model(total);
         say("wrote " + out.getValue());
     }
     return 0;

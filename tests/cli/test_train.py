@@ -6,9 +6,13 @@ import os
 import shutil
 import subprocess
 
+import sys
+
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+import repmode_safetensors as st  # noqa: E402
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
 
 CONFIG = {"base_channels": 4, "levels": 2, "activation": "relu", "dropout": 0, "patch": [16, 32, 32],
@@ -55,6 +59,10 @@ def test_trains_and_writes_model_and_log(sample, tmp_path):
     assert info["config"]["base_channels"] == 4 and info["config"]["levels"] == 2
     assert info["config"]["patch"] == [16, 32, 32]
     assert [(t["name"], t["kind"]) for t in info["tasks"]] == [("nuclei", "regression"), ("membranes", "binary")]
+    _, metadata = st.read(str(out))
+    provenance = json.loads(metadata["repmode.provenance"])
+    assert provenance["software"].startswith("repmode ")
+    assert provenance["data"] == "train.csv" and provenance["steps"] == 20 and provenance["seed"] == 0
 
 
 def test_reproducible_across_runs_and_threads(sample, tmp_path):
