@@ -4,7 +4,7 @@
  * are added in order: the same partial sums whatever the thread count, so the loss is bit-identical on any number
  * of threads.
  */
-#include "loss_impl.h"
+#include "chunks.h"
 #include "repmode/ops.h"
 
 #include <stdio.h>
@@ -75,7 +75,7 @@ static rm_status mse_forward(rm_ctx *ctx, const char *op, const rm_tensor *pred,
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: loss is NULL", op);
 
     const int64_t n = rm_tensor_numel(pred);
-    const int64_t chunks = loss_chunks(n);
+    const int64_t chunks = chunk_count(n);
     mse_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
@@ -109,7 +109,7 @@ static rm_status mse_backward(rm_ctx *ctx, const char *op, const rm_tensor *pred
     RM_TRY(rm_check_shape(ctx, dpred, name, pred->ne));
 
     const int64_t n = rm_tensor_numel(pred);
-    const int64_t chunks = loss_chunks(n);
+    const int64_t chunks = chunk_count(n);
     const int64_t count = mask_count(ctx, mask, n);
     const float scale = count > 0 ? (float)(2.0 * (double)dloss / (double)count) : 0.0f;
     const float *p = pred->data, *t = target->data, *m = mask ? mask->data : NULL;

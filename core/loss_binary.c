@@ -5,7 +5,7 @@
  * computed them, so every result is bit-identical on any number of threads. The backwards need the forward's sums
  * (the selected count, and for Dice Σp·t, Σp, Σt), so they run the same reduction first, then one elementwise pass.
  */
-#include "loss_impl.h"
+#include "chunks.h"
 #include "repmode/ops.h"
 
 #include <math.h>
@@ -74,7 +74,7 @@ static rm_status binary_reduce(rm_ctx *ctx, const rm_tensor *logits, const rm_te
                                float smoothing, binary_sums *out)
 {
     const int64_t n = rm_tensor_numel(logits);
-    const int64_t chunks = loss_chunks(n);
+    const int64_t chunks = chunk_count(n);
     binary_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
@@ -140,7 +140,7 @@ rm_status rm_binary_loss_backward(rm_ctx *ctx, const rm_tensor *logits, const rm
     const float c = (float)(half * 2.0 / sl);
     const float sm = smoothing, keep = 1.0f - smoothing;
     const int64_t n = rm_tensor_numel(logits);
-    const int64_t chunks = loss_chunks(n);
+    const int64_t chunks = chunk_count(n);
     const float *x = logits->data, *t = target->data, *m = mask ? mask->data : NULL;
     float *g = dlogits->data;
 

@@ -9,14 +9,12 @@
  * the positives' and the negatives' scores apart and counts, for each positive, the negatives below it and half
  * the negatives equal to it: the Mann–Whitney U in O(n log n).
  */
-#include "rm_impl.h"
+#include "chunks.h"
 #include "repmode/metrics.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-#define RM_METRIC_CHUNK ((int64_t)1 << 16)
 
 /* What is wrong with the first bad element of a chunk. */
 typedef enum bad_kind {
@@ -32,14 +30,6 @@ typedef struct bad_value {
     int64_t index;
     bad_kind kind;
 } bad_value;
-
-static int64_t metric_chunks(int64_t n) { return (n + RM_METRIC_CHUNK - 1) / RM_METRIC_CHUNK; }
-
-static void chunk_range(int64_t k, int64_t n, int64_t *i0, int64_t *i1)
-{
-    *i0 = k * RM_METRIC_CHUNK;
-    *i1 = *i0 + RM_METRIC_CHUNK < n ? *i0 + RM_METRIC_CHUNK : n;
-}
 
 /* Whether element i is selected; sets *bad (and returns 0) when the mask or a selected value is not usable. */
 static inline int select_checked(const float *p, const float *t, const float *m, int64_t i, bad_kind *bad)
@@ -167,7 +157,7 @@ rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, cons
     RM_TRY(check_inputs(ctx, what, "pred", pred, target, mask, out));
 
     const int64_t n = rm_tensor_numel(pred);
-    const int64_t chunks = metric_chunks(n);
+    const int64_t chunks = chunk_count(n);
     reg_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
@@ -324,7 +314,7 @@ rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: threshold %g is outside [0, 1]", what, (double)threshold);
 
     const int64_t n = rm_tensor_numel(prob);
-    const int64_t chunks = metric_chunks(n);
+    const int64_t chunks = chunk_count(n);
     bin_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
