@@ -42,27 +42,46 @@ static void part_shape(const rm_tensor *y, const rm_tensor *part, int64_t ne[RM_
     ne[1] = part->ne[1];
 }
 
-rm_status rm_concat_forward(rm_ctx *ctx, const rm_tensor *const *xs, int n, rm_tensor *y)
+/* Checks the pieces of a concatenation against the whole (y, or dy): every piece has the whole's N, D, H, W and
+ * their channels add up to the whole's. With `may_skip` (gradients) a piece with NULL data still gives its shape,
+ * which places the pieces after it. */
+static rm_status check_parts(rm_ctx *ctx, const rm_tensor *whole, const char *whole_name,
+                             const rm_tensor *const *parts, int n, const char *parts_name, const char *what,
+                             int may_skip)
 {
-    if (!xs)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "concat: xs is NULL");
+    if (!parts)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "concat: %s is NULL", parts_name);
     if (n < 1)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "concat: n = %d, expected at least 1 input", n);
-    RM_TRY(rm_check_tensor(ctx, y, "concat: y"));
+    char name[48];
+    snprintf(name, sizeof name, "concat: %s", whole_name);
+    RM_TRY(rm_check_tensor(ctx, whole, name));
     int64_t channels = 0;
     for (int i = 0; i < n; i++) {
-        char name[48];
-        snprintf(name, sizeof name, "concat: xs[%d]", i);
-        RM_TRY(rm_check_tensor(ctx, xs[i], name));
+        snprintf(name, sizeof name, "concat: %s[%d]", parts_name, i);
+        if (may_skip && !parts[i])
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "%s is NULL (to skip a gradient, give its shape with NULL data)",
+                           name);
+        rm_tensor shape_only = parts[i] ? *parts[i] : (rm_tensor){0};
+        float placeholder = 0.0f;
+        if (may_skip && !shape_only.data)
+            shape_only.data = &placeholder;
+        const rm_tensor *part = may_skip ? &shape_only : parts[i];
+        RM_TRY(rm_check_tensor(ctx, part, name));
         int64_t ne[RM_MAX_DIMS];
-        part_shape(y, xs[i], ne);
-        RM_TRY(rm_check_shape(ctx, xs[i], name, ne));
-        channels += xs[i]->ne[1];
+        part_shape(whole, part, ne);
+        RM_TRY(rm_check_shape(ctx, part, name, ne));
+        channels += part->ne[1];
     }
-    if (channels != y->ne[1])
-        return rm_fail(ctx, RM_ERR_SHAPE, "concat: the inputs have %lld channels in all, y has %lld",
-                       (long long)channels, (long long)y->ne[1]);
+    if (channels != whole->ne[1])
+        return rm_fail(ctx, RM_ERR_SHAPE, "concat: the %s have %lld channels in all, %s has %lld", what,
+                       (long long)channels, whole_name, (long long)whole->ne[1]);
+    return RM_OK;
+}
 
+rm_status rm_concat_forward(rm_ctx *ctx, const rm_tensor *const *xs, int n, rm_tensor *y)
+{
+    RM_TRY(check_parts(ctx, y, "y", xs, n, "xs", "inputs", 0));
     const int64_t spatial = rm_tensor_spatial_numel(y);
     int64_t offset = 0;
     for (int i = 0; i < n; i++) {
@@ -74,33 +93,7 @@ rm_status rm_concat_forward(rm_ctx *ctx, const rm_tensor *const *xs, int n, rm_t
 
 rm_status rm_concat_backward(rm_ctx *ctx, const rm_tensor *dy, rm_tensor *const *dxs, int n)
 {
-    if (!dxs)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "concat: dxs is NULL");
-    if (n < 1)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "concat: n = %d, expected at least 1 input", n);
-    RM_TRY(rm_check_tensor(ctx, dy, "concat: dy"));
-
-    int64_t channels = 0;
-    for (int i = 0; i < n; i++) {
-        char name[48];
-        snprintf(name, sizeof name, "concat: dxs[%d]", i);
-        if (!dxs[i])
-            return rm_fail(ctx, RM_ERR_ARGUMENT, "%s is NULL (to skip a gradient, give its shape with NULL data)",
-                           name);
-        /* A skipped entry still gives its shape, which places the entries after it. */
-        rm_tensor shape_only = *dxs[i];
-        float placeholder = 0.0f;
-        if (!shape_only.data)
-            shape_only.data = &placeholder;
-        int64_t ne[RM_MAX_DIMS];
-        part_shape(dy, &shape_only, ne);
-        RM_TRY(rm_check_shape(ctx, &shape_only, name, ne));
-        channels += dxs[i]->ne[1];
-    }
-    if (channels != dy->ne[1])
-        return rm_fail(ctx, RM_ERR_SHAPE, "concat: the gradients have %lld channels in all, dy has %lld",
-                       (long long)channels, (long long)dy->ne[1]);
-
+    RM_TRY(check_parts(ctx, dy, "dy", (const rm_tensor *const *)dxs, n, "dxs", "gradients", 1));
     const int64_t spatial = rm_tensor_spatial_numel(dy);
     int64_t offset = 0;
     for (int i = 0; i < n; i++) {
