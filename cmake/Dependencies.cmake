@@ -26,6 +26,18 @@ add_library(repmode_cjson INTERFACE)
 target_link_libraries(repmode_cjson INTERFACE ${CJSON_LIBRARY})
 target_include_directories(repmode_cjson SYSTEM INTERFACE ${CJSON_INCLUDE_DIR})
 
+# ITK reads and writes the images and hosts the filters. Only the modules we use (about 20 libraries instead of
+# 129, and no FFTW); the IO factories are registered by hand, so ITK's generated registration headers (UseITK) are
+# not needed.
+find_package(ITK 5.2 COMPONENTS ITKCommon ITKIOImageBase ITKIONRRD ITKIONIFTI ITKIOMeta ITKIOTIFF ITKIOPNG
+             ITKThresholding ITKImageCompose ITKImageGrid ITKImageIntensity ITKImageStatistics)
+if(NOT ITK_FOUND)
+  message(FATAL_ERROR "ITK not found: install libinsighttoolkit5-dev (make deps does)")
+endif()
+add_library(repmode_itk_libraries INTERFACE)
+target_link_libraries(repmode_itk_libraries INTERFACE ${ITK_LIBRARIES})
+target_include_directories(repmode_itk_libraries SYSTEM INTERFACE ${ITK_INCLUDE_DIRS})
+
 if(REPMODE_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

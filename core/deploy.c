@@ -187,6 +187,8 @@ void rm_deploy_free(rm_deploy *d)
 
 int rm_deploy_task(const rm_deploy *d) { return d->task; }
 
+const rm_config *rm_deploy_config(const rm_deploy *d) { return &d->structure->cfg; }
+
 const rm_model *rm_deploy_structure(const rm_deploy *d) { return d->structure; }
 
 void rm_deploy_mark_task(rm_deploy *d, int task) { d->task = task; }

@@ -70,12 +70,13 @@ static rm_status plan_axis(rm_ctx *ctx, int64_t len, int64_t patch, int64_t unit
     return RM_OK;
 }
 
-static rm_status check_args(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
-                            rm_read_fn read, const int64_t out_start[3], const int64_t out_size[3], const float *out)
+/* Checks the model, the window parameters and the output region. */
+static rm_status check_windows(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
+                               const int64_t out_start[3], const int64_t out_size[3])
 {
-    if (!d || !p || !volume || !read || !out_start || !out_size || !out)
+    if (!d || !p || !volume || !out_start || !out_size)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: NULL argument");
-    const rm_config *cfg = &rm_deploy_structure(d)->cfg;
+    const rm_config *cfg = rm_deploy_config(d);
     const int64_t unit = (int64_t)1 << cfg->levels;
     if (cfg->in_channels != 1)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: the model takes %lld input channels; sliding-window "
@@ -97,6 +98,39 @@ static rm_status check_args(rm_ctx *ctx, const rm_deploy *d, const rm_window_par
                            (long long)volume[a]);
     }
     return RM_OK;
+}
+
+/* Checks the arguments and plans the windows of every axis that reach into the output region; the caller frees
+ * ax[a].starts whatever the status. */
+static rm_status plan_windows(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
+                              const int64_t out_start[3], const int64_t out_size[3], axis_windows ax[3])
+{
+    RM_TRY(check_windows(ctx, d, p, volume, out_start, out_size));
+    const int64_t unit = (int64_t)1 << rm_deploy_config(d)->levels;
+    rm_status s = RM_OK;
+    for (int a = 0; s == RM_OK && a < 3; a++)
+        s = plan_axis(ctx, volume[a], p->patch[a], unit, p->overlap, out_start[a], out_start[a] + out_size[a], &ax[a]);
+    return s;
+}
+
+rm_status rm_predict_input_region(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p,
+                                  const int64_t volume[3], const int64_t out_start[3], const int64_t out_size[3],
+                                  int64_t in_start[3], int64_t in_size[3])
+{
+    if (!in_start || !in_size)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: NULL argument");
+    axis_windows ax[3] = {{0}};
+    const rm_status s = plan_windows(ctx, d, p, volume, out_start, out_size, ax);
+    for (int a = 0; a < 3; a++) {
+        if (s == RM_OK) {
+            /* starts ascend; a window longer than the volume (a short axis) reads only the volume */
+            const int64_t end = ax[a].starts[ax[a].n - 1] + ax[a].window;
+            in_start[a] = ax[a].starts[0];
+            in_size[a] = (end < volume[a] ? end : volume[a]) - in_start[a];
+        }
+        free(ax[a].starts);
+    }
+    return s;
 }
 
 /* Reads window [s, s + win) of the volume, zero beyond its end (only a volume shorter than the window has one). */
@@ -124,13 +158,11 @@ rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p
                             rm_read_fn read, void *read_user, const int64_t out_start[3], const int64_t out_size[3],
                             float *out, rm_progress_fn progress, void *progress_user)
 {
-    RM_TRY(check_args(ctx, d, p, volume, read, out_start, out_size, out));
-    const rm_config *cfg = &rm_deploy_structure(d)->cfg;
-    const int64_t unit = (int64_t)1 << cfg->levels, channels = cfg->out_channels;
+    if (!read || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: NULL argument");
     axis_windows ax[3] = {{0}};
-    rm_status s = RM_OK;
-    for (int a = 0; s == RM_OK && a < 3; a++)
-        s = plan_axis(ctx, volume[a], p->patch[a], unit, p->overlap, out_start[a], out_start[a] + out_size[a], &ax[a]);
+    rm_status s = plan_windows(ctx, d, p, volume, out_start, out_size, ax);
+    const int64_t channels = d ? rm_deploy_config(d)->out_channels : 0;
     const int64_t win[3] = {ax[0].window, ax[1].window, ax[2].window};
     const int64_t wvol = win[0] * win[1] * win[2], ovol = out_size[0] * out_size[1] * out_size[2];
     float *in = NULL, *staging = NULL, *pred = NULL, *weights = NULL;

@@ -2,6 +2,7 @@
 // the whole run bit for bit, volumes smaller than the patch, progress and abort, and bad arguments.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -121,6 +122,50 @@ TEST(Predict, AnySubRegionEqualsTheSameRegionOfTheWholeRunBitForBit)
                     ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << z << "," << y << "," << x;
                 }
     }
+}
+
+// Records the bounding box of every read.
+struct Box {
+    Volume *v;
+    int64_t lo[3] = {INT64_MAX, INT64_MAX, INT64_MAX}, hi[3] = {0, 0, 0};
+};
+
+int read_and_record(void *user, const int64_t start[3], const int64_t size[3], float *buf)
+{
+    auto *b = static_cast<Box *>(user);
+    for (int a = 0; a < 3; a++) {
+        b->lo[a] = std::min(b->lo[a], start[a]);
+        b->hi[a] = std::max(b->hi[a], start[a] + size[a]);
+    }
+    return read_volume(b->v, start, size, buf);
+}
+
+TEST(Predict, InputRegionIsTheBoundingBoxOfTheWindowsReadForTheOutput)
+{
+    Net net;
+    Volume v = random_volume(40, 20, 6, 3);
+    const int64_t patch[3] = {16, 8, 8};
+    const rm_window_params p = rm_window_params_make(patch);
+    // By hand: Z windows start at 0, 8, 16, 24 (stride 8), so output [10, 12) needs those at 0 and 8: [0, 24);
+    // Y starts 0, 4, 8, 12, output [19, 20) needs 12: [12, 20); X is shorter than the patch: the whole axis.
+    const int64_t start[3] = {10, 19, 2}, size[3] = {2, 1, 3};
+    int64_t in_start[3], in_size[3];
+    ASSERT_EQ(rm_predict_input_region(net.ctx, net.deploy, &p, v.size, start, size, in_start, in_size), RM_OK);
+    const int64_t want_start[3] = {0, 12, 0}, want_size[3] = {24, 8, 6};
+    Box box{&v};
+    std::vector<float> out((size_t)(size[0] * size[1] * size[2]));
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_and_record, &box, start, size, out.data(),
+                                nullptr, nullptr),
+              RM_OK);
+    for (int a = 0; a < 3; a++) {
+        EXPECT_EQ(in_start[a], want_start[a]) << a;
+        EXPECT_EQ(in_size[a], want_size[a]) << a;
+        EXPECT_EQ(box.lo[a], in_start[a]) << a;
+        EXPECT_EQ(box.hi[a], in_start[a] + in_size[a]) << a;
+    }
+    const int64_t outside[3] = {40, 0, 0};
+    EXPECT_EQ(rm_predict_input_region(net.ctx, net.deploy, &p, v.size, outside, size, in_start, in_size),
+              RM_ERR_SHAPE);
 }
 
 TEST(Predict, NonOverlappingConstantWindowsReproduceEachPatchsPrediction)

@@ -151,6 +151,8 @@ RM_API rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *deploy, const rm_mod
 RM_API rm_status rm_deploy_load(rm_ctx *ctx, const char *path, const char *task, rm_deploy **out);
 RM_API void rm_deploy_free(rm_deploy *deploy);
 RM_API int rm_deploy_task(const rm_deploy *deploy);
+/* The network's configuration, with every task of the model it came from (the deploy form computes one). */
+RM_API const rm_config *rm_deploy_config(const rm_deploy *deploy);
 /* y (N, out, D, H, W) from x (N, in, D, H, W). Activation buffers are allocated on the first call for a patch
  * size and reused by later calls of that size or smaller. */
 RM_API rm_status rm_deploy_forward(rm_ctx *ctx, rm_deploy *deploy, const rm_tensor *x, rm_tensor *y);

@@ -46,6 +46,13 @@ typedef int (*rm_read_fn)(void *user, const int64_t start[3], const int64_t size
 /* Reports the fraction of windows done; a non-zero return stops the prediction (RM_ERR_ARGUMENT, "aborted"). */
 typedef int (*rm_progress_fn)(void *user, double fraction);
 
+/* The input region that predicting output voxels [out_start, out_start + out_size) reads: the bounding box, inside
+ * the volume, of every window that reaches into the output region (the output plus the windows' halo). Streaming
+ * callers ask their source for exactly this region. */
+RM_API rm_status rm_predict_input_region(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p,
+                                         const int64_t volume[3], const int64_t out_start[3],
+                                         const int64_t out_size[3], int64_t in_start[3], int64_t in_size[3]);
+
 /* Predicts output voxels [out_start, out_start + out_size) of a volume of size `volume` with the deploy form d,
  * into out (out_channels × out_size, Z-major). progress may be NULL. */
 RM_API rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],

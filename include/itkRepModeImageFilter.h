@@ -1,0 +1,188 @@
+/* itk::RepModeImageFilter: one task of a RepMode network over a 3D image, through repmode's C core.
+ *
+ * The filter runs the core's sliding window (repmode/predict.h): patches of the model's size (or a given one), 50%
+ * overlap, Gaussian blending, on the re-parameterized network of the task, merged once and reused. It streams: an
+ * output region asks its input only for the windows that cover it (the region plus their halo), and because the
+ * window grid is anchored to the whole image, a region computed alone equals the same region of a whole-image run
+ * bit for bit, so writing through itk::ImageFileWriter in any number of stream divisions gives the same file.
+ *
+ * Input intensities are z-scored as in training (repmode-network.md §1.3): (v - mean) / std over the whole
+ * volume. Give the statistics (SetInputStatistics, e.g. from itk::RepModeInputStatistics over a streamed reader)
+ * and the input streams too; leave them unset and the filter asks for the whole input and computes them itself.
+ *
+ * Binary tasks give probabilities (or logits with OutputLogitsOn), regression tasks normalized intensities.
+ * The core's work runs on its own OpenMP threads (NumberOfThreads; 0: all cores), not ITK's thread pool.
+ */
+#ifndef itkRepModeImageFilter_h
+#define itkRepModeImageFilter_h
+
+#include <memory>
+#include <string>
+
+#include "itkImageToImageFilter.h"
+#include "repmode/model.h"
+#include "repmode/predict.h"
+
+namespace itk
+{
+
+/** \class RepModeImageFilter
+ * \brief Predicts one task of a RepMode model over a 3D scalar image, streamed patch by patch.
+ *
+ * The model is a repmode model file (either form; SetModelFileName) or a training-form model already loaded by
+ * the caller (SetModel; not owned, it must outlive the filter's updates). The parameters are checked once, by the
+ * core, before any work; a model without the task, a patch the network cannot take or an overlap outside [0, 1)
+ * is an itk::ExceptionObject naming the problem. Progress events report the fraction of windows done, and
+ * AbortGenerateDataOn() stops the work at the next window with itk::ProcessAborted.
+ */
+template <typename TInputImage, typename TOutputImage = Image<float, 3>>
+class RepModeImageFilter : public ImageToImageFilter<TInputImage, TOutputImage>
+{
+public:
+  ITK_DISALLOW_COPY_AND_MOVE(RepModeImageFilter);
+
+  using Self = RepModeImageFilter;
+  using Superclass = ImageToImageFilter<TInputImage, TOutputImage>;
+  using Pointer = SmartPointer<Self>;
+  using ConstPointer = SmartPointer<const Self>;
+
+  using InputImageType = TInputImage;
+  using OutputImageType = TOutputImage;
+  using InputPixelType = typename InputImageType::PixelType;
+  using OutputRegionType = typename OutputImageType::RegionType;
+  using SizeType = typename OutputImageType::SizeType;
+  using ModelPointer = const rm_model *;
+
+  static_assert(TInputImage::ImageDimension == 3 && TOutputImage::ImageDimension == 3,
+                "RepMode networks are 3D: the images must be 3D");
+  static_assert(std::is_same<typename TOutputImage::PixelType, float>::value, "the output pixel type is float");
+  static_assert(std::is_arithmetic<InputPixelType>::value, "the input pixel type must be scalar");
+
+  /** How overlapping windows are blended (repmode-network.md §6). */
+  enum class BlendingEnum : uint8_t
+  {
+    Gaussian, /**< exp(-|x - P/2|^2 / (2 (P/8)^2)) per window, as the official code */
+    Constant  /**< every window weighs the same */
+  };
+
+  itkNewMacro(Self);
+  itkTypeMacro(RepModeImageFilter, ImageToImageFilter);
+
+  /** A repmode model file, training or deploy form. */
+  itkSetMacro(ModelFileName, std::string);
+  itkGetConstReferenceMacro(ModelFileName, std::string);
+  /** A training-form model in memory, instead of a file. */
+  itkSetMacro(Model, ModelPointer);
+  itkGetConstMacro(Model, ModelPointer);
+  /** The task's name in the model. */
+  itkSetMacro(Task, std::string);
+  itkGetConstReferenceMacro(Task, std::string);
+  /** Window size (x, y, z); all zero (the default) takes the model's patch. */
+  itkSetMacro(PatchSize, SizeType);
+  itkGetConstReferenceMacro(PatchSize, SizeType);
+  /** Fraction of a window shared by its neighbours, in [0, 1); official 0.5. */
+  itkSetMacro(Overlap, double);
+  itkGetConstMacro(Overlap, double);
+  itkSetEnumMacro(Blending, BlendingEnum);
+  itkGetEnumMacro(Blending, BlendingEnum);
+  /** Threads of the core (OpenMP); 0 takes all cores. */
+  itkSetMacro(NumberOfThreads, int);
+  itkGetConstMacro(NumberOfThreads, int);
+  /** Binary tasks: write logits instead of probabilities (e.g. to average them before the sigmoid). */
+  itkSetMacro(OutputLogits, bool);
+  itkGetConstMacro(OutputLogits, bool);
+  itkBooleanMacro(OutputLogits);
+
+  /** Mean and population standard deviation of the whole input, for its z-score. NaN (the default): computed by
+   * the filter, which then needs the whole input. */
+  void
+  SetInputStatistics(double mean, double standardDeviation);
+  itkGetConstMacro(InputMean, double);
+  itkGetConstMacro(InputStandardDeviation, double);
+
+  /** The task as the model describes it (name, kind, threshold, colour); valid after UpdateOutputInformation(). */
+  const rm_task &
+  GetTaskDescription() const
+  {
+    return m_TaskDescription;
+  }
+
+protected:
+  RepModeImageFilter();
+  ~RepModeImageFilter() override = default;
+
+  void
+  PrintSelf(std::ostream & os, Indent indent) const override;
+
+  void
+  VerifyPreconditions() ITKv5_CONST override;
+
+  /** Loads the network of the task (once per model and task) and checks that the model takes this image. */
+  void
+  GenerateOutputInformation() override;
+
+  /** The output region plus the halo of the windows that cover it, or the whole input without statistics. */
+  void
+  GenerateInputRequestedRegion() override;
+
+  void
+  GenerateData() override;
+
+private:
+  struct ContextDeleter
+  {
+    void
+    operator()(rm_ctx * ctx) const
+    {
+      rm_ctx_free(ctx);
+    }
+  };
+  struct DeployDeleter
+  {
+    void
+    operator()(rm_deploy * deploy) const
+    {
+      rm_deploy_free(deploy);
+    }
+  };
+
+  /** Throws an itk::ExceptionObject with the core's message unless status is RM_OK. */
+  void
+  Check(rm_status status) const;
+  /** The core's window parameters for this image. */
+  rm_window_params
+  WindowParameters() const;
+  /** The largest possible region's size, in the core's order (Z, Y, X). */
+  void
+  VolumeSize(int64_t volume[3]) const;
+  /** The region's start relative to the largest possible region and its size, in the core's order. */
+  void
+  CoreRegion(const OutputRegionType & region, int64_t start[3], int64_t size[3]) const;
+  /** The input's statistics: the ones given, or computed over the whole (buffered) input. */
+  void
+  Statistics(double & mean, double & scale) const;
+
+  std::string       m_ModelFileName{};
+  ModelPointer      m_Model{ nullptr };
+  std::string       m_Task{};
+  SizeType          m_PatchSize{ { 0, 0, 0 } };
+  double            m_Overlap{ 0.5 };
+  BlendingEnum      m_Blending{ BlendingEnum::Gaussian };
+  int               m_NumberOfThreads{ 0 };
+  bool              m_OutputLogits{ false };
+  double            m_InputMean;
+  double            m_InputStandardDeviation;
+
+  std::unique_ptr<rm_ctx, ContextDeleter>       m_Context;
+  std::unique_ptr<rm_deploy, DeployDeleter>     m_Deploy;
+  std::string                                   m_DeployKey{}; // the model and task m_Deploy was made from
+  rm_task                                       m_TaskDescription{};
+};
+
+} // end namespace itk
+
+#ifndef ITK_MANUAL_INSTANTIATION
+#  include "itkRepModeImageFilter.hxx"
+#endif
+
+#endif

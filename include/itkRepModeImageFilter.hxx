@@ -1,0 +1,308 @@
+#ifndef itkRepModeImageFilter_hxx
+#define itkRepModeImageFilter_hxx
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "itkImageRegionConstIterator.h"
+#include "itkRepModeImageFilter.h"
+#include "itkRepModeInputStatistics.h"
+
+namespace itk
+{
+
+template <typename TInputImage, typename TOutputImage>
+RepModeImageFilter<TInputImage, TOutputImage>::RepModeImageFilter()
+  : m_InputMean(std::numeric_limits<double>::quiet_NaN())
+  , m_InputStandardDeviation(std::numeric_limits<double>::quiet_NaN())
+{}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::SetInputStatistics(double mean, double standardDeviation)
+{
+  if (m_InputMean == mean && m_InputStandardDeviation == standardDeviation)
+  {
+    return;
+  }
+  m_InputMean = mean;
+  m_InputStandardDeviation = standardDeviation;
+  this->Modified();
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::Check(rm_status status) const
+{
+  if (status != RM_OK)
+  {
+    itkExceptionMacro(<< rm_ctx_error(m_Context.get()));
+  }
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::VerifyPreconditions() ITKv5_CONST
+{
+  Superclass::VerifyPreconditions();
+  if (m_ModelFileName.empty() == (m_Model == nullptr))
+  {
+    itkExceptionMacro(<< "give the model either as a file (SetModelFileName) or loaded (SetModel), not "
+                      << (m_Model ? "both" : "neither"));
+  }
+  if (m_Task.empty())
+  {
+    itkExceptionMacro(<< "no task: SetTask names the model's task to predict");
+  }
+  if (!(m_Overlap >= 0.0 && m_Overlap < 1.0))
+  {
+    itkExceptionMacro(<< "overlap " << m_Overlap << " is outside [0, 1)");
+  }
+  if (m_NumberOfThreads < 0)
+  {
+    itkExceptionMacro(<< "number of threads " << m_NumberOfThreads << " is negative (0 takes all cores)");
+  }
+  if (std::isnan(m_InputMean) != std::isnan(m_InputStandardDeviation) ||
+      (!std::isnan(m_InputStandardDeviation) && !(m_InputStandardDeviation >= 0.0)))
+  {
+    itkExceptionMacro(<< "input statistics: give a mean and a non-negative standard deviation, or neither");
+  }
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::GenerateOutputInformation()
+{
+  Superclass::GenerateOutputInformation();
+  if (!m_Context)
+  {
+    m_Context.reset(rm_ctx_create(m_NumberOfThreads));
+    if (!m_Context)
+    {
+      itkExceptionMacro(<< "cannot create repmode's context: out of memory");
+    }
+  }
+  Check(rm_ctx_set_threads(m_Context.get(), m_NumberOfThreads));
+
+  // The merged network depends only on the model and the task: rebuild it when one of them changes.
+  std::ostringstream key;
+  key << m_ModelFileName << '\n' << static_cast<const void *>(m_Model) << '\n' << m_Task;
+  if (!m_Deploy || key.str() != m_DeployKey)
+  {
+    m_Deploy.reset();
+    rm_deploy * deploy = nullptr;
+    if (m_Model)
+    {
+      const int task = rm_model_task_index(m_Model, m_Task.c_str());
+      if (task < 0)
+      {
+        itkExceptionMacro(<< "the model has no task '" << m_Task << "'");
+      }
+      Check(rm_deploy_create(m_Context.get(), m_Model, task, &deploy));
+    }
+    else
+    {
+      Check(rm_deploy_load(m_Context.get(), m_ModelFileName.c_str(), m_Task.c_str(), &deploy));
+    }
+    m_Deploy.reset(deploy);
+    m_DeployKey = key.str();
+  }
+  const rm_config * cfg = rm_deploy_config(m_Deploy.get());
+  m_TaskDescription = cfg->tasks[rm_deploy_task(m_Deploy.get())];
+  if (cfg->out_channels != 1)
+  {
+    itkExceptionMacro(<< "the model predicts " << cfg->out_channels
+                      << " channels per task; this filter writes one (scalar) output");
+  }
+}
+
+template <typename TInputImage, typename TOutputImage>
+rm_window_params
+RepModeImageFilter<TInputImage, TOutputImage>::WindowParameters() const
+{
+  const rm_config * cfg = rm_deploy_config(m_Deploy.get());
+  const bool        modelPatch = m_PatchSize[0] == 0 && m_PatchSize[1] == 0 && m_PatchSize[2] == 0;
+  int64_t           patch[3];
+  for (unsigned a = 0; a < 3; ++a)
+  {
+    patch[a] = modelPatch ? cfg->patch[a] : static_cast<int64_t>(m_PatchSize[2 - a]);
+  }
+  rm_window_params p = rm_window_params_make(patch);
+  p.overlap = m_Overlap;
+  p.blend = m_Blending == BlendingEnum::Constant ? RM_BLEND_CONSTANT : RM_BLEND_GAUSSIAN;
+  return p;
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::VolumeSize(int64_t volume[3]) const
+{
+  const auto size = this->GetOutput()->GetLargestPossibleRegion().GetSize();
+  for (unsigned a = 0; a < 3; ++a)
+  {
+    volume[a] = static_cast<int64_t>(size[2 - a]);
+  }
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::CoreRegion(const OutputRegionType & region,
+                                                          int64_t                  start[3],
+                                                          int64_t                  size[3]) const
+{
+  const auto origin = this->GetOutput()->GetLargestPossibleRegion().GetIndex();
+  for (unsigned a = 0; a < 3; ++a)
+  {
+    start[a] = static_cast<int64_t>(region.GetIndex(2 - a) - origin[2 - a]);
+    size[a] = static_cast<int64_t>(region.GetSize(2 - a));
+  }
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::GenerateInputRequestedRegion()
+{
+  Superclass::GenerateInputRequestedRegion();
+  auto * input = const_cast<InputImageType *>(this->GetInput());
+  if (!input)
+  {
+    return;
+  }
+  if (std::isnan(m_InputMean))
+  {
+    input->SetRequestedRegionToLargestPossibleRegion();
+    return;
+  }
+  int64_t                volume[3], start[3], size[3], inStart[3], inSize[3];
+  const rm_window_params p = WindowParameters();
+  VolumeSize(volume);
+  CoreRegion(this->GetOutput()->GetRequestedRegion(), start, size);
+  Check(rm_predict_input_region(m_Context.get(), m_Deploy.get(), &p, volume, start, size, inStart, inSize));
+  typename InputImageType::RegionType region = input->GetLargestPossibleRegion();
+  for (unsigned a = 0; a < 3; ++a)
+  {
+    region.SetIndex(a, region.GetIndex(a) + static_cast<IndexValueType>(inStart[2 - a]));
+    region.SetSize(a, static_cast<SizeValueType>(inSize[2 - a]));
+  }
+  input->SetRequestedRegion(region);
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::Statistics(double & mean, double & scale) const
+{
+  double sd = m_InputStandardDeviation;
+  mean = m_InputMean;
+  if (std::isnan(mean))
+  {
+    RepModeInputStatistics<InputImageType>::Compute(this->GetInput(), mean, sd);
+  }
+  scale = sd > 0.0 ? 1.0 / sd : 1.0; // a constant volume is only centred
+}
+
+namespace repmode_detail
+{
+// What the core's callbacks need: the input, its normalization and the filter to report progress to.
+template <typename TFilter, typename TInputImage>
+struct Reading
+{
+  const TInputImage * input;
+  typename TInputImage::IndexType origin; // the largest possible region's index
+  double mean, scale;
+  TFilter * filter;
+
+  static int
+  Read(void * user, const int64_t start[3], const int64_t size[3], float * buf)
+  {
+    const auto &                     r = *static_cast<const Reading *>(user);
+    typename TInputImage::RegionType region;
+    for (unsigned a = 0; a < 3; ++a)
+    {
+      region.SetIndex(a, r.origin[a] + static_cast<IndexValueType>(start[2 - a]));
+      region.SetSize(a, static_cast<SizeValueType>(size[2 - a]));
+    }
+    if (!r.input->GetBufferedRegion().IsInside(region))
+    {
+      return 1;
+    }
+    for (ImageRegionConstIterator<TInputImage> it(r.input, region); !it.IsAtEnd(); ++it)
+    {
+      *buf++ = static_cast<float>((static_cast<double>(it.Get()) - r.mean) * r.scale);
+    }
+    return 0;
+  }
+
+  static int
+  Progress(void * user, double fraction)
+  {
+    auto * f = static_cast<const Reading *>(user)->filter;
+    f->UpdateProgress(static_cast<float>(fraction));
+    return f->GetAbortGenerateData() ? 1 : 0;
+  }
+};
+} // namespace repmode_detail
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
+{
+  this->AllocateOutputs();
+  this->UpdateProgress(0.0f);
+  OutputImageType * output = this->GetOutput();
+  using Reading = repmode_detail::Reading<Self, InputImageType>;
+  Reading reading{ this->GetInput(), this->GetInput()->GetLargestPossibleRegion().GetIndex(), 0.0, 1.0, this };
+  Statistics(reading.mean, reading.scale);
+
+  int64_t                volume[3], start[3], size[3];
+  const rm_window_params p = WindowParameters();
+  VolumeSize(volume);
+  CoreRegion(output->GetRequestedRegion(), start, size);
+  float *         out = output->GetBufferPointer();
+  const rm_status status = rm_predict_region(m_Context.get(), m_Deploy.get(), &p, volume, &Reading::Read,
+                                             &reading, start, size, out, &Reading::Progress, &reading);
+  if (status != RM_OK && this->GetAbortGenerateData())
+  {
+    ProcessAborted e(__FILE__, __LINE__);
+    e.SetDescription("RepModeImageFilter: aborted");
+    throw e;
+  }
+  Check(status);
+  if (m_TaskDescription.kind == RM_TASK_BINARY && !m_OutputLogits)
+  {
+    const size_t n = output->GetRequestedRegion().GetNumberOfPixels();
+    for (size_t i = 0; i < n; ++i)
+    {
+      out[i] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(out[i]))));
+    }
+  }
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::PrintSelf(std::ostream & os, Indent indent) const
+{
+  Superclass::PrintSelf(os, indent);
+  os << indent << "ModelFileName: " << m_ModelFileName << std::endl;
+  os << indent << "Model: " << static_cast<const void *>(m_Model) << std::endl;
+  os << indent << "Task: " << m_Task << std::endl;
+  os << indent << "PatchSize: " << m_PatchSize << std::endl;
+  os << indent << "Overlap: " << m_Overlap << std::endl;
+  os << indent << "Blending: " << (m_Blending == BlendingEnum::Gaussian ? "Gaussian" : "Constant") << std::endl;
+  os << indent << "NumberOfThreads: " << m_NumberOfThreads << std::endl;
+  os << indent << "OutputLogits: " << (m_OutputLogits ? "On" : "Off") << std::endl;
+  os << indent << "InputMean: " << m_InputMean << std::endl;
+  os << indent << "InputStandardDeviation: " << m_InputStandardDeviation << std::endl;
+  os << indent << "Context: " << static_cast<const void *>(m_Context.get()) << std::endl;
+  std::string key = m_DeployKey;
+  std::replace(key.begin(), key.end(), '\n', ' ');
+  os << indent << "Deploy: " << static_cast<const void *>(m_Deploy.get()) << std::endl;
+  os << indent << "DeployKey: " << key << std::endl;
+  os << indent << "TaskDescription: " << m_TaskDescription.name
+     << (m_TaskDescription.kind == RM_TASK_BINARY ? " (binary)" : " (regression)") << std::endl;
+}
+
+} // end namespace itk
+
+#endif

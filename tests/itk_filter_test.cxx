@@ -1,0 +1,443 @@
+// itk::RepModeImageFilter: equal to the core's sliding window on a z-scored volume (index order, normalization,
+// sigmoid), streamed through itk::ImageFileWriter in several divisions bit for bit equal to the whole run, a
+// requested sub-region equal to the same region of the whole run and asking its input only for the halo, the
+// streamed statistics equal to a naive two-pass computation, geometry kept, progress and abort, bad parameters,
+// and the real CT of ../shared/data/real streamed through the filter.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <itkCommand.h>
+#include <itkImage.h>
+#include <itkImageFileReader.h>
+#include <itkImageFileWriter.h>
+#include <itkImageRegionIterator.h>
+#include <itkMetaImageIOFactory.h>
+#include <itkNrrdImageIOFactory.h>
+
+#include "itkRepModeImageFilter.h"
+#include "itkRepModeInputStatistics.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+using ShortImage = itk::Image<short, 3>;
+using FloatImage = itk::Image<float, 3>;
+using Filter = itk::RepModeImageFilter<ShortImage, FloatImage>;
+
+void register_io()
+{
+    static bool done = false;
+    if (!done) {
+        itk::MetaImageIOFactory::RegisterOneFactory();
+        itk::NrrdImageIOFactory::RegisterOneFactory();
+        done = true;
+    }
+}
+
+// A small random network with a regression and a binary task, patch 8³.
+struct Net {
+    std::vector<rm_task> tasks{rm_task_make("signal", RM_TASK_REGRESSION), rm_task_make("ink", RM_TASK_BINARY)};
+    rm_ctx *ctx = rm_ctx_create(2);
+    rm_model *model = nullptr;
+    rm_deploy *deploy[2] = {nullptr, nullptr};
+    Net()
+    {
+        rm_config cfg = rm_config_lite(tasks.data(), 2);
+        cfg.base_channels = 2;
+        cfg.levels = 2;
+        for (int64_t &p : cfg.patch)
+            p = 8;
+        EXPECT_EQ(rm_model_create(ctx, &cfg, 11, &model), RM_OK);
+        for (int t = 0; t < 2; t++)
+            EXPECT_EQ(rm_deploy_create(ctx, model, t, &deploy[t]), RM_OK);
+    }
+    ~Net()
+    {
+        for (rm_deploy *d : deploy)
+            rm_deploy_free(d);
+        rm_model_free(model);
+        rm_ctx_free(ctx);
+    }
+};
+
+// A random image of size (x, y, z) with a non-trivial geometry and region index.
+ShortImage::Pointer random_image(unsigned x, unsigned y, unsigned z, unsigned seed)
+{
+    auto image = ShortImage::New();
+    ShortImage::RegionType region;
+    region.SetIndex({{2, -3, 5}});
+    region.SetSize({{x, y, z}});
+    image->SetRegions(region);
+    const double spacing[3] = {0.5, 0.7, 2.0}, origin[3] = {-10.0, 4.0, 33.0};
+    image->SetSpacing(spacing);
+    image->SetOrigin(origin);
+    ShortImage::DirectionType dir;
+    dir.Fill(0.0);
+    dir(0, 1) = 1.0;
+    dir(1, 0) = -1.0;
+    dir(2, 2) = 1.0;
+    image->SetDirection(dir);
+    image->Allocate();
+    uint32_t state = seed * 2654435761u + 1u;
+    for (itk::ImageRegionIterator<ShortImage> it(image, region); !it.IsAtEnd(); ++it) {
+        state = state * 1664525u + 1013904223u;
+        it.Set(static_cast<short>(900 + static_cast<int>(state >> 22))); // 900..1923, CT-like
+    }
+    return image;
+}
+
+std::vector<float> pixels(const FloatImage *image)
+{
+    const float *p = image->GetBufferPointer();
+    return std::vector<float>(p, p + image->GetBufferedRegion().GetNumberOfPixels());
+}
+
+bool bit_identical(const std::vector<float> &a, const std::vector<float> &b)
+{
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The reference: the whole volume z-scored by a naive two-pass computation, then the core's sliding window.
+std::vector<float> core_prediction(const Net &net, int task, const ShortImage *image, const int64_t patch[3])
+{
+    const auto size = image->GetLargestPossibleRegion().GetSize();
+    const int64_t volume[3] = {(int64_t)size[2], (int64_t)size[1], (int64_t)size[0]}, start[3] = {0, 0, 0};
+    const short *p = image->GetBufferPointer();
+    const size_t n = image->GetLargestPossibleRegion().GetNumberOfPixels();
+    double sum = 0.0, ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += p[i];
+    const double mean = sum / (double)n;
+    for (size_t i = 0; i < n; i++)
+        ss += (p[i] - mean) * (p[i] - mean);
+    const double sd = std::sqrt(ss / (double)n);
+    std::vector<float> in(n), out(n);
+    for (size_t i = 0; i < n; i++)
+        in[i] = (float)((p[i] - mean) * (1.0 / sd));
+    struct Src {
+        const std::vector<float> *v;
+        const int64_t *vol;
+    } src{&in, volume};
+    auto read = [](void *user, const int64_t s[3], const int64_t sz[3], float *buf) -> int {
+        const auto *r = static_cast<Src *>(user);
+        for (int64_t z = 0; z < sz[0]; z++)
+            for (int64_t y = 0; y < sz[1]; y++)
+                for (int64_t x = 0; x < sz[2]; x++)
+                    *buf++ = (*r->v)[(size_t)(((s[0] + z) * r->vol[1] + s[1] + y) * r->vol[2] + s[2] + x)];
+        return 0;
+    };
+    const rm_window_params wp = rm_window_params_make(patch);
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy[task], &wp, volume, read, &src, start, volume, out.data(),
+                                nullptr, nullptr),
+              RM_OK)
+        << rm_ctx_error(net.ctx);
+    if (net.tasks[(size_t)task].kind == RM_TASK_BINARY)
+        for (float &v : out)
+            v = (float)(1.0 / (1.0 + std::exp(-(double)v)));
+    return out;
+}
+
+Filter::Pointer make_filter(const Net &net, const std::string &task, const ShortImage *image)
+{
+    auto f = Filter::New();
+    f->SetModel(net.model);
+    f->SetTask(task);
+    f->SetNumberOfThreads(2);
+    f->SetInput(image);
+    return f;
+}
+
+fs::path scratch(const std::string &name)
+{
+    const fs::path dir = fs::temp_directory_path() / ("repmode_itk_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    return dir / name;
+}
+
+TEST(RepModeImageFilter, EqualsTheCoresSlidingWindowOnTheZScoredVolume)
+{
+    Net net;
+    auto image = random_image(19, 13, 10, 1); // x, y, z: neither a multiple of the patch
+    const int64_t patch[3] = {8, 8, 8};
+    for (int task = 0; task < 2; task++) {
+        auto f = make_filter(net, net.tasks[(size_t)task].name, image);
+        f->Update();
+        const std::vector<float> got = pixels(f->GetOutput());
+        const std::vector<float> want = core_prediction(net, task, image, patch);
+        EXPECT_TRUE(bit_identical(got, want)) << net.tasks[(size_t)task].name;
+        EXPECT_EQ(f->GetTaskDescription().kind, net.tasks[(size_t)task].kind);
+    }
+}
+
+TEST(RepModeImageFilter, KeepsTheInputsGeometry)
+{
+    Net net;
+    auto image = random_image(9, 8, 8, 2);
+    auto f = make_filter(net, "signal", image);
+    f->Update();
+    const FloatImage *out = f->GetOutput();
+    EXPECT_EQ(out->GetLargestPossibleRegion(), image->GetLargestPossibleRegion());
+    EXPECT_EQ(out->GetSpacing(), image->GetSpacing());
+    EXPECT_EQ(out->GetOrigin(), image->GetOrigin());
+    EXPECT_EQ(out->GetDirection(), image->GetDirection());
+}
+
+// How the filter gets its input: the image in memory (statistics computed, so the whole input is asked for, or
+// given), or a MetaImage reader that streams it too, so each piece reads only its halo.
+enum class Source { MemoryComputed, MemoryGiven, StreamedReader };
+
+TEST(RepModeImageFilter, StreamedWritesEqualTheWholeRunBitForBit)
+{
+    register_io();
+    Net net;
+    auto image = random_image(21, 17, 30, 3);
+    auto whole = make_filter(net, "ink", image);
+    whole->Update();
+    const std::vector<float> want = pixels(whole->GetOutput());
+    double mean, sd;
+    itk::RepModeInputStatistics<ShortImage>::Compute(image, mean, sd);
+    const fs::path input = scratch("input.mha");
+    auto input_writer = itk::ImageFileWriter<ShortImage>::New();
+    input_writer->SetInput(image);
+    input_writer->SetFileName(input.string());
+    input_writer->Update();
+    for (Source source : {Source::MemoryComputed, Source::MemoryGiven, Source::StreamedReader})
+        for (unsigned divisions : {1u, 3u, 7u}) {
+            auto f = make_filter(net, "ink", image);
+            auto source_reader = itk::ImageFileReader<ShortImage>::New();
+            if (source != Source::MemoryComputed)
+                f->SetInputStatistics(mean, sd);
+            if (source == Source::StreamedReader) {
+                source_reader->SetFileName(input.string());
+                f->SetInput(source_reader->GetOutput());
+            }
+            const fs::path file = scratch("streamed.mha");
+            auto writer = itk::ImageFileWriter<FloatImage>::New();
+            writer->SetInput(f->GetOutput());
+            writer->SetFileName(file.string());
+            writer->SetNumberOfStreamDivisions(divisions);
+            writer->Update();
+            auto reader = itk::ImageFileReader<FloatImage>::New();
+            reader->SetFileName(file.string());
+            reader->Update();
+            EXPECT_TRUE(bit_identical(pixels(reader->GetOutput()), want))
+                << divisions << " divisions, source " << static_cast<int>(source);
+            EXPECT_EQ(reader->GetOutput()->GetDirection(), image->GetDirection());
+            if (source == Source::StreamedReader && divisions > 1) {
+                EXPECT_LT(source_reader->GetOutput()->GetBufferedRegion().GetNumberOfPixels(),
+                          image->GetBufferedRegion().GetNumberOfPixels())
+                    << "the input was not streamed";
+            }
+        }
+}
+
+TEST(RepModeImageFilter, ASubRegionEqualsTheWholeRunAndReadsOnlyItsHalo)
+{
+    Net net;
+    auto image = random_image(40, 12, 33, 4);
+    auto whole = make_filter(net, "signal", image);
+    whole->Update();
+    double mean, sd;
+    itk::RepModeInputStatistics<ShortImage>::Compute(image, mean, sd);
+    auto f = make_filter(net, "signal", image);
+    f->SetInputStatistics(mean, sd);
+    const auto largest = image->GetLargestPossibleRegion();
+    FloatImage::RegionType part = largest;
+    part.SetIndex(0, largest.GetIndex(0) + 1); // x [1, 4): windows at 0 only
+    part.SetSize(0, 3);
+    part.SetIndex(2, largest.GetIndex(2) + 17); // z [17, 19): windows at 12 and 16
+    part.SetSize(2, 2);
+    f->GetOutput()->SetRequestedRegion(part);
+    f->GetOutput()->Update();
+    for (itk::ImageRegionConstIterator<FloatImage> it(f->GetOutput(), part); !it.IsAtEnd(); ++it) {
+        const float a = it.Get(), b = whole->GetOutput()->GetPixel(it.GetIndex());
+        ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << it.GetIndex();
+    }
+    // By hand (patch 8, stride 4): x needs [0, 8), y the whole 12, z [12, 24).
+    const auto asked = image->GetRequestedRegion();
+    EXPECT_EQ(asked.GetIndex(0), largest.GetIndex(0));
+    EXPECT_EQ(asked.GetSize(0), 8u);
+    EXPECT_EQ(asked.GetSize(1), 12u);
+    EXPECT_EQ(asked.GetIndex(2), largest.GetIndex(2) + 12);
+    EXPECT_EQ(asked.GetSize(2), 12u);
+}
+
+TEST(RepModeImageFilter, AVolumeSmallerThanThePatchIsPredicted)
+{
+    Net net;
+    auto image = random_image(5, 3, 7, 5);
+    const int64_t patch[3] = {8, 8, 8};
+    auto f = make_filter(net, "signal", image);
+    f->Update();
+    const std::vector<float> got = pixels(f->GetOutput());
+    ASSERT_EQ(got.size(), 105u);
+    for (float v : got)
+        ASSERT_TRUE(std::isfinite(v));
+    EXPECT_TRUE(bit_identical(got, core_prediction(net, 0, image, patch)));
+}
+
+TEST(RepModeInputStatistics, StreamedEqualsTheWholeVolumeAndANaiveTwoPass)
+{
+    register_io();
+    auto image = random_image(11, 9, 23, 6);
+    const fs::path file = scratch("stats.mha");
+    auto writer = itk::ImageFileWriter<ShortImage>::New();
+    writer->SetInput(image);
+    writer->SetFileName(file.string());
+    writer->Update();
+    const short *p = image->GetBufferPointer();
+    const size_t n = image->GetBufferedRegion().GetNumberOfPixels();
+    double sum = 0.0, ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += p[i];
+    const double mean = sum / (double)n;
+    for (size_t i = 0; i < n; i++)
+        ss += (p[i] - mean) * (p[i] - mean);
+    double m, sd;
+    itk::RepModeInputStatistics<ShortImage>::Compute(image, m, sd);
+    EXPECT_EQ(m, mean);
+    EXPECT_EQ(sd, std::sqrt(ss / (double)n));
+    for (unsigned divisions : {1u, 4u, 23u}) {
+        auto reader = itk::ImageFileReader<ShortImage>::New();
+        reader->SetFileName(file.string());
+        double ms, sds;
+        itk::RepModeInputStatistics<ShortImage>::ComputeStreamed(reader->GetOutput(), divisions, ms, sds);
+        EXPECT_EQ(ms, m) << divisions;
+        EXPECT_EQ(sds, sd) << divisions;
+        if (divisions > 1) {
+            EXPECT_LT(reader->GetOutput()->GetBufferedRegion().GetNumberOfPixels(), n) << "not streamed";
+        }
+    }
+}
+
+TEST(RepModeImageFilter, ProgressReachesOneAndAbortStopsEarly)
+{
+    Net net;
+    auto image = random_image(24, 24, 24, 7); // 5³ windows
+    std::vector<float> seen;
+    auto f = make_filter(net, "signal", image);
+    auto observer = itk::CStyleCommand::New();
+    struct Watch {
+        Filter *filter;
+        std::vector<float> *seen;
+        float abort_at;
+    } watch{f.GetPointer(), &seen, 2.0f};
+    observer->SetClientData(&watch);
+    observer->SetCallback([](itk::Object *, const itk::EventObject &, void *data) {
+        auto *w = static_cast<Watch *>(data);
+        w->seen->push_back(w->filter->GetProgress());
+        if (w->filter->GetProgress() >= w->abort_at)
+            w->filter->AbortGenerateDataOn();
+    });
+    f->AddObserver(itk::ProgressEvent(), observer);
+    f->Update();
+    ASSERT_FALSE(seen.empty());
+    EXPECT_FLOAT_EQ(seen.back(), 1.0f);
+    for (size_t i = 1; i < seen.size(); i++)
+        EXPECT_GE(seen[i], seen[i - 1]);
+
+    seen.clear();
+    auto g = make_filter(net, "signal", image);
+    watch = {g.GetPointer(), &seen, 0.2f};
+    g->AddObserver(itk::ProgressEvent(), observer);
+    EXPECT_THROW(g->Update(), itk::ProcessAborted);
+    ASSERT_FALSE(seen.empty());
+    EXPECT_LT(seen.back(), 0.3f) << "work went on after the abort";
+}
+
+TEST(RepModeImageFilter, BadParametersAreRefusedByName)
+{
+    Net net;
+    auto image = random_image(8, 8, 8, 8);
+    auto expect_refused = [&](Filter *f, const std::string &words) {
+        try {
+            f->Update();
+            ADD_FAILURE() << "accepted; expected: " << words;
+        } catch (const itk::ExceptionObject &e) {
+            EXPECT_NE(std::string(e.GetDescription()).find(words), std::string::npos) << e.GetDescription();
+        }
+    };
+    auto none = Filter::New();
+    none->SetInput(image);
+    none->SetTask("signal");
+    expect_refused(none, "neither");
+    auto f = make_filter(net, "nuclei", image);
+    expect_refused(f, "no task 'nuclei'");
+    f = make_filter(net, "signal", image);
+    f->SetOverlap(1.0);
+    expect_refused(f, "overlap");
+    f = make_filter(net, "signal", image);
+    f->SetPatchSize({{6, 8, 8}});
+    expect_refused(f, "multiple of 4");
+    f = make_filter(net, "signal", image);
+    f->SetModel(nullptr);
+    f->SetModelFileName("/nonexistent/model.safetensors");
+    expect_refused(f, "/nonexistent/model.safetensors");
+    f = make_filter(net, "signal", image);
+    f->SetInputStatistics(0.0, -1.0);
+    expect_refused(f, "standard deviation");
+}
+
+TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
+{
+    Net net;
+    auto f = make_filter(net, "signal", random_image(8, 8, 8, 9));
+    std::ostringstream os;
+    f->Print(os);
+    for (const char *name : {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending",
+                             "NumberOfThreads", "OutputLogits", "InputMean", "InputStandardDeviation"})
+        EXPECT_NE(os.str().find(name), std::string::npos) << name;
+}
+
+TEST(RepModeImageFilter, RealCTStreamedThroughTheFilter)
+{
+    register_io();
+    const fs::path ct = fs::path(REPMODE_DATA_DIR) / "ct_headsq" / "headsq_64x64x93_int16.nrrd";
+    if (!fs::exists(ct))
+        GTEST_SKIP() << ct << " is absent";
+    Net net;
+    auto reader = itk::ImageFileReader<ShortImage>::New();
+    reader->SetFileName(ct.string());
+    double mean, sd;
+    itk::RepModeInputStatistics<ShortImage>::ComputeStreamed(reader->GetOutput(), 4, mean, sd);
+    auto f = Filter::New();
+    f->SetInput(reader->GetOutput());
+    f->SetModel(net.model);
+    f->SetTask("ink");
+    f->SetPatchSize({{16, 16, 16}});
+    f->SetInputStatistics(mean, sd);
+    const fs::path file = scratch("ct.mha");
+    auto writer = itk::ImageFileWriter<FloatImage>::New();
+    writer->SetInput(f->GetOutput());
+    writer->SetFileName(file.string());
+    writer->SetNumberOfStreamDivisions(5);
+    writer->Update();
+    auto in = itk::ImageFileReader<ShortImage>::New();
+    in->SetFileName(ct.string());
+    in->Update();
+    auto out = itk::ImageFileReader<FloatImage>::New();
+    out->SetFileName(file.string());
+    out->Update();
+    const FloatImage *o = out->GetOutput();
+    const ShortImage *i = in->GetOutput();
+    EXPECT_EQ(o->GetLargestPossibleRegion().GetSize(), i->GetLargestPossibleRegion().GetSize());
+    EXPECT_EQ(o->GetLargestPossibleRegion().GetSize()[2], 93u);
+    for (unsigned a = 0; a < 3; a++) {
+        EXPECT_NEAR(o->GetSpacing()[a], i->GetSpacing()[a], 1e-6);
+        EXPECT_NEAR(o->GetOrigin()[a], i->GetOrigin()[a], 1e-6);
+    }
+    EXPECT_EQ(o->GetDirection(), i->GetDirection());
+    for (float v : pixels(o))
+        ASSERT_TRUE(std::isfinite(v) && v >= 0.0f && v <= 1.0f) << v;
+}
+
+} // namespace
