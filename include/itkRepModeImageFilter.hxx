@@ -116,6 +116,11 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateOutputInformation()
     itkExceptionMacro(<< "the model predicts " << cfg->out_channels
                       << " channels per task; this filter writes one (scalar) output");
   }
+  // The core checks the window parameters against the network and the image before any work is asked for.
+  int64_t                volume[3], start[3] = { 0, 0, 0 }, inStart[3], inSize[3];
+  const rm_window_params p = WindowParameters();
+  VolumeSize(volume);
+  Check(rm_predict_input_region(m_Context.get(), m_Deploy.get(), &p, volume, start, volume, inStart, inSize));
 }
 
 template <typename TInputImage, typename TOutputImage>

@@ -1,8 +1,11 @@
 #include "cli.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <vector>
+
+#include <unistd.h>
 
 namespace repmode::cli {
 
@@ -41,6 +44,33 @@ void CommandLine::parse_or_fail(int argc, char **argv)
     }
     if (threads() < 0)
         throw Failure("--threads must be 0 (all cores) or more", kBadInput);
+}
+
+Progress::Progress(std::string command) : command_(std::move(command)), tty_(isatty(STDERR_FILENO) != 0) {}
+
+void Progress::stage(const std::string &what) const
+{
+    if (!tty_)
+        std::fprintf(stderr, "repmode: %s: %s\n", command_.c_str(), what.c_str());
+}
+
+void Progress::bar(double fraction, const std::string &what) const
+{
+    if (!tty_)
+        return;
+    const int width = 40, done = static_cast<int>(fraction * width + 0.5);
+    std::fprintf(stderr, "\rrepmode: %s [%.*s%*s] %3d%% %s", command_.c_str(), done,
+                 "########################################", width - done, "", static_cast<int>(fraction * 100 + 0.5),
+                 what.c_str());
+    if (fraction >= 1.0)
+        std::fputc('\n', stderr);
+    std::fflush(stderr);
+}
+
+int Progress::report(void *user, double fraction)
+{
+    static_cast<const Progress *>(user)->bar(fraction, "predicting");
+    return 0;
 }
 
 std::array<int64_t, 3> parse_sizes(const std::string &spec, const std::string &option)

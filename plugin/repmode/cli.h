@@ -54,6 +54,23 @@ class CommandLine : public TCLAP::CmdLine {
     TCLAP::ValueArg<int> threads_;
 };
 
+// What long work reports on stderr (cli.md): one line per stage when stderr is not a terminal, a progress bar
+// that redraws itself when it is.
+class Progress {
+  public:
+    explicit Progress(std::string command);
+    // "repmode: <command>: <what>" on its own line (not on a terminal).
+    void stage(const std::string &what) const;
+    // "[####    ] 42% <what>" redrawn in place (on a terminal only); fraction 1 ends the line.
+    void bar(double fraction, const std::string &what) const;
+    // rm_progress_fn of the core's sliding window: the bar of `user`, a Progress.
+    static int report(void *user, double fraction);
+
+  private:
+    std::string command_;
+    bool tty_;
+};
+
 // "Z,Y,X" as three positive sizes; `option` names the flag in the message.
 std::array<int64_t, 3> parse_sizes(const std::string &spec, const std::string &option);
 

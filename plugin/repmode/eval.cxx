@@ -14,8 +14,6 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include <cjson/cJSON.h>
 
 #include "cli.h"
@@ -23,37 +21,6 @@
 #include "volume_ops.h"
 
 namespace repmode::cli {
-
-namespace {
-
-// One line per stage when stderr is not a terminal; a progress bar of the prediction when it is.
-class Progress {
-  public:
-    Progress() : tty_(isatty(STDERR_FILENO) != 0) {}
-    void stage(const std::string &what) const
-    {
-        if (!tty_)
-            std::fprintf(stderr, "repmode: eval: %s\n", what.c_str());
-    }
-    static int report(void *user, double fraction)
-    {
-        auto *self = static_cast<Progress *>(user);
-        if (!self->tty_)
-            return 0;
-        const int width = 40, done = static_cast<int>(fraction * width + 0.5);
-        std::fprintf(stderr, "\rrepmode: predicting [%.*s%*s] %3d%%", done, "########################################",
-                     width - done, "", static_cast<int>(fraction * 100 + 0.5));
-        if (fraction >= 1.0)
-            std::fputc('\n', stderr);
-        std::fflush(stderr);
-        return 0;
-    }
-
-  private:
-    bool tty_;
-};
-
-} // namespace
 
 int run_eval(int argc, char **argv)
 {
@@ -77,7 +44,7 @@ int run_eval(int argc, char **argv)
     if (patch_arg.isSet())
         patch = parse_sizes(patch_arg.getValue(), "--patch");
 
-    Progress progress;
+    Progress progress("eval");
     Context ctx(cmd.threads());
     progress.stage("loading task '" + task.getValue() + "' of " + model.getValue());
     rm_deploy *raw = nullptr;

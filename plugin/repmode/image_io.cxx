@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <system_error>
@@ -17,6 +18,8 @@
 #include <itkImageFileWriter.h>
 #include <itkImageIOFactory.h>
 #include <itkImageSeriesReader.h>
+#include <itkChangeInformationImageFilter.h>
+#include <itkVectorImage.h>
 #include <itkMetaImageIOFactory.h>
 #include <itkNiftiImageIOFactory.h>
 #include <itkNrrdImageIOFactory.h>
@@ -46,20 +49,6 @@ void register_formats()
     });
 }
 
-// The first meaningful line of an ITK exception: its descriptions run over several lines of internals.
-std::string reason(const itk::ExceptionObject &e)
-{
-    std::istringstream lines(e.GetDescription());
-    for (std::string line; std::getline(lines, line);) {
-        const auto first = line.find_first_not_of(" \t\r");
-        if (first == std::string::npos)
-            continue;
-        const auto last = line.find_last_not_of(" \t\r");
-        return line.substr(first, last - first + 1);
-    }
-    return "unknown ITK error";
-}
-
 bool has_tiff_extension(const fs::path &p)
 {
     std::string ext = p.extension().string();
@@ -67,7 +56,56 @@ bool has_tiff_extension(const fs::path &p)
     return ext == ".tif" || ext == ".tiff";
 }
 
-using FloatImage = itk::Image<float, 3>;
+// The bytes of voxel data a file holds, for the uncompressed formats whose readers accept a short file silently
+// (MetaImage and NIfTI fill the missing voxels with whatever is in memory); -1 when the format checks itself.
+int64_t voxel_bytes_present(const std::string &path, const itk::ImageIOBase &io)
+{
+    std::error_code ec;
+    const auto size = static_cast<int64_t>(fs::file_size(path, ec));
+    if (ec)
+        return -1;
+    const std::string name = io.GetNameOfClass();
+    std::ifstream in(path, std::ios::binary);
+    if (name == "MetaImageIO") {
+        // The header is text lines up to "ElementDataFile = ..."; LOCAL data follows it, else it is another file.
+        for (std::string line; std::getline(in, line);) {
+            const auto eq = line.find('=');
+            const std::string key = line.substr(0, line.find_first_of(" =")), value =
+                eq == std::string::npos ? "" : line.substr(line.find_first_not_of(' ', eq + 1));
+            if (key == "CompressedData" && value.rfind("True", 0) == 0)
+                return -1;
+            if (key == "ElementDataFile") {
+                std::string file = value.substr(0, value.find_last_not_of(" \r") + 1);
+                if (file == "LOCAL")
+                    return size - static_cast<int64_t>(in.tellg());
+                if (file.find(' ') != std::string::npos || file == "LIST")
+                    return -1; // a list of slices: the reader checks each
+                const auto data = static_cast<int64_t>(fs::file_size(fs::path(path).parent_path() / file, ec));
+                return ec ? -1 : data;
+            }
+        }
+        return -1;
+    }
+    if (name == "NiftiImageIO" && fs::path(path).extension() == ".nii") {
+        // NIfTI-1: sizeof_hdr 348, vox_offset a float at byte 108; NIfTI-2: 540, an int64 at byte 168.
+        int32_t header = 0;
+        in.read(reinterpret_cast<char *>(&header), 4);
+        double offset = -1;
+        if (header == 348) {
+            float v = 0;
+            in.seekg(108);
+            in.read(reinterpret_cast<char *>(&v), 4);
+            offset = v;
+        } else if (header == 540) {
+            int64_t v = 0;
+            in.seekg(168);
+            in.read(reinterpret_cast<char *>(&v), 8);
+            offset = static_cast<double>(v);
+        }
+        return in && offset >= 0 ? size - static_cast<int64_t>(offset) : -1;
+    }
+    return -1;
+}
 
 // Checks what the file holds before reading it: one scalar component, at most 3 dimensions.
 itk::ImageIOBase::Pointer scalar_image_io(const std::string &path)
@@ -81,7 +119,7 @@ itk::ImageIOBase::Pointer scalar_image_io(const std::string &path)
     try {
         io->ReadImageInformation();
     } catch (const itk::ExceptionObject &e) {
-        throw Failure("cannot read " + path + ": " + reason(e), kBadInput);
+        throw Failure("cannot read " + path + ": " + describe(e), kBadInput);
     }
     if (io->GetNumberOfComponents() != 1)
         throw Failure(path + " holds " + std::to_string(io->GetNumberOfComponents()) + "-component " +
@@ -92,6 +130,11 @@ itk::ImageIOBase::Pointer scalar_image_io(const std::string &path)
     if (io->GetNumberOfDimensions() > 3)
         throw Failure(path + " has " + std::to_string(io->GetNumberOfDimensions()) +
                           " dimensions; repmode reads 2D and 3D images only",
+                      kBadInput);
+    const int64_t present = voxel_bytes_present(path, *io), wanted = static_cast<int64_t>(io->GetImageSizeInBytes());
+    if (present >= 0 && present < wanted)
+        throw Failure("cannot read " + path + ": the file is truncated (" + std::to_string(present) + " of the " +
+                          std::to_string(wanted) + " bytes of voxel data)",
                       kBadInput);
     return io;
 }
@@ -113,7 +156,8 @@ Volume from_itk(const FloatImage *image)
     return v;
 }
 
-Volume read_layers(const std::string &dir)
+// The sorted .tif layers of a folder, checked to be 2D scalar images.
+std::vector<std::string> layer_files(const std::string &dir)
 {
     std::vector<std::string> files;
     std::error_code ec;
@@ -130,18 +174,7 @@ Volume read_layers(const std::string &dir)
         if (io->GetNumberOfDimensions() == 3 && io->GetDimensions(2) > 1)
             throw Failure("the layer " + f + " is a 3D image; a folder of layers holds 2D images", kBadInput);
     }
-    using SeriesReader = itk::ImageSeriesReader<FloatImage>;
-    SeriesReader::Pointer reader = SeriesReader::New();
-    reader->SetFileNames(files);
-    try {
-        reader->Update();
-    } catch (const itk::ExceptionObject &e) {
-        throw Failure("cannot read the layers of " + dir + ": " + reason(e), kBadInput);
-    }
-    Volume v = from_itk(reader->GetOutput());
-    v.spacing[2] = 1.0; // layers carry no Z spacing
-    v.origin[2] = 0.0;
-    return v;
+    return files;
 }
 
 // "<dir>/out.nii.gz" -> {"out", ".nii.gz"}: compressed formats keep both extensions so ITK picks the same format.
@@ -159,24 +192,9 @@ std::pair<std::string, std::string> split_name(const fs::path &p)
     return {name.substr(0, dot), name.substr(dot)};
 }
 
-template <typename T> void write_any(const BasicVolume<T> &v, const std::string &path)
+template <typename T> typename itk::Image<T, 3>::Pointer to_itk(const BasicVolume<T> &v)
 {
-    register_formats();
     using Image = itk::Image<T, 3>;
-    const fs::path out(path);
-    const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec))
-        throw Failure("cannot write " + path + ": the folder " + dir.string() + " does not exist", kBadInput);
-    if (!itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::WriteMode))
-        throw Failure("cannot write " + path + ": unknown image format (use .nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd "
-                                               "or .tif)",
-                      kBadInput);
-    if (static_cast<int64_t>(v.voxels.size()) != v.count())
-        throw Failure("write_volume: " + std::to_string(v.voxels.size()) + " voxels for a volume of " +
-                          size_string(v.size),
-                      kInternal);
-
     typename Image::Pointer image = Image::New();
     typename Image::RegionType region;
     typename Image::SpacingType spacing;
@@ -195,6 +213,104 @@ template <typename T> void write_any(const BasicVolume<T> &v, const std::string 
     image->SetDirection(direction);
     image->Allocate();
     std::copy(v.voxels.begin(), v.voxels.end(), image->GetBufferPointer());
+    return image;
+}
+
+} // namespace
+
+// The first meaningful line of an ITK exception: its descriptions run over several lines of internals.
+std::string describe(const itk::ExceptionObject &e)
+{
+    std::istringstream lines(e.GetDescription());
+    for (std::string line; std::getline(lines, line);) {
+        const auto first = line.find_first_not_of(" \t\r");
+        if (first == std::string::npos)
+            continue;
+        const auto last = line.find_last_not_of(" \t\r");
+        line = line.substr(first, last - first + 1);
+        // "ITK ERROR: RepModeImageFilter(0x5581...): the model has no task" -> "the model has no task"
+        const std::string prefix = "ITK ERROR: ";
+        if (line.compare(0, prefix.size(), prefix) == 0) {
+            const auto colon = line.find("): ");
+            line = colon == std::string::npos ? line.substr(prefix.size()) : line.substr(colon + 3);
+        }
+        return line;
+    }
+    return "unknown ITK error";
+}
+
+std::string size_string(const std::array<int64_t, 3> &size)
+{
+    return std::to_string(size[0]) + " x " + std::to_string(size[1]) + " x " + std::to_string(size[2]);
+}
+
+VolumeSource::VolumeSource(const std::string &path) : path_(path)
+{
+    register_formats();
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        using SeriesReader = itk::ImageSeriesReader<FloatImage>;
+        SeriesReader::Pointer reader = SeriesReader::New();
+        reader->SetFileNames(layer_files(path));
+        try {
+            reader->UpdateOutputInformation();
+        } catch (const itk::ExceptionObject &e) {
+            throw Failure("cannot read the layers of " + path + ": " + describe(e), kBadInput);
+        }
+        // Layers carry no Z spacing or origin: 1 and 0, whatever the series reader guessed.
+        using Change = itk::ChangeInformationImageFilter<FloatImage>;
+        Change::Pointer change = Change::New();
+        change->SetInput(reader->GetOutput());
+        FloatImage::SpacingType spacing = reader->GetOutput()->GetSpacing();
+        FloatImage::PointType origin = reader->GetOutput()->GetOrigin();
+        spacing[2] = 1.0;
+        origin[2] = 0.0;
+        change->SetOutputSpacing(spacing);
+        change->SetOutputOrigin(origin);
+        change->ChangeSpacingOn();
+        change->ChangeOriginOn();
+        stages_ = {reader.GetPointer(), change.GetPointer()};
+        image_ = change->GetOutput();
+    } else {
+        if (!fs::exists(path, ec))
+            throw Failure("cannot read " + path + ": no such file", kBadInput);
+        using Reader = itk::ImageFileReader<FloatImage>;
+        Reader::Pointer reader = Reader::New();
+        reader->SetFileName(path);
+        reader->SetImageIO(scalar_image_io(path));
+        stages_ = {reader.GetPointer()};
+        image_ = reader->GetOutput();
+    }
+    try {
+        image_->UpdateOutputInformation();
+    } catch (const itk::ExceptionObject &e) {
+        throw Failure("cannot read " + path + ": " + describe(e), kBadInput);
+    }
+}
+
+Volume read_volume(const std::string &path)
+{
+    VolumeSource source(path);
+    try {
+        source.image()->Update();
+    } catch (const itk::ExceptionObject &e) {
+        throw Failure("cannot read " + path + ": " + describe(e), kBadInput);
+    }
+    return from_itk(source.image());
+}
+
+template <typename TImage> void write_image(TImage *image, const std::string &path, unsigned divisions)
+{
+    register_formats();
+    const fs::path out(path);
+    const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+        throw Failure("cannot write " + path + ": the folder " + dir.string() + " does not exist", kBadInput);
+    if (!itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::WriteMode))
+        throw Failure("cannot write " + path + ": unknown image format (use .nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd "
+                                               "or .tif)",
+                      kBadInput);
 
     // Formats with a separate data file name it in the header: write both under their final names in a temporary
     // folder, then move them next to each other.
@@ -216,15 +332,16 @@ template <typename T> void write_any(const BasicVolume<T> &v, const std::string 
         throw Failure("cannot write " + path + ": cannot create " + staging.string() + ": " + ec.message(),
                       kBadInput);
 
-    using Writer = itk::ImageFileWriter<Image>;
+    using Writer = itk::ImageFileWriter<TImage>;
     typename Writer::Pointer writer = Writer::New();
     writer->SetFileName(tmp.string());
     writer->SetInput(image);
+    writer->SetNumberOfStreamDivisions(divisions);
     try {
         writer->Update();
     } catch (const itk::ExceptionObject &e) {
         clean();
-        throw Failure("cannot write " + path + ": " + reason(e), kBadInput);
+        throw Failure("cannot write " + path + ": " + describe(e), kBadInput);
     } catch (...) {
         clean();
         throw;
@@ -250,33 +367,22 @@ template <typename T> void write_any(const BasicVolume<T> &v, const std::string 
     clean();
 }
 
+template void write_image(itk::Image<float, 3> *, const std::string &, unsigned);
+template void write_image(itk::Image<uint8_t, 3> *, const std::string &, unsigned);
+template void write_image(itk::VectorImage<float, 3> *, const std::string &, unsigned);
+
+namespace {
+
+template <typename T> void write_any(const BasicVolume<T> &v, const std::string &path)
+{
+    if (static_cast<int64_t>(v.voxels.size()) != v.count())
+        throw Failure("write_volume: " + std::to_string(v.voxels.size()) + " voxels for a volume of " +
+                          size_string(v.size),
+                      kInternal);
+    write_image(to_itk(v).GetPointer(), path, 1);
+}
+
 } // namespace
-
-std::string size_string(const std::array<int64_t, 3> &size)
-{
-    return std::to_string(size[0]) + " x " + std::to_string(size[1]) + " x " + std::to_string(size[2]);
-}
-
-Volume read_volume(const std::string &path)
-{
-    register_formats();
-    std::error_code ec;
-    if (fs::is_directory(path, ec))
-        return read_layers(path);
-    if (!fs::exists(path, ec))
-        throw Failure("cannot read " + path + ": no such file", kBadInput);
-    itk::ImageIOBase::Pointer io = scalar_image_io(path);
-    using Reader = itk::ImageFileReader<FloatImage>;
-    Reader::Pointer reader = Reader::New();
-    reader->SetFileName(path);
-    reader->SetImageIO(io);
-    try {
-        reader->Update();
-    } catch (const itk::ExceptionObject &e) {
-        throw Failure("cannot read " + path + ": " + reason(e), kBadInput);
-    }
-    return from_itk(reader->GetOutput());
-}
 
 void write_volume(const Volume &volume, const std::string &path) { write_any(volume, path); }
 void write_volume(const LabelVolume &volume, const std::string &path) { write_any(volume, path); }

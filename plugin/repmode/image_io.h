@@ -8,7 +8,12 @@
 #include <string>
 #include <vector>
 
+#include <itkImage.h>
+#include <itkProcessObject.h>
+
 namespace repmode::cli {
+
+using FloatImage = itk::Image<float, 3>;
 
 // A scalar 3D volume with its geometry. Voxels are Z-major with X fastest, as repmode's tensors (core.h); `size` is
 // in repmode's order (Z, Y, X), while the physical geometry keeps ITK's order (x, y, z) so that it round-trips
@@ -42,6 +47,28 @@ using Volume16 = BasicVolume<uint16_t>;    // 16-bit scans (Vesuvius surface vol
 // multi-component images (RGB, vectors) and images of more than 3 dimensions; a 2D image is a volume of one layer.
 Volume read_volume(const std::string &path);
 
+// An image file, or a directory of 2D TIFF layers (Z spacing 1, Z origin 0), as the output of an ITK reading
+// pipeline whose information is read and checked (scalar, at most 3D) but whose voxels are not: callers update it
+// whole or region by region. MetaImage, uncompressed NIfTI and TIFF layers are read region by region; other
+// formats are read whole on the first update.
+class VolumeSource {
+  public:
+    explicit VolumeSource(const std::string &path);
+    FloatImage *image() const { return image_; }
+    const std::string &path() const { return path_; }
+
+  private:
+    std::string path_;
+    std::vector<itk::ProcessObject::Pointer> stages_; // the pipeline stays alive with its output
+    FloatImage *image_ = nullptr;
+};
+
+// Writes the output of a pipeline (updating it) in `divisions` pieces along Z when the format writes region by
+// region (MetaImage, uncompressed NIfTI), else whole, with the same atomic renaming as write_volume. Errors of the
+// pipeline upstream become Failures naming `path`. Instantiated for float and 8-bit scalar images and float vector
+// images.
+template <typename TImage> void write_image(TImage *image, const std::string &path, unsigned divisions);
+
 // Writes the volume with its spacing, origin and direction, to a temporary name in the output's folder (the real
 // extension kept, so ITK picks the same format) renamed into place: a failure leaves no file at `path`. Formats
 // with a separate data file (.mhd, .nhdr) are written into a temporary folder and both files moved into place,
@@ -49,6 +76,9 @@ Volume read_volume(const std::string &path);
 void write_volume(const Volume &volume, const std::string &path);
 void write_volume(const LabelVolume &volume, const std::string &path);
 void write_volume(const Volume16 &volume, const std::string &path);
+
+// The first meaningful line of an ITK exception, without ITK's "ITK ERROR: Class(0x...): " prefix.
+std::string describe(const itk::ExceptionObject &e);
 
 // "Z x Y x X" for messages.
 std::string size_string(const std::array<int64_t, 3> &size);

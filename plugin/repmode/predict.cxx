@@ -1,25 +1,46 @@
-// repmode predict --model M --task T --input IN --output OUT [--labels L] [--colors FILE]: the sliding-window
-// prediction of one task over a whole volume, with the input's geometry, and optionally its label map.
+// repmode predict --model M --task T[,T2...] --input IN --output OUT [--labels L] [--colors FILE]: the sliding-window
+// prediction of one or more tasks, streamed: ITK reads the input and writes the output region by region through
+// itk::RepModeImageFilter, so memory stays bounded as the volume grows (MetaImage and uncompressed NIfTI stream both
+// ways, TIFF layers stream in; other formats are read or written whole).
+//
+// The input is z-scored with its whole-volume statistics, computed first in a streamed pass. One task writes a
+// scalar image; several write one component per task. The label map is made from the written predictions, read
+// back (so nothing is computed twice), one label value per task (itk::RepModeLabelMapFilter).
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
+#include <algorithm>
+#include <sstream>
 #include <string>
+#include <vector>
 
-#include <itkImage.h>
-#include <itkImportImageFilter.h>
-#include <itkOtsuThresholdImageFilter.h>
+#include <itkCommand.h>
+#include <itkComposeImageFilter.h>
+#include <itkImageFileReader.h>
+#include <itkVectorImage.h>
+#include <itkVectorIndexSelectionCastImageFilter.h>
 
 #include "cli.h"
 #include "image_io.h"
-#include "volume_ops.h"
+#include "itkRepModeImageFilter.h"
+#include "itkRepModeInputStatistics.h"
+#include "itkRepModeLabelMapFilter.h"
 
 namespace repmode::cli {
 
 namespace {
 
 namespace fs = std::filesystem;
+
+using Prediction = itk::RepModeImageFilter<FloatImage, FloatImage>;
+using LabelImage = itk::Image<uint8_t, 3>;
+using LabelMap = itk::RepModeLabelMapFilter<FloatImage, LabelImage>;
+using Components = itk::VectorImage<float, 3>;
+
+// Streamed pieces hold about this many voxels; with the core's blending sums and the input's halo, a piece costs
+// about 40 bytes per voxel.
+constexpr double kPieceVoxels = 8.0 * 1024 * 1024;
 
 // Fails before any work when the folder an output goes to does not exist.
 void check_output_folder(const std::string &path, const char *option)
@@ -29,58 +50,161 @@ void check_output_folder(const std::string &path, const char *option)
         throw Failure(std::string(option) + ": the folder " + folder.string() + " does not exist", kBadInput);
 }
 
-// Otsu's threshold of a prediction (regression tasks' label maps), by ITK's filter on a 256-bin histogram.
-double otsu_threshold(const Volume &v)
+std::vector<std::string> split_list(const std::string &list)
 {
-    using Image = itk::Image<float, 3>;
-    auto import = itk::ImportImageFilter<float, 3>::New();
-    Image::SizeType size;
-    for (unsigned a = 0; a < 3; a++)
-        size[a] = static_cast<itk::SizeValueType>(v.size[2 - a]);
-    import->SetRegion(Image::RegionType(size));
-    import->SetImportPointer(const_cast<float *>(v.voxels.data()), v.voxels.size(), false);
-    auto otsu = itk::OtsuThresholdImageFilter<Image, itk::Image<unsigned char, 3>>::New();
-    otsu->SetInput(import->GetOutput());
-    otsu->SetNumberOfHistogramBins(256);
-    otsu->Update();
-    return otsu->GetThreshold();
+    std::vector<std::string> items;
+    std::stringstream in(list);
+    for (std::string item; std::getline(in, item, ',');)
+        items.push_back(item);
+    return items;
 }
 
-// Slicer's colour-table text format: "index name r g b a" per line, 0..255.
-void write_colors(const std::string &path, const rm_task &task)
+// The model's task of each name, in the order given; unknown or repeated names are refused.
+std::vector<rm_task> find_tasks(const rm_model_info &info, const std::string &model, const std::string &list)
 {
-    const float fallback[3] = {0.9f, 0.6f, 0.2f};
-    const float *c = task.has_color ? task.color : fallback;
-    const std::string tmp = path + ".tmp";
-    std::ofstream out(tmp);
-    out << "# repmode label colours\n0 background 0 0 0 0\n1 " << task.name;
-    for (int k = 0; k < 3; k++)
-        out << ' ' << static_cast<int>(std::lround(255.0f * std::fmin(1.0f, std::fmax(0.0f, c[k]))));
-    out << " 255\n";
-    out.close();
-    if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw Failure("cannot write " + path, kBadInput);
+    std::vector<rm_task> found;
+    for (const std::string &name : split_list(list)) {
+        const rm_task *t = nullptr;
+        for (int i = 0; i < info.cfg.n_tasks && !t; i++)
+            if (name == info.cfg.tasks[i].name)
+                t = &info.cfg.tasks[i];
+        if (!t) {
+            std::string names;
+            for (int i = 0; i < info.cfg.n_tasks; i++)
+                names += std::string(i ? ", " : "") + info.cfg.tasks[i].name;
+            throw Failure("the model " + model + " has no task '" + name + "' (its tasks: " + names + ")", kBadInput);
+        }
+        for (const rm_task &seen : found)
+            if (name == seen.name)
+                throw Failure("--task names '" + name + "' twice", kBadInput);
+        found.push_back(*t);
     }
+    if (found.empty())
+        throw Failure("--task names no task", kBadInput);
+    return found;
+}
+
+// --threshold: nothing (every task's default), one value for every task, or one per task.
+std::vector<double> parse_thresholds(const std::string &spec, size_t tasks)
+{
+    std::vector<double> t;
+    for (const std::string &item : split_list(spec)) {
+        char *end = nullptr;
+        const double v = std::strtod(item.c_str(), &end);
+        if (item.empty() || *end != '\0' || !std::isfinite(v))
+            throw Failure("--threshold: '" + item + "' is not a number", kBadInput);
+        t.push_back(v);
+    }
+    if (t.size() == 1)
+        t.assign(tasks, t[0]);
+    if (!t.empty() && t.size() != tasks)
+        throw Failure("--threshold gives " + std::to_string(t.size()) + " values for " + std::to_string(tasks) +
+                          " tasks: give one, or one per task",
+                      kBadInput);
+    return t;
+}
+
+// Pieces of about kPieceVoxels along Z, each at least two patches deep where the volume allows: windows that
+// straddle a piece's border are computed for both pieces.
+unsigned stream_divisions(const FloatImage *image, int64_t patch_depth, unsigned requested)
+{
+    if (requested > 0)
+        return requested;
+    const auto size = image->GetLargestPossibleRegion().GetSize();
+    const double voxels = static_cast<double>(size[0]) * size[1] * size[2];
+    const double by_memory = std::ceil(voxels / kPieceVoxels);
+    const double by_depth = std::floor(static_cast<double>(size[2]) / static_cast<double>(2 * patch_depth));
+    return static_cast<unsigned>(std::max(1.0, std::min(by_memory, by_depth)));
+}
+
+// Draws the progress of the prediction filters: each piece runs every task's filter in turn.
+class PredictionProgress : public itk::Command {
+  public:
+    using Self = PredictionProgress;
+    using Pointer = itk::SmartPointer<Self>;
+    itkNewMacro(Self);
+
+    void watch(const std::vector<Prediction::Pointer> &filters, const Progress *progress)
+    {
+        filters_.clear();
+        for (const auto &f : filters) {
+            filters_.push_back(f.GetPointer());
+            f->AddObserver(itk::ProgressEvent(), this);
+        }
+        filters.front()->AddObserver(itk::StartEvent(), this);
+        progress_ = progress;
+    }
+    void Execute(itk::Object *caller, const itk::EventObject &event) override
+    {
+        Execute(static_cast<const itk::Object *>(caller), event);
+    }
+    void Execute(const itk::Object *caller, const itk::EventObject &event) override
+    {
+        if (itk::StartEvent().CheckEvent(&event)) {
+            piece_++;
+            return;
+        }
+        for (size_t i = 0; i < filters_.size(); i++)
+            if (filters_[i] == caller) {
+                const double f = (static_cast<double>(i) + filters_[i]->GetProgress()) / filters_.size();
+                progress_->bar(f, "piece " + std::to_string(piece_));
+            }
+    }
+
+  private:
+    std::vector<const Prediction *> filters_;
+    const Progress *progress_ = nullptr;
+    int piece_ = 0;
+};
+
+// The predictions written to `path` (one component per task), read back as one scalar image per task.
+std::vector<FloatImage::Pointer> read_predictions(const std::string &path, size_t tasks,
+                                                  std::vector<itk::ProcessObject::Pointer> &pipeline)
+{
+    std::vector<FloatImage::Pointer> images;
+    if (tasks == 1) {
+        auto reader = itk::ImageFileReader<FloatImage>::New();
+        reader->SetFileName(path);
+        pipeline.push_back(reader.GetPointer());
+        images.push_back(reader->GetOutput());
+        return images;
+    }
+    auto reader = itk::ImageFileReader<Components>::New();
+    reader->SetFileName(path);
+    pipeline.push_back(reader.GetPointer());
+    for (size_t i = 0; i < tasks; i++) {
+        auto pick = itk::VectorIndexSelectionCastImageFilter<Components, FloatImage>::New();
+        pick->SetInput(reader->GetOutput());
+        pick->SetIndex(static_cast<unsigned>(i));
+        pipeline.push_back(pick.GetPointer());
+        images.push_back(pick->GetOutput());
+    }
+    return images;
 }
 
 } // namespace
 
 int run_predict(int argc, char **argv)
 {
-    CommandLine cmd("predict", "Predicts one task over a whole volume with the sliding window (input z-scored, "
-                               "Gaussian-blended windows): binary tasks as probabilities, regression tasks as "
-                               "normalized intensities, with the input's spacing, origin and direction.");
+    CommandLine cmd("predict", "Predicts tasks over a whole volume with the sliding window (input z-scored, "
+                               "Gaussian-blended windows), streamed region by region: binary tasks as "
+                               "probabilities, regression tasks as normalized intensities, with the input's "
+                               "spacing, origin and direction. Several tasks: one output component per task, and "
+                               "one label value per task in the label map.");
     TCLAP::ValueArg<std::string> model("", "model", "model file, either form", true, "", "M", cmd);
-    TCLAP::ValueArg<std::string> task("", "task", "task name", true, "", "T", cmd);
+    TCLAP::ValueArg<std::string> task("", "task", "task name, or several separated by commas", true, "", "T[,T2...]",
+                                      cmd);
     TCLAP::ValueArg<std::string> input("", "input", "input image, or a folder of 2D TIFF layers", true, "", "IN", cmd);
-    TCLAP::ValueArg<std::string> output("", "output", "prediction image (float)", true, "", "OUT", cmd);
-    TCLAP::ValueArg<std::string> labels("", "labels", "label map: 1 where the prediction passes the threshold", false,
-                                        "", "L", cmd);
+    TCLAP::ValueArg<std::string> output("", "output", "prediction image (float; one component per task)", true, "",
+                                        "OUT", cmd);
+    TCLAP::ValueArg<std::string> labels("", "labels", "label map: label i where task i passes its threshold (8-bit)",
+                                        false, "", "L", cmd);
     TCLAP::ValueArg<std::string> colors("", "colors", "colour table of the label map (Slicer's text format)", false,
                                         "", "FILE", cmd);
-    TCLAP::ValueArg<double> threshold("", "threshold", "label threshold (default: the task's, else 0.5 on "
-                                                       "probabilities or Otsu's on intensities)", false, NAN, "F", cmd);
+    TCLAP::ValueArg<std::string> threshold("", "threshold", "label thresholds, one for all tasks or one per task "
+                                                            "(default: the task's, else 0.5 on probabilities or "
+                                                            "Otsu's on intensities)",
+                                           false, "", "F[,F2...]", cmd);
     TCLAP::ValueArg<std::string> patch_arg("", "patch", "window size Z,Y,X (default: the model's patch)", false, "",
                                            "Z,Y,X", cmd);
     TCLAP::ValueArg<double> overlap("", "overlap", "fraction of the window shared by neighbours, in [0, 1)", false,
@@ -88,9 +212,10 @@ int run_predict(int argc, char **argv)
     std::vector<std::string> blends{"gaussian", "constant"};
     TCLAP::ValuesConstraint<std::string> blend_values(blends);
     TCLAP::ValueArg<std::string> blend("", "blend", "window blending", false, "gaussian", &blend_values, cmd);
+    TCLAP::ValueArg<unsigned> divisions("", "divisions", "stream the output in N pieces along Z (default: pieces "
+                                                         "of about 8 M voxels)",
+                                        false, 0, "N", cmd);
     cmd.parse_or_fail(argc, argv);
-    if (task.getValue().find(',') != std::string::npos)
-        throw Failure("several tasks in one run are not supported yet: run predict once per task", kBadInput);
     if (!(overlap.getValue() >= 0.0 && overlap.getValue() < 1.0))
         throw Failure("--overlap must be in [0, 1)", kBadInput);
     check_output_folder(output.getValue(), "--output");
@@ -99,49 +224,92 @@ int run_predict(int argc, char **argv)
     if (colors.isSet())
         check_output_folder(colors.getValue(), "--colors");
 
+    Progress progress("predict");
     Context ctx(cmd.threads());
     rm_model_info info;
     ctx.check(rm_model_info_read(ctx, model.getValue().c_str(), &info));
     std::unique_ptr<rm_model_info, void (*)(rm_model_info *)> owned_info(&info, rm_model_info_free);
-    rm_deploy *raw = nullptr;
-    ctx.check(rm_deploy_load(ctx, model.getValue().c_str(), task.getValue().c_str(), &raw));
-    std::unique_ptr<rm_deploy, void (*)(rm_deploy *)> deploy(raw, rm_deploy_free);
-    const rm_task &t = info.cfg.tasks[rm_deploy_task(deploy.get())];
-
-    std::fprintf(stderr, "repmode: reading %s\n", input.getValue().c_str());
-    Volume in = read_volume(input.getValue());
-    zscore(in.voxels);
+    const std::vector<rm_task> tasks = find_tasks(info, model.getValue(), task.getValue());
+    const std::vector<double> thresholds = parse_thresholds(threshold.getValue(), tasks.size());
     const std::array<int64_t, 3> patch = patch_arg.isSet() ? parse_sizes(patch_arg.getValue(), "--patch")
                                                            : std::array<int64_t, 3>{info.cfg.patch[0], info.cfg.patch[1],
                                                                                     info.cfg.patch[2]};
-    rm_window_params p = rm_window_params_make(patch.data());
-    p.overlap = overlap.getValue();
-    p.blend = blend.getValue() == "constant" ? RM_BLEND_CONSTANT : RM_BLEND_GAUSSIAN;
-    std::fprintf(stderr, "repmode: predicting %s (%s) on %s voxels\n", t.name,
-                 t.kind == RM_TASK_BINARY ? "binary" : "regression", size_string(in.size).c_str());
-    Volume pred = in.like<float>();
-    const int64_t start[3] = {0, 0, 0};
-    ctx.check(rm_predict_region(ctx, deploy.get(), &p, in.size.data(), read_volume_region, &in, start, in.size.data(),
-                                pred.voxels.data(), nullptr, nullptr));
-    if (t.kind == RM_TASK_BINARY)
-        for (float &v : pred.voxels)
-            v = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(v))));
-    write_volume(pred, output.getValue());
 
-    if (labels.isSet()) {
-        const double cut = !std::isnan(threshold.getValue()) ? threshold.getValue()
-                           : !std::isnan(t.threshold)        ? t.threshold
-                           : t.kind == RM_TASK_BINARY        ? 0.5
-                                                             : otsu_threshold(pred);
-        LabelVolume map = pred.like<uint8_t>();
-        for (size_t i = 0; i < pred.voxels.size(); i++)
-            map.voxels[i] = pred.voxels[i] > cut ? 1 : 0;
-        write_volume(map, labels.getValue());
-        std::fprintf(stderr, "repmode: label map at threshold %g\n", cut);
+    VolumeSource source(input.getValue());
+    FloatImage *image = source.image();
+    const unsigned pieces = stream_divisions(image, patch[0], divisions.getValue());
+    const auto size = image->GetLargestPossibleRegion().GetSize();
+    progress.stage("normalizing " + input.getValue() + " (" + std::to_string(size[2]) + " x " +
+                   std::to_string(size[1]) + " x " + std::to_string(size[0]) + " voxels, Z x Y x X)");
+    double mean = 0.0, sd = 1.0;
+    try {
+        itk::RepModeInputStatistics<FloatImage>::ComputeStreamed(image, pieces, mean, sd);
+    } catch (const itk::ExceptionObject &e) {
+        throw Failure("cannot read " + input.getValue() + ": " + describe(e), kBadInput);
     }
-    if (colors.isSet())
-        write_colors(colors.getValue(), t);
-    std::fprintf(stderr, "repmode: wrote %s\n", output.getValue().c_str());
+
+    std::vector<Prediction::Pointer> filters;
+    for (const rm_task &t : tasks) {
+        auto f = Prediction::New();
+        f->SetInput(image);
+        f->SetModelFileName(model.getValue());
+        f->SetTask(t.name);
+        f->SetPatchSize({{static_cast<itk::SizeValueType>(patch[2]), static_cast<itk::SizeValueType>(patch[1]),
+                          static_cast<itk::SizeValueType>(patch[0])}});
+        f->SetOverlap(overlap.getValue());
+        f->SetBlending(blend.getValue() == "constant" ? Prediction::BlendingEnum::Constant
+                                                      : Prediction::BlendingEnum::Gaussian);
+        f->SetNumberOfThreads(cmd.threads());
+        f->SetInputStatistics(mean, sd);
+        try {
+            f->UpdateOutputInformation(); // loads the task's network and checks the windows before any work
+        } catch (const itk::ExceptionObject &e) {
+            throw Failure(describe(e), kBadInput);
+        }
+        filters.push_back(f);
+    }
+    auto drawing = PredictionProgress::New();
+    drawing->watch(filters, &progress);
+
+    std::string names;
+    for (const rm_task &t : tasks)
+        names += std::string(names.empty() ? "" : ", ") + t.name + (t.kind == RM_TASK_BINARY ? " (binary)" : "");
+    progress.stage("predicting " + names + " in " + std::to_string(pieces) + " piece(s)");
+    if (filters.size() == 1) {
+        write_image(filters[0]->GetOutput(), output.getValue(), pieces);
+    } else {
+        auto compose = itk::ComposeImageFilter<FloatImage, Components>::New();
+        for (size_t i = 0; i < filters.size(); i++)
+            compose->SetInput(static_cast<unsigned>(i), filters[i]->GetOutput());
+        write_image(compose->GetOutput(), output.getValue(), pieces);
+    }
+    progress.bar(1.0, "done");
+    progress.stage("wrote " + output.getValue());
+
+    auto label_map = LabelMap::New();
+    label_map->SetTasks(tasks);
+    label_map->SetThresholds(thresholds);
+    if (labels.isSet()) {
+        std::vector<itk::ProcessObject::Pointer> pipeline;
+        const std::vector<FloatImage::Pointer> predictions = read_predictions(output.getValue(), tasks.size(), pipeline);
+        for (size_t i = 0; i < predictions.size(); i++)
+            label_map->SetPrediction(static_cast<unsigned>(i), predictions[i]);
+        write_image(label_map->GetOutput(), labels.getValue(), pieces);
+        std::string used;
+        for (size_t i = 0; i < tasks.size(); i++) {
+            std::ostringstream t;
+            t << tasks[i].name << " > " << label_map->GetThresholdsUsed()[i];
+            used += std::string(used.empty() ? "" : ", ") + t.str();
+        }
+        progress.stage("wrote the label map " + labels.getValue() + " (" + used + ")");
+    }
+    if (colors.isSet()) {
+        try {
+            label_map->WriteColorTable(colors.getValue());
+        } catch (const itk::ExceptionObject &) {
+            throw Failure("cannot write the colour table " + colors.getValue(), kBadInput);
+        }
+    }
     return 0;
 }
 

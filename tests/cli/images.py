@@ -11,9 +11,27 @@ _NRRD_TYPES = {np.dtype("uint8"): "uchar", np.dtype("int16"): "short", np.dtype(
 
 
 def write_mha(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None, components=1):
-    """array: (Z, Y, X), or (Z, Y, X, C) with components=C (e.g. RGB)."""
+    """array: (Z, Y, X), or (Z, Y, X, C) with components=C (e.g. RGB); or a 2D image (Y, X), written with NDims = 2
+    and the first two values of spacing and origin."""
     a = np.ascontiguousarray(array)
     a = a.astype(a.dtype.newbyteorder("<"))
+    if a.ndim == 2:
+        header = [
+            "ObjectType = Image",
+            "NDims = 2",
+            "BinaryData = True",
+            "BinaryDataByteOrderMSB = False",
+            "TransformMatrix = 1 0 0 1",
+            "Offset = " + " ".join(repr(float(v)) for v in origin[:2]),
+            "ElementSpacing = " + " ".join(repr(float(v)) for v in spacing[:2]),
+            "DimSize = %d %d" % (a.shape[1], a.shape[0]),
+            "ElementType = " + _MET_TYPES[a.dtype.newbyteorder("=")],
+            "ElementDataFile = LOCAL",
+        ]
+        with open(path, "wb") as f:
+            f.write(("\n".join(header) + "\n").encode("ascii"))
+            f.write(a.tobytes())
+        return
     shape = a.shape[:3]
     direction = direction if direction is not None else (1, 0, 0, 0, 1, 0, 0, 0, 1)
     header = [
@@ -35,7 +53,8 @@ def write_mha(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), dire
 
 
 def read_mha(path):
-    """(array (Z, Y, X), header dict) of a .mha written by ITK (uncompressed, LOCAL data)."""
+    """(array (Z, Y, X), or (Z, Y, X, C) for C components; header dict) of a .mha written by ITK (uncompressed,
+    LOCAL data)."""
     with open(path, "rb") as f:
         data = f.read()
     header, pos = {}, 0
@@ -49,7 +68,8 @@ def read_mha(path):
     dims = [int(v) for v in header["DimSize"].split()]
     types = {v: k for k, v in _MET_TYPES.items()}
     dtype = types[header["ElementType"]].newbyteorder(">" if header.get("BinaryDataByteOrderMSB") == "True" else "<")
-    array = np.frombuffer(data[pos:], dtype=dtype, count=int(np.prod(dims))).reshape(dims[::-1])
+    shape = dims[::-1] + ([int(header["ElementNumberOfChannels"])] if "ElementNumberOfChannels" in header else [])
+    array = np.frombuffer(data[pos:], dtype=dtype, count=int(np.prod(shape))).reshape(shape)
     return array.astype(dtype.newbyteorder("=")), header
 
 
@@ -69,3 +89,19 @@ def write_nrrd(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)):
     with open(path, "wb") as f:
         f.write(("\n".join(header) + "\n\n").encode("ascii"))
         f.write(a.astype(a.dtype.newbyteorder("<")).tobytes())
+
+
+def read_nrrd(path):
+    """The (Z, Y, X) array of an uncompressed (raw) NRRD of 1 to 3 dimensions, as ITK writes them."""
+    with open(path, "rb") as f:
+        data = f.read()
+    end = data.index(b"\n\n")
+    fields = dict(line.split(": ", 1) for line in data[:end].decode("ascii").splitlines()[1:] if ": " in line)
+    assert fields["encoding"] == "raw", fields
+    types = {"unsigned char": "u1", "uchar": "u1", "uint8": "u1", "short": "i2", "unsigned short": "u2",
+             "ushort": "u2", "float": "f4", "double": "f8"}
+    dtype = np.dtype(types[fields["type"]]).newbyteorder("<" if fields.get("endian", "little") == "little" else ">")
+    sizes = [int(v) for v in fields["sizes"].split()][::-1]
+    while len(sizes) < 3:
+        sizes.insert(0, 1)
+    return np.frombuffer(data[end + 2:], dtype=dtype, count=int(np.prod(sizes))).reshape(sizes).astype(dtype.newbyteorder("="))

@@ -1,5 +1,6 @@
 """repmode predict: the prediction against the PyTorch reference, the input's geometry kept, label maps (task
-threshold or Otsu), the colour table, and errors (exit 1, nothing written)."""
+threshold or Otsu), the colour table, several tasks in one run, streamed output equal to the whole, a folder of
+TIFF layers, and errors (exit 1, nothing written)."""
 import os
 import subprocess
 import sys
@@ -72,15 +73,81 @@ def test_regression_label_map_splits_at_one_threshold(tmp_path):
 
 def test_errors_exit_1_and_write_nothing(tmp_path):
     _, path = volume(tmp_path)
+    write_mha(str(tmp_path / "rgb.mha"), np.zeros((4, 4, 4, 3), np.uint8), components=3)
+    (tmp_path / "cut.mha").write_bytes(path.read_bytes()[:-100])  # truncated voxel data
     out = tmp_path / "out.mha"
     cases = [
         (["--task", "dna", "--input", str(tmp_path / "absent.mha"), "--output", str(out)], "absent.mha"),
         (["--task", "nucleolus", "--input", str(path), "--output", str(out)], "no task 'nucleolus'"),
-        (["--task", "dna,ink", "--input", str(path), "--output", str(out)], "several tasks"),
+        (["--task", "dna,dna", "--input", str(path), "--output", str(out)], "'dna' twice"),
+        (["--task", "dna,ink", "--input", str(path), "--output", str(out), "--threshold", "1,2,3"], "3 values"),
+        (["--task", "dna", "--input", str(path), "--output", str(out), "--patch", "6,12,16"], "multiple of"),
+        (["--task", "dna", "--input", str(tmp_path / "rgb.mha"), "--output", str(out)], "scalar"),
+        (["--task", "dna", "--input", str(tmp_path / "cut.mha"), "--output", str(out)], "cut.mha"),
         (["--task", "dna", "--input", str(path), "--output", str(tmp_path / "no" / "out.mha")], "does not exist"),
     ]
     for args, needle in cases:
         r = run("predict", "--model", SMALL, *args)
         assert r.returncode == 1, (args, r.stderr)
         assert r.stderr.splitlines()[-1].startswith("repmode: ") and needle in r.stderr, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mha"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mha", "in.mha", "rgb.mha"]
+
+
+def test_several_tasks_give_one_component_and_one_label_each(tmp_path):
+    x, path = volume(tmp_path, 3)
+    alone = {}
+    for task in ["membrane", "ink"]:
+        one = tmp_path / (task + ".mha")
+        r = run("predict", "--model", SMALL, "--task", task, "--input", str(path), "--output", str(one),
+                "--patch", "8,12,16")
+        assert r.returncode == 0, r.stderr
+        alone[task], _ = read_mha(str(one))
+    # thresholds that leave each task some voxels of its own
+    t = [float(np.quantile(alone["membrane"], 0.7)), float(np.quantile(alone["ink"], 0.7))]
+    both, labels = tmp_path / "both.mha", tmp_path / "labels.mha"
+    r = run("predict", "--model", SMALL, "--task", "membrane,ink", "--input", str(path), "--output", str(both),
+            "--labels", str(labels), "--threshold", "%r,%r" % tuple(t), "--patch", "8,12,16")
+    assert r.returncode == 0, r.stderr
+    pred, header = read_mha(str(both))
+    assert pred.shape == x.shape + (2,)
+    assert [float(v) for v in header["ElementSpacing"].split()] == list(SPACING)
+    for i, task in enumerate(["membrane", "ink"]):
+        assert np.array_equal(pred[..., i], alone[task]), task
+    # each voxel: the task furthest above its threshold, or background
+    margin = np.stack([pred[..., i].astype(np.float64) - t[i] for i in range(2)], axis=-1)
+    want = np.where(margin.max(axis=-1) > 0, margin.argmax(axis=-1) + 1, 0)
+    lab, _ = read_mha(str(labels))
+    assert np.array_equal(lab, want)
+    assert set(np.unique(lab)) == {0, 1, 2}
+
+
+def test_streamed_pieces_equal_one_piece(tmp_path):
+    x = np.random.default_rng(4).normal(0.0, 1.0, size=(40, 12, 16)).astype(np.float32)
+    path = tmp_path / "tall.mha"
+    write_mha(str(path), x)
+    outputs = []
+    for pieces in ["1", "3", "7"]:
+        out = tmp_path / ("p%s.mha" % pieces)
+        r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output", str(out),
+                "--patch", "8,12,16", "--divisions", pieces)
+        assert r.returncode == 0, r.stderr
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_a_folder_of_tiff_layers_is_one_volume(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    x = np.random.default_rng(5).integers(1000, 60000, size=(8, 12, 16)).astype(np.uint16)
+    layers = tmp_path / "surface_volume"
+    layers.mkdir()
+    for z in range(x.shape[0]):
+        tifffile.imwrite(str(layers / ("%02d.tif" % z)), x[z])
+    out = tmp_path / "p.mha"
+    r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(layers), "--output", str(out),
+            "--patch", "8,12,16")
+    assert r.returncode == 0, r.stderr
+    got, header = read_mha(str(out))
+    want = reference_prediction("dna", x.astype(np.float32))
+    assert got.shape == x.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+    assert float(header["ElementSpacing"].split()[2]) == 1.0
