@@ -13,6 +13,7 @@
 #ifndef itkRepModeLabelMapFilter_h
 #define itkRepModeLabelMapFilter_h
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,11 @@ public:
   {
     this->SetNthInput(task, const_cast<InputImageType *>(prediction));
   }
+
+  /** The colour of label `label` (1, 2, ...) when its task has none: a palette distinct on dark and light
+   * backgrounds, repeating after 8 labels. */
+  static std::array<unsigned char, 3>
+  DefaultColor(unsigned int label);
 
   /** Writes the labels' colour table in Slicer's text format ("index name r g b a", 0..255; 0 is the
    * transparent background), atomically: a failure leaves no file. Throws on failure. */

@@ -146,12 +146,19 @@ RepModeLabelMapFilter<TInputImage, TOutputImage>::DynamicThreadedGenerateData(co
 }
 
 template <typename TInputImage, typename TOutputImage>
+std::array<unsigned char, 3>
+RepModeLabelMapFilter<TInputImage, TOutputImage>::DefaultColor(unsigned int label)
+{
+  static const unsigned char palette[8][3] = { { 230, 159, 0 }, { 86, 180, 233 }, { 0, 158, 115 },   { 240, 228, 66 },
+                                               { 0, 114, 178 }, { 213, 94, 0 },   { 204, 121, 167 }, { 128, 128, 128 } };
+  const unsigned char * c = palette[(label + 7) % 8];
+  return { c[0], c[1], c[2] };
+}
+
+template <typename TInputImage, typename TOutputImage>
 void
 RepModeLabelMapFilter<TInputImage, TOutputImage>::WriteColorTable(const std::string & fileName) const
 {
-  // Tasks without a colour of their own take one of these, by label, distinct on dark and light backgrounds.
-  static const int palette[][3] = { { 230, 159, 0 },  { 86, 180, 233 }, { 0, 158, 115 }, { 240, 228, 66 },
-                                    { 0, 114, 178 },  { 213, 94, 0 },   { 204, 121, 167 }, { 128, 128, 128 } };
   const std::string tmp = fileName + ".tmp";
   {
     std::ofstream out(tmp);
@@ -162,7 +169,7 @@ RepModeLabelMapFilter<TInputImage, TOutputImage>::WriteColorTable(const std::str
       for (int c = 0; c < 3; ++c)
       {
         const double v = m_Tasks[i].has_color ? std::round(255.0 * std::fmin(1.0, std::fmax(0.0, m_Tasks[i].color[c])))
-                                              : palette[i % 8][c];
+                                              : DefaultColor(static_cast<unsigned>(i + 1))[c];
         out << ' ' << static_cast<int>(v);
       }
       out << " 255\n";

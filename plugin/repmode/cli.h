@@ -80,5 +80,6 @@ int run_synth(int argc, char **argv);
 int run_train(int argc, char **argv);
 int run_predict(int argc, char **argv);
 int run_eval(int argc, char **argv);
+int run_render(int argc, char **argv);
 
 } // namespace repmode::cli
