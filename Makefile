@@ -19,8 +19,9 @@ build: configure
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The main job on the embedded samples: predictions, label maps, pictures and scores in $(BUILD)/demo.
 demo: build
-	@$(BUILD)/bin/repmode-ops-demo
+	@REPMODE=$(BUILD)/bin/repmode examples/demo.sh $(BUILD)/demo
 
 # When the environment forces an OpenBLAS kernel type (some shells here set OPENBLAS_CORETYPE=Haswell), the
 # benchmarks run again with OpenBLAS's own choice for this processor, so both figures are on record.
