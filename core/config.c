@@ -86,6 +86,9 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
         if (task->kind != RM_TASK_REGRESSION && task->kind != RM_TASK_BINARY)
             return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s' has an unknown kind %d", task->name,
                            (int)task->kind);
+        if (task->output_2d != 0 && task->output_2d != 1)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s' has output_2d %d (0 or 1)", task->name,
+                           task->output_2d);
         for (int u = 0; u < t; u++)
             if (strcmp(cfg->tasks[u].name, task->name) == 0)
                 return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s' appears twice", task->name);

@@ -11,6 +11,7 @@
 static const char *const rm_expert_keys[5] = {"conv5", "conv3", "conv1", "avg3", "avg5"};
 static const char *const rm_activation_keys[3] = {"relu", "frelu", "mish"};
 static const char *const rm_kind_keys[2] = {"regression", "binary"};
+static const char *const rm_output_keys[2] = {"3d", "2d"};
 
 /* The shortest decimal that reads back as the same float: 0.1f prints as 0.1, not 0.10000000149011612. */
 static cJSON *float_number(float v)
@@ -75,6 +76,8 @@ char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n)
             for (int k = 0; c && k < 3; k++)
                 cJSON_AddItemToArray(c, float_number(t->color[k]));
         }
+        if (t->output_2d) /* absent means 3d, so files of 3D tasks keep their bytes */
+            cJSON_AddStringToObject(o, "output", "2d");
         cJSON_AddItemToArray(root, o);
     }
     return print_and_free(root);
@@ -182,6 +185,14 @@ static rm_status parse_tasks(rm_ctx *ctx, const char *where, const cJSON *root, 
         const cJSON *threshold = cJSON_GetObjectItemCaseSensitive(o, "threshold");
         if (cJSON_IsNumber(threshold))
             t[i].threshold = (float)threshold->valuedouble;
+        const cJSON *output = cJSON_GetObjectItemCaseSensitive(o, "output");
+        const int out2d = output ? index_of(cJSON_GetStringValue(output), rm_output_keys, 2) : 0;
+        if (out2d < 0) {
+            free(t);
+            return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.tasks entry %d ('%s'): \"output\" must be \"3d\" or "
+                           "\"2d\"", where, i, name);
+        }
+        t[i].output_2d = out2d;
         const cJSON *color = cJSON_GetObjectItemCaseSensitive(o, "color");
         if (cJSON_IsArray(color) && cJSON_GetArraySize(color) == 3) {
             t[i].has_color = 1;

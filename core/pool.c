@@ -167,3 +167,46 @@ rm_status rm_avgpool3d_backward(rm_ctx *ctx, int kernel, const rm_tensor *dy, rm
     /* Self-adjoint: dx[i] = Σ over outputs o whose window holds i of dy[o]/k³ = the same box filter of dy. */
     return pool_run(ctx, kernel, dy, dx, "avgpool3d: dy", "avgpool3d: dx");
 }
+
+/* ---- mean over depth ----------------------------------------------------------------------------------------- */
+
+/* Columns of the output that one thread takes at a time, at least: small maps are not worth a team. */
+#define DEPTH_MEAN_GRAIN 4096
+
+rm_status rm_depth_mean_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y)
+{
+    RM_TRY(rm_check_tensor(ctx, x, "depth mean: x"));
+    const int64_t ne[RM_MAX_DIMS] = {x->ne[0], x->ne[1], 1, x->ne[3], x->ne[4]};
+    RM_TRY(rm_check_shape(ctx, y, "depth mean: y", ne));
+    const int64_t d = x->ne[2], plane = x->ne[3] * x->ne[4], n = x->ne[0] * x->ne[1] * plane;
+    const float *src = x->data;
+    float *dst = y->data;
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (n * d > DEPTH_MEAN_GRAIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *col = src + (i / plane) * d * plane + i % plane;
+        double sum = 0.0;
+        for (int64_t z = 0; z < d; z++)
+            sum += col[z * plane];
+        dst[i] = (float)(sum / (double)d);
+    }
+    return RM_OK;
+}
+
+rm_status rm_depth_mean_backward(rm_ctx *ctx, const rm_tensor *dy, rm_tensor *dx)
+{
+    RM_TRY(rm_check_tensor(ctx, dx, "depth mean: dx"));
+    const int64_t ne[RM_MAX_DIMS] = {dx->ne[0], dx->ne[1], 1, dx->ne[3], dx->ne[4]};
+    RM_TRY(rm_check_shape(ctx, dy, "depth mean: dy", ne));
+    const int64_t d = dx->ne[2], plane = dx->ne[3] * dx->ne[4], slices = dx->ne[0] * dx->ne[1];
+    const float depth = (float)d;
+    const float *src = dy->data;
+    float *dst = dx->data;
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (slices * d * plane > DEPTH_MEAN_GRAIN)
+    for (int64_t r = 0; r < slices * d; r++) {
+        const float *g = src + (r / d) * plane;
+        float *out = dst + r * plane;
+        for (int64_t i = 0; i < plane; i++)
+            out[i] = g[i] / depth;
+    }
+    return RM_OK;
+}

@@ -17,8 +17,11 @@ struct rm_trainer {
     rm_train_volume *volumes;
     int n_volumes;
     int64_t step;
-    float *x, *target, *mask, *y, *dy; /* (batch, 1, patch) each */
+    int stepped; /* a step has filled the batch buffers */
+    float *x, *target, *mask, *y, *dy; /* (batch, 1, patch) each; a 2D label fills the first Y·X of its sample */
+    float *scratch;                    /* 2·Y·X: a 2D sample's logit map and its gradient */
     int *tasks;
+    int64_t (*layers)[2];              /* per sample: the patch layers [first, first + count) inside the volume */
 };
 
 rm_train_options rm_train_options_official(const int64_t patch[3])
@@ -84,6 +87,13 @@ static rm_status check_volumes(rm_ctx *ctx, const rm_model *m, const rm_train_vo
             if (v[i].size[a] < 1)
                 return rm_fail(ctx, RM_ERR_SHAPE, "train: volume %d has size %lld along axis %d", i,
                                (long long)v[i].size[a], a);
+        /* A task's labels are all 2D or all 3D, as its output_2d tells prediction. */
+        const rm_task *task = &m->cfg.tasks[v[i].task];
+        if (v[i].target_2d != 0 && v[i].target_2d != 1)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "train: volume %d has target_2d %d (0 or 1)", i, v[i].target_2d);
+        if (v[i].target_2d != task->output_2d)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "train: volume %d has a %s target but task '%s' has %s labels", i,
+                           v[i].target_2d ? "2D" : "3D", task->name, task->output_2d ? "2D" : "3D");
     }
     return RM_OK;
 }
@@ -109,9 +119,11 @@ rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options
     t->mask = malloc(numel * sizeof(float));
     t->y = malloc(numel * sizeof(float));
     t->dy = malloc(numel * sizeof(float));
+    t->scratch = malloc((size_t)(2 * opt->patch[1] * opt->patch[2]) * sizeof(float));
     t->tasks = malloc((size_t)opt->batch * sizeof *t->tasks);
+    t->layers = malloc((size_t)opt->batch * sizeof *t->layers);
     rm_status s = RM_OK;
-    if (!t->volumes || !t->x || !t->target || !t->mask || !t->y || !t->dy || !t->tasks)
+    if (!t->volumes || !t->x || !t->target || !t->mask || !t->y || !t->dy || !t->scratch || !t->tasks || !t->layers)
         s = rm_fail(ctx, RM_ERR_NOMEM, "train: cannot allocate a batch of %zu voxels", numel);
     else
         memcpy(t->volumes, volumes, (size_t)n * sizeof *volumes);
@@ -136,16 +148,40 @@ void rm_trainer_free(rm_trainer *t)
     free(t->mask);
     free(t->y);
     free(t->dy);
+    free(t->scratch);
     free(t->tasks);
+    free(t->layers);
     free(t);
 }
 
 int64_t rm_trainer_steps_done(const rm_trainer *t) { return t->step; }
 
+rm_train_batch rm_trainer_last_batch(const rm_trainer *t)
+{
+    rm_train_batch b = {NULL, NULL, NULL, NULL, NULL};
+    if (t && t->stepped)
+        b = (rm_train_batch){t->x, t->target, t->mask, t->y, t->tasks};
+    return b;
+}
+
 /* ---- batches ------------------------------------------------------------------------------------------------- */
 
+/* Patch pixel (y, x) → volume pixel: rotate in-plane (square patch), flip, then offset by the crop. */
+static void in_plane(const int64_t P[3], int turns, const int flip[3], const int64_t start[3], int64_t y, int64_t x,
+                     int64_t *sy, int64_t *sx)
+{
+    int64_t r = y, c = x;
+    for (int k = 0; k < turns; k++) {
+        const int64_t nr = c, nc = P[1] - 1 - r;
+        r = nr;
+        c = nc;
+    }
+    *sy = start[1] + (flip[1] ? P[1] - 1 - r : r);
+    *sx = start[2] + (flip[2] ? P[2] - 1 - c : c);
+}
+
 /* Sample b of the batch: a random crop of a random volume, flipped and rotated, zero (and masked out) beyond the
- * volume, with intensity jitter and noise on the input. */
+ * volume, with intensity jitter and noise on the input. A 2D label takes the same in-plane crop. */
 static void fill_sample(rm_trainer *t, int64_t b)
 {
     const int64_t *P = t->opt.patch, pvol = P[0] * P[1] * P[2];
@@ -163,28 +199,40 @@ static void fill_sample(rm_trainer *t, int64_t b)
     const float shift = (float)(j * (2.0 * uniform(draw(t, b, DRAW_SHIFT, 0)) - 1.0));
     float *x = t->x + b * pvol, *tg = t->target + b * pvol, *mk = t->mask + b * pvol;
     t->tasks[b] = v->task;
+    /* The patch layers that hold volume layers: all of them, or (a shallower volume) the first or, flipped, the
+     * last size[0]. A 2D map is the mean over these. */
+    const int64_t inside = v->size[0] < P[0] ? v->size[0] : P[0];
+    t->layers[b][0] = flip[0] ? P[0] - inside : 0;
+    t->layers[b][1] = inside;
+    if (v->target_2d)
+        for (int64_t y = 0; y < P[1]; y++)
+            for (int64_t xx = 0; xx < P[2]; xx++) {
+                int64_t sy, sx;
+                in_plane(P, turns, flip, start, y, xx, &sy, &sx);
+                const int64_t i = y * P[2] + xx, si = sy * v->size[2] + sx;
+                const int out = sy >= v->size[1] || sx >= v->size[2];
+                tg[i] = out ? 0.0f : v->target[si];
+                mk[i] = out ? 0.0f : v->mask ? v->mask[si] : 1.0f;
+            }
     for (int64_t z = 0; z < P[0]; z++)
         for (int64_t y = 0; y < P[1]; y++)
             for (int64_t xx = 0; xx < P[2]; xx++) {
-                /* Patch voxel → volume voxel: rotate in-plane (square patch), flip, then offset by the crop. */
-                int64_t r = y, c = xx;
-                for (int k = 0; k < turns; k++) {
-                    const int64_t nr = c, nc = P[1] - 1 - r;
-                    r = nr;
-                    c = nc;
-                }
+                int64_t sy, sx;
+                in_plane(P, turns, flip, start, y, xx, &sy, &sx);
                 const int64_t sz = start[0] + (flip[0] ? P[0] - 1 - z : z);
-                const int64_t sy = start[1] + (flip[1] ? P[1] - 1 - r : r);
-                const int64_t sx = start[2] + (flip[2] ? P[2] - 1 - c : c);
                 const int64_t i = (z * P[1] + y) * P[2] + xx;
                 if (sz >= v->size[0] || sy >= v->size[1] || sx >= v->size[2]) {
-                    x[i] = tg[i] = mk[i] = 0.0f;
+                    x[i] = 0.0f;
+                    if (!v->target_2d)
+                        tg[i] = mk[i] = 0.0f;
                     continue;
                 }
                 const int64_t si = (sz * v->size[1] + sy) * v->size[2] + sx;
                 x[i] = v->signal[si] * scale + shift;
-                tg[i] = v->target[si];
-                mk[i] = v->mask ? v->mask[si] : 1.0f;
+                if (!v->target_2d) {
+                    tg[i] = v->target[si];
+                    mk[i] = v->mask ? v->mask[si] : 1.0f;
+                }
                 if (t->opt.noise > 0.0f) {
                     /* Box–Muller from two hash draws per voxel. */
                     const uint64_t h = draw(t, b, DRAW_NOISE, (uint64_t)i);
@@ -194,25 +242,75 @@ static void fill_sample(rm_trainer *t, int64_t b)
             }
 }
 
+/* The loss of the task's kind on logits y, and dloss times its gradient into dy (NULL: not wanted). */
+static rm_status kind_loss(rm_ctx *ctx, rm_task_kind kind, float smoothing, const rm_tensor *y, const rm_tensor *tg,
+                           const rm_tensor *mk, float dloss, float *loss, rm_tensor *dy)
+{
+    if (kind == RM_TASK_BINARY) {
+        RM_TRY(rm_binary_loss_forward(ctx, y, tg, mk, smoothing, loss, NULL, NULL));
+        return dy ? rm_binary_loss_backward(ctx, y, tg, mk, smoothing, dloss, dy) : RM_OK;
+    }
+    RM_TRY(rm_masked_mse_forward(ctx, y, tg, mk, loss));
+    return dy ? rm_masked_mse_backward(ctx, y, tg, mk, dloss, dy) : RM_OK;
+}
+
+/* rm_train_sample_loss with scratch for a 2D label's map and its gradient (2·H·W floats). */
+static rm_status sample_loss(rm_ctx *ctx, rm_task_kind kind, float smoothing, const rm_tensor *logits,
+                             const rm_tensor *target, const rm_tensor *mask, float dloss, float *loss,
+                             rm_tensor *dlogits, float *scratch)
+{
+    if (!(target->ne[2] == 1 && logits->ne[2] > 1))
+        return kind_loss(ctx, kind, smoothing, logits, target, mask, dloss, loss, dlogits);
+    /* A 2D label: the loss of the logits' mean over depth, whose gradient spreads evenly over depth. */
+    const int64_t *n = logits->ne, plane = n[3] * n[4];
+    rm_tensor map = rm_tensor_5d(scratch, n[0], n[1], 1, n[3], n[4]);
+    rm_tensor dmap = rm_tensor_5d(scratch + n[0] * n[1] * plane, n[0], n[1], 1, n[3], n[4]);
+    if (dlogits)
+        RM_TRY(rm_check_shape(ctx, dlogits, "train loss: dlogits", logits->ne));
+    RM_TRY(rm_depth_mean_forward(ctx, logits, &map));
+    RM_TRY(kind_loss(ctx, kind, smoothing, &map, target, mask, dloss, loss, dlogits ? &dmap : NULL));
+    return dlogits ? rm_depth_mean_backward(ctx, &dmap, dlogits) : RM_OK;
+}
+
+rm_status rm_train_sample_loss(rm_ctx *ctx, rm_task_kind kind, float smoothing, const rm_tensor *logits,
+                               const rm_tensor *target, const rm_tensor *mask, float dloss, float *loss,
+                               rm_tensor *dlogits)
+{
+    RM_TRY(rm_check_tensor(ctx, logits, "train loss: logits"));
+    RM_TRY(rm_check_tensor(ctx, target, "train loss: target"));
+    if (!loss)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train loss: loss is NULL");
+    if (kind != RM_TASK_REGRESSION && kind != RM_TASK_BINARY)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train loss: unknown task kind %d", (int)kind);
+    const int64_t *n = logits->ne;
+    const int flat = target->ne[2] == 1 && n[2] > 1;
+    float *scratch = flat ? malloc((size_t)(2 * n[0] * n[1] * n[3] * n[4]) * sizeof(float)) : NULL;
+    if (flat && !scratch)
+        return rm_fail(ctx, RM_ERR_NOMEM, "train loss: out of memory");
+    const rm_status s = sample_loss(ctx, kind, smoothing, logits, target, mask, dloss, loss, dlogits, scratch);
+    free(scratch);
+    return s;
+}
+
 /* The batch's loss (mean over samples of each sample's loss by its task's kind) and its gradient into dy. */
 static rm_status batch_loss(rm_ctx *ctx, rm_trainer *t, float *loss)
 {
-    const int64_t *P = t->opt.patch, pvol = P[0] * P[1] * P[2];
+    const int64_t *P = t->opt.patch, plane = P[1] * P[2], pvol = P[0] * plane;
     const float share = 1.0f / (float)t->opt.batch;
     double total = 0.0;
     for (int64_t b = 0; b < t->opt.batch; b++) {
-        rm_tensor y = rm_tensor_5d(t->y + b * pvol, 1, 1, P[0], P[1], P[2]);
-        rm_tensor tg = rm_tensor_5d(t->target + b * pvol, 1, 1, P[0], P[1], P[2]);
-        rm_tensor mk = rm_tensor_5d(t->mask + b * pvol, 1, 1, P[0], P[1], P[2]);
-        rm_tensor dy = rm_tensor_5d(t->dy + b * pvol, 1, 1, P[0], P[1], P[2]);
+        const rm_task *task = &t->model->cfg.tasks[t->tasks[b]];
+        /* A 2D label: the logits of the layers inside the volume make its map; the padding layers get no gradient. */
+        const int64_t first = task->output_2d ? t->layers[b][0] : 0, depth = task->output_2d ? t->layers[b][1] : P[0];
+        const int64_t label_depth = task->output_2d ? 1 : P[0];
+        if (task->output_2d)
+            memset(t->dy + b * pvol, 0, (size_t)pvol * sizeof(float));
+        rm_tensor y = rm_tensor_5d(t->y + b * pvol + first * plane, 1, 1, depth, P[1], P[2]);
+        rm_tensor dy = rm_tensor_5d(t->dy + b * pvol + first * plane, 1, 1, depth, P[1], P[2]);
+        rm_tensor tg = rm_tensor_5d(t->target + b * pvol, 1, 1, label_depth, P[1], P[2]);
+        rm_tensor mk = rm_tensor_5d(t->mask + b * pvol, 1, 1, label_depth, P[1], P[2]);
         float l = 0.0f;
-        if (t->model->cfg.tasks[t->tasks[b]].kind == RM_TASK_BINARY) {
-            RM_TRY(rm_binary_loss_forward(ctx, &y, &tg, &mk, t->opt.smoothing, &l, NULL, NULL));
-            RM_TRY(rm_binary_loss_backward(ctx, &y, &tg, &mk, t->opt.smoothing, share, &dy));
-        } else {
-            RM_TRY(rm_masked_mse_forward(ctx, &y, &tg, &mk, &l));
-            RM_TRY(rm_masked_mse_backward(ctx, &y, &tg, &mk, share, &dy));
-        }
+        RM_TRY(sample_loss(ctx, task->kind, t->opt.smoothing, &y, &tg, &mk, share, &l, &dy, t->scratch));
         total += l;
     }
     *loss = (float)(total / t->opt.batch);
@@ -231,6 +329,7 @@ rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss)
     rm_tensor dy = rm_tensor_5d(t->dy, t->opt.batch, 1, P[0], P[1], P[2]);
     RM_TRY(rm_model_forward_train(ctx, t->model, &x, t->tasks, draw(t, 0, DRAW_DROPOUT, 0), &y));
     RM_TRY(batch_loss(ctx, t, loss));
+    t->stepped = 1;
     RM_TRY(rm_model_backward(ctx, t->model, &dy));
     RM_TRY(rm_optim_step(ctx, t->optim, rm_schedule_lr(&t->opt.schedule, t->opt.optim.lr, t->step)));
     t->step++;

@@ -300,4 +300,61 @@ TEST(ModelFile, ProvenanceIsAJsonObjectThatFilesKeep)
     rm_model_free(m);
 }
 
+TEST(ModelFile, ATaskWithTwoDimensionalLabelsKeepsItsOutputFieldThroughEveryForm)
+{
+    rmtest::Ctx ctx(1);
+    rm_task tasks[2] = {rm_task_make("dna", RM_TASK_REGRESSION), rm_task_make("ink", RM_TASK_BINARY)};
+    tasks[1].output_2d = 1;
+    rm_config cfg = rm_config_lite(tasks, 2);
+    cfg.base_channels = 2;
+    cfg.levels = 1;
+    cfg.patch[0] = cfg.patch[1] = cfg.patch[2] = 8;
+    rm_model *m = nullptr;
+    ASSERT_EQ(rm_model_create(ctx, &cfg, 5, &m), RM_OK) << rm_ctx_error(ctx);
+    TempDir dir;
+    const std::string a = dir.file("a.safetensors"), b = dir.file("b.safetensors"), d = dir.file("d.safetensors");
+    ASSERT_EQ(rm_model_save(ctx, m, a.c_str()), RM_OK) << rm_ctx_error(ctx);
+    rm_model_free(m);
+
+    // Absent for 3D labels, so the files of existing models keep their bytes.
+    rm_st_file *f = nullptr;
+    ASSERT_EQ(rm_st_read(ctx, a.c_str(), &f), RM_OK);
+    EXPECT_STREQ(rm_st_metadata(f, "repmode.tasks"),
+                 "[{\"name\":\"dna\",\"kind\":\"regression\"},{\"name\":\"ink\",\"kind\":\"binary\",\"output\":\"2d\"}]");
+    ASSERT_EQ(rm_model_load(ctx, a.c_str(), &m), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_EQ(rm_model_config(m)->tasks[0].output_2d, 0);
+    EXPECT_EQ(rm_model_config(m)->tasks[1].output_2d, 1);
+    ASSERT_EQ(rm_model_save(ctx, m, b.c_str()), RM_OK);
+    EXPECT_TRUE(bytes_of(a) == bytes_of(b));
+    const int ink = 1;
+    ASSERT_EQ(rm_model_save_deploy(ctx, m, &ink, 1, d.c_str()), RM_OK) << rm_ctx_error(ctx);
+    rm_model_free(m);
+    rm_model_info info;
+    ASSERT_EQ(rm_model_info_read(ctx, d.c_str(), &info), RM_OK) << rm_ctx_error(ctx);
+    ASSERT_EQ(info.cfg.n_tasks, 1);
+    EXPECT_STREQ(info.cfg.tasks[0].name, "ink");
+    EXPECT_EQ(info.cfg.tasks[0].output_2d, 1);
+    rm_model_info_free(&info);
+
+    // Any other value is refused by name.
+    std::vector<rm_st_entry> entries;
+    for (size_t i = 0; i < rm_st_count(f); i++)
+        entries.push_back(*rm_st_at(f, i));
+    std::vector<const char *> keys, values;
+    const char *bad = "[{\"name\":\"dna\",\"kind\":\"regression\"},{\"name\":\"ink\",\"kind\":\"binary\",\"output\":\"2.5d\"}]";
+    for (size_t i = 0; i < rm_st_metadata_count(f); i++) {
+        keys.push_back(rm_st_metadata_key(f, i));
+        values.push_back(std::string(keys.back()) == "repmode.tasks" ? bad : rm_st_metadata(f, keys.back()));
+    }
+    const std::string c = dir.file("c.safetensors");
+    ASSERT_EQ(rm_st_write(ctx, c.c_str(), entries.data(), entries.size(), keys.data(), values.data(), keys.size()),
+              RM_OK);
+    rm_st_free(f);
+    m = nullptr;
+    EXPECT_EQ(rm_model_load(ctx, c.c_str(), &m), RM_ERR_FORMAT);
+    EXPECT_EQ(m, nullptr);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("('ink'): \"output\" must be"), std::string::npos)
+        << rm_ctx_error(ctx);
+}
+
 } // namespace

@@ -227,4 +227,61 @@ TEST(AvgPool, BitIdenticalAcrossThreadCountsAndRuns)
     }
 }
 
+// ---- mean over depth ----
+
+TEST(DepthMean, MatchesReferenceAndFiniteDifferencesOnOddShapes)
+{
+    rmtest::Ctx one(1), two(2);
+    uint32_t seed = 200;
+    // One layer (the identity), odd sizes, and a map large enough for a thread team.
+    for (const Shape &shape : {Shape{2, 3, 7, 6, 5}, Shape{1, 1, 1, 4, 3}, Shape{1, 2, 13, 1, 1}, Shape{1, 1, 5, 70, 90}}) {
+        SCOPED_TRACE(name({shape, 0}).substr(4)); // the shape; no kernel here
+        const Shape flat{shape[0], shape[1], 1, shape[3], shape[4]};
+        Tensor x(shape), y1(flat), y2(flat), r(flat), dx1(shape), dx2(shape);
+        rmtest::fill_uniform(x.data, seed++);
+        rmtest::fill_uniform(r.data, seed++);
+        ASSERT_EQ(rm_depth_mean_forward(one, x.p(), y1.p()), RM_OK) << rm_ctx_error(one);
+        ASSERT_EQ(rm_depth_mean_forward(two, x.p(), y2.p()), RM_OK) << rm_ctx_error(two);
+        ASSERT_EQ(rm_depth_mean_backward(one, r.p(), dx1.p()), RM_OK) << rm_ctx_error(one);
+        ASSERT_EQ(rm_depth_mean_backward(two, r.p(), dx2.p()), RM_OK) << rm_ctx_error(two);
+        EXPECT_TRUE(rmtest::bit_identical(y1.data, y2.data));
+        EXPECT_TRUE(rmtest::bit_identical(dx1.data, dx2.data));
+        DTensor xd(x), yd(flat), rd(r), dxd(shape);
+        rm_ref_depth_mean_forward(xd.p(), yd.p());
+        rm_ref_depth_mean_backward(rd.p(), dxd.p());
+        EXPECT_LT(rmtest::max_rel_error(y1.data, yd.data), 1e-6);
+        EXPECT_LT(rmtest::max_rel_error(dx1.data, dxd.data), 1e-6);
+        if (rmtest::numel(shape) > 1000)
+            continue;
+        // loss(x) = <r, mean(x)>, so d loss / dx = the backward of r.
+        const std::vector<double> fd = rmtest::numeric_grad(xd.data, [&] {
+            DTensor y(flat);
+            rm_ref_depth_mean_forward(xd.p(), y.p());
+            return rmtest::dot(rd.data, y.data);
+        });
+        EXPECT_LT(rmtest::max_rel_error(dxd.data, fd), 1e-6);
+        EXPECT_LT(rmtest::max_rel_error(dx1.data, fd), 1e-5);
+    }
+}
+
+TEST(DepthMean, HandComputedAndBadShapes)
+{
+    rmtest::Ctx ctx(1);
+    Tensor x(Shape{1, 1, 4, 1, 2}), y(Shape{1, 1, 1, 1, 2}), dx(Shape{1, 1, 4, 1, 2});
+    x.data = {1, 10, 2, 20, 3, 30, 6, 60};
+    ASSERT_EQ(rm_depth_mean_forward(ctx, x.p(), y.p()), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_EQ(y.data, (std::vector<float>{3.0f, 30.0f}));
+    ASSERT_EQ(rm_depth_mean_backward(ctx, y.p(), dx.p()), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_EQ(dx.data, (std::vector<float>{0.75f, 7.5f, 0.75f, 7.5f, 0.75f, 7.5f, 0.75f, 7.5f}));
+
+    Tensor wrong(Shape{1, 1, 2, 1, 2}, 42.0f);
+    EXPECT_EQ(rm_depth_mean_forward(ctx, x.p(), wrong.p()), RM_ERR_SHAPE);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("depth mean: y"), std::string::npos) << rm_ctx_error(ctx);
+    EXPECT_EQ(rm_depth_mean_backward(ctx, wrong.p(), dx.p()), RM_ERR_SHAPE);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("depth mean: dy"), std::string::npos) << rm_ctx_error(ctx);
+    EXPECT_EQ(rm_depth_mean_forward(ctx, nullptr, y.p()), RM_ERR_ARGUMENT);
+    for (float v : wrong.data)
+        EXPECT_EQ(v, 42.0f);
+}
+
 } // namespace

@@ -48,3 +48,27 @@ void rm_ref_avgpool3d_backward(int kernel, const rm_dtensor *dy, rm_dtensor *dx)
                                 }
                     }
 }
+
+void rm_ref_depth_mean_forward(const rm_dtensor *x, rm_dtensor *y)
+{
+    for (int64_t n = 0; n < x->ne[0]; n++)
+        for (int64_t c = 0; c < x->ne[1]; c++)
+            for (int64_t h = 0; h < x->ne[3]; h++)
+                for (int64_t w = 0; w < x->ne[4]; w++) {
+                    double sum = 0.0;
+                    for (int64_t d = 0; d < x->ne[2]; d++)
+                        sum += *rm_ref_at(x, n, c, d, h, w);
+                    *rm_ref_at(y, n, c, 0, h, w) = sum / (double)x->ne[2];
+                }
+}
+
+void rm_ref_depth_mean_backward(const rm_dtensor *dy, rm_dtensor *dx)
+{
+    /* Every input (d, h, w) feeds output (0, h, w) with weight 1/D. */
+    for (int64_t n = 0; n < dx->ne[0]; n++)
+        for (int64_t c = 0; c < dx->ne[1]; c++)
+            for (int64_t d = 0; d < dx->ne[2]; d++)
+                for (int64_t h = 0; h < dx->ne[3]; h++)
+                    for (int64_t w = 0; w < dx->ne[4]; w++)
+                        *rm_ref_at(dx, n, c, d, h, w) = *rm_ref_at(dy, n, c, 0, h, w) / (double)dx->ne[2];
+}

@@ -41,6 +41,9 @@ void rm_ref_conv_transpose3d_backward(const rm_conv3d_params *p, const rm_dtenso
 
 void rm_ref_avgpool3d_forward(int kernel, const rm_dtensor *x, rm_dtensor *y);
 void rm_ref_avgpool3d_backward(int kernel, const rm_dtensor *dy, rm_dtensor *dx);
+/* y (N, C, 1, H, W): the mean of x (N, C, D, H, W) over D; the backward spreads dy evenly over D. */
+void rm_ref_depth_mean_forward(const rm_dtensor *x, rm_dtensor *y);
+void rm_ref_depth_mean_backward(const rm_dtensor *dy, rm_dtensor *dx);
 
 /* BatchNorm3d. Parameters and statistics are (C,) arrays; the training forward updates running_mean/var. */
 void rm_ref_batchnorm3d_forward_train(const rm_dtensor *x, const double *weight, const double *bias,

@@ -34,6 +34,8 @@ typedef struct rm_task {
     float threshold; /* label-map threshold; NaN when the file gives none */
     int has_color;
     float color[3]; /* label colour, RGB in [0, 1], when has_color */
+    int output_2d;  /* labels are 2D maps of a surface volume (extensions.md §4): the 2D logit map is the mean over
+                     * depth of the 3D logits; "output": "2d" in the task's JSON */
 } rm_task;
 
 /* The network's shape and options. Tasks are owned by whoever built the struct; a model keeps its own copy. */
@@ -53,7 +55,7 @@ typedef struct rm_config {
 RM_API rm_config rm_config_official(rm_task tasks[12]);
 /* `lite`: base 16, 4 levels, patch 64³, with the caller's tasks. */
 RM_API rm_config rm_config_lite(rm_task *tasks, int n_tasks);
-/* A task of the given name and kind, no threshold, no colour. */
+/* A task of the given name and kind, no threshold, no colour, 3D labels. */
 RM_API rm_task rm_task_make(const char *name, rm_task_kind kind);
 /* Checks a configuration; the message names the field that is wrong. */
 RM_API rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg);

@@ -16,13 +16,21 @@
 extern "C" {
 #endif
 
-/* One training volume, normalized already, owned by the caller for the trainer's lifetime. */
+/* One training volume, normalized already, owned by the caller for the trainer's lifetime.
+ *
+ * A surface volume with 2D labels (extensions.md §4, `decoder: 3d` with 2D extraction) sets target_2d: its target
+ * and mask are (1, H, W) maps of the signal's (D, H, W) layers, and its task must have output_2d. A sample's loss is
+ * then taken on its 2D logit map, the mean over the patch's layers of the network's 3D logits, against the same
+ * in-plane crop of the label (flips in Y and X and rotations applied to it alike, a flip in depth leaving it as it
+ * is). When such a volume is deeper than the patch, the random crop in depth is the random depth window of
+ * extensions.md §3. */
 typedef struct rm_train_volume {
     const float *signal; /* (D, H, W) network input */
-    const float *target; /* (D, H, W): intensity for regression tasks, 0/1 for binary ones */
-    const float *mask;   /* (D, H, W) or NULL: only voxels with mask > 0.5 count in the loss */
-    int64_t size[3];
+    const float *target; /* (D, H, W), or (1, H, W) when target_2d: intensity (regression tasks) or 0/1 (binary) */
+    const float *mask;   /* like target, or NULL: only voxels (pixels) with mask > 0.5 count in the loss */
+    int64_t size[3];     /* the signal's D, H, W */
     int task;            /* task index in the model */
+    int target_2d;       /* 1: target and mask are 2D maps of the layers (see above); 0: they are volumes */
 } rm_train_volume;
 
 typedef struct rm_train_options {
@@ -41,6 +49,14 @@ typedef struct rm_train_options {
 /* The official recipe for a patch: batch 8, Adam lr 1e-4 constant, random flips, seed 0. */
 RM_API rm_train_options rm_train_options_official(const int64_t patch[3]);
 
+/* The loss of one sample as a training step takes it (regression: masked MSE; binary: ½·(soft BCE + Dice) with
+ * `smoothing`), and dloss times its gradient into dlogits (like logits; NULL: not wanted). logits is
+ * (1, 1, D, H, W); target and mask (mask may be NULL) are like logits, or (1, 1, 1, H, W) for a 2D label: then the
+ * loss is that of the mean over depth of the logits, and the gradient of each logit is the map's gradient / D. */
+RM_API rm_status rm_train_sample_loss(rm_ctx *ctx, rm_task_kind kind, float smoothing, const rm_tensor *logits,
+                                      const rm_tensor *target, const rm_tensor *mask, float dloss, float *loss,
+                                      rm_tensor *dlogits);
+
 typedef struct rm_trainer rm_trainer;
 
 /* A trainer of `model` (not owned; it must outlive the trainer) on volumes[0..n). Checks every volume and option. */
@@ -50,6 +66,15 @@ RM_API void rm_trainer_free(rm_trainer *t);
 /* One step: a batch, forward, loss, backward, optimizer update. *loss receives the batch's loss before it. */
 RM_API rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss);
 RM_API int64_t rm_trainer_steps_done(const rm_trainer *t);
+
+/* The last step's batch as the network saw it, for inspection: inputs, labels, masks and logits, each
+ * (batch, 1, Z, Y, X) of the patch (a 2D label and its mask fill the first Y·X of their sample's block), and each
+ * sample's task. Every pointer is NULL before the first step; the next step overwrites the data. */
+typedef struct rm_train_batch {
+    const float *x, *target, *mask, *logits;
+    const int *tasks;
+} rm_train_batch;
+RM_API rm_train_batch rm_trainer_last_batch(const rm_trainer *t);
 /* Writes the model, the optimizer's state, the step and the seed to one file (a training-form model file with the
  * optimizer's moments added), atomically. */
 RM_API rm_status rm_trainer_save_checkpoint(rm_ctx *ctx, const rm_trainer *t, const char *path);

@@ -1,5 +1,6 @@
 // repmode eval --model M --task T --input IN --target GT [--mask MASK]: predicts IN whole with the sliding window
-// and prints one JSON object of metrics against GT (cli.md).
+// and prints one JSON object of metrics against GT (cli.md). For a task with 2D labels ("output": "2d", extensions.md
+// §4) GT and MASK are 2D images of the input's layers and the metrics are those of the prediction's mean over depth.
 //
 // Normalization is the official one (repmode-network.md §1.3): the input is z-scored over the whole volume
 // (population std); for regression tasks the target is z-scored the same way, so the metrics are in normalized
@@ -27,12 +28,17 @@ int run_eval(int argc, char **argv)
     CommandLine cmd("eval", "Predicts an image whole with the sliding window and prints one JSON object of metrics "
                             "against a target: regression tasks mse, mae, r2, pearson (input and target z-scored "
                             "over the whole volume, as the official code); binary tasks f05, dice, precision, "
-                            "recall, auc (sigmoid of the prediction against target > 0.5).");
+                            "recall, auc (sigmoid of the prediction against target > 0.5). A task with 2D labels "
+                            "(\"output\": \"2d\") is measured on the mean over depth of the prediction against a 2D "
+                            "target.");
     TCLAP::ValueArg<std::string> model("", "model", "model file, either form", true, "", "M", cmd);
     TCLAP::ValueArg<std::string> task("", "task", "task name", true, "", "T", cmd);
     TCLAP::ValueArg<std::string> input("", "input", "input image, or a folder of 2D TIFF layers", true, "", "IN", cmd);
-    TCLAP::ValueArg<std::string> target("", "target", "ground-truth image of the same size", true, "", "GT", cmd);
-    TCLAP::ValueArg<std::string> mask("", "mask", "only voxels where MASK > 0.5 count", false, "", "MASK", cmd);
+    TCLAP::ValueArg<std::string> target("", "target", "ground-truth image of the same size (for a task with 2D labels, "
+                                                      "a 2D image of the layers' Y x X)",
+                                        true, "", "GT", cmd);
+    TCLAP::ValueArg<std::string> mask("", "mask", "only voxels (pixels) where MASK > 0.5 count; sized as GT", false, "",
+                                      "MASK", cmd);
     TCLAP::ValueArg<std::string> patch_arg("", "patch", "window size Z,Y,X (default: the model's patch)", false, "",
                                            "Z,Y,X", cmd);
     TCLAP::ValueArg<double> overlap("", "overlap", "fraction of the window shared by neighbours, in [0, 1)", false,
@@ -72,12 +78,12 @@ int run_eval(int argc, char **argv)
     Volume in = read_volume(input.getValue());
     progress.stage("reading " + target.getValue());
     Volume gt = read_volume(target.getValue());
-    check_same_size(in, input.getValue(), gt, target.getValue());
+    check_label_size(in, input.getValue(), gt, target.getValue(), *t);
     Volume m;
     if (mask.isSet()) {
         progress.stage("reading " + mask.getValue());
         m = read_volume(mask.getValue());
-        check_same_size(in, input.getValue(), m, mask.getValue());
+        check_label_size(in, input.getValue(), m, mask.getValue(), *t);
     }
 
     zscore(in.voxels);
@@ -93,6 +99,8 @@ int run_eval(int argc, char **argv)
     ctx.check(rm_predict_region(ctx, deploy.get(), &params, in.size.data(), read_volume_region, &in, origin,
                                 in.size.data(), pred.voxels.data(), Progress::report, &progress));
     deploy.reset();
+    if (t->output_2d) // 2D labels: the metrics of the 2D logit map
+        pred = depth_mean(ctx, pred);
 
     progress.stage("computing the metrics");
     std::unique_ptr<cJSON, void (*)(cJSON *)> root(cJSON_CreateObject(), cJSON_Delete);

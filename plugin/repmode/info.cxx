@@ -35,8 +35,9 @@ void print_text(const std::string &path, const rm_model_info &info)
                 static_cast<long long>(c.patch[1]), static_cast<long long>(c.patch[2]));
     const std::string heading = "tasks (" + std::to_string(c.n_tasks) + "):";
     for (int t = 0; t < c.n_tasks; t++)
-        std::printf("%-13s%2d %s (%s)\n", t ? "" : heading.c_str(), t, c.tasks[t].name,
-                    c.tasks[t].kind == RM_TASK_BINARY ? "binary" : "regression");
+        std::printf("%-13s%2d %s (%s%s)\n", t ? "" : heading.c_str(), t, c.tasks[t].name,
+                    c.tasks[t].kind == RM_TASK_BINARY ? "binary" : "regression",
+                    c.tasks[t].output_2d ? ", 2D labels: mean over depth" : "");
 }
 
 void print_json(const std::string &path, const rm_model_info &info)

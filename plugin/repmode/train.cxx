@@ -3,9 +3,10 @@
 //
 // Everything the run needs is read and checked before the first step: the configuration (extensions.md §1, the
 // `lite` defaults for missing fields), every row of the CSV files and every image they name. Inputs are z-scored
-// per volume (official); regression targets too, binary targets are used as 0/1 (> 0.5). A run is reproducible bit
-// for bit for a given seed whatever the thread count, and a resumed run ends with the same model as an
-// uninterrupted one (the trainer's random draws are hashes of seed, step and sample).
+// per volume (official); regression targets too, binary targets are used as 0/1 (> 0.5). A task with "output": "2d"
+// takes 2D targets and masks of the signal's Y x X (extensions.md §4). A run is reproducible bit for bit for a given
+// seed whatever the thread count, and a resumed run ends with the same model as an uninterrupted one (the trainer's
+// random draws are hashes of seed, step and sample).
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -120,11 +121,12 @@ Config read_config(const Context &ctx, const std::string &path)
         } else if (key == "decoder") {
             const char *n = cJSON_GetStringValue(item);
             if (!n || std::strcmp(n, "3d") != 0)
-                throw Failure(path + ": 'decoder' must be \"3d\" (the 2D ink decoder is not available yet)",
+                throw Failure(path + ": 'decoder' must be \"3d\" (the 2D decoder is not available yet; 2D labels of "
+                                     "a surface volume train a task with \"output\": \"2d\")",
                               kBadInput);
         } else if (key == "tasks") {
             if (!cJSON_IsArray(item))
-                throw Failure(path + ": 'tasks' must be a list of {\"name\", \"kind\"}", kBadInput);
+                throw Failure(path + ": 'tasks' must be a list of {\"name\", \"kind\"[, \"output\"]}", kBadInput);
             const cJSON *t = nullptr;
             cJSON_ArrayForEach(t, item)
             {
@@ -152,9 +154,19 @@ Config read_config(const Context &ctx, const std::string &path)
                         throw Failure(where + ": 'threshold' must be a number in [0, 1]", kBadInput);
                     task.threshold = static_cast<float>(threshold->valuedouble);
                 }
+                // "output": "2d": the labels are 2D maps of a surface volume's layers (extensions.md §4).
+                const cJSON *output = cJSON_GetObjectItemCaseSensitive(t, "output");
+                if (output) {
+                    const char *o = cJSON_GetStringValue(output);
+                    if (!o || (std::strcmp(o, "2d") != 0 && std::strcmp(o, "3d") != 0))
+                        throw Failure(where + " ('" + name + "'): 'output' must be \"3d\" (volumes, the default) or "
+                                                             "\"2d\" (2D labels of a surface volume)",
+                                      kBadInput);
+                    task.output_2d = std::strcmp(o, "2d") == 0;
+                }
                 for (const cJSON *other = t->child; other; other = other->next)
                     if (std::strcmp(other->string, "name") != 0 && std::strcmp(other->string, "kind") != 0 &&
-                        std::strcmp(other->string, "threshold") != 0)
+                        std::strcmp(other->string, "threshold") != 0 && std::strcmp(other->string, "output") != 0)
                         throw Failure(where + ": unknown field '" + other->string + "'", kBadInput);
                 for (const rm_task &seen : c.tasks)
                     if (std::strcmp(seen.name, name) == 0)
@@ -181,8 +193,8 @@ struct Sample {
     std::string signal_path;
     int task = 0;
     std::shared_ptr<const Volume> signal; // z-scored; shared by the rows naming the same file
-    Volume target;                        // z-scored (regression) or 0/1 (binary)
-    std::shared_ptr<Volume> mask;         // or null
+    Volume target;                        // z-scored (regression) or 0/1 (binary); one layer for 2D labels
+    std::shared_ptr<Volume> mask;         // or null; one layer for 2D labels
 };
 
 std::string trim(const std::string &s)
@@ -292,13 +304,11 @@ std::vector<Sample> read_data(const std::string &csv, const Config &c, const std
         say("reading " + target_path);
         s.target = read_volume(target_path);
         auto check = [&](const Volume &v, const std::string &path) {
-            if (v.size[0] == 1 && signal.size[0] > 1 && v.size[1] == signal.size[1] && v.size[2] == signal.size[2])
-                throw Failure(where + ": " + path + " is a 2D image of " + size_string(v.size) +
-                                  " for the layers of " + s.signal_path + " (" + size_string(signal.size) +
-                                  "): 2D ink labels of a surface volume need the ink decoder, which is not "
-                                  "available yet (a later issue)",
-                              kBadInput);
-            check_same_size(signal, s.signal_path, v, path);
+            try {
+                check_label_size(signal, s.signal_path, v, path, c.cfg.tasks[s.task]);
+            } catch (const Failure &f) {
+                throw Failure(where + ": " + f.what(), f.code());
+            }
         };
         check(s.target, target_path);
         if (c.cfg.tasks[s.task].kind == RM_TASK_BINARY)
@@ -380,7 +390,8 @@ Json object()
 
 // ---- validation --------------------------------------------------------------------------------------------------
 
-// Predicts every validation volume whole with the deploy form of its task and adds the metrics to `line`; returns
+// Predicts every validation volume whole with the deploy form of its task (a task with 2D labels: the mean over
+// depth of the prediction) and adds the metrics to `line`; returns
 // the score that selects the best model (lower is better): the mean over the volumes of the MSE (regression) or of
 // 1 − F0.5 (binary).
 double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &val, const int64_t patch[3],
@@ -412,12 +423,14 @@ double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &
         ctx.check(rm_predict_region(ctx, d, &params, s.signal->size.data(), read_volume_region,
                                     const_cast<Volume *>(s.signal.get()), origin, s.signal->size.data(),
                                     pred.voxels.data(), nullptr, nullptr));
+        const rm_task &task = cfg->tasks[s.task];
+        if (task.output_2d) // 2D labels: measured on the 2D logit map
+            pred = depth_mean(ctx, pred);
         cJSON *item = cJSON_CreateObject();
         if (!item)
             throw std::bad_alloc();
         cJSON_AddItemToArray(list, item);
         cJSON_AddStringToObject(item, "signal", s.signal_path.c_str());
-        const rm_task &task = cfg->tasks[s.task];
         cJSON_AddStringToObject(item, "task", task.name);
         const double main = add_metrics(ctx, item, task, pred, s.target, s.mask.get());
         const double score = task.kind == RM_TASK_BINARY ? 1.0 - main : main;
@@ -442,10 +455,14 @@ int run_train(int argc, char **argv)
 {
     CommandLine cmd("train", "Trains a RepMode model on volumes listed in a CSV (signal,target,task[,mask], paths "
                              "relative to the CSV), held in memory: random patches in mixed-task batches, random "
-                             "flips, the loss of each task's kind (regression MSE, binary BCE + Dice). Inputs and "
-                             "regression targets are z-scored per volume; binary targets are target > 0.5.");
+                             "flips (optionally rotations, intensity jitter and noise), the loss of each task's kind "
+                             "(regression MSE, binary BCE + Dice). Inputs and regression targets are z-scored per "
+                             "volume; binary targets are target > 0.5. A task with \"output\": \"2d\" trains on 2D "
+                             "labels (and masks) of a surface volume's layers: its loss and validation take the mean "
+                             "over depth of the 3D prediction.");
     TCLAP::ValueArg<std::string> config("", "config", "configuration JSON (extensions.md section 1; missing fields "
-                                                      "take the lite defaults; tasks: [{\"name\", \"kind\"}])",
+                                                      "take the lite defaults; tasks: [{\"name\", \"kind\"}], "
+                                                      "\"output\": \"2d\" for 2D labels of a surface volume)",
                                         true, "", "C.json", cmd);
     TCLAP::ValueArg<std::string> data("", "data", "training CSV: signal,target,task[,mask]", true, "", "D.csv", cmd);
     TCLAP::ValueArg<std::string> out("", "out", "model file to write (the best on --val if given, else the last)",
@@ -464,6 +481,13 @@ int run_train(int argc, char **argv)
                                              false, 0, "S", cmd);
     TCLAP::ValueArg<std::string> patch_arg("", "patch", "training patch Z,Y,X (default: the configuration's)", false,
                                            "", "Z,Y,X", cmd);
+    TCLAP::SwitchArg rotations("", "rotations", "augment with random in-plane 90-degree rotations (square patch)", cmd);
+    TCLAP::ValueArg<double> jitter("", "jitter", "augment the input's intensity: scaled by 1 +- J and shifted by +- J "
+                                                 "(z-scored units; default 0: off)",
+                                   false, 0.0, "J", cmd);
+    TCLAP::ValueArg<double> noise("", "noise", "augment the input with Gaussian noise of this standard deviation "
+                                               "(z-scored units; default 0: off)",
+                                  false, 0.0, "S", cmd);
     TCLAP::ValueArg<std::string> log("", "log", "JSON lines: one per step, one per validation", false, "",
                                      "LOG.jsonl", cmd);
     TCLAP::ValueArg<std::string> val("", "val", "validation CSV, same columns as --data", false, "", "D2.csv", cmd);
@@ -497,6 +521,10 @@ int run_train(int argc, char **argv)
         throw Failure("--val-every must be 0 or more", kBadInput);
     if (val_every.isSet() && !val.isSet())
         throw Failure("--val-every needs --val", kBadInput);
+    if (!(jitter.getValue() >= 0.0 && jitter.getValue() < 1.0))
+        throw Failure("--jitter must be in [0, 1)", kBadInput);
+    if (!(noise.getValue() >= 0.0 && std::isfinite(noise.getValue())))
+        throw Failure("--noise must be a finite number, 0 or more", kBadInput);
     if (checkpoint_every.getValue() < 0)
         throw Failure("--checkpoint-every must be 0 or more", kBadInput);
 
@@ -534,6 +562,11 @@ int run_train(int argc, char **argv)
     opt.optim = optimizer.getValue() == "adam" ? rm_optim_adam_official() : rm_optim_adamw_default();
     if (lr.isSet())
         opt.optim.lr = static_cast<float>(lr.getValue());
+    opt.rotations = rotations.getValue();
+    opt.intensity_jitter = static_cast<float>(jitter.getValue());
+    opt.noise = static_cast<float>(noise.getValue());
+    if (opt.rotations && patch[1] != patch[2])
+        throw Failure("--rotations needs a square patch in Y and X, not " + size_string(patch), kBadInput);
     opt.schedule = warmup.getValue() > 0 ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
                                          : rm_schedule_constant();
     std::vector<rm_train_volume> volumes;
@@ -545,6 +578,7 @@ int run_train(int argc, char **argv)
         for (size_t a = 0; a < 3; a++)
             v.size[a] = s.signal->size[a];
         v.task = s.task;
+        v.target_2d = c.cfg.tasks[s.task].output_2d;
         volumes.push_back(v);
     }
     rm_trainer *raw_trainer = nullptr;

@@ -28,6 +28,56 @@ void check_same_size(const Volume &a, const std::string &a_path, const Volume &b
                       kBadInput);
 }
 
+namespace {
+
+// "Y x X" of a volume's layers, for messages.
+std::string plane_string(const std::array<int64_t, 3> &size)
+{
+    return std::to_string(size[1]) + " x " + std::to_string(size[2]);
+}
+
+} // namespace
+
+void check_label_size(const Volume &signal, const std::string &signal_path, const Volume &label,
+                      const std::string &label_path, const rm_task &task)
+{
+    const std::string layers = plane_string(signal.size);
+    const bool one_layer = label.size[0] == 1, same_plane = label.size[1] == signal.size[1] &&
+                                                              label.size[2] == signal.size[2];
+    if (task.output_2d) {
+        if (!one_layer)
+            throw Failure(label_path + " is a volume of " + size_string(label.size) + " voxels, but task '" + task.name +
+                              "' has 2D labels (\"output\": \"2d\"): it needs a 2D image of the layers of " +
+                              signal_path + ", " + layers + " (Y x X)",
+                          kBadInput);
+        if (!same_plane)
+            throw Failure(label_path + " is a 2D image of " + plane_string(label.size) + " (Y x X) but the "
+                              "layers of " + signal_path + " are " + layers + ": a 2D label must cover them exactly",
+                          kBadInput);
+        return;
+    }
+    if (one_layer && signal.size[0] > 1 && same_plane)
+        throw Failure(label_path + " is a 2D image of " + layers + " for the layers of " + signal_path + " (" +
+                          size_string(signal.size) + "), but task '" + task.name + "' has 3D labels: 2D labels of a "
+                          "surface volume need a task with \"output\": \"2d\" in the configuration",
+                      kBadInput);
+    check_same_size(signal, signal_path, label, label_path);
+}
+
+Volume depth_mean(const Context &ctx, const Volume &v)
+{
+    Volume map;
+    map.size = {1, v.size[1], v.size[2]};
+    map.spacing = v.spacing;
+    map.origin = v.origin;
+    map.direction = v.direction;
+    map.voxels.assign(static_cast<size_t>(map.count()), 0.0f);
+    rm_tensor x = rm_tensor_5d(const_cast<float *>(v.voxels.data()), 1, 1, v.size[0], v.size[1], v.size[2]);
+    rm_tensor y = rm_tensor_5d(map.voxels.data(), 1, 1, 1, v.size[1], v.size[2]);
+    ctx.check(rm_depth_mean_forward(ctx, &x, &y));
+    return map;
+}
+
 int read_volume_region(void *user, const int64_t start[3], const int64_t size[3], float *buf)
 {
     const Volume &v = *static_cast<const Volume *>(user);

@@ -1,5 +1,6 @@
 // Volume helpers shared by the subcommands that predict and measure (eval, train): the official normalization,
-// size checks, the sliding-window read callback over a volume in memory, and the metrics of a task as JSON.
+// size checks, the sliding-window read callback over a volume in memory, the 2D map of a 3D prediction, and the
+// metrics of a task as JSON.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,16 @@ void zscore(std::vector<float> &v);
 
 // A Failure naming both files and their sizes unless a and b have the same size.
 void check_same_size(const Volume &a, const std::string &a_path, const Volume &b, const std::string &b_path);
+
+// A Failure unless `label` (a target or a mask) fits `signal` for `task`: the signal's size for 3D labels; for a
+// task with 2D labels (output_2d, extensions.md §4) one layer of the signal's Y x X. The message names both files,
+// their sizes and what the task wants.
+void check_label_size(const Volume &signal, const std::string &signal_path, const Volume &label,
+                      const std::string &label_path, const rm_task &task);
+
+// The mean over depth of `v` (rm_depth_mean_forward): a one-layer volume with v's spacing, origin and direction, the
+// 2D logit map of a 3D prediction for a task with 2D labels.
+Volume depth_mean(const Context &ctx, const Volume &v);
 
 // rm_read_fn over a Volume in memory: pass a `const Volume *` as the user pointer.
 int read_volume_region(void *user, const int64_t start[3], const int64_t size[3], float *buf);

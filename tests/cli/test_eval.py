@@ -1,5 +1,6 @@
 """repmode eval (cli.md): metrics of a whole-volume prediction checked against the PyTorch reference and numpy
-formulas written independently of the C code; the image formats and folders ITK reads; and the errors."""
+formulas written independently of the C code; a task with 2D labels measured on the depth mean of its prediction;
+the image formats and folders ITK reads; and the errors."""
 import json
 import math
 import os
@@ -221,3 +222,69 @@ def test_errors_exit_1_with_a_useful_message(tmp_path):
     expect_failure(ev("--task", "dna", "--input", inp, "--target", gt, "--overlap", "1.5"), "--overlap")
     expect_failure(run("eval", "--model", SMALL, "--task", "dna", "--input", inp, "--target", gt, "--patch", "8,12"),
                    "--patch")
+
+
+# ---- 2D labels (extensions.md §4) ------------------------------------------------------------------------------------
+
+def with_2d_ink(tmp_path, threshold=None):
+    """The fixture model with its task 'ink' marked as trained on 2D labels ("output": "2d"), same weights, and
+    the given label threshold."""
+    tensors, metadata = st.read(SMALL)
+    tasks = json.loads(metadata["repmode.tasks"])
+    for t in tasks:
+        if t["name"] == "ink":
+            t["output"] = "2d"
+            if threshold is not None:
+                t["threshold"] = threshold
+    metadata = dict(metadata, **{"repmode.tasks": st.json_string(tasks)})
+    path = tmp_path / "ink2d.safetensors"
+    st.write(str(path), list(tensors.items()), metadata)  # read keeps the file order
+    return str(path)
+
+
+def test_2d_labels_are_measured_on_the_mean_over_depth(tmp_path):
+    signal, _ = sample(6)
+    logits = reference_prediction("ink", signal).mean(axis=0)  # the 2D logit map
+    prob = 1 / (1 + np.exp(-logits))
+    # The untrained fixture's probabilities sit in a narrow band: a threshold in the widest gap of their middle half,
+    # so float32 and float64 agree about every pixel's side.
+    middle = np.sort(prob.ravel())[prob.size // 4:3 * prob.size // 4]
+    k = int(np.argmax(np.diff(middle)))
+    assert middle[k + 1] - middle[k] > 1e-6
+    threshold = float(np.float32((middle[k] + middle[k + 1]) / 2))
+    model = with_2d_ink(tmp_path, threshold)
+    rng = np.random.default_rng(7)
+    target = ((prob > np.median(prob)) ^ (rng.random(SHAPE[1:]) < 0.2)).astype(np.uint8)
+    mask = np.zeros(SHAPE[1:], np.uint8)
+    mask[2:11, 1:14] = 1
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", target)  # a true 2D image
+    write_mha(tmp_path / "mask.mha", mask[None])  # a volume of one layer
+    r = run("eval", "--model", model, "--task", "ink", "--input", str(tmp_path / "in.mha"), "--target",
+            str(tmp_path / "gt.mha"), "--mask", str(tmp_path / "mask.mha"), "--patch", PATCH)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    sel = mask > 0
+    assert got["kind"] == "binary" and got["voxels"] == int(sel.sum())
+    assert got["threshold"] == pytest.approx(threshold, rel=1e-7)
+    assert_metrics(got, binary_metrics(prob[sel], target[sel], threshold))
+
+
+def test_2d_and_3d_labels_are_refused_for_the_other_kind_of_task(tmp_path):
+    model = with_2d_ink(tmp_path)
+    signal, target = sample()
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt3d.mha", target)
+    write_mha(tmp_path / "gt2d.mha", target[0])
+    write_mha(tmp_path / "narrow.mha", target[0, :, :8])
+    inp = str(tmp_path / "in.mha")
+
+    def ev(m, task, gt, *extra):
+        return run("eval", "--model", m, "--task", task, "--input", inp, "--target", str(tmp_path / gt), "--patch",
+                   PATCH, *extra)
+
+    expect_failure(ev(model, "ink", "gt3d.mha"), "gt3d.mha", "8 x 12 x 16", "task 'ink' has 2D labels", "12 x 16")
+    expect_failure(ev(model, "ink", "narrow.mha"), "narrow.mha", "12 x 8", "12 x 16", "cover them exactly")
+    expect_failure(ev(model, "ink", "gt2d.mha", "--mask", str(tmp_path / "gt3d.mha")), "gt3d.mha", "2D labels")
+    expect_failure(ev(SMALL, "ink", "gt2d.mha"), "gt2d.mha", "task 'ink' has 3D labels", '"output": "2d"')
+    expect_failure(ev(SMALL, "dna", "gt2d.mha"), "gt2d.mha", "task 'dna' has 3D labels")

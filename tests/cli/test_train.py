@@ -1,5 +1,6 @@
 """repmode train (cli.md): a tiny model trained on `repmode synth cells` data; reproducibility across runs, thread
-counts and a resumed run; validation lines in the log; and the errors on bad input, which leave no model file."""
+counts and a resumed run; validation lines in the log; and the errors on bad input, which leave no model file. Also an
+ink task with 2D labels trained on `repmode synth scroll` data (extensions.md §4)."""
 import json
 import math
 import os
@@ -8,11 +9,13 @@ import subprocess
 
 import sys
 
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import repmode_safetensors as st  # noqa: E402
+from images import read_nrrd, write_mha  # noqa: E402
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
 
 CONFIG = {"base_channels": 4, "levels": 2, "activation": "relu", "dropout": 0, "patch": [16, 32, 32],
@@ -105,6 +108,22 @@ def test_warmup_cosine_schedule(sample, tmp_path):
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
 
 
+def test_augmentations_are_reproducible_and_change_the_run(sample, tmp_path):
+    plain, a, b = (tmp_path / n for n in ("plain.safetensors", "a.safetensors", "b.safetensors"))
+    assert train(sample, plain, steps=4).returncode == 0
+    for out, threads in ((a, 1), (b, 2)):
+        r = train(sample, out, "--rotations", "--jitter", "0.1", "--noise", "0.05", "--threads", threads, steps=4)
+        assert r.returncode == 0, r.stderr
+    assert a.read_bytes() == b.read_bytes() != plain.read_bytes()
+
+
+def test_error_bad_augmentation(sample, tmp_path):
+    assert "--jitter" in error(sample, tmp_path, None, None, "--jitter", "1.5")
+    assert "--noise" in error(sample, tmp_path, None, None, "--noise", "-1")
+    msg = error(sample, tmp_path, None, None, "--rotations", "--patch", "16,32,16")
+    assert "--rotations" in msg and "square" in msg
+
+
 def test_resume_with_another_seed_fails(sample, tmp_path):
     r = train(sample, tmp_path / "a.safetensors", "--seed", 1, steps=2)
     assert r.returncode == 0, r.stderr
@@ -175,14 +194,116 @@ def test_error_mismatched_sizes(sample, tmp_path):
     assert "signal.nrrd" in msg and "small/nuclei.nrrd" in msg and "16 x 32 x 16" in msg
 
 
-def test_error_2d_labels(sample, tmp_path):
-    scroll = tmp_path / "scroll"
-    r = run("synth", "scroll", "--out", scroll, "--size", "8,32,32")
+def test_error_2d_labels_for_a_3d_task(scroll, tmp_path):
+    cfg = tmp_path / "ink3d.json"
+    cfg.write_text(json.dumps(dict(INK_CONFIG, tasks=[{"name": "ink", "kind": "binary"}])))
+    msg = error(scroll, tmp_path, config=cfg, data=scroll / "data.csv")
+    assert "line 2" in msg and "inklabels.nrrd" in msg and "2D image of 64 x 64" in msg
+    assert "task 'ink' has 3D labels" in msg and '"output": "2d"' in msg
+
+
+def test_error_3d_labels_for_a_2d_task(scroll, tmp_path):
+    write_mha(tmp_path / "volume.mha", np.zeros((16, 64, 64), np.uint8))
+    d = link_csv(tmp_path, scroll, "signal,target,task,mask\nscroll/surface_volume,volume.mha,ink,scroll/mask.nrrd\n")
+    msg = error(scroll, tmp_path, config=scroll / "config.json", data=d)
+    assert "volume.mha is a volume of 16 x 64 x 64" in msg and "task 'ink' has 2D labels" in msg and "64 x 64" in msg
+
+
+@pytest.mark.parametrize("which", ["target", "mask"])
+def test_error_2d_label_of_the_wrong_size(scroll, tmp_path, which):
+    write_mha(tmp_path / "narrow.mha", np.zeros((64, 48), np.uint8))  # a true 2D image
+    target, mask = ("narrow.mha", "scroll/mask.nrrd") if which == "target" else ("scroll/inklabels.nrrd", "narrow.mha")
+    d = link_csv(tmp_path, scroll, "signal,target,task,mask\nscroll/surface_volume,%s,ink,%s\n" % (target, mask))
+    msg = error(scroll, tmp_path, config=scroll / "config.json", data=d)
+    assert "narrow.mha is a 2D image of 64 x 48" in msg and "64 x 64" in msg and "cover them exactly" in msg
+
+
+def test_error_bad_output_field(sample, tmp_path):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps(dict(CONFIG, tasks=[{"name": "ink", "kind": "binary", "output": "2.5d"}])))
+    assert "'output' must be" in error(sample, tmp_path, config=cfg)
+
+
+# ---- 2D labels of a surface volume (extensions.md §4) -------------------------------------------------------------
+
+INK_CONFIG = {"base_channels": 4, "levels": 2, "patch": [8, 32, 32],
+              "tasks": [{"name": "ink", "kind": "binary", "output": "2d"}]}
+
+
+@pytest.fixture(scope="module")
+def scroll(tmp_path_factory):
+    """A 16x64x64 synthetic papyrus surface volume with its 2D ink label and fragment mask, as `repmode synth
+    scroll` writes them (data.csv included), and a config of one ink task with 2D labels."""
+    d = tmp_path_factory.mktemp("scroll")
+    r = run("synth", "scroll", "--out", d, "--size", "16,64,64", "--seed", 1)
     assert r.returncode == 0, r.stderr
-    cfg = tmp_path / "ink.json"
-    cfg.write_text(json.dumps(dict(CONFIG, tasks=[{"name": "ink", "kind": "binary"}])))
-    msg = error(sample, tmp_path, config=cfg, data=scroll / "data.csv")
-    assert "2D" in msg and "ink decoder" in msg
+    (d / "config.json").write_text(json.dumps(INK_CONFIG))
+    return d
+
+
+def link_csv(tmp_path, scroll, text):
+    if not (tmp_path / "scroll").exists():
+        os.symlink(scroll, tmp_path / "scroll")
+    (tmp_path / "d.csv").write_text(text)
+    return tmp_path / "d.csv"
+
+
+def train_ink(scroll, out, *extra, steps=6):
+    return run("train", "--config", scroll / "config.json", "--data", scroll / "data.csv", "--out", out,
+               "--steps", steps, "--batch", 2, *extra)
+
+
+def test_synth_scroll_data_trains_an_ink_task_on_2d_labels(scroll, tmp_path):
+    out, log = tmp_path / "ink.safetensors", tmp_path / "log.jsonl"
+    r = train_ink(scroll, out, "--val", scroll / "data.csv", "--log", log)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(run("info", "--json", out).stdout)
+    assert info["tasks"] == [{"name": "ink", "kind": "binary", "output": "2d"}]
+    assert "2D labels" in run("info", out).stdout
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    assert all(math.isfinite(l["loss"]) for l in lines if "loss" in l)
+    (val,) = [l for l in lines if "validation" in l]
+    (item,) = val["validation"]
+    # Measured on the 2D map: one value per pixel of the fragment mask.
+    mask = read_nrrd(scroll / "mask.nrrd")
+    assert mask.shape == (1, 64, 64)
+    assert item["voxels"] == int((mask > 0).sum()) and item["kind"] == "binary"
+    assert {"f05", "dice", "precision", "recall", "auc"} <= set(item)
+
+    # repmode eval on the 2D target measures the same map.
+    r = run("eval", "--model", out, "--task", "ink", "--input", scroll / "surface_volume", "--target",
+            scroll / "inklabels.nrrd", "--mask", scroll / "mask.nrrd", "--patch", "8,32,32")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["voxels"] == item["voxels"]
+    for key in ("f05", "dice", "precision", "recall", "auc"):
+        assert (got[key] is None and item[key] is None) or got[key] == pytest.approx(item[key], abs=1e-6), key
+
+
+def test_2d_labels_train_reproducibly_across_threads_and_a_resume(scroll, tmp_path):
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    assert train_ink(scroll, one, "--threads", 1, "--seed", 4).returncode == 0
+    r = train_ink(scroll, two, "--threads", 2, "--seed", 4, "--checkpoint", tmp_path / "half.ckpt", steps=3)
+    assert r.returncode == 0, r.stderr
+    r = train_ink(scroll, two, "--threads", 2, "--seed", 4, "--resume", tmp_path / "half.ckpt")
+    assert r.returncode == 0, r.stderr
+    assert one.read_bytes() == two.read_bytes()
+
+
+def test_mixed_2d_and_3d_labels_in_one_run(scroll, sample, tmp_path):
+    cfg = tmp_path / "mixed.json"
+    cfg.write_text(json.dumps(dict(INK_CONFIG, tasks=[{"name": "ink", "kind": "binary", "output": "2d"},
+                                                      {"name": "nuclei", "kind": "regression"}])))
+    os.symlink(sample, tmp_path / "cells")
+    d = link_csv(tmp_path, scroll, "signal,target,task,mask\nscroll/surface_volume,scroll/inklabels.nrrd,ink,"
+                                   "scroll/mask.nrrd\ncells/signal.nrrd,cells/nuclei.nrrd,nuclei,\n")
+    out, log = tmp_path / "m.safetensors", tmp_path / "log.jsonl"
+    r = run("train", "--config", cfg, "--data", d, "--out", out, "--steps", 4, "--batch", 3, "--val", d, "--log", log)
+    assert r.returncode == 0, r.stderr
+    (val,) = [json.loads(l) for l in log.read_text().splitlines() if "validation" in l]
+    kinds = {v["task"]: v for v in val["validation"]}
+    assert kinds["ink"]["kind"] == "binary" and kinds["nuclei"]["kind"] == "regression"
+    assert kinds["nuclei"]["voxels"] == 16 * 32 * 32
 
 
 def test_error_empty_csv(sample, tmp_path):
