@@ -154,9 +154,142 @@ static int read_window(rm_read_fn read, void *user, const int64_t volume[3], con
     return rc;
 }
 
+/* One window's prediction (channels × window voxels), and whether the current call used it. */
+typedef struct cached_window {
+    int64_t start[3];
+    float *pred;
+    int used;
+} cached_window;
+
+struct rm_window_cache {
+    cached_window *w;
+    int64_t n, cap;
+    size_t bytes, max_bytes;
+    /* what the windows were computed with: any change empties the cache */
+    const rm_deploy *deploy;
+    int task;
+    rm_window_params params;
+    int64_t volume[3], window[3];
+};
+
+rm_window_cache *rm_window_cache_create(size_t max_bytes)
+{
+    rm_window_cache *c = calloc(1, sizeof *c);
+    if (c)
+        c->max_bytes = max_bytes;
+    return c;
+}
+
+void rm_window_cache_clear(rm_window_cache *c)
+{
+    if (!c)
+        return;
+    for (int64_t i = 0; i < c->n; i++)
+        free(c->w[i].pred);
+    c->n = 0;
+    c->bytes = 0;
+}
+
+void rm_window_cache_free(rm_window_cache *c)
+{
+    rm_window_cache_clear(c);
+    if (c)
+        free(c->w);
+    free(c);
+}
+
+size_t rm_window_cache_bytes(const rm_window_cache *c) { return c ? c->bytes : 0; }
+
+/* Empties the cache unless its windows were computed by the same network and task, windows and volume. */
+static void cache_begin(rm_window_cache *c, const rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
+                        const int64_t win[3])
+{
+    const int same = c->deploy == d && c->task == rm_deploy_task(d) && c->params.overlap == p->overlap &&
+                     c->params.blend == p->blend && memcmp(c->params.patch, p->patch, sizeof p->patch) == 0 &&
+                     memcmp(c->volume, volume, sizeof c->volume) == 0 && memcmp(c->window, win, sizeof c->window) == 0;
+    if (!same) {
+        rm_window_cache_clear(c);
+        c->deploy = d;
+        c->task = rm_deploy_task(d);
+        c->params = *p;
+        memcpy(c->volume, volume, sizeof c->volume);
+        memcpy(c->window, win, sizeof c->window);
+    }
+    for (int64_t i = 0; i < c->n; i++)
+        c->w[i].used = 0;
+}
+
+static cached_window *cache_find(rm_window_cache *c, const int64_t start[3])
+{
+    for (int64_t i = 0; c && i < c->n; i++)
+        if (memcmp(c->w[i].start, start, sizeof c->w[i].start) == 0)
+            return &c->w[i];
+    return NULL;
+}
+
+/* Keeps a copy of a window's prediction; a full cache or no memory only means it will be computed again. */
+static void cache_put(rm_window_cache *c, const int64_t start[3], const float *pred, size_t floats)
+{
+    if (c->bytes + floats * sizeof(float) > c->max_bytes)
+        return;
+    if (c->n == c->cap) {
+        const int64_t cap = c->cap ? 2 * c->cap : 16;
+        cached_window *w = realloc(c->w, (size_t)cap * sizeof *w);
+        if (!w)
+            return;
+        c->w = w;
+        c->cap = cap;
+    }
+    float *copy = malloc(floats * sizeof *copy);
+    if (!copy)
+        return;
+    memcpy(copy, pred, floats * sizeof *copy);
+    cached_window *e = &c->w[c->n++];
+    memcpy(e->start, start, sizeof e->start);
+    e->pred = copy;
+    e->used = 1;
+    c->bytes += floats * sizeof *copy;
+}
+
+/* Whether a window reaches outside the output region: only such windows can serve another region. */
+static int reaches_outside(const int64_t start[3], const int64_t win[3], const int64_t out_start[3],
+                           const int64_t out_size[3])
+{
+    int outside = 0;
+    for (int a = 0; a < 3; a++)
+        outside |= start[a] < out_start[a] || start[a] + win[a] > out_start[a] + out_size[a];
+    return outside;
+}
+
+/* Drops the windows this call did not use, and those it used that lie inside its output region (no later region
+ * needs them), keeping the order of the others. */
+static void cache_end(rm_window_cache *c, const int64_t win[3], const int64_t out_start[3], const int64_t out_size[3],
+                      size_t floats)
+{
+    int64_t kept = 0;
+    for (int64_t i = 0; i < c->n; i++) {
+        if (c->w[i].used && reaches_outside(c->w[i].start, win, out_start, out_size)) {
+            c->w[kept++] = c->w[i];
+        } else {
+            free(c->w[i].pred);
+            c->bytes -= floats * sizeof(float);
+        }
+    }
+    c->n = kept;
+}
+
 rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
                             rm_read_fn read, void *read_user, const int64_t out_start[3], const int64_t out_size[3],
                             float *out, rm_progress_fn progress, void *progress_user)
+{
+    return rm_predict_region_cached(ctx, d, p, volume, read, read_user, out_start, out_size, out, progress,
+                                    progress_user, NULL);
+}
+
+rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
+                                   rm_read_fn read, void *read_user, const int64_t out_start[3],
+                                   const int64_t out_size[3], float *out, rm_progress_fn progress,
+                                   void *progress_user, rm_window_cache *cache)
 {
     if (!read || !out)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: NULL argument");
@@ -180,6 +313,8 @@ rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p
     }
     if (s == RM_OK)
         rm_window_weights(p->blend, win, weights);
+    if (s == RM_OK && cache)
+        cache_begin(cache, d, p, volume, win);
 
     const int64_t total = ax[0].n * ax[1].n * ax[2].n;
     rm_tensor x = rm_tensor_5d(in, 1, 1, win[0], win[1], win[2]);
@@ -189,14 +324,22 @@ rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p
     for (int64_t k = 0; s == RM_OK && k < total; k++) {
         const int64_t st[3] = {ax[0].starts[k / (ax[1].n * ax[2].n)], ax[1].starts[k / ax[2].n % ax[1].n],
                                ax[2].starts[k % ax[2].n]};
-        if (read_window(read, read_user, volume, st, win, in, staging) != 0) {
-            s = rm_fail(ctx, RM_ERR_IO, "predict: reading the input at (%lld, %lld, %lld) failed", (long long)st[0],
-                        (long long)st[1], (long long)st[2]);
-            break;
+        cached_window *hit = cache_find(cache, st);
+        const float *wp = hit ? hit->pred : pred;
+        if (hit) {
+            hit->used = 1;
+        } else {
+            if (read_window(read, read_user, volume, st, win, in, staging) != 0) {
+                s = rm_fail(ctx, RM_ERR_IO, "predict: reading the input at (%lld, %lld, %lld) failed",
+                            (long long)st[0], (long long)st[1], (long long)st[2]);
+                break;
+            }
+            s = rm_deploy_forward(ctx, d, &x, &y);
+            if (s != RM_OK)
+                break;
+            if (cache && reaches_outside(st, win, out_start, out_size))
+                cache_put(cache, st, pred, (size_t)(channels * wvol));
         }
-        s = rm_deploy_forward(ctx, d, &x, &y);
-        if (s != RM_OK)
-            break;
         /* The part of the window inside the output region. */
         int64_t lo[3], hi[3];
         for (int a = 0; a < 3; a++) {
@@ -211,7 +354,7 @@ rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p
                                        (c - out_start[2]);
                     den[oi] += weights[wi];
                     for (int64_t ch = 0; ch < channels; ch++)
-                        num[ch * ovol + oi] += (double)weights[wi] * pred[ch * wvol + wi];
+                        num[ch * ovol + oi] += (double)weights[wi] * wp[ch * wvol + wi];
                 }
         if (progress && progress(progress_user, (double)(k + 1) / (double)total) != 0)
             s = rm_fail(ctx, RM_ERR_ARGUMENT, "predict: aborted");
@@ -219,6 +362,10 @@ rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p
     for (int64_t ch = 0; s == RM_OK && ch < channels; ch++)
         for (int64_t i = 0; i < ovol; i++)
             out[ch * ovol + i] = (float)(num[ch * ovol + i] / den[i]);
+    if (s == RM_OK && cache)
+        cache_end(cache, win, out_start, out_size, (size_t)(channels * wvol));
+    else if (cache)
+        rm_window_cache_clear(cache); /* an aborted call may have left windows half used */
     for (int a = 0; a < 3; a++)
         free(ax[a].starts);
     free(in);

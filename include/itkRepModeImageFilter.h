@@ -10,7 +10,9 @@
  * volume. Give the statistics (SetInputStatistics, e.g. from itk::RepModeInputStatistics over a streamed reader)
  * and the input streams too; leave them unset and the filter asks for the whole input and computes them itself.
  *
- * Binary tasks give probabilities (or logits with OutputLogitsOn), regression tasks normalized intensities.
+ * Binary tasks give probabilities (or logits with OutputLogitsOn), regression tasks normalized intensities. A task
+ * trained on 2D labels of a surface volume ("output": "2d", extensions.md §4) gives a one-layer image: the mean over
+ * depth of the logits (then the probability), as it was trained.
  * The core's work runs on its own OpenMP threads (NumberOfThreads; 0: all cores), not ITK's thread pool.
  */
 #ifndef itkRepModeImageFilter_h
@@ -21,6 +23,7 @@
 
 #include "itkImageToImageFilter.h"
 #include "repmode/model.h"
+#include "repmode/ops.h"
 #include "repmode/predict.h"
 
 namespace itk
@@ -88,6 +91,10 @@ public:
   /** Threads of the core (OpenMP); 0 takes all cores. */
   itkSetMacro(NumberOfThreads, int);
   itkGetConstMacro(NumberOfThreads, int);
+  /** Memory for the windows that straddle the borders of streamed pieces, kept so that the next piece does not
+   * compute them again (results are the same either way); 0 turns it off. Default 512 MiB. */
+  itkSetMacro(WindowCacheBytes, SizeValueType);
+  itkGetConstMacro(WindowCacheBytes, SizeValueType);
   /** Binary tasks: write logits instead of probabilities (e.g. to average them before the sigmoid). */
   itkSetMacro(OutputLogits, bool);
   itkGetConstMacro(OutputLogits, bool);
@@ -137,6 +144,14 @@ private:
       rm_ctx_free(ctx);
     }
   };
+  struct CacheDeleter
+  {
+    void
+    operator()(rm_window_cache * cache) const
+    {
+      rm_window_cache_free(cache);
+    }
+  };
   struct DeployDeleter
   {
     void
@@ -170,11 +185,13 @@ private:
   BlendingEnum      m_Blending{ BlendingEnum::Gaussian };
   int               m_NumberOfThreads{ 0 };
   bool              m_OutputLogits{ false };
+  SizeValueType     m_WindowCacheBytes{ SizeValueType{ 512 } << 20 };
   double            m_InputMean;
   double            m_InputStandardDeviation;
 
   std::unique_ptr<rm_ctx, ContextDeleter>       m_Context;
   std::unique_ptr<rm_deploy, DeployDeleter>     m_Deploy;
+  std::unique_ptr<rm_window_cache, CacheDeleter> m_WindowCache; // windows between the pieces of one update
   std::string                                   m_DeployKey{}; // the model and task m_Deploy was made from
   rm_task                                       m_TaskDescription{};
 };

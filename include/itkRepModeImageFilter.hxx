@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <vector>
 
 #include "itkImageRegionConstIterator.h"
 #include "itkRepModeImageFilter.h"
@@ -116,11 +117,21 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateOutputInformation()
     itkExceptionMacro(<< "the model predicts " << cfg->out_channels
                       << " channels per task; this filter writes one (scalar) output");
   }
+  // A new update (new input, parameters or model) starts without windows from the last one.
+  m_WindowCache.reset(m_WindowCacheBytes > 0 ? rm_window_cache_create(m_WindowCacheBytes) : nullptr);
+
   // The core checks the window parameters against the network and the image before any work is asked for.
   int64_t                volume[3], start[3] = { 0, 0, 0 }, inStart[3], inSize[3];
   const rm_window_params p = WindowParameters();
   VolumeSize(volume);
   Check(rm_predict_input_region(m_Context.get(), m_Deploy.get(), &p, volume, start, volume, inStart, inSize));
+  if (m_TaskDescription.output_2d)
+  {
+    // A task with 2D labels maps the layers of a surface volume to one layer: the mean over depth of the logits.
+    OutputRegionType region = this->GetInput()->GetLargestPossibleRegion();
+    region.SetSize(2, 1);
+    this->GetOutput()->SetLargestPossibleRegion(region);
+  }
 }
 
 template <typename TInputImage, typename TOutputImage>
@@ -144,7 +155,7 @@ template <typename TInputImage, typename TOutputImage>
 void
 RepModeImageFilter<TInputImage, TOutputImage>::VolumeSize(int64_t volume[3]) const
 {
-  const auto size = this->GetOutput()->GetLargestPossibleRegion().GetSize();
+  const auto size = this->GetInput()->GetLargestPossibleRegion().GetSize();
   for (unsigned a = 0; a < 3; ++a)
   {
     volume[a] = static_cast<int64_t>(size[2 - a]);
@@ -162,6 +173,13 @@ RepModeImageFilter<TInputImage, TOutputImage>::CoreRegion(const OutputRegionType
   {
     start[a] = static_cast<int64_t>(region.GetIndex(2 - a) - origin[2 - a]);
     size[a] = static_cast<int64_t>(region.GetSize(2 - a));
+  }
+  if (m_TaskDescription.output_2d) // every layer of the surface volume
+  {
+    int64_t volume[3];
+    VolumeSize(volume);
+    start[0] = 0;
+    size[0] = volume[0];
   }
 }
 
@@ -264,9 +282,15 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
   const rm_window_params p = WindowParameters();
   VolumeSize(volume);
   CoreRegion(output->GetRequestedRegion(), start, size);
-  float *         out = output->GetBufferPointer();
-  const rm_status status = rm_predict_region(m_Context.get(), m_Deploy.get(), &p, volume, &Reading::Read,
-                                             &reading, start, size, out, &Reading::Progress, &reading);
+  float *           out = output->GetBufferPointer();
+  std::vector<float> layers; // a task with 2D labels: the logits of every layer, averaged into `out`
+  if (m_TaskDescription.output_2d)
+  {
+    layers.resize(static_cast<size_t>(size[0] * size[1] * size[2]));
+  }
+  const rm_status status =
+    rm_predict_region_cached(m_Context.get(), m_Deploy.get(), &p, volume, &Reading::Read, &reading, start, size,
+                             layers.empty() ? out : layers.data(), &Reading::Progress, &reading, m_WindowCache.get());
   if (status != RM_OK && this->GetAbortGenerateData())
   {
     ProcessAborted e(__FILE__, __LINE__);
@@ -274,6 +298,12 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
     throw e;
   }
   Check(status);
+  if (!layers.empty())
+  {
+    const rm_tensor all = rm_tensor_5d(layers.data(), 1, 1, size[0], size[1], size[2]);
+    rm_tensor       mean = rm_tensor_5d(out, 1, 1, 1, size[1], size[2]);
+    Check(rm_depth_mean_forward(m_Context.get(), &all, &mean));
+  }
   if (m_TaskDescription.kind == RM_TASK_BINARY && !m_OutputLogits)
   {
     const size_t n = output->GetRequestedRegion().GetNumberOfPixels();
@@ -297,6 +327,8 @@ RepModeImageFilter<TInputImage, TOutputImage>::PrintSelf(std::ostream & os, Inde
   os << indent << "Blending: " << (m_Blending == BlendingEnum::Gaussian ? "Gaussian" : "Constant") << std::endl;
   os << indent << "NumberOfThreads: " << m_NumberOfThreads << std::endl;
   os << indent << "OutputLogits: " << (m_OutputLogits ? "On" : "Off") << std::endl;
+  os << indent << "WindowCacheBytes: " << m_WindowCacheBytes << " (holding "
+     << rm_window_cache_bytes(m_WindowCache.get()) << ")" << std::endl;
   os << indent << "InputMean: " << m_InputMean << std::endl;
   os << indent << "InputStandardDeviation: " << m_InputStandardDeviation << std::endl;
   os << indent << "Context: " << static_cast<const void *>(m_Context.get()) << std::endl;
@@ -305,7 +337,8 @@ RepModeImageFilter<TInputImage, TOutputImage>::PrintSelf(std::ostream & os, Inde
   os << indent << "Deploy: " << static_cast<const void *>(m_Deploy.get()) << std::endl;
   os << indent << "DeployKey: " << key << std::endl;
   os << indent << "TaskDescription: " << m_TaskDescription.name
-     << (m_TaskDescription.kind == RM_TASK_BINARY ? " (binary)" : " (regression)") << std::endl;
+     << (m_TaskDescription.kind == RM_TASK_BINARY ? " (binary" : " (regression")
+     << (m_TaskDescription.output_2d ? ", 2D labels: mean over depth)" : ")") << std::endl;
 }
 
 } // end namespace itk

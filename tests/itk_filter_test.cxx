@@ -43,21 +43,29 @@ void register_io()
     }
 }
 
-// A small random network with a regression and a binary task, patch 8³.
+rm_task task_2d(const char *name)
+{
+    rm_task t = rm_task_make(name, RM_TASK_BINARY);
+    t.output_2d = 1;
+    return t;
+}
+
+// A small random network with a regression task, a binary one and a binary one with 2D labels, patch 8³.
 struct Net {
-    std::vector<rm_task> tasks{rm_task_make("signal", RM_TASK_REGRESSION), rm_task_make("ink", RM_TASK_BINARY)};
+    std::vector<rm_task> tasks{rm_task_make("signal", RM_TASK_REGRESSION), rm_task_make("ink", RM_TASK_BINARY),
+                               task_2d("ink2d")};
     rm_ctx *ctx = rm_ctx_create(2);
     rm_model *model = nullptr;
-    rm_deploy *deploy[2] = {nullptr, nullptr};
+    rm_deploy *deploy[3] = {nullptr, nullptr, nullptr};
     Net()
     {
-        rm_config cfg = rm_config_lite(tasks.data(), 2);
+        rm_config cfg = rm_config_lite(tasks.data(), 3);
         cfg.base_channels = 2;
         cfg.levels = 2;
         for (int64_t &p : cfg.patch)
             p = 8;
         EXPECT_EQ(rm_model_create(ctx, &cfg, 11, &model), RM_OK);
-        for (int t = 0; t < 2; t++)
+        for (int t = 0; t < 3; t++)
             EXPECT_EQ(rm_deploy_create(ctx, model, t, &deploy[t]), RM_OK);
     }
     ~Net()
@@ -140,6 +148,17 @@ std::vector<float> core_prediction(const Net &net, int task, const ShortImage *i
                                 nullptr, nullptr),
               RM_OK)
         << rm_ctx_error(net.ctx);
+    if (net.tasks[(size_t)task].output_2d) { // the mean over depth of the logits, summed in order in double
+        const size_t plane = (size_t)(volume[1] * volume[2]);
+        std::vector<float> map(plane);
+        for (size_t i = 0; i < plane; i++) {
+            double sum = 0.0;
+            for (int64_t z = 0; z < volume[0]; z++)
+                sum += out[(size_t)z * plane + i];
+            map[i] = (float)(sum / (double)volume[0]);
+        }
+        out = map;
+    }
     if (net.tasks[(size_t)task].kind == RM_TASK_BINARY)
         for (float &v : out)
             v = (float)(1.0 / (1.0 + std::exp(-(double)v)));
@@ -168,7 +187,7 @@ TEST(RepModeImageFilter, EqualsTheCoresSlidingWindowOnTheZScoredVolume)
     Net net;
     auto image = random_image(19, 13, 10, 1); // x, y, z: neither a multiple of the patch
     const int64_t patch[3] = {8, 8, 8};
-    for (int task = 0; task < 2; task++) {
+    for (int task = 0; task < 3; task++) {
         auto f = make_filter(net, net.tasks[(size_t)task].name, image);
         f->Update();
         const std::vector<float> got = pixels(f->GetOutput());
@@ -238,6 +257,37 @@ TEST(RepModeImageFilter, StreamedWritesEqualTheWholeRunBitForBit)
                     << "the input was not streamed";
             }
         }
+}
+
+TEST(RepModeImageFilter, ATaskWith2DLabelsGivesOneLayerStreamedByRows)
+{
+    register_io();
+    Net net;
+    auto image = random_image(14, 37, 12, 10); // a surface volume: 12 layers of 37 x 14
+    auto whole = make_filter(net, "ink2d", image);
+    whole->Update();
+    const auto region = whole->GetOutput()->GetLargestPossibleRegion();
+    EXPECT_EQ(region.GetSize(2), 1u);
+    EXPECT_EQ(region.GetIndex(2), image->GetLargestPossibleRegion().GetIndex(2));
+    EXPECT_EQ(region.GetSize(1), 37u);
+    EXPECT_EQ(whole->GetOutput()->GetSpacing(), image->GetSpacing());
+    const std::vector<float> want = pixels(whole->GetOutput());
+    double mean, sd;
+    itk::RepModeInputStatistics<ShortImage>::Compute(image, mean, sd);
+    auto f = make_filter(net, "ink2d", image);
+    f->SetInputStatistics(mean, sd);
+    const fs::path file = scratch("map.mha");
+    auto writer = itk::ImageFileWriter<FloatImage>::New();
+    writer->SetInput(f->GetOutput());
+    writer->SetFileName(file.string());
+    writer->SetNumberOfStreamDivisions(5); // along Y: the map has one layer
+    writer->Update();
+    auto reader = itk::ImageFileReader<FloatImage>::New();
+    reader->SetFileName(file.string());
+    reader->Update();
+    EXPECT_TRUE(bit_identical(pixels(reader->GetOutput()), want));
+    EXPECT_EQ(image->GetRequestedRegion().GetSize(2), 12u) << "every layer is read";
+    EXPECT_LT(image->GetRequestedRegion().GetSize(1), 37u) << "rows are streamed";
 }
 
 TEST(RepModeImageFilter, ASubRegionEqualsTheWholeRunAndReadsOnlyItsHalo)
@@ -394,7 +444,8 @@ TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
     std::ostringstream os;
     f->Print(os);
     for (const char *name : {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending",
-                             "NumberOfThreads", "OutputLogits", "InputMean", "InputStandardDeviation"})
+                             "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean",
+                             "InputStandardDeviation"})
         EXPECT_NE(os.str().find(name), std::string::npos) << name;
 }
 

@@ -168,6 +168,72 @@ TEST(Predict, InputRegionIsTheBoundingBoxOfTheWindowsReadForTheOutput)
               RM_ERR_SHAPE);
 }
 
+TEST(Predict, CachedSlabsComputeEveryWindowOnceAndEqualTheWholeRun)
+{
+    Net net;
+    Volume v = random_volume(40, 20, 17, 6);
+    const int64_t patch[3] = {8, 8, 8}, whole_start[3] = {0, 0, 0};
+    const rm_window_params p = rm_window_params_make(patch);
+    std::vector<float> whole(v.data.size());
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, whole_start, v.size, whole.data(),
+                                nullptr, nullptr),
+              RM_OK);
+    const int windows = v.reads; // the whole run computes each window once
+    // Slabs along Z, as a streamed writer asks for them, thinner and thicker than the window.
+    const int64_t cuts[] = {0, 5, 13, 27, 30, 40};
+    rm_window_cache *cache = rm_window_cache_create(SIZE_MAX);
+    ASSERT_NE(cache, nullptr);
+    for (bool cached : {false, true}) {
+        v.reads = 0;
+        std::vector<float> slabs;
+        for (size_t i = 0; i + 1 < sizeof cuts / sizeof cuts[0]; i++) {
+            const int64_t start[3] = {cuts[i], 0, 0}, size[3] = {cuts[i + 1] - cuts[i], 20, 17};
+            std::vector<float> part((size_t)(size[0] * size[1] * size[2]));
+            ASSERT_EQ(rm_predict_region_cached(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, size,
+                                               part.data(), nullptr, nullptr, cached ? cache : nullptr),
+                      RM_OK);
+            slabs.insert(slabs.end(), part.begin(), part.end());
+        }
+        EXPECT_TRUE(rmtest::bit_identical(slabs, whole)) << (cached ? "cached" : "uncached");
+        if (cached)
+            EXPECT_EQ(v.reads, windows) << "a window was computed twice";
+        else
+            EXPECT_GT(v.reads, windows);
+    }
+    // What stays: windows reaching below the last slab, a few layers, not the volume.
+    const size_t window_bytes = 8 * 8 * 8 * sizeof(float);
+    EXPECT_GT(rm_window_cache_bytes(cache), 0u);
+    EXPECT_LT(rm_window_cache_bytes(cache), (size_t)windows * window_bytes / 2);
+    // Other windows (another overlap) empty the cache rather than mixing with it.
+    rm_window_params q = p;
+    q.overlap = 0.25;
+    std::vector<float> plain(v.data.size()), again(v.data.size());
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &q, v.size, read_volume, &v, whole_start, v.size, plain.data(),
+                                nullptr, nullptr),
+              RM_OK);
+    ASSERT_EQ(rm_predict_region_cached(net.ctx, net.deploy, &q, v.size, read_volume, &v, whole_start, v.size,
+                                       again.data(), nullptr, nullptr, cache),
+              RM_OK);
+    EXPECT_TRUE(rmtest::bit_identical(again, plain));
+    rm_window_cache_clear(cache);
+    EXPECT_EQ(rm_window_cache_bytes(cache), 0u);
+    rm_window_cache_free(cache);
+    // A budget of two windows: still the same result, fewer windows kept.
+    rm_window_cache *small = rm_window_cache_create(2 * window_bytes);
+    std::vector<float> slabs;
+    for (size_t i = 0; i + 1 < sizeof cuts / sizeof cuts[0]; i++) {
+        const int64_t start[3] = {cuts[i], 0, 0}, size[3] = {cuts[i + 1] - cuts[i], 20, 17};
+        std::vector<float> part((size_t)(size[0] * size[1] * size[2]));
+        ASSERT_EQ(rm_predict_region_cached(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, size, part.data(),
+                                           nullptr, nullptr, small),
+                  RM_OK);
+        EXPECT_LE(rm_window_cache_bytes(small), 2 * window_bytes);
+        slabs.insert(slabs.end(), part.begin(), part.end());
+    }
+    EXPECT_TRUE(rmtest::bit_identical(slabs, whole));
+    rm_window_cache_free(small);
+}
+
 TEST(Predict, NonOverlappingConstantWindowsReproduceEachPatchsPrediction)
 {
     Net net;

@@ -60,6 +60,28 @@ RM_API rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
                                    const int64_t out_size[3], float *out, rm_progress_fn progress,
                                    void *progress_user);
 
+/* Window predictions kept from one call of rm_predict_region_cached to the next, so that regions predicted one
+ * after another (the pieces of a streamed output) do not recompute the windows that straddle their borders. After
+ * each call the cache holds only the windows of that call that reach outside its output region: about two layers
+ * of windows around the region, never the whole volume. The results are bit for bit those without a cache. The
+ * cache knows the network, the task, the window parameters and the volume size and empties itself when they
+ * change; the caller clears it when the input's voxels change. */
+typedef struct rm_window_cache rm_window_cache;
+
+/* A cache that holds at most max_bytes of predictions; past that, windows are computed again. NULL: no memory. */
+RM_API rm_window_cache *rm_window_cache_create(size_t max_bytes);
+RM_API void rm_window_cache_free(rm_window_cache *cache);
+RM_API void rm_window_cache_clear(rm_window_cache *cache);
+/* Bytes of window predictions held. */
+RM_API size_t rm_window_cache_bytes(const rm_window_cache *cache);
+
+/* rm_predict_region, taking windows from `cache` when they are there and leaving there those that the next region
+ * may need. cache NULL: no cache. */
+RM_API rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p,
+                                          const int64_t volume[3], rm_read_fn read, void *read_user,
+                                          const int64_t out_start[3], const int64_t out_size[3], float *out,
+                                          rm_progress_fn progress, void *progress_user, rm_window_cache *cache);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,7 +4,8 @@
 // ways, TIFF layers stream in; other formats are read or written whole).
 //
 // The input is z-scored with its whole-volume statistics, computed first in a streamed pass. One task writes a
-// scalar image; several write one component per task. The label map is made from the written predictions, read
+// scalar image; several write one component per task. Tasks trained on 2D labels of a surface volume write the
+// one-layer map (the mean over depth of the logits, as trained), streamed by rows. The label map is made from the written predictions, read
 // back (so nothing is computed twice), one label value per task (itk::RepModeLabelMapFilter).
 #include <cmath>
 #include <cstdio>
@@ -104,17 +105,29 @@ std::vector<double> parse_thresholds(const std::string &spec, size_t tasks)
     return t;
 }
 
-// Pieces of about kPieceVoxels along Z, each at least two patches deep where the volume allows: windows that
-// straddle a piece's border are computed for both pieces.
-unsigned stream_divisions(const FloatImage *image, int64_t patch_depth, unsigned requested)
+// Pieces of about kPieceVoxels of input along the axis the writer splits (Z, or Y for one-layer 2D maps), each at
+// least two patches deep where the volume allows: windows that straddle a piece's border are computed for both.
+unsigned stream_divisions(const FloatImage *image, bool maps, const std::array<int64_t, 3> &patch, unsigned requested)
 {
     if (requested > 0)
         return requested;
     const auto size = image->GetLargestPossibleRegion().GetSize();
     const double voxels = static_cast<double>(size[0]) * size[1] * size[2];
     const double by_memory = std::ceil(voxels / kPieceVoxels);
-    const double by_depth = std::floor(static_cast<double>(size[2]) / static_cast<double>(2 * patch_depth));
+    const double along = static_cast<double>(maps ? size[1] : size[2]), window = static_cast<double>(patch[maps ? 1 : 0]);
+    const double by_depth = std::floor(along / (2.0 * window));
     return static_cast<unsigned>(std::max(1.0, std::min(by_memory, by_depth)));
+}
+
+// Tasks with 2D labels write one-layer maps, the others volumes: one output file holds one kind.
+bool all_maps(const std::vector<rm_task> &tasks)
+{
+    for (const rm_task &t : tasks)
+        if (t.output_2d != tasks.front().output_2d)
+            throw Failure(std::string("'") + tasks.front().name + "' and '" + t.name + "' cannot share an output: " +
+                              "one has 2D labels (a one-layer map), the other 3D; predict them in separate runs",
+                          kBadInput);
+    return tasks.front().output_2d != 0;
 }
 
 // Draws the progress of the prediction filters: each piece runs every task's filter in turn.
@@ -237,7 +250,7 @@ int run_predict(int argc, char **argv)
 
     VolumeSource source(input.getValue());
     FloatImage *image = source.image();
-    const unsigned pieces = stream_divisions(image, patch[0], divisions.getValue());
+    const unsigned pieces = stream_divisions(image, all_maps(tasks), patch, divisions.getValue());
     const auto size = image->GetLargestPossibleRegion().GetSize();
     progress.stage("normalizing " + input.getValue() + " (" + std::to_string(size[2]) + " x " +
                    std::to_string(size[1]) + " x " + std::to_string(size[0]) + " voxels, Z x Y x X)");
