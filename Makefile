@@ -28,11 +28,13 @@ demo: build
 bench: build
 	@$(BUILD)/bin/repmode-bench-conv
 	@$(BUILD)/bin/repmode-bench-network
+	@$(BUILD)/bin/repmode-bench-train
 	@$(BUILD)/bin/repmode-bench-predict
 	@if [ -n "$$OPENBLAS_CORETYPE" ]; then \
 	  echo "== again with OpenBLAS choosing its kernels itself (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset)"; \
 	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bin/repmode-bench-conv && \
-	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bin/repmode-bench-network; fi
+	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bin/repmode-bench-network && \
+	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bin/repmode-bench-train; fi
 
 clean:
 	@rm -rf $(BUILD)
