@@ -164,7 +164,9 @@ rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_depl
         return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
     rm_deploy *d;
     RM_TRY(rm_deploy_alloc(ctx, &model->cfg, &d));
-    const rm_status s = rm_deploy_set_task(ctx, d, model, task);
+    rm_status s = rm_deploy_set_normalization_text(ctx, d, model->normalization);
+    if (s == RM_OK)
+        s = rm_deploy_set_task(ctx, d, model, task);
     if (s != RM_OK) {
         rm_deploy_free(d);
         return s;
@@ -192,6 +194,11 @@ const rm_config *rm_deploy_config(const rm_deploy *d) { return &d->structure->cf
 const rm_model *rm_deploy_structure(const rm_deploy *d) { return d->structure; }
 
 void rm_deploy_mark_task(rm_deploy *d, int task) { d->task = task; }
+
+rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char *json)
+{
+    return rm_model_set_text(ctx, &d->structure->normalization, json);
+}
 
 void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias)
 {

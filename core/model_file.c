@@ -2,6 +2,7 @@
  * deploy.<task>.<module path>.{weight,bias}, both with the repmode.* metadata, in safetensors containers. */
 #include "config_json.h"
 #include "model_impl.h"
+#include "repmode/normalize.h"
 #include "safetensors.h"
 
 #include <stdio.h>
@@ -113,13 +114,19 @@ static rm_status read_config(rm_ctx *ctx, const char *path, const rm_st_file *f,
     if (f_form)
         *form = f_form;
     RM_TRY(rm_config_from_json(ctx, path, config, task_list, cfg, tasks));
-    const rm_status s = rm_config_validate(ctx, cfg);
+    rm_status s = rm_config_validate(ctx, cfg);
+    /* The normalization is checked here, where every reader passes: a model is never used with a method it cannot
+     * apply. Its messages start "normalization: ". */
+    const char *normalization = rm_st_metadata(f, "repmode.normalization"), *key = "";
+    rm_normalization unused;
+    if (s == RM_OK && normalization && (s = rm_normalization_parse(ctx, normalization, &unused)) != RM_OK)
+        key = "repmode.";
     if (s != RM_OK) {
         char why[RM_ERROR_LEN];
         memcpy(why, rm_ctx_error(ctx), sizeof why);
         free(*tasks);
         *tasks = NULL;
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: %s", path, why);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: %s%s", path, key, why);
     }
     return RM_OK;
 }
@@ -297,6 +304,9 @@ static rm_status load_deploy(rm_ctx *ctx, const char *path, const rm_st_file *f,
         for (int j = 0; s == RM_OK && j < k; j++)
             s = take_tensor(ctx, path, f, e[j].name, e[j].ndim, e[j].shape, 0, (void *)e[j].data);
     }
+    const char *normalization = rm_st_metadata(f, "repmode.normalization");
+    if (s == RM_OK && normalization)
+        s = rm_deploy_set_normalization_text(ctx, d, normalization);
     if (s != RM_OK) {
         rm_deploy_free(d);
         return s;

@@ -88,6 +88,8 @@ const rm_model *rm_deploy_structure(const rm_deploy *d);
 void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias);
 /* Records which task the weights written through rm_deploy_unit_tensors belong to. */
 void rm_deploy_mark_task(rm_deploy *d, int task);
+/* Replaces the deploy form's normalization (JSON text, as its model's): rm_deploy_normalization reads it. */
+rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char *json);
 /* The tensor name of unit i's `what` ("weight", "bias", "activation.bias") in the deploy form of `task`. */
 void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len);
 

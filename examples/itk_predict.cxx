@@ -13,7 +13,7 @@
 #include <itkNrrdImageIOFactory.h>
 
 #include "itkRepModeImageFilter.h"
-#include "itkRepModeInputStatistics.h"
+#include "itkRepModeNormalization.h"
 
 int main(int argc, char **argv)
 {
@@ -30,16 +30,17 @@ int main(int argc, char **argv)
     try {
         auto reader = itk::ImageFileReader<Image>::New();
         reader->SetFileName(argv[3]);
-        // The network expects the input z-scored over the whole volume, as in training: the statistics come from
-        // a streamed pass, so the prediction below can stream its input too.
-        double mean = 0.0, sd = 1.0;
-        itk::RepModeInputStatistics<Image>::ComputeStreamed(reader->GetOutput(), pieces, mean, sd);
-
         auto predict = itk::RepModeImageFilter<Image>::New();
         predict->SetInput(reader->GetOutput());
         predict->SetModelFileName(argv[1]);
         predict->SetTask(argv[2]);
-        predict->SetInputStatistics(mean, sd);
+        predict->UpdateOutputInformation(); // loads the model: its normalization method
+
+        // The network expects the input normalized over the whole volume as in training (z-score or percentile
+        // clipping, the model's repmode.normalization): the parameters come from two streamed passes, so the
+        // prediction below can stream its input too.
+        predict->SetInputNormalization(itk::RepModeNormalization<Image>::ComputeStreamed(
+            reader->GetOutput(), pieces, predict->GetNormalization()));
 
         auto writer = itk::ImageFileWriter<Image>::New();
         writer->SetInput(predict->GetOutput());

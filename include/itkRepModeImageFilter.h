@@ -6,9 +6,11 @@
  * window grid is anchored to the whole image, a region computed alone equals the same region of a whole-image run
  * bit for bit, so writing through itk::ImageFileWriter in any number of stream divisions gives the same file.
  *
- * Input intensities are z-scored as in training (repmode-network.md §1.3): (v - mean) / std over the whole
- * volume. Give the statistics (SetInputStatistics, e.g. from itk::RepModeInputStatistics over a streamed reader)
- * and the input streams too; leave them unset and the filter asks for the whole input and computes them itself.
+ * Input intensities are normalized over the whole volume as the model was trained (its repmode.normalization,
+ * repmode/normalize.h): z-scored (official, repmode-network.md §1.3) or clipped to [0, 1] between two percentiles.
+ * Give the whole volume's parameters (SetInputNormalization, e.g. from itk::RepModeNormalization over a streamed
+ * reader with the model's GetNormalization(); or SetInputStatistics for a z-score) and the input streams too; leave
+ * them unset and the filter asks for the whole input and computes them itself.
  *
  * Binary tasks give probabilities (or logits with OutputLogitsOn), regression tasks normalized intensities. A task
  * trained on 2D labels of a surface volume ("output": "2d", extensions.md §4) gives a one-layer image: the mean over
@@ -23,6 +25,7 @@
 
 #include "itkImageToImageFilter.h"
 #include "repmode/model.h"
+#include "repmode/normalize.h"
 #include "repmode/ops.h"
 #include "repmode/predict.h"
 
@@ -100,12 +103,33 @@ public:
   itkGetConstMacro(OutputLogits, bool);
   itkBooleanMacro(OutputLogits);
 
-  /** Mean and population standard deviation of the whole input, for its z-score. NaN (the default): computed by
-   * the filter, which then needs the whole input. */
+  /** Mean and population standard deviation of the whole input, for a model that z-scores it (the official
+   * method): SetInputNormalization of their z-score. NaN (the default): computed by the filter, which then needs
+   * the whole input. */
   void
   SetInputStatistics(double mean, double standardDeviation);
+  /** The statistics SetInputStatistics was given (NaN after SetInputNormalization). */
   itkGetConstMacro(InputMean, double);
   itkGetConstMacro(InputStandardDeviation, double);
+
+  /** The whole input's normalization for the model's method (GetNormalization()), e.g. from
+   * itk::RepModeNormalization::ComputeStreamed: a z-score (offset mean, scale 1/sd, no clip) or a percentile
+   * clipping (offset lo, scale 1/(hi - lo), clip). A NaN offset (the default) leaves it to the filter, which then
+   * needs the whole input. Parameters of the other method than the model's are refused when the filter updates. */
+  void
+  SetInputNormalization(const rm_norm_params & params);
+  const rm_norm_params &
+  GetInputNormalization() const
+  {
+    return m_InputNormalization;
+  }
+
+  /** The model's normalization method (its repmode.normalization); valid after UpdateOutputInformation(). */
+  const rm_normalization &
+  GetNormalization() const
+  {
+    return m_Normalization;
+  }
 
   /** The task as the model describes it (name, kind, threshold, colour); valid after UpdateOutputInformation(). */
   const rm_task &
@@ -173,9 +197,9 @@ private:
   /** The region's start relative to the largest possible region and its size, in the core's order. */
   void
   CoreRegion(const OutputRegionType & region, int64_t start[3], int64_t size[3]) const;
-  /** The input's statistics: the ones given, or computed over the whole (buffered) input. */
-  void
-  Statistics(double & mean, double & scale) const;
+  /** The input's normalization: the one given, or computed over the whole (buffered) input. */
+  rm_norm_params
+  InputNormalization() const;
 
   std::string       m_ModelFileName{};
   ModelPointer      m_Model{ nullptr };
@@ -188,6 +212,8 @@ private:
   SizeValueType     m_WindowCacheBytes{ SizeValueType{ 512 } << 20 };
   double            m_InputMean;
   double            m_InputStandardDeviation;
+  rm_norm_params    m_InputNormalization;
+  rm_normalization  m_Normalization{ rm_normalization_zscore() };
 
   std::unique_ptr<rm_ctx, ContextDeleter>       m_Context;
   std::unique_ptr<rm_deploy, DeployDeleter>     m_Deploy;

@@ -9,7 +9,7 @@
 
 #include "itkImageRegionConstIterator.h"
 #include "itkRepModeImageFilter.h"
-#include "itkRepModeInputStatistics.h"
+#include "itkRepModeNormalization.h"
 
 namespace itk
 {
@@ -18,18 +18,31 @@ template <typename TInputImage, typename TOutputImage>
 RepModeImageFilter<TInputImage, TOutputImage>::RepModeImageFilter()
   : m_InputMean(std::numeric_limits<double>::quiet_NaN())
   , m_InputStandardDeviation(std::numeric_limits<double>::quiet_NaN())
+  , m_InputNormalization{ std::numeric_limits<double>::quiet_NaN(), 1.0, 0 }
 {}
 
 template <typename TInputImage, typename TOutputImage>
 void
 RepModeImageFilter<TInputImage, TOutputImage>::SetInputStatistics(double mean, double standardDeviation)
 {
+  // NaN compares unequal: a second call with NaN statistics counts as a change, harmlessly.
   if (m_InputMean == mean && m_InputStandardDeviation == standardDeviation)
   {
     return;
   }
+  SetInputNormalization(std::isnan(mean) ? rm_norm_params{ mean, 1.0, 0 }
+                                         : rm_norm_params_zscore(mean, standardDeviation));
   m_InputMean = mean;
   m_InputStandardDeviation = standardDeviation;
+  this->Modified();
+}
+
+template <typename TInputImage, typename TOutputImage>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::SetInputNormalization(const rm_norm_params & params)
+{
+  m_InputMean = m_InputStandardDeviation = std::numeric_limits<double>::quiet_NaN();
+  m_InputNormalization = params;
   this->Modified();
 }
 
@@ -69,6 +82,12 @@ RepModeImageFilter<TInputImage, TOutputImage>::VerifyPreconditions() ITKv5_CONST
       (!std::isnan(m_InputStandardDeviation) && !(m_InputStandardDeviation >= 0.0)))
   {
     itkExceptionMacro(<< "input statistics: give a mean and a non-negative standard deviation, or neither");
+  }
+  const rm_norm_params & p = m_InputNormalization;
+  if (!std::isnan(p.offset) && !(std::isfinite(p.offset) && std::isfinite(p.scale) && p.scale >= 0.0))
+  {
+    itkExceptionMacro(<< "input normalization: give a finite offset and a finite, non-negative scale (offset "
+                      << p.offset << ", scale " << p.scale << "), or a NaN offset to have the filter compute them");
   }
 }
 
@@ -112,6 +131,18 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateOutputInformation()
   }
   const rm_config * cfg = rm_deploy_config(m_Deploy.get());
   m_TaskDescription = cfg->tasks[rm_deploy_task(m_Deploy.get())];
+  // A model in memory is asked each time: its normalization may have been set since the network was merged.
+  Check(m_Model ? rm_model_normalization(m_Context.get(), m_Model, &m_Normalization)
+                : rm_deploy_normalization(m_Context.get(), m_Deploy.get(), &m_Normalization));
+  const bool percentile = m_Normalization.method == RM_NORM_PERCENTILE;
+  if (!std::isnan(m_InputNormalization.offset) && (m_InputNormalization.clip != 0) != percentile)
+  {
+    itkExceptionMacro(<< "the model normalizes its input by "
+                      << (percentile ? "percentile clipping to [0, 1]" : "z-score")
+                      << ", but the input normalization given is a "
+                      << (percentile ? "z-score (SetInputStatistics)" : "percentile clipping")
+                      << ": compute it with the model's method (GetNormalization(), itk::RepModeNormalization)");
+  }
   if (cfg->out_channels != 1)
   {
     itkExceptionMacro(<< "the model predicts " << cfg->out_channels
@@ -193,7 +224,7 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateInputRequestedRegion()
   {
     return;
   }
-  if (std::isnan(m_InputMean))
+  if (std::isnan(m_InputNormalization.offset))
   {
     input->SetRequestedRegionToLargestPossibleRegion();
     return;
@@ -213,16 +244,14 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateInputRequestedRegion()
 }
 
 template <typename TInputImage, typename TOutputImage>
-void
-RepModeImageFilter<TInputImage, TOutputImage>::Statistics(double & mean, double & scale) const
+rm_norm_params
+RepModeImageFilter<TInputImage, TOutputImage>::InputNormalization() const
 {
-  double sd = m_InputStandardDeviation;
-  mean = m_InputMean;
-  if (std::isnan(mean))
+  if (!std::isnan(m_InputNormalization.offset))
   {
-    RepModeInputStatistics<InputImageType>::Compute(this->GetInput(), mean, sd);
+    return m_InputNormalization;
   }
-  scale = sd > 0.0 ? 1.0 / sd : 1.0; // a constant volume is only centred
+  return RepModeNormalization<InputImageType>::Compute(this->GetInput(), m_Normalization);
 }
 
 namespace repmode_detail
@@ -233,7 +262,7 @@ struct Reading
 {
   const TInputImage * input;
   typename TInputImage::IndexType origin; // the largest possible region's index
-  double mean, scale;
+  rm_norm_params normalization;
   TFilter * filter;
 
   static int
@@ -252,7 +281,7 @@ struct Reading
     }
     for (ImageRegionConstIterator<TInputImage> it(r.input, region); !it.IsAtEnd(); ++it)
     {
-      *buf++ = static_cast<float>((static_cast<double>(it.Get()) - r.mean) * r.scale);
+      *buf++ = rm_norm_value(&r.normalization, static_cast<double>(it.Get()));
     }
     return 0;
   }
@@ -275,8 +304,8 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
   this->UpdateProgress(0.0f);
   OutputImageType * output = this->GetOutput();
   using Reading = repmode_detail::Reading<Self, InputImageType>;
-  Reading reading{ this->GetInput(), this->GetInput()->GetLargestPossibleRegion().GetIndex(), 0.0, 1.0, this };
-  Statistics(reading.mean, reading.scale);
+  Reading reading{ this->GetInput(), this->GetInput()->GetLargestPossibleRegion().GetIndex(), InputNormalization(),
+                   this };
 
   int64_t                volume[3], start[3], size[3];
   const rm_window_params p = WindowParameters();
@@ -331,6 +360,11 @@ RepModeImageFilter<TInputImage, TOutputImage>::PrintSelf(std::ostream & os, Inde
      << rm_window_cache_bytes(m_WindowCache.get()) << ")" << std::endl;
   os << indent << "InputMean: " << m_InputMean << std::endl;
   os << indent << "InputStandardDeviation: " << m_InputStandardDeviation << std::endl;
+  os << indent << "InputNormalization: offset " << m_InputNormalization.offset << ", scale "
+     << m_InputNormalization.scale << (m_InputNormalization.clip ? ", clipped to [0, 1]" : "")
+     << (std::isnan(m_InputNormalization.offset) ? " (unset: computed over the whole input)" : "") << std::endl;
+  std::unique_ptr<char, void (*)(void *)> method(rm_normalization_json(&m_Normalization), rm_free);
+  os << indent << "Normalization: " << (method ? method.get() : "?") << std::endl;
   os << indent << "Context: " << static_cast<const void *>(m_Context.get()) << std::endl;
   std::string key = m_DeployKey;
   std::replace(key.begin(), key.end(), '\n', ' ');

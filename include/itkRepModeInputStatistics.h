@@ -43,24 +43,36 @@ public:
   ComputeStreamed(TImage * output, unsigned int divisions, double & mean, double & standardDeviation)
   {
     output->UpdateOutputInformation();
-    const RegionType whole = output->GetLargestPossibleRegion();
-    const double     n = static_cast<double>(whole.GetNumberOfPixels());
-    auto             splitter = ImageRegionSplitterSlowDimension::New();
-    const unsigned   pieces = splitter->GetNumberOfSplits(whole, divisions);
-    auto             pass = [&](double centre, bool squares) {
+    const double n = static_cast<double>(output->GetLargestPossibleRegion().GetNumberOfPixels());
+    auto         pass = [&](double centre, bool squares) {
       double total = 0.0;
-      for (unsigned i = 0; i < pieces; ++i)
-      {
-        RegionType piece = whole;
-        splitter->GetSplit(i, pieces, piece);
-        output->SetRequestedRegion(piece);
-        output->Update();
-        Add(output, piece, centre, squares, total);
-      }
+      VisitSlabs(output, divisions, [&](const TImage * image, const RegionType & piece) {
+        Add(image, piece, centre, squares, total);
+      });
       return total;
     };
     mean = pass(0.0, false) / n;
     standardDeviation = std::sqrt(pass(mean, true) / n);
+  }
+
+  /** Updates a pipeline's output slab by slab along its slowest axis (`divisions` pieces of its largest possible
+   * region, in order) and calls visit(output, slab) after each: one pass over the volume, one slab in memory. */
+  template <typename TVisit>
+  static void
+  VisitSlabs(TImage * output, unsigned int divisions, TVisit && visit)
+  {
+    output->UpdateOutputInformation();
+    const RegionType whole = output->GetLargestPossibleRegion();
+    auto             splitter = ImageRegionSplitterSlowDimension::New();
+    const unsigned   pieces = splitter->GetNumberOfSplits(whole, divisions);
+    for (unsigned i = 0; i < pieces; ++i)
+    {
+      RegionType piece = whole;
+      splitter->GetSplit(i, pieces, piece);
+      output->SetRequestedRegion(piece);
+      output->Update();
+      visit(static_cast<const TImage *>(output), piece);
+    }
   }
 
 private:

@@ -1,8 +1,9 @@
 // itk::RepModeImageFilter: equal to the core's sliding window on a z-scored volume (index order, normalization,
 // sigmoid), streamed through itk::ImageFileWriter in several divisions bit for bit equal to the whole run, a
 // requested sub-region equal to the same region of the whole run and asking its input only for the halo, the
-// streamed statistics equal to a naive two-pass computation, geometry kept, progress and abort, bad parameters,
-// and the real CT of ../shared/data/real streamed through the filter.
+// streamed statistics equal to a naive two-pass computation, streamed percentiles (radix selection) equal to the
+// core's in memory bit for bit, a percentile model equal to the core on the percentile-normalized volume, geometry
+// kept, progress and abort, bad parameters, and the real CT of ../shared/data/real streamed through the filter.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,6 +25,7 @@
 
 #include "itkRepModeImageFilter.h"
 #include "itkRepModeInputStatistics.h"
+#include "itkRepModeNormalization.h"
 
 namespace {
 
@@ -114,8 +116,17 @@ bool bit_identical(const std::vector<float> &a, const std::vector<float> &b)
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-// The reference: the whole volume z-scored by a naive two-pass computation, then the core's sliding window.
-std::vector<float> core_prediction(const Net &net, int task, const ShortImage *image, const int64_t patch[3])
+// The image's voxels as float, in buffer order.
+std::vector<float> as_floats(const ShortImage *image)
+{
+    const short *p = image->GetBufferPointer();
+    return std::vector<float>(p, p + image->GetBufferedRegion().GetNumberOfPixels());
+}
+
+// The reference: the whole volume z-scored by a naive two-pass computation (or normalized with `given`, the core's
+// parameters), then the core's sliding window.
+std::vector<float> core_prediction(const Net &net, int task, const ShortImage *image, const int64_t patch[3],
+                                   const rm_norm_params *given = nullptr)
 {
     const auto size = image->GetLargestPossibleRegion().GetSize();
     const int64_t volume[3] = {(int64_t)size[2], (int64_t)size[1], (int64_t)size[0]}, start[3] = {0, 0, 0};
@@ -130,7 +141,7 @@ std::vector<float> core_prediction(const Net &net, int task, const ShortImage *i
     const double sd = std::sqrt(ss / (double)n);
     std::vector<float> in(n), out(n);
     for (size_t i = 0; i < n; i++)
-        in[i] = (float)((p[i] - mean) * (1.0 / sd));
+        in[i] = given ? rm_norm_value(given, p[i]) : (float)((p[i] - mean) * (1.0 / sd));
     struct Src {
         const std::vector<float> *v;
         const int64_t *vol;
@@ -182,6 +193,28 @@ fs::path scratch(const std::string &name)
     return dir / name;
 }
 
+// Writes an image (a pipeline's output: in `divisions` streamed pieces) to a scratch file; returns its path.
+template <typename TImage>
+fs::path write_file(const TImage *image, const std::string &name, unsigned divisions = 1)
+{
+    const fs::path file = scratch(name);
+    auto writer = itk::ImageFileWriter<TImage>::New();
+    writer->SetInput(image);
+    writer->SetFileName(file.string());
+    writer->SetNumberOfStreamDivisions(divisions);
+    writer->Update();
+    return file;
+}
+
+// A file read back whole.
+FloatImage::Pointer read_float(const fs::path &file)
+{
+    auto reader = itk::ImageFileReader<FloatImage>::New();
+    reader->SetFileName(file.string());
+    reader->Update();
+    return reader->GetOutput();
+}
+
 TEST(RepModeImageFilter, EqualsTheCoresSlidingWindowOnTheZScoredVolume)
 {
     Net net;
@@ -224,11 +257,7 @@ TEST(RepModeImageFilter, StreamedWritesEqualTheWholeRunBitForBit)
     const std::vector<float> want = pixels(whole->GetOutput());
     double mean, sd;
     itk::RepModeInputStatistics<ShortImage>::Compute(image, mean, sd);
-    const fs::path input = scratch("input.mha");
-    auto input_writer = itk::ImageFileWriter<ShortImage>::New();
-    input_writer->SetInput(image);
-    input_writer->SetFileName(input.string());
-    input_writer->Update();
+    const fs::path input = write_file(image.GetPointer(), "input.mha");
     for (Source source : {Source::MemoryComputed, Source::MemoryGiven, Source::StreamedReader})
         for (unsigned divisions : {1u, 3u, 7u}) {
             auto f = make_filter(net, "ink", image);
@@ -239,18 +268,10 @@ TEST(RepModeImageFilter, StreamedWritesEqualTheWholeRunBitForBit)
                 source_reader->SetFileName(input.string());
                 f->SetInput(source_reader->GetOutput());
             }
-            const fs::path file = scratch("streamed.mha");
-            auto writer = itk::ImageFileWriter<FloatImage>::New();
-            writer->SetInput(f->GetOutput());
-            writer->SetFileName(file.string());
-            writer->SetNumberOfStreamDivisions(divisions);
-            writer->Update();
-            auto reader = itk::ImageFileReader<FloatImage>::New();
-            reader->SetFileName(file.string());
-            reader->Update();
-            EXPECT_TRUE(bit_identical(pixels(reader->GetOutput()), want))
+            const auto written = read_float(write_file(f->GetOutput(), "streamed.mha", divisions));
+            EXPECT_TRUE(bit_identical(pixels(written), want))
                 << divisions << " divisions, source " << static_cast<int>(source);
-            EXPECT_EQ(reader->GetOutput()->GetDirection(), image->GetDirection());
+            EXPECT_EQ(written->GetDirection(), image->GetDirection());
             if (source == Source::StreamedReader && divisions > 1) {
                 EXPECT_LT(source_reader->GetOutput()->GetBufferedRegion().GetNumberOfPixels(),
                           image->GetBufferedRegion().GetNumberOfPixels())
@@ -276,16 +297,8 @@ TEST(RepModeImageFilter, ATaskWith2DLabelsGivesOneLayerStreamedByRows)
     itk::RepModeInputStatistics<ShortImage>::Compute(image, mean, sd);
     auto f = make_filter(net, "ink2d", image);
     f->SetInputStatistics(mean, sd);
-    const fs::path file = scratch("map.mha");
-    auto writer = itk::ImageFileWriter<FloatImage>::New();
-    writer->SetInput(f->GetOutput());
-    writer->SetFileName(file.string());
-    writer->SetNumberOfStreamDivisions(5); // along Y: the map has one layer
-    writer->Update();
-    auto reader = itk::ImageFileReader<FloatImage>::New();
-    reader->SetFileName(file.string());
-    reader->Update();
-    EXPECT_TRUE(bit_identical(pixels(reader->GetOutput()), want));
+    // 5 divisions along Y: the map has one layer
+    EXPECT_TRUE(bit_identical(pixels(read_float(write_file(f->GetOutput(), "map.mha", 5))), want));
     EXPECT_EQ(image->GetRequestedRegion().GetSize(2), 12u) << "every layer is read";
     EXPECT_LT(image->GetRequestedRegion().GetSize(1), 37u) << "rows are streamed";
 }
@@ -339,11 +352,7 @@ TEST(RepModeInputStatistics, StreamedEqualsTheWholeVolumeAndANaiveTwoPass)
 {
     register_io();
     auto image = random_image(11, 9, 23, 6);
-    const fs::path file = scratch("stats.mha");
-    auto writer = itk::ImageFileWriter<ShortImage>::New();
-    writer->SetInput(image);
-    writer->SetFileName(file.string());
-    writer->Update();
+    const fs::path file = write_file(image.GetPointer(), "stats.mha");
     const short *p = image->GetBufferPointer();
     const size_t n = image->GetBufferedRegion().GetNumberOfPixels();
     double sum = 0.0, ss = 0.0;
@@ -366,6 +375,103 @@ TEST(RepModeInputStatistics, StreamedEqualsTheWholeVolumeAndANaiveTwoPass)
         if (divisions > 1) {
             EXPECT_LT(reader->GetOutput()->GetBufferedRegion().GetNumberOfPixels(), n) << "not streamed";
         }
+    }
+}
+
+// An image with many repeated values, negative ones and both zeros: radix buckets hold several ranks.
+ShortImage::Pointer coarse_image(unsigned x, unsigned y, unsigned z, unsigned seed)
+{
+    auto image = random_image(x, y, z, seed);
+    for (itk::ImageRegionIterator<ShortImage> it(image, image->GetBufferedRegion()); !it.IsAtEnd(); ++it)
+        it.Set(static_cast<short>((it.Get() % 7) - 3));
+    return image;
+}
+
+TEST(RepModeNormalization, StreamedPercentilesEqualTheCoreInMemoryBitForBit)
+{
+    register_io();
+    rm_ctx *ctx = rm_ctx_create(1);
+    for (int kind = 0; kind < 2; kind++) {
+        auto image = kind == 0 ? random_image(11, 9, 23, 12) : coarse_image(13, 5, 17, 13);
+        const fs::path file = write_file(image.GetPointer(), "percentiles.mha");
+        const std::vector<float> voxels = as_floats(image);
+        for (const rm_normalization &method : {rm_normalization_percentile(1, 99), rm_normalization_percentile(0, 100),
+                                               rm_normalization_percentile(30, 30.5), rm_normalization_zscore()}) {
+            rm_norm_params want;
+            ASSERT_EQ(rm_normalization_compute(ctx, &method, voxels.data(), (int64_t)voxels.size(), &want), RM_OK);
+            auto same = [&](const rm_norm_params &got, const std::string &what) {
+                EXPECT_EQ(std::memcmp(&got.offset, &want.offset, sizeof got.offset), 0) << what << got.offset;
+                EXPECT_EQ(std::memcmp(&got.scale, &want.scale, sizeof got.scale), 0) << what << got.scale;
+                EXPECT_EQ(got.clip, want.clip) << what;
+            };
+            const std::string name = "image " + std::to_string(kind) + " method " + std::to_string(method.method) +
+                                     " p" + std::to_string(method.low) + "-p" + std::to_string(method.high);
+            same(itk::RepModeNormalization<ShortImage>::Compute(image, method), name + " in memory: ");
+            for (unsigned divisions : {1u, 4u, 23u}) {
+                auto reader = itk::ImageFileReader<ShortImage>::New();
+                reader->SetFileName(file.string());
+                same(itk::RepModeNormalization<ShortImage>::ComputeStreamed(reader->GetOutput(), divisions, method),
+                     name + ", " + std::to_string(divisions) + " divisions: ");
+                if (divisions > 1) {
+                    EXPECT_LT(reader->GetOutput()->GetBufferedRegion().GetNumberOfPixels(), voxels.size());
+                }
+            }
+        }
+    }
+    rm_ctx_free(ctx);
+}
+
+TEST(RepModeNormalization, NonFiniteVoxelsAreRefusedByPercentiles)
+{
+    auto image = FloatImage::New();
+    image->SetRegions(FloatImage::SizeType{{4, 3, 2}});
+    image->Allocate();
+    image->FillBuffer(1.0f);
+    image->SetPixel({{1, 2, 1}}, std::nanf(""));
+    EXPECT_THROW(itk::RepModeNormalization<FloatImage>::Compute(image, rm_normalization_percentile(1, 99)),
+                 itk::ExceptionObject);
+}
+
+TEST(RepModeImageFilter, APercentileModelEqualsTheCoreOnThePercentileNormalizedVolume)
+{
+    register_io();
+    Net net;
+    const rm_normalization method = rm_normalization_percentile(2, 97);
+    ASSERT_EQ(rm_model_set_normalization(net.ctx, net.model, &method), RM_OK);
+    auto image = random_image(19, 13, 30, 14); // deep enough in z for pieces of 3 to read less than the whole
+    const std::vector<float> voxels = as_floats(image);
+    rm_norm_params params;
+    ASSERT_EQ(rm_normalization_compute(net.ctx, &method, voxels.data(), (int64_t)voxels.size(), &params), RM_OK);
+    ASSERT_EQ(params.clip, 1);
+    const int64_t patch[3] = {8, 8, 8};
+    for (int task = 0; task < 2; task++) { // computed by the filter over the whole input
+        auto f = make_filter(net, net.tasks[(size_t)task].name, image);
+        f->Update();
+        EXPECT_EQ(f->GetNormalization().method, RM_NORM_PERCENTILE);
+        EXPECT_EQ(f->GetNormalization().low, 2.0);
+        EXPECT_TRUE(bit_identical(pixels(f->GetOutput()), core_prediction(net, task, image, patch, &params)))
+            << net.tasks[(size_t)task].name;
+    }
+    // Streamed: the parameters from a streamed reader, then the prediction written in pieces.
+    auto reader = itk::ImageFileReader<ShortImage>::New();
+    reader->SetFileName(write_file(image.GetPointer(), "percentile_input.mha").string());
+    auto f = make_filter(net, "signal", image);
+    f->SetInput(reader->GetOutput());
+    f->SetInputNormalization(itk::RepModeNormalization<ShortImage>::ComputeStreamed(reader->GetOutput(), 3, method));
+    EXPECT_TRUE(bit_identical(pixels(read_float(write_file(f->GetOutput(), "percentile_streamed.mha", 3))),
+                              core_prediction(net, 0, image, patch, &params)));
+    EXPECT_LT(reader->GetOutput()->GetBufferedRegion().GetNumberOfPixels(), voxels.size()) << "not streamed";
+
+    // z-score statistics for a percentile model are refused, naming both methods.
+    auto g = make_filter(net, "signal", image);
+    g->SetInputStatistics(1000.0, 100.0);
+    try {
+        g->Update();
+        ADD_FAILURE() << "z-score statistics accepted for a percentile model";
+    } catch (const itk::ExceptionObject &e) {
+        const std::string what = e.GetDescription();
+        EXPECT_NE(what.find("percentile"), std::string::npos) << what;
+        EXPECT_NE(what.find("z-score"), std::string::npos) << what;
     }
 }
 
@@ -435,6 +541,12 @@ TEST(RepModeImageFilter, BadParametersAreRefusedByName)
     f = make_filter(net, "signal", image);
     f->SetInputStatistics(0.0, -1.0);
     expect_refused(f, "standard deviation");
+    f = make_filter(net, "signal", image);
+    f->SetInputNormalization({0.0, -2.0, 1});
+    expect_refused(f, "scale");
+    f = make_filter(net, "signal", image);
+    f->SetInputNormalization({0.1, 2.0, 1}); // percentile parameters for a z-score model
+    expect_refused(f, "z-score");
 }
 
 TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
@@ -445,7 +557,8 @@ TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
     f->Print(os);
     for (const char *name : {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending",
                              "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean",
-                             "InputStandardDeviation"})
+                             "InputStandardDeviation", "InputNormalization",
+                             "Normalization: {\"method\":\"zscore\"}"})
         EXPECT_NE(os.str().find(name), std::string::npos) << name;
 }
 
@@ -466,19 +579,11 @@ TEST(RepModeImageFilter, RealCTStreamedThroughTheFilter)
     f->SetTask("ink");
     f->SetPatchSize({{16, 16, 16}});
     f->SetInputStatistics(mean, sd);
-    const fs::path file = scratch("ct.mha");
-    auto writer = itk::ImageFileWriter<FloatImage>::New();
-    writer->SetInput(f->GetOutput());
-    writer->SetFileName(file.string());
-    writer->SetNumberOfStreamDivisions(5);
-    writer->Update();
+    const auto out = read_float(write_file(f->GetOutput(), "ct.mha", 5));
     auto in = itk::ImageFileReader<ShortImage>::New();
     in->SetFileName(ct.string());
     in->Update();
-    auto out = itk::ImageFileReader<FloatImage>::New();
-    out->SetFileName(file.string());
-    out->Update();
-    const FloatImage *o = out->GetOutput();
+    const FloatImage *o = out.GetPointer();
     const ShortImage *i = in->GetOutput();
     EXPECT_EQ(o->GetLargestPossibleRegion().GetSize(), i->GetLargestPossibleRegion().GetSize());
     EXPECT_EQ(o->GetLargestPossibleRegion().GetSize()[2], 93u);

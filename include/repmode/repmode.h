@@ -37,6 +37,7 @@
 #include "repmode/core.h"
 #include "repmode/ops.h"
 #include "repmode/model.h"
+#include "repmode/normalize.h"
 #include "repmode/synth.h"
 #include "repmode/metrics.h"
 #include "repmode/optim.h"

@@ -2,10 +2,10 @@
 // and prints one JSON object of metrics against GT (cli.md). For a task with 2D labels ("output": "2d", extensions.md
 // §4) GT and MASK are 2D images of the input's layers and the metrics are those of the prediction's mean over depth.
 //
-// Normalization is the official one (repmode-network.md §1.3): the input is z-scored over the whole volume
-// (population std); for regression tasks the target is z-scored the same way, so the metrics are in normalized
-// units as the official get_metric_stats reports them. A constant volume is only centred (std taken as 1).
-// Percentile normalization (for data other than the official fluorescence stacks) is not offered yet.
+// Normalization is the model's (repmode.normalization, repmode/normalize.h), over the whole volume: z-score
+// (official, repmode-network.md §1.3, population std; a constant volume is only centred) or percentile clipping to
+// [0, 1] (p1-p99 by default). For regression tasks the target is normalized the same way, as train does, so the
+// metrics are in normalized units as the official get_metric_stats reports them.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -26,8 +26,9 @@ namespace repmode::cli {
 int run_eval(int argc, char **argv)
 {
     CommandLine cmd("eval", "Predicts an image whole with the sliding window and prints one JSON object of metrics "
-                            "against a target: regression tasks mse, mae, r2, pearson (input and target z-scored "
-                            "over the whole volume, as the official code); binary tasks f05, dice, precision, "
+                            "against a target: regression tasks mse, mae, r2, pearson (input and target normalized "
+                            "over the whole volume with the model's method, z-score as the official code or "
+                            "percentile clipping); binary tasks f05, dice, precision, "
                             "recall, auc (sigmoid of the prediction against target > 0.5). A task with 2D labels "
                             "(\"output\": \"2d\") is measured on the mean over depth of the prediction against a 2D "
                             "target.");
@@ -56,6 +57,8 @@ int run_eval(int argc, char **argv)
     rm_deploy *raw = nullptr;
     ctx.check(rm_deploy_load(ctx, model.getValue().c_str(), task.getValue().c_str(), &raw));
     std::unique_ptr<rm_deploy, void (*)(rm_deploy *)> deploy(raw, rm_deploy_free);
+    rm_normalization method;
+    ctx.check(rm_deploy_normalization(ctx, deploy.get(), &method));
     rm_model_info info;
     ctx.check(rm_model_info_read(ctx, model.getValue().c_str(), &info));
     std::unique_ptr<rm_model_info, void (*)(rm_model_info *)> owned(&info, rm_model_info_free);
@@ -86,9 +89,10 @@ int run_eval(int argc, char **argv)
         check_label_size(in, input.getValue(), m, mask.getValue(), *t);
     }
 
-    zscore(in.voxels);
+    progress.stage("normalizing (" + describe(method) + ")");
+    normalize(ctx, method, in.voxels, input.getValue());
     if (!binary)
-        zscore(gt.voxels);
+        normalize(ctx, method, gt.voxels, target.getValue());
 
     progress.stage("predicting " + size_string(in.size) + " voxels with windows of " + size_string(patch));
     rm_window_params params = rm_window_params_make(patch.data());

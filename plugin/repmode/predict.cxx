@@ -3,7 +3,8 @@
 // itk::RepModeImageFilter, so memory stays bounded as the volume grows (MetaImage and uncompressed NIfTI stream both
 // ways, TIFF layers stream in; other formats are read or written whole).
 //
-// The input is z-scored with its whole-volume statistics, computed first in a streamed pass. One task writes a
+// The input is normalized as the model was trained (repmode.normalization: z-score or percentile clipping) with the
+// parameters of the whole volume, computed first in two streamed passes (itk::RepModeNormalization). One task writes a
 // scalar image; several write one component per task. Tasks trained on 2D labels of a surface volume write the
 // one-layer map (the mean over depth of the logits, as trained), streamed by rows. The label map is made from the written predictions, read
 // back (so nothing is computed twice), one label value per task (itk::RepModeLabelMapFilter).
@@ -25,8 +26,9 @@
 #include "cli.h"
 #include "image_io.h"
 #include "itkRepModeImageFilter.h"
-#include "itkRepModeInputStatistics.h"
 #include "itkRepModeLabelMapFilter.h"
+#include "itkRepModeNormalization.h"
+#include "volume_ops.h"
 
 namespace repmode::cli {
 
@@ -199,11 +201,12 @@ std::vector<FloatImage::Pointer> read_predictions(const std::string &path, size_
 
 int run_predict(int argc, char **argv)
 {
-    CommandLine cmd("predict", "Predicts tasks over a whole volume with the sliding window (input z-scored, "
-                               "Gaussian-blended windows), streamed region by region: binary tasks as "
-                               "probabilities, regression tasks as normalized intensities, with the input's "
-                               "spacing, origin and direction. Several tasks: one output component per task, and "
-                               "one label value per task in the label map.");
+    CommandLine cmd("predict", "Predicts tasks over a whole volume with the sliding window (input normalized "
+                               "with the model's method, z-score or percentile clipping; Gaussian-blended "
+                               "windows), streamed region by region: binary tasks as probabilities, regression "
+                               "tasks as normalized intensities, with the input's spacing, origin and direction. "
+                               "Several tasks: one output component per task, and one label value per task in the "
+                               "label map.");
     TCLAP::ValueArg<std::string> model("", "model", "model file, either form", true, "", "M", cmd);
     TCLAP::ValueArg<std::string> task("", "task", "task name, or several separated by commas", true, "", "T[,T2...]",
                                       cmd);
@@ -251,16 +254,6 @@ int run_predict(int argc, char **argv)
     VolumeSource source(input.getValue());
     FloatImage *image = source.image();
     const unsigned pieces = stream_divisions(image, all_maps(tasks), patch, divisions.getValue());
-    const auto size = image->GetLargestPossibleRegion().GetSize();
-    progress.stage("normalizing " + input.getValue() + " (" + std::to_string(size[2]) + " x " +
-                   std::to_string(size[1]) + " x " + std::to_string(size[0]) + " voxels, Z x Y x X)");
-    double mean = 0.0, sd = 1.0;
-    try {
-        itk::RepModeInputStatistics<FloatImage>::ComputeStreamed(image, pieces, mean, sd);
-    } catch (const itk::ExceptionObject &e) {
-        throw Failure("cannot read " + input.getValue() + ": " + describe(e), kBadInput);
-    }
-
     std::vector<Prediction::Pointer> filters;
     for (const rm_task &t : tasks) {
         auto f = Prediction::New();
@@ -273,7 +266,6 @@ int run_predict(int argc, char **argv)
         f->SetBlending(blend.getValue() == "constant" ? Prediction::BlendingEnum::Constant
                                                       : Prediction::BlendingEnum::Gaussian);
         f->SetNumberOfThreads(cmd.threads());
-        f->SetInputStatistics(mean, sd);
         try {
             f->UpdateOutputInformation(); // loads the task's network and checks the windows before any work
         } catch (const itk::ExceptionObject &e) {
@@ -281,6 +273,22 @@ int run_predict(int argc, char **argv)
         }
         filters.push_back(f);
     }
+
+    // Every task of a model shares its normalization: computed once, streamed, then given to every filter so that
+    // they stream their input too.
+    const rm_normalization &method = filters.front()->GetNormalization();
+    const auto size = image->GetLargestPossibleRegion().GetSize();
+    progress.stage("normalizing " + input.getValue() + " (" + std::to_string(size[2]) + " x " +
+                   std::to_string(size[1]) + " x " + std::to_string(size[0]) + " voxels, Z x Y x X; " +
+                   describe(method) + ")");
+    rm_norm_params normalization;
+    try {
+        normalization = itk::RepModeNormalization<FloatImage>::ComputeStreamed(image, pieces, method);
+    } catch (const itk::ExceptionObject &e) { // a read error, or voxels the method cannot take
+        throw Failure(input.getValue() + ": " + describe(e), kBadInput);
+    }
+    for (const auto &f : filters)
+        f->SetInputNormalization(normalization);
     auto drawing = PredictionProgress::New();
     drawing->watch(filters, &progress);
 

@@ -2,11 +2,14 @@
 // continues one with --resume CKPT.
 //
 // Everything the run needs is read and checked before the first step: the configuration (extensions.md §1, the
-// `lite` defaults for missing fields), every row of the CSV files and every image they name. Inputs are z-scored
-// per volume (official); regression targets too, binary targets are used as 0/1 (> 0.5). A task with "output": "2d"
-// takes 2D targets and masks of the signal's Y x X (extensions.md §4). A run is reproducible bit for bit for a given
-// seed whatever the thread count, and a resumed run ends with the same model as an uninterrupted one (the trainer's
-// random draws are hashes of seed, step and sample).
+// `lite` defaults for missing fields), every row of the CSV files and every image they name. Inputs are normalized
+// per volume with the configuration's "normalization" (extensions.md §3): "zscore" (official, the default),
+// "percentile" (p1-p99 clipped to [0, 1]) or {"method": "percentile", "low": L, "high": H}; the model file records it
+// (repmode.normalization) for eval and predict. Regression targets are normalized with the same method, so a
+// percentile model learns targets in [0, 1] as it sees its inputs; binary targets are used as 0/1 (> 0.5). A task
+// with "output": "2d" takes 2D targets and masks of the signal's Y x X (extensions.md §4). A run is reproducible bit
+// for bit for a given seed whatever the thread count, and a resumed run ends with the same model as an uninterrupted
+// one (the trainer's random draws are hashes of seed, step and sample).
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -40,6 +43,7 @@ using Clock = std::chrono::steady_clock;
 struct Config {
     rm_config cfg{};
     std::vector<rm_task> tasks;
+    rm_normalization normalization = rm_normalization_zscore();
 };
 
 std::string read_text(const std::string &path, const char *what)
@@ -62,6 +66,34 @@ int64_t whole_number(const cJSON *item, const std::string &where, const char *fi
                           std::to_string(hi),
                       kBadInput);
     return static_cast<int64_t>(item->valuedouble);
+}
+
+// "normalization": "zscore", "percentile" (p1-p99), or the object a model file holds, e.g. {"method": "percentile",
+// "low": 2, "high": 98}.
+rm_normalization read_normalization(const Context &ctx, const cJSON *item, const std::string &path)
+{
+    const char *name = cJSON_GetStringValue(item);
+    std::string text;
+    if (name && (std::strcmp(name, "zscore") == 0 || std::strcmp(name, "percentile") == 0))
+        text = std::string("{\"method\":\"") + name + "\"}";
+    else if (cJSON_IsObject(item)) {
+        std::unique_ptr<char, void (*)(void *)> printed(cJSON_PrintUnformatted(item), cJSON_free);
+        if (!printed)
+            throw std::bad_alloc();
+        text = printed.get();
+    } else
+        throw Failure(path + ": 'normalization' must be \"zscore\", \"percentile\" or an object such as "
+                             "{\"method\": \"percentile\", \"low\": 1, \"high\": 99}",
+                      kBadInput);
+    rm_normalization n;
+    if (rm_normalization_parse(ctx, text.c_str(), &n) != RM_OK) {
+        std::string why = rm_ctx_error(ctx);
+        const std::string prefix = "normalization: ";
+        if (why.compare(0, prefix.size(), prefix) == 0)
+            why.erase(0, prefix.size());
+        throw Failure(path + ": 'normalization': " + why, kBadInput);
+    }
+    return n;
 }
 
 Config read_config(const Context &ctx, const std::string &path)
@@ -124,6 +156,8 @@ Config read_config(const Context &ctx, const std::string &path)
                 throw Failure(path + ": 'decoder' must be \"3d\" (the 2D decoder is not available yet; 2D labels of "
                                      "a surface volume train a task with \"output\": \"2d\")",
                               kBadInput);
+        } else if (key == "normalization") {
+            c.normalization = read_normalization(ctx, item, path);
         } else if (key == "tasks") {
             if (!cJSON_IsArray(item))
                 throw Failure(path + ": 'tasks' must be a list of {\"name\", \"kind\"[, \"output\"]}", kBadInput);
@@ -192,8 +226,8 @@ Config read_config(const Context &ctx, const std::string &path)
 struct Sample {
     std::string signal_path;
     int task = 0;
-    std::shared_ptr<const Volume> signal; // z-scored; shared by the rows naming the same file
-    Volume target;                        // z-scored (regression) or 0/1 (binary); one layer for 2D labels
+    std::shared_ptr<const Volume> signal; // normalized; shared by the rows naming the same file
+    Volume target;                        // normalized (regression) or 0/1 (binary); one layer for 2D labels
     std::shared_ptr<Volume> mask;         // or null; one layer for 2D labels
 };
 
@@ -230,7 +264,8 @@ std::string resolve(const std::string &folder, const std::string &path)
 }
 
 // The rows of a data CSV, every image read, checked and normalized.
-std::vector<Sample> read_data(const std::string &csv, const Config &c, const std::function<void(std::string)> &say)
+std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const Config &c,
+                              const std::function<void(std::string)> &say)
 {
     const std::string text = read_text(csv, "data CSV");
     std::stringstream lines(text);
@@ -295,7 +330,7 @@ std::vector<Sample> read_data(const std::string &csv, const Config &c, const std
         if (found == signals.end()) {
             say("reading " + s.signal_path);
             auto v = std::make_shared<Volume>(read_volume(s.signal_path));
-            zscore(v->voxels);
+            normalize(ctx, c.normalization, v->voxels, s.signal_path);
             found = signals.emplace(s.signal_path, v).first;
         }
         s.signal = found->second;
@@ -315,7 +350,7 @@ std::vector<Sample> read_data(const std::string &csv, const Config &c, const std
             for (float &v : s.target.voxels)
                 v = v > 0.5f ? 1.0f : 0.0f;
         else
-            zscore(s.target.voxels);
+            normalize(ctx, c.normalization, s.target.voxels, target_path);
         if (col_mask >= 0 && !cells[static_cast<size_t>(col_mask)].empty()) {
             const std::string mask_path = resolve(folder, cells[static_cast<size_t>(col_mask)]);
             say("reading " + mask_path);
@@ -456,13 +491,17 @@ int run_train(int argc, char **argv)
     CommandLine cmd("train", "Trains a RepMode model on volumes listed in a CSV (signal,target,task[,mask], paths "
                              "relative to the CSV), held in memory: random patches in mixed-task batches, random "
                              "flips (optionally rotations, intensity jitter and noise), the loss of each task's kind "
-                             "(regression MSE, binary BCE + Dice). Inputs and regression targets are z-scored per "
-                             "volume; binary targets are target > 0.5. A task with \"output\": \"2d\" trains on 2D "
+                             "(regression MSE, binary BCE + Dice). Inputs and regression targets are normalized per "
+                             "volume with the configuration's \"normalization\" (\"zscore\", the default, or "
+                             "\"percentile\": p1-p99 clipped to [0, 1]), which the model file records; binary "
+                             "targets are target > 0.5. A task with \"output\": \"2d\" trains on 2D "
                              "labels (and masks) of a surface volume's layers: its loss and validation take the mean "
                              "over depth of the 3D prediction.");
     TCLAP::ValueArg<std::string> config("", "config", "configuration JSON (extensions.md section 1; missing fields "
                                                       "take the lite defaults; tasks: [{\"name\", \"kind\"}], "
-                                                      "\"output\": \"2d\" for 2D labels of a surface volume)",
+                                                      "\"output\": \"2d\" for 2D labels of a surface volume; "
+                                                      "\"normalization\": \"zscore\" or \"percentile\" or "
+                                                      "{\"method\", \"low\", \"high\"})",
                                         true, "", "C.json", cmd);
     TCLAP::ValueArg<std::string> data("", "data", "training CSV: signal,target,task[,mask]", true, "", "D.csv", cmd);
     TCLAP::ValueArg<std::string> out("", "out", "model file to write (the best on --val if given, else the last)",
@@ -483,10 +522,10 @@ int run_train(int argc, char **argv)
                                            "", "Z,Y,X", cmd);
     TCLAP::SwitchArg rotations("", "rotations", "augment with random in-plane 90-degree rotations (square patch)", cmd);
     TCLAP::ValueArg<double> jitter("", "jitter", "augment the input's intensity: scaled by 1 +- J and shifted by +- J "
-                                                 "(z-scored units; default 0: off)",
+                                                 "(normalized units; default 0: off)",
                                    false, 0.0, "J", cmd);
     TCLAP::ValueArg<double> noise("", "noise", "augment the input with Gaussian noise of this standard deviation "
-                                               "(z-scored units; default 0: off)",
+                                               "(normalized units; default 0: off)",
                                   false, 0.0, "S", cmd);
     TCLAP::ValueArg<std::string> log("", "log", "JSON lines: one per step, one per validation", false, "",
                                      "LOG.jsonl", cmd);
@@ -547,14 +586,15 @@ int run_train(int argc, char **argv)
                               std::to_string(multiple) + " on each axis",
                           kBadInput);
 
-    const std::vector<Sample> samples = read_data(data.getValue(), c, say);
+    const std::vector<Sample> samples = read_data(ctx, data.getValue(), c, say);
     std::vector<Sample> val_samples;
     if (val.isSet())
-        val_samples = read_data(val.getValue(), c, say);
+        val_samples = read_data(ctx, val.getValue(), c, say);
 
     rm_model *raw_model = nullptr;
     ctx.check(rm_model_create(ctx, &c.cfg, seed.getValue(), &raw_model));
     std::unique_ptr<rm_model, void (*)(rm_model *)> model(raw_model, rm_model_free);
+    ctx.check(rm_model_set_normalization(ctx, model.get(), &c.normalization));
 
     rm_train_options opt = rm_train_options_official(patch.data());
     opt.batch = batch.getValue();

@@ -2,22 +2,25 @@
 
 #include <cmath>
 #include <cstring>
+#include <sstream>
 
 namespace repmode::cli {
 
-void zscore(std::vector<float> &v)
+void normalize(const Context &ctx, const rm_normalization &method, std::vector<float> &v, const std::string &path)
 {
-    double sum = 0.0;
-    for (float x : v)
-        sum += x;
-    const double mean = v.empty() ? 0.0 : sum / static_cast<double>(v.size());
-    double ss = 0.0;
-    for (float x : v)
-        ss += (x - mean) * (x - mean);
-    const double sd = v.empty() ? 0.0 : std::sqrt(ss / static_cast<double>(v.size()));
-    const double scale = sd > 0.0 ? 1.0 / sd : 1.0;
-    for (float &x : v)
-        x = static_cast<float>((x - mean) * scale);
+    rm_norm_params p;
+    if (rm_normalization_compute(ctx, &method, v.data(), static_cast<int64_t>(v.size()), &p) != RM_OK)
+        throw Failure(path + ": " + rm_ctx_error(ctx), kBadInput);
+    rm_normalize(&p, v.data(), v.data(), static_cast<int64_t>(v.size()));
+}
+
+std::string describe(const rm_normalization &method)
+{
+    if (method.method == RM_NORM_ZSCORE)
+        return "z-score";
+    std::ostringstream s;
+    s << "percentile p" << method.low << "-p" << method.high << " clipped to [0, 1]";
+    return s.str();
 }
 
 void check_same_size(const Volume &a, const std::string &a_path, const Volume &b, const std::string &b_path)

@@ -1,4 +1,4 @@
-// Volume helpers shared by the subcommands that predict and measure (eval, train): the official normalization,
+// Volume helpers shared by the subcommands that predict and measure (eval, train): the model's normalization,
 // size checks, the sliding-window read callback over a volume in memory, the 2D map of a 3D prediction, and the
 // metrics of a task as JSON.
 #pragma once
@@ -14,9 +14,12 @@
 
 namespace repmode::cli {
 
-// Official normalization: (x - mean) / std over the whole volume (population std, in double). A constant volume is
-// only centred (std taken as 1).
-void zscore(std::vector<float> &v);
+// Normalizes a whole volume in place with `method` (repmode/normalize.h): z-score (official; a constant volume is
+// only centred) or percentile clipping to [0, 1]. A Failure naming `path` when the core refuses the voxels.
+void normalize(const Context &ctx, const rm_normalization &method, std::vector<float> &v, const std::string &path);
+
+// "z-score" or "percentile p1-p99 clipped to [0, 1]", for messages.
+std::string describe(const rm_normalization &method);
 
 // A Failure naming both files and their sizes unless a and b have the same size.
 void check_same_size(const Volume &a, const std::string &a_path, const Volume &b, const std::string &b_path);

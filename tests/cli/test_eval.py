@@ -1,6 +1,6 @@
 """repmode eval (cli.md): metrics of a whole-volume prediction checked against the PyTorch reference and numpy
-formulas written independently of the C code; a task with 2D labels measured on the depth mean of its prediction;
-the image formats and folders ITK reads; and the errors."""
+formulas written independently of the C code; a model's percentile normalization against np.percentile; a task with
+2D labels measured on the depth mean of its prediction; the image formats and folders ITK reads; and the errors."""
 import json
 import math
 import os
@@ -39,19 +39,28 @@ def zscore(a):
     return (a - a.mean()) / a.std()
 
 
-def reference_prediction(task, x):
-    """The deploy network of `task` (PyTorch reference, float64) on the z-scored volume x (Z, Y, X)."""
+def percentile(a, low=1.0, high=99.0):
+    """Percentile normalization as numpy computes it: np.percentile's default ('linear') bounds, then
+    (a - lo) / (hi - lo) clipped to [0, 1]."""
+    a = np.asarray(a, dtype=np.float64)
+    lo, hi = np.percentile(a, [low, high])
+    return np.clip((a - lo) / (hi - lo), 0.0, 1.0)
+
+
+def reference_prediction(task, x, normalize=zscore, model=SMALL):
+    """The deploy network of `task` of a training-form `model` (PyTorch reference, float64) on the volume x
+    (Z, Y, X) normalized by `normalize` (the official z-score by default)."""
     torch = pytest.importorskip("torch")
     import repmode_torch as rt
 
-    tensors, metadata = st.read(SMALL)
+    tensors, metadata = st.read(str(model))
     config = json.loads(metadata["repmode.config"])
     names = [t["name"] for t in json.loads(metadata["repmode.tasks"])]
     net = rt.RepModeNet(config["base_channels"], config["levels"], len(names), activation=config["activation"])
     net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
     net = net.double().eval()
     with torch.no_grad():
-        y = rt.DeployNet(net, names.index(task))(torch.from_numpy(zscore(x)[None, None]))
+        y = rt.DeployNet(net, names.index(task))(torch.from_numpy(normalize(x)[None, None]))
     return y[0, 0].numpy()
 
 
@@ -171,6 +180,83 @@ def test_a_folder_of_tiff_layers_reads_as_the_same_volume(tmp_path):
     assert_metrics(from_folder, regression_metrics(reference_prediction("membrane", signal), zscore(target)))
 
 
+# ---- percentile normalization (extensions.md §3) -------------------------------------------------------------------
+
+def fixture_with(tmp_path, name, **metadata):
+    """The fixture model with some of its repmode.* metadata replaced (given as JSON values), same weights."""
+    tensors, meta = st.read(SMALL)
+    meta = dict(meta, **{"repmode." + key: st.json_string(value) for key, value in metadata.items()})
+    path = tmp_path / name
+    st.write(str(path), list(tensors.items()), meta)  # read keeps the file order
+    return str(path)
+
+
+PERCENTILE = {"method": "percentile", "low": 2, "high": 98}
+
+
+def percentile_model(tmp_path):
+    return fixture_with(tmp_path, "percentile.safetensors", normalization=PERCENTILE)
+
+
+def with_outliers(signal):
+    """A few voxels far outside the rest: clipping at the percentiles changes them, a z-score would not."""
+    s = signal.copy()
+    s.flat[::97] = 1000.0
+    s.flat[5::89] = -500.0
+    return s
+
+
+def p2_98(a):
+    return percentile(a, 2, 98)
+
+
+@pytest.mark.parametrize("task", ["dna", "membrane"])
+def test_a_percentile_model_normalizes_input_and_target_as_numpy_does(tmp_path, task):
+    model = percentile_model(tmp_path)
+    signal, target = sample(8)
+    signal, target = with_outliers(signal), with_outliers(target)
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", target)
+    r = run("eval", "--model", model, "--task", task, "--input", str(tmp_path / "in.mha"), "--target",
+            str(tmp_path / "gt.mha"), "--patch", PATCH)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert_metrics(got, regression_metrics(reference_prediction(task, signal, p2_98), p2_98(target)))
+    official = regression_metrics(reference_prediction(task, signal), zscore(target))
+    assert got["mse"] != pytest.approx(official["mse"], rel=0.01)  # the model's method, not the official one
+    assert "percentile p2-p98" in r.stderr
+
+
+def test_a_percentile_model_binary_task(tmp_path):
+    model = percentile_model(tmp_path)
+    signal = with_outliers(sample(9)[0])
+    logits = reference_prediction("ink", signal, p2_98)
+    prob = 1 / (1 + np.exp(-logits))
+    rng = np.random.default_rng(10)
+    target = ((prob > np.median(prob)) ^ (rng.random(SHAPE) < 0.2)).astype(np.uint8)
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", target)
+    r = run("eval", "--model", model, "--task", "ink", "--input", str(tmp_path / "in.mha"), "--target",
+            str(tmp_path / "gt.mha"), "--patch", PATCH)
+    assert r.returncode == 0, r.stderr
+    assert np.min(np.abs(logits)) > 1e-5  # no side of the threshold in doubt between float32 and float64
+    assert_metrics(json.loads(r.stdout), binary_metrics(prob, target))
+
+
+def test_percentile_refuses_non_finite_voxels_and_bad_model_metadata(tmp_path):
+    signal, target = sample()
+    signal[3, 4, 5] = np.nan
+    write_mha(tmp_path / "nan.mha", signal)
+    write_mha(tmp_path / "gt.mha", target)
+    r = run("eval", "--model", percentile_model(tmp_path), "--task", "dna", "--input", str(tmp_path / "nan.mha"),
+            "--target", str(tmp_path / "gt.mha"), "--patch", PATCH)
+    expect_failure(r, "nan.mha", "finite")
+    bad = fixture_with(tmp_path, "bad.safetensors", normalization={"method": "percentile", "low": 99, "high": 1})
+    r = run("eval", "--model", bad, "--task", "dna", "--input", str(tmp_path / "gt.mha"), "--target",
+            str(tmp_path / "gt.mha"), "--patch", PATCH)
+    expect_failure(r, "bad.safetensors", "repmode.normalization", "'low'")
+
+
 def test_the_real_ct_volume_is_readable():
     if not os.path.exists(REAL_CT):
         pytest.skip("the shared real data is absent")
@@ -229,17 +315,13 @@ def test_errors_exit_1_with_a_useful_message(tmp_path):
 def with_2d_ink(tmp_path, threshold=None):
     """The fixture model with its task 'ink' marked as trained on 2D labels ("output": "2d"), same weights, and
     the given label threshold."""
-    tensors, metadata = st.read(SMALL)
-    tasks = json.loads(metadata["repmode.tasks"])
+    tasks = json.loads(st.read(SMALL)[1]["repmode.tasks"])
     for t in tasks:
         if t["name"] == "ink":
             t["output"] = "2d"
             if threshold is not None:
                 t["threshold"] = threshold
-    metadata = dict(metadata, **{"repmode.tasks": st.json_string(tasks)})
-    path = tmp_path / "ink2d.safetensors"
-    st.write(str(path), list(tensors.items()), metadata)  # read keeps the file order
-    return str(path)
+    return fixture_with(tmp_path, "ink2d.safetensors", tasks=tasks)
 
 
 def test_2d_labels_are_measured_on_the_mean_over_depth(tmp_path):

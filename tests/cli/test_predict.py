@@ -1,6 +1,6 @@
 """repmode predict: the prediction against the PyTorch reference, the input's geometry kept, label maps (task
 threshold or Otsu), the colour table, several tasks in one run, streamed output equal to the whole, a folder of
-TIFF layers, and errors (exit 1, nothing written)."""
+TIFF layers, a percentile model against np.percentile (streamed too), and errors (exit 1, nothing written)."""
 import os
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from images import read_mha, write_mha  # noqa: E402
-from test_eval import SMALL, reference_prediction  # noqa: E402
+from test_eval import SMALL, p2_98, percentile_model, reference_prediction, with_outliers  # noqa: E402
 
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
 SPACING, ORIGIN = (0.5, 0.7, 2.0), (1.0, -2.0, 3.5)
@@ -151,3 +151,47 @@ def test_a_folder_of_tiff_layers_is_one_volume(tmp_path):
     assert got.shape == x.shape
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
     assert float(header["ElementSpacing"].split()[2]) == 1.0
+
+
+def test_a_percentile_model_matches_numpy_percentiles_and_streams(tmp_path):
+    model = percentile_model(tmp_path)  # p2-p98
+    x = with_outliers(np.random.default_rng(6).normal(100.0, 20.0, size=(8, 12, 16)).astype(np.float32))
+    path = tmp_path / "in.mha"
+    write_mha(str(path), x)
+    for task in ("membrane", "ink"):
+        out = tmp_path / (task + ".mha")
+        r = run("predict", "--model", model, "--task", task, "--input", str(path), "--output", str(out),
+                "--patch", "8,12,16")
+        assert r.returncode == 0, r.stderr
+        assert "percentile p2-p98" in r.stderr
+        got, _ = read_mha(str(out))
+        want = reference_prediction(task, x, p2_98)
+        if task == "ink":
+            assert np.abs(got - 1.0 / (1.0 + np.exp(-want))).max() < 1e-5
+            continue
+        assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+        official = reference_prediction(task, x)  # the z-scored input gives another prediction
+        assert np.abs(got - official).max() / np.abs(official).max() > 1e-2
+    # streamed: the percentiles of two passes over pieces, and the prediction in pieces, equal one piece
+    tall = np.random.default_rng(7).gamma(2.0, 30.0, size=(40, 12, 16)).astype(np.float32)
+    write_mha(str(tmp_path / "tall.mha"), tall)
+    outputs = []
+    for pieces in ["1", "3", "7"]:
+        out = tmp_path / ("p%s.mha" % pieces)
+        r = run("predict", "--model", model, "--task", "dna", "--input", str(tmp_path / "tall.mha"), "--output",
+                str(out), "--patch", "8,12,16", "--divisions", pieces)
+        assert r.returncode == 0, r.stderr
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_a_percentile_model_refuses_non_finite_voxels(tmp_path):
+    x = np.ones((8, 12, 16), np.float32)
+    x[2, 3, 4] = np.inf
+    write_mha(str(tmp_path / "inf.mha"), x)
+    out = tmp_path / "out.mha"
+    r = run("predict", "--model", percentile_model(tmp_path), "--task", "dna", "--input", str(tmp_path / "inf.mha"),
+            "--output", str(out), "--patch", "8,12,16")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("repmode: ") and "inf.mha" in r.stderr and "finite" in r.stderr
+    assert not out.exists()

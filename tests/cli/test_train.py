@@ -1,6 +1,7 @@
 """repmode train (cli.md): a tiny model trained on `repmode synth cells` data; reproducibility across runs, thread
-counts and a resumed run; validation lines in the log; and the errors on bad input, which leave no model file. Also an
-ink task with 2D labels trained on `repmode synth scroll` data (extensions.md §4)."""
+counts and a resumed run; validation lines in the log; percentile normalization recorded in the model and applied by
+eval and predict as np.percentile does; and the errors on bad input, which leave no model file. Also an ink task with
+2D labels trained on `repmode synth scroll` data (extensions.md §4)."""
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import repmode_safetensors as st  # noqa: E402
-from images import read_nrrd, write_mha  # noqa: E402
+from images import read_mha, read_nrrd, write_mha  # noqa: E402
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
 
 CONFIG = {"base_channels": 4, "levels": 2, "activation": "relu", "dropout": 0, "patch": [16, 32, 32],
@@ -63,6 +64,7 @@ def test_trains_and_writes_model_and_log(sample, tmp_path):
     assert info["config"]["patch"] == [16, 32, 32]
     assert [(t["name"], t["kind"]) for t in info["tasks"]] == [("nuclei", "regression"), ("membranes", "binary")]
     _, metadata = st.read(str(out))
+    assert json.loads(metadata["repmode.normalization"]) == {"method": "zscore"}  # the official default
     provenance = json.loads(metadata["repmode.provenance"])
     assert provenance["software"].startswith("repmode ")
     assert provenance["data"] == "train.csv" and provenance["steps"] == 20 and provenance["seed"] == 0
@@ -304,6 +306,58 @@ def test_mixed_2d_and_3d_labels_in_one_run(scroll, sample, tmp_path):
     kinds = {v["task"]: v for v in val["validation"]}
     assert kinds["ink"]["kind"] == "binary" and kinds["nuclei"]["kind"] == "regression"
     assert kinds["nuclei"]["voxels"] == 16 * 32 * 32
+
+
+# ---- percentile normalization (extensions.md §3) -------------------------------------------------------------------
+
+@pytest.mark.parametrize("given, recorded", [
+    ("percentile", {"method": "percentile", "low": 1, "high": 99}),
+    ({"method": "percentile", "low": 2.5, "high": 97.5}, {"method": "percentile", "low": 2.5, "high": 97.5}),
+    ("zscore", {"method": "zscore"}),
+])
+def test_the_model_records_the_configured_normalization(sample, tmp_path, given, recorded):
+    cfg, out = tmp_path / "c.json", tmp_path / "m.safetensors"
+    cfg.write_text(json.dumps(dict(CONFIG, normalization=given)))
+    r = run("train", "--config", cfg, "--data", sample / "train.csv", "--out", out, "--steps", 2, "--batch", 1)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(st.read(str(out))[1]["repmode.normalization"]) == recorded
+    assert json.loads(st.read(str(out) + ".ckpt")[1]["repmode.normalization"]) == recorded
+
+
+def test_a_percentile_model_is_evaluated_and_predicted_as_numpy_normalizes(sample, tmp_path):
+    from test_eval import percentile, reference_prediction, regression_metrics
+    cfg, out = tmp_path / "c.json", tmp_path / "m.safetensors"
+    cfg.write_text(json.dumps(dict(CONFIG, normalization={"method": "percentile", "low": 1, "high": 99})))
+    r = run("train", "--config", cfg, "--data", sample / "train.csv", "--out", out, "--steps", 4, "--batch", 2)
+    assert r.returncode == 0, r.stderr
+    signal, nuclei = read_nrrd(sample / "signal.nrrd"), read_nrrd(sample / "nuclei.nrrd")
+    want = reference_prediction("nuclei", signal, percentile, model=out)  # the whole volume is one window
+
+    pred = tmp_path / "p.mha"
+    r = run("predict", "--model", out, "--task", "nuclei", "--input", sample / "signal.nrrd", "--output", pred,
+            "--patch", "16,32,32")
+    assert r.returncode == 0, r.stderr
+    got, _ = read_mha(str(pred))
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+
+    r = run("eval", "--model", out, "--task", "nuclei", "--input", sample / "signal.nrrd", "--target",
+            sample / "nuclei.nrrd", "--patch", "16,32,32")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    for key, value in regression_metrics(want, percentile(nuclei)).items():  # the target normalized the same way
+        assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+def test_error_bad_normalization(sample, tmp_path):
+    cfg = tmp_path / "bad.json"
+    for value, words in [("minmax", ["'normalization' must be"]), (5, ["'normalization' must be"]),
+                         ({"method": "percentile", "low": 99, "high": 1}, ["'normalization'", "'low'"]),
+                         ({"method": "percentile", "lo": 1}, ["'normalization'", "unknown field 'lo'"]),
+                         ({"method": "percentile", "high": "99"}, ["'normalization'", "'high' must be a number"]),
+                         ({"method": "clahe"}, ["'normalization'", "'method'"])]:
+        cfg.write_text(json.dumps(dict(CONFIG, normalization=value)))
+        msg = error(sample, tmp_path, config=cfg)
+        assert "bad.json" in msg and all(w in msg for w in words), (value, msg)
 
 
 def test_error_empty_csv(sample, tmp_path):
