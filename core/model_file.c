@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -403,10 +404,14 @@ void rm_model_info_free(rm_model_info *info)
 #define RM_CHECKPOINT_KEY "repmode.checkpoint"
 
 rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *path, const float *m, const float *v,
-                              size_t n, int64_t step, uint64_t seed)
+                              size_t n, int64_t step, uint64_t seed, double best)
 {
-    char state[96];
-    snprintf(state, sizeof state, "{\"step\":%lld,\"seed\":%llu}", (long long)step, (unsigned long long)seed);
+    /* Without a best score the metadata is exactly what it was before scores were kept; %.17g gives the double
+     * back exactly. */
+    char state[128];
+    const int len = snprintf(state, sizeof state, "{\"step\":%lld,\"seed\":%llu", (long long)step,
+                             (unsigned long long)seed);
+    snprintf(state + len, sizeof state - (size_t)len, isfinite(best) ? ",\"best\":%.17g}" : "}", best);
     const rm_st_entry extra[2] = {
         {.name = "optimizer.exp_avg", .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = m},
         {.name = "optimizer.exp_avg_sq", .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = v},
@@ -415,15 +420,18 @@ rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *pa
 }
 
 rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, float *m, float *v, size_t n,
-                             uint64_t seed, int64_t *step)
+                             uint64_t seed, int64_t *step, double *best)
 {
     rm_st_file *f;
     RM_TRY(rm_st_read(ctx, path, &f));
     const char *state = rm_st_metadata(f, RM_CHECKPOINT_KEY);
     unsigned long long s_seed = 0;
     long long s_step = -1;
+    double s_best = NAN;
     rm_status s = RM_OK;
-    if (!state || sscanf(state, "{\"step\":%lld,\"seed\":%llu}", &s_step, &s_seed) != 2 || s_step < 0)
+    /* The best score is optional: older checkpoints end after the seed. */
+    const int got = state ? sscanf(state, "{\"step\":%lld,\"seed\":%llu,\"best\":%lf", &s_step, &s_seed, &s_best) : 0;
+    if (got < 2 || s_step < 0)
         s = rm_fail(ctx, RM_ERR_FORMAT, "%s: not a training checkpoint (no valid %s metadata)", path,
                     RM_CHECKPOINT_KEY);
     else if (s_seed != seed)
@@ -437,8 +445,10 @@ rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, floa
         s = take_tensor(ctx, path, f, "optimizer.exp_avg", 1, shape, 0, m);
     if (s == RM_OK)
         s = take_tensor(ctx, path, f, "optimizer.exp_avg_sq", 1, shape, 0, v);
-    if (s == RM_OK)
+    if (s == RM_OK) {
         *step = s_step;
+        *best = got == 3 && isfinite(s_best) ? s_best : NAN;
+    }
     rm_st_free(f);
     return s;
 }

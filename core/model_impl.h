@@ -93,14 +93,14 @@ rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char
 /* The tensor name of unit i's `what` ("weight", "bias", "activation.bias") in the deploy form of `task`. */
 void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len);
 
-/* Training checkpoints: the training form plus the optimizer's moments (n floats each) and the step and seed in
- * repmode.checkpoint metadata. Reading requires a model of the same configuration and the run's seed; it then
- * overwrites the model's weights (all of them are checked first only by shape: a damaged file can leave them
- * partly written). */
+/* Training checkpoints: the training form plus the optimizer's moments (n floats each) and the step, seed and best
+ * score (left out when not finite) in repmode.checkpoint metadata. Reading requires a model of the same
+ * configuration and the run's seed; it then overwrites the model's weights (all of them are checked first only by
+ * shape: a damaged file can leave them partly written). *best is NaN for a file without a score. */
 rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *path, const float *m, const float *v,
-                              size_t n, int64_t step, uint64_t seed);
+                              size_t n, int64_t step, uint64_t seed, double best);
 rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, float *m, float *v, size_t n,
-                             uint64_t seed, int64_t *step);
+                             uint64_t seed, int64_t *step, double *best);
 
 /* The BatchNorm of a unit as the operators take it. */
 rm_batchnorm3d rm_unit_batchnorm(const rm_unit *u);

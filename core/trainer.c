@@ -1,5 +1,6 @@
-/* Training on in-memory volumes: batches of random patches, augmentation, per-kind losses, optimizer, checkpoints.
- * Every random draw is a hash of (seed, step, sample, purpose): nothing depends on threads or on call history. */
+/* Training on in-memory volumes: batches of random or bucketed patches, augmentation, per-kind losses, optimizer,
+ * checkpoints. Every random draw is a hash of (seed, step, sample, purpose): nothing depends on threads or on call
+ * history. */
 #include "model_impl.h"
 #include "repmode/trainer.h"
 
@@ -7,8 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What each hash draw is for, so draws for different purposes never coincide. */
-enum { DRAW_VOLUME, DRAW_CROP, DRAW_FLIP = DRAW_CROP + 3, DRAW_ROTATE, DRAW_SCALE, DRAW_SHIFT, DRAW_DROPOUT, DRAW_NOISE };
+/* What each hash draw is for, so draws for different purposes never coincide. New purposes go at the end: the
+ * values of the others are in every past run's draws. */
+enum {
+    DRAW_VOLUME, DRAW_CROP, DRAW_FLIP = DRAW_CROP + 3, DRAW_ROTATE, DRAW_SCALE, DRAW_SHIFT, DRAW_DROPOUT, DRAW_NOISE,
+    DRAW_BUCKET, DRAW_BUCKET_CROP
+};
+
+/* A binary volume's crop positions by bucket (bucketed sampling). Positions are the crop starts (z, y, x) in
+ * row-major order over grid; rows are runs of grid[2] positions along X. A 2D label has grid[0] = 1: its crop's
+ * depth does not change the label and is drawn as for a random crop. */
+typedef struct crop_buckets {
+    uint8_t *bucket; /* per position its rm_bucket, in a byte: a large volume has about as many positions as voxels */
+    int64_t *before; /* (rows + 1) x RM_N_BUCKETS: positions of each bucket in the rows before; the last is the total */
+    int64_t grid[3];
+} crop_buckets;
 
 struct rm_trainer {
     rm_model *model;
@@ -22,13 +36,17 @@ struct rm_trainer {
     float *scratch;                    /* 2·Y·X: a 2D sample's logit map and its gradient */
     int *tasks;
     int64_t (*layers)[2];              /* per sample: the patch layers [first, first + count) inside the volume */
+    int *buckets;                      /* per sample: the rm_bucket its crop came from, -1 for a random crop */
+    crop_buckets *crops;               /* per volume, bucketed sampling: its buckets (bucket NULL: random crops) */
+    double best_score;                 /* the caller's best validation score, NaN when none */
 };
 
 rm_train_options rm_train_options_official(const int64_t patch[3])
 {
     rm_train_options o = {.patch = {patch[0], patch[1], patch[2]}, .batch = 8, .seed = 0,
                           .optim = rm_optim_adam_official(), .schedule = rm_schedule_constant(),
-                          .smoothing = RM_BINARY_LOSS_SMOOTHING, .flips = 1};
+                          .smoothing = RM_BINARY_LOSS_SMOOTHING, .flips = 1, .sampling = RM_SAMPLING_RANDOM,
+                          .bucket_low = RM_BUCKET_LOW_DEFAULT};
     return o;
 }
 
@@ -49,7 +67,7 @@ static uint64_t draw(const rm_trainer *t, int64_t sample, uint64_t purpose, uint
 
 static double uniform(uint64_t h) { return (double)(h >> 11) * 0x1p-53; }
 
-/* ---- checks and life cycle ------------------------------------------------------------------------------------ */
+/* ---- checks -------------------------------------------------------------------------------------------------- */
 
 static rm_status check_options(rm_ctx *ctx, const rm_model *m, const rm_train_options *o)
 {
@@ -67,6 +85,15 @@ static rm_status check_options(rm_ctx *ctx, const rm_model *m, const rm_train_op
         !(o->noise >= 0.0f && isfinite(o->noise)))
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: smoothing must be in [0, 0.5], intensity jitter in [0, 1), "
                        "noise finite and not negative");
+    if (o->sampling != RM_SAMPLING_RANDOM && o->sampling != RM_SAMPLING_BUCKETS)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: unknown sampling %d", (int)o->sampling);
+    if (o->sampling == RM_SAMPLING_BUCKETS && !(o->bucket_low > 0.0f && o->bucket_low < 1.0f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: the low bucket's bound %g is outside (0, 1)",
+                       (double)o->bucket_low);
+    /* The buckets count a crop's voxels in 32 bits (see sat_at). */
+    if (o->sampling == RM_SAMPLING_BUCKETS && o->patch[0] * o->patch[1] * o->patch[2] > (int64_t)UINT32_MAX)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: a patch of 2^32 voxels or more is too large for bucketed "
+                       "sampling");
     if (m->cfg.in_channels != 1 || m->cfg.out_channels != 1)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: volumes train models of one input and one output channel");
     RM_TRY(rm_optim_config_validate(ctx, &o->optim));
@@ -98,6 +125,105 @@ static rm_status check_volumes(rm_ctx *ctx, const rm_model *m, const rm_train_vo
     return RM_OK;
 }
 
+/* ---- buckets of crop positions (bucketed sampling) ----------------------------------------------------------- */
+
+/* A summed-area table over a (d, h, w) grid holds at (z, y, x) of its (d + 1, h + 1, w + 1) cells the count of
+ * voxels before z, y and x. It is uint32_t: sums wrap, but a box's count, a difference of them, comes out exact as
+ * long as it is below 2^32 (a patch is far smaller), in half the memory of int64_t on a large volume. */
+static int64_t sat_at(const int64_t n[3], int64_t z, int64_t y, int64_t x)
+{
+    return (z * (n[1] + 1) + y) * (n[2] + 1) + x;
+}
+
+/* The count in the box [lo, lo + ext) of a summed-area table over n. */
+static uint32_t sat_box(const uint32_t *s, const int64_t n[3], const int64_t lo[3], const int64_t ext[3])
+{
+    const int64_t z0 = lo[0], y0 = lo[1], x0 = lo[2], z1 = z0 + ext[0], y1 = y0 + ext[1], x1 = x0 + ext[2];
+    return s[sat_at(n, z1, y1, x1)] - s[sat_at(n, z0, y1, x1)] - s[sat_at(n, z1, y0, x1)] - s[sat_at(n, z1, y1, x0)] +
+           s[sat_at(n, z0, y0, x1)] + s[sat_at(n, z0, y1, x0)] + s[sat_at(n, z1, y0, x0)] - s[sat_at(n, z0, y0, x0)];
+}
+
+/* Summed-area tables of the label's positive voxels and (with a mask) of its counted ones, into zeroed tables. */
+static void label_sats(const rm_train_volume *v, const int64_t n[3], uint32_t *pos, uint32_t *in)
+{
+    const int64_t row = n[2] + 1, plane = (n[1] + 1) * row;
+    for (int64_t z = 0; z < n[0]; z++)
+        for (int64_t y = 0; y < n[1]; y++) {
+            uint32_t run_pos = 0, run_in = 0; /* along the row so far */
+            for (int64_t x = 0; x < n[2]; x++) {
+                const int64_t i = (z * n[1] + y) * n[2] + x, c = sat_at(n, z + 1, y + 1, x + 1);
+                const int counted = !v->mask || v->mask[i] > 0.5f;
+                run_pos += (uint32_t)(counted && v->target[i] > 0.5f);
+                pos[c] = run_pos + pos[c - row] + pos[c - plane] - pos[c - row - plane];
+                if (in) {
+                    run_in += (uint32_t)counted;
+                    in[c] = run_in + in[c - row] + in[c - plane] - in[c - row - plane];
+                }
+            }
+        }
+}
+
+static void crop_buckets_free(crop_buckets *cb)
+{
+    free(cb->bucket);
+    free(cb->before);
+}
+
+/* Sorts every crop position of binary volume v (index i) into its bucket (see rm_sampling), in time linear in the
+ * volume: one summed-area table pass, then O(1) per position. */
+static rm_status make_buckets(rm_ctx *ctx, const rm_train_volume *v, int i, const int64_t P[3], float low,
+                              crop_buckets *cb)
+{
+    const int64_t n[3] = {v->target_2d ? 1 : v->size[0], v->size[1], v->size[2]}; /* the label's grid */
+    int64_t ext[3];                                                                 /* the crop inside the volume */
+    for (int a = 0; a < 3; a++) {
+        ext[a] = n[a] < P[a] ? n[a] : P[a];
+        cb->grid[a] = n[a] - ext[a] + 1;
+    }
+    const int64_t rows = cb->grid[0] * cb->grid[1], cells = (n[0] + 1) * (n[1] + 1) * (n[2] + 1);
+    uint32_t *pos = calloc((size_t)cells, sizeof *pos), *in = v->mask ? calloc((size_t)cells, sizeof *in) : NULL;
+    cb->bucket = malloc((size_t)(rows * cb->grid[2]));
+    cb->before = malloc((size_t)((rows + 1) * RM_N_BUCKETS) * sizeof *cb->before);
+    if (!pos || (v->mask && !in) || !cb->bucket || !cb->before) {
+        free(pos);
+        free(in);
+        return rm_fail(ctx, RM_ERR_NOMEM, "train: cannot allocate the sampling buckets of volume %d", i);
+    }
+    label_sats(v, n, pos, in);
+    const uint32_t all = (uint32_t)(ext[0] * ext[1] * ext[2]); /* counted voxels of a crop without a mask */
+    int64_t *before = cb->before;
+    memset(before, 0, RM_N_BUCKETS * sizeof *before);
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t *next = before + (r + 1) * RM_N_BUCKETS;
+        memcpy(next, next - RM_N_BUCKETS, RM_N_BUCKETS * sizeof *next);
+        for (int64_t x = 0; x < cb->grid[2]; x++) {
+            const int64_t lo[3] = {r / cb->grid[1], r % cb->grid[1], x};
+            const uint32_t p = sat_box(pos, n, lo, ext), c = in ? sat_box(in, n, lo, ext) : all;
+            const rm_bucket k = p == 0 ? RM_BUCKET_NONE : (double)p <= (double)low * (double)c ? RM_BUCKET_LOW
+                                                                                              : RM_BUCKET_HIGH;
+            cb->bucket[r * cb->grid[2] + x] = (uint8_t)k;
+            next[k]++;
+        }
+    }
+    free(pos);
+    free(in);
+    return RM_OK;
+}
+
+/* Bucketed sampling: buckets for every binary volume; the others keep random crops (bucket NULL). */
+static rm_status make_all_buckets(rm_ctx *ctx, rm_trainer *t)
+{
+    t->crops = calloc((size_t)t->n_volumes, sizeof *t->crops);
+    if (!t->crops)
+        return rm_fail(ctx, RM_ERR_NOMEM, "train: out of memory");
+    for (int i = 0; i < t->n_volumes; i++)
+        if (t->model->cfg.tasks[t->volumes[i].task].kind == RM_TASK_BINARY)
+            RM_TRY(make_buckets(ctx, &t->volumes[i], i, t->opt.patch, t->opt.bucket_low, &t->crops[i]));
+    return RM_OK;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------------------------------- */
+
 rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options *opt,
                             const rm_train_volume *volumes, int n, rm_trainer **out)
 {
@@ -106,12 +232,19 @@ rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options
     *out = NULL;
     RM_TRY(check_options(ctx, model, opt));
     RM_TRY(check_volumes(ctx, model, volumes, n));
+    int binary = 0;
+    for (int i = 0; i < n; i++)
+        binary += model->cfg.tasks[volumes[i].task].kind == RM_TASK_BINARY;
+    if (opt->sampling == RM_SAMPLING_BUCKETS && binary == 0)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: bucketed sampling needs a volume of a binary task; none of the "
+                       "%d has one", n);
     rm_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return rm_fail(ctx, RM_ERR_NOMEM, "train: out of memory");
     t->model = model;
     t->opt = *opt;
     t->n_volumes = n;
+    t->best_score = NAN;
     const size_t numel = (size_t)(opt->batch * opt->patch[0] * opt->patch[1] * opt->patch[2]);
     t->volumes = malloc((size_t)n * sizeof *t->volumes);
     t->x = malloc(numel * sizeof(float));
@@ -122,11 +255,15 @@ rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options
     t->scratch = malloc((size_t)(2 * opt->patch[1] * opt->patch[2]) * sizeof(float));
     t->tasks = malloc((size_t)opt->batch * sizeof *t->tasks);
     t->layers = malloc((size_t)opt->batch * sizeof *t->layers);
+    t->buckets = malloc((size_t)opt->batch * sizeof *t->buckets);
     rm_status s = RM_OK;
-    if (!t->volumes || !t->x || !t->target || !t->mask || !t->y || !t->dy || !t->scratch || !t->tasks || !t->layers)
+    if (!t->volumes || !t->x || !t->target || !t->mask || !t->y || !t->dy || !t->scratch || !t->tasks || !t->layers ||
+        !t->buckets)
         s = rm_fail(ctx, RM_ERR_NOMEM, "train: cannot allocate a batch of %zu voxels", numel);
     else
         memcpy(t->volumes, volumes, (size_t)n * sizeof *volumes);
+    if (s == RM_OK && opt->sampling == RM_SAMPLING_BUCKETS)
+        s = make_all_buckets(ctx, t);
     if (s == RM_OK)
         s = rm_optim_create(ctx, model, &opt->optim, &t->optim);
     if (s != RM_OK) {
@@ -151,16 +288,24 @@ void rm_trainer_free(rm_trainer *t)
     free(t->scratch);
     free(t->tasks);
     free(t->layers);
+    free(t->buckets);
+    for (int i = 0; t->crops && i < t->n_volumes; i++)
+        crop_buckets_free(&t->crops[i]);
+    free(t->crops);
     free(t);
 }
 
 int64_t rm_trainer_steps_done(const rm_trainer *t) { return t->step; }
 
+void rm_trainer_set_best_score(rm_trainer *t, double score) { t->best_score = isfinite(score) ? score : NAN; }
+
+double rm_trainer_best_score(const rm_trainer *t) { return t->best_score; }
+
 rm_train_batch rm_trainer_last_batch(const rm_trainer *t)
 {
-    rm_train_batch b = {NULL, NULL, NULL, NULL, NULL};
+    rm_train_batch b = {NULL, NULL, NULL, NULL, NULL, NULL};
     if (t && t->stepped)
-        b = (rm_train_batch){t->x, t->target, t->mask, t->y, t->tasks};
+        b = (rm_train_batch){t->x, t->target, t->mask, t->y, t->tasks, t->buckets};
     return b;
 }
 
@@ -180,12 +325,47 @@ static void in_plane(const int64_t P[3], int turns, const int flip[3], const int
     *sx = start[2] + (flip[2] ? P[2] - 1 - c : c);
 }
 
-/* Sample b of the batch: a random crop of a random volume, flipped and rotated, zero (and masked out) beyond the
- * volume, with intensity jitter and noise on the input. A 2D label takes the same in-plane crop. */
+/* Bucketed sampling of sample b: a bucket uniformly among the volume's non-empty ones, a crop uniformly among its
+ * positions, found by rank (the row by bisection on the counts before each row, then the row scanned). Sets the
+ * crop's start in plane, and in depth for a 3D label. Returns the bucket. */
+static int bucketed_crop(const rm_trainer *t, const rm_train_volume *v, const crop_buckets *cb, int64_t b,
+                         int64_t start[3])
+{
+    const int64_t rows = cb->grid[0] * cb->grid[1], *total = cb->before + rows * RM_N_BUCKETS;
+    int nonempty = 0, k = 0;
+    for (int i = 0; i < RM_N_BUCKETS; i++)
+        nonempty += total[i] > 0;
+    for (uint64_t pick = draw(t, b, DRAW_BUCKET, 0) % (uint64_t)nonempty;; k++)
+        if (total[k] > 0 && pick-- == 0)
+            break;
+    const int64_t rank = (int64_t)(draw(t, b, DRAW_BUCKET_CROP, 0) % (uint64_t)total[k]);
+    int64_t lo = 0, hi = rows; /* the row holds the rank: before[lo] <= rank < before[hi] */
+    while (hi - lo > 1) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (cb->before[mid * RM_N_BUCKETS + k] <= rank)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const uint8_t *row = cb->bucket + lo * cb->grid[2];
+    int64_t x = 0;
+    for (int64_t left = rank - cb->before[lo * RM_N_BUCKETS + k];; x++)
+        if (row[x] == k && left-- == 0)
+            break;
+    if (!v->target_2d) /* a 2D label's crop keeps its random depth */
+        start[0] = lo / cb->grid[1];
+    start[1] = lo % cb->grid[1];
+    start[2] = x;
+    return k;
+}
+
+/* Sample b of the batch: a random (or bucketed) crop of a random volume, flipped and rotated, zero (and masked out)
+ * beyond the volume, with intensity jitter and noise on the input. A 2D label takes the same in-plane crop. */
 static void fill_sample(rm_trainer *t, int64_t b)
 {
     const int64_t *P = t->opt.patch, pvol = P[0] * P[1] * P[2];
-    const rm_train_volume *v = &t->volumes[draw(t, b, DRAW_VOLUME, 0) % (uint64_t)t->n_volumes];
+    const uint64_t index = draw(t, b, DRAW_VOLUME, 0) % (uint64_t)t->n_volumes;
+    const rm_train_volume *v = &t->volumes[index];
     int64_t start[3];
     int flip[3];
     for (int a = 0; a < 3; a++) {
@@ -193,6 +373,8 @@ static void fill_sample(rm_trainer *t, int64_t b)
         start[a] = room > 0 ? (int64_t)(draw(t, b, DRAW_CROP + (uint64_t)a, 0) % (uint64_t)(room + 1)) : 0;
         flip[a] = t->opt.flips ? (int)(draw(t, b, DRAW_FLIP, (uint64_t)a) & 1) : 0;
     }
+    const crop_buckets *cb = t->crops ? &t->crops[index] : NULL;
+    t->buckets[b] = cb && cb->bucket ? bucketed_crop(t, v, cb, b, start) : -1;
     const int turns = t->opt.rotations ? (int)(draw(t, b, DRAW_ROTATE, 0) & 3) : 0;
     const double j = t->opt.intensity_jitter;
     const float scale = (float)(1.0 + j * (2.0 * uniform(draw(t, b, DRAW_SCALE, 0)) - 1.0));
@@ -345,7 +527,7 @@ rm_status rm_trainer_save_checkpoint(rm_ctx *ctx, const rm_trainer *t, const cha
     size_t n_m = 0, n_v = 0;
     const float *m = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG, &n_m);
     const float *v = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG_SQ, &n_v);
-    return rm_checkpoint_write(ctx, t->model, path, m, v, n_m, t->step, t->opt.seed);
+    return rm_checkpoint_write(ctx, t->model, path, m, v, n_m, t->step, t->opt.seed, t->best_score);
 }
 
 rm_status rm_trainer_load_checkpoint(rm_ctx *ctx, rm_trainer *t, const char *path)
@@ -356,8 +538,10 @@ rm_status rm_trainer_load_checkpoint(rm_ctx *ctx, rm_trainer *t, const char *pat
     float *m = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG, &n);
     float *v = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG_SQ, &n);
     int64_t step = 0;
-    RM_TRY(rm_checkpoint_read(ctx, path, t->model, m, v, n, t->opt.seed, &step));
+    double best = NAN;
+    RM_TRY(rm_checkpoint_read(ctx, path, t->model, m, v, n, t->opt.seed, &step, &best));
     RM_TRY(rm_optim_set_step(ctx, t->optim, step));
     t->step = step;
+    t->best_score = best;
     return RM_OK;
 }

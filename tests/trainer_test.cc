@@ -1,11 +1,14 @@
 // Training on in-memory volumes: the loss falls, runs are reproducible on any thread count, a resumed run equals
-// the uninterrupted one bit for bit, mixed regression/binary batches, small volumes, and bad input; and surface
+// the uninterrupted one bit for bit, mixed regression/binary batches, small volumes, and bad input; surface
 // volumes with 2D labels (extensions.md §4): the loss of the depth mean and its gradient against an independent
-// double-precision reference, the label's crop against the signal's, mixed 2D/3D batches.
+// double-precision reference, the label's crop against the signal's, mixed 2D/3D batches; bucketed sampling
+// (extensions.md §3) against buckets recomputed from the batches' labels; the best score kept in checkpoints.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -74,9 +77,11 @@ struct TrainingRun {
     std::vector<rm_task> tasks;
     rm_model *model = nullptr;
     rm_trainer *trainer = nullptr;
+    int64_t bucketed = 0; // samples whose crop came from a bucket, over the steps taken
 
     // surface: tasks {blur, ink (2D labels)} on Data::surface_volumes(); else {blur, sign} on Data::volumes().
-    TrainingRun(rm_ctx *ctx, const Data &data, uint64_t init_seed = 3, int n_volumes = 2, bool surface = false)
+    TrainingRun(rm_ctx *ctx, const Data &data, uint64_t init_seed = 3, int n_volumes = 2, bool surface = false,
+                rm_sampling sampling = RM_SAMPLING_RANDOM)
     {
         tasks = {rm_task_make("blur", RM_TASK_REGRESSION),
                  surface ? ink_task() : rm_task_make("sign", RM_TASK_BINARY)};
@@ -92,6 +97,7 @@ struct TrainingRun {
         o.rotations = 1;
         o.intensity_jitter = 0.05f;
         o.noise = 0.01f;
+        o.sampling = sampling;
         const std::vector<rm_train_volume> v = surface ? data.surface_volumes() : data.volumes();
         EXPECT_EQ(rm_trainer_create(ctx, model, &o, v.data(), n_volumes, &trainer), RM_OK) << rm_ctx_error(ctx);
     }
@@ -107,6 +113,9 @@ struct TrainingRun {
             float l = NAN;
             EXPECT_EQ(rm_trainer_step(ctx, trainer, &l), RM_OK) << rm_ctx_error(ctx);
             losses.push_back(l);
+            const rm_train_batch b = rm_trainer_last_batch(trainer);
+            for (int k = 0; b.buckets && k < 3; k++)
+                bucketed += b.buckets[k] >= 0;
         }
         return losses;
     }
@@ -155,14 +164,13 @@ TEST(Trainer, SameSeedGivesBitIdenticalWeightsOnOneAndTwoThreads)
     }
 }
 
-class Resume : public ::testing::TestWithParam<bool> {}; // surface: a 2D-labelled volume in the batches
-
-TEST_P(Resume, AResumedRunEqualsTheUninterruptedOneBitForBit)
+// Six steps in one run, and three, a checkpoint, and three more in a run of other initial weights: the same losses
+// and weights bit for bit. surface: a 2D-labelled volume in the batches.
+void expect_resume_bit_identical(bool surface, rm_sampling sampling)
 {
     rmtest::Ctx ctx(2);
     Data data;
-    const bool surface = GetParam();
-    TrainingRun whole(ctx, data, 3, 2, surface);
+    TrainingRun whole(ctx, data, 3, 2, surface, sampling);
     const std::vector<float> all = whole.steps(ctx, 6);
 
     char dir[] = "/tmp/repmode-trainer-XXXXXX";
@@ -170,12 +178,13 @@ TEST_P(Resume, AResumedRunEqualsTheUninterruptedOneBitForBit)
     const std::string path = std::string(dir) + "/checkpoint.safetensors";
     std::vector<float> halves, saved;
     {
-        TrainingRun first(ctx, data, 3, 2, surface);
+        TrainingRun first(ctx, data, 3, 2, surface, sampling);
         halves = first.steps(ctx, 3);
         ASSERT_EQ(rm_trainer_save_checkpoint(ctx, first.trainer, path.c_str()), RM_OK) << rm_ctx_error(ctx);
         saved = first.weights();
     }
-    TrainingRun second(ctx, data, /*init_seed=*/99, 2, surface); // other initial weights: the checkpoint replaces them
+    // Other initial weights: the checkpoint replaces them.
+    TrainingRun second(ctx, data, /*init_seed=*/99, 2, surface, sampling);
     ASSERT_EQ(rm_trainer_load_checkpoint(ctx, second.trainer, path.c_str()), RM_OK) << rm_ctx_error(ctx);
     EXPECT_EQ(rm_trainer_steps_done(second.trainer), 3);
     const std::vector<float> rest = second.steps(ctx, 3);
@@ -196,6 +205,14 @@ TEST_P(Resume, AResumedRunEqualsTheUninterruptedOneBitForBit)
     EXPECT_EQ(rm_model_config(loaded)->tasks[1].output_2d, surface ? 1 : 0);
     rm_model_free(loaded);
     std::system(("rm -rf '" + std::string(dir) + "'").c_str());
+    EXPECT_EQ(whole.bucketed > 0, sampling == RM_SAMPLING_BUCKETS);
+}
+
+class Resume : public ::testing::TestWithParam<bool> {}; // surface: a 2D-labelled volume in the batches
+
+TEST_P(Resume, AResumedRunEqualsTheUninterruptedOneBitForBit)
+{
+    expect_resume_bit_identical(GetParam(), RM_SAMPLING_RANDOM);
 }
 
 INSTANTIATE_TEST_SUITE_P(Trainer, Resume, ::testing::Bool(),
@@ -503,6 +520,270 @@ TEST(Trainer, A2DLabelFollowsTheSignalsCropFlipsAndRotationsAndSkipsPaddingLayer
     EXPECT_GT(windows, 0);
     rm_trainer_free(t);
     rm_model_free(m);
+}
+
+// ---- bucketed sampling (extensions.md §3) ----
+
+uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = static_cast<const unsigned char *>(p);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+// Random crops are the very draws they were before bucketed sampling existed: these hashes of four steps' inputs,
+// labels, masks and tasks were recorded with the trainer of then. No jitter or noise, so the inputs are the signal
+// exactly and the hashes do not depend on the floating-point contraction of the compiler.
+TEST(Trainer, RandomCropsAreTheDrawsTheyWereBeforeBucketedSampling)
+{
+    rmtest::Ctx ctx(1);
+    Data data;
+    for (bool surface : {false, true}) {
+        SCOPED_TRACE(surface ? "2D and 3D labels" : "3D labels");
+        std::vector<rm_task> tasks{rm_task_make("blur", RM_TASK_REGRESSION),
+                                   surface ? ink_task() : rm_task_make("sign", RM_TASK_BINARY)};
+        rm_config cfg = rm_config_lite(tasks.data(), 2);
+        cfg.base_channels = 2;
+        cfg.levels = 1;
+        rm_model *m = nullptr;
+        ASSERT_EQ(rm_model_create(ctx, &cfg, 1, &m), RM_OK);
+        const int64_t P[3] = {8, 8, 8}, pvol = P[0] * P[1] * P[2];
+        rm_train_options o = rm_train_options_official(P);
+        o.batch = 6;
+        o.seed = 7;
+        o.rotations = 1;
+        const std::vector<rm_train_volume> v = surface ? data.surface_volumes() : data.volumes();
+        rm_trainer *t = nullptr;
+        ASSERT_EQ(rm_trainer_create(ctx, m, &o, v.data(), 2, &t), RM_OK) << rm_ctx_error(ctx);
+        uint64_t h = UINT64_C(0xcbf29ce484222325);
+        for (int step = 0; step < 4; step++) {
+            float l = NAN;
+            ASSERT_EQ(rm_trainer_step(ctx, t, &l), RM_OK) << rm_ctx_error(ctx);
+            const rm_train_batch b = rm_trainer_last_batch(t);
+            for (int64_t k = 0; k < o.batch; k++) {
+                // A 2D label fills only the first plane of its block: the rest is not part of the batch.
+                const size_t label = (size_t)(tasks[(size_t)b.tasks[k]].output_2d ? P[1] * P[2] : pvol) * sizeof(float);
+                h = fnv1a(h, b.x + k * pvol, (size_t)pvol * sizeof(float));
+                h = fnv1a(fnv1a(h, b.target + k * pvol, label), b.mask + k * pvol, label);
+                h = fnv1a(h, &b.tasks[k], sizeof(int));
+                EXPECT_EQ(b.buckets[k], -1);
+            }
+        }
+        EXPECT_EQ(h, surface ? UINT64_C(0xa894ae2218724c8) : UINT64_C(0x10a22ab1908d7c65));
+        rm_trainer_free(t);
+        rm_model_free(m);
+    }
+}
+
+// How the binary samples of some steps fall into the buckets, each sample's bucket recomputed from its label and
+// mask in the batch (the padding beyond the volume is masked out there, so the batch holds exactly the crop's
+// counted voxels), and checked against the bucket the trainer says it drew the crop from.
+struct Tally {
+    int64_t bucket[RM_N_BUCKETS] = {0, 0, 0};
+    int64_t binary = 0;
+    int64_t hidden_ink = 0; // "none" samples with label > 0.5 under the mask's zeros: the mask did matter
+};
+
+Tally tally_buckets(rm_ctx *ctx, rm_trainer *t, const std::vector<rm_task> &tasks, const rm_train_options &o,
+                    int steps)
+{
+    Tally tally;
+    const int64_t *P = o.patch, pvol = P[0] * P[1] * P[2];
+    for (int step = 0; step < steps; step++) {
+        float l = NAN;
+        EXPECT_EQ(rm_trainer_step(ctx, t, &l), RM_OK) << rm_ctx_error(ctx);
+        const rm_train_batch b = rm_trainer_last_batch(t);
+        for (int64_t k = 0; k < o.batch; k++) {
+            const rm_task &task = tasks[(size_t)b.tasks[k]];
+            if (task.kind != RM_TASK_BINARY || o.sampling == RM_SAMPLING_RANDOM) {
+                EXPECT_EQ(b.buckets[k], -1);
+                if (task.kind != RM_TASK_BINARY)
+                    continue;
+            }
+            const int64_t n = task.output_2d ? P[1] * P[2] : pvol;
+            int64_t counted = 0, positive = 0, hidden = 0;
+            for (int64_t i = 0; i < n; i++) {
+                const bool in = b.mask[k * pvol + i] > 0.5f, ink = b.target[k * pvol + i] > 0.5f;
+                counted += in;
+                positive += in && ink;
+                hidden += !in && ink;
+            }
+            const int want = positive == 0 ? RM_BUCKET_NONE
+                             : (double)positive <= (double)o.bucket_low * (double)counted ? RM_BUCKET_LOW
+                                                                                         : RM_BUCKET_HIGH;
+            if (o.sampling == RM_SAMPLING_BUCKETS) {
+                EXPECT_EQ(b.buckets[k], want) << positive << " positive of " << counted;
+            }
+            tally.bucket[want]++;
+            tally.binary++;
+            tally.hidden_ink += want == RM_BUCKET_NONE && hidden > 0;
+        }
+    }
+    return tally;
+}
+
+// Trains a small model of `tasks` on `volumes` in steps of 16 samples with bucketed, then random, sampling: the
+// buckets hold a third of the binary samples each (within 4.5 binomial standard deviations), random crops mostly
+// "none", the ink being rare. Returns the two tallies.
+std::vector<Tally> compare_samplings(rm_ctx *ctx, std::vector<rm_task> tasks,
+                                     const std::vector<rm_train_volume> &volumes, uint64_t seed, int steps)
+{
+    rm_config cfg = rm_config_lite(tasks.data(), (int)tasks.size());
+    cfg.base_channels = 2;
+    cfg.levels = 1;
+    rm_model *m = nullptr;
+    EXPECT_EQ(rm_model_create(ctx, &cfg, 1, &m), RM_OK);
+    const int64_t P[3] = {8, 8, 8};
+    rm_train_options o = rm_train_options_official(P);
+    o.batch = 16;
+    o.seed = seed;
+    o.rotations = 1;
+    std::vector<Tally> tallies;
+    for (rm_sampling sampling : {RM_SAMPLING_BUCKETS, RM_SAMPLING_RANDOM}) {
+        SCOPED_TRACE(sampling == RM_SAMPLING_BUCKETS ? "buckets" : "random");
+        o.sampling = sampling;
+        rm_trainer *t = nullptr;
+        EXPECT_EQ(rm_trainer_create(ctx, m, &o, volumes.data(), (int)volumes.size(), &t), RM_OK) << rm_ctx_error(ctx);
+        const Tally tally = tally_buckets(ctx, t, tasks, o, steps);
+        const double n = (double)tally.binary, sd = std::sqrt(n * (1.0 / 3.0) * (2.0 / 3.0));
+        for (int k = 0; sampling == RM_SAMPLING_BUCKETS && k < RM_N_BUCKETS; k++)
+            EXPECT_NEAR((double)tally.bucket[k], n / 3.0, 4.5 * sd) << "bucket " << k << " of " << n << " samples";
+        if (sampling == RM_SAMPLING_RANDOM) {
+            EXPECT_GT(tally.bucket[RM_BUCKET_NONE], 0.75 * n);
+        }
+        tallies.push_back(tally);
+        rm_trainer_free(t);
+    }
+    rm_model_free(m);
+    return tallies;
+}
+
+// A binary 3D volume whose ink is a 5x5x5 cube (13% of the 8^3 crops touch it), trained beside a regression
+// volume.
+TEST(Trainer, BucketedSamplingDrawsEvenlyFromTheBucketsOfA3DLabel)
+{
+    rmtest::Ctx ctx(2);
+    Data data;
+    const int64_t size[3] = {16, 40, 40};
+    std::vector<float> signal((size_t)(size[0] * size[1] * size[2])), ink(signal.size(), 0.0f);
+    rmtest::fill_uniform(signal, 21);
+    for (int64_t z = 5; z < 10; z++)
+        for (int64_t y = 17; y < 22; y++)
+            for (int64_t x = 17; x < 22; x++)
+                ink[(size_t)((z * size[1] + y) * size[2] + x)] = 1.0f;
+    const std::vector<rm_train_volume> volumes{
+        {signal.data(), ink.data(), nullptr, {size[0], size[1], size[2]}, 1, 0},
+        {data.signal.data(), data.blurred.data(), nullptr, {data.size[0], data.size[1], data.size[2]}, 0, 0}};
+    const std::vector<Tally> t = compare_samplings(
+        ctx, {rm_task_make("blur", RM_TASK_REGRESSION), rm_task_make("ink", RM_TASK_BINARY)}, volumes, 5, 25);
+    EXPECT_GT(t[0].binary, 150);
+}
+
+// A surface volume with a 2D label and a fragment mask: ink under the mask's zeros (a strip and the rows above the
+// fragment) must not count, and a crop's fraction is of its counted pixels only (the fragment's edge cuts crops).
+TEST(Trainer, BucketedSamplingCountsOnlyMaskedInPixelsOf2DLabels)
+{
+    rmtest::Ctx ctx(2);
+    const int64_t size[3] = {10, 40, 40}; // deeper than the patch: a random depth window too
+    std::vector<float> signal((size_t)(size[0] * size[1] * size[2])), ink((size_t)(size[1] * size[2]), 0.0f),
+        fragment(ink.size(), 0.0f);
+    rmtest::fill_uniform(signal, 22);
+    for (int64_t y = 0; y < size[1]; y++)
+        for (int64_t x = 0; x < size[2]; x++) {
+            const size_t i = (size_t)(y * size[2] + x);
+            fragment[i] = y >= 10 && x >= 6 ? 1.0f : 0.0f;
+            const bool blob = y >= 10 && y < 13 && x >= 18 && x < 21; // 3x3, on the fragment's edge
+            ink[i] = x < 6 || (y < 10 && x % 4 == 0) || blob ? 1.0f : 0.0f;
+        }
+    const std::vector<rm_train_volume> volume{
+        {signal.data(), ink.data(), fragment.data(), {size[0], size[1], size[2]}, 0, 1}};
+    const std::vector<Tally> t = compare_samplings(ctx, {ink_task()}, volume, 6, 20);
+    EXPECT_GT(t[0].hidden_ink, 0);
+    EXPECT_GT(t[1].hidden_ink, 0);
+}
+
+TEST(Trainer, BucketedSamplingResumesBitForBit)
+{
+    for (bool surface : {false, true}) {
+        SCOPED_TRACE(surface ? "2D labels" : "3D labels");
+        expect_resume_bit_identical(surface, RM_SAMPLING_BUCKETS);
+    }
+}
+
+TEST(Trainer, BadBucketedSamplingIsRefusedByName)
+{
+    rmtest::Ctx ctx(1);
+    Data data;
+    std::vector<rm_task> tasks{rm_task_make("blur", RM_TASK_REGRESSION), rm_task_make("sign", RM_TASK_BINARY)};
+    rm_config cfg = rm_config_lite(tasks.data(), 2);
+    cfg.base_channels = 2;
+    cfg.levels = 1;
+    rm_model *m = nullptr;
+    ASSERT_EQ(rm_model_create(ctx, &cfg, 1, &m), RM_OK);
+    const int64_t patch[3] = {8, 8, 8};
+    const std::vector<rm_train_volume> v = data.volumes(); // regression first, then binary
+    auto expect = [&](const rm_train_options &o, int n, const char *needle) {
+        rm_trainer *t = nullptr;
+        EXPECT_NE(rm_trainer_create(ctx, m, &o, v.data(), n, &t), RM_OK);
+        EXPECT_EQ(t, nullptr);
+        EXPECT_NE(std::string(rm_ctx_error(ctx)).find(needle), std::string::npos) << rm_ctx_error(ctx);
+    };
+    rm_train_options o = rm_train_options_official(patch);
+    EXPECT_EQ(o.sampling, RM_SAMPLING_RANDOM);
+    EXPECT_EQ(o.bucket_low, RM_BUCKET_LOW_DEFAULT);
+    o.sampling = RM_SAMPLING_BUCKETS;
+    expect(o, 1, "bucketed sampling needs a volume of a binary task");
+    o.bucket_low = 0.0f;
+    expect(o, 2, "low bucket's bound 0 is outside (0, 1)");
+    o.bucket_low = 1.0f;
+    expect(o, 2, "outside (0, 1)");
+    o.sampling = static_cast<rm_sampling>(7);
+    expect(o, 2, "unknown sampling 7");
+    rm_model_free(m);
+}
+
+// ---- the best score in checkpoints ----
+
+std::string file_text(const std::string &path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(Trainer, TheBestScoreGoesIntoTheCheckpointAndComesBack)
+{
+    rmtest::Ctx ctx(1);
+    Data data;
+    char dir[] = "/tmp/repmode-trainer-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    const std::string path = std::string(dir) + "/checkpoint.safetensors";
+    TrainingRun saver(ctx, data), loader(ctx, data, /*init_seed=*/99);
+    EXPECT_TRUE(std::isnan(rm_trainer_best_score(saver.trainer))); // none yet
+    for (double score : {1.0 / 3.0, -2.5e-300, 7.0, 1.7976931348623157e308}) {
+        SCOPED_TRACE(score);
+        rm_trainer_set_best_score(saver.trainer, score);
+        EXPECT_EQ(rm_trainer_best_score(saver.trainer), score);
+        ASSERT_EQ(rm_trainer_save_checkpoint(ctx, saver.trainer, path.c_str()), RM_OK) << rm_ctx_error(ctx);
+        ASSERT_EQ(rm_trainer_load_checkpoint(ctx, loader.trainer, path.c_str()), RM_OK) << rm_ctx_error(ctx);
+        EXPECT_EQ(rm_trainer_best_score(loader.trainer), score); // exactly
+    }
+    // A value that is not finite clears the score.
+    for (double none : {(double)INFINITY, -(double)INFINITY, (double)NAN}) {
+        rm_trainer_set_best_score(loader.trainer, 1.0);
+        rm_trainer_set_best_score(loader.trainer, none);
+        EXPECT_TRUE(std::isnan(rm_trainer_best_score(loader.trainer)));
+    }
+    // Without a score the checkpoint's metadata is what older checkpoints have; loading one clears a score.
+    rm_trainer_set_best_score(saver.trainer, NAN);
+    saver.steps(ctx, 1);
+    ASSERT_EQ(rm_trainer_save_checkpoint(ctx, saver.trainer, path.c_str()), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_NE(file_text(path).find(R"("repmode.checkpoint":"{\"step\":1,\"seed\":42}")"), std::string::npos);
+    rm_trainer_set_best_score(loader.trainer, 2.0);
+    ASSERT_EQ(rm_trainer_load_checkpoint(ctx, loader.trainer, path.c_str()), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_TRUE(std::isnan(rm_trainer_best_score(loader.trainer)));
+    EXPECT_EQ(rm_trainer_steps_done(loader.trainer), 1);
+    std::system(("rm -rf '" + std::string(dir) + "'").c_str());
 }
 
 } // namespace

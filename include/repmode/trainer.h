@@ -1,8 +1,8 @@
 /* Training a model on volumes held in memory: random patches in mixed-task batches, augmentation, the loss of
  * each task's kind, the optimizer and its schedule, and checkpoints that resume bit for bit.
  *
- * Every random choice (volume, crop, flips, rotation, jitter, noise, dropout) is a hash of (seed, step, sample),
- * so a run is reproducible bit for bit for a given seed whatever the thread count, and a run resumed from a
+ * Every random choice (volume, crop, bucket, flips, rotation, jitter, noise, dropout) is a hash of (seed, step,
+ * sample), so a run is reproducible bit for bit for a given seed whatever the thread count, and a run resumed from a
  * checkpoint continues exactly as the uninterrupted one.
  */
 #ifndef REPMODE_TRAINER_H
@@ -33,6 +33,27 @@ typedef struct rm_train_volume {
     int target_2d;       /* 1: target and mask are 2D maps of the layers (see above); 0: they are volumes */
 } rm_train_volume;
 
+/* Patch sampling (extensions.md §3).
+ *
+ * RM_SAMPLING_RANDOM (official): each sample's crop is uniform among all crop positions of its volume.
+ *
+ * RM_SAMPLING_BUCKETS: the crop positions of every binary-task volume are sorted into buckets by the crop's positive
+ * fraction, the share of its counted voxels (pixels, for a 2D label) whose label is > 0.5, counted voxels being those
+ * inside the volume with mask > 0.5 (all of them without a mask):
+ *   RM_BUCKET_NONE  no positive voxel (also a crop with no counted voxel at all),
+ *   RM_BUCKET_LOW   a fraction in (0, bucket_low],
+ *   RM_BUCKET_HIGH  a fraction above bucket_low.
+ * A sample draws its volume uniformly as with random crops; from a binary-task volume it then draws a bucket
+ * uniformly among that volume's non-empty buckets, and a crop uniformly among the bucket's positions, so rare ink is
+ * seen about as often as background. Buckets are per volume: a volume without ink gives "none" crops only. The
+ * depth of a 2D-labelled volume's crop (its label does not depend on it) and every augmentation are drawn as with
+ * random crops; regression volumes keep random crops. The buckets are made once, at rm_trainer_create, in time and
+ * memory linear in the volumes' size (summed-area tables, then one byte per crop position kept). Bucketed sampling
+ * without any binary-task volume is refused: it would do nothing. */
+typedef enum rm_sampling { RM_SAMPLING_RANDOM = 0, RM_SAMPLING_BUCKETS = 1 } rm_sampling;
+typedef enum rm_bucket { RM_BUCKET_NONE = 0, RM_BUCKET_LOW = 1, RM_BUCKET_HIGH = 2, RM_N_BUCKETS = 3 } rm_bucket;
+#define RM_BUCKET_LOW_DEFAULT 0.1f
+
 typedef struct rm_train_options {
     int64_t patch[3];       /* Z, Y, X; multiples of 2^levels; a smaller volume is zero-padded (and masked out) */
     int batch;              /* samples per step (official 8), each from a volume drawn uniformly */
@@ -44,9 +65,12 @@ typedef struct rm_train_options {
     int rotations;          /* random in-plane 90° rotations (needs patch Y == X) */
     float intensity_jitter; /* input scaled by 1 ± j and shifted by ± j (0: off) */
     float noise;            /* standard deviation of Gaussian noise added to the input (0: off) */
+    rm_sampling sampling;   /* how crops are placed (see above); RM_SAMPLING_RANDOM is the official */
+    float bucket_low;       /* bucketed sampling: the "low" bucket's upper bound, in (0, 1) (RM_BUCKET_LOW_DEFAULT) */
 } rm_train_options;
 
-/* The official recipe for a patch: batch 8, Adam lr 1e-4 constant, random flips, seed 0. */
+/* The official recipe for a patch: batch 8, Adam lr 1e-4 constant, random flips and crops, seed 0 (and bucket_low
+ * RM_BUCKET_LOW_DEFAULT, should bucketed sampling be chosen). */
 RM_API rm_train_options rm_train_options_official(const int64_t patch[3]);
 
 /* The loss of one sample as a training step takes it (regression: masked MSE; binary: ½·(soft BCE + Dice) with
@@ -68,17 +92,26 @@ RM_API rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss);
 RM_API int64_t rm_trainer_steps_done(const rm_trainer *t);
 
 /* The last step's batch as the network saw it, for inspection: inputs, labels, masks and logits, each
- * (batch, 1, Z, Y, X) of the patch (a 2D label and its mask fill the first Y·X of their sample's block), and each
- * sample's task. Every pointer is NULL before the first step; the next step overwrites the data. */
+ * (batch, 1, Z, Y, X) of the patch (a 2D label and its mask fill the first Y·X of their sample's block), each
+ * sample's task, and the rm_bucket each sample's crop was drawn from (-1: a random crop). Every pointer is NULL
+ * before the first step; the next step overwrites the data. */
 typedef struct rm_train_batch {
     const float *x, *target, *mask, *logits;
     const int *tasks;
+    const int *buckets;
 } rm_train_batch;
 RM_API rm_train_batch rm_trainer_last_batch(const rm_trainer *t);
-/* Writes the model, the optimizer's state, the step and the seed to one file (a training-form model file with the
- * optimizer's moments added), atomically. */
+/* The best validation score of the run so far, kept by the trainer only so that checkpoints carry it and a resumed
+ * run does not overwrite a better model it saved before. The trainer does not compare scores: which is better
+ * (lower or higher) is the caller's. NaN means none yet: a new trainer, or one loaded from a checkpoint written
+ * without a score (or before scores were kept). Setting a value that is not finite (NaN, ±inf) clears it to NaN. */
+RM_API void rm_trainer_set_best_score(rm_trainer *t, double score);
+RM_API double rm_trainer_best_score(const rm_trainer *t);
+/* Writes the model, the optimizer's state, the step, the seed and the best score to one file (a training-form model
+ * file with the optimizer's moments added), atomically. */
 RM_API rm_status rm_trainer_save_checkpoint(rm_ctx *ctx, const rm_trainer *t, const char *path);
-/* Restores a checkpoint of this trainer's model configuration and seed into the trainer and its model. */
+/* Restores a checkpoint of this trainer's model configuration and seed into the trainer and its model, and its best
+ * score (NaN when the file has none). */
 RM_API rm_status rm_trainer_load_checkpoint(rm_ctx *ctx, rm_trainer *t, const char *path);
 
 #ifdef __cplusplus

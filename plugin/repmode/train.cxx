@@ -527,6 +527,10 @@ int run_train(int argc, char **argv)
     TCLAP::ValueArg<double> noise("", "noise", "augment the input with Gaussian noise of this standard deviation "
                                                "(normalized units; default 0: off)",
                                   false, 0.0, "S", cmd);
+    TCLAP::ValueArg<std::string> sampling("", "sampling", "where crops are taken: random (default, official) or "
+                                                          "buckets: crops of binary tasks drawn evenly from those "
+                                                          "without positives, with a few (up to 10%) and with many",
+                                          false, "random", "random|buckets", cmd);
     TCLAP::ValueArg<std::string> log("", "log", "JSON lines: one per step, one per validation", false, "",
                                      "LOG.jsonl", cmd);
     TCLAP::ValueArg<std::string> val("", "val", "validation CSV, same columns as --data", false, "", "D2.csv", cmd);
@@ -566,6 +570,8 @@ int run_train(int argc, char **argv)
         throw Failure("--noise must be a finite number, 0 or more", kBadInput);
     if (checkpoint_every.getValue() < 0)
         throw Failure("--checkpoint-every must be 0 or more", kBadInput);
+    if (sampling.getValue() != "random" && sampling.getValue() != "buckets")
+        throw Failure("--sampling must be random or buckets, not '" + sampling.getValue() + "'", kBadInput);
 
     const bool tty = isatty(STDERR_FILENO) != 0;
     auto say = [tty](const std::string &what) {
@@ -605,6 +611,7 @@ int run_train(int argc, char **argv)
     opt.rotations = rotations.getValue();
     opt.intensity_jitter = static_cast<float>(jitter.getValue());
     opt.noise = static_cast<float>(noise.getValue());
+    opt.sampling = sampling.getValue() == "buckets" ? RM_SAMPLING_BUCKETS : RM_SAMPLING_RANDOM;
     if (opt.rotations && patch[1] != patch[2])
         throw Failure("--rotations needs a square patch in Y and X, not " + size_string(patch), kBadInput);
     opt.schedule = warmup.getValue() > 0 ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
@@ -655,8 +662,10 @@ int run_train(int argc, char **argv)
         ctx.check(rm_model_save(ctx, model.get(), out.getValue().c_str()));
     };
     const auto start = Clock::now();
-    double best = INFINITY;
-    bool saved_best = false;
+    // The best score travels in the checkpoint: a resumed run keeps the model that an earlier part saved to --out
+    // unless it validates better.
+    double best = std::isnan(rm_trainer_best_score(trainer.get())) ? INFINITY : rm_trainer_best_score(trainer.get());
+    bool saved_best = std::isfinite(best);
     for (int64_t s = first; s < total; s++) {
         const float rate = rm_schedule_lr(&opt.schedule, opt.optim.lr, s);
         float loss = 0.0f;
@@ -700,6 +709,7 @@ int run_train(int argc, char **argv)
                 (better ? " (best so far, saved to " + out.getValue() + ")" : ""));
             if (better) {
                 best = score;
+                rm_trainer_set_best_score(trainer.get(), best);
                 save_model(done);
                 saved_best = true;
             }

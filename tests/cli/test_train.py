@@ -100,6 +100,29 @@ def test_resume_equals_one_run(sample, tmp_path):
     assert resumed.read_bytes() == whole.read_bytes()
 
 
+def test_a_resumed_run_keeps_the_best_model_saved_before_the_interruption(sample, tmp_path):
+    # With this rate the validation score is best at step 5 and worse at 10, 15 and 20: the run's model is step 5's.
+    args = ("--seed", 2, "--lr", "1e-2", "--val", sample / "train.csv", "--val-every", 5)
+    whole, log = tmp_path / "whole.safetensors", tmp_path / "whole.jsonl"
+    r = train(sample, whole, *args, "--log", log)
+    assert r.returncode == 0, r.stderr
+    best = [l["best"] for l in map(json.loads, log.read_text().splitlines()) if "validation" in l]
+    assert best == [True, False, False, False]
+
+    part, ckpt = tmp_path / "part.safetensors", tmp_path / "part.ckpt"
+    r = train(sample, part, *args, "--checkpoint", ckpt, steps=10)
+    assert r.returncode == 0, r.stderr
+    _, metadata = st.read(str(ckpt))
+    state = json.loads(metadata["repmode.checkpoint"])
+    first = [json.loads(l) for l in log.read_text().splitlines() if '"validation"' in l][0]
+    assert state["step"] == 10 and state["best"] == first["score"]
+    log2 = tmp_path / "resumed.jsonl"
+    r = train(sample, part, *args, "--resume", ckpt, "--log", log2)
+    assert r.returncode == 0, r.stderr
+    assert [l["best"] for l in map(json.loads, log2.read_text().splitlines()) if "validation" in l] == [False, False]
+    assert part.read_bytes() == whole.read_bytes()
+
+
 def test_warmup_cosine_schedule(sample, tmp_path):
     log = tmp_path / "log.jsonl"
     r = train(sample, tmp_path / "m.safetensors", "--warmup", 4, "--lr", "1e-3", "--log", log, steps=12)
@@ -290,6 +313,20 @@ def test_2d_labels_train_reproducibly_across_threads_and_a_resume(scroll, tmp_pa
     r = train_ink(scroll, two, "--threads", 2, "--seed", 4, "--resume", tmp_path / "half.ckpt")
     assert r.returncode == 0, r.stderr
     assert one.read_bytes() == two.read_bytes()
+
+
+def test_bucketed_sampling_is_reproducible_and_changes_the_run(scroll, tmp_path):
+    a, b, c = (tmp_path / f"{n}.safetensors" for n in "abc")
+    for out, sampling in ((a, "buckets"), (b, "buckets"), (c, "random")):
+        r = train_ink(scroll, out, "--sampling", sampling, "--seed", 3)
+        assert r.returncode == 0, r.stderr
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+
+
+def test_error_bucketed_sampling_without_a_binary_task(sample, tmp_path):
+    d = write_csv(tmp_path, sample, "signal,target,task\nsignal.nrrd,nuclei.nrrd,nuclei\n")
+    assert "binary" in error(sample, tmp_path, None, d, "--sampling", "buckets")
+    assert "--sampling" in error(sample, tmp_path, None, None, "--sampling", "rare")
 
 
 def test_mixed_2d_and_3d_labels_in_one_run(scroll, sample, tmp_path):
