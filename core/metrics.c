@@ -7,7 +7,8 @@
  * bad element of the tensor whatever the thread count. Regression needs two passes (the means first, then the
  * centred sums, which keeps R² and Pearson accurate when the mean is large compared to the spread). The AUC sorts
  * the positives' and the negatives' scores apart and counts, for each positive, the negatives below it and half
- * the negatives equal to it: the Mann–Whitney U in O(n log n).
+ * the negatives equal to it: the Mann–Whitney U in O(n log n). The best threshold sweeps the same sorted arrays from
+ * the top, one distinct value at a time.
  */
 #include "chunks.h"
 #include "repmode/metrics.h"
@@ -305,31 +306,30 @@ static void split_scores(rm_ctx *ctx, const float *p, const float *t, const floa
     qsort(neg, (size_t)nneg, sizeof *neg, cmp_float);
 }
 
-rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm_tensor *target,
-                                    const rm_tensor *mask, float threshold, rm_binary_metrics *out)
+/* The binary calls' first pass, on checked arguments: checks every selected value, counts each chunk at `threshold`
+ * and sets each chunk's offsets into the positives' and negatives' score arrays. *parts is the context's workspace;
+ * *totals gets tp, fp, fn, tn and count. */
+static rm_status bin_pass(rm_ctx *ctx, const char *what, const rm_tensor *prob, const rm_tensor *target,
+                          const rm_tensor *mask, float threshold, bin_part **parts, int64_t *chunks,
+                          rm_binary_metrics *totals)
 {
-    static const char what[] = "binary metrics";
-    RM_TRY(check_inputs(ctx, what, "prob", prob, target, mask, out));
-    if (!(threshold >= 0.0f && threshold <= 1.0f))
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: threshold %g is outside [0, 1]", what, (double)threshold);
-
     const int64_t n = rm_tensor_numel(prob);
-    const int64_t chunks = chunk_count(n);
-    bin_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
+    const int64_t nc = chunk_count(n);
+    bin_part *part = rm_ctx_workspace(ctx, (size_t)nc * sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
     const float *p = prob->data, *t = target->data, *m = mask ? mask->data : NULL;
 
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; k++) {
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (nc > 1)
+    for (int64_t k = 0; k < nc; k++) {
         int64_t i0, i1;
         chunk_range(k, n, &i0, &i1);
         bin_count(p, t, m, threshold, i0, i1, &part[k]);
     }
-    RM_TRY(report_bad(ctx, what, "prob", &part[0].bad, sizeof *part, chunks));
+    RM_TRY(report_bad(ctx, what, "prob", &part[0].bad, sizeof *part, nc));
 
     rm_binary_metrics r = {0};
-    for (int64_t k = 0; k < chunks; k++) {
+    for (int64_t k = 0; k < nc; k++) {
         part[k].pos_at = r.tp + r.fn;
         part[k].neg_at = r.fp + r.tn;
         r.tp += part[k].tp;
@@ -338,6 +338,47 @@ rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm
         r.tn += part[k].tn;
     }
     r.count = r.tp + r.fp + r.fn + r.tn;
+    *parts = part;
+    *chunks = nc;
+    *totals = r;
+    return RM_OK;
+}
+
+/* The selected scores, the positives' in [0, npos) and the negatives' after them, each sorted in ascending order;
+ * NULL (with the error set) when out of memory. Release with free. */
+static float *sorted_scores(rm_ctx *ctx, const char *what, const rm_tensor *prob, const rm_tensor *target,
+                            const rm_tensor *mask, int64_t chunks, const bin_part *part, int64_t npos, int64_t nneg)
+{
+    float *scores = malloc((size_t)(npos + nneg) * sizeof *scores);
+    if (!scores) {
+        rm_fail(ctx, RM_ERR_NOMEM, "%s: cannot allocate %lld scores", what, (long long)(npos + nneg));
+        return NULL;
+    }
+    split_scores(ctx, prob->data, target->data, mask ? mask->data : NULL, rm_tensor_numel(prob), chunks, part, scores,
+                 npos, scores + npos, nneg);
+    return scores;
+}
+
+/* F0.5 as rm_binary_metrics defines it. Every term is a multiple of ¼ of an integer count, exact in double, so
+ * only the division rounds: equal ratios give equal values, which makes ties exact. */
+static double f05_of(int64_t tp, int64_t fp, int64_t fn)
+{
+    if (tp == 0 && fp == 0 && fn == 0)
+        return 1.0;
+    return 1.25 * (double)tp / (1.25 * (double)tp + 0.25 * (double)fn + (double)fp);
+}
+
+rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm_tensor *target,
+                                    const rm_tensor *mask, float threshold, rm_binary_metrics *out)
+{
+    static const char what[] = "binary metrics";
+    RM_TRY(check_inputs(ctx, what, "prob", prob, target, mask, out));
+    if (!(threshold >= 0.0f && threshold <= 1.0f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: threshold %g is outside [0, 1]", what, (double)threshold);
+    bin_part *part;
+    int64_t chunks;
+    rm_binary_metrics r;
+    RM_TRY(bin_pass(ctx, what, prob, target, mask, threshold, &part, &chunks, &r));
 
     const double tp = (double)r.tp, fp = (double)r.fp, fn = (double)r.fn;
     const int both_empty = r.tp == 0 && r.fp == 0 && r.fn == 0;
@@ -345,19 +386,84 @@ rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm
     r.precision = r.tp + r.fp > 0 ? tp / (tp + fp) : empty;
     r.recall = r.tp + r.fn > 0 ? tp / (tp + fn) : empty;
     r.dice = both_empty ? 1.0 : 2.0 * tp / (2.0 * tp + fp + fn);
-    r.f05 = both_empty ? 1.0 : 1.25 * tp / (1.25 * tp + 0.25 * fn + fp);
+    r.f05 = f05_of(r.tp, r.fp, r.fn);
 
     const int64_t npos = r.tp + r.fn, nneg = r.fp + r.tn;
     r.auc = NAN;
     if (npos > 0 && nneg > 0) {
-        float *scores = malloc((size_t)r.count * sizeof *scores);
+        float *scores = sorted_scores(ctx, what, prob, target, mask, chunks, part, npos, nneg);
         if (!scores)
-            return rm_fail(ctx, RM_ERR_NOMEM, "%s: cannot allocate %lld scores for the AUC", what,
-                           (long long)r.count);
-        split_scores(ctx, p, t, m, n, chunks, part, scores, npos, scores + npos, nneg);
+            return RM_ERR_NOMEM;
         r.auc = auc_sorted(scores, npos, scores + npos, nneg);
         free(scores);
     }
     *out = r;
+    return RM_OK;
+}
+
+/* ---- the best threshold -------------------------------------------------------------------------------------- */
+
+/* The threshold of the cut between the distinct values lo < hi (hi = +∞: nothing above the cut; lo = −∞: nothing
+ * below), or NaN when no threshold in [0, 1] makes it, i.e. when the threshold is not in [lo, hi). */
+static float cut_threshold(float lo, float hi)
+{
+    float t;
+    if (hi == INFINITY) {
+        t = 1.0f;
+    } else if (lo == -INFINITY) {
+        t = 0.0f;
+    } else {
+        t = (float)(((double)lo + (double)hi) / 2.0);
+        if (!(t < hi)) /* adjacent floats: the midpoint rounded up to hi */
+            t = lo;
+        t = t < 0.0f ? 0.0f : t > 1.0f ? 1.0f : t;
+    }
+    return lo <= t && t < hi ? t : NAN;
+}
+
+/* The F0.5-best cut of the ascending positives' and negatives' scores: a sweep from the top, each step moving every
+ * voxel of the next distinct value into the predicted positives. The first cut is the highest threshold, and only a
+ * strictly better F0.5 replaces the best, so ties keep the highest threshold. */
+static rm_best_threshold sweep_cuts(const float *pos, int64_t npos, const float *neg, int64_t nneg)
+{
+    rm_best_threshold best = {NAN, -1.0, npos + nneg};
+    int64_t i = npos, j = nneg, tp = 0, fp = 0; /* pos[0, i) and neg[0, j) are below the cut */
+    float hi = INFINITY;
+    for (;;) {
+        const float lo = i > 0 && (j == 0 || pos[i - 1] >= neg[j - 1]) ? pos[i - 1]
+                         : j > 0                                         ? neg[j - 1]
+                                                                         : -INFINITY;
+        const float t = cut_threshold(lo, hi);
+        const double f = f05_of(tp, fp, npos - tp);
+        if (!isnan(t) && f > best.f05) {
+            best.threshold = t;
+            best.f05 = f;
+        }
+        if (lo == -INFINITY)
+            return best; /* some cut always has a threshold in [0, 1], so best is set */
+        while (i > 0 && pos[i - 1] == lo)
+            i--, tp++;
+        while (j > 0 && neg[j - 1] == lo)
+            j--, fp++;
+        hi = lo;
+    }
+}
+
+rm_status rm_binary_best_threshold(rm_ctx *ctx, const rm_tensor *prob, const rm_tensor *target,
+                                   const rm_tensor *mask, rm_best_threshold *out)
+{
+    static const char what[] = "best threshold";
+    RM_TRY(check_inputs(ctx, what, "prob", prob, target, mask, out));
+    bin_part *part;
+    int64_t chunks;
+    rm_binary_metrics r;
+    /* Any threshold: the pass is for the checks and each chunk's positives (tp + fn) and negatives (fp + tn). */
+    RM_TRY(bin_pass(ctx, what, prob, target, mask, RM_BINARY_THRESHOLD, &part, &chunks, &r));
+    const int64_t npos = r.tp + r.fn, nneg = r.fp + r.tn;
+    float *scores = NULL;
+    if (r.count > 0 && !(scores = sorted_scores(ctx, what, prob, target, mask, chunks, part, npos, nneg)))
+        return RM_ERR_NOMEM;
+    *out = sweep_cuts(scores, npos, scores ? scores + npos : NULL, nneg);
+    free(scores);
     return RM_OK;
 }

@@ -340,6 +340,20 @@ int rm_model_task_index(const rm_model *model, const char *name)
     return -1;
 }
 
+rm_status rm_model_set_task_threshold(rm_ctx *ctx, rm_model *model, int task, float threshold)
+{
+    if (!model)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "task threshold: model is NULL");
+    if (task < 0 || task >= model->cfg.n_tasks)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "task threshold: task %d; the model has tasks 0..%d", task,
+                       model->cfg.n_tasks - 1);
+    if (!isnan(threshold) && !(threshold >= 0.0f && threshold <= 1.0f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "task threshold: %g for task '%s' is outside [0, 1]", (double)threshold,
+                       model->tasks[task].name);
+    model->tasks[task].threshold = threshold; /* cfg.tasks is the same array */
+    return RM_OK;
+}
+
 size_t rm_model_n_params(const rm_model *model) { return model->n_params; }
 
 rm_param *rm_model_param(rm_model *model, size_t i) { return i < model->n_params ? &model->params[i] : NULL; }

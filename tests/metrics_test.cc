@@ -1,10 +1,16 @@
 // Evaluation metrics: regression (MSE, MAE, R², Pearson) and binary (F0.5, Dice, precision, recall, ROC AUC)
 // against naive implementations written here (the AUC against an O(n²) count of pairs), hand cases, masks, constant
-// inputs, the documented conventions for empty classes, bad input and thread-count independence.
+// inputs, the documented conventions for empty classes, bad input and thread-count independence. The F0.5-best
+// threshold against a brute force over every distinct value, and the model's task threshold through a file.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -378,6 +384,259 @@ TEST(BinaryMetrics, MaskedVoxelsDoNotCount)
     EXPECT_EQ(r.count, 2);
     EXPECT_EQ(r.f05, 1.0);
     EXPECT_EQ(r.auc, 1.0);
+}
+
+// ---- the best threshold --------------------------------------------------------------------------------------
+
+// The counts of a threshold over the selected voxels, by a loop of their own.
+struct Counts {
+    int64_t tp = 0, fp = 0, fn = 0;
+};
+
+Counts naive_counts(const Tensor &p, const Tensor &t, const Tensor *mask, float threshold)
+{
+    Counts c;
+    for (size_t i = 0; i < p.data.size(); i++) {
+        if (!selected(mask, i))
+            continue;
+        const bool actual = t.data[i] > 0.5f, predicted = p.data[i] > threshold;
+        c.tp += actual && predicted;
+        c.fp += !actual && predicted;
+        c.fn += actual && !predicted;
+    }
+    return c;
+}
+
+// F0.5 = 5·tp / (5·tp + fn + 4·fp) as an exact fraction (1/1 when both are empty), compared by cross-multiplying.
+struct Fraction {
+    int64_t num, den;
+};
+
+Fraction f05_fraction(const Counts &c)
+{
+    if (c.tp == 0 && c.fp == 0 && c.fn == 0)
+        return {1, 1};
+    return {5 * c.tp, 5 * c.tp + c.fn + 4 * c.fp};
+}
+
+struct Brute {
+    float threshold;
+    Counts counts;
+    double f05;
+};
+
+// Every distinct selected value as the threshold, and 0 and 1 (everything and nothing positive): the best F0.5, ties
+// to the highest threshold.
+Brute brute_best_threshold(const Tensor &p, const Tensor &t, const Tensor *mask)
+{
+    std::set<float> candidates{0.0f, 1.0f};
+    for (size_t i = 0; i < p.data.size(); i++)
+        if (selected(mask, i))
+            candidates.insert(p.data[i]);
+    Brute best{NAN, {}, -1.0};
+    Fraction best_f{-1, 1};
+    for (auto it = candidates.rbegin(); it != candidates.rend(); ++it) {
+        const Counts c = naive_counts(p, t, mask, *it);
+        const Fraction f = f05_fraction(c);
+        if (f.num * best_f.den > best_f.num * f.den) {
+            best = {*it, c, static_cast<double>(f.num) / static_cast<double>(f.den)};
+            best_f = f;
+        }
+    }
+    return best;
+}
+
+// The best threshold, checked against the brute force: the same F0.5, the same cut, the F0.5 that
+// rm_binary_metrics_compute gives it, and the same bits on one and two threads.
+void expect_best_matches_brute(const Tensor &p, const Tensor &t, const Tensor *mask)
+{
+    Tensor &pp = const_cast<Tensor &>(p), &tt = const_cast<Tensor &>(t);
+    rm_tensor *mp = mask ? const_cast<Tensor *>(mask)->p() : nullptr;
+    rm_best_threshold got{}, again{};
+    Ctx one(1), two(2);
+    ASSERT_EQ(rm_binary_best_threshold(one, pp.p(), tt.p(), mp, &got), RM_OK) << rm_ctx_error(one);
+    ASSERT_EQ(rm_binary_best_threshold(two, pp.p(), tt.p(), mp, &again), RM_OK) << rm_ctx_error(two);
+    EXPECT_TRUE(same_bits(&got.threshold, &again.threshold, sizeof got.threshold)); // fields: the struct has padding
+    EXPECT_TRUE(same_bits(&got.f05, &again.f05, sizeof got.f05));
+    EXPECT_EQ(got.count, again.count);
+
+    const Brute want = brute_best_threshold(p, t, mask);
+    EXPECT_NEAR(got.f05, want.f05, 1e-12);
+    EXPECT_GE(got.threshold, 0.0f);
+    EXPECT_LE(got.threshold, 1.0f);
+    const Counts c = naive_counts(p, t, mask, got.threshold);
+    EXPECT_EQ(c.tp, want.counts.tp) << "threshold " << got.threshold << ", brute force " << want.threshold;
+    EXPECT_EQ(c.fp, want.counts.fp) << "threshold " << got.threshold << ", brute force " << want.threshold;
+
+    rm_binary_metrics bm{};
+    ASSERT_EQ(rm_binary_metrics_compute(one, pp.p(), tt.p(), mp, got.threshold, &bm), RM_OK);
+    EXPECT_EQ(bm.f05, got.f05);
+    EXPECT_EQ(got.count, bm.count);
+}
+
+TEST(BestThreshold, MatchesBruteForceOnRandomData)
+{
+    for (const Shape &s : {Shape{1, 1, 1, 1, 9}, Shape{2, 3, 7, 6, 5}, Shape{1, 1, 17, 23, 11}}) {
+        for (bool masked : {false, true}) {
+            for (float rate : {0.3f, 0.05f, 0.7f}) {
+                for (bool grid : {true, false}) {
+                    SCOPED_TRACE("numel=" + std::to_string(rmtest::numel(s)) + (masked ? " masked" : "") +
+                                 " rate=" + std::to_string(rate) + (grid ? " ties" : " continuous"));
+                    Tensor p(s), t(s), m = random_mask(s, 541);
+                    random_binary(p, t, 542, rate);
+                    if (!grid) // nearly every value distinct
+                        rmtest::fill_uniform(p.data, 543, 0.0f, 1.0f);
+                    expect_best_matches_brute(p, t, masked ? &m : nullptr);
+                }
+            }
+        }
+    }
+}
+
+// Several chunks of 2^16 voxels: the scores gathered at each chunk's offsets.
+TEST(BestThreshold, MatchesBruteForceAcrossChunks)
+{
+    const Shape s{1, 1, 37, 41, 53}; // 80401 voxels
+    Tensor p(s), t(s), m = random_mask(s, 551);
+    random_binary(p, t, 552, 0.02f);
+    for (bool masked : {false, true})
+        expect_best_matches_brute(p, t, masked ? &m : nullptr);
+}
+
+TEST(BestThreshold, HandCases)
+{
+    Ctx ctx(1);
+    rm_best_threshold r{};
+
+    // Descending: 0.9 P, 0.8 P, 0.7 P | 0.6 N, 0.3 N, 0.2 P, 0.2 N, 0.1 P, 0.1 N, 0.0 N. The top three give
+    // tp 3, fp 0, fn 2: F0.5 = 15/17, the best; the threshold is the midpoint of 0.7 and 0.6.
+    Tensor q({1, 1, 1, 1, 10}), u({1, 1, 1, 1, 10});
+    u.data = {1, 1, 1, 1, 1, 0, 0, 0, 0, 0};
+    q.data = {0.9f, 0.8f, 0.7f, 0.2f, 0.1f, 0.6f, 0.3f, 0.2f, 0.1f, 0.0f};
+    ASSERT_EQ(rm_binary_best_threshold(ctx, q.p(), u.p(), nullptr, &r), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_EQ(r.threshold, static_cast<float>((static_cast<double>(0.7f) + 0.6f) / 2));
+    EXPECT_DOUBLE_EQ(r.f05, 15.0 / 17.0);
+    EXPECT_EQ(r.count, 10);
+
+    // Ties go to the highest threshold: 0.9 P | 0.8 N, 0.7 P | ... gives 5·1/(5 + 3) = 5·2/(10 + 2 + 4) = 0.625.
+    Tensor a({1, 1, 1, 1, 9}), b({1, 1, 1, 1, 9});
+    a.data = {0.9f, 0.8f, 0.7f, 0.5f, 0.5f, 0.5f, 0.5f, 0.3f, 0.2f};
+    b.data = {1, 0, 1, 0, 0, 0, 0, 1, 1};
+    ASSERT_EQ(rm_binary_best_threshold(ctx, a.p(), b.p(), nullptr, &r), RM_OK);
+    EXPECT_EQ(r.f05, 0.625);
+    EXPECT_EQ(r.threshold, static_cast<float>((static_cast<double>(0.9f) + 0.8f) / 2));
+
+    // Adjacent floats: no midpoint between them, the lower one is the threshold.
+    Tensor c({1, 1, 1, 1, 2}), d({1, 1, 1, 1, 2});
+    c.data = {0.5f, std::nextafter(0.5f, 0.0f)};
+    d.data = {1, 0};
+    ASSERT_EQ(rm_binary_best_threshold(ctx, c.p(), d.p(), nullptr, &r), RM_OK);
+    EXPECT_EQ(r.threshold, c.data[1]);
+    EXPECT_EQ(r.f05, 1.0);
+
+    // Scores above 1: no threshold in [0, 1] separates 1.5 from 1.2, so everything is positive (threshold 0).
+    c.data = {1.5f, 1.2f};
+    ASSERT_EQ(rm_binary_best_threshold(ctx, c.p(), d.p(), nullptr, &r), RM_OK);
+    EXPECT_EQ(r.threshold, 0.0f);
+    EXPECT_DOUBLE_EQ(r.f05, 5.0 / 9.0);
+}
+
+// One class only: nothing positive (threshold 1) without positives, everything positive (threshold 0) with only
+// positives unless the lowest probability is 0; an empty selection is both empty.
+TEST(BestThreshold, OneClassAndEmptySelection)
+{
+    Ctx ctx(1);
+    const Shape s{1, 1, 1, 2, 3};
+    Tensor p(s), zero(s, 0.0f), one(s, 1.0f), none(s, 0.0f), m(s, 1.0f);
+    p.data = {0.1f, 0.9f, 0.4f, 0.4f, 1.0f, 0.6f};
+    m.data[4] = 0.0f;
+    rm_best_threshold r{};
+    for (bool masked : {false, true}) {
+        const Tensor *mask = masked ? &m : nullptr;
+        rm_tensor *mp = masked ? m.p() : nullptr;
+        ASSERT_EQ(rm_binary_best_threshold(ctx, p.p(), zero.p(), mp, &r), RM_OK);
+        EXPECT_EQ(r.threshold, 1.0f);
+        EXPECT_EQ(r.f05, 1.0);
+        ASSERT_EQ(rm_binary_best_threshold(ctx, p.p(), one.p(), mp, &r), RM_OK);
+        EXPECT_EQ(r.threshold, 0.0f);
+        EXPECT_EQ(r.f05, 1.0);
+        expect_best_matches_brute(p, zero, mask);
+        expect_best_matches_brute(p, one, mask);
+    }
+    // All positive, one of them at 0: 0 cannot be predicted positive, the cut is just above it.
+    p.data[0] = 0.0f;
+    ASSERT_EQ(rm_binary_best_threshold(ctx, p.p(), one.p(), nullptr, &r), RM_OK);
+    EXPECT_EQ(r.threshold, 0.2f);
+    EXPECT_DOUBLE_EQ(r.f05, 25.0 / 26.0); // tp 5, fn 1
+    expect_best_matches_brute(p, one, nullptr);
+
+    ASSERT_EQ(rm_binary_best_threshold(ctx, p.p(), one.p(), none.p(), &r), RM_OK);
+    EXPECT_EQ(r.count, 0);
+    EXPECT_EQ(r.threshold, 1.0f);
+    EXPECT_EQ(r.f05, 1.0);
+}
+
+TEST(BestThreshold, RejectsBadInputAndLeavesOutputUntouched)
+{
+    Ctx ctx(1);
+    const Shape s{1, 1, 2, 3, 3};
+    Tensor p(s, 0.2f), t(s, 1.0f), wrong({1, 1, 2, 3, 1});
+    rm_best_threshold r{7, 7, 7};
+    auto expect_fail = [&](rm_status got, rm_status want, const char *names) {
+        EXPECT_EQ(got, want);
+        const std::string msg = rm_ctx_error(ctx);
+        EXPECT_EQ(msg.rfind("best threshold: ", 0), 0u) << msg;
+        EXPECT_NE(msg.find(names), std::string::npos) << msg;
+        EXPECT_TRUE(r.threshold == 7 && r.f05 == 7 && r.count == 7);
+    };
+    expect_fail(rm_binary_best_threshold(ctx, p.p(), wrong.p(), nullptr, &r), RM_ERR_SHAPE, "target");
+    expect_fail(rm_binary_best_threshold(ctx, p.p(), t.p(), nullptr, nullptr), RM_ERR_ARGUMENT, "out");
+    p.data[5] = NAN;
+    expect_fail(rm_binary_best_threshold(ctx, p.p(), t.p(), nullptr, &r), RM_ERR_ARGUMENT, "prob has a NaN");
+}
+
+// The threshold set on a model travels in its file (repmode.tasks); NaN clears it; bad values are refused.
+TEST(BestThreshold, AModelFileCarriesTheTaskThreshold)
+{
+    Ctx ctx(1);
+    rm_task tasks[2] = {rm_task_make("nuclei", RM_TASK_REGRESSION), rm_task_make("ink", RM_TASK_BINARY)};
+    rm_config cfg = rm_config_lite(tasks, 2);
+    cfg.base_channels = 2;
+    cfg.levels = 1;
+    rm_model *model = nullptr;
+    ASSERT_EQ(rm_model_create(ctx, &cfg, 1, &model), RM_OK) << rm_ctx_error(ctx);
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("repmode-threshold-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string path = (dir / "m.safetensors").string();
+    auto saved_threshold = [&]() {
+        EXPECT_EQ(rm_model_save(ctx, model, path.c_str()), RM_OK) << rm_ctx_error(ctx);
+        rm_model_info info{};
+        EXPECT_EQ(rm_model_info_read(ctx, path.c_str(), &info), RM_OK) << rm_ctx_error(ctx);
+        const float t = info.cfg.tasks[1].threshold;
+        EXPECT_TRUE(std::isnan(info.cfg.tasks[0].threshold));
+        rm_model_info_free(&info);
+        return t;
+    };
+
+    EXPECT_TRUE(std::isnan(saved_threshold()));
+    const float tuned = 0.7734375f + 1e-7f; // not a short decimal
+    ASSERT_EQ(rm_model_set_task_threshold(ctx, model, 1, tuned), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_EQ(rm_model_config(model)->tasks[1].threshold, tuned);
+    EXPECT_EQ(saved_threshold(), tuned);
+    for (float bad : {-0.01f, 1.01f, INFINITY}) {
+        EXPECT_EQ(rm_model_set_task_threshold(ctx, model, 1, bad), RM_ERR_ARGUMENT);
+        EXPECT_NE(std::string(rm_ctx_error(ctx)).find("ink"), std::string::npos) << rm_ctx_error(ctx);
+    }
+    for (int task : {-1, 2}) {
+        EXPECT_EQ(rm_model_set_task_threshold(ctx, model, task, 0.5f), RM_ERR_ARGUMENT);
+        EXPECT_NE(std::string(rm_ctx_error(ctx)).find("task " + std::to_string(task)), std::string::npos);
+    }
+    EXPECT_EQ(rm_model_config(model)->tasks[1].threshold, tuned);
+    ASSERT_EQ(rm_model_set_task_threshold(ctx, model, 1, NAN), RM_OK);
+    EXPECT_TRUE(std::isnan(saved_threshold()));
+    rm_model_free(model);
+    std::filesystem::remove_all(dir);
 }
 
 // ---- bad input -----------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-/* repmode evaluation metrics: what `repmode eval` reports for regression tasks (fluorescence) and binary tasks (ink).
+/* repmode evaluation metrics: what `repmode eval` reports for regression tasks (fluorescence) and binary tasks (ink),
+ * and the F0.5-best threshold of a binary task (`repmode train --tune-threshold`).
  *
  *     rm_binary_metrics bm;
  *     if (rm_binary_metrics_compute(ctx, &prob, &ink, &fragment, RM_BINARY_THRESHOLD, &bm) != RM_OK)
@@ -6,7 +7,7 @@
  *     else
  *         printf("F0.5 %.4f  AUC %.4f over %lld pixels\n", bm.f05, bm.auc, (long long)bm.count);
  *
- * Conventions shared by both calls:
+ * Conventions shared by the calls:
  * - The prediction, the target and the optional mask have the same shape (any 5-D shape; see core.h). A voxel is
  *   selected when mask > 0.5, or always when mask is NULL; only selected voxels count.
  * - Every sum is accumulated in double over fixed-size chunks combined in a fixed order: the results do not
@@ -67,6 +68,26 @@ typedef struct rm_binary_metrics {
  * their order matter. Sorting for the AUC allocates a float per selected voxel for the duration of the call. */
 RM_API rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm_tensor *target,
                                            const rm_tensor *mask, float threshold, rm_binary_metrics *out);
+
+/* The decision threshold that maximizes F0.5 over the selected voxels (prob > threshold predicts a positive), found
+ * exactly: the selected probabilities sorted in descending order, a sweep of the cumulative tp and fp, and every cut
+ * between two consecutive distinct values considered, as well as "nothing positive" and "everything positive".
+ * - The threshold of a cut between the values lo < hi is their midpoint (rounded to float; lo when the midpoint
+ *   rounds up to hi), 1 for "nothing positive" and 0 for "everything positive", clamped to [0, 1]. A cut is
+ *   considered only when that threshold makes it (lo <= threshold < hi): with probabilities in [0, 1], all are but
+ *   "everything positive" when the lowest probability is 0.
+ * - F0.5 is computed as rm_binary_metrics_compute reports it, so passing the threshold to it gives the same f05 bit
+ *   for bit. Ties in F0.5 go to the highest threshold (the fewest positive predictions): without positives, or
+ *   without a selected voxel, the threshold is 1 with F0.5 1 (nothing to find, nothing falsely found).
+ * - Sorting allocates a float per selected voxel for the duration of the call, as the AUC does. */
+typedef struct rm_best_threshold {
+    float threshold; /* in [0, 1] */
+    double f05;      /* F0.5 at that threshold */
+    int64_t count;   /* selected voxels */
+} rm_best_threshold;
+
+RM_API rm_status rm_binary_best_threshold(rm_ctx *ctx, const rm_tensor *prob, const rm_tensor *target,
+                                          const rm_tensor *mask, rm_best_threshold *out);
 
 #ifdef __cplusplus
 }

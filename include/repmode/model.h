@@ -86,6 +86,10 @@ RM_API void rm_model_free(rm_model *model);
 RM_API const rm_config *rm_model_config(const rm_model *model);
 /* The index of the task named `name`, or -1. */
 RM_API int rm_model_task_index(const rm_model *model, const char *name);
+/* Sets task `task`'s decision threshold (rm_task.threshold, which the model's files carry in repmode.tasks): a
+ * value in [0, 1], or NaN to clear it (the default 0.5 on probabilities applies again). Anything else, or a task
+ * out of range, is refused and leaves the model unchanged. */
+RM_API rm_status rm_model_set_task_threshold(rm_ctx *ctx, rm_model *model, int task, float threshold);
 
 RM_API size_t rm_model_n_params(const rm_model *model);
 RM_API rm_param *rm_model_param(rm_model *model, size_t i);

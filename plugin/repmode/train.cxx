@@ -10,6 +10,13 @@
 // with "output": "2d" takes 2D targets and masks of the signal's Y x X (extensions.md §4). A run is reproducible bit
 // for bit for a given seed whatever the thread count, and a resumed run ends with the same model as an uninterrupted
 // one (the trainer's random draws are hashes of seed, step and sample).
+//
+// With --val every validation predicts each volume whole and measures it; the best score saves the model. With
+// --tune-threshold each binary task's decision threshold is first set, at every validation, to the one that maximizes
+// F0.5 over all its validation voxels together (rm_binary_best_threshold): a model trained with bucketed sampling
+// over-predicts positives, and 0.5 costs it precision. The metrics and the score of that validation are measured at
+// that threshold, and the model file saved as the best carries it (repmode.tasks), for eval and predict --labels.
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -425,12 +432,10 @@ Json object()
 
 // ---- validation --------------------------------------------------------------------------------------------------
 
-// Predicts every validation volume whole with the deploy form of its task (a task with 2D labels: the mean over
-// depth of the prediction) and adds the metrics to `line`; returns
-// the score that selects the best model (lower is better): the mean over the volumes of the MSE (regression) or of
-// 1 − F0.5 (binary).
-double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &val, const int64_t patch[3],
-                cJSON *line)
+// Every validation volume predicted whole with the deploy form of its task: the logits, as the 2D map (the mean over
+// depth) for a task with 2D labels, in the order of `val`.
+std::vector<Volume> predict_all(const Context &ctx, rm_model *model, const std::vector<Sample> &val,
+                                const int64_t patch[3])
 {
     const rm_config *cfg = rm_model_config(model);
     std::vector<rm_deploy *> deploys(static_cast<size_t>(cfg->n_tasks), nullptr);
@@ -442,13 +447,8 @@ double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &
                 rm_deploy_free(x);
         }
     } free_deploys{deploys};
-    cJSON *list = cJSON_AddArrayToObject(line, "validation");
-    if (!list)
-        throw std::bad_alloc();
     const rm_window_params params = rm_window_params_make(patch);
-    double sum = 0.0;
-    int n = 0;
-    std::map<int, std::pair<double, int>> per_task;
+    std::vector<Volume> preds;
     for (const Sample &s : val) {
         rm_deploy *&d = deploys[static_cast<size_t>(s.task)];
         if (!d)
@@ -458,16 +458,76 @@ double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &
         ctx.check(rm_predict_region(ctx, d, &params, s.signal->size.data(), read_volume_region,
                                     const_cast<Volume *>(s.signal.get()), origin, s.signal->size.data(),
                                     pred.voxels.data(), nullptr, nullptr));
-        const rm_task &task = cfg->tasks[s.task];
-        if (task.output_2d) // 2D labels: measured on the 2D logit map
+        if (cfg->tasks[s.task].output_2d) // 2D labels: measured on the 2D logit map
             pred = depth_mean(ctx, pred);
+        preds.push_back(std::move(pred));
+    }
+    return preds;
+}
+
+// Sets every binary task's threshold to the one that maximizes F0.5 over all its validation voxels together (inside
+// the masks), from the logits `preds` of predict_all. A task without a selected validation voxel keeps its threshold.
+void tune_thresholds(const Context &ctx, rm_model *model, const std::vector<Sample> &val,
+                     const std::vector<Volume> &preds)
+{
+    const rm_config *cfg = rm_model_config(model);
+    for (int t = 0; t < cfg->n_tasks; t++) {
+        if (cfg->tasks[t].kind != RM_TASK_BINARY)
+            continue;
+        std::vector<float> prob, target, mask;
+        bool masked = false;
+        for (size_t i = 0; i < val.size(); i++) {
+            if (val[i].task != t)
+                continue;
+            for (float v : preds[i].voxels) // the probabilities add_metrics measures
+                prob.push_back(probability(v));
+            const std::vector<float> &g = val[i].target.voxels;
+            target.insert(target.end(), g.begin(), g.end());
+            if (val[i].mask)
+                mask.insert(mask.end(), val[i].mask->voxels.begin(), val[i].mask->voxels.end());
+            else
+                mask.insert(mask.end(), g.size(), 1.0f);
+            masked = masked || val[i].mask;
+        }
+        if (prob.empty())
+            continue;
+        const int64_t n = static_cast<int64_t>(prob.size());
+        rm_tensor p = rm_tensor_5d(prob.data(), 1, 1, 1, 1, n);
+        rm_tensor g = rm_tensor_5d(target.data(), 1, 1, 1, 1, n);
+        rm_tensor m = rm_tensor_5d(mask.data(), 1, 1, 1, 1, n);
+        rm_best_threshold best;
+        ctx.check(rm_binary_best_threshold(ctx, &p, &g, masked ? &m : nullptr, &best));
+        if (best.count > 0)
+            ctx.check(rm_model_set_task_threshold(ctx, model, t, best.threshold));
+    }
+}
+
+// Predicts every validation volume (predict_all); with `tune`, sets the binary tasks' thresholds (tune_thresholds);
+// then adds the metrics of each volume to `line` (binary tasks at their threshold) and returns the score that selects
+// the best model (lower is better): the mean over the volumes of the MSE (regression) or of 1 − F0.5 (binary).
+double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &val, const int64_t patch[3],
+                bool tune, cJSON *line)
+{
+    std::vector<Volume> preds = predict_all(ctx, model, val, patch);
+    if (tune)
+        tune_thresholds(ctx, model, val, preds);
+    const rm_config *cfg = rm_model_config(model);
+    cJSON *list = cJSON_AddArrayToObject(line, "validation");
+    if (!list)
+        throw std::bad_alloc();
+    double sum = 0.0;
+    int n = 0;
+    std::map<int, std::pair<double, int>> per_task;
+    for (size_t i = 0; i < val.size(); i++) {
+        const Sample &s = val[i];
+        const rm_task &task = cfg->tasks[s.task];
         cJSON *item = cJSON_CreateObject();
         if (!item)
             throw std::bad_alloc();
         cJSON_AddItemToArray(list, item);
         cJSON_AddStringToObject(item, "signal", s.signal_path.c_str());
         cJSON_AddStringToObject(item, "task", task.name);
-        const double main = add_metrics(ctx, item, task, pred, s.target, s.mask.get());
+        const double main = add_metrics(ctx, item, task, preds[i], s.target, s.mask.get());
         const double score = task.kind == RM_TASK_BINARY ? 1.0 - main : main;
         sum += score;
         n++;
@@ -496,7 +556,9 @@ int run_train(int argc, char **argv)
                              "\"percentile\": p1-p99 clipped to [0, 1]), which the model file records; binary "
                              "targets are target > 0.5. A task with \"output\": \"2d\" trains on 2D "
                              "labels (and masks) of a surface volume's layers: its loss and validation take the mean "
-                             "over depth of the 3D prediction.");
+                             "over depth of the 3D prediction. With --val the model of the best validation is saved; "
+                             "--tune-threshold also sets each binary task's threshold to the one that maximizes F0.5 "
+                             "on the validation data, which the model file records.");
     TCLAP::ValueArg<std::string> config("", "config", "configuration JSON (extensions.md section 1; missing fields "
                                                       "take the lite defaults; tasks: [{\"name\", \"kind\"}], "
                                                       "\"output\": \"2d\" for 2D labels of a surface volume; "
@@ -536,6 +598,11 @@ int run_train(int argc, char **argv)
     TCLAP::ValueArg<std::string> val("", "val", "validation CSV, same columns as --data", false, "", "D2.csv", cmd);
     TCLAP::ValueArg<long long> val_every("", "val-every", "validate every K steps (default 0: at the end only)",
                                          false, 0, "K", cmd);
+    TCLAP::SwitchArg tune_threshold("", "tune-threshold", "at every validation (needs --val), set each binary task's "
+                                                          "threshold to the one that maximizes F0.5 over all its "
+                                                          "validation voxels, measure the validation at it and save "
+                                                          "it in the model file",
+                                    cmd);
     TCLAP::ValueArg<std::string> checkpoint("", "checkpoint", "checkpoint file (default: <out>.ckpt)", false, "",
                                             "CKPT", cmd);
     TCLAP::ValueArg<long long> checkpoint_every("", "checkpoint-every",
@@ -564,6 +631,8 @@ int run_train(int argc, char **argv)
         throw Failure("--val-every must be 0 or more", kBadInput);
     if (val_every.isSet() && !val.isSet())
         throw Failure("--val-every needs --val", kBadInput);
+    if (tune_threshold.getValue() && !val.isSet())
+        throw Failure("--tune-threshold needs --val (the thresholds are tuned on the validation data)", kBadInput);
     if (!(jitter.getValue() >= 0.0 && jitter.getValue() < 1.0))
         throw Failure("--jitter must be in [0, 1)", kBadInput);
     if (!(noise.getValue() >= 0.0 && std::isfinite(noise.getValue())))
@@ -582,6 +651,9 @@ int run_train(int argc, char **argv)
     Context ctx(cmd.threads());
     say("reading " + config.getValue());
     Config c = read_config(ctx, config.getValue());
+    if (tune_threshold.getValue() &&
+        std::none_of(c.tasks.begin(), c.tasks.end(), [](const rm_task &t) { return t.kind == RM_TASK_BINARY; }))
+        throw Failure("--tune-threshold needs a binary task; " + config.getValue() + " has none", kBadInput);
     std::array<int64_t, 3> patch{c.cfg.patch[0], c.cfg.patch[1], c.cfg.patch[2]};
     if (patch_arg.isSet())
         patch = parse_sizes(patch_arg.getValue(), "--patch");
@@ -701,11 +773,19 @@ int run_train(int argc, char **argv)
         if (!val_samples.empty() && (done == total || (val_every.getValue() > 0 && done % val_every.getValue() == 0))) {
             Json vline = object();
             cJSON_AddNumberToObject(vline.get(), "step", static_cast<double>(done));
-            const double score = validate(ctx, model.get(), val_samples, patch.data(), vline.get());
+            const double score = validate(ctx, model.get(), val_samples, patch.data(), tune_threshold.getValue(),
+                                          vline.get());
             const bool better = std::isfinite(score) && score < best;
             cJSON_AddBoolToObject(vline.get(), "best", better);
             log_file.write(vline.get());
-            say("validation at step " + std::to_string(done) + ": score " + std::to_string(score) +
+            std::string tuned;
+            for (int t = 0; tune_threshold.getValue() && t < c.cfg.n_tasks; t++) {
+                const rm_task &task = rm_model_config(model.get())->tasks[t];
+                if (task.kind == RM_TASK_BINARY && !std::isnan(task.threshold))
+                    tuned += std::string(tuned.empty() ? ", threshold " : ", ") + task.name + " " +
+                             std::to_string(task.threshold);
+            }
+            say("validation at step " + std::to_string(done) + ": score " + std::to_string(score) + tuned +
                 (better ? " (best so far, saved to " + out.getValue() + ")" : ""));
             if (better) {
                 best = score;

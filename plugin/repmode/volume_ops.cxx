@@ -110,7 +110,7 @@ double add_metrics(const Context &ctx, cJSON *o, const rm_task &task, Volume &pr
     const rm_tensor *mp = mask ? &mt : nullptr;
     if (task.kind == RM_TASK_BINARY) {
         for (float &v : pred.voxels)
-            v = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(v))));
+            v = probability(v);
         const float threshold = std::isnan(task.threshold) ? RM_BINARY_THRESHOLD : task.threshold;
         rm_binary_metrics bm;
         ctx.check(rm_binary_metrics_compute(ctx, &p, &g, mp, threshold, &bm));

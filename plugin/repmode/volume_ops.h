@@ -3,6 +3,7 @@
 // metrics of a task as JSON.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -36,6 +37,12 @@ Volume depth_mean(const Context &ctx, const Volume &v);
 
 // rm_read_fn over a Volume in memory: pass a `const Volume *` as the user pointer.
 int read_volume_region(void *user, const int64_t start[3], const int64_t size[3], float *buf);
+
+// The probability of a logit, as every binary task's output and metric takes it.
+inline float probability(float logit)
+{
+    return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(logit))));
+}
 
 // A number, or null when it is not finite (JSON has no NaN).
 void add_number(cJSON *o, const char *name, double value);

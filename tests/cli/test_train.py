@@ -1,7 +1,8 @@
 """repmode train (cli.md): a tiny model trained on `repmode synth cells` data; reproducibility across runs, thread
 counts and a resumed run; validation lines in the log; percentile normalization recorded in the model and applied by
 eval and predict as np.percentile does; and the errors on bad input, which leave no model file. Also an ink task with
-2D labels trained on `repmode synth scroll` data (extensions.md §4)."""
+2D labels trained on `repmode synth scroll` data (extensions.md §4), and --tune-threshold: the F0.5-best threshold on
+the validation data, saved in the model and measured by eval as a brute force over predict's probabilities finds it."""
 import json
 import math
 import os
@@ -115,7 +116,8 @@ def test_a_resumed_run_keeps_the_best_model_saved_before_the_interruption(sample
     _, metadata = st.read(str(ckpt))
     state = json.loads(metadata["repmode.checkpoint"])
     first = [json.loads(l) for l in log.read_text().splitlines() if '"validation"' in l][0]
-    assert state["step"] == 10 and state["best"] == first["score"]
+    # (cJSON prints the log's numbers to 15 significant digits when that reads back within its epsilon)
+    assert state["step"] == 10 and state["best"] == pytest.approx(first["score"], rel=1e-14)
     log2 = tmp_path / "resumed.jsonl"
     r = train(sample, part, *args, "--resume", ckpt, "--log", log2)
     assert r.returncode == 0, r.stderr
@@ -343,6 +345,105 @@ def test_mixed_2d_and_3d_labels_in_one_run(scroll, sample, tmp_path):
     kinds = {v["task"]: v for v in val["validation"]}
     assert kinds["ink"]["kind"] == "binary" and kinds["nuclei"]["kind"] == "regression"
     assert kinds["nuclei"]["voxels"] == 16 * 32 * 32
+
+
+# ---- --tune-threshold ----------------------------------------------------------------------------------------------
+
+def f05(prob, target, t):
+    pred = prob > t
+    tp, fp, fn = int((pred & target).sum()), int((pred & ~target).sum()), int((~pred & target).sum())
+    return 1.0 if tp == fp == fn == 0 else 1.25 * tp / (1.25 * tp + 0.25 * fn + fp)
+
+
+def best_f05(prob, target):
+    """The best F0.5 of `prob > t` against `target` over every threshold t in [0, 1] that makes a different cut: each
+    distinct value, and 0 (everything positive)."""
+    return max(f05(prob, target, t) for t in np.concatenate([np.unique(prob), [0.0, 1.0]]))
+
+
+def predict_ink(scroll, model, tmp_path):
+    """`repmode predict`'s probabilities of the 2D ink map, the fragment mask and the ink label, as (1, 64, 64)."""
+    pred = tmp_path / "p.mha"
+    r = run("predict", "--model", model, "--task", "ink", "--input", scroll / "surface_volume", "--output", pred,
+            "--patch", "8,32,32")
+    assert r.returncode == 0, r.stderr
+    prob, _ = read_mha(str(pred))
+    inside = read_nrrd(scroll / "mask.nrrd") > 0.5
+    ink = read_nrrd(scroll / "inklabels.nrrd") > 0.5
+    assert prob.shape == inside.shape == ink.shape == (1, 64, 64)
+    return prob, inside, ink
+
+
+def test_tune_threshold_saves_the_f05_best_threshold_that_eval_measures(scroll, tmp_path):
+    out, log = tmp_path / "ink.safetensors", tmp_path / "log.jsonl"
+    r = train_ink(scroll, out, "--val", scroll / "data.csv", "--tune-threshold", "--log", log)
+    assert r.returncode == 0, r.stderr
+    (task,) = json.loads(st.read(str(out))[1]["repmode.tasks"])
+    threshold = task["threshold"]
+    assert 0 <= threshold <= 1 and threshold != 0.5
+    assert "threshold ink" in r.stderr
+
+    # The reference: every threshold tried on `repmode predict`'s probabilities of the 2D map, inside the mask.
+    prob, inside, ink = predict_ink(scroll, out, tmp_path)
+    want = best_f05(prob[inside], ink[inside])
+
+    r = run("eval", "--model", out, "--task", "ink", "--input", scroll / "surface_volume", "--target",
+            scroll / "inklabels.nrrd", "--mask", scroll / "mask.nrrd", "--patch", "8,32,32")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["threshold"] == pytest.approx(threshold, abs=1e-7)
+    assert got["f05"] == pytest.approx(want, abs=1e-6)
+    # The validation measured the same map at the same threshold (one volume: pooled and per volume agree).
+    (val,) = [json.loads(l) for l in log.read_text().splitlines() if "validation" in l]
+    (item,) = val["validation"]
+    assert item["threshold"] == pytest.approx(threshold, abs=1e-7)
+    assert item["f05"] == pytest.approx(want, abs=1e-6)
+    assert val["score"] == pytest.approx(1 - want, abs=1e-6)
+
+
+def test_tune_threshold_pools_the_validation_volumes_of_a_task(scroll, tmp_path):
+    # The fragment inside its mask, and the whole map again without a mask: one threshold for both together.
+    d = link_csv(tmp_path, scroll, "signal,target,task,mask\nscroll/surface_volume,scroll/inklabels.nrrd,ink,"
+                                   "scroll/mask.nrrd\nscroll/surface_volume,scroll/inklabels.nrrd,ink,\n")
+    out, log = tmp_path / "ink.safetensors", tmp_path / "log.jsonl"
+    r = train_ink(scroll, out, "--val", d, "--tune-threshold", "--log", log)
+    assert r.returncode == 0, r.stderr
+    (task,) = json.loads(st.read(str(out))[1]["repmode.tasks"])
+    prob, inside, ink = predict_ink(scroll, out, tmp_path)
+    pooled_prob, pooled_ink = np.concatenate([prob[inside], prob.ravel()]), np.concatenate([ink[inside], ink.ravel()])
+    assert f05(pooled_prob, pooled_ink, task["threshold"]) == pytest.approx(best_f05(pooled_prob, pooled_ink), abs=1e-9)
+    (val,) = [json.loads(l) for l in log.read_text().splitlines() if "validation" in l]
+    assert [v["voxels"] for v in val["validation"]] == [int(inside.sum()), 64 * 64]
+    assert all(v["threshold"] == pytest.approx(task["threshold"], abs=1e-7) for v in val["validation"])
+    for v, where in zip(val["validation"], (inside, np.ones_like(inside))):
+        assert v["f05"] == pytest.approx(f05(prob[where], ink[where], task["threshold"]), abs=1e-6)
+
+
+def test_tune_threshold_leaves_regression_tasks_and_the_training_alone(sample, tmp_path):
+    logs = {}
+    for tune in (False, True):
+        out, logs[tune] = tmp_path / f"m{tune}.safetensors", tmp_path / f"log{tune}.jsonl"
+        r = train(sample, out, "--val", sample / "train.csv", "--log", logs[tune], *(["--tune-threshold"] * tune),
+                  steps=4)
+        assert r.returncode == 0, r.stderr
+        tasks = {t["name"]: t for t in json.loads(st.read(str(out))[1]["repmode.tasks"])}
+        assert "threshold" not in tasks["nuclei"] and ("threshold" in tasks["membranes"]) == tune
+    plain, tuned = ([json.loads(l) for l in logs[t].read_text().splitlines()] for t in (False, True))
+    assert [l["loss"] for l in plain if "loss" in l] == [l["loss"] for l in tuned if "loss" in l]
+    (plain,), (tuned,) = ([{v["task"]: v for v in l["validation"]} for l in x if "validation" in l]
+                          for x in (plain, tuned))
+    assert plain["nuclei"] == tuned["nuclei"]
+    assert plain["membranes"]["threshold"] == 0.5 and tuned["membranes"]["f05"] >= plain["membranes"]["f05"]
+
+
+def test_error_tune_threshold_without_val_or_binary_task(sample, tmp_path):
+    msg = error(sample, tmp_path, None, None, "--tune-threshold")
+    assert "--tune-threshold" in msg and "--val" in msg
+    cfg = tmp_path / "regression.json"
+    cfg.write_text(json.dumps(dict(CONFIG, tasks=[{"name": "nuclei", "kind": "regression"}])))
+    d = write_csv(tmp_path, sample, "signal,target,task\nsignal.nrrd,nuclei.nrrd,nuclei\n")
+    msg = error(sample, tmp_path, cfg, d, "--val", d, "--tune-threshold")
+    assert "--tune-threshold" in msg and "binary" in msg
 
 
 # ---- percentile normalization (extensions.md §3) -------------------------------------------------------------------
