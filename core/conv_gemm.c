@@ -8,6 +8,9 @@
  * gradient is the same product turned around (dy's (z, o) rows times the in-plane im2col transposed), and the data
  * gradient is the forward convolution of dy with the mirrored, transposed kernel.
  *
+ * Stride 1 with k·co below RM_THIN_ROWS (the final layer's single output channel), the thin path: too few GEMM rows
+ * to pay for gathering, so a direct loop over a zero-padded copy of each input plane, without BLAS.
+ *
  * Other strides, the 3D path: for each sample and tile of output voxels, the im2col rows of a group of input
  * channels are gathered and multiplied by the matching weight columns; the weight gradient sums such products, and
  * the data gradient is a GEMM into im2col form scattered back (col2im) per channel group.
@@ -20,6 +23,7 @@
 #include "conv_engine.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -32,6 +36,7 @@ enum {
     RM_TILE_BWD = 1024,      /* 3D path: voxels per weight-gradient GEMM (its reduction dimension) */
     RM_BWD_ROWS = 64,        /* 3D path: weight-gradient columns per parallel item */
     RM_SCATTER_GROUPS = 8,   /* 3D path: channel groups of the data gradient */
+    RM_THIN_ROWS = 16,       /* the thin path below this many plane-path GEMM rows (k·co) */
 };
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -45,18 +50,16 @@ static size_t lines(int64_t floats) { return (size_t)(floats + 15) / 16 * 16; }
 /* The size of the fewest equal parts of n that are at most `most` each (the last may be smaller). */
 static int64_t even_part(int64_t n, int64_t most) { return ceil_div(n, ceil_div(n, most)); }
 
-/* Moves data between sample image `img` (ci, in) and rows [r0, r1) of an im2col matrix for output voxels
- * [t0, t0 + nt). The taps are the kernel's k³ (depth_taps = k) or the k² of one depth (depth_taps = 1); row r is
- * input channel r / (depth_taps·k²) at tap (a, b, c), the remainder in that order, and column j holds what the tap
- * reads for output voxel t0 + j = (z, y, x): input (z·s + a + dz, y·s + b - pad, x·s + c - pad). The 3D im2col has
- * dz = -pad; the in-plane im2col of input plane z' has dz = z' and voxels inside output plane 0. Gathering writes
- * col (zero where the tap falls outside the image); scattering adds col into img. One walker for both directions
- * keeps their index arithmetic identical. */
-static void col_transfer(const rm_conv_geom *g, int depth_taps, int64_t dz, float *img, int64_t r0, int64_t r1,
-                         int64_t t0, int64_t nt, float *col, int scatter)
+/* Moves data between sample image `img` (ci, in) and rows [r0, r1) of the 3D im2col matrix for output voxels
+ * [t0, t0 + nt). Row r is input channel r / k³ at tap (a, b, c), the remainder in that order, and column j holds what
+ * the tap reads for output voxel t0 + j = (z, y, x): input (z·s + a - pad, y·s + b - pad, x·s + c - pad). Gathering
+ * writes col (zero where the tap falls outside the image); scattering adds col into img. One walker for both
+ * directions keeps their index arithmetic identical. */
+static void col_transfer(const rm_conv_geom *g, float *img, int64_t r0, int64_t r1, int64_t t0, int64_t nt, float *col,
+                         int scatter)
 {
     const int k = g->k, s = g->s, pad = g->pad;
-    const int64_t taps = (int64_t)depth_taps * k * k, D = g->in[0], H = g->in[1], W = g->in[2];
+    const int64_t taps = cube(k), D = g->in[0], H = g->in[1], W = g->in[2];
     const int64_t Ho = g->out[1], Wo = g->out[2];
     for (int64_t r = r0; r < r1; r++) {
         const int64_t tap = r % taps;
@@ -65,7 +68,7 @@ static void col_transfer(const rm_conv_geom *g, int depth_taps, int64_t dz, floa
         float *seg = col + (r - r0) * nt;
         for (int64_t t = t0, end = t0 + nt; t < end;) {
             const int64_t line = t / Wo, ox0 = t % Wo, ox1 = min64(Wo, ox0 + (end - t)), len = ox1 - ox0;
-            const int64_t iz = line / Ho * s + a + dz, iy = line % Ho * s + b - pad;
+            const int64_t iz = line / Ho * s + a - pad, iy = line % Ho * s + b - pad;
             if (iz < 0 || iz >= D || iy < 0 || iy >= H) {
                 if (!scatter)
                     memset(seg, 0, (size_t)len * sizeof(float));
@@ -99,6 +102,41 @@ static void col_transfer(const rm_conv_geom *g, int depth_taps, int64_t dz, floa
 }
 
 /* ---- the plane path (stride 1) ------------------------------------------------------------------------------- */
+
+/* Floats of the padded line plane_gather works in: output positions plus the kernel's reach, whole lines. */
+static size_t plane_line_floats(const rm_conv_geom *g) { return lines(g->out[2] + g->k - 1); }
+
+/* Gathers rows [r0, r1) of the in-plane im2col of input plane zi of sample image `img` (ci, in), for in-plane
+ * output positions [t0, t0 + nt): row r is input channel r / k² at tap (b, c), and column j reads input
+ * (zi, y + b - pad, x + c - pad) for position t0 + j = (y, x), zero outside the image. Each input line is copied
+ * once into `pline` with its zero padding around it, and the k taps c of the line are then plain copies out of it:
+ * the padding costs no per-segment zeroing and the loops no divisions. pline holds plane_line_floats(g) floats. */
+static void plane_gather(const rm_conv_geom *g, int64_t zi, const float *img, int64_t r0, int64_t r1, int64_t t0,
+                         int64_t nt, float *col, float *pline)
+{
+    const int k = g->k, pad = g->pad;
+    const int64_t k2 = (int64_t)k * k, H = g->in[1], W = g->in[2], Wo = g->out[2], span = Wo + k - 1;
+    const int64_t copied = clamp64(span - pad, 0, W); /* input floats of a line that some tap reads */
+    memset(pline, 0, (size_t)span * sizeof(float));
+    for (int64_t r = r0; r < r1;) {
+        const int64_t i = r / k2, b = r % k2 / k, c0 = r % k, c1 = min64(k, c0 + r1 - r);
+        const float *plane = img + (i * g->in[0] + zi) * H * W;
+        float *row = col + (r - r0) * nt;
+        for (int64_t t = t0, end = t0 + nt, line = t0 / Wo, ox0 = t0 % Wo; t < end; line++, ox0 = 0) {
+            const int64_t len = min64(Wo - ox0, end - t), iy = line + b - pad, j = t - t0;
+            if (iy < 0 || iy >= H) {
+                for (int64_t c = c0; c < c1; c++)
+                    memset(row + (c - c0) * nt + j, 0, (size_t)len * sizeof(float));
+            } else {
+                memcpy(pline + pad, plane + iy * W, (size_t)copied * sizeof(float));
+                for (int64_t c = c0; c < c1; c++)
+                    memcpy(row + (c - c0) * nt + j, pline + ox0 + c, (size_t)len * sizeof(float));
+            }
+            t += len;
+        }
+        r += c1 - c0;
+    }
+}
 
 /* Moves the kernel (co, ci, k, k, k) of g to or from the plane path's weight matrix: for each block of `block`
  * output channels, rows (a', o) by columns (i, b, c), where a' = k-1-a reverses the depth tap so that consecutive
@@ -183,7 +221,8 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
     const int64_t group = plane_channel_group(g), nzi = plane_inputs(g);
     /* The weight matrix, then per thread an im2col group and an accumulator of (z, o) rows. */
     const size_t mat_floats = lines(g->co * K * g->k), col_floats = lines(group * k2 * tile);
-    const size_t per_thread = col_floats + lines(g->out[0] * block * tile);
+    const size_t acc_floats = lines(g->out[0] * block * tile);
+    const size_t per_thread = col_floats + acc_floats + plane_line_floats(g);
     float *ws = rm_ctx_workspace(ctx, (mat_floats + (size_t)nth * per_thread) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
@@ -192,6 +231,7 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
     {
         omp_set_num_threads(1); /* OpenBLAS: run in this thread */
         float *col = ws + mat_floats + (size_t)omp_get_thread_num() * per_thread, *acc = col + col_floats;
+        float *pline = acc + acc_floats;
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < g->n * nblocks * ntiles; item++) {
             const int64_t n = item / (nblocks * ntiles), o0 = item / ntiles % nblocks * block;
@@ -205,13 +245,91 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
                 reached_planes(g, zi, &z0, &z1, &a0);
                 for (int64_t c0 = 0; c0 < g->ci; c0 += group) {
                     const int64_t c1 = min64(g->ci, c0 + group);
-                    col_transfer(g, 1, zi, (float *)(x + n * g->ci * vin), c0 * k2, c1 * k2, p0, np, col, 0);
+                    plane_gather(g, zi, x + n * g->ci * vin, c0 * k2, c1 * k2, p0, np, col, pline);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)((z1 - z0) * nb), (int)np,
                                 (int)((c1 - c0) * k2), 1.0f, wb + a0 * nb * K + c0 * k2, (int)K, col, (int)np, 1.0f,
                                 acc + z0 * nb * np, (int)np);
                 }
             }
             tile_transfer(g, y + n * g->co * vout, o0, nb, p0, np, acc, 0);
+        }
+    }
+    return RM_OK;
+}
+
+/* ---- the thin path (stride 1, few channels on one side) ------------------------------------------------------- */
+
+/* The plane path's GEMM uses each gathered column for its k·co rows only: with one output channel (the final layer)
+ * that is k, and the gathering and packing cost more than the arithmetic. Such convolutions are computed directly. */
+static int thin(const rm_conv_geom *g) { return g->k * g->co < RM_THIN_ROWS; }
+
+/* y[p] += Σ_c wt[c]·x[p + c] for p < n, the taps added in order c = 0, 1, …; k = 5 spelled out for the compiler. */
+static void row_taps(float *restrict y, const float *restrict x, const float *restrict wt, int k, int64_t n)
+{
+    if (k == 5) {
+        const float w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3], w4 = wt[4];
+        for (int64_t p = 0; p < n; p++)
+            y[p] = fmaf(w4, x[p + 4], fmaf(w3, x[p + 3], fmaf(w2, x[p + 2], fmaf(w1, x[p + 1], fmaf(w0, x[p], y[p])))));
+        return;
+    }
+    for (int c = 0; c < k; c++)
+        for (int64_t p = 0; p < n; p++)
+            y[p] = fmaf(wt[c], x[p + c], y[p]);
+}
+
+/* Items are (sample, output plane). An input plane is copied into a zero-padded plane of Ho + k - 1 rows of
+ * Wp = Wo + k - 1, so that tap (b, c) of every output position (y, x) reads at one offset b·Wp + c from (y, x): the
+ * output plane is computed on rows of Wp (the last k - 1 positions of each row are discarded) in one long loop per
+ * input channel, depth tap, height tap and output channel, starting at the bias, in that order. */
+static rm_status forward_thin(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
+                              const float *b, float *y)
+{
+    const int nth = ctx->n_threads, k = g->k, pad = g->pad;
+    const int64_t k3 = cube(k), ci = g->ci, co = g->co, D = g->in[0], H = g->in[1], W = g->in[2];
+    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
+    const int64_t Wp = Wo + k - 1, Hp = Ho + k - 1, grid = Ho * Wp, copied = clamp64(Wp - pad, 0, W);
+    const size_t wk_floats = lines(ci * co * k3), padded_floats = lines(Hp * Wp + k);
+    const size_t per_thread = padded_floats + lines(co * grid);
+    float *ws = rm_ctx_workspace(ctx, (wk_floats + (size_t)nth * per_thread) * sizeof(float));
+    if (!ws)
+        return RM_ERR_NOMEM;
+    /* The weights as (i, a, b, o, c): the taps one padded plane meets lie together. */
+    for (int64_t o = 0; o < co; o++)
+        for (int64_t i = 0; i < ci; i++)
+            for (int64_t tap = 0; tap < k3; tap++)
+                ws[(i * k3 + tap - tap % k) * co + o * k + tap % k] =
+                    mirrored ? w[(i * co + o) * k3 + k3 - 1 - tap] : w[(o * ci + i) * k3 + tap];
+#pragma omp parallel num_threads(nth)
+    {
+        float *padded = ws + wk_floats + (size_t)omp_get_thread_num() * per_thread, *acc = padded + padded_floats;
+        memset(padded, 0, padded_floats * sizeof(float)); /* the zeros around the copied rows stay */
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < g->n * Do; item++) {
+            const int64_t n = item / Do, z = item % Do;
+            for (int64_t o = 0; o < co; o++)
+                for (int64_t p = 0; p < grid; p++)
+                    acc[o * grid + p] = b ? b[o] : 0.0f;
+            for (int64_t i = 0; i < ci; i++)
+                for (int64_t a = 0; a < k; a++) {
+                    const int64_t iz = z + a - pad;
+                    if (iz < 0 || iz >= D)
+                        continue;
+                    const float *src = x + ((n * ci + i) * D + iz) * H * W;
+                    for (int64_t r = 0; r < Hp; r++) {
+                        const int64_t iy = r - pad;
+                        if (iy >= 0 && iy < H)
+                            memcpy(padded + r * Wp + pad, src + iy * W, (size_t)copied * sizeof(float));
+                    }
+                    for (int64_t bb = 0; bb < k; bb++) {
+                        const float *wt = ws + (i * k3 + (a * k + bb) * k) * co;
+                        for (int64_t o = 0; o < co; o++)
+                            row_taps(acc + o * grid, padded + bb * Wp, wt + o * k, k, grid);
+                    }
+                }
+            for (int64_t o = 0; o < co; o++)
+                for (int64_t oy = 0; oy < Ho; oy++)
+                    memcpy(y + (n * co + o) * vout + (z * Ho + oy) * Wo, acc + o * grid + oy * Wp,
+                           (size_t)Wo * sizeof(float));
         }
     }
     return RM_OK;
@@ -238,7 +356,7 @@ static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, cons
     const int64_t plane = g->out[1] * g->out[2], tile = plane_tile(g), band = plane_band(g), nzi = plane_inputs(g);
     /* The gradient's matrix, then per thread an im2col band and dy's tile as (z, o) rows. */
     const size_t mat_floats = lines(co * K * g->k), col_floats = lines(band * tile);
-    const size_t per_thread = col_floats + lines(g->out[0] * co * tile);
+    const size_t dyt_floats = lines(g->out[0] * co * tile), per_thread = col_floats + dyt_floats + plane_line_floats(g);
     float *ws = rm_ctx_workspace(ctx, (mat_floats + (size_t)nth * per_thread) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
@@ -246,6 +364,7 @@ static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, cons
     {
         omp_set_num_threads(1);
         float *col = ws + mat_floats + (size_t)omp_get_thread_num() * per_thread, *dyt = col + col_floats;
+        float *pline = dyt + dyt_floats;
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < ceil_div(K, band); item++) {
             const int64_t r0 = item * band, r1 = min64(K, r0 + band);
@@ -258,7 +377,7 @@ static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, cons
                     for (int64_t zi = 0; zi < nzi; zi++) {
                         int64_t z0, z1, a0;
                         reached_planes(g, zi, &z0, &z1, &a0);
-                        col_transfer(g, 1, zi, (float *)(x + n * g->ci * vin), r0, r1, p0, np, col, 0);
+                        plane_gather(g, zi, x + n * g->ci * vin, r0, r1, p0, np, col, pline);
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)((z1 - z0) * co), (int)(r1 - r0),
                                     (int)np, 1.0f, dyt + z0 * co * np, (int)np, col, (int)np, 1.0f,
                                     ws + a0 * co * K + r0, (int)K);
@@ -298,7 +417,7 @@ static rm_status forward_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, 
                         yt[o * vout + j] = b[o];
             for (int64_t c0 = 0; c0 < g->ci; c0 += group) {
                 const int64_t c1 = min64(g->ci, c0 + group);
-                col_transfer(g, g->k, -g->pad, (float *)(x + n * g->ci * vin), c0 * k3, c1 * k3, t0, nt, col, 0);
+                col_transfer(g, (float *)(x + n * g->ci * vin), c0 * k3, c1 * k3, t0, nt, col, 0);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->co, (int)nt, (int)((c1 - c0) * k3),
                             1.0f, w + c0 * k3, (int)K, col, (int)nt, (b || c0 > 0) ? 1.0f : 0.0f, yt, (int)vout);
             }
@@ -334,7 +453,7 @@ static rm_status backward_data_3d(rm_ctx *ctx, const rm_conv_geom *g, const floa
                     const int64_t t0 = tile * RM_TILE_FWD, nt = min64(RM_TILE_FWD, vout - t0);
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)((c1 - c0) * k3), (int)nt, (int)g->co,
                                 1.0f, w + c0 * k3, (int)K, dy + n * g->co * vout + t0, (int)vout, 0.0f, col, (int)nt);
-                    col_transfer(g, g->k, -g->pad, dxn, c0 * k3, c1 * k3, t0, nt, col, 1);
+                    col_transfer(g, dxn, c0 * k3, c1 * k3, t0, nt, col, 1);
                 }
             }
         }
@@ -364,7 +483,7 @@ static rm_status backward_weight_3d(rm_ctx *ctx, const rm_conv_geom *g, const fl
                 for (int64_t tile = 0; tile < ntiles; tile++) {
                     const int64_t t0 = tile * RM_TILE_BWD, nt = min64(RM_TILE_BWD, vout - t0);
                     const int first = n == 0 && tile == 0;
-                    col_transfer(g, g->k, -g->pad, (float *)(x + n * g->ci * vin), r0, r1, t0, nt, col, 0);
+                    col_transfer(g, (float *)(x + n * g->ci * vin), r0, r1, t0, nt, col, 0);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->co, (int)(r1 - r0), (int)nt, 1.0f,
                                 dy + n * g->co * vout + t0, (int)vout, col, (int)nt, first ? 0.0f : 1.0f, dw + r0,
                                 (int)K);
@@ -380,7 +499,9 @@ static rm_status backward_weight_3d(rm_ctx *ctx, const rm_conv_geom *g, const fl
 rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
                                  float *y)
 {
-    return g->s == 1 ? forward_planes(ctx, g, x, w, 0, b, y) : forward_3d(ctx, g, x, w, b, y);
+    if (g->s != 1)
+        return forward_3d(ctx, g, x, w, b, y);
+    return thin(g) ? forward_thin(ctx, g, x, w, 0, b, y) : forward_planes(ctx, g, x, w, 0, b, y);
 }
 
 /* Stride 1: dx[i, p] = Σ_o Σ_tap w[o, i, tap] dy[o, p - tap + pad] is the convolution of dy with the kernel
@@ -392,7 +513,7 @@ rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const
         return backward_data_3d(ctx, g, w, dy, dx);
     const rm_conv_geom t = {.n = g->n, .ci = g->co, .co = g->ci, .in = {g->out[0], g->out[1], g->out[2]},
                             .out = {g->in[0], g->in[1], g->in[2]}, .k = g->k, .s = 1, .pad = g->k - 1 - g->pad};
-    return forward_planes(ctx, &t, dy, w, 1, NULL, dx);
+    return thin(&t) ? forward_thin(ctx, &t, dy, w, 1, NULL, dx) : forward_planes(ctx, &t, dy, w, 1, NULL, dx);
 }
 
 rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,

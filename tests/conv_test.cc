@@ -103,6 +103,9 @@ const ConvCase kCases[] = {
     {"k5_one_channel", false, rm_conv3d_same(5), {1, 1, 7, 6, 5}, 1, true},
     {"k5_smaller_than_kernel", false, rm_conv3d_same(5), {1, 2, 2, 1, 3}, 3, false},
     {"k5_many_channels_tiles", false, rm_conv3d_same(5), {1, 13, 9, 20, 31}, 11, true},
+    // One or two output channels take the thin path (direct, not GEMM), as the network's final layer does.
+    {"k5_one_output_channel", false, rm_conv3d_same(5), {2, 6, 7, 9, 13}, 1, true},
+    {"k3_two_output_channels", false, rm_conv3d_same(3), {1, 4, 5, 8, 6}, 2, false},
     {"k3_long_volume", false, rm_conv3d_same(3), {2, 9, 6, 37, 29}, 7, false},
     {"k2_s2", false, rm_conv3d_strided(2, 2), {2, 3, 8, 7, 5}, 6, false},
     {"k3_s2", false, rm_conv3d_strided(3, 2), {2, 3, 7, 6, 5}, 5, true},
@@ -357,6 +360,7 @@ TEST_P(ConvReproducible, BitIdenticalAcrossThreadCountsAndRuns)
 
 const ConvCase kLargeCases[] = {
     {"k5_same", false, rm_conv3d_same(5), {2, 5, 17, 19, 23}, 6, true},
+    {"k5_one_output_channel", false, rm_conv3d_same(5), {2, 7, 13, 15, 19}, 1, true},
     {"k2_s2", false, rm_conv3d_strided(2, 2), {2, 7, 18, 20, 22}, 5, true},
     {"t_k2_s2", true, rm_conv3d_strided(2, 2), {2, 7, 9, 10, 11}, 5, true},
 };
