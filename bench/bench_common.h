@@ -1,37 +1,88 @@
-/* What the benchmarks share beyond timing: fatal errors naming the benchmark (BENCH_NAME, defined before this
- * header), the convolutions' multiply-add count, the process's memory from /proc, and raw float files. */
+/* What the two comparisons with PyTorch share (bench_network.c, bench_train.c) beyond timing: fatal errors naming
+ * the benchmark (BENCH_NAME, defined before this header, with _POSIX_C_SOURCE 200809L), the options, the
+ * convolutions' multiply-add count, the process's memory from /proc, raw float files, the temporary folder, and
+ * the two child processes (C and PyTorch) that the benchmark drives side by side. */
 #ifndef REPMODE_BENCH_COMMON_H
 #define REPMODE_BENCH_COMMON_H
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "repmode/repmode.h"
+
+#include "bench_timing.h"
 
 #ifndef BENCH_NAME
 #error "define BENCH_NAME (the benchmark's name for its messages) before including bench_common.h"
 #endif
 
-static void die(const char *what)
+#ifndef BENCH_SOURCE_DIR
+#define BENCH_SOURCE_DIR "."
+#endif
+/* The PyTorch sides run from the source tree, where bench_torch_common.py sits beside them. */
+#define BENCH_PYTHON "/usr/bin/python3"
+#define BENCH_SCRIPT(name) BENCH_SOURCE_DIR "/bench/" name
+
+_Noreturn static void die(const char *what)
 {
     fprintf(stderr, BENCH_NAME ": %s\n", what);
     exit(1);
 }
 
-static void die_errno(const char *what, const char *path)
+_Noreturn static void die_errno(const char *what, const char *path)
 {
     fprintf(stderr, BENCH_NAME ": %s %s: %s\n", what, path, strerror(errno));
     exit(1);
 }
 
-static void die_rm(rm_ctx *ctx, const char *what)
+_Noreturn static void die_rm(rm_ctx *ctx, const char *what)
 {
     fprintf(stderr, BENCH_NAME ": %s: %s\n", what, rm_ctx_error(ctx));
     exit(1);
 }
+
+/* ---- options ---------------------------------------------------------------------------------------------------- */
+
+enum { BENCH_MAX_ROUNDS = 64 };
+
+typedef struct bench_options {
+    int threads; /* --threads N (2) */
+    int reps;    /* --reps N, 3..BENCH_MAX_ROUNDS (5): the timed rounds */
+    int torch;   /* 0 with --no-torch */
+} bench_options;
+
+static bench_options bench_parse_options(int argc, char **argv)
+{
+    bench_options o = {2, 5, 1};
+    int ok = 1;
+    for (int i = 1; i < argc && ok; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            o.threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            o.reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--no-torch") == 0)
+            o.torch = 0;
+        else
+            ok = 0;
+    }
+    if (!ok || o.threads < 1 || o.reps < 3 || o.reps > BENCH_MAX_ROUNDS) {
+        fprintf(stderr, "usage: %s [--threads N (default 2)] [--reps N >= 3 (default 5)] [--no-torch]\n", argv[0]);
+        exit(1);
+    }
+    return o;
+}
+
+/* ---- cost and memory -------------------------------------------------------------------------------------------- */
 
 /* Multiply-adds of one forward over d×h×w voxels, convolutions only: a 5³ convolution costs ci·co·125 per output
  * voxel, the 2³ stride-2 down-sampling ci·co·8 per output voxel, the transposed up-sampling ci·co·8 per input
@@ -84,6 +135,23 @@ static int reset_peak(void)
     return fclose(f) == 0 && ok;
 }
 
+static double mib(double kib)
+{
+    return kib / 1024.0;
+}
+
+/* ---- data and files --------------------------------------------------------------------------------------------- */
+
+/* Uniform in [-1, 1) from a fixed xorshift generator: the same data in every run. */
+static void fill_uniform(float *x, size_t n, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)((double)(s >> 40) / (double)(1u << 24) * 2.0 - 1.0);
+    }
+}
+
 static void write_floats(const char *path, const float *v, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -93,9 +161,349 @@ static void write_floats(const char *path, const float *v, size_t n)
         die_errno("cannot write", path);
 }
 
-static double mib(long kib)
+/* The folder of the files the two sides exchange (bench_temp_make): at most 255 characters, so that the path of a
+ * file with a short name in it fits in BENCH_PATH. */
+enum { BENCH_PATH = 320 };
+static char bench_temp[256];
+static pid_t bench_temp_owner;
+
+/* Removes the files in the folder: the model files are large, do not keep them longer than needed. */
+static void bench_temp_clear(void)
 {
-    return (double)kib / 1024.0;
+    DIR *dir = opendir(bench_temp);
+    if (!dir)
+        return;
+    for (struct dirent *e; (e = readdir(dir));)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            char path[sizeof bench_temp + 1 + sizeof e->d_name];
+            snprintf(path, sizeof path, "%s/%s", bench_temp, e->d_name);
+            remove(path);
+        }
+    closedir(dir);
+}
+
+static void bench_temp_remove(void)
+{
+    if (!bench_temp[0] || getpid() != bench_temp_owner) /* not from a child process */
+        return;
+    bench_temp_clear();
+    rmdir(bench_temp);
+    bench_temp[0] = '\0';
+}
+
+/* Makes the folder, removed with what is left in it when the benchmark exits (also after an error). */
+static void bench_temp_make(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    const int len = snprintf(bench_temp, sizeof bench_temp, "%s/repmode-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (len < 0 || len >= (int)sizeof bench_temp)
+        die("TMPDIR is too long");
+    if (!mkdtemp(bench_temp))
+        die_errno("cannot create a folder in", tmp && *tmp ? tmp : "/tmp");
+    bench_temp_owner = getpid();
+    atexit(bench_temp_remove);
+}
+
+/* ---- the two sides as child processes ----------------------------------------------------------------------------
+ * Each side runs in a child process of its own (its own address space, so its own VmHWM), and the benchmark drives
+ * both at once, a round of one timed call on each side at a time, so that a change of the machine's load falls on
+ * both sides alike. The protocol, one line each way:
+ *   the child, after its set-up and its warm-up call:  "ready" (a PyTorch script: "ready <PyTorch version>")
+ *   "run"   one timed call; the reply: its seconds, then those of its parts if it has any, separated by spaces
+ *   "done"  the child's own figures, then it exits: a forked C child writes its result struct (bench_c_finish),
+ *           a script `key value` lines (bench_torch_finish) */
+
+enum { BENCH_MAX_VALUES = 8 }; /* numbers in a reply to "run" */
+
+typedef struct bench_child {
+    pid_t pid;
+    FILE *to;   /* commands */
+    FILE *from; /* replies */
+} bench_child;
+
+/* Forks with a pipe each way; 0 in the child, with its ends in *in and *out. The parent's ends close on exec, so
+ * that a script started later does not hold them open: a child would not see the end of its commands. */
+static pid_t bench_fork_piped(bench_child *ch, int *in, int *out)
+{
+    int cmd[2], reply[2];
+    if (pipe(cmd) != 0 || pipe(reply) != 0)
+        die_errno("cannot create", "a pipe");
+    if (fcntl(cmd[1], F_SETFD, FD_CLOEXEC) != 0 || fcntl(reply[0], F_SETFD, FD_CLOEXEC) != 0)
+        die_errno("cannot set up", "a pipe");
+    signal(SIGPIPE, SIG_IGN); /* a child that has died fails the next write (EPIPE) instead of ending the benchmark */
+    fflush(stdout);           /* else the child inherits what is buffered and prints it again */
+    const pid_t pid = fork();
+    if (pid < 0)
+        die_errno("cannot fork", "a child process");
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        close(cmd[1]);
+        close(reply[0]);
+        *in = cmd[0];
+        *out = reply[1];
+        return 0;
+    }
+    close(cmd[0]);
+    close(reply[1]);
+    ch->pid = pid;
+    ch->to = fdopen(cmd[1], "w");
+    ch->from = fdopen(reply[0], "r");
+    if (!ch->to || !ch->from)
+        die_errno("cannot open", "a pipe");
+    return pid;
+}
+
+/* A child that runs fn(commands, replies, arg) in a copy of this process and exits when it returns. */
+static bench_child bench_child_fork(void (*fn)(FILE *in, FILE *out, void *arg), void *arg)
+{
+    bench_child ch = {0};
+    int in, out;
+    if (bench_fork_piped(&ch, &in, &out) == 0) {
+        FILE *fin = fdopen(in, "r"), *fout = fdopen(out, "w");
+        if (!fin || !fout)
+            die_errno("cannot open", "a pipe");
+        fn(fin, fout, arg);
+        _exit(fclose(fout) == 0 ? 0 : 1);
+    }
+    return ch;
+}
+
+/* A child that execs argv[0] with its standard input and output on the pipes; exit status 127 if it cannot. */
+static bench_child bench_child_spawn(char *const argv[])
+{
+    bench_child ch = {0};
+    int in, out;
+    if (bench_fork_piped(&ch, &in, &out) == 0) {
+        if (dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0)
+            _exit(127);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return ch;
+}
+
+static int bench_child_tell(bench_child *ch, const char *command)
+{
+    return fprintf(ch->to, "%s\n", command) >= 0 && fflush(ch->to) == 0;
+}
+
+/* Sends command (none if NULL), then reads the reply line into line, without its newline; 0 when the child has
+ * closed its end instead (it failed). */
+static int bench_child_ask(bench_child *ch, const char *command, char *line, int size)
+{
+    if ((command && !bench_child_tell(ch, command)) || !fgets(line, size, ch->from))
+        return 0;
+    line[strcspn(line, "\n")] = '\0';
+    return 1;
+}
+
+/* One timed call: the n numbers of the reply to "run" in v; 0 if the child did not give them. */
+static int bench_child_run(bench_child *ch, int n, double *v)
+{
+    char line[BENCH_MAX_VALUES * 32];
+    if (!bench_child_ask(ch, "run", line, sizeof line))
+        return 0;
+    const char *p = line;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        v[i] = strtod(p, &end);
+        if (end == p)
+            return 0;
+        p = end;
+    }
+    return 1;
+}
+
+/* Closes the pipes (a child still reading its commands then ends) and waits: the child's exit status, -1 when a
+ * signal ended it. */
+static int bench_child_wait(bench_child *ch)
+{
+    fclose(ch->to);
+    fclose(ch->from);
+    int status = 0;
+    const pid_t pid = waitpid(ch->pid, &status, 0);
+    ch->pid = 0;
+    return pid > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---- in a forked C child ---- */
+
+static void bench_say(FILE *out, const char *line)
+{
+    if (fprintf(out, "%s\n", line) < 0 || fflush(out) != 0)
+        die("cannot reply to the benchmark");
+}
+
+static void bench_say_seconds(FILE *out, const double *v, int n)
+{
+    char line[BENCH_MAX_VALUES * 32] = "";
+    for (int i = 0, len = 0; i < n; i++)
+        len += snprintf(line + len, sizeof line - (size_t)len, i ? " %.9f" : "%.9f", v[i]);
+    bench_say(out, line);
+}
+
+/* The next command: 1 for "run", 0 for "done". */
+static int bench_next_command(FILE *in)
+{
+    char line[16];
+    if (!fgets(line, sizeof line, in))
+        exit(1); /* the benchmark has gone, and said why */
+    if (strcmp(line, "run\n") == 0)
+        return 1;
+    if (strcmp(line, "done\n") != 0)
+        die("unknown command from the benchmark");
+    return 0;
+}
+
+static void bench_say_result(FILE *out, const void *result, size_t size)
+{
+    if (fwrite(result, size, 1, out) != 1 || fflush(out) != 0)
+        die("cannot reply to the benchmark");
+}
+
+/* ---- in the benchmark ---- */
+
+/* Starts the C side (fn as in bench_child_fork) and waits for it to be ready. */
+static bench_child bench_c_start(void (*fn)(FILE *in, FILE *out, void *arg), void *arg)
+{
+    bench_child ch = bench_child_fork(fn, arg);
+    char line[16];
+    if (!bench_child_ask(&ch, NULL, line, sizeof line) || strcmp(line, "ready") != 0)
+        die("the C benchmark's child process failed");
+    return ch;
+}
+
+/* "done": the C side's result struct; then waits for it to exit. */
+static void bench_c_finish(bench_child *ch, void *result, size_t size)
+{
+    const int ok = bench_child_tell(ch, "done") && fread(result, size, 1, ch->from) == 1;
+    if (bench_child_wait(ch) != 0 || !ok)
+        die("the C benchmark's child process failed");
+}
+
+/* The PyTorch side: a script run with BENCH_PYTHON. Without PyTorch, or when the script fails, the benchmark
+ * still reports the C figures: ok is 0 and why says why. */
+typedef struct bench_torch {
+    bench_child child;
+    int ok;
+    char script[64];
+    char version[32];
+    char why[128];
+} bench_torch;
+
+/* Waits for a script that did not answer as it should, and says why from its exit status. */
+static void bench_torch_failed(bench_torch *t, int code)
+{
+    t->ok = 0;
+    if (t->child.pid)
+        code = bench_child_wait(&t->child);
+    if (code == 127)
+        snprintf(t->why, sizeof t->why, "%s cannot run", BENCH_PYTHON);
+    else if (code == 3)
+        snprintf(t->why, sizeof t->why, "PyTorch is not installed");
+    else
+        snprintf(t->why, sizeof t->why, "%s failed (exit status %d)", t->script, code);
+}
+
+/* What both scripts are given: MODEL TASK D H W THREADS --input X, and an option of the script's own. */
+typedef struct bench_torch_args {
+    const char *script; /* BENCH_SCRIPT(name) */
+    const char *model, *task;
+    int64_t d, h, w;
+    int threads;
+    const char *input;
+    const char *option, *value;
+} bench_torch_args;
+
+/* Starts the script with BENCH_PYTHON and waits for it to be ready; with a NULL, says it was not run. */
+static void bench_torch_start(bench_torch *t, const bench_torch_args *a)
+{
+    memset(t, 0, sizeof *t);
+    if (!a) {
+        snprintf(t->why, sizeof t->why, "not run");
+        return;
+    }
+    const char *slash = strrchr(a->script, '/');
+    snprintf(t->script, sizeof t->script, "%s", slash ? slash + 1 : a->script);
+    char dims[3][24], threads[16];
+    snprintf(dims[0], sizeof dims[0], "%lld", (long long)a->d);
+    snprintf(dims[1], sizeof dims[1], "%lld", (long long)a->h);
+    snprintf(dims[2], sizeof dims[2], "%lld", (long long)a->w);
+    snprintf(threads, sizeof threads, "%d", a->threads);
+    char *const argv[] = {
+        BENCH_PYTHON, (char *)a->script, (char *)a->model, (char *)a->task,   dims[0],          dims[1], dims[2],
+        threads,      "--input",         (char *)a->input, (char *)a->option, (char *)a->value, NULL};
+    t->child = bench_child_spawn(argv);
+    char line[128];
+    t->ok = bench_child_ask(&t->child, NULL, line, sizeof line) && sscanf(line, "ready %31s", t->version) == 1;
+    if (!t->ok)
+        bench_torch_failed(t, -1);
+}
+
+typedef struct bench_key {
+    const char *key;
+    double *value;
+} bench_key;
+
+/* "done": the script's `key value` lines, every key once, into the values; then waits for it to exit. */
+static void bench_torch_finish(bench_torch *t, const bench_key *keys, int n)
+{
+    if (!t->ok)
+        return;
+    int found = 0;
+    if (bench_child_tell(&t->child, "done")) {
+        char line[128], key[32];
+        double v;
+        while (fgets(line, sizeof line, t->child.from))
+            for (int k = 0; k < n; k++)
+                if (sscanf(line, "%31s %lf", key, &v) == 2 && strcmp(key, keys[k].key) == 0)
+                    *keys[k].value = v, found++;
+    }
+    const int code = bench_child_wait(&t->child);
+    if (code != 0 || found != n)
+        bench_torch_failed(t, code);
+}
+
+/* rounds rounds, each one timed call on each side: C first in even rounds, PyTorch first in odd ones, so that
+ * neither side always follows the other. Round i's n numbers in cv[i·n..] and tv[i·n..]. A script that stops
+ * answering is dropped (t->ok 0); without a script (t->ok 0), C alone. */
+static void bench_rounds(bench_child *c, bench_torch *t, int rounds, int n, double *cv, double *tv)
+{
+    for (int i = 0; i < rounds; i++)
+        for (int k = 0; k < 2; k++)
+            if (k == i % 2) {
+                if (!bench_child_run(c, n, cv + i * n))
+                    die("the C benchmark's child process failed");
+            } else if (t->ok && !bench_child_run(&t->child, n, tv + i * n)) {
+                bench_torch_failed(t, -1);
+            }
+}
+
+/* ---- the figures of the rounds ---- */
+
+/* The median of v[0], v[stride], ... (n numbers, n <= BENCH_MAX_ROUNDS). */
+static double bench_median_of(const double *v, int n, int stride)
+{
+    double w[BENCH_MAX_ROUNDS];
+    for (int i = 0; i < n; i++)
+        w[i] = v[i * stride];
+    return bench_median(w, n);
+}
+
+/* The per-round ratios num[i·stride] / den[i·stride]: their median (what the benchmarks report: a round's two
+ * calls ran under the same load), smallest and largest. */
+typedef struct bench_spread {
+    double median, min, max;
+} bench_spread;
+
+static bench_spread bench_ratios(const double *num, const double *den, int n, int stride)
+{
+    double r[BENCH_MAX_ROUNDS];
+    for (int i = 0; i < n; i++)
+        r[i] = num[i * stride] / den[i * stride];
+    const double median = bench_median(r, n); /* sorts r */
+    const bench_spread s = {median, r[0], r[n - 1]};
+    return s;
 }
 
 #endif /* REPMODE_BENCH_COMMON_H */
