@@ -131,20 +131,26 @@ struct TrainingRun {
     }
 };
 
+// Every loss is finite, and the mean of the last ten is below `factor` times the mean of the first ten.
+void ExpectLossFalls(const std::vector<float> &l, double factor)
+{
+    ASSERT_GE(l.size(), 20u);
+    double first = 0, last = 0;
+    for (size_t i = 0; i < 10; i++) {
+        first += l[i];
+        last += l[l.size() - 1 - i];
+    }
+    for (float v : l)
+        ASSERT_TRUE(std::isfinite(v));
+    EXPECT_LT(last, factor * first) << "first ten " << first / 10 << ", last ten " << last / 10;
+}
+
 TEST(Trainer, LossFallsOnALearnableProblem)
 {
     rmtest::Ctx ctx(2);
     Data data;
     TrainingRun run(ctx, data, 3, /*volumes=*/1); // the regression volume alone: every step's loss is comparable
-    const std::vector<float> l = run.steps(ctx, 60);
-    double first = 0, last = 0;
-    for (int i = 0; i < 10; i++) {
-        first += l[(size_t)i];
-        last += l[l.size() - 1 - (size_t)i];
-    }
-    for (float v : l)
-        ASSERT_TRUE(std::isfinite(v));
-    EXPECT_LT(last, 0.5 * first) << "first ten " << first / 10 << ", last ten " << last / 10;
+    ExpectLossFalls(run.steps(ctx, 60), 0.5);
     EXPECT_EQ(rm_trainer_steps_done(run.trainer), 60);
 }
 
@@ -390,16 +396,8 @@ TEST(Trainer, LossFallsOnA2DLabel)
     rmtest::Ctx ctx(2);
     Data data;
     TrainingRun run(ctx, data, 3, /*volumes=*/1, /*surface=*/true); // the 2D-labelled volume alone
-    const std::vector<float> l = run.steps(ctx, 60);
-    double first = 0, last = 0;
-    for (int i = 0; i < 10; i++) {
-        first += l[(size_t)i];
-        last += l[l.size() - 1 - (size_t)i];
-    }
-    for (float v : l)
-        ASSERT_TRUE(std::isfinite(v));
     // The smoothed BCE and the Dice term keep a floor well above 0: a clear fall, not a collapse.
-    EXPECT_LT(last, 0.8 * first) << "first ten " << first / 10 << ", last ten " << last / 10;
+    ExpectLossFalls(run.steps(ctx, 60), 0.8);
 }
 
 // Every patch voxel of a surface volume whose signal codes its own position (volume, layer, row, column) shows
