@@ -18,7 +18,7 @@ START=$(date +%s.%N)
 metric() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
 
 echo "== cells: repmode synth cells --seed 2, predicted with $MODELS/cells.safetensors"
-"$REPMODE" synth cells --out "$OUT/cells" --seed 2 --size 16,64,64
+"$REPMODE" synth cells --out "$OUT/cells" --seed 2 --size 16,128,128
 "$REPMODE" predict --model "$MODELS/cells.safetensors" --task nuclei,membranes,nucleoli,mitochondria \
   --input "$OUT/cells/signal.nrrd" --output "$OUT/cells/prediction.mha" \
   --labels "$OUT/cells/labels.nrrd" --colors "$OUT/cells/labels.ctbl"

@@ -4,6 +4,8 @@
 # Trained on `repmode synth scroll --seed 1`, validated (best model and F0.5 threshold) on --seed 3; the demo predicts
 # --seed 2. Percentile normalization, because fragments differ in how much air surrounds them; bucketed sampling,
 # because ink covers a few percent of a fragment.
+# Bit for bit with the OpenBLAS kernels the committed model was made with (OPENBLAS_CORETYPE=Haswell, as this
+# project's machines set it); other kernels round differently and give a model of the same quality.
 set -eu
 REPMODE=${1:-build/bin/repmode}
 WORK=${2:-build/train-ink}

@@ -1,7 +1,8 @@
 """The models learn (issue 4): a small configuration (examples/configs) trained from scratch by `repmode train` on
 synthetic samples, then `repmode predict` on a sample of another seed, scored here with numpy (not with repmode's
 metrics):
-- cells: Pearson r >= 0.8 for each of the four structures, and a lower error than predicting the mean;
+- cells: Pearson r >= 0.8 for each of the four structures, and a lower error than predicting the mean, on a sample
+  of some 18 cells (on a sample of 4 to 9 cells, r moved by up to 0.1 from seed to seed);
 - scroll: F0.5 >= 0.6 of the ink map inside the fragment mask, at the threshold the model file gives the task.
 Each takes a few minutes on two quiet cores (the timeouts allow for a machine shared with other work)."""
 import json
@@ -54,12 +55,12 @@ def zscore(a):
 
 
 def test_cells_every_structure_reaches_pearson_0_8(tmp_path):
-    train = [synth("cells", tmp_path / f"train{s}", s, "16,64,64") for s in (1, 3)]
-    held_out = synth("cells", tmp_path / "held_out", 2, "16,64,64")
+    train = [synth("cells", tmp_path / f"train{s}", s, "16,128,128") for s in (1, 3)]
+    held_out = synth("cells", tmp_path / "held_out", 2, "16,128,128")
     model = tmp_path / "cells.safetensors"
     repmode("train", "--config", os.path.join(CONFIGS, "cells-small.json"),
             "--data", csv_of(train, tmp_path / "train.csv"), "--out", model,
-            "--steps", 600, "--warmup", 20, "--batch", 4, "--lr", "2e-3", "--seed", 1, "--threads", 2)
+            "--steps", 900, "--warmup", 20, "--batch", 4, "--lr", "2e-3", "--seed", 1, "--threads", 2)
     prediction = tmp_path / "prediction.mha"
     repmode("predict", "--model", model, "--task", ",".join(STRUCTURES), "--input", held_out / "signal.nrrd",
             "--output", prediction, "--threads", 2)
