@@ -167,7 +167,9 @@ Config read_config(const Context &ctx, const std::string &path)
             c.normalization = read_normalization(ctx, item, path);
         } else if (key == "tasks") {
             if (!cJSON_IsArray(item))
-                throw Failure(path + ": 'tasks' must be a list of {\"name\", \"kind\"[, \"output\"]}", kBadInput);
+                throw Failure(path + ": 'tasks' must be a list of {\"name\", \"kind\"[, \"threshold\", \"color\", "
+                                     "\"output\"]}",
+                              kBadInput);
             const cJSON *t = nullptr;
             cJSON_ArrayForEach(t, item)
             {
@@ -195,6 +197,20 @@ Config read_config(const Context &ctx, const std::string &path)
                         throw Failure(where + ": 'threshold' must be a number in [0, 1]", kBadInput);
                     task.threshold = static_cast<float>(threshold->valuedouble);
                 }
+                // "color": the task's label colour, recorded in the model for predict's colour tables.
+                const cJSON *color = cJSON_GetObjectItemCaseSensitive(t, "color");
+                if (color) {
+                    int in_range = 0;
+                    for (int k = 0; cJSON_IsArray(color) && cJSON_GetArraySize(color) == 3 && k < 3; k++) {
+                        const cJSON *v = cJSON_GetArrayItem(color, k);
+                        in_range += cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1;
+                        task.color[k] = static_cast<float>(cJSON_GetNumberValue(v));
+                    }
+                    task.has_color = in_range == 3;
+                    if (!task.has_color)
+                        throw Failure(where + " ('" + name + "'): 'color' must be [r, g, b], each in [0, 1]",
+                                      kBadInput);
+                }
                 // "output": "2d": the labels are 2D maps of a surface volume's layers (extensions.md §4).
                 const cJSON *output = cJSON_GetObjectItemCaseSensitive(t, "output");
                 if (output) {
@@ -207,7 +223,8 @@ Config read_config(const Context &ctx, const std::string &path)
                 }
                 for (const cJSON *other = t->child; other; other = other->next)
                     if (std::strcmp(other->string, "name") != 0 && std::strcmp(other->string, "kind") != 0 &&
-                        std::strcmp(other->string, "threshold") != 0 && std::strcmp(other->string, "output") != 0)
+                        std::strcmp(other->string, "threshold") != 0 && std::strcmp(other->string, "output") != 0 &&
+                        std::strcmp(other->string, "color") != 0)
                         throw Failure(where + ": unknown field '" + other->string + "'", kBadInput);
                 for (const rm_task &seen : c.tasks)
                     if (std::strcmp(seen.name, name) == 0)

@@ -251,6 +251,31 @@ def test_error_bad_output_field(sample, tmp_path):
     assert "'output' must be" in error(sample, tmp_path, config=cfg)
 
 
+def test_task_colors_go_into_the_model_and_predicts_colour_table(sample, tmp_path):
+    cfg, out = tmp_path / "colored.json", tmp_path / "m.safetensors"
+    color = [1.0, 0.5, 0.2]
+    tasks = [dict(CONFIG["tasks"][0]), dict(CONFIG["tasks"][1], color=color)]
+    cfg.write_text(json.dumps(dict(CONFIG, tasks=tasks)))
+    r = run("train", "--config", cfg, "--data", sample / "train.csv", "--out", out, "--steps", 2, "--batch", 1)
+    assert r.returncode == 0, r.stderr
+    _, metadata = st.read(str(out))
+    recorded = {t["name"]: t for t in json.loads(metadata["repmode.tasks"])}
+    assert "color" not in recorded["nuclei"]
+    assert recorded["membranes"]["color"] == pytest.approx(color, abs=1e-7)
+    r = run("predict", "--model", out, "--task", "nuclei,membranes", "--input", sample / "signal.nrrd", "--output",
+            tmp_path / "p.mha", "--labels", tmp_path / "l.nrrd", "--colors", tmp_path / "l.ctbl")
+    assert r.returncode == 0, r.stderr
+    rows = [l.split() for l in (tmp_path / "l.ctbl").read_text().splitlines() if not l.startswith("#")]
+    assert rows[2] == ["2", "membranes", *[str(math.floor(255 * c + 0.5)) for c in color], "255"]
+
+
+@pytest.mark.parametrize("color", [[1, 2, 0], [0.5, 0.5], "red", [0, None, 1]])
+def test_error_bad_task_color(sample, tmp_path, color):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps(dict(CONFIG, tasks=[{"name": "nuclei", "kind": "regression", "color": color}])))
+    assert "'color' must be [r, g, b], each in [0, 1]" in error(sample, tmp_path, config=cfg)
+
+
 # ---- 2D labels of a surface volume (extensions.md §4) -------------------------------------------------------------
 
 INK_CONFIG = {"base_channels": 4, "levels": 2, "patch": [8, 32, 32],
