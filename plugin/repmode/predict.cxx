@@ -7,7 +7,9 @@
 // parameters of the whole volume, computed first in two streamed passes (itk::RepModeNormalization). One task writes a
 // scalar image; several write one component per task. Tasks trained on 2D labels of a surface volume write the
 // one-layer map (the mean over depth of the logits, as trained), streamed by rows. The label map is made from the written predictions, read
-// back (so nothing is computed twice), one label value per task (itk::RepModeLabelMapFilter).
+// back (so nothing is computed twice), one label value per task (itk::RepModeLabelMapFilter). With --mask, the
+// predictions and labels are 0 where the mask is not above 0.5 (a papyrus fragment's mask: air that training never
+// supervised would otherwise show stray ink).
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <itkBinaryGeneratorImageFilter.h>
+#include <itkChangeInformationImageFilter.h>
 #include <itkCommand.h>
 #include <itkComposeImageFilter.h>
 #include <itkImageFileReader.h>
@@ -197,6 +201,44 @@ std::vector<FloatImage::Pointer> read_predictions(const std::string &path, size_
     return images;
 }
 
+// The mask of --mask on the grid of `output`: the same size (the input's, or one layer for tasks with 2D labels), its
+// own geometry replaced by the output's, as eval compares masks by size (a mask drawn on a map often has no origin).
+FloatImage::Pointer mask_on(const VolumeSource &mask, FloatImage *output,
+                            std::vector<itk::ProcessObject::Pointer> &pipeline)
+{
+    const auto want = output->GetLargestPossibleRegion().GetSize();
+    const auto got = mask.image()->GetLargestPossibleRegion().GetSize();
+    const auto zyx = [](const itk::Size<3> &s) {
+        return size_string({static_cast<int64_t>(s[2]), static_cast<int64_t>(s[1]), static_cast<int64_t>(s[0])});
+    };
+    if (got != want)
+        throw Failure(mask.path() + ": the mask is " + zyx(got) + " voxels, the prediction " + zyx(want) +
+                          " (the input's size, or one layer for tasks with 2D labels)",
+                      kBadInput);
+    auto place = itk::ChangeInformationImageFilter<FloatImage>::New();
+    place->SetInput(mask.image());
+    place->SetReferenceImage(output);
+    place->UseReferenceImageOn();
+    place->ChangeSpacingOn();
+    place->ChangeOriginOn();
+    place->ChangeDirectionOn();
+    pipeline.push_back(place.GetPointer());
+    return place->GetOutput();
+}
+
+// `image` with 0 where `mask` is not above 0.5 (what eval's --mask leaves out).
+template <typename TImage>
+typename TImage::Pointer masked(TImage *image, FloatImage *mask, std::vector<itk::ProcessObject::Pointer> &pipeline)
+{
+    using Pixel = typename TImage::PixelType;
+    auto apply = itk::BinaryGeneratorImageFilter<TImage, FloatImage, TImage>::New();
+    apply->SetInput1(image);
+    apply->SetInput2(mask);
+    apply->SetFunctor([](const Pixel &v, const float &m) { return m > 0.5f ? v : Pixel(0); });
+    pipeline.push_back(apply.GetPointer());
+    return apply->GetOutput();
+}
+
 } // namespace
 
 int run_predict(int argc, char **argv)
@@ -231,6 +273,9 @@ int run_predict(int argc, char **argv)
     TCLAP::ValueArg<unsigned> divisions("", "divisions", "stream the output in N pieces along Z (default: pieces "
                                                          "of about 8 M voxels)",
                                         false, 0, "N", cmd);
+    TCLAP::ValueArg<std::string> mask("", "mask", "predictions and labels are 0 where MASK is not above 0.5 (e.g. a "
+                                                  "fragment mask); sized as the prediction",
+                                      false, "", "MASK", cmd);
     cmd.parse_or_fail(argc, argv);
     if (!(overlap.getValue() >= 0.0 && overlap.getValue() < 1.0))
         throw Failure("--overlap must be in [0, 1)", kBadInput);
@@ -273,6 +318,18 @@ int run_predict(int argc, char **argv)
         }
         filters.push_back(f);
     }
+    std::vector<itk::ProcessObject::Pointer> masking; // the mask's pipeline, alive while the outputs are written
+    std::unique_ptr<VolumeSource> mask_source;
+    FloatImage::Pointer mask_image;
+    if (mask.isSet()) {
+        mask_source = std::make_unique<VolumeSource>(mask.getValue());
+        mask_image = mask_on(*mask_source, filters.front()->GetOutput(), masking);
+    }
+    // A task's output as written: the prediction, masked when asked.
+    const auto written = [&](size_t i) -> FloatImage::Pointer {
+        FloatImage *out = filters[i]->GetOutput();
+        return mask_image ? masked<FloatImage>(out, mask_image, masking) : FloatImage::Pointer(out);
+    };
 
     // Every task of a model shares its normalization: computed once, streamed, then given to every filter so that
     // they stream their input too.
@@ -297,11 +354,11 @@ int run_predict(int argc, char **argv)
         names += std::string(names.empty() ? "" : ", ") + t.name + (t.kind == RM_TASK_BINARY ? " (binary)" : "");
     progress.stage("predicting " + names + " in " + std::to_string(pieces) + " piece(s)");
     if (filters.size() == 1) {
-        write_image(filters[0]->GetOutput(), output.getValue(), pieces);
+        write_image(written(0).GetPointer(), output.getValue(), pieces);
     } else {
         auto compose = itk::ComposeImageFilter<FloatImage, Components>::New();
         for (size_t i = 0; i < filters.size(); i++)
-            compose->SetInput(static_cast<unsigned>(i), filters[i]->GetOutput());
+            compose->SetInput(static_cast<unsigned>(i), written(i));
         write_image(compose->GetOutput(), output.getValue(), pieces);
     }
     progress.bar(1.0, "done");
@@ -315,7 +372,11 @@ int run_predict(int argc, char **argv)
         const std::vector<FloatImage::Pointer> predictions = read_predictions(output.getValue(), tasks.size(), pipeline);
         for (size_t i = 0; i < predictions.size(); i++)
             label_map->SetPrediction(static_cast<unsigned>(i), predictions[i]);
-        write_image(label_map->GetOutput(), labels.getValue(), pieces);
+        // Masked too: a threshold at or below 0 (a regression task's) would label the zeros outside the mask.
+        LabelImage::Pointer map = label_map->GetOutput();
+        if (mask_image)
+            map = masked<LabelImage>(map, mask_image, pipeline);
+        write_image(map.GetPointer(), labels.getValue(), pieces);
         std::string used;
         for (size_t i = 0; i < tasks.size(); i++) {
             std::ostringstream t;

@@ -1,6 +1,7 @@
 """repmode predict: the prediction against the PyTorch reference, the input's geometry kept, label maps (task
 threshold or Otsu), the colour table, several tasks in one run, streamed output equal to the whole, a folder of
-TIFF layers, a percentile model against np.percentile (streamed too), and errors (exit 1, nothing written)."""
+TIFF layers, a percentile model against np.percentile (streamed too), --mask against numpy's np.where, and errors
+(exit 1, nothing written)."""
 import os
 import subprocess
 import sys
@@ -119,6 +120,42 @@ def test_several_tasks_give_one_component_and_one_label_each(tmp_path):
     lab, _ = read_mha(str(labels))
     assert np.array_equal(lab, want)
     assert set(np.unique(lab)) == {0, 1, 2}
+
+
+def test_a_mask_zeroes_predictions_and_labels_outside_it(tmp_path):
+    x, path = volume(tmp_path, 5)
+    m = (np.random.default_rng(6).random(x.shape) > 0.4).astype(np.float32)
+    m[0, 0, :4] = [0.5, 0.51, 2.0, -1.0]  # only values above 0.5 keep a voxel
+    write_mha(str(tmp_path / "mask.mha"), m)  # its own geometry: the prediction's is used
+    # A threshold below every membrane value: outside the mask only the masking leaves label 0.
+    common = ["--model", SMALL, "--task", "membrane,ink", "--input", str(path), "--patch", "8,12,16", "--threshold",
+              "-1000,0.5"]
+    outputs = {}
+    for name, extra in [("plain", []), ("masked", ["--mask", str(tmp_path / "mask.mha")])]:
+        out, labels = tmp_path / (name + ".mha"), tmp_path / (name + "-labels.mha")
+        r = run("predict", *common, "--output", str(out), "--labels", str(labels), "--divisions", "3", *extra)
+        assert r.returncode == 0, r.stderr
+        outputs[name] = (read_mha(str(out)), read_mha(str(labels))[0])
+    (plain, plain_header), plain_labels = outputs["plain"]
+    (got, header), labels = outputs["masked"]
+    keep = m > 0.5
+    assert np.array_equal(got, np.where(keep[..., None], plain, 0))
+    assert np.array_equal(labels, np.where(keep, plain_labels, 0))
+    assert plain_labels.min() >= 1 and header == plain_header
+
+
+def test_a_mask_of_another_size_is_refused_before_any_work(tmp_path):
+    _, path = volume(tmp_path)
+    write_mha(str(tmp_path / "small.mha"), np.ones((8, 12, 15), np.float32))
+    out = tmp_path / "out.mha"
+    r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output", str(out), "--mask",
+            str(tmp_path / "small.mha"))
+    assert r.returncode == 1
+    assert "small.mha: the mask is 8 x 12 x 15 voxels, the prediction 8 x 12 x 16" in r.stderr.splitlines()[-1]
+    assert "normalizing" not in r.stderr and not out.exists()
+    r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output", str(out), "--mask",
+            str(tmp_path / "absent.mha"))
+    assert r.returncode == 1 and "absent.mha" in r.stderr.splitlines()[-1] and not out.exists()
 
 
 def test_streamed_pieces_equal_one_piece(tmp_path):
