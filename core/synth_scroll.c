@@ -235,6 +235,23 @@ static void render_text(int nth, const glyph_list *l, int64_t h, int64_t w, floa
 
 /* ---- the fragment -------------------------------------------------------------------------------------------- */
 
+/* Breadth-first flood over 4-neighbours from the `tail` pixels already in queue (and marked in seen): every unseen
+ * neighbour (that is a 1 of mask, when only_mask) is marked `mark` and queued. Returns the pixels queued in all. */
+static int64_t flood(const uint8_t *mask, int only_mask, int64_t h, int64_t w, int64_t *queue, int64_t tail,
+                     uint8_t *seen, uint8_t mark)
+{
+    for (int64_t head = 0; head < tail;) {
+        const int64_t i = queue[head++], y = i / w, x = i % w;
+        const int64_t nb[4] = {x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1, y < h - 1 ? i + w : -1};
+        for (int k = 0; k < 4; k++)
+            if (nb[k] >= 0 && !seen[nb[k]] && (!only_mask || mask[nb[k]])) {
+                seen[nb[k]] = mark;
+                queue[tail++] = nb[k];
+            }
+    }
+    return tail;
+}
+
 /* Keeps the largest 4-connected region of mask (1s) and fills its holes (0s not connected to the border).
  * queue holds h·w int64s, seen h·w bytes. */
 static void mask_clean(uint8_t *mask, int64_t h, int64_t w, int64_t *queue, uint8_t *seen)
@@ -245,42 +262,22 @@ static void mask_clean(uint8_t *mask, int64_t h, int64_t w, int64_t *queue, uint
     for (int64_t s = 0; s < n; s++) {
         if (!mask[s] || seen[s])
             continue;
-        int64_t head = 0, tail = 0;
-        queue[tail++] = s;
+        queue[0] = s;
         seen[s] = 1;
-        while (head < tail) {
-            const int64_t i = queue[head++], y = i / w, x = i % w;
-            const int64_t nb[4] = {x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1,
-                                   y < h - 1 ? i + w : -1};
-            for (int k = 0; k < 4; k++)
-                if (nb[k] >= 0 && mask[nb[k]] && !seen[nb[k]]) {
-                    seen[nb[k]] = 1;
-                    queue[tail++] = nb[k];
-                }
-        }
-        if (tail > best_size) {
-            best_size = tail;
+        const int64_t size = flood(mask, 1, h, w, queue, 1, seen, 1);
+        if (size > best_size) {
+            best_size = size;
             best_seed = s;
         }
     }
     /* The outside: 0s reachable from the border through 0s or through other regions' 1s (which are dropped). */
     memset(seen, 0, (size_t)n);
     if (best_seed >= 0) {
-        int64_t head = 0, tail = 0;
-        queue[tail++] = best_seed;
+        queue[0] = best_seed;
         seen[best_seed] = 2; /* 2: the kept region */
-        while (head < tail) {
-            const int64_t i = queue[head++], y = i / w, x = i % w;
-            const int64_t nb[4] = {x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1,
-                                   y < h - 1 ? i + w : -1};
-            for (int k = 0; k < 4; k++)
-                if (nb[k] >= 0 && mask[nb[k]] && !seen[nb[k]]) {
-                    seen[nb[k]] = 2;
-                    queue[tail++] = nb[k];
-                }
-        }
+        flood(mask, 1, h, w, queue, 1, seen, 2);
     }
-    int64_t head = 0, tail = 0;
+    int64_t tail = 0;
     for (int64_t i = 0; i < n; i++) {
         const int64_t y = i / w, x = i % w;
         if ((y == 0 || y == h - 1 || x == 0 || x == w - 1) && seen[i] != 2) {
@@ -288,15 +285,7 @@ static void mask_clean(uint8_t *mask, int64_t h, int64_t w, int64_t *queue, uint
             queue[tail++] = i;
         }
     }
-    while (head < tail) {
-        const int64_t i = queue[head++], y = i / w, x = i % w;
-        const int64_t nb[4] = {x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1, y < h - 1 ? i + w : -1};
-        for (int k = 0; k < 4; k++)
-            if (nb[k] >= 0 && !seen[nb[k]]) {
-                seen[nb[k]] = 1;
-                queue[tail++] = nb[k];
-            }
-    }
+    flood(mask, 0, h, w, queue, tail, seen, 1);
     /* Inside: the kept region and everything it encloses (unreached pixels). */
     for (int64_t i = 0; i < n; i++)
         mask[i] = seen[i] != 1;
