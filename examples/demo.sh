@@ -34,7 +34,8 @@ done
 echo "== scroll: repmode synth scroll --seed 2, predicted with $MODELS/ink.safetensors"
 "$REPMODE" synth scroll --out "$OUT/scroll" --seed 2 --size 16,256,256
 "$REPMODE" predict --model "$MODELS/ink.safetensors" --task ink --input "$OUT/scroll/surface_volume" \
-  --mask "$OUT/scroll/mask.nrrd" --output "$OUT/scroll/ink.mha" --labels "$OUT/scroll/ink-labels.nrrd" --colors "$OUT/scroll/ink-labels.ctbl"
+  --mask "$OUT/scroll/mask.nrrd" --output "$OUT/scroll/ink.mha" --labels "$OUT/scroll/ink-labels.nrrd" \
+  --colors "$OUT/scroll/ink-labels.ctbl"
 "$REPMODE" render --input "$OUT/scroll/ink.mha" --labels "$OUT/scroll/ink-labels.nrrd" \
   --colors "$OUT/scroll/ink-labels.ctbl" --out "$OUT/scroll.png"
 INK=$("$REPMODE" eval --model "$MODELS/ink.safetensors" --task ink --input "$OUT/scroll/surface_volume" \

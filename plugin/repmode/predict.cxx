@@ -201,6 +201,12 @@ std::vector<FloatImage::Pointer> read_predictions(const std::string &path, size_
     return images;
 }
 
+// "Z x Y x X" of an ITK size (x, y, z).
+std::string zyx(const itk::Size<3> &s)
+{
+    return size_string({static_cast<int64_t>(s[2]), static_cast<int64_t>(s[1]), static_cast<int64_t>(s[0])});
+}
+
 // The mask of --mask on the grid of `output`: the same size (the input's, or one layer for tasks with 2D labels), its
 // own geometry replaced by the output's, as eval compares masks by size (a mask drawn on a map often has no origin).
 FloatImage::Pointer mask_on(const VolumeSource &mask, FloatImage *output,
@@ -208,9 +214,6 @@ FloatImage::Pointer mask_on(const VolumeSource &mask, FloatImage *output,
 {
     const auto want = output->GetLargestPossibleRegion().GetSize();
     const auto got = mask.image()->GetLargestPossibleRegion().GetSize();
-    const auto zyx = [](const itk::Size<3> &s) {
-        return size_string({static_cast<int64_t>(s[2]), static_cast<int64_t>(s[1]), static_cast<int64_t>(s[0])});
-    };
     if (got != want)
         throw Failure(mask.path() + ": the mask is " + zyx(got) + " voxels, the prediction " + zyx(want) +
                           " (the input's size, or one layer for tasks with 2D labels)",
@@ -334,10 +337,8 @@ int run_predict(int argc, char **argv)
     // Every task of a model shares its normalization: computed once, streamed, then given to every filter so that
     // they stream their input too.
     const rm_normalization &method = filters.front()->GetNormalization();
-    const auto size = image->GetLargestPossibleRegion().GetSize();
-    progress.stage("normalizing " + input.getValue() + " (" + std::to_string(size[2]) + " x " +
-                   std::to_string(size[1]) + " x " + std::to_string(size[0]) + " voxels, Z x Y x X; " +
-                   describe(method) + ")");
+    progress.stage("normalizing " + input.getValue() + " (" + zyx(image->GetLargestPossibleRegion().GetSize()) +
+                   " voxels, Z x Y x X; " + describe(method) + ")");
     rm_norm_params normalization;
     try {
         normalization = itk::RepModeNormalization<FloatImage>::ComputeStreamed(image, pieces, method);
