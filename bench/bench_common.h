@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "repmode/model.h"
 #include "repmode/repmode.h"
 
 #include "bench_timing.h"
@@ -106,6 +107,20 @@ static double forward_macs(const rm_config *cfg, int64_t d, int64_t h, int64_t w
     macs += (cl * cb + cb * cb) * 125 * (v / pow(8.0, L));
     macs += (double)rm_config_channels(cfg, 1) * (double)cfg->out_channels * 125 * v;
     return macs;
+}
+
+/* forward_macs against the hand count of repmode-network.md §7 for `official`: 136.55 GMAC on 32×64×64, 273.1 G
+ * on 64³; printed, and fatal when they differ. */
+static void check_mac_count(void)
+{
+    rm_task tasks[12];
+    const rm_config cfg = rm_config_official(tasks);
+    const double a = forward_macs(&cfg, 32, 64, 64), b = forward_macs(&cfg, 64, 64, 64);
+    printf("MAC count, official: %.2f G on 32x64x64 (spec 136.55 G), %.1f G on 64^3 (spec 273.1 G), "
+           "%.4f M per voxel\n",
+           a / 1e9, b / 1e9, a / (32 * 64 * 64) / 1e6);
+    if (fabs(a / 136.55e9 - 1) > 1e-4 || fabs(b / 273.1e9 - 1) > 2e-4)
+        die("the MAC count does not reproduce the specification's");
 }
 
 static long status_kib(const char *key)

@@ -75,17 +75,6 @@ static const char *network_name(network net)
     return net == OFFICIAL ? "official" : "lite";
 }
 
-/* The hand count of repmode-network.md §7 for `official`: 136.55 GMAC on 32×64×64, 273.1 G on 64³. */
-static void check_mac_count(void)
-{
-    const rm_config cfg = make_config(OFFICIAL);
-    const double a = forward_macs(&cfg, 32, 64, 64), b = forward_macs(&cfg, 64, 64, 64);
-    printf("MAC count, official: %.2f G on 32x64x64 (spec 136.55 G), %.1f G on 64^3 (spec 273.1 G), %.4f M per voxel\n",
-           a / 1e9, b / 1e9, a / (32 * 64 * 64) / 1e6);
-    if (fabs(a / 136.55e9 - 1) > 1e-4 || fabs(b / 273.1e9 - 1) > 2e-4)
-        die("the MAC count does not reproduce the specification's");
-}
-
 /* ---- files ---------------------------------------------------------------------------------------------------- */
 
 /* n floats from path, or NULL if the file is missing or has another size. */

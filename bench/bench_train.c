@@ -74,16 +74,6 @@ static rm_config lite_config(void)
     return rm_config_lite(bench_tasks, 2);
 }
 
-/* The hand count of repmode-network.md §7 for `official`: 136.55 GMAC on 32×64×64. */
-static void check_mac_count(void)
-{
-    rm_task tasks[12];
-    const rm_config cfg = rm_config_official(tasks);
-    const double a = forward_macs(&cfg, 32, 64, 64);
-    if (fabs(a / 136.55e9 - 1) > 1e-4)
-        die("the MAC count does not reproduce the specification's");
-}
-
 /* ---- files ---------------------------------------------------------------------------------------------------- */
 
 typedef struct case_files {
