@@ -6,7 +6,7 @@
 #include <vector>
 
 extern "C" {
-#include "mode.h"
+#include "model/mode_layer.h"
 }
 #include "test_util.h"
 

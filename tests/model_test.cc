@@ -9,7 +9,7 @@
 #include <vector>
 
 extern "C" {
-#include "model_impl.h"
+#include "model/model_impl.h"
 }
 #include "test_util.h"
 

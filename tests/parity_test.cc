@@ -12,8 +12,8 @@
 #include <vector>
 
 extern "C" {
-#include "mode.h"
-#include "safetensors.h"
+#include "model/mode_layer.h"
+#include "io/safetensors.h"
 }
 #include "test_util.h"
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 namespace {

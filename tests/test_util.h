@@ -6,7 +6,7 @@
 #include <functional>
 #include <vector>
 
-#include "ref/ref.h"
+#include "ops/ref/ref.h"
 #include "repmode/repmode.h"
 
 namespace rmtest {

@@ -296,7 +296,7 @@ TEST(Trainer, BadInputIsRefusedByName)
 
 // ---- 2D labels of surface volumes ----
 
-// The reference: the loss of the task's kind (core/ref, double) on the depth mean written out here, times dloss.
+// The reference: the loss of the task's kind (core/ops/ref, double) on the depth mean written out here, times dloss.
 double reference_2d_loss(rm_task_kind kind, double smoothing, const rmtest::DTensor &logits,
                          const rmtest::DTensor &target, const rmtest::DTensor &mask, double dloss)
 {

@@ -1,0 +1,31 @@
+/* Reductions over fixed-size chunks, as the losses and metrics make them: each chunk's partial sums go into its own
+ * slot and the slots are combined in order, so no sum depends on the thread count. Also the count a mask selects. */
+#ifndef REPMODE_CHUNKS_H
+#define REPMODE_CHUNKS_H
+
+#include "base/internal.h"
+
+#define RM_CHUNK ((int64_t)1 << 16)
+
+static inline int64_t chunk_count(int64_t n) { return (n + RM_CHUNK - 1) / RM_CHUNK; }
+
+static inline void chunk_range(int64_t k, int64_t n, int64_t *i0, int64_t *i1)
+{
+    *i0 = k * RM_CHUNK;
+    *i1 = *i0 + RM_CHUNK < n ? *i0 + RM_CHUNK : n;
+}
+
+/* The number of voxels a mask selects (all of them without a mask). Integer counts: exact in any order. */
+static inline int64_t mask_count(rm_ctx *ctx, const rm_tensor *mask, int64_t n)
+{
+    if (!mask)
+        return n;
+    const float *m = mask->data;
+    int64_t count = 0;
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) reduction(+ : count) if (n > RM_CHUNK)
+    for (int64_t i = 0; i < n; i++)
+        count += m[i] > 0.5f;
+    return count;
+}
+
+#endif /* REPMODE_CHUNKS_H */

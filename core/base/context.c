@@ -1,0 +1,87 @@
+/* The context: thread count, reusable working memory, and the last error message. */
+#include "base/internal.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RM_WORK_ALIGN 64
+
+const char *rm_status_string(rm_status status)
+{
+    switch (status) {
+    case RM_OK: return "ok";
+    case RM_ERR_ARGUMENT: return "bad argument";
+    case RM_ERR_SHAPE: return "shape mismatch";
+    case RM_ERR_NOMEM: return "out of memory";
+    case RM_ERR_IO: return "input/output error";
+    case RM_ERR_FORMAT: return "malformed file";
+    case RM_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+static int rm_default_threads(void)
+{
+    int n = omp_get_num_procs();
+    return n > 0 ? n : 1;
+}
+
+rm_ctx *rm_ctx_create(int n_threads)
+{
+    rm_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->n_threads = n_threads > 0 ? n_threads : rm_default_threads();
+    return ctx;
+}
+
+void rm_ctx_free(rm_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    free(ctx->work);
+    free(ctx);
+}
+
+int rm_ctx_threads(const rm_ctx *ctx) { return ctx->n_threads; }
+
+rm_status rm_ctx_set_threads(rm_ctx *ctx, int n_threads)
+{
+    if (n_threads < 0)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "thread count %d is negative", n_threads);
+    ctx->n_threads = n_threads > 0 ? n_threads : rm_default_threads();
+    return RM_OK;
+}
+
+const char *rm_ctx_error(const rm_ctx *ctx) { return ctx->error; }
+
+size_t rm_ctx_workspace_bytes(const rm_ctx *ctx) { return ctx->work_bytes; }
+
+rm_status rm_fail(rm_ctx *ctx, rm_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void *rm_ctx_workspace(rm_ctx *ctx, size_t bytes)
+{
+    if (bytes <= ctx->work_bytes)
+        return ctx->work;
+    /* Grow by half again so a sequence of slightly larger requests does not reallocate (and re-fault) each time. */
+    size_t want = bytes + bytes / 2;
+    want = (want + RM_WORK_ALIGN - 1) / RM_WORK_ALIGN * RM_WORK_ALIGN;
+    void *p = aligned_alloc(RM_WORK_ALIGN, want);
+    if (!p) {
+        rm_fail(ctx, RM_ERR_NOMEM, "cannot allocate %zu bytes of working memory", want);
+        return NULL;
+    }
+    free(ctx->work);
+    ctx->work = p;
+    ctx->work_bytes = want;
+    return p;
+}

@@ -1,0 +1,442 @@
+/* Model files (model-file.md): the training form under the official tensor names, the deploy form under
+ * deploy.<task>.<module path>.{weight,bias}, both with the repmode.* metadata, in safetensors containers. */
+#include "model/config_json.h"
+#include "model/model_impl.h"
+#include "repmode/normalize.h"
+#include "io/safetensors.h"
+
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RM_FORMAT_VERSION "1"
+
+/* The metadata every repmode file carries; tasks_json differs between the forms. */
+static rm_status write_file_with(rm_ctx *ctx, const char *path, const rm_model *m, const char *form,
+                                 const char *tasks_json, const rm_st_entry *entries, size_t n, const char *extra_key,
+                                 const char *extra_value)
+{
+    char *config = rm_config_json(&m->cfg);
+    if (!config || !tasks_json) {
+        free(config);
+        return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    const char *keys[] = {"repmode.format", "repmode.form", "repmode.config", "repmode.tasks", "repmode.normalization",
+                          "repmode.provenance", extra_key};
+    const char *values[] = {RM_FORMAT_VERSION, form, config, tasks_json, m->normalization, m->provenance, extra_value};
+    const rm_status s = rm_st_write(ctx, path, entries, n, keys, values, extra_key ? 7 : 6);
+    free(config);
+    return s;
+}
+
+static rm_status write_file(rm_ctx *ctx, const char *path, const rm_model *m, const char *form, const char *tasks_json,
+                            const rm_st_entry *entries, size_t n)
+{
+    return write_file_with(ctx, path, m, form, tasks_json, entries, n, NULL, NULL);
+}
+
+/* The training form's tensors, followed by `extra` (checkpoints add the optimizer's state). */
+static rm_status save_training(rm_ctx *ctx, const rm_model *model, const char *path, const rm_st_entry *extra,
+                               size_t n_extra, const char *extra_key, const char *extra_value)
+{
+    if (!model || !path)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "model save: NULL argument");
+    if (!model->values)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the model has no weights to save", path);
+    rm_st_entry *entries = calloc(model->n_params + n_extra, sizeof *entries);
+    char *tasks = rm_tasks_to_json(model->tasks, NULL, model->cfg.n_tasks);
+    if (!entries) {
+        free(tasks);
+        return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < model->n_params; i++) {
+        const rm_param *p = &model->params[i];
+        entries[i] = (rm_st_entry){.name = p->name, .dtype = p->count ? RM_ST_I64 : RM_ST_F32, .ndim = p->ndim,
+                                   .data = p->count ? (const void *)p->count : (const void *)p->data};
+        memcpy(entries[i].shape, p->shape, sizeof p->shape);
+    }
+    if (n_extra)
+        memcpy(entries + model->n_params, extra, n_extra * sizeof *extra);
+    const rm_status s = write_file_with(ctx, path, model, "training", tasks, entries, model->n_params + n_extra,
+                                        extra_key, extra_value);
+    free(entries);
+    free(tasks);
+    return s;
+}
+
+rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path)
+{
+    return save_training(ctx, model, path, NULL, 0, NULL, NULL);
+}
+
+/* ---- reading ------------------------------------------------------------------------------------------------- */
+
+/* The configuration a file describes: its metadata, or the official network when it has none (a state_dict
+ * converted by a plain tool). *form receives "training" or "deploy". */
+static rm_status read_config(rm_ctx *ctx, const char *path, const rm_st_file *f, rm_config *cfg, rm_task **tasks,
+                             const char **form)
+{
+    rm_task official[12];
+    *cfg = rm_config_official(official);
+    *form = "training";
+    if (rm_st_metadata_count(f) == 0) {
+        *tasks = malloc(sizeof official);
+        if (!*tasks)
+            return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+        memcpy(*tasks, official, sizeof official);
+        cfg->tasks = *tasks;
+        return RM_OK;
+    }
+    const char *version = rm_st_metadata(f, "repmode.format");
+    const char *config = rm_st_metadata(f, "repmode.config"), *task_list = rm_st_metadata(f, "repmode.tasks");
+    if (!version || !config || !task_list)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: the metadata lacks %s", path,
+                       !version ? "repmode.format" : !config ? "repmode.config" : "repmode.tasks");
+    if (strcmp(version, RM_FORMAT_VERSION) != 0)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.format '%s' is not one this version reads (%s)", path, version,
+                       RM_FORMAT_VERSION);
+    const char *f_form = rm_st_metadata(f, "repmode.form");
+    if (f_form && strcmp(f_form, "training") != 0 && strcmp(f_form, "deploy") != 0)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.form '%s' is neither \"training\" nor \"deploy\"", path, f_form);
+    if (f_form)
+        *form = f_form;
+    RM_TRY(rm_config_from_json(ctx, path, config, task_list, cfg, tasks));
+    rm_status s = rm_config_validate(ctx, cfg);
+    /* The normalization is checked here, where every reader passes: a model is never used with a method it cannot
+     * apply. Its messages start "normalization: ". */
+    const char *normalization = rm_st_metadata(f, "repmode.normalization"), *key = "";
+    rm_normalization unused;
+    if (s == RM_OK && normalization && (s = rm_normalization_parse(ctx, normalization, &unused)) != RM_OK)
+        key = "repmode.";
+    if (s != RM_OK) {
+        char why[RM_ERROR_LEN];
+        memcpy(why, rm_ctx_error(ctx), sizeof why);
+        free(*tasks);
+        *tasks = NULL;
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: %s%s", path, key, why);
+    }
+    return RM_OK;
+}
+
+/* Reads a model file and the configuration it describes; on success the caller frees *f and *tasks. */
+static rm_status open_model_file(rm_ctx *ctx, const char *path, rm_st_file **f, rm_config *cfg, rm_task **tasks,
+                                 const char **form)
+{
+    *tasks = NULL;
+    RM_TRY(rm_st_read(ctx, path, f));
+    const rm_status s = read_config(ctx, path, *f, cfg, tasks, form);
+    if (s != RM_OK) {
+        rm_st_free(*f);
+        *f = NULL;
+    }
+    return s;
+}
+
+/* Copies entry `name` of the file into dst after checking its dtype and shape. */
+static rm_status take_tensor(rm_ctx *ctx, const char *path, const rm_st_file *f, const char *name, int ndim,
+                             const int64_t *shape, int is_count, void *dst)
+{
+    const rm_st_entry *e = rm_st_find(f, name);
+    if (!e)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
+    if (e->dtype != (is_count ? RM_ST_I64 : RM_ST_F32))
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: tensor '%s' must be %s", path, name, is_count ? "I64" : "F32 (or F16/BF16)");
+    int same = e->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = e->shape[d] == shape[d];
+    if (!same) {
+        char want[96] = "(", got[96] = "(";
+        for (int d = 0; d < ndim; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "", (long long)shape[d]);
+        for (int d = 0; d < e->ndim; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)e->shape[d]);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: tensor '%s' has shape %s), the configuration needs %s)", path, name, got,
+                       want);
+    }
+    memcpy(dst, e->data, (size_t)rm_st_numel(e) * (is_count ? sizeof(int64_t) : sizeof(float)));
+    return RM_OK;
+}
+
+/* Copies every tensor of m from the file; tensors the model lacks are refused unless they start with `extra`. */
+static rm_status take_weights(rm_ctx *ctx, const char *path, const rm_st_file *f, rm_model *m, const char *extra)
+{
+    rm_status s = RM_OK;
+    for (size_t i = 0; s == RM_OK && i < m->n_params; i++) {
+        rm_param *p = &m->params[i];
+        s = take_tensor(ctx, path, f, p->name, p->ndim, p->shape, p->count != NULL,
+                        p->count ? (void *)p->count : (void *)p->data);
+    }
+    for (size_t i = 0; s == RM_OK && i < rm_st_count(f); i++) {
+        const char *name = rm_st_at(f, i)->name;
+        if (!rm_model_find_param(m, name) && !(extra && strncmp(name, extra, strlen(extra)) == 0))
+            s = rm_fail(ctx, RM_ERR_FORMAT, "%s: unknown tensor '%s' for this configuration", path, name);
+    }
+    return s;
+}
+
+static rm_status load_training(rm_ctx *ctx, const char *path, const rm_st_file *f, const rm_config *cfg,
+                               rm_model **out)
+{
+    rm_model *m;
+    RM_TRY(rm_model_build(ctx, cfg, 0, 1, &m));
+    /* A training checkpoint is a model file too: its optimizer state is simply not part of the model. */
+    rm_status s = take_weights(ctx, path, f, m, rm_st_metadata(f, "repmode.checkpoint") ? "optimizer." : NULL);
+    const char *normalization = rm_st_metadata(f, "repmode.normalization");
+    const char *provenance = rm_st_metadata(f, "repmode.provenance");
+    if (s == RM_OK && normalization)
+        s = rm_model_set_text(ctx, &m->normalization, normalization);
+    if (s == RM_OK && provenance)
+        s = rm_model_set_text(ctx, &m->provenance, provenance);
+    if (s != RM_OK) {
+        rm_model_free(m);
+        return s;
+    }
+    *out = m;
+    return RM_OK;
+}
+
+rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out)
+{
+    if (!path || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "model load: NULL argument");
+    *out = NULL;
+    rm_st_file *f;
+    rm_config cfg;
+    rm_task *tasks;
+    const char *form;
+    RM_TRY(open_model_file(ctx, path, &f, &cfg, &tasks, &form));
+    rm_status s = RM_OK;
+    if (strcmp(form, "training") != 0)
+        s = rm_fail(ctx, RM_ERR_FORMAT, "%s: a deploy-form model holds no training weights; load it with "
+                    "rm_deploy_load", path);
+    if (s == RM_OK)
+        s = load_training(ctx, path, f, &cfg, out);
+    free(tasks);
+    rm_st_free(f);
+    return s;
+}
+
+/* ---- the deploy form ----------------------------------------------------------------------------------------- */
+
+/* The tensors of unit i of deploy form d for task `task`: weight, bias and FReLU bias (when there is one). */
+static int unit_entries(rm_deploy *d, int i, const char *task, char names[3][RM_PARAM_NAME_MAX + 64],
+                        rm_st_entry *e)
+{
+    const rm_unit *u = &rm_deploy_structure(d)->units[i];
+    float *w, *b, *act;
+    rm_deploy_unit_tensors(d, i, &w, &b, &act);
+    const int resample = u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP;
+    const int64_t k = resample ? 2 : 5;
+    const int64_t d0 = u->kind == RM_UNIT_UP ? u->ci : u->co, d1 = u->kind == RM_UNIT_UP ? u->co : u->ci;
+    rm_deploy_tensor_name(u, task, "weight", names[0], sizeof names[0]);
+    rm_deploy_tensor_name(u, task, "bias", names[1], sizeof names[1]);
+    e[0] = (rm_st_entry){.name = names[0], .dtype = RM_ST_F32, .ndim = 5, .shape = {d0, d1, k, k, k}, .data = w};
+    e[1] = (rm_st_entry){.name = names[1], .dtype = RM_ST_F32, .ndim = 1, .shape = {u->co}, .data = b};
+    if (!act)
+        return 2;
+    rm_deploy_tensor_name(u, task, "activation.bias", names[2], sizeof names[2]);
+    e[2] = (rm_st_entry){.name = names[2], .dtype = RM_ST_F32, .ndim = 1, .shape = {u->co}, .data = act};
+    return 3;
+}
+
+rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *tasks, int n_tasks, const char *path)
+{
+    if (!model || !path || (n_tasks > 0 && !tasks) || n_tasks < 0)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy save: bad argument");
+    const int n = n_tasks ? n_tasks : model->cfg.n_tasks;
+    for (int j = 0; j < n_tasks; j++)
+        if (tasks[j] < 0 || tasks[j] >= model->cfg.n_tasks)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy save: task %d is outside 0..%d", tasks[j],
+                           model->cfg.n_tasks - 1);
+    /* One deploy form per task, all alive until the file is written. */
+    rm_deploy **forms = calloc((size_t)n, sizeof *forms);
+    const size_t per_task = (size_t)model->n_units * 3;
+    rm_st_entry *entries = calloc(per_task * (size_t)n, sizeof *entries);
+    char (*names)[3][RM_PARAM_NAME_MAX + 64] = calloc(per_task / 3 * (size_t)n, sizeof *names);
+    int *which = malloc((size_t)n * sizeof *which);
+    rm_status s = forms && entries && names && which ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+    size_t count = 0;
+    for (int j = 0; s == RM_OK && j < n; j++) {
+        which[j] = n_tasks ? tasks[j] : j;
+        s = rm_deploy_create(ctx, model, which[j], &forms[j]);
+        for (int i = 0; s == RM_OK && i < model->n_units; i++)
+            count += (size_t)unit_entries(forms[j], i, model->tasks[which[j]].name, names[(size_t)j * model->n_units + i],
+                                          entries + count);
+    }
+    if (s == RM_OK) {
+        char *task_json = rm_tasks_to_json(model->tasks, which, n);
+        s = write_file(ctx, path, model, "deploy", task_json, entries, count);
+        free(task_json);
+    }
+    for (int j = 0; forms && j < n; j++)
+        rm_deploy_free(forms[j]);
+    free(forms);
+    free(entries);
+    free(names);
+    free(which);
+    return s;
+}
+
+static rm_status load_deploy(rm_ctx *ctx, const char *path, const rm_st_file *f, const rm_config *cfg, int task,
+                             rm_deploy **out)
+{
+    rm_deploy *d;
+    RM_TRY(rm_deploy_alloc(ctx, cfg, &d));
+    const rm_model *m = rm_deploy_structure(d);
+    rm_status s = RM_OK;
+    for (int i = 0; s == RM_OK && i < m->n_units; i++) {
+        char names[3][RM_PARAM_NAME_MAX + 64];
+        rm_st_entry e[3];
+        const int k = unit_entries(d, i, cfg->tasks[task].name, names, e);
+        for (int j = 0; s == RM_OK && j < k; j++)
+            s = take_tensor(ctx, path, f, e[j].name, e[j].ndim, e[j].shape, 0, (void *)e[j].data);
+    }
+    const char *normalization = rm_st_metadata(f, "repmode.normalization");
+    if (s == RM_OK && normalization)
+        s = rm_deploy_set_normalization_text(ctx, d, normalization);
+    if (s != RM_OK) {
+        rm_deploy_free(d);
+        return s;
+    }
+    rm_deploy_mark_task(d, task);
+    *out = d;
+    return RM_OK;
+}
+
+rm_status rm_deploy_load(rm_ctx *ctx, const char *path, const char *task, rm_deploy **out)
+{
+    if (!path || !task || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy load: NULL argument");
+    *out = NULL;
+    rm_st_file *f;
+    rm_config cfg;
+    rm_task *tasks;
+    const char *form;
+    RM_TRY(open_model_file(ctx, path, &f, &cfg, &tasks, &form));
+    rm_status s = RM_OK;
+    int t = -1;
+    for (int j = 0; s == RM_OK && j < cfg.n_tasks; j++)
+        if (strcmp(cfg.tasks[j].name, task) == 0)
+            t = j;
+    if (s == RM_OK && t < 0) {
+        char names[512] = "";
+        for (int j = 0; j < cfg.n_tasks && strlen(names) + RM_NAME_MAX + 3 < sizeof names; j++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", j ? ", " : "", cfg.tasks[j].name);
+        s = rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the model has no task '%s' (it has: %s)", path, task, names);
+    }
+    if (s == RM_OK && strcmp(form, "deploy") == 0) {
+        s = load_deploy(ctx, path, f, &cfg, t, out);
+    } else if (s == RM_OK) {
+        rm_model *m = NULL;
+        s = load_training(ctx, path, f, &cfg, &m);
+        if (s == RM_OK)
+            s = rm_deploy_create(ctx, m, t, out);
+        rm_model_free(m);
+    }
+    free(tasks);
+    rm_st_free(f);
+    return s;
+}
+
+/* ---- describing a file ---------------------------------------------------------------------------------------- */
+
+rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info)
+{
+    if (!path || !info)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "model info: NULL argument");
+    memset(info, 0, sizeof *info);
+    rm_st_file *f;
+    rm_task *tasks;
+    const char *form;
+    RM_TRY(open_model_file(ctx, path, &f, &info->cfg, &tasks, &form));
+    rm_status s = RM_OK;
+    info->deploy = strcmp(form, "deploy") == 0;
+    if (s == RM_OK && !info->deploy) {
+        rm_model *m = NULL;
+        s = load_training(ctx, path, f, &info->cfg, &m);
+        info->parameters = s == RM_OK ? rm_model_trainable_count(m) : 0;
+        rm_model_free(m);
+    }
+    /* A deploy-form file is checked task by task; its size is one task's weights. */
+    for (int t = 0; s == RM_OK && info->deploy && t < info->cfg.n_tasks; t++) {
+        rm_deploy *d = NULL;
+        s = load_deploy(ctx, path, f, &info->cfg, t, &d);
+        for (int i = 0; s == RM_OK && t == 0 && i < rm_deploy_structure(d)->n_units; i++) {
+            const rm_unit *u = &rm_deploy_structure(d)->units[i];
+            const int64_t k = (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) ? 2 : 5;
+            info->parameters += u->ci * u->co * k * k * k + u->co + (u->act_bias ? u->co : 0);
+        }
+        rm_deploy_free(d);
+    }
+    rm_st_free(f);
+    if (s != RM_OK) {
+        free(tasks);
+        memset(info, 0, sizeof *info);
+        return s;
+    }
+    return RM_OK;
+}
+
+void rm_model_info_free(rm_model_info *info)
+{
+    if (!info)
+        return;
+    free(info->cfg.tasks);
+    memset(info, 0, sizeof *info);
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------------------------- */
+
+#define RM_CHECKPOINT_KEY "repmode.checkpoint"
+
+rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *path, const float *m, const float *v,
+                              size_t n, int64_t step, uint64_t seed, double best)
+{
+    /* Without a best score the metadata is exactly what it was before scores were kept; %.17g gives the double
+     * back exactly. */
+    char state[128];
+    const int len = snprintf(state, sizeof state, "{\"step\":%lld,\"seed\":%llu", (long long)step,
+                             (unsigned long long)seed);
+    snprintf(state + len, sizeof state - (size_t)len, isfinite(best) ? ",\"best\":%.17g}" : "}", best);
+    const rm_st_entry extra[2] = {
+        {.name = "optimizer.exp_avg", .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = m},
+        {.name = "optimizer.exp_avg_sq", .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = v},
+    };
+    return save_training(ctx, model, path, extra, 2, RM_CHECKPOINT_KEY, state);
+}
+
+rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, float *m, float *v, size_t n,
+                             uint64_t seed, int64_t *step, double *best)
+{
+    rm_st_file *f;
+    RM_TRY(rm_st_read(ctx, path, &f));
+    const char *state = rm_st_metadata(f, RM_CHECKPOINT_KEY);
+    unsigned long long s_seed = 0;
+    long long s_step = -1;
+    double s_best = NAN;
+    rm_status s = RM_OK;
+    /* The best score is optional: older checkpoints end after the seed. */
+    const int got = state ? sscanf(state, "{\"step\":%lld,\"seed\":%llu,\"best\":%lf", &s_step, &s_seed, &s_best) : 0;
+    if (got < 2 || s_step < 0)
+        s = rm_fail(ctx, RM_ERR_FORMAT, "%s: not a training checkpoint (no valid %s metadata)", path,
+                    RM_CHECKPOINT_KEY);
+    else if (s_seed != seed)
+        s = rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the checkpoint's run has seed %llu, this one %llu", path, s_seed,
+                    (unsigned long long)seed);
+    /* Weights are copied only once the file has proven to be this run's checkpoint. */
+    if (s == RM_OK)
+        s = take_weights(ctx, path, f, into, "optimizer.");
+    const int64_t shape[1] = {(int64_t)n};
+    if (s == RM_OK)
+        s = take_tensor(ctx, path, f, "optimizer.exp_avg", 1, shape, 0, m);
+    if (s == RM_OK)
+        s = take_tensor(ctx, path, f, "optimizer.exp_avg_sq", 1, shape, 0, v);
+    if (s == RM_OK) {
+        *step = s_step;
+        *best = got == 3 && isfinite(s_best) ? s_best : NAN;
+    }
+    rm_st_free(f);
+    return s;
+}

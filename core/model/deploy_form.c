@@ -1,0 +1,322 @@
+/* The deploy form: one task's network with every MoDE layer merged and every BatchNorm folded (repmode-network.md
+ * §3.4, "Deploy path"): W' = W_t·s[o], b' = β[o] − μ[o]·s[o], s = γ / √(σ² + ε); for the transposed convolution
+ * the scale goes on weight dimension 1. What is left is a plain U-Net of convolutions with biases.
+ *
+ * Memory: the folded weights live in one block made at creation and rewritten in place by rm_deploy_set_task;
+ * activations of one sample live in per-level buffers made for the largest patch seen. The decoder's
+ * concatenation costs nothing: the encoder writes its skip into the first half of the level's [skip, up] buffer
+ * and the up-sampling writes the second half.
+ */
+#include "model/mode_layer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct deploy_unit {
+    const rm_unit *src; /* shape and kind, from the deploy form's own structure */
+    float *w;           /* MODE, FINAL (co, ci, 5, 5, 5); DOWN (co, ci, 2, 2, 2); UP (ci, co, 2, 2, 2) */
+    float *b;           /* (co) */
+    float *act_bias;    /* FReLU's bias, else NULL */
+} deploy_unit;
+
+struct rm_deploy {
+    rm_model *structure; /* the network's units and shapes, without tensors */
+    const rm_config *cfg;
+    int task;
+    deploy_unit *units;
+    int n_units;
+    float *weights;
+    /* One sample's activations, per level 1..levels+1, for patches up to `capacity` voxels. */
+    int64_t capacity;
+    float **t, **o, **cat, **down;
+    float *act_block;
+};
+
+static int64_t unit_weight_numel(const rm_unit *u)
+{
+    const int64_t k = (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) ? 2 : RM_MODE_KERNEL;
+    return u->ci * u->co * k * k * k;
+}
+
+/* Scales output channel o of w by s[o]: w is (co, rest) when `outer`, else (ci, co, rest). */
+static void scale_channels(float *w, const double *s, int64_t ci, int64_t co, int64_t taps, int outer)
+{
+    for (int64_t i = 0; i < ci; i++)
+        for (int64_t o = 0; o < co; o++) {
+            float *wk = w + (outer ? o * ci + i : i * co + o) * taps;
+            for (int64_t t = 0; t < taps; t++)
+                wk[t] = (float)(wk[t] * s[o]);
+        }
+}
+
+static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i, int task, double *scale,
+                           float *gate)
+{
+    const rm_unit *u = &m->units[i];
+    if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
+        rm_mode_gate(u, task, m->cfg.n_tasks, gate);
+        rm_mode_merge(ctx, u, gate, d->w);
+    } else {
+        memcpy(d->w, u->weight->data, (size_t)unit_weight_numel(u) * sizeof(float));
+    }
+    if (u->kind == RM_UNIT_FINAL) {
+        memset(d->b, 0, (size_t)u->co * sizeof(float));
+        return RM_OK;
+    }
+    const float eps = rm_unit_batchnorm(u).eps;
+    for (int64_t o = 0; o < u->co; o++) {
+        scale[o] = (double)u->bn_w->data[o] / sqrt((double)u->bn_var->data[o] + (double)eps);
+        d->b[o] = (float)((double)u->bn_b->data[o] - (double)u->bn_mean->data[o] * scale[o]);
+    }
+    const int64_t taps = unit_weight_numel(u) / (u->ci * u->co);
+    scale_channels(d->w, scale, u->ci, u->co, taps, u->kind != RM_UNIT_UP);
+    if (d->act_bias)
+        memcpy(d->act_bias, u->act_bias->data, (size_t)u->co * sizeof(float));
+    return RM_OK;
+}
+
+/* Whether `m` has the structure the deploy form was made for (its tasks may differ: gates are not kept). */
+static int same_structure(const rm_deploy *d, const rm_model *m)
+{
+    if (m->n_units != d->n_units || m->cfg.activation != d->cfg->activation)
+        return 0;
+    for (int i = 0; i < d->n_units; i++)
+        if (m->units[i].kind != d->units[i].src->kind || m->units[i].ci != d->units[i].src->ci ||
+            m->units[i].co != d->units[i].src->co)
+            return 0;
+    return 1;
+}
+
+rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, int task)
+{
+    if (!d || !model)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
+    if (task < 0 || task >= model->cfg.n_tasks)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: task %d is outside 0..%d", task, model->cfg.n_tasks - 1);
+    if (!same_structure(d, model))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: the model's network differs from the deploy form's");
+    if (!model->values)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: the model has no weights");
+    int64_t max_co = 0;
+    for (int i = 0; i < d->n_units; i++)
+        max_co = d->units[i].src->co > max_co ? d->units[i].src->co : max_co;
+    double *scale = malloc((size_t)max_co * sizeof *scale);
+    float *gate = malloc((size_t)(RM_N_EXPERTS * max_co) * sizeof *gate);
+    rm_status s = scale && gate ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
+    for (int i = 0; s == RM_OK && i < d->n_units; i++)
+        s = fold_unit(ctx, model, &d->units[i], i, task, scale, gate);
+    free(scale);
+    free(gate);
+    if (s == RM_OK)
+        d->task = task;
+    return s;
+}
+
+rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
+{
+    *out = NULL;
+    rm_deploy *d = calloc(1, sizeof *d);
+    if (!d)
+        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
+    const rm_status s = rm_model_build(ctx, cfg, 0, 0, &d->structure);
+    if (s != RM_OK) {
+        free(d);
+        return s;
+    }
+    const rm_model *m = d->structure;
+    d->cfg = &m->cfg;
+    d->task = -1;
+    d->n_units = m->n_units;
+    d->units = calloc((size_t)d->n_units, sizeof *d->units);
+    int64_t floats = 0;
+    for (int i = 0; i < m->n_units; i++) {
+        const rm_unit *u = &m->units[i];
+        floats += unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
+    }
+    d->weights = malloc((size_t)floats * sizeof(float));
+    if (!d->units || !d->weights) {
+        rm_deploy_free(d);
+        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld weights", (long long)floats);
+    }
+    float *p = d->weights;
+    for (int i = 0; i < m->n_units; i++) {
+        const rm_unit *u = &m->units[i];
+        deploy_unit *du = &d->units[i];
+        du->src = u;
+        du->w = p;
+        p += unit_weight_numel(u);
+        du->b = p;
+        p += u->co;
+        if (u->act_bias) {
+            du->act_bias = p;
+            p += u->co;
+        }
+    }
+    *out = d;
+    return RM_OK;
+}
+
+rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_deploy **out)
+{
+    if (!model || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
+    rm_deploy *d;
+    RM_TRY(rm_deploy_alloc(ctx, &model->cfg, &d));
+    rm_status s = rm_deploy_set_normalization_text(ctx, d, model->normalization);
+    if (s == RM_OK)
+        s = rm_deploy_set_task(ctx, d, model, task);
+    if (s != RM_OK) {
+        rm_deploy_free(d);
+        return s;
+    }
+    *out = d;
+    return RM_OK;
+}
+
+void rm_deploy_free(rm_deploy *d)
+{
+    if (!d)
+        return;
+    free(d->act_block);
+    free(d->t);
+    free(d->units);
+    free(d->weights);
+    rm_model_free(d->structure);
+    free(d);
+}
+
+int rm_deploy_task(const rm_deploy *d) { return d->task; }
+
+const rm_config *rm_deploy_config(const rm_deploy *d) { return &d->structure->cfg; }
+
+const rm_model *rm_deploy_structure(const rm_deploy *d) { return d->structure; }
+
+void rm_deploy_mark_task(rm_deploy *d, int task) { d->task = task; }
+
+rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char *json)
+{
+    return rm_model_set_text(ctx, &d->structure->normalization, json);
+}
+
+void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias)
+{
+    *w = d->units[i].w;
+    *b = d->units[i].b;
+    *act_bias = d->units[i].act_bias;
+}
+
+void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len)
+{
+    snprintf(buf, len, "deploy.%s.%s.%s", task, u->path, what);
+}
+
+/* ---- forward ------------------------------------------------------------------------------------------------- */
+
+/* Per-level activation buffers for one sample of `voxels` voxels at full resolution. */
+static rm_status reserve_activations(rm_ctx *ctx, rm_deploy *d, int64_t voxels)
+{
+    if (voxels <= d->capacity)
+        return RM_OK;
+    const rm_config *c = d->cfg;
+    const int L = c->levels;
+    free(d->act_block);
+    free(d->t);
+    d->act_block = NULL;
+    d->capacity = 0;
+    d->t = calloc((size_t)(4 * (L + 2)), sizeof *d->t);
+    if (!d->t)
+        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
+    d->o = d->t + (L + 2);
+    d->cat = d->t + 2 * (L + 2);
+    d->down = d->t + 3 * (L + 2);
+    int64_t sizes[4][16] = {{0}}, total = 0;
+    for (int k = 1; k <= L + 1; k++) {
+        const int64_t v = voxels >> (3 * (k - 1)), ck = rm_config_channels(c, k);
+        sizes[0][k] = ck * v;                                           /* t: first convolution's output */
+        sizes[1][k] = ck * v;                                           /* o: second convolution's output */
+        sizes[2][k] = k <= L ? 2 * ck * v : 0;                          /* cat: [skip, up] */
+        sizes[3][k] = k >= 2 ? rm_config_channels(c, k - 1) * v : 0;    /* down: the down-sampling's output */
+        for (int j = 0; j < 4; j++)
+            total += (sizes[j][k] + 15) / 16 * 16;
+    }
+    d->act_block = aligned_alloc(64, (size_t)total * sizeof(float));
+    if (!d->act_block)
+        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld MiB of activations",
+                       (long long)(total * 4 >> 20));
+    float *p = d->act_block;
+    float **bufs[4] = {d->t, d->o, d->cat, d->down};
+    for (int k = 1; k <= L + 1; k++)
+        for (int j = 0; j < 4; j++) {
+            bufs[j][k] = sizes[j][k] ? p : NULL;
+            p += (sizes[j][k] + 15) / 16 * 16;
+        }
+    d->capacity = voxels;
+    return RM_OK;
+}
+
+/* One unit on one sample: convolution with bias, then the activation in place (not for the final layer). */
+static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *in, float *out, const int64_t dims[3])
+{
+    const deploy_unit *du = &d->units[i];
+    const rm_unit *u = du->src;
+    const int in_level = rm_unit_input_level(u);
+    const rm_tensor x = rm_tensor_5d((float *)in, 1, u->ci, dims[0] >> (in_level - 1), dims[1] >> (in_level - 1),
+                                     dims[2] >> (in_level - 1));
+    rm_tensor y = rm_tensor_5d(out, 1, u->co, dims[0] >> (u->level - 1), dims[1] >> (u->level - 1),
+                               dims[2] >> (u->level - 1));
+    if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
+        const rm_conv3d_params p = rm_conv3d_strided(2, 2);
+        const rm_tensor w = rm_tensor_5d(du->w, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
+        RM_TRY(u->kind == RM_UNIT_DOWN ? rm_conv3d_forward(ctx, &p, &x, &w, du->b, &y)
+                                       : rm_conv_transpose3d_forward(ctx, &p, &x, &w, du->b, &y));
+    } else {
+        const rm_conv3d_params p = rm_conv3d_same(RM_MODE_KERNEL);
+        const rm_tensor w = rm_tensor_5d(du->w, u->co, u->ci, 5, 5, 5);
+        RM_TRY(rm_conv3d_forward(ctx, &p, &x, &w, du->b, &y));
+    }
+    if (u->kind == RM_UNIT_FINAL)
+        return RM_OK;
+    return rm_activation_forward(ctx, d->cfg->activation, &y, du->act_bias, &y);
+}
+
+static rm_status forward_sample(rm_ctx *ctx, const rm_deploy *d, const float *x, float *y, const int64_t dims[3])
+{
+    const rm_config *c = d->cfg;
+    const int L = c->levels;
+    const float *h = x;
+    for (int k = 1; k <= L; k++) {
+        const int e = rm_unit_encoder(k);
+        RM_TRY(run_unit(ctx, d, e, h, d->t[k], dims));
+        RM_TRY(run_unit(ctx, d, e + 1, d->t[k], d->cat[k], dims)); /* the skip: first half of [skip, up] */
+        RM_TRY(run_unit(ctx, d, e + 2, d->cat[k], d->down[k + 1], dims));
+        h = d->down[k + 1];
+    }
+    const int b = rm_unit_bottleneck(L);
+    RM_TRY(run_unit(ctx, d, b, h, d->t[L + 1], dims));
+    RM_TRY(run_unit(ctx, d, b + 1, d->t[L + 1], d->o[L + 1], dims));
+    h = d->o[L + 1];
+    for (int k = L; k >= 1; k--) {
+        const int u = rm_unit_decoder(L, k);
+        const int64_t half = rm_config_channels(c, k) * ((dims[0] * dims[1] * dims[2]) >> (3 * (k - 1)));
+        RM_TRY(run_unit(ctx, d, u, h, d->cat[k] + half, dims));
+        RM_TRY(run_unit(ctx, d, u + 1, d->cat[k], d->t[k], dims));
+        RM_TRY(run_unit(ctx, d, u + 2, d->t[k], d->o[k], dims));
+        h = d->o[k];
+    }
+    return run_unit(ctx, d, d->n_units - 1, h, y, dims);
+}
+
+rm_status rm_deploy_forward(rm_ctx *ctx, rm_deploy *d, const rm_tensor *x, rm_tensor *y)
+{
+    if (!d)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
+    RM_TRY(rm_model_check_input(ctx, d->cfg, x, NULL, y));
+    const int64_t dims[3] = {x->ne[2], x->ne[3], x->ne[4]};
+    RM_TRY(reserve_activations(ctx, d, dims[0] * dims[1] * dims[2]));
+    for (int64_t n = 0; n < x->ne[0]; n++)
+        RM_TRY(forward_sample(ctx, d, x->data + n * rm_tensor_sample_numel(x), y->data + n * rm_tensor_sample_numel(y),
+                              dims));
+    return RM_OK;
+}

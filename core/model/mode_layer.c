@@ -1,0 +1,109 @@
+/* The MoDE layer: gate, merge and merge gradient. Every loop is split by output channel o: all that one o
+ * touches (its kernels, its gate entries) belongs to it alone, so threads never share a sum. */
+#include "model/mode_layer.h"
+
+#include <math.h>
+
+/* Index of tap (a, b, c) in a 5³ kernel. */
+static inline int tap5(int a, int b, int c) { return (a * 5 + b) * 5 + c; }
+
+void rm_mode_gate(const rm_unit *u, int task, int n_tasks, float *g)
+{
+    const int64_t co = u->co;
+    const float *w = u->gate_w->data, *b = u->gate_b->data;
+    for (int64_t o = 0; o < co; o++) {
+        double logit[RM_N_EXPERTS], top = -INFINITY, sum = 0.0;
+        for (int e = 0; e < RM_N_EXPERTS; e++) {
+            const int64_t row = e * co + o;
+            logit[e] = (double)w[row * n_tasks + task] + (double)b[row];
+            top = logit[e] > top ? logit[e] : top;
+        }
+        for (int e = 0; e < RM_N_EXPERTS; e++)
+            sum += logit[e] = exp(logit[e] - top);
+        for (int e = 0; e < RM_N_EXPERTS; e++)
+            g[e * co + o] = (float)(logit[e] / sum);
+    }
+}
+
+void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, const float *g, float *w)
+{
+    const int64_t co = u->co, ci = u->ci;
+    const float *k5 = u->expert[RM_EXPERT_K5]->data, *k3 = u->expert[RM_EXPERT_K3]->data;
+    const float *k1 = u->expert[RM_EXPERT_K1]->data, *a3 = u->expert[RM_EXPERT_A3]->data;
+    const float *a5 = u->expert[RM_EXPERT_A5]->data, *p3 = u->pool3->data, *p5 = u->pool5->data;
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+    for (int64_t o = 0; o < co; o++) {
+        const float g0 = g[o], g1 = g[co + o], g2 = g[2 * co + o], g3 = g[3 * co + o], g4 = g[4 * co + o];
+        for (int64_t i = 0; i < ci; i++) {
+            const int64_t oi = o * ci + i;
+            float *wo = w + oi * RM_MODE_TAPS;
+            /* The 5³ expert and the averaging 1³→avg5³ expert cover every tap. */
+            for (int t = 0; t < RM_MODE_TAPS; t++)
+                wo[t] = g0 * k5[oi * RM_MODE_TAPS + t] + g4 * (a5[oi] * p5[t]);
+            /* The 3³ experts sit in the centre 3³, the 1³ expert at the centre. */
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++)
+                    for (int c = 0; c < 3; c++) {
+                        const int t3 = (a * 3 + b) * 3 + c;
+                        wo[tap5(a + 1, b + 1, c + 1)] += g1 * k3[oi * 27 + t3] + g3 * (a3[oi] * p3[t3]);
+                    }
+            wo[tap5(2, 2, 2)] += g2 * k1[oi];
+        }
+    }
+}
+
+void rm_mode_merge_backward(rm_ctx *ctx, const rm_unit *u, int task, int n_tasks, const float *g, const float *dw)
+{
+    const int64_t co = u->co, ci = u->ci;
+    const float *k5 = u->expert[RM_EXPERT_K5]->data, *k3 = u->expert[RM_EXPERT_K3]->data;
+    const float *k1 = u->expert[RM_EXPERT_K1]->data, *a3 = u->expert[RM_EXPERT_A3]->data;
+    const float *a5 = u->expert[RM_EXPERT_A5]->data, *p3 = u->pool3->data, *p5 = u->pool5->data;
+    float *dk5 = u->expert[RM_EXPERT_K5]->grad, *dk3 = u->expert[RM_EXPERT_K3]->grad;
+    float *dk1 = u->expert[RM_EXPERT_K1]->grad, *da3 = u->expert[RM_EXPERT_A3]->grad;
+    float *da5 = u->expert[RM_EXPERT_A5]->grad;
+    float *dgw = u->gate_w->grad, *dgb = u->gate_b->grad;
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+    for (int64_t o = 0; o < co; o++) {
+        const float g0 = g[o], g1 = g[co + o], g2 = g[2 * co + o], g3 = g[3 * co + o], g4 = g[4 * co + o];
+        /* dg[e]: the gradient of the gate weight g[e, o], = <expert e padded, dw[o]> over (i, taps). */
+        double dg[RM_N_EXPERTS] = {0};
+        for (int64_t i = 0; i < ci; i++) {
+            const int64_t oi = o * ci + i;
+            const float *d = dw + oi * RM_MODE_TAPS;
+            double s5 = 0.0, sp5 = 0.0, s3 = 0.0, sp3 = 0.0;
+            for (int t = 0; t < RM_MODE_TAPS; t++) {
+                dk5[oi * RM_MODE_TAPS + t] += g0 * d[t];
+                s5 += (double)k5[oi * RM_MODE_TAPS + t] * d[t];
+                sp5 += (double)p5[t] * d[t];
+            }
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++)
+                    for (int c = 0; c < 3; c++) {
+                        const int t3 = (a * 3 + b) * 3 + c;
+                        const float dc = d[tap5(a + 1, b + 1, c + 1)];
+                        dk3[oi * 27 + t3] += g1 * dc;
+                        s3 += (double)k3[oi * 27 + t3] * dc;
+                        sp3 += (double)p3[t3] * dc;
+                    }
+            const float dcentre = d[tap5(2, 2, 2)];
+            dk1[oi] += g2 * dcentre;
+            da3[oi] += (float)(g3 * sp3);
+            da5[oi] += (float)(g4 * sp5);
+            dg[RM_EXPERT_K5] += s5;
+            dg[RM_EXPERT_K3] += s3;
+            dg[RM_EXPERT_K1] += (double)k1[oi] * dcentre;
+            dg[RM_EXPERT_A3] += (double)a3[oi] * sp3;
+            dg[RM_EXPERT_A5] += (double)a5[oi] * sp5;
+        }
+        /* Softmax over experts, then the linear gate: only column `task` and the bias see the one-hot input. */
+        double mean = 0.0;
+        for (int e = 0; e < RM_N_EXPERTS; e++)
+            mean += (double)g[e * co + o] * dg[e];
+        for (int e = 0; e < RM_N_EXPERTS; e++) {
+            const int64_t row = e * co + o;
+            const float dlogit = (float)((double)g[row] * (dg[e] - mean));
+            dgw[row * n_tasks + task] += dlogit;
+            dgb[row] += dlogit;
+        }
+    }
+}

@@ -1,0 +1,21 @@
+/* The MoDE layer's arithmetic: the task gate, the merge of five experts into one 5³ kernel per task, and the
+ * gradient of that merge (repmode-network.md §3.3-§3.4 and §10.1). */
+#ifndef REPMODE_MODE_LAYER_H
+#define REPMODE_MODE_LAYER_H
+
+#include "model/model_impl.h"
+
+#define RM_MODE_KERNEL 5
+#define RM_MODE_TAPS 125
+
+/* g (5, co) = softmax over experts of gate.weight[:, task] + gate.bias, for every output channel. */
+void rm_mode_gate(const rm_unit *u, int task, int n_tasks, float *g);
+
+/* w (co, ci, 5, 5, 5) = Σ_e g[e, o] · expert e zero-padded to 5³ (A-experts as 1³ conv times their pool). */
+void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, const float *g, float *w);
+
+/* Given dw, the gradient of the merged kernel of `task` (gate g), adds the gradients of the five experts and of
+ * the gate's column `task` and bias into their rm_param grads. */
+void rm_mode_merge_backward(rm_ctx *ctx, const rm_unit *u, int task, int n_tasks, const float *g, const float *dw);
+
+#endif /* REPMODE_MODE_LAYER_H */

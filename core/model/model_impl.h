@@ -1,0 +1,112 @@
+/* The insides of a model: its units (one convolution with its BatchNorm and activation each), its named
+ * tensors, and the helpers the training and deploy forms share. */
+#ifndef REPMODE_MODEL_IMPL_H
+#define REPMODE_MODEL_IMPL_H
+
+#include "base/internal.h"
+#include "repmode/model.h"
+
+#define RM_PARAM_NAME_MAX 192
+#define RM_UNIT_PATH_MAX 96
+
+/* The MoDE experts, in the official order (repmode-network.md §3.2). */
+enum { RM_EXPERT_K5, RM_EXPERT_K3, RM_EXPERT_K1, RM_EXPERT_A3, RM_EXPERT_A5, RM_N_EXPERTS };
+
+typedef enum rm_unit_kind {
+    RM_UNIT_MODE,  /* MoDE conv 5³ (stride 1, same) → BatchNorm → activation */
+    RM_UNIT_FINAL, /* MoDE conv 5³ alone: no BatchNorm, no activation, no bias */
+    RM_UNIT_DOWN,  /* conv 2³ stride 2 → BatchNorm → activation */
+    RM_UNIT_UP,    /* transposed conv 2³ stride 2 → BatchNorm → activation */
+} rm_unit_kind;
+
+typedef struct rm_unit {
+    rm_unit_kind kind;
+    char path[RM_UNIT_PATH_MAX]; /* module path of the convolution, e.g. "encoder_block1.conv_more.conv1" */
+    int level;                   /* resolution level of the output: 1 is the input's, levels + 1 the bottleneck */
+    int64_t ci, co;
+    rm_param *expert[RM_N_EXPERTS]; /* MODE, FINAL */
+    rm_param *pool3, *pool5;        /* MODE, FINAL: the constant averaging kernels */
+    rm_param *gate_w, *gate_b;      /* MODE, FINAL: (5·co, T) and (5·co,) */
+    rm_param *weight;               /* DOWN (co, ci, 2, 2, 2), UP (ci, co, 2, 2, 2) */
+    rm_param *bn_w, *bn_b, *bn_mean, *bn_var, *bn_count; /* all but FINAL */
+    rm_param *act_bias;             /* FReLU's per-channel bias */
+} rm_unit;
+
+struct rm_train_state;
+
+struct rm_model {
+    rm_config cfg; /* cfg.tasks points at `tasks` */
+    rm_task *tasks;
+    rm_param *params;
+    size_t n_params;
+    char (*names)[RM_PARAM_NAME_MAX];
+    float *values; /* every float tensor, one block */
+    float *grads;  /* gradients of the trainable ones, one block */
+    int64_t *counts;
+    rm_unit *units;
+    int n_units;
+    struct rm_train_state *train; /* activations kept for the backward; NULL until a training forward */
+    char *normalization;          /* repmode.normalization and repmode.provenance: JSON text, kept verbatim */
+    char *provenance;
+};
+
+/* A model of the configuration: with_values 0 builds only the structure (names, shapes, units) without memory
+ * for the tensors, as the deploy form needs. */
+rm_status rm_model_build(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, int with_values, rm_model **out);
+/* Replaces one of the model's JSON text fields with a copy of `json`. */
+rm_status rm_model_set_text(rm_ctx *ctx, char **field, const char *json);
+
+/* The units in execution order: encoder k = 1..L (conv1, conv2, down), bottleneck (conv1, conv2), decoder
+ * k = L..1 (up, conv1, conv2), final. */
+static inline int rm_unit_encoder(int k) { return 3 * (k - 1); }
+static inline int rm_unit_bottleneck(int levels) { return 3 * levels; }
+static inline int rm_unit_decoder(int levels, int k) { return 3 * levels + 2 + 3 * (levels - k); }
+
+/* The resolution level of a unit's input: a down-sampling reads the level above its output, an up-sampling the
+ * level below. */
+static inline int rm_unit_input_level(const rm_unit *u)
+{
+    return u->kind == RM_UNIT_DOWN ? u->level - 1 : u->kind == RM_UNIT_UP ? u->level + 1 : u->level;
+}
+
+/* Whether unit i is a decoder's first convolution, the one that reads the level's [skip, up] concatenation. */
+static inline int rm_unit_reads_concat(const rm_model *m, int i)
+{
+    const rm_unit *u = &m->units[i];
+    return u->kind == RM_UNIT_MODE && u->level <= m->cfg.levels && i == rm_unit_decoder(m->cfg.levels, u->level) + 1;
+}
+
+void rm_train_state_free(struct rm_train_state *state);
+
+/* Gradient buffers are made on the first training step: inference never pays for them. */
+rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *model);
+
+/* The deploy form's insides, for its files: its structure, and unit i's folded weight, bias and FReLU bias (NULL
+ * when the activation has none). */
+rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out);
+const rm_model *rm_deploy_structure(const rm_deploy *d);
+void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias);
+/* Records which task the weights written through rm_deploy_unit_tensors belong to. */
+void rm_deploy_mark_task(rm_deploy *d, int task);
+/* Replaces the deploy form's normalization (JSON text, as its model's): rm_deploy_normalization reads it. */
+rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char *json);
+/* The tensor name of unit i's `what` ("weight", "bias", "activation.bias") in the deploy form of `task`. */
+void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len);
+
+/* Training checkpoints: the training form plus the optimizer's moments (n floats each) and the step, seed and best
+ * score (left out when not finite) in repmode.checkpoint metadata. Reading requires a model of the same
+ * configuration and the run's seed; it then overwrites the model's weights (all of them are checked first only by
+ * shape: a damaged file can leave them partly written). *best is NaN for a file without a score. */
+rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *path, const float *m, const float *v,
+                              size_t n, int64_t step, uint64_t seed, double best);
+rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, float *m, float *v, size_t n,
+                             uint64_t seed, int64_t *step, double *best);
+
+/* The BatchNorm of a unit as the operators take it. */
+rm_batchnorm3d rm_unit_batchnorm(const rm_unit *u);
+
+/* Checks x (N, in, D, H, W) against the model: D, H, W multiples of 2^levels; `tasks` valid when given. */
+rm_status rm_model_check_input(rm_ctx *ctx, const rm_config *cfg, const rm_tensor *x, const int *tasks,
+                               const rm_tensor *y);
+
+#endif /* REPMODE_MODEL_IMPL_H */

@@ -1,0 +1,389 @@
+/* A model's structure: its units in execution order and its named tensors in the official state_dict order
+ * (repmode-network.md §4), with PyTorch's default initialization. */
+#include "model/model_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* At most this many tensors per unit: 5 experts, 2 pools, 5 BatchNorm, an activation bias, 2 gate. */
+#define RM_MAX_PARAMS_PER_UNIT 16
+
+static const char *const rm_expert_names[RM_N_EXPERTS] = {
+    "expert_conv5x5_conv", "expert_conv3x3_conv", "expert_conv1x1_conv", "expert_avg3x3_conv", "expert_avg5x5_conv",
+};
+static const int rm_expert_kernel[RM_N_EXPERTS] = {5, 3, 1, 1, 1};
+
+/* ---- building the tensor table ------------------------------------------------------------------------------- */
+
+typedef enum { RM_INIT_UNIFORM, RM_INIT_ONES, RM_INIT_ZEROS, RM_INIT_CONSTANT } rm_init;
+
+/* What each tensor starts as, kept beside the table until the values exist. */
+typedef struct rm_param_init {
+    rm_init kind;
+    float value; /* the bound for UNIFORM, the value for CONSTANT */
+} rm_param_init;
+
+typedef struct rm_builder {
+    rm_model *m;
+    rm_param_init *init;
+} rm_builder;
+
+static rm_param *add_tensor(rm_builder *b, const rm_unit *u, const char *suffix, int ndim, const int64_t *shape,
+                            int trainable, rm_init init, float value)
+{
+    rm_model *m = b->m;
+    const size_t i = m->n_params++;
+    rm_param *p = &m->params[i];
+    snprintf(m->names[i], RM_PARAM_NAME_MAX, "%s.%s", u->path, suffix);
+    p->name = m->names[i];
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        p->shape[d] = shape[d];
+        p->numel *= shape[d];
+    }
+    p->trainable = trainable;
+    b->init[i] = (rm_param_init){init, value};
+    return p;
+}
+
+static rm_param *add_4d_or_5d(rm_builder *b, const rm_unit *u, const char *suffix, int64_t d0, int64_t d1, int k,
+                              int trainable, rm_init init, float value)
+{
+    const int64_t shape[5] = {d0, d1, k, k, k};
+    return add_tensor(b, u, suffix, 5, shape, trainable, init, value);
+}
+
+static rm_param *add_vector(rm_builder *b, const rm_unit *u, const char *suffix, int64_t n, int trainable, rm_init init,
+                            float value)
+{
+    return add_tensor(b, u, suffix, 1, &n, trainable, init, value);
+}
+
+/* BatchNorm3d(co) under `prefix` ("subsequent_layer.0", "1"). */
+static void add_batchnorm(rm_builder *b, rm_unit *u, const char *prefix)
+{
+    char s[64];
+    snprintf(s, sizeof s, "%s.weight", prefix);
+    u->bn_w = add_vector(b, u, s, u->co, 1, RM_INIT_ONES, 0.0f);
+    snprintf(s, sizeof s, "%s.bias", prefix);
+    u->bn_b = add_vector(b, u, s, u->co, 1, RM_INIT_ZEROS, 0.0f);
+    snprintf(s, sizeof s, "%s.running_mean", prefix);
+    u->bn_mean = add_vector(b, u, s, u->co, 0, RM_INIT_ZEROS, 0.0f);
+    snprintf(s, sizeof s, "%s.running_var", prefix);
+    u->bn_var = add_vector(b, u, s, u->co, 0, RM_INIT_ONES, 0.0f);
+    snprintf(s, sizeof s, "%s.num_batches_tracked", prefix);
+    u->bn_count = add_tensor(b, u, s, 0, NULL, 0, RM_INIT_ZEROS, 0.0f);
+}
+
+static void add_activation(rm_builder *b, rm_unit *u)
+{
+    if (b->m->cfg.activation == RM_ACT_FRELU)
+        u->act_bias = add_vector(b, u, "activation.bias", u->co, 1, RM_INIT_ZEROS, 0.0f);
+}
+
+/* MoDEConv(ci → co): experts, pools, BatchNorm and activation (not for the final layer), gate. */
+static void add_mode(rm_builder *b, rm_unit *u)
+{
+    const int n_tasks = b->m->cfg.n_tasks;
+    for (int e = 0; e < RM_N_EXPERTS; e++) {
+        const int k = rm_expert_kernel[e];
+        /* kaiming_uniform(a = √5) bounds a conv weight by 1/√fan_in. */
+        u->expert[e] = add_4d_or_5d(b, u, rm_expert_names[e], u->co, u->ci, k, 1, RM_INIT_UNIFORM,
+                                    (float)(1.0 / sqrt((double)(u->ci * k * k * k))));
+    }
+    const int64_t p3[3] = {3, 3, 3}, p5[3] = {5, 5, 5};
+    u->pool3 = add_tensor(b, u, "expert_avg3x3_pool", 3, p3, 0, RM_INIT_CONSTANT, 1.0f / 27.0f);
+    u->pool5 = add_tensor(b, u, "expert_avg5x5_pool", 3, p5, 0, RM_INIT_CONSTANT, 1.0f / 125.0f);
+    if (u->kind == RM_UNIT_MODE)
+        add_batchnorm(b, u, "subsequent_layer.0");
+    const float bound = (float)(1.0 / sqrt((double)n_tasks)); /* nn.Linear(T, 5·co) */
+    const int64_t gw[2] = {RM_N_EXPERTS * u->co, n_tasks};
+    u->gate_w = add_tensor(b, u, "gate.weight", 2, gw, 1, RM_INIT_UNIFORM, bound);
+    u->gate_b = add_vector(b, u, "gate.bias", RM_N_EXPERTS * u->co, 1, RM_INIT_UNIFORM, bound);
+    /* FReLU's bias is an extension: the official tree has no slot, so it follows the layer's own tensors. */
+    if (u->kind == RM_UNIT_MODE)
+        add_activation(b, u);
+}
+
+/* Down: Conv3d(k2, s2) fan_in = ci·8; Up: ConvTranspose3d, whose fan_in PyTorch takes from weight dim 1 (= co). */
+static void add_resample(rm_builder *b, rm_unit *u)
+{
+    const int down = u->kind == RM_UNIT_DOWN;
+    const int64_t fan_in = (down ? u->ci : u->co) * 8;
+    u->weight = add_4d_or_5d(b, u, "0.weight", down ? u->co : u->ci, down ? u->ci : u->co, 2, 1, RM_INIT_UNIFORM,
+                             (float)(1.0 / sqrt((double)fan_in)));
+    add_batchnorm(b, u, "1");
+    add_activation(b, u);
+}
+
+static void add_unit(rm_builder *b, rm_unit_kind kind, int level, int64_t ci, int64_t co, const char *path)
+{
+    rm_model *m = b->m;
+    rm_unit *u = &m->units[m->n_units++];
+    memset(u, 0, sizeof *u);
+    u->kind = kind;
+    u->level = level;
+    u->ci = ci;
+    u->co = co;
+    snprintf(u->path, sizeof u->path, "%s", path);
+    if (kind == RM_UNIT_MODE || kind == RM_UNIT_FINAL)
+        add_mode(b, u);
+    else
+        add_resample(b, u);
+}
+
+/* The units and tensors of the configuration, in the official module order. */
+static void build_units(rm_builder *b)
+{
+    const rm_config *c = &b->m->cfg;
+    const int L = c->levels;
+    char path[RM_UNIT_PATH_MAX];
+    for (int k = 1; k <= L; k++) {
+        const int64_t ci = k == 1 ? c->in_channels : rm_config_channels(c, k - 1), co = rm_config_channels(c, k);
+        snprintf(path, sizeof path, "encoder_block%d.conv_more.conv1", k);
+        add_unit(b, RM_UNIT_MODE, k, ci, co, path);
+        snprintf(path, sizeof path, "encoder_block%d.conv_more.conv2", k);
+        add_unit(b, RM_UNIT_MODE, k, co, co, path);
+        snprintf(path, sizeof path, "encoder_block%d.conv_down", k);
+        add_unit(b, RM_UNIT_DOWN, k + 1, co, co, path);
+    }
+    const int64_t cl = rm_config_channels(c, L), cb = rm_config_channels(c, L + 1);
+    add_unit(b, RM_UNIT_MODE, L + 1, cl, cb, "bottle_block.conv1");
+    add_unit(b, RM_UNIT_MODE, L + 1, cb, cb, "bottle_block.conv2");
+    for (int k = L; k >= 1; k--) {
+        const int64_t ck = rm_config_channels(c, k);
+        snprintf(path, sizeof path, "decoder_block%d.convt", k);
+        add_unit(b, RM_UNIT_UP, k, 2 * ck, ck, path);
+        snprintf(path, sizeof path, "decoder_block%d.conv_less.conv1", k);
+        add_unit(b, RM_UNIT_MODE, k, 2 * ck, ck, path);
+        snprintf(path, sizeof path, "decoder_block%d.conv_less.conv2", k);
+        add_unit(b, RM_UNIT_MODE, k, ck, ck, path);
+    }
+    add_unit(b, RM_UNIT_FINAL, 1, rm_config_channels(c, 1), c->out_channels, "conv_out");
+}
+
+/* ---- initialization ------------------------------------------------------------------------------------------ */
+
+/* splitmix64: a small, well-mixed generator; the same seed gives the same weights on every machine. */
+static uint64_t next_u64(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static void initialize(rm_model *m, const rm_param_init *init, uint64_t seed)
+{
+    uint64_t state = seed;
+    for (size_t i = 0; i < m->n_params; i++) {
+        rm_param *p = &m->params[i];
+        if (p->count) {
+            *p->count = 0;
+            continue;
+        }
+        for (int64_t j = 0; j < p->numel; j++) {
+            switch (init[i].kind) {
+            case RM_INIT_UNIFORM: {
+                const float u = (float)(next_u64(&state) >> 40) * 0x1p-24f; /* [0, 1) */
+                p->data[j] = (2.0f * u - 1.0f) * init[i].value;
+                break;
+            }
+            case RM_INIT_ONES: p->data[j] = 1.0f; break;
+            case RM_INIT_ZEROS: p->data[j] = 0.0f; break;
+            case RM_INIT_CONSTANT: p->data[j] = init[i].value; break;
+            }
+        }
+    }
+}
+
+/* ---- life cycle ---------------------------------------------------------------------------------------------- */
+
+static rm_status allocate_values(rm_ctx *ctx, rm_model *m)
+{
+    int64_t n_values = 0, n_counts = 0;
+    for (size_t i = 0; i < m->n_params; i++) {
+        const rm_param *p = &m->params[i];
+        if (p->ndim == 0)
+            n_counts++;
+        else
+            n_values += p->numel;
+    }
+    m->values = calloc((size_t)n_values, sizeof(float));
+    m->counts = calloc((size_t)n_counts, sizeof(int64_t));
+    if (!m->values || !m->counts)
+        return rm_fail(ctx, RM_ERR_NOMEM, "model: cannot allocate %lld parameters", (long long)n_values);
+    float *v = m->values;
+    int64_t *c = m->counts;
+    for (size_t i = 0; i < m->n_params; i++) {
+        rm_param *p = &m->params[i];
+        if (p->ndim == 0) {
+            p->count = c++;
+        } else {
+            p->data = v;
+            v += p->numel;
+        }
+    }
+    return RM_OK;
+}
+
+rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *m)
+{
+    if (m->grads)
+        return RM_OK;
+    const int64_t n = rm_model_trainable_count(m);
+    m->grads = calloc((size_t)n, sizeof(float));
+    if (!m->grads)
+        return rm_fail(ctx, RM_ERR_NOMEM, "model: cannot allocate gradients for %lld parameters", (long long)n);
+    float *g = m->grads;
+    for (size_t i = 0; i < m->n_params; i++) {
+        rm_param *p = &m->params[i];
+        if (p->trainable) {
+            p->grad = g;
+            g += p->numel;
+        }
+    }
+    return RM_OK;
+}
+
+rm_status rm_model_create(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, rm_model **out)
+{
+    return rm_model_build(ctx, cfg, seed, 1, out);
+}
+
+rm_status rm_model_build(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, int with_values, rm_model **out)
+{
+    if (!out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "model: out is NULL");
+    *out = NULL;
+    RM_TRY(rm_config_validate(ctx, cfg));
+    rm_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
+    const int max_units = 6 * cfg->levels + 3;
+    const size_t max_params = (size_t)max_units * RM_MAX_PARAMS_PER_UNIT;
+    m->cfg = *cfg;
+    m->tasks = malloc((size_t)cfg->n_tasks * sizeof *m->tasks);
+    m->units = calloc((size_t)max_units, sizeof *m->units);
+    m->params = calloc(max_params, sizeof *m->params);
+    m->names = calloc(max_params, sizeof *m->names);
+    rm_param_init *init = calloc(max_params, sizeof *init);
+    rm_status s = RM_OK;
+    if (!m->tasks || !m->units || !m->params || !m->names || !init) {
+        s = rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
+    } else {
+        memcpy(m->tasks, cfg->tasks, (size_t)cfg->n_tasks * sizeof *m->tasks);
+        m->cfg.tasks = m->tasks;
+        rm_builder b = {m, init};
+        build_units(&b);
+        char provenance[96];
+        snprintf(provenance, sizeof provenance, "{\"software\":\"repmode %s\",\"seed\":%llu}", REPMODE_VERSION,
+                 (unsigned long long)seed);
+        s = rm_model_set_text(ctx, &m->normalization, "{\"method\":\"zscore\"}");
+        if (s == RM_OK)
+            s = rm_model_set_text(ctx, &m->provenance, provenance);
+        if (s == RM_OK && with_values)
+            s = allocate_values(ctx, m);
+        if (s == RM_OK && with_values)
+            initialize(m, init, seed);
+    }
+    free(init);
+    if (s != RM_OK) {
+        rm_model_free(m);
+        return s;
+    }
+    *out = m;
+    return RM_OK;
+}
+
+void rm_model_free(rm_model *model)
+{
+    if (!model)
+        return;
+    rm_train_state_free(model->train);
+    free(model->values);
+    free(model->grads);
+    free(model->counts);
+    free(model->names);
+    free(model->params);
+    free(model->units);
+    free(model->tasks);
+    free(model->normalization);
+    free(model->provenance);
+    free(model);
+}
+
+/* ---- queries ------------------------------------------------------------------------------------------------- */
+
+const rm_config *rm_model_config(const rm_model *model) { return &model->cfg; }
+
+int rm_model_task_index(const rm_model *model, const char *name)
+{
+    for (int t = 0; name && t < model->cfg.n_tasks; t++)
+        if (strcmp(model->tasks[t].name, name) == 0)
+            return t;
+    return -1;
+}
+
+rm_status rm_model_set_task_threshold(rm_ctx *ctx, rm_model *model, int task, float threshold)
+{
+    if (!model)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "task threshold: model is NULL");
+    if (task < 0 || task >= model->cfg.n_tasks)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "task threshold: task %d; the model has tasks 0..%d", task,
+                       model->cfg.n_tasks - 1);
+    if (!isnan(threshold) && !(threshold >= 0.0f && threshold <= 1.0f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "task threshold: %g for task '%s' is outside [0, 1]", (double)threshold,
+                       model->tasks[task].name);
+    model->tasks[task].threshold = threshold; /* cfg.tasks is the same array */
+    return RM_OK;
+}
+
+size_t rm_model_n_params(const rm_model *model) { return model->n_params; }
+
+rm_param *rm_model_param(rm_model *model, size_t i) { return i < model->n_params ? &model->params[i] : NULL; }
+
+rm_param *rm_model_find_param(rm_model *model, const char *name)
+{
+    for (size_t i = 0; name && i < model->n_params; i++)
+        if (strcmp(model->params[i].name, name) == 0)
+            return &model->params[i];
+    return NULL;
+}
+
+int64_t rm_model_trainable_count(const rm_model *model)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < model->n_params; i++)
+        if (model->params[i].trainable)
+            n += model->params[i].numel;
+    return n;
+}
+
+rm_batchnorm3d rm_unit_batchnorm(const rm_unit *u)
+{
+    return rm_batchnorm3d_make(u->bn_w->data, u->bn_b->data, u->bn_mean->data, u->bn_var->data);
+}
+
+rm_status rm_model_check_input(rm_ctx *ctx, const rm_config *cfg, const rm_tensor *x, const int *tasks,
+                               const rm_tensor *y)
+{
+    RM_TRY(rm_check_tensor(ctx, x, "x"));
+    if (x->ne[1] != cfg->in_channels)
+        return rm_fail(ctx, RM_ERR_SHAPE, "x has %lld channels, the model takes %lld", (long long)x->ne[1],
+                       (long long)cfg->in_channels);
+    const int64_t unit = (int64_t)1 << cfg->levels;
+    for (int a = 2; a < 5; a++)
+        if (x->ne[a] % unit != 0)
+            return rm_fail(ctx, RM_ERR_SHAPE, "x has size %lld along axis %d; the network needs multiples of %lld",
+                           (long long)x->ne[a], a, (long long)unit);
+    for (int64_t n = 0; tasks && n < x->ne[0]; n++)
+        if (tasks[n] < 0 || tasks[n] >= cfg->n_tasks)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "sample %lld has task %d; the model has tasks 0..%d", (long long)n,
+                           tasks[n], cfg->n_tasks - 1);
+    const int64_t y_ne[RM_MAX_DIMS] = {x->ne[0], cfg->out_channels, x->ne[2], x->ne[3], x->ne[4]};
+    return rm_check_shape(ctx, y, "y", y_ne);
+}

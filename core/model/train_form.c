@@ -1,0 +1,415 @@
+/* The training form: forward in training or inference mode, each sample with its own task's merged kernels, and
+ * the backward through BatchNorm, the convolutions and the merge into every expert and gate.
+ *
+ * Memory: one block holds, per unit, the convolution output z, the BatchNorm output u (the activation's input)
+ * and the activation a, their gradients, and per level the concatenation [skip, up] with its gradient. It is
+ * sized for the batch's shape and kept while shapes do not grow. Merged kernels are made one task at a time into
+ * one scratch buffer, so a mixed batch never holds more than one merged kernel per layer.
+ */
+#include "model/mode_layer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Samples in one batch at most: bounds the per-call task lists. */
+#define RM_MAX_BATCH 256
+
+typedef struct unit_cache {
+    float *z, *u, *a;     /* conv output, BatchNorm output, activation output (FINAL: none, y is the caller's) */
+    float *gz, *ga;       /* gradients of z and of a (ga also serves u: the activation's backward runs in place) */
+    float *dropped;       /* the input after dropout, when dropout is on */
+    float *mean, *invstd; /* BatchNorm's batch statistics */
+} unit_cache;
+
+struct rm_train_state {
+    int64_t shape[RM_MAX_DIMS]; /* the input shape the buffers are sized for */
+    unit_cache *cache;
+    float **cat, **gcat, **gskip; /* per level 1..L */
+    float *x;                      /* the last training input (copied: its weight gradient needs it) */
+    float *gdrop;                  /* the gradient of a dropped input, before the dropout's backward */
+    float *w, *dw, *dw_sample;     /* one merged kernel, its gradient, one sample's share */
+    float *gate;
+    int *tasks;
+    uint64_t seed;
+    int training;  /* what the last forward was */
+    float *block;
+};
+
+void rm_train_state_free(struct rm_train_state *s)
+{
+    if (!s)
+        return;
+    free(s->block);
+    free(s->cache);
+    free(s->cat);
+    free(s->tasks);
+    free(s);
+}
+
+/* Voxels per channel of one sample at `level` (1: the input's resolution). */
+static int64_t level_voxels(const int64_t shape[RM_MAX_DIMS], int level)
+{
+    return (shape[2] >> (level - 1)) * (shape[3] >> (level - 1)) * (shape[4] >> (level - 1));
+}
+
+static int64_t unit_in_voxels(const rm_unit *u, const int64_t shape[RM_MAX_DIMS])
+{
+    return level_voxels(shape, rm_unit_input_level(u));
+}
+
+/* Carves the state's buffers out of one block (or, with base NULL, counts the floats they need). */
+static size_t layout(rm_model *m, struct rm_train_state *s, float *base)
+{
+    const int64_t N = s->shape[0];
+    const int dropout = m->cfg.dropout > 0.0f;
+    size_t used = 0, max_kernel = 0, max_in = 0, max_co = 0;
+#define TAKE(ptr, count)                                  \
+    do {                                                  \
+        const size_t n_ = (size_t)(count);                \
+        if (base)                                         \
+            (ptr) = base + used;                          \
+        used += (n_ + 15) / 16 * 16; /* 64-byte aligned */ \
+    } while (0)
+    for (int i = 0; i < m->n_units; i++) {
+        const rm_unit *u = &m->units[i];
+        unit_cache *c = &s->cache[i];
+        const int64_t out = N * u->co * level_voxels(s->shape, u->level), in = N * u->ci * unit_in_voxels(u, s->shape);
+        if (u->kind != RM_UNIT_FINAL) {
+            TAKE(c->z, out);
+            TAKE(c->u, out);
+            TAKE(c->a, out);
+            TAKE(c->gz, out);
+            TAKE(c->ga, out);
+            TAKE(c->mean, u->co);
+            TAKE(c->invstd, u->co);
+        }
+        if (dropout && (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL))
+            TAKE(c->dropped, in);
+        if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
+            const size_t k = (size_t)(u->co * u->ci * RM_MODE_TAPS);
+            max_kernel = k > max_kernel ? k : max_kernel;
+            max_co = (size_t)u->co > max_co ? (size_t)u->co : max_co;
+        }
+        max_in = (size_t)in > max_in ? (size_t)in : max_in;
+    }
+    for (int k = 1; k <= m->cfg.levels; k++) {
+        const int64_t half = N * rm_config_channels(&m->cfg, k) * level_voxels(s->shape, k);
+        TAKE(s->cat[k], 2 * half);
+        TAKE(s->gcat[k], 2 * half);
+        TAKE(s->gskip[k], half);
+    }
+    TAKE(s->x, N * m->cfg.in_channels * level_voxels(s->shape, 1));
+    if (dropout)
+        TAKE(s->gdrop, max_in);
+    TAKE(s->w, max_kernel);
+    TAKE(s->dw, max_kernel);
+    TAKE(s->dw_sample, max_kernel);
+    TAKE(s->gate, RM_N_EXPERTS * max_co);
+#undef TAKE
+    return used;
+}
+
+/* The state sized for x's shape, reusing the present one when the shape is unchanged. */
+static rm_status train_state_for(rm_ctx *ctx, rm_model *m, const rm_tensor *x, struct rm_train_state **out)
+{
+    struct rm_train_state *s = m->train;
+    if (s && memcmp(s->shape, x->ne, sizeof s->shape) == 0) {
+        *out = s;
+        return RM_OK;
+    }
+    rm_train_state_free(s);
+    m->train = NULL;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
+    memcpy(s->shape, x->ne, sizeof s->shape);
+    const int L = m->cfg.levels;
+    s->cache = calloc((size_t)m->n_units, sizeof *s->cache);
+    s->cat = calloc((size_t)(3 * (L + 1)), sizeof *s->cat);
+    s->tasks = calloc((size_t)x->ne[0], sizeof *s->tasks);
+    if (s->cache && s->cat) {
+        s->gcat = s->cat + (L + 1);
+        s->gskip = s->cat + 2 * (L + 1);
+    }
+    const size_t floats = s->cache && s->cat ? layout(m, s, NULL) : 0;
+    s->block = floats ? aligned_alloc(64, floats * sizeof(float)) : NULL;
+    if (!s->block || !s->tasks) {
+        rm_train_state_free(s);
+        return rm_fail(ctx, RM_ERR_NOMEM, "model: cannot allocate %zu MiB of activations for a batch of shape "
+                       "(%lld, %lld, %lld, %lld, %lld)", floats * sizeof(float) >> 20, (long long)x->ne[0],
+                       (long long)x->ne[1], (long long)x->ne[2], (long long)x->ne[3], (long long)x->ne[4]);
+    }
+    layout(m, s, s->block);
+    m->train = s;
+    *out = s;
+    return RM_OK;
+}
+
+/* ---- unit wiring --------------------------------------------------------------------------------------------- */
+
+static rm_tensor view(float *data, int64_t n, int64_t c, const int64_t shape[RM_MAX_DIMS], int level)
+{
+    return rm_tensor_5d(data, n, c, shape[2] >> (level - 1), shape[3] >> (level - 1), shape[4] >> (level - 1));
+}
+
+/* Sample n of a batch tensor. */
+static rm_tensor sample(const rm_tensor *t, int64_t n)
+{
+    rm_tensor s = *t;
+    s.data = t->data + n * rm_tensor_sample_numel(t);
+    s.ne[0] = 1;
+    return s;
+}
+
+/* Where unit i reads its input, and where the gradient of that input goes (NULL for the network's input). */
+static void unit_input(rm_model *m, struct rm_train_state *s, int i, float **in, float **gin)
+{
+    const rm_unit *u = &m->units[i];
+    if (i == 0) {
+        *in = s->x;
+        *gin = NULL;
+    } else if (rm_unit_reads_concat(m, i)) {
+        *in = s->cat[u->level];
+        *gin = s->gcat[u->level];
+    } else {
+        *in = s->cache[i - 1].a;
+        *gin = s->cache[i - 1].ga;
+    }
+}
+
+static uint64_t unit_seed(uint64_t seed, int i) { return seed ^ (UINT64_C(0x9e3779b97f4a7c15) * (uint64_t)(i + 1)); }
+
+/* The distinct tasks of the batch, ascending; returns how many. */
+static int distinct_tasks(const int *tasks, int64_t n, int *out)
+{
+    int count = 0;
+    for (int64_t j = 0; j < n; j++) {
+        int seen = 0;
+        for (int k = 0; k < count; k++)
+            seen |= out[k] == tasks[j];
+        if (!seen)
+            out[count++] = tasks[j];
+    }
+    for (int a = 1; a < count; a++) /* a handful of tasks: insertion sort */
+        for (int b = a; b > 0 && out[b - 1] > out[b]; b--) {
+            const int t = out[b];
+            out[b] = out[b - 1];
+            out[b - 1] = t;
+        }
+    return count;
+}
+
+/* ---- forward ------------------------------------------------------------------------------------------------- */
+
+/* A MoDE convolution: every sample with its own task's merged kernel. */
+static rm_status mode_conv_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s, const rm_unit *u,
+                                   const rm_tensor *in, rm_tensor *out)
+{
+    const rm_conv3d_params p = rm_conv3d_same(RM_MODE_KERNEL);
+    const rm_tensor w = rm_tensor_5d(s->w, u->co, u->ci, 5, 5, 5);
+    int order[RM_MAX_BATCH];
+    const int n_distinct = distinct_tasks(s->tasks, in->ne[0], order);
+    for (int k = 0; k < n_distinct; k++) {
+        rm_mode_gate(u, order[k], m->cfg.n_tasks, s->gate);
+        rm_mode_merge(ctx, u, s->gate, s->w);
+        for (int64_t n = 0; n < in->ne[0]; n++) {
+            if (s->tasks[n] != order[k])
+                continue;
+            rm_tensor xn = sample(in, n), yn = sample(out, n);
+            RM_TRY(rm_conv3d_forward(ctx, &p, &xn, &w, NULL, &yn));
+        }
+    }
+    return RM_OK;
+}
+
+static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s, int i, rm_tensor *y)
+{
+    const rm_unit *u = &m->units[i];
+    unit_cache *c = &s->cache[i];
+    const int64_t N = s->shape[0];
+    const int in_level = rm_unit_input_level(u);
+    float *in_data, *gin;
+    unit_input(m, s, i, &in_data, &gin);
+    rm_tensor in = view(in_data, N, u->ci, s->shape, in_level);
+    rm_tensor z = u->kind == RM_UNIT_FINAL ? *y : view(c->z, N, u->co, s->shape, u->level);
+
+    if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
+        const rm_conv3d_params p = rm_conv3d_strided(2, 2);
+        const rm_tensor w = rm_tensor_5d(u->weight->data, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
+        RM_TRY(u->kind == RM_UNIT_DOWN ? rm_conv3d_forward(ctx, &p, &in, &w, NULL, &z)
+                                       : rm_conv_transpose3d_forward(ctx, &p, &in, &w, NULL, &z));
+    } else {
+        if (s->training && c->dropped) {
+            rm_tensor dropped = view(c->dropped, N, u->ci, s->shape, in_level);
+            RM_TRY(rm_dropout_forward(ctx, m->cfg.dropout, unit_seed(s->seed, i), &in, &dropped));
+            in = dropped;
+        }
+        RM_TRY(mode_conv_forward(ctx, m, s, u, &in, &z));
+    }
+    if (u->kind == RM_UNIT_FINAL)
+        return RM_OK;
+
+    const rm_batchnorm3d bn = rm_unit_batchnorm(u);
+    rm_tensor pre = view(c->u, N, u->co, s->shape, u->level), a = view(c->a, N, u->co, s->shape, u->level);
+    if (s->training) {
+        RM_TRY(rm_batchnorm3d_forward_train(ctx, &bn, &z, &pre, c->mean, c->invstd));
+        ++*u->bn_count->count;
+    } else {
+        RM_TRY(rm_batchnorm3d_forward_infer(ctx, &bn, &z, &pre));
+    }
+    return rm_activation_forward(ctx, m->cfg.activation, &pre, u->act_bias ? u->act_bias->data : NULL, &a);
+}
+
+static rm_status forward(rm_ctx *ctx, rm_model *m, const rm_tensor *x, const int *tasks, uint64_t seed, int training,
+                         rm_tensor *y)
+{
+    RM_TRY(rm_model_check_input(ctx, &m->cfg, x, tasks, y));
+    if (!tasks)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "tasks is NULL");
+    if (x->ne[0] > RM_MAX_BATCH)
+        return rm_fail(ctx, RM_ERR_SHAPE, "a batch of %lld samples is more than %d", (long long)x->ne[0],
+                       RM_MAX_BATCH);
+    struct rm_train_state *s = NULL;
+    if (training)
+        RM_TRY(rm_model_ensure_grads(ctx, m));
+    RM_TRY(train_state_for(ctx, m, x, &s));
+    s->training = training;
+    s->seed = seed;
+    memcpy(s->tasks, tasks, (size_t)x->ne[0] * sizeof *tasks);
+    memcpy(s->x, x->data, (size_t)rm_tensor_numel(x) * sizeof(float));
+
+    for (int i = 0; i < m->n_units; i++) {
+        const rm_unit *u = &m->units[i];
+        if (rm_unit_reads_concat(m, i)) {
+            /* The decoder's first convolution reads [skip, up]: the encoder's output at this level, then the
+             * up-sampled features. */
+            const int64_t N = s->shape[0], ck = u->co;
+            rm_tensor skip = view(s->cache[rm_unit_encoder(u->level) + 1].a, N, ck, s->shape, u->level);
+            rm_tensor up = view(s->cache[i - 1].a, N, ck, s->shape, u->level);
+            rm_tensor cat = view(s->cat[u->level], N, 2 * ck, s->shape, u->level);
+            const rm_tensor *parts[2] = {&skip, &up};
+            RM_TRY(rm_concat_forward(ctx, parts, 2, &cat));
+        }
+        RM_TRY(unit_forward(ctx, m, s, i, y));
+    }
+    return RM_OK;
+}
+
+rm_status rm_model_forward_train(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks, uint64_t seed,
+                                 rm_tensor *y)
+{
+    return forward(ctx, model, x, tasks, seed, 1, y);
+}
+
+rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks, rm_tensor *y)
+{
+    return forward(ctx, model, x, tasks, 0, 0, y);
+}
+
+/* ---- backward ------------------------------------------------------------------------------------------------ */
+
+/* The MoDE convolution's backward: per task, the merged kernel again, every sample's input gradient, and the
+ * kernel gradient summed over the task's samples and scattered into the experts and the gate. */
+static rm_status mode_conv_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s, const rm_unit *u,
+                                    const rm_tensor *in, const rm_tensor *gz, rm_tensor *gin)
+{
+    const rm_conv3d_params p = rm_conv3d_same(RM_MODE_KERNEL);
+    const rm_tensor w = rm_tensor_5d(s->w, u->co, u->ci, 5, 5, 5);
+    rm_tensor dws = rm_tensor_5d(s->dw_sample, u->co, u->ci, 5, 5, 5);
+    const size_t kernel = (size_t)(u->co * u->ci * RM_MODE_TAPS);
+    int order[RM_MAX_BATCH];
+    const int n_distinct = distinct_tasks(s->tasks, in->ne[0], order);
+    for (int k = 0; k < n_distinct; k++) {
+        rm_mode_gate(u, order[k], m->cfg.n_tasks, s->gate);
+        rm_mode_merge(ctx, u, s->gate, s->w);
+        memset(s->dw, 0, kernel * sizeof(float));
+        for (int64_t n = 0; n < in->ne[0]; n++) {
+            if (s->tasks[n] != order[k])
+                continue;
+            rm_tensor xn = sample(in, n), gn = sample(gz, n), dxn;
+            if (gin)
+                dxn = sample(gin, n);
+            RM_TRY(rm_conv3d_backward(ctx, &p, &xn, &w, &gn, gin ? &dxn : NULL, &dws, NULL));
+            for (size_t j = 0; j < kernel; j++)
+                s->dw[j] += s->dw_sample[j];
+        }
+        rm_mode_merge_backward(ctx, u, order[k], m->cfg.n_tasks, s->gate, s->dw);
+    }
+    return RM_OK;
+}
+
+static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s, int i, const rm_tensor *dy)
+{
+    const rm_unit *u = &m->units[i];
+    unit_cache *c = &s->cache[i];
+    const int64_t N = s->shape[0];
+    const int in_level = rm_unit_input_level(u);
+    float *in_data, *gin_data;
+    unit_input(m, s, i, &in_data, &gin_data);
+    rm_tensor in = view(in_data, N, u->ci, s->shape, in_level);
+    rm_tensor gin = view(gin_data ? gin_data : in_data, N, u->ci, s->shape, in_level);
+    rm_tensor gz = u->kind == RM_UNIT_FINAL ? *dy : view(c->gz, N, u->co, s->shape, u->level);
+
+    if (u->kind != RM_UNIT_FINAL) {
+        const rm_batchnorm3d bn = rm_unit_batchnorm(u);
+        rm_tensor z = view(c->z, N, u->co, s->shape, u->level), pre = view(c->u, N, u->co, s->shape, u->level);
+        rm_tensor ga = view(c->ga, N, u->co, s->shape, u->level);
+        RM_TRY(rm_activation_backward(ctx, m->cfg.activation, &pre, &ga, &ga, u->act_bias ? u->act_bias->grad : NULL));
+        RM_TRY(rm_batchnorm3d_backward_train(ctx, &bn, &z, c->mean, c->invstd, &ga, &gz, u->bn_w->grad,
+                                             u->bn_b->grad));
+    }
+    if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
+        const rm_conv3d_params p = rm_conv3d_strided(2, 2);
+        const rm_tensor w = rm_tensor_5d(u->weight->data, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
+        rm_tensor dw = rm_tensor_5d(u->weight->grad, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
+        return u->kind == RM_UNIT_DOWN ? rm_conv3d_backward(ctx, &p, &in, &w, &gz, &gin, &dw, NULL)
+                                       : rm_conv_transpose3d_backward(ctx, &p, &in, &w, &gz, &gin, &dw, NULL);
+    }
+    if (!c->dropped)
+        return mode_conv_backward(ctx, m, s, u, &in, &gz, gin_data ? &gin : NULL);
+    /* With dropout the convolution saw the dropped input; its gradient goes back through the same mask. */
+    rm_tensor dropped = view(c->dropped, N, u->ci, s->shape, in_level);
+    rm_tensor gdrop = view(s->gdrop, N, u->ci, s->shape, in_level);
+    RM_TRY(mode_conv_backward(ctx, m, s, u, &dropped, &gz, gin_data ? &gdrop : NULL));
+    return gin_data ? rm_dropout_backward(ctx, m->cfg.dropout, unit_seed(s->seed, i), &gdrop, &gin) : RM_OK;
+}
+
+static void add_into(rm_ctx *ctx, float *dst, const float *src, int64_t n)
+{
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+    for (int64_t j = 0; j < n; j++)
+        dst[j] += src[j];
+}
+
+rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor *dy)
+{
+    struct rm_train_state *s = model->train;
+    if (!s || !s->training)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "model backward: no training forward to go back through");
+    const int64_t y_ne[RM_MAX_DIMS] = {s->shape[0], model->cfg.out_channels, s->shape[2], s->shape[3], s->shape[4]};
+    RM_TRY(rm_check_shape(ctx, dy, "dy", y_ne));
+    for (size_t j = 0; j < model->n_params; j++)
+        if (model->params[j].grad)
+            memset(model->params[j].grad, 0, (size_t)model->params[j].numel * sizeof(float));
+
+    const int64_t N = s->shape[0];
+    for (int i = model->n_units - 1; i >= 0; i--) {
+        const rm_unit *u = &model->units[i];
+        RM_TRY(unit_backward(ctx, model, s, i, dy));
+        if (rm_unit_reads_concat(model, i)) {
+            /* Split [skip, up]'s gradient: the up-sampling's share now, the skip's when the encoder is reached. */
+            const int64_t ck = u->co;
+            rm_tensor gcat = view(s->gcat[u->level], N, 2 * ck, s->shape, u->level);
+            rm_tensor gskip = view(s->gskip[u->level], N, ck, s->shape, u->level);
+            rm_tensor gup = view(s->cache[i - 1].ga, N, ck, s->shape, u->level);
+            rm_tensor *parts[2] = {&gskip, &gup};
+            RM_TRY(rm_concat_backward(ctx, &gcat, parts, 2));
+        } else if (u->kind == RM_UNIT_DOWN) {
+            /* The encoder's output fed both the down-sampling and the skip connection. */
+            const int k = u->level - 1;
+            add_into(ctx, s->cache[i - 1].ga, s->gskip[k], N * rm_config_channels(&model->cfg, k) *
+                                                                level_voxels(s->shape, k));
+        }
+    }
+    return RM_OK;
+}

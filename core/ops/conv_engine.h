@@ -1,0 +1,35 @@
+/* The convolution engine: the one place that knows how a 3D convolution is computed.
+ *
+ * Everything convolution-shaped in the library (rm_conv3d_*, rm_conv_transpose3d_*, and later the networks)
+ * reaches the arithmetic only through these three calls, so the engine can change (today: OpenBLAS SGEMM over
+ * cache-sized im2col tiles; next: direct kernels on a blocked channel layout) without touching its callers.
+ *
+ * Geometry: a convolution from x (n, ci, in[0..2]) to y (n, co, out[0..2]) with a cubic kernel k, stride s and
+ * `pad` zeros before each axis; the output sizes are given, so zeros after each axis are implied by bounds.
+ * Weights are (co, ci, k, k, k). Arrays are contiguous float32. Callers have validated shapes; the engine fails
+ * only when it cannot get working memory. Results do not depend on the thread count.
+ */
+#ifndef REPMODE_CONV_ENGINE_H
+#define REPMODE_CONV_ENGINE_H
+
+#include "base/internal.h"
+#include "repmode/ops.h"
+
+typedef struct rm_conv_geom {
+    int64_t n, ci, co;
+    int64_t in[3];  /* D, H, W of x */
+    int64_t out[3]; /* D, H, W of y */
+    int k, s, pad;
+} rm_conv_geom;
+
+/* y = conv(x, w) + b; b may be NULL. */
+rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
+                                 float *y);
+/* dx = the gradient of conv(x, w) with respect to x, given dy (overwritten, not accumulated). */
+rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy,
+                                       float *dx);
+/* dw = the gradient with respect to w, given x and dy (overwritten). */
+rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
+                                         float *dw);
+
+#endif /* REPMODE_CONV_ENGINE_H */
