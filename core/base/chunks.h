@@ -5,8 +5,6 @@
 
 #include "base/internal.h"
 
-#define RM_CHUNK ((int64_t)1 << 16)
-
 static inline int64_t chunk_count(int64_t n) { return (n + RM_CHUNK - 1) / RM_CHUNK; }
 
 static inline void chunk_range(int64_t k, int64_t n, int64_t *i0, int64_t *i1)

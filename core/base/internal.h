@@ -34,6 +34,10 @@ rm_status rm_check_tensor(rm_ctx *ctx, const rm_tensor *t, const char *name);
 /* rm_check_tensor, then the shape must equal `ne`. */
 rm_status rm_check_shape(rm_ctx *ctx, const rm_tensor *t, const char *name, const int64_t ne[RM_MAX_DIMS]);
 
+/* The size of the work items that element-wise loops and chunked reductions split tensors into. It is fixed, not
+ * derived from the thread count, so every partial sum, and so every result, is the same on any number of threads. */
+#define RM_CHUNK ((int64_t)1 << 16)
+
 /* The half-open range [*begin, *end) of n items that part `ith` of `nth` equal parts takes. */
 static inline void rm_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end)
 {

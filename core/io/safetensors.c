@@ -5,6 +5,7 @@
 #include "io/safetensors.h"
 
 #include "base/internal.h"
+#include "base/rng.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -852,18 +853,13 @@ static int st_open_temp(char *tmp, const char *path, size_t plen)
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     struct timespec ts = {0, 0};
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)ts.tv_sec ^
+    uint64_t x = (uint64_t)ts.tv_nsec * RM_GOLDEN ^ (uint64_t)ts.tv_sec ^
                  (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)tmp;
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp-", 5);
     for (int attempt = 0; attempt < 100; attempt++) {
         for (int k = 0; k < 6; k++) {
-            x += UINT64_C(0x9E3779B97F4A7C15); /* splitmix64 */
-            uint64_t z = x;
-            z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-            z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-            z ^= z >> 31;
-            tmp[plen + 5 + k] = digits[z % 62];
+            tmp[plen + 5 + k] = digits[rm_splitmix64_next(&x) % 62];
         }
         tmp[plen + 11] = '\0';
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);

@@ -1,6 +1,7 @@
 /* A model's structure: its units in execution order and its named tensors in the official state_dict order
  * (repmode-network.md §4), with PyTorch's default initialization. */
 #include "model/model_impl.h"
+#include "base/rng.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -167,15 +168,6 @@ static void build_units(rm_builder *b)
 
 /* ---- initialization ------------------------------------------------------------------------------------------ */
 
-/* splitmix64: a small, well-mixed generator; the same seed gives the same weights on every machine. */
-static uint64_t next_u64(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 static void initialize(rm_model *m, const rm_param_init *init, uint64_t seed)
 {
     uint64_t state = seed;
@@ -188,7 +180,8 @@ static void initialize(rm_model *m, const rm_param_init *init, uint64_t seed)
         for (int64_t j = 0; j < p->numel; j++) {
             switch (init[i].kind) {
             case RM_INIT_UNIFORM: {
-                const float u = (float)(next_u64(&state) >> 40) * 0x1p-24f; /* [0, 1) */
+                /* splitmix64 from the seed: the same seed gives the same weights on every machine */
+                const float u = rm_u01f(rm_splitmix64_next(&state));
                 p->data[j] = (2.0f * u - 1.0f) * init[i].value;
                 break;
             }

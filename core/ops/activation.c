@@ -1,6 +1,6 @@
 /* Activations: ReLU, FReLU (max(x, 0) + bias[c]) and Mish (x·tanh(softplus(x))), forward and backward.
  *
- * Work is split into blocks: every (n, c) plane of D·H·W voxels is cut into chunks of RM_ACT_CHUNK elements. A block
+ * Work is split into blocks: every (n, c) plane of D·H·W voxels is cut into chunks of RM_CHUNK elements. A block
  * is always computed the same way, whatever thread runs it, so results do not depend on the thread count. The FReLU
  * bias gradient sums each block in double into its own slot and then adds the slots of a channel in block order.
  */
@@ -8,9 +8,6 @@
 #include "repmode/ops.h"
 
 #include <math.h>
-
-/* A fixed block size, so the partial sums of the bias gradient never depend on the thread count. */
-#define RM_ACT_CHUNK ((int64_t)1 << 16)
 
 /* The blocks of a tensor: planes of `spatial` elements, `chunks` blocks per plane. */
 typedef struct act_blocks {
@@ -23,7 +20,7 @@ static act_blocks act_blocks_of(const rm_tensor *x)
 {
     act_blocks b;
     b.spatial = rm_tensor_spatial_numel(x);
-    b.chunks = (b.spatial + RM_ACT_CHUNK - 1) / RM_ACT_CHUNK;
+    b.chunks = (b.spatial + RM_CHUNK - 1) / RM_CHUNK;
     b.count = x->ne[0] * x->ne[1] * b.chunks;
     return b;
 }
@@ -33,8 +30,8 @@ static void act_block_range(const act_blocks *b, int64_t channels, int64_t k, in
                             int64_t *c)
 {
     const int64_t plane = k / b->chunks, chunk = k % b->chunks;
-    const int64_t lo = chunk * RM_ACT_CHUNK;
-    const int64_t hi = lo + RM_ACT_CHUNK < b->spatial ? lo + RM_ACT_CHUNK : b->spatial;
+    const int64_t lo = chunk * RM_CHUNK;
+    const int64_t hi = lo + RM_CHUNK < b->spatial ? lo + RM_CHUNK : b->spatial;
     *begin = plane * b->spatial + lo;
     *end = plane * b->spatial + hi;
     *c = plane % channels;

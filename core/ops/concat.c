@@ -9,22 +9,20 @@
 #include <stdio.h>
 #include <string.h>
 
-#define RM_CONCAT_CHUNK ((int64_t)1 << 16)
-
 /* Copies the run of `c` channels at channel `offset` of every sample between y (`yc` channels) and a tensor that
  * holds just those channels; to_y picks the direction. */
 static void concat_copy(rm_ctx *ctx, float *y, int64_t yc, float *part, int64_t c, int64_t offset, int64_t batch,
                         int64_t spatial, int to_y)
 {
     const int64_t run = c * spatial;
-    const int64_t chunks = (run + RM_CONCAT_CHUNK - 1) / RM_CONCAT_CHUNK;
+    const int64_t chunks = (run + RM_CHUNK - 1) / RM_CHUNK;
     const int64_t items = batch * chunks;
 
     #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (items > 1)
     for (int64_t k = 0; k < items; k++) {
         const int64_t n = k / chunks, j = k % chunks;
-        const int64_t lo = j * RM_CONCAT_CHUNK;
-        const int64_t len = (lo + RM_CONCAT_CHUNK < run ? lo + RM_CONCAT_CHUNK : run) - lo;
+        const int64_t lo = j * RM_CHUNK;
+        const int64_t len = (lo + RM_CHUNK < run ? lo + RM_CHUNK : run) - lo;
         float *py = y + (n * yc + offset) * spatial + lo;
         float *pp = part + n * run + lo;
         if (to_y)

@@ -3,30 +3,18 @@
  * recompute the same mask from the same (p, seed), in any order and on any number of threads.
  */
 #include "base/internal.h"
+#include "base/rng.h"
 #include "repmode/ops.h"
 
 #include <string.h>
 
-#define RM_DROPOUT_CHUNK ((int64_t)1 << 16)
-
-/* splitmix64's finalizer (Steele, Lea & Flood 2014): a bijection of 64-bit words with good avalanche. */
-static inline uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 /* The seed is hashed once into a key; the index is hashed separately and mixed with the key, so two seeds give
  * unrelated masks rather than shifted copies of one stream. */
-static inline uint64_t dropout_key(uint64_t seed) { return mix64(seed + UINT64_C(0x9e3779b97f4a7c15)); }
+static inline uint64_t dropout_key(uint64_t seed) { return rm_mix64(seed + RM_GOLDEN); }
 
 static inline int dropout_kept_key(float p, uint64_t key, int64_t index)
 {
-    const uint64_t z = mix64(key ^ mix64((uint64_t)index * UINT64_C(0x9e3779b97f4a7c15) + UINT64_C(1)));
-    /* The top 24 bits give a float in [0, 1) exactly. */
-    const float u = (float)(z >> 40) * 0x1p-24f;
-    return u >= p;
+    return rm_u01f(rm_mix64(key ^ rm_mix64((uint64_t)index * RM_GOLDEN + UINT64_C(1)))) >= p;
 }
 
 int rm_dropout_kept(float p, uint64_t seed, int64_t index) { return dropout_kept_key(p, dropout_key(seed), index); }
@@ -45,12 +33,12 @@ static void dropout_apply(rm_ctx *ctx, float p, uint64_t seed, const rm_tensor *
     }
     const float scale = 1.0f / (1.0f - p);
     const uint64_t key = dropout_key(seed);
-    const int64_t chunks = (n + RM_DROPOUT_CHUNK - 1) / RM_DROPOUT_CHUNK;
+    const int64_t chunks = (n + RM_CHUNK - 1) / RM_CHUNK;
 
     #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
     for (int64_t k = 0; k < chunks; k++) {
-        const int64_t i0 = k * RM_DROPOUT_CHUNK;
-        const int64_t i1 = i0 + RM_DROPOUT_CHUNK < n ? i0 + RM_DROPOUT_CHUNK : n;
+        const int64_t i0 = k * RM_CHUNK;
+        const int64_t i1 = i0 + RM_CHUNK < n ? i0 + RM_CHUNK : n;
         for (int64_t i = i0; i < i1; i++)
             dst[i] = dropout_kept_key(p, key, i) ? src[i] * scale : 0.0f;
     }

@@ -8,39 +8,27 @@
 #define REPMODE_SYNTH_IMPL_H
 
 #include "base/internal.h"
+#include "base/rng.h"
 #include "repmode/synth.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define RM_SY_GOLDEN UINT64_C(0x9e3779b97f4a7c15)
-
 /* ---- random numbers ------------------------------------------------------------------------------------------ */
-
-/* splitmix64's finalizer (Steele, Lea & Flood 2014): a bijection of 64-bit words with good avalanche. */
-static inline uint64_t rm_sy_mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
 
 /* The key of one purpose (`stream`) of one sample: unrelated keys for different seeds or streams. */
 static inline uint64_t rm_sy_key(uint64_t seed, uint64_t stream)
 {
-    return rm_sy_mix64(rm_sy_mix64(seed + RM_SY_GOLDEN) ^ rm_sy_mix64(stream * UINT64_C(0xd1b54a32d192ed03) + 1));
+    return rm_mix64(rm_mix64(seed + RM_GOLDEN) ^ rm_mix64(stream * UINT64_C(0xd1b54a32d192ed03) + 1));
 }
 
 /* Word number `i` of the key's sequence: splitmix64 at counter i. */
-static inline uint64_t rm_sy_hash(uint64_t key, uint64_t i) { return rm_sy_mix64(key + (i + 1) * RM_SY_GOLDEN); }
-
-/* Uniform in [0, 1), from the top 24 bits (exact in float). */
-static inline float rm_sy_u01(uint64_t h) { return (float)(h >> 40) * 0x1p-24f; }
+static inline uint64_t rm_sy_hash(uint64_t key, uint64_t i) { return rm_mix64(key + (i + 1) * RM_GOLDEN); }
 
 static inline float rm_sy_uniform(uint64_t key, uint64_t i, float lo, float hi)
 {
-    return lo + (hi - lo) * rm_sy_u01(rm_sy_hash(key, i));
+    return lo + (hi - lo) * rm_u01f(rm_sy_hash(key, i));
 }
 
 /* Standard normal (Box–Muller on the two 32-bit halves of one hash). */
@@ -49,7 +37,7 @@ static inline float rm_sy_normal(uint64_t key, uint64_t i)
     const uint64_t h = rm_sy_hash(key, i);
     const double u1 = ((double)(h >> 32) + 0.5) * 0x1p-32;
     const double u2 = (double)(h & 0xffffffffu) * 0x1p-32;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    return (float)rm_box_muller(u1, u2);
 }
 
 /* ---- small helpers ------------------------------------------------------------------------------------------- */
@@ -167,7 +155,7 @@ static inline float rm_sy_fbm3(const rm_sy_noise *n, int octaves, float x, float
     float sum = 0.0f, amp = 1.0f, norm = 0.0f, f = 1.0f;
     for (int k = 0; k < octaves; k++) {
         /* Each octave its own lattice values (a re-mixed key, not a shifted copy of the first octave's). */
-        const uint64_t key = k == 0 ? n->key : rm_sy_mix64(n->key ^ ((uint64_t)k * UINT64_C(0xd1b54a32d192ed03)));
+        const uint64_t key = k == 0 ? n->key : rm_mix64(n->key ^ ((uint64_t)k * UINT64_C(0xd1b54a32d192ed03)));
         sum += amp * rm_sy_value_noise(key, qx * f, qy * f, qz * f);
         norm += amp;
         amp *= 0.5f;

@@ -2,6 +2,7 @@
  * checkpoints. Every random draw is a hash of (seed, step, sample, purpose): nothing depends on threads or on call
  * history. */
 #include "model/model_impl.h"
+#include "base/rng.h"
 #include "repmode/trainer.h"
 
 #include <math.h>
@@ -50,22 +51,14 @@ rm_train_options rm_train_options_official(const int64_t patch[3])
     return o;
 }
 
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 static uint64_t draw(const rm_trainer *t, int64_t sample, uint64_t purpose, uint64_t index)
 {
-    uint64_t h = mix(t->opt.seed + UINT64_C(0x9e3779b97f4a7c15));
-    h = mix(h ^ (uint64_t)t->step);
-    h = mix(h ^ ((uint64_t)sample << 8 | purpose));
-    return mix(h ^ index);
+    uint64_t h = rm_mix64(t->opt.seed + RM_GOLDEN);
+    h = rm_mix64(h ^ (uint64_t)t->step);
+    h = rm_mix64(h ^ ((uint64_t)sample << 8 | purpose));
+    return rm_mix64(h ^ index);
 }
 
-static double uniform(uint64_t h) { return (double)(h >> 11) * 0x1p-53; }
 
 /* ---- checks -------------------------------------------------------------------------------------------------- */
 
@@ -377,8 +370,8 @@ static void fill_sample(rm_trainer *t, int64_t b)
     t->buckets[b] = cb && cb->bucket ? bucketed_crop(t, v, cb, b, start) : -1;
     const int turns = t->opt.rotations ? (int)(draw(t, b, DRAW_ROTATE, 0) & 3) : 0;
     const double j = t->opt.intensity_jitter;
-    const float scale = (float)(1.0 + j * (2.0 * uniform(draw(t, b, DRAW_SCALE, 0)) - 1.0));
-    const float shift = (float)(j * (2.0 * uniform(draw(t, b, DRAW_SHIFT, 0)) - 1.0));
+    const float scale = (float)(1.0 + j * (2.0 * rm_u01d(draw(t, b, DRAW_SCALE, 0)) - 1.0));
+    const float shift = (float)(j * (2.0 * rm_u01d(draw(t, b, DRAW_SHIFT, 0)) - 1.0));
     float *x = t->x + b * pvol, *tg = t->target + b * pvol, *mk = t->mask + b * pvol;
     t->tasks[b] = v->task;
     /* The patch layers that hold volume layers: all of them, or (a shallower volume) the first or, flipped, the
@@ -419,7 +412,7 @@ static void fill_sample(rm_trainer *t, int64_t b)
                     /* Box–Muller from two hash draws per voxel. */
                     const uint64_t h = draw(t, b, DRAW_NOISE, (uint64_t)i);
                     const double u1 = ((double)(h >> 40) + 0.5) * 0x1p-24, u2 = (double)(h & 0xffffff) * 0x1p-24;
-                    x[i] += t->opt.noise * (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+                    x[i] += t->opt.noise * (float)rm_box_muller(u1, u2);
                 }
             }
 }
