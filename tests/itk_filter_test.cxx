@@ -3,7 +3,7 @@
 // requested sub-region equal to the same region of the whole run and asking its input only for the halo, the
 // streamed statistics equal to a naive two-pass computation, streamed percentiles (radix selection) equal to the
 // core's in memory bit for bit, a percentile model equal to the core on the percentile-normalized volume, geometry
-// kept, progress and abort, bad parameters, and the real CT of ../shared/data/real streamed through the filter.
+// kept, progress and abort, bad parameters, and the real CT of tests/data/real streamed through the filter.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -566,8 +566,7 @@ TEST(RepModeImageFilter, RealCTStreamedThroughTheFilter)
 {
     register_io();
     const fs::path ct = fs::path(REPMODE_DATA_DIR) / "ct_headsq" / "headsq_64x64x93_int16.nrrd";
-    if (!fs::exists(ct))
-        GTEST_SKIP() << ct << " is absent";
+    ASSERT_TRUE(fs::exists(ct)) << ct << " is missing (real data kept in the repository)";
     Net net;
     auto reader = itk::ImageFileReader<ShortImage>::New();
     reader->SetFileName(ct.string());

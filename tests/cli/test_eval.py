@@ -17,7 +17,7 @@ from images import write_mha, write_nrrd  # noqa: E402
 
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
 SMALL = os.path.join(HERE, "..", "fixtures", "parity_small.model.safetensors")
-REAL_CT = os.path.join(HERE, "..", "..", "..", "shared", "data", "real", "ct_headsq", "headsq_64x64x93_int16.nrrd")
+REAL_CT = os.path.join(HERE, "..", "data", "real", "ct_headsq", "headsq_64x64x93_int16.nrrd")
 SHAPE = (8, 12, 16)  # the fixture's patch: one window covers the volume, so the Gaussian blending cancels
 PATCH = "8,12,16"
 
@@ -50,7 +50,7 @@ def percentile(a, low=1.0, high=99.0):
 def reference_prediction(task, x, normalize=zscore, model=SMALL):
     """The deploy network of `task` of a training-form `model` (PyTorch reference, float64) on the volume x
     (Z, Y, X) normalized by `normalize` (the official z-score by default)."""
-    torch = pytest.importorskip("torch")
+    import torch  # installed by tools/install-deps.sh: missing is a failure
     import repmode_torch as rt
 
     tensors, metadata = st.read(str(model))
@@ -164,7 +164,7 @@ def test_binary_auc_of_one_class_is_null(tmp_path):
 
 
 def test_a_folder_of_tiff_layers_reads_as_the_same_volume(tmp_path):
-    tifffile = pytest.importorskip("tifffile")
+    import tifffile  # installed by tools/install-deps.sh: missing is a failure
     signal, target = sample(5)
     signal = np.round(signal * 100).astype(np.uint16)
     layers = tmp_path / "layers"
@@ -258,8 +258,7 @@ def test_percentile_refuses_non_finite_voxels_and_bad_model_metadata(tmp_path):
 
 
 def test_the_real_ct_volume_is_readable():
-    if not os.path.exists(REAL_CT):
-        pytest.skip("the shared real data is absent")
+    assert os.path.exists(REAL_CT), REAL_CT + " is missing (real data kept in the repository)"
     got = evaluate("--task", "dna", "--input", REAL_CT, "--target", REAL_CT, "--patch", "32,32,32")
     assert got["voxels"] == 64 * 64 * 93
     assert all(math.isfinite(got[k]) for k in ("mse", "mae", "r2", "pearson"))

@@ -173,7 +173,7 @@ def test_streamed_pieces_equal_one_piece(tmp_path):
 
 
 def test_a_folder_of_tiff_layers_is_one_volume(tmp_path):
-    tifffile = pytest.importorskip("tifffile")
+    import tifffile  # installed by tools/install-deps.sh: missing is a failure
     x = np.random.default_rng(5).integers(1000, 60000, size=(8, 12, 16)).astype(np.uint16)
     layers = tmp_path / "surface_volume"
     layers.mkdir()

@@ -21,13 +21,8 @@ import repmode_safetensors as st  # noqa: E402
 import repmode_torch as rt  # noqa: E402
 
 
-def spec_listing():
-    """repmode-state-dict.txt: <repo>/../shared/spec (CI keeps ../shared beside the clone)."""
-    for cand in (os.path.join(REPO, "..", "shared", "spec", "repmode-state-dict.txt"),
-                 "/work/shared/spec/repmode-state-dict.txt"):
-        if os.path.isfile(cand):
-            return cand
-    return None
+# The official state_dict listing, kept in the repository (docs/model-file.md §3.1).
+LISTING = os.path.join(HERE, "..", "data", "repmode-state-dict.txt")
 
 
 def tiny_mode(seed=0, ci=3, co=4, n_tasks=3, activation="relu"):
@@ -48,9 +43,8 @@ def tiny_net(activation, seed=0, base=4, levels=2, n_tasks=3):
 # The official state_dict
 
 def test_official_state_dict_matches_listing():
-    path = spec_listing()
-    if path is None:
-        pytest.skip("repmode-state-dict.txt not found beside the repository (../shared/spec)")
+    path = LISTING
+    assert os.path.isfile(path), path + " is missing"
     assert rt.check_official_state_dict(path) == []
     with open(path) as f:
         assert len(rt.parse_state_dict_listing(f.read())) == 309
