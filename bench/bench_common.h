@@ -109,7 +109,7 @@ static double forward_macs(const rm_config *cfg, int64_t d, int64_t h, int64_t w
     return macs;
 }
 
-/* forward_macs against the hand count of repmode-network.md §7 for `official`: 136.55 GMAC on 32×64×64, 273.1 G
+/* forward_macs against the hand count of docs/network.md §8 for `official`: 136.55 GMAC on 32×64×64, 273.1 G
  * on 64³; printed, and fatal when they differ. */
 static void check_mac_count(void)
 {

@@ -18,7 +18,7 @@
  *
  * GFLOP/s = 2 × multiply-adds of (forward + backward) / seconds per step, convolutions only. The forward's count
  * is bench_network.c's (forward_macs: 5³ convolutions, 2³ stride-2 down- and up-sampling, checked against the
- * specification's hand count for `official`) times the batch; the backward counts 2× the forward (every
+ * docs/network.md §8 hand count for `official`) times the batch; the backward counts 2× the forward (every
  * convolution's data gradient and weight gradient, each as many multiply-adds as its forward; the first layer's
  * input gradient, which neither side computes, is counted too: 0.8 % of the forward). So a step counts 3× the
  * forward: 412.8 GMAC, 825.6 GFLOP. Kernel merging (about 0.2 %), BatchNorm, activations, the loss and the

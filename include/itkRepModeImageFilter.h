@@ -7,13 +7,13 @@
  * bit for bit, so writing through itk::ImageFileWriter in any number of stream divisions gives the same file.
  *
  * Input intensities are normalized over the whole volume as the model was trained (its repmode.normalization,
- * repmode/normalize.h): z-scored (official, repmode-network.md §1.3) or clipped to [0, 1] between two percentiles.
+ * repmode/normalize.h): z-scored (official, docs/network.md §1.2) or clipped to [0, 1] between two percentiles.
  * Give the whole volume's parameters (SetInputNormalization, e.g. from itk::RepModeNormalization over a streamed
  * reader with the model's GetNormalization(); or SetInputStatistics for a z-score) and the input streams too; leave
  * them unset and the filter asks for the whole input and computes them itself.
  *
  * Binary tasks give probabilities (or logits with OutputLogitsOn), regression tasks normalized intensities. A task
- * trained on 2D labels of a surface volume ("output": "2d", extensions.md §4) gives a one-layer image: the mean over
+ * trained on 2D labels of a surface volume ("output": "2d", docs/network.md §7) gives a one-layer image: the mean over
  * depth of the logits (then the probability), as it was trained.
  * The core's work runs on its own OpenMP threads (NumberOfThreads; 0: all cores), not ITK's thread pool.
  */
@@ -64,7 +64,7 @@ public:
   static_assert(std::is_same<typename TOutputImage::PixelType, float>::value, "the output pixel type is float");
   static_assert(std::is_arithmetic<InputPixelType>::value, "the input pixel type must be scalar");
 
-  /** How overlapping windows are blended (repmode-network.md §6). */
+  /** How overlapping windows are blended (docs/network.md §6.2). */
   enum class BlendingEnum : uint8_t
   {
     Gaussian, /**< exp(-|x - P/2|^2 / (2 (P/8)^2)) per window, as the official code */

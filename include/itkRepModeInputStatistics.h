@@ -1,4 +1,4 @@
-/* The statistics of repmode's input normalization (repmode-network.md §1.3): the mean and the population standard
+/* The statistics of repmode's input normalization (docs/network.md §1.2): the mean and the population standard
  * deviation of a whole volume, in double, in two passes over the voxels in buffer order, exactly as the repmode
  * tool computes them when it trains and evaluates, so a prediction normalized with them matches bit for bit.
  *

@@ -17,7 +17,7 @@ using rmtest::Tensor;
 
 TEST(Windows, StartsFollowTheOfficialGridWithTheLastPulledBack)
 {
-    // repmode-network.md §6: L = (60, 232, 344), P = (32, 128, 128) → 3 × 3 × 5 windows; L = 65 → 4 along Z.
+    // docs/network.md §6.1: L = (60, 232, 344), P = (32, 128, 128) → 3 × 3 × 5 windows; L = 65 → 4 along Z.
     std::vector<int64_t> s(8);
     ASSERT_EQ(rm_window_starts(60, 32, 0.5, s.data(), 8), 3);
     EXPECT_EQ(std::vector<int64_t>(s.begin(), s.begin() + 3), (std::vector<int64_t>{0, 16, 28}));

@@ -1,8 +1,8 @@
 // Training on in-memory volumes: the loss falls, runs are reproducible on any thread count, a resumed run equals
 // the uninterrupted one bit for bit, mixed regression/binary batches, small volumes, and bad input; surface
-// volumes with 2D labels (extensions.md §4): the loss of the depth mean and its gradient against an independent
+// volumes with 2D labels (docs/network.md §7): the loss of the depth mean and its gradient against an independent
 // double-precision reference, the label's crop against the signal's, mixed 2D/3D batches; bucketed sampling
-// (extensions.md §3) against buckets recomputed from the batches' labels; the best score kept in checkpoints.
+// (docs/network.md §5.4) against buckets recomputed from the batches' labels; the best score kept in checkpoints.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -520,7 +520,7 @@ TEST(Trainer, A2DLabelFollowsTheSignalsCropFlipsAndRotationsAndSkipsPaddingLayer
     rm_model_free(m);
 }
 
-// ---- bucketed sampling (extensions.md §3) ----
+// ---- bucketed sampling (docs/network.md §5.4) ----
 
 uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {

@@ -1,4 +1,4 @@
-/* Model files (model-file.md): the training form under the official tensor names, the deploy form under
+/* Model files (docs/model-file.md): the training form under the official tensor names, the deploy form under
  * deploy.<task>.<module path>.{weight,bias}, both with the repmode.* metadata, in safetensors containers. */
 #include "model/config_json.h"
 #include "model/model_impl.h"

@@ -1,4 +1,4 @@
-/* The safetensors container: reading with every check of shared/spec/model-file.md, and writing through a
+/* The safetensors container: reading with every check of docs/model-file.md §1.5, and writing through a
  * temporary file that is renamed into place. */
 #define _POSIX_C_SOURCE 200809L
 

@@ -1,4 +1,4 @@
-/* The safetensors container (shared/spec/model-file.md), read and written by the core: an internal module the model
+/* The safetensors container (docs/model-file.md §1), read and written by the core: an internal module the model
  * code builds on.
  *
  *     8 bytes   N, the header length, unsigned 64-bit little-endian

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-/* The official tasks in task-index order (repmode-network.md §1.1: main.py sorts the dataset names). */
+/* The official tasks in task-index order (docs/network.md §1.1: main.py sorts the dataset names). */
 static const char *const rm_official_tasks[12] = {
     "alpha_tubulin", "beta_actin",        "desmoplakin", "dna",        "fibrillarin", "lamin_b1",
     "membrane_caax_63x", "myosin_iib", "sec61_beta",  "st6gal1", "tom20",       "zo1",

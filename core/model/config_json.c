@@ -1,5 +1,5 @@
-/* Configurations and tasks as the JSON strings of a model file's metadata (model-file.md): repmode.config holds
- * the fields of extensions.md §1 except the tasks, which repmode.tasks lists in task-index order. */
+/* Configurations and tasks as the JSON strings of a model file's metadata (docs/model-file.md §2): repmode.config holds
+ * the fields of docs/network.md §2.1 except the tasks, which repmode.tasks lists in task-index order. */
 #include "model/config_json.h"
 
 #include <cjson/cJSON.h>

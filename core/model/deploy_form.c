@@ -1,5 +1,5 @@
-/* The deploy form: one task's network with every MoDE layer merged and every BatchNorm folded (repmode-network.md
- * §3.4, "Deploy path"): W' = W_t·s[o], b' = β[o] − μ[o]·s[o], s = γ / √(σ² + ε); for the transposed convolution
+/* The deploy form: one task's network with every MoDE layer merged and every BatchNorm folded (docs/network.md
+ * §3.5): W' = W_t·s[o], b' = β[o] − μ[o]·s[o], s = γ / √(σ² + ε); for the transposed convolution
  * the scale goes on weight dimension 1. What is left is a plain U-Net of convolutions with biases.
  *
  * Memory: the folded weights live in one block made at creation and rewritten in place by rm_deploy_set_task;

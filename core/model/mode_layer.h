@@ -1,5 +1,5 @@
 /* The MoDE layer's arithmetic: the task gate, the merge of five experts into one 5³ kernel per task, and the
- * gradient of that merge (repmode-network.md §3.3-§3.4 and §10.1). */
+ * gradient of that merge (docs/network.md §3.3-§3.4 and §3.6). */
 #ifndef REPMODE_MODE_LAYER_H
 #define REPMODE_MODE_LAYER_H
 

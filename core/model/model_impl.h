@@ -9,7 +9,7 @@
 #define RM_PARAM_NAME_MAX 192
 #define RM_UNIT_PATH_MAX 96
 
-/* The MoDE experts, in the official order (repmode-network.md §3.2). */
+/* The MoDE experts, in the official order (docs/network.md §3.2). */
 enum { RM_EXPERT_K5, RM_EXPERT_K3, RM_EXPERT_K1, RM_EXPERT_A3, RM_EXPERT_A5, RM_N_EXPERTS };
 
 typedef enum rm_unit_kind {

@@ -1,5 +1,5 @@
 /* A model's structure: its units in execution order and its named tensors in the official state_dict order
- * (repmode-network.md §4), with PyTorch's default initialization. */
+ * (docs/network.md §4), with PyTorch's default initialization. */
 #include "model/model_impl.h"
 #include "base/rng.h"
 

@@ -1,4 +1,4 @@
-/* Sliding-window prediction: the official window grid and Gaussian stitching (repmode-network.md §6), over any
+/* Sliding-window prediction: the official window grid and Gaussian stitching (docs/network.md §6), over any
  * output region of a volume read through a callback. */
 #include "model/model_impl.h"
 #include "repmode/predict.h"

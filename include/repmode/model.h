@@ -1,6 +1,6 @@
 /* RepMode networks: configurations, the training form (MoDE layers with task gates), and the deploy form.
  *
- * A model is built from a configuration (extensions.md §1 of the specification): a 3D U-Net with `levels`
+ * A model is built from a configuration (docs/network.md §2.1): a 3D U-Net with `levels`
  * down-sampling stages whose convolutions are MoDE layers of five experts (5³, 3³, 1³, 1³→avg3³, 1³→avg5³) mixed
  * per output channel by a softmax gate over the one-hot task. Its parameters carry the official PyTorch
  * implementation's tensor names, in its state_dict order.
@@ -34,7 +34,7 @@ typedef struct rm_task {
     float threshold; /* label-map threshold; NaN when the file gives none */
     int has_color;
     float color[3]; /* label colour, RGB in [0, 1], when has_color */
-    int output_2d;  /* labels are 2D maps of a surface volume (extensions.md §4): the 2D logit map is the mean over
+    int output_2d;  /* labels are 2D maps of a surface volume (docs/network.md §7): the 2D logit map is the mean over
                      * depth of the 3D logits; "output": "2d" in the task's JSON */
 } rm_task;
 
@@ -110,7 +110,7 @@ RM_API rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor
 RM_API rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks,
                                        rm_tensor *y);
 
-/* ---- model files (safetensors, model-file.md) ---------------------------------------------------------------- */
+/* ---- model files (safetensors, docs/model-file.md) ----------------------------------------------------------- */
 
 /* Reads a training-form model file; a file without metadata is read as the official configuration. A missing,
  * truncated or inconsistent file, a wrong shape or an unknown tensor is refused with a message naming it. */

@@ -1,4 +1,4 @@
-/* Per-volume intensity normalization (extensions.md §3, model-file.md `repmode.normalization`).
+/* Per-volume intensity normalization (docs/network.md §1.2, docs/model-file.md §2.5).
  *
  * A network sees its input normalized over the whole volume, the same way in training and inference:
  *   - z-score (official): (x - mean) / sd, mean and population sd in double, summed in buffer order. A constant

@@ -57,7 +57,7 @@ RM_API rm_status rm_avgpool3d_forward(rm_ctx *ctx, int kernel, const rm_tensor *
 RM_API rm_status rm_avgpool3d_backward(rm_ctx *ctx, int kernel, const rm_tensor *dy, rm_tensor *dx);
 
 /* The mean over depth, y (N, C, 1, H, W) of x (N, C, D, H, W): the 2D map of a 3D prediction of a surface volume
- * (extensions.md §4). Each output sums its D inputs in order, in double. */
+ * (docs/network.md §7). Each output sums its D inputs in order, in double. */
 RM_API rm_status rm_depth_mean_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y);
 /* dx (N, C, D, H, W) from dy (N, C, 1, H, W): dx[n, c, z, h, w] = dy[n, c, 0, h, w] / D for every z. */
 RM_API rm_status rm_depth_mean_backward(rm_ctx *ctx, const rm_tensor *dy, rm_tensor *dx);

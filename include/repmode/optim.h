@@ -1,4 +1,4 @@
-/* Optimizers and learning-rate schedules (extensions.md §3 of the specification).
+/* Optimizers and learning-rate schedules (docs/network.md §5.3).
  *
  * An optimizer is made over a model and updates the model's trainable parameters (rm_param.trainable) from their
  * gradients, in place. It follows PyTorch's torch.optim.Adam and torch.optim.AdamW (single-tensor form, as of

@@ -1,4 +1,4 @@
-/* Sliding-window prediction of volumes of any size (repmode-network.md §6).
+/* Sliding-window prediction of volumes of any size (docs/network.md §6).
  *
  * Patches of the configured size cover the volume with the given overlap (official: 50%), the last window on each
  * axis pulled back to touch the border; patch predictions are blended with Gaussian weights (σ = patch/8, centred

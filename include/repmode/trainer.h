@@ -18,12 +18,12 @@ extern "C" {
 
 /* One training volume, normalized already, owned by the caller for the trainer's lifetime.
  *
- * A surface volume with 2D labels (extensions.md §4, `decoder: 3d` with 2D extraction) sets target_2d: its target
+ * A surface volume with 2D labels (docs/network.md §7, `decoder: 3d` with 2D extraction) sets target_2d: its target
  * and mask are (1, H, W) maps of the signal's (D, H, W) layers, and its task must have output_2d. A sample's loss is
  * then taken on its 2D logit map, the mean over the patch's layers of the network's 3D logits, against the same
  * in-plane crop of the label (flips in Y and X and rotations applied to it alike, a flip in depth leaving it as it
  * is). When such a volume is deeper than the patch, the random crop in depth is the random depth window of
- * extensions.md §3. */
+ * docs/network.md §5.4. */
 typedef struct rm_train_volume {
     const float *signal; /* (D, H, W) network input */
     const float *target; /* (D, H, W), or (1, H, W) when target_2d: intensity (regression tasks) or 0/1 (binary) */
@@ -33,7 +33,7 @@ typedef struct rm_train_volume {
     int target_2d;       /* 1: target and mask are 2D maps of the layers (see above); 0: they are volumes */
 } rm_train_volume;
 
-/* Patch sampling (extensions.md §3).
+/* Patch sampling (docs/network.md §5.4).
  *
  * RM_SAMPLING_RANDOM (official): each sample's crop is uniform among all crop positions of its volume.
  *

@@ -12,7 +12,7 @@
 
 namespace repmode::cli {
 
-// Exit codes of cli.md: 1 for bad usage or bad input, 2 for an internal failure.
+// Exit codes of docs/cli.md §1.2: 1 for bad usage or bad input, 2 for an internal failure.
 constexpr int kBadInput = 1;
 constexpr int kInternal = 2;
 
@@ -54,7 +54,7 @@ class CommandLine : public TCLAP::CmdLine {
     TCLAP::ValueArg<int> threads_;
 };
 
-// What long work reports on stderr (cli.md): one line per stage when stderr is not a terminal, a progress bar
+// What long work reports on stderr (docs/cli.md §1.3): one line per stage when stderr is not a terminal, a progress bar
 // that redraws itself when it is.
 class Progress {
   public:

@@ -1,9 +1,9 @@
 // repmode eval --model M --task T --input IN --target GT [--mask MASK]: predicts IN whole with the sliding window
-// and prints one JSON object of metrics against GT (cli.md). For a task with 2D labels ("output": "2d", extensions.md
-// §4) GT and MASK are 2D images of the input's layers and the metrics are those of the prediction's mean over depth.
+// and prints one JSON object of metrics against GT (docs/cli.md §3.6). With 2D labels ("output": "2d", docs/network.md
+// §7) GT and MASK are 2D images of the input's layers and the metrics are those of the prediction's mean over depth.
 //
 // Normalization is the model's (repmode.normalization, repmode/normalize.h), over the whole volume: z-score
-// (official, repmode-network.md §1.3, population std; a constant volume is only centred) or percentile clipping to
+// (official, docs/network.md §1.2, population std; a constant volume is only centred) or percentile clipping to
 // [0, 1] (p1-p99 by default). For regression tasks the target is normalized the same way, as train does, so the
 // metrics are in normalized units as the official get_metric_stats reports them.
 #include <cmath>

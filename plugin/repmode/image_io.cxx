@@ -33,7 +33,7 @@ namespace repmode::cli {
 
 namespace {
 
-// The formats of cli.md, registered by hand: only the IO modules we link (CMakeLists.txt) exist, and registering
+// docs/cli.md §1.4's formats, registered by hand: only the IO modules we link (CMakeLists.txt) exist, and registering
 // them explicitly needs none of ITK's generated factory-registration headers.
 void register_formats()
 {

@@ -1,4 +1,4 @@
-// Images in and out of the repmode tool, through ITK (cli.md): the format is chosen by the file name (.nrrd, .nhdr,
+// Images in and out of the repmode tool through ITK (docs/cli.md §1.4): the format follows the file name (.nrrd, .nhdr,
 // .nii, .nii.gz, .mha, .mhd, .tif/.tiff), and a directory of 2D TIFF layers (00.tif, 01.tif, ..., sorted by name)
 // is read as one 3D volume. Every problem with a file is a Failure (exit code 1) naming the file.
 #pragma once

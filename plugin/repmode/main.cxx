@@ -1,4 +1,4 @@
-// repmode: one executable, subcommands as in ../shared/spec/cli.md.
+// repmode: one executable, subcommands as in docs/cli.md §3.
 #include <cstdio>
 #include <cstring>
 #include <exception>

@@ -1,4 +1,4 @@
-// repmode render --input IN [--labels L] [--colors FILE] --out PNG: one RGB picture of a volume (cli.md).
+// repmode render --input IN [--labels L] [--colors FILE] --out PNG: one RGB picture of a volume (docs/cli.md §3.7).
 //
 // The picture is a row of panels, top-aligned, kGap pixels apart on a kBackground ground:
 //   1. axial:    the layer z = Z/2, rows y, columns x;

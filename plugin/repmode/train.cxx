@@ -1,13 +1,13 @@
-// repmode train --config C.json --data D.csv --out M: trains a new model on volumes held in memory (cli.md), or
+// repmode train --config C.json --data D.csv --out M: trains a new model on volumes in memory (docs/cli.md §3.4), or
 // continues one with --resume CKPT.
 //
-// Everything the run needs is read and checked before the first step: the configuration (extensions.md §1, the
+// Everything the run needs is read and checked before the first step: the configuration (docs/cli.md §4.1, the
 // `lite` defaults for missing fields), every row of the CSV files and every image they name. Inputs are normalized
-// per volume with the configuration's "normalization" (extensions.md §3): "zscore" (official, the default),
+// per volume with the configuration's "normalization" (docs/network.md §1.2): "zscore" (official, the default),
 // "percentile" (p1-p99 clipped to [0, 1]) or {"method": "percentile", "low": L, "high": H}; the model file records it
 // (repmode.normalization) for eval and predict. Regression targets are normalized with the same method, so a
 // percentile model learns targets in [0, 1] as it sees its inputs; binary targets are used as 0/1 (> 0.5). A task
-// with "output": "2d" takes 2D targets and masks of the signal's Y x X (extensions.md §4). A run is reproducible bit
+// with "output": "2d" takes 2D targets and masks of the signal's Y x X (docs/network.md §7). A run is reproducible bit
 // for bit for a given seed whatever the thread count, and a resumed run ends with the same model as an uninterrupted
 // one (the trainer's random draws are hashes of seed, step and sample).
 //
@@ -211,7 +211,7 @@ Config read_config(const Context &ctx, const std::string &path)
                         throw Failure(where + " ('" + name + "'): 'color' must be [r, g, b], each in [0, 1]",
                                       kBadInput);
                 }
-                // "output": "2d": the labels are 2D maps of a surface volume's layers (extensions.md §4).
+                // "output": "2d": the labels are 2D maps of a surface volume's layers (docs/network.md §7).
                 const cJSON *output = cJSON_GetObjectItemCaseSensitive(t, "output");
                 if (output) {
                     const char *o = cJSON_GetStringValue(output);
@@ -576,7 +576,7 @@ int run_train(int argc, char **argv)
                              "over depth of the 3D prediction. With --val the model of the best validation is saved; "
                              "--tune-threshold also sets each binary task's threshold to the one that maximizes F0.5 "
                              "on the validation data, which the model file records.");
-    TCLAP::ValueArg<std::string> config("", "config", "configuration JSON (extensions.md section 1; missing fields "
+    TCLAP::ValueArg<std::string> config("", "config", "configuration JSON (docs/cli.md section 4.1; missing fields "
                                                       "take the lite defaults; tasks: [{\"name\", \"kind\"}], "
                                                       "\"output\": \"2d\" for 2D labels of a surface volume; "
                                                       "\"normalization\": \"zscore\" or \"percentile\" or "

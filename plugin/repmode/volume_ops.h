@@ -26,7 +26,7 @@ std::string describe(const rm_normalization &method);
 void check_same_size(const Volume &a, const std::string &a_path, const Volume &b, const std::string &b_path);
 
 // A Failure unless `label` (a target or a mask) fits `signal` for `task`: the signal's size for 3D labels; for a
-// task with 2D labels (output_2d, extensions.md §4) one layer of the signal's Y x X. The message names both files,
+// task with 2D labels (output_2d, docs/network.md §7) one layer of the signal's Y x X. The message names both files,
 // their sizes and what the task wants.
 void check_label_size(const Volume &signal, const std::string &signal_path, const Volume &label,
                       const std::string &label_path, const rm_task &task);

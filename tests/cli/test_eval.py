@@ -1,4 +1,4 @@
-"""repmode eval (cli.md): metrics of a whole-volume prediction checked against the PyTorch reference and numpy
+"""repmode eval (docs/cli.md §3.6): metrics of whole-volume predictions checked against the PyTorch reference and numpy
 formulas written independently of the C code; a model's percentile normalization against np.percentile; a task with
 2D labels measured on the depth mean of its prediction; the image formats and folders ITK reads; and the errors."""
 import json
@@ -180,7 +180,7 @@ def test_a_folder_of_tiff_layers_reads_as_the_same_volume(tmp_path):
     assert_metrics(from_folder, regression_metrics(reference_prediction("membrane", signal), zscore(target)))
 
 
-# ---- percentile normalization (extensions.md §3) -------------------------------------------------------------------
+# ---- percentile normalization (docs/network.md §1.2) ----------------------------------------------------------------
 
 def fixture_with(tmp_path, name, **metadata):
     """The fixture model with some of its repmode.* metadata replaced (given as JSON values), same weights."""
@@ -309,7 +309,7 @@ def test_errors_exit_1_with_a_useful_message(tmp_path):
                    "--patch")
 
 
-# ---- 2D labels (extensions.md §4) ------------------------------------------------------------------------------------
+# ---- 2D labels (docs/network.md §7) ----------------------------------------------------------------------------------
 
 def with_2d_ink(tmp_path, threshold=None):
     """The fixture model with its task 'ink' marked as trained on 2D labels ("output": "2d"), same weights, and

@@ -1,4 +1,4 @@
-"""The repmode command line (cli.md): info and reparam, their outputs checked against the PyTorch reference and
+"""repmode info and reparam (docs/cli.md §3.1-§3.2): their outputs checked against the PyTorch reference and
 the model files themselves, and their errors (message on stderr, exit code 1, no output file)."""
 import json
 import os

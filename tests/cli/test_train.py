@@ -1,7 +1,7 @@
-"""repmode train (cli.md): a tiny model trained on `repmode synth cells` data; reproducibility across runs, thread
+"""repmode train (docs/cli.md §3.4): a tiny model on `repmode synth cells` data; reproducibility across runs, thread
 counts and a resumed run; validation lines in the log; percentile normalization recorded in the model and applied by
 eval and predict as np.percentile does; and the errors on bad input, which leave no model file. Also an ink task with
-2D labels trained on `repmode synth scroll` data (extensions.md §4), and --tune-threshold: the F0.5-best threshold on
+2D labels trained on `repmode synth scroll` data (docs/network.md §7), and --tune-threshold: the F0.5-best threshold on
 the validation data, saved in the model and measured by eval as a brute force over predict's probabilities finds it."""
 import json
 import math
@@ -276,7 +276,7 @@ def test_error_bad_task_color(sample, tmp_path, color):
     assert "'color' must be [r, g, b], each in [0, 1]" in error(sample, tmp_path, config=cfg)
 
 
-# ---- 2D labels of a surface volume (extensions.md §4) -------------------------------------------------------------
+# ---- 2D labels of a surface volume (docs/network.md §7) -----------------------------------------------------------
 
 INK_CONFIG = {"base_channels": 4, "levels": 2, "patch": [8, 32, 32],
               "tasks": [{"name": "ink", "kind": "binary", "output": "2d"}]}
@@ -471,7 +471,7 @@ def test_error_tune_threshold_without_val_or_binary_task(sample, tmp_path):
     assert "--tune-threshold" in msg and "binary" in msg
 
 
-# ---- percentile normalization (extensions.md §3) -------------------------------------------------------------------
+# ---- percentile normalization (docs/network.md §1.2) ----------------------------------------------------------------
 
 @pytest.mark.parametrize("given, recorded", [
     ("percentile", {"method": "percentile", "low": 1, "high": 99}),

@@ -1,6 +1,6 @@
 """A small safetensors writer and reader in pure Python (json + struct; numpy for the reader's arrays).
 
-The one implementation shared by make_fixtures.py and tools/repmode-convert. Layout (model-file.md):
+The one implementation shared by make_fixtures.py and tools/repmode-convert. Layout (docs/model-file.md §1):
 
     8 bytes   N = header length, unsigned 64-bit little-endian
     N bytes   UTF-8 JSON: {"__metadata__": {...}, "<name>": {"dtype", "shape", "data_offsets": [b, e]}, ...}
@@ -113,7 +113,7 @@ def write_atomic(path, data):
 
 def decode(data):
     """File bytes -> (dict name -> numpy array in header order, metadata dict or None).
-    Enforces the reader rules of model-file.md; raises SafetensorsError with the reason."""
+    Enforces the reader rules of docs/model-file.md §1.5; raises SafetensorsError with the reason."""
     if len(data) < 8:
         raise SafetensorsError("file too short for a safetensors header (%d bytes)" % len(data))
     (n,) = struct.unpack("<Q", data[:8])
@@ -181,11 +181,11 @@ def read(path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# repmode model-file metadata (model-file.md)
+# repmode model-file metadata (docs/model-file.md §2)
 
 def model_metadata(config, tasks, normalization, provenance, form="training"):
     """The __metadata__ of a repmode model file; every value is compact JSON (or the plain format string).
-    config: the fields of extensions.md §1 except tasks; tasks: list of {"name", "kind", ...} in index order."""
+    config: the fields of docs/model-file.md §2.3; tasks: list of {"name", "kind", ...} in index order."""
     return {
         "repmode.format": "1",
         "repmode.form": form,

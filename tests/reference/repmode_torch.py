@@ -1,4 +1,4 @@
-"""PyTorch reference of the RepMode network, written from /work/shared/spec/repmode-network.md.
+"""PyTorch reference of the RepMode network, written from docs/network.md.
 
 This module is the ground truth the C core is tested against. It is deliberately plain: every formula of the
 spec appears once, in the order the spec gives it, and nothing is optimized.
@@ -6,8 +6,8 @@ spec appears once, in the order the spec gives it, and nothing is optimized.
     net = RepModeNet(base_channels=32, levels=4, n_tasks=12)      # the official network
     y = net(x, task_ids)                                           # x (N, 1, D, H, W), task_ids (N,) int64
 
-The state_dict has exactly the official tensor names, shapes, dtypes and order (repmode-state-dict.txt); the
-extensions of extensions.md (FReLU, Mish, other widths/depths/task counts) only add `<layer>.activation.bias`
+The state_dict has exactly the official tensor names, shapes, dtypes and order (tests/data/repmode-state-dict.txt); the
+extensions of docs/network.md §2 (FReLU, Mish, other widths/depths/task counts) only add `<layer>.activation.bias`
 tensors where the official code has none. See README.md beside this file for the choices made where the spec
 is silent (FReLU placement, eval mode with mixed tasks).
 
@@ -23,13 +23,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# The 12 tasks of the official code, in task-index order (repmode-network.md §1.1).
+# The 12 tasks of the official code, in task-index order (docs/network.md §1.1).
 OFFICIAL_TASKS = [
     "alpha_tubulin", "beta_actin", "desmoplakin", "dna", "fibrillarin", "lamin_b1",
     "membrane_caax_63x", "myosin_iib", "sec61_beta", "st6gal1", "tom20", "zo1",
 ]
 
-# Expert order e = 0..4 (§3.2) and the names used in the model file configuration (extensions.md §1).
+# Expert order e = 0..4 (docs/network.md §3.2) and their names in a model file's config (docs/model-file.md §2.3).
 EXPERTS = ["conv5", "conv3", "conv1", "avg3", "avg5"]
 N_EXPERTS = 5
 ACTIVATIONS = ("relu", "frelu", "mish")
@@ -41,7 +41,7 @@ BN_MOMENTUM = 0.1
 # Activations
 
 class FReLU(nn.Module):
-    """FReLU (extensions.md §2): f(x) = max(x, 0) + bias[c], one learnable bias per channel, initialised to 0."""
+    """FReLU (docs/network.md §2.5): f(x) = max(x, 0) + bias[c], one learnable bias per channel, initialised to 0."""
 
     def __init__(self, channels, device=None, dtype=None):
         super().__init__()
@@ -52,7 +52,7 @@ class FReLU(nn.Module):
 
 
 class Mish(nn.Module):
-    """Mish (extensions.md §2): x * tanh(softplus(x)); softplus computed as max(x,0) + log1p(exp(-|x|))."""
+    """Mish (docs/network.md §2.5): x * tanh(softplus(x)); softplus computed as max(x,0) + log1p(exp(-|x|))."""
 
     def forward(self, x):
         softplus = torch.clamp(x, min=0) + torch.log1p(torch.exp(-torch.abs(x)))
@@ -74,7 +74,7 @@ def parameter_free_activation(activation):
 # MoDEConv
 
 class MoDEConv(nn.Module):
-    """One Mixture-of-Diverse-Experts convolution ci -> co (repmode-network.md §3).
+    """One Mixture-of-Diverse-Experts convolution ci -> co (docs/network.md §3).
 
     kind "normal": merged 5x5x5 conv -> BatchNorm3d -> activation.  kind "final": merged conv only.
 
@@ -309,7 +309,7 @@ class RepModeNet(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Deploy form: one task, merged kernels, BatchNorm folded (§3.4 "Deploy path")
+# Deploy form: one task, merged kernels, BatchNorm folded (docs/network.md §3.5)
 
 def bn_scale_shift(bn):
     s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -410,7 +410,7 @@ class DeployNet(nn.Module):
 # Name lists, checks
 
 def model_config(base_channels, levels, in_channels=1, out_channels=1, activation="relu", patch=(32, 128, 128)):
-    """The `repmode.config` object of a model file (extensions.md §1 without `tasks`), keys in this order."""
+    """The `repmode.config` object of a model file (docs/model-file.md §2.3), keys in this order."""
     return {"base_channels": base_channels, "levels": levels, "in_channels": in_channels,
             "out_channels": out_channels, "experts": list(EXPERTS), "norm": "batch", "activation": activation,
             "dropout": 0, "decoder": "3d", "patch": [int(p) for p in patch]}
@@ -432,7 +432,7 @@ def trainable_names(base_channels, levels, n_tasks, in_channels=1, out_channels=
 
 
 def parse_state_dict_listing(text):
-    """Parse repmode-state-dict.txt: lines `name (d0, d1, ...) dtype`, `#` comments."""
+    """Parse a listing like tests/data/repmode-state-dict.txt: lines `name (d0, d1, ...) dtype`, `#` comments."""
     out = []
     for line in text.splitlines():
         line = line.strip()

@@ -1,4 +1,4 @@
-"""Tests of tools/repmode-convert (cli.md). The executable under test is $REPMODE_CONVERT (ctest passes
+"""Tests of tools/repmode-convert (docs/cli.md §3.8). The executable under test is $REPMODE_CONVERT (ctest passes
 build/bin/repmode-convert), else tools/repmode-convert of this source tree."""
 
 import argparse
