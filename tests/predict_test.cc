@@ -1,9 +1,12 @@
 // Sliding-window prediction: the official window grid, the blending weights' closed form, sub-regions equal to
-// the whole run bit for bit, volumes smaller than the patch, progress and abort, and bad arguments.
+// the whole run bit for bit, a window cache that follows the weights, volumes smaller than the patch, progress and
+// abort, and bad arguments.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -74,12 +77,12 @@ struct Net {
     rmtest::Ctx ctx{2};
     rm_model *model = nullptr;
     rm_deploy *deploy = nullptr;
-    Net()
+    explicit Net(uint64_t seed = 5)
     {
         rm_config cfg = rm_config_lite(tasks.data(), 1);
         cfg.base_channels = 2;
         cfg.levels = 1;
-        EXPECT_EQ(rm_model_create(ctx, &cfg, 5, &model), RM_OK);
+        EXPECT_EQ(rm_model_create(ctx, &cfg, seed, &model), RM_OK);
         EXPECT_EQ(rm_deploy_create(ctx, model, 0, &deploy), RM_OK);
     }
     ~Net()
@@ -232,6 +235,66 @@ TEST(Predict, CachedSlabsComputeEveryWindowOnceAndEqualTheWholeRun)
     }
     EXPECT_TRUE(rmtest::bit_identical(slabs, whole));
     rm_window_cache_free(small);
+}
+
+// Regions A then B of one volume, as a streamed writer asks for them: B shares windows with A.
+struct TwoRegions {
+    Volume v = random_volume(24, 16, 16, 8);
+    rm_window_params p = rm_window_params_make(std::array<int64_t, 3>{8, 8, 8}.data());
+    int64_t a_start[3] = {0, 0, 0}, b_start[3] = {12, 0, 0}, size[3] = {12, 16, 16};
+    std::vector<float> predict(rm_ctx *ctx, rm_deploy *d, const int64_t start[3], rm_window_cache *cache)
+    {
+        std::vector<float> out((size_t)(size[0] * size[1] * size[2]));
+        EXPECT_EQ(rm_predict_region_cached(ctx, d, &p, v.size, read_volume, &v, start, size, out.data(), nullptr,
+                                           nullptr, cache),
+                  RM_OK)
+            << rm_ctx_error(ctx);
+        return out;
+    }
+};
+
+TEST(Predict, CacheIsEmptiedWhenTheSameTaskOfAnotherModelIsMergedIn)
+{
+    Net net, other(6); // same network and task index, other weights
+    TwoRegions r;
+    const std::vector<float> want = r.predict(other.ctx, other.deploy, r.b_start, nullptr);
+    rm_window_cache *cache = rm_window_cache_create(SIZE_MAX);
+    r.predict(net.ctx, net.deploy, r.a_start, cache);
+    ASSERT_GT(rm_window_cache_bytes(cache), 0u);
+    ASSERT_EQ(rm_deploy_set_task(net.ctx, net.deploy, other.model, 0), RM_OK);
+    EXPECT_TRUE(rmtest::bit_identical(r.predict(net.ctx, net.deploy, r.b_start, cache), want))
+        << "windows of the old weights served the new ones";
+    rm_window_cache_free(cache);
+}
+
+// glibc keeps a few freed blocks of each small size in per-thread lists that malloc, but not calloc, serves from;
+// filling them makes the next small block freed (the deploy form's own, freed last) the first that calloc hands out.
+void fill_small_free_lists()
+{
+    std::vector<void *> blocks;
+    for (size_t bytes = 8; bytes <= 1024; bytes += 8)
+        for (int i = 0; i < 8; i++)
+            blocks.push_back(malloc(bytes));
+    for (void *b : blocks)
+        free(b);
+}
+
+TEST(Predict, CacheIsEmptiedWhenANewDeployFormLandsAtTheFreedOnesAddress)
+{
+    Net net, other(6);
+    TwoRegions r;
+    const std::vector<float> want = r.predict(other.ctx, other.deploy, r.b_start, nullptr);
+    rm_window_cache *cache = rm_window_cache_create(SIZE_MAX);
+    r.predict(net.ctx, net.deploy, r.a_start, cache);
+    ASSERT_GT(rm_window_cache_bytes(cache), 0u);
+    const uintptr_t old_address = (uintptr_t)net.deploy;
+    fill_small_free_lists();
+    rm_deploy_free(net.deploy);
+    ASSERT_EQ(rm_deploy_create(net.ctx, other.model, 0, &net.deploy), RM_OK);
+    ASSERT_EQ((uintptr_t)net.deploy, old_address) << "the allocator did not hand the freed address back (the arrangement above is glibc's)";
+    EXPECT_TRUE(rmtest::bit_identical(r.predict(net.ctx, net.deploy, r.b_start, cache), want))
+        << "windows of the freed deploy form served the new one";
+    rm_window_cache_free(cache);
 }
 
 TEST(Predict, NonOverlappingConstantWindowsReproduceEachPatchsPrediction)

@@ -10,6 +10,7 @@
 #include "model/mode_layer.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct rm_deploy {
     rm_model *structure; /* the network's units and shapes, without tensors */
     const rm_config *cfg;
     int task;
+    uint64_t generation; /* of the folded weights: see rm_deploy_generation */
     deploy_unit *units;
     int n_units;
     float *weights;
@@ -33,6 +35,15 @@ struct rm_deploy {
     float **t, **o, **cat, **down;
     float *act_block;
 };
+
+/* One counter for the whole process, so that no two states of folded weights share a generation, whichever deploy
+ * form (or address) holds them. */
+static _Atomic uint64_t last_generation;
+
+static void new_generation(rm_deploy *d)
+{
+    d->generation = atomic_fetch_add_explicit(&last_generation, 1, memory_order_relaxed) + 1;
+}
 
 static int64_t unit_weight_numel(const rm_unit *u)
 {
@@ -109,6 +120,7 @@ rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, i
         s = fold_unit(ctx, model, &d->units[i], i, task, scale, gate);
     free(scale);
     free(gate);
+    new_generation(d); /* even a failed merge may have rewritten some weights */
     if (s == RM_OK)
         d->task = task;
     return s;
@@ -128,6 +140,7 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
     const rm_model *m = d->structure;
     d->cfg = &m->cfg;
     d->task = -1;
+    new_generation(d);
     d->n_units = m->n_units;
     d->units = calloc((size_t)d->n_units, sizeof *d->units);
     int64_t floats = 0;
@@ -193,7 +206,13 @@ const rm_config *rm_deploy_config(const rm_deploy *d) { return &d->structure->cf
 
 const rm_model *rm_deploy_structure(const rm_deploy *d) { return d->structure; }
 
-void rm_deploy_mark_task(rm_deploy *d, int task) { d->task = task; }
+void rm_deploy_mark_task(rm_deploy *d, int task)
+{
+    d->task = task;
+    new_generation(d);
+}
+
+uint64_t rm_deploy_generation(const rm_deploy *d) { return d->generation; }
 
 rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char *json)
 {

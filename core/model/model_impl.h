@@ -86,8 +86,12 @@ rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *model);
 rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out);
 const rm_model *rm_deploy_structure(const rm_deploy *d);
 void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias);
-/* Records which task the weights written through rm_deploy_unit_tensors belong to. */
+/* Records which task the weights written through rm_deploy_unit_tensors belong to (a new generation). */
 void rm_deploy_mark_task(rm_deploy *d, int task);
+/* The generation of the deploy form's folded weights: a value taken from one process-wide counter each time they
+ * are made or rewritten (rm_deploy_alloc, rm_deploy_set_task, rm_deploy_mark_task). Equal generations mean the
+ * same weights, unlike equal pointers (a form re-merged, or a new one at a freed one's address). */
+uint64_t rm_deploy_generation(const rm_deploy *d);
 /* Replaces the deploy form's normalization (JSON text, as its model's): rm_deploy_normalization reads it. */
 rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char *json);
 /* The tensor name of unit i's `what` ("weight", "bias", "activation.bias") in the deploy form of `task`. */

@@ -166,8 +166,7 @@ struct rm_window_cache {
     int64_t n, cap;
     size_t bytes, max_bytes;
     /* what the windows were computed with: any change empties the cache */
-    const rm_deploy *deploy;
-    int task;
+    uint64_t generation; /* the deploy form's weights (the task included), not its address */
     rm_window_params params;
     int64_t volume[3], window[3];
 };
@@ -200,17 +199,16 @@ void rm_window_cache_free(rm_window_cache *c)
 
 size_t rm_window_cache_bytes(const rm_window_cache *c) { return c ? c->bytes : 0; }
 
-/* Empties the cache unless its windows were computed by the same network and task, windows and volume. */
+/* Empties the cache unless its windows were computed by the same weights, windows and volume. */
 static void cache_begin(rm_window_cache *c, const rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
                         const int64_t win[3])
 {
-    const int same = c->deploy == d && c->task == rm_deploy_task(d) && c->params.overlap == p->overlap &&
+    const int same = c->generation == rm_deploy_generation(d) && c->params.overlap == p->overlap &&
                      c->params.blend == p->blend && memcmp(c->params.patch, p->patch, sizeof p->patch) == 0 &&
                      memcmp(c->volume, volume, sizeof c->volume) == 0 && memcmp(c->window, win, sizeof c->window) == 0;
     if (!same) {
         rm_window_cache_clear(c);
-        c->deploy = d;
-        c->task = rm_deploy_task(d);
+        c->generation = rm_deploy_generation(d);
         c->params = *p;
         memcpy(c->volume, volume, sizeof c->volume);
         memcpy(c->window, win, sizeof c->window);

@@ -5,7 +5,8 @@
  *
  * The context owns everything else an operator needs: the thread count, the working memory (grown on demand and
  * then reused, never freed between calls), and the message of the last error. One context is not thread safe:
- * use one per calling thread. There is no global state.
+ * use one per calling thread. There is no global state but one atomic counter that numbers the states of deploy
+ * forms' weights.
  */
 #ifndef REPMODE_CORE_H
 #define REPMODE_CORE_H

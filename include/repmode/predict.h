@@ -64,8 +64,9 @@ RM_API rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
  * after another (the pieces of a streamed output) do not recompute the windows that straddle their borders. After
  * each call the cache holds only the windows of that call that reach outside its output region: about two layers
  * of windows around the region, never the whole volume. The results are bit for bit those without a cache. The
- * cache knows the network, the task, the window parameters and the volume size and empties itself when they
- * change; the caller clears it when the input's voxels change. */
+ * cache knows the network's weights (any change of them, by rm_deploy_set_task or another deploy form, even one at
+ * a freed one's address), the window parameters and the volume size and empties itself when they change; the
+ * caller clears it when the input's voxels change. */
 typedef struct rm_window_cache rm_window_cache;
 
 /* A cache that holds at most max_bytes of predictions; past that, windows are computed again. NULL: no memory. */
