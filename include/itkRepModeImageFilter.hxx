@@ -320,7 +320,7 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
   const rm_status status =
     rm_predict_region_cached(m_Context.get(), m_Deploy.get(), &p, volume, &Reading::Read, &reading, start, size,
                              layers.empty() ? out : layers.data(), &Reading::Progress, &reading, m_WindowCache.get());
-  if (status != RM_OK && this->GetAbortGenerateData())
+  if (status == RM_ERR_CANCELLED) // Reading::Progress cancels when AbortGenerateData is on
   {
     ProcessAborted e(__FILE__, __LINE__);
     e.SetDescription("RepModeImageFilter: aborted");

@@ -28,8 +28,8 @@ TEST(Context, ThreadCountCanChangeAndRejectsNegative)
 
 TEST(Context, EveryStatusHasADistinctName)
 {
-    const rm_status all[] = {RM_OK,       RM_ERR_ARGUMENT, RM_ERR_SHAPE,   RM_ERR_NOMEM,
-                             RM_ERR_IO,   RM_ERR_FORMAT,   RM_ERR_INTERNAL};
+    const rm_status all[] = {RM_OK,     RM_ERR_ARGUMENT, RM_ERR_SHAPE,    RM_ERR_NOMEM,
+                             RM_ERR_IO, RM_ERR_FORMAT,   RM_ERR_INTERNAL, RM_ERR_CANCELLED};
     for (rm_status a : all) {
         for (rm_status b : all) {
             if (a != b) {
@@ -37,6 +37,7 @@ TEST(Context, EveryStatusHasADistinctName)
             }
         }
     }
+    EXPECT_STREQ(rm_status_string(RM_ERR_CANCELLED), "cancelled");
     EXPECT_STREQ(rm_status_string(static_cast<rm_status>(1000)), "unknown status");
 }
 

@@ -378,8 +378,8 @@ TEST(Predict, ProgressReachesOneAndAbortStopsEarly)
     v.reads = 0;
     EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(),
                                 record_progress, &stop),
-              RM_ERR_ARGUMENT);
-    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("aborted"), std::string::npos);
+              RM_ERR_CANCELLED);
+    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("cancelled"), std::string::npos);
     EXPECT_EQ(v.reads, 2);
 }
 

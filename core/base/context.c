@@ -18,6 +18,7 @@ const char *rm_status_string(rm_status status)
     case RM_ERR_IO: return "input/output error";
     case RM_ERR_FORMAT: return "malformed file";
     case RM_ERR_INTERNAL: return "internal error";
+    case RM_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

@@ -355,7 +355,7 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
                         num[ch * ovol + oi] += (double)weights[wi] * wp[ch * wvol + wi];
                 }
         if (progress && progress(progress_user, (double)(k + 1) / (double)total) != 0)
-            s = rm_fail(ctx, RM_ERR_ARGUMENT, "predict: aborted");
+            s = rm_fail(ctx, RM_ERR_CANCELLED, "predict: cancelled by the progress callback");
     }
     for (int64_t ch = 0; s == RM_OK && ch < channels; ch++)
         for (int64_t i = 0; i < ovol; i++)

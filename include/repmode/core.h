@@ -39,6 +39,7 @@ typedef enum rm_status {
     RM_ERR_IO = 4,       /* a file could not be read or written */
     RM_ERR_FORMAT = 5,   /* a file's contents are malformed */
     RM_ERR_INTERNAL = 6, /* a bug in repmode */
+    RM_ERR_CANCELLED = 7, /* a callback asked the call to stop */
 } rm_status;
 
 RM_API const char *rm_status_string(rm_status status);

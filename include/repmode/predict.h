@@ -43,7 +43,7 @@ RM_API void rm_window_weights(rm_blend blend, const int64_t patch[3], float *w);
 /* Reads voxels [start, start + size) of the (single-channel) input volume into buf, Z-major, X fastest. Called
  * only for regions inside the volume. Returns 0 on success; non-zero stops the prediction with RM_ERR_IO. */
 typedef int (*rm_read_fn)(void *user, const int64_t start[3], const int64_t size[3], float *buf);
-/* Reports the fraction of windows done; a non-zero return stops the prediction (RM_ERR_ARGUMENT, "aborted"). */
+/* Reports the fraction of windows done; a non-zero return stops the prediction with RM_ERR_CANCELLED. */
 typedef int (*rm_progress_fn)(void *user, double fraction);
 
 /* The input region that predicting output voxels [out_start, out_start + out_size) reads: the bounding box, inside
