@@ -297,6 +297,30 @@ TEST(Predict, CacheIsEmptiedWhenANewDeployFormLandsAtTheFreedOnesAddress)
     rm_window_cache_free(cache);
 }
 
+TEST(Predict, RegionBuffersAreTheContextsAndTheNextCallReusesThem)
+{
+    Net net;
+    Volume v = random_volume(16, 32, 32, 9);
+    const int64_t patch[3] = {8, 8, 8}, start[3] = {0, 0, 0};
+    const rm_window_params p = rm_window_params_make(patch);
+    // What the network alone keeps in the context: one window through it.
+    Tensor x({1, 1, 8, 8, 8}), y({1, 1, 8, 8, 8});
+    ASSERT_EQ(rm_deploy_forward(net.ctx, net.deploy, x.p(), y.p()), RM_OK);
+    const size_t network = rm_ctx_workspace_bytes(net.ctx);
+    std::vector<float> first(v.data.size()), second(v.data.size());
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, first.data(), nullptr,
+                                nullptr),
+              RM_OK);
+    const size_t held = rm_ctx_workspace_bytes(net.ctx);
+    // At least the region's two accumulators (weighted sums and weights, a double per voxel each) stay.
+    EXPECT_GE(held, network + 2 * v.data.size() * sizeof(double));
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, second.data(),
+                                nullptr, nullptr),
+              RM_OK);
+    EXPECT_EQ(rm_ctx_workspace_bytes(net.ctx), held) << "the second call grew the working memory";
+    EXPECT_TRUE(rmtest::bit_identical(second, first)) << "the accumulators kept something of the first call";
+}
+
 TEST(Predict, NonOverlappingConstantWindowsReproduceEachPatchsPrediction)
 {
     Net net;

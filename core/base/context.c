@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RM_WORK_ALIGN 64
-
 const char *rm_status_string(rm_status status)
 {
     switch (status) {
@@ -42,7 +40,8 @@ void rm_ctx_free(rm_ctx *ctx)
 {
     if (!ctx)
         return;
-    free(ctx->work);
+    for (int i = 0; i < RM_WORK_COUNT; i++)
+        free(ctx->work[i].data);
     free(ctx);
 }
 
@@ -58,7 +57,13 @@ rm_status rm_ctx_set_threads(rm_ctx *ctx, int n_threads)
 
 const char *rm_ctx_error(const rm_ctx *ctx) { return ctx->error; }
 
-size_t rm_ctx_workspace_bytes(const rm_ctx *ctx) { return ctx->work_bytes; }
+size_t rm_ctx_workspace_bytes(const rm_ctx *ctx)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < RM_WORK_COUNT; i++)
+        bytes += ctx->work[i].bytes;
+    return bytes;
+}
 
 rm_status rm_fail(rm_ctx *ctx, rm_status status, const char *fmt, ...)
 {
@@ -69,20 +74,19 @@ rm_status rm_fail(rm_ctx *ctx, rm_status status, const char *fmt, ...)
     return status;
 }
 
-void *rm_ctx_workspace(rm_ctx *ctx, size_t bytes)
+void *rm_ctx_work(rm_ctx *ctx, rm_work which, size_t bytes)
 {
-    if (bytes <= ctx->work_bytes)
-        return ctx->work;
+    if (bytes <= ctx->work[which].bytes)
+        return ctx->work[which].data;
     /* Grow by half again so a sequence of slightly larger requests does not reallocate (and re-fault) each time. */
-    size_t want = bytes + bytes / 2;
-    want = (want + RM_WORK_ALIGN - 1) / RM_WORK_ALIGN * RM_WORK_ALIGN;
+    const size_t want = rm_work_align(bytes + bytes / 2);
     void *p = aligned_alloc(RM_WORK_ALIGN, want);
     if (!p) {
         rm_fail(ctx, RM_ERR_NOMEM, "cannot allocate %zu bytes of working memory", want);
         return NULL;
     }
-    free(ctx->work);
-    ctx->work = p;
-    ctx->work_bytes = want;
+    free(ctx->work[which].data);
+    ctx->work[which].data = p;
+    ctx->work[which].bytes = want;
     return p;
 }

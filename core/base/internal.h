@@ -8,10 +8,24 @@
 
 #define RM_ERROR_LEN 512
 
+/* The context's working memory is a few independent buffers, each grown on demand, 64-byte aligned, kept from call
+ * to call and freed with the context. There is one per user that holds its buffer while calling another user: an
+ * operator holds its scratch for the length of one operator call, the sliding window holds its buffers across the
+ * deploy form's forward calls (and so across their operators' scratch). */
+typedef enum rm_work {
+    RM_WORK_SCRATCH, /* an operator's: rm_ctx_workspace */
+    RM_WORK_WINDOWS, /* rm_predict_region's windows and region accumulators */
+    RM_WORK_COUNT
+} rm_work;
+
+#define RM_WORK_ALIGN 64
+
 struct rm_ctx {
     int n_threads;
-    void *work;        /* working memory, 64-byte aligned, grown on demand and kept */
-    size_t work_bytes;
+    struct {
+        void *data;
+        size_t bytes;
+    } work[RM_WORK_COUNT];
     char error[RM_ERROR_LEN];
 };
 
@@ -22,9 +36,15 @@ rm_status rm_fail(rm_ctx *ctx, rm_status status, const char *fmt, ...)
 #endif
     ;
 
-/* At least `bytes` of the context's working memory, or NULL (with the error set) when it cannot grow. Its content
- * is unspecified; a later call may move it. */
-void *rm_ctx_workspace(rm_ctx *ctx, size_t bytes);
+/* At least `bytes` of the context's working memory `which`, or NULL (with the error set) when it cannot grow. Its
+ * content is unspecified; a later call for the same buffer may move it, one for another buffer leaves it alone. */
+void *rm_ctx_work(rm_ctx *ctx, rm_work which, size_t bytes);
+
+/* An operator's scratch: valid until the operator returns. */
+static inline void *rm_ctx_workspace(rm_ctx *ctx, size_t bytes) { return rm_ctx_work(ctx, RM_WORK_SCRATCH, bytes); }
+
+/* `bytes` rounded up to the working memory's alignment, to lay several arrays out in one buffer. */
+static inline size_t rm_work_align(size_t bytes) { return (bytes + RM_WORK_ALIGN - 1) / RM_WORK_ALIGN * RM_WORK_ALIGN; }
 
 /* Writes "(n, c, d, h, w)" into buf. */
 const char *rm_shape_str(const int64_t ne[RM_MAX_DIMS], char *buf, size_t len);

@@ -276,6 +276,36 @@ static void cache_end(rm_window_cache *c, const int64_t win[3], const int64_t ou
     c->n = kept;
 }
 
+/* One call's buffers: a window's input, its staging for reads past the volume's end, its blending weights and its
+ * prediction, and the region's accumulators (weighted sums per channel and weights, in double). */
+typedef struct region_buffers {
+    float *in, *staging, *weights, *pred;
+    double *num, *den;
+} region_buffers;
+
+/* Lays the buffers out in the context's window memory, kept from call to call and apart from the operators'
+ * scratch that the deploy form's forward takes in between, and zeroes the accumulators. */
+static rm_status take_buffers(rm_ctx *ctx, int64_t channels, int64_t wvol, int64_t ovol, region_buffers *b)
+{
+    const size_t window = rm_work_align((size_t)wvol * sizeof(float)),
+                 pred = rm_work_align((size_t)(channels * wvol) * sizeof(float)),
+                 num = rm_work_align((size_t)(channels * ovol) * sizeof(double)),
+                 den = rm_work_align((size_t)ovol * sizeof(double));
+    char *p = rm_ctx_work(ctx, RM_WORK_WINDOWS, 3 * window + pred + num + den);
+    if (!p)
+        return rm_fail(ctx, RM_ERR_NOMEM, "predict: cannot allocate the buffers of a %lld-voxel region",
+                       (long long)ovol);
+    b->in = (float *)p;
+    b->staging = (float *)(p + window);
+    b->weights = (float *)(p + 2 * window);
+    b->pred = (float *)(p + 3 * window);
+    b->num = (double *)(p + 3 * window + pred);
+    b->den = (double *)(p + 3 * window + pred + num);
+    memset(b->num, 0, (size_t)(channels * ovol) * sizeof *b->num);
+    memset(b->den, 0, (size_t)ovol * sizeof *b->den);
+    return RM_OK;
+}
+
 rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
                             rm_read_fn read, void *read_user, const int64_t out_start[3], const int64_t out_size[3],
                             float *out, rm_progress_fn progress, void *progress_user)
@@ -296,38 +326,28 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
     const int64_t channels = d ? rm_deploy_config(d)->out_channels : 0;
     const int64_t win[3] = {ax[0].window, ax[1].window, ax[2].window};
     const int64_t wvol = win[0] * win[1] * win[2], ovol = out_size[0] * out_size[1] * out_size[2];
-    float *in = NULL, *staging = NULL, *pred = NULL, *weights = NULL;
-    double *num = NULL, *den = NULL;
-    if (s == RM_OK) {
-        in = malloc((size_t)wvol * sizeof *in);
-        staging = malloc((size_t)wvol * sizeof *staging);
-        pred = malloc((size_t)(channels * wvol) * sizeof *pred);
-        weights = malloc((size_t)wvol * sizeof *weights);
-        num = calloc((size_t)(channels * ovol), sizeof *num);
-        den = calloc((size_t)ovol, sizeof *den);
-        if (!in || !staging || !pred || !weights || !num || !den)
-            s = rm_fail(ctx, RM_ERR_NOMEM, "predict: cannot allocate the buffers of a %lld-voxel region",
-                        (long long)ovol);
-    }
+    region_buffers b = {0};
     if (s == RM_OK)
-        rm_window_weights(p->blend, win, weights);
+        s = take_buffers(ctx, channels, wvol, ovol, &b);
+    if (s == RM_OK)
+        rm_window_weights(p->blend, win, b.weights);
     if (s == RM_OK && cache)
         cache_begin(cache, d, p, volume, win);
 
     const int64_t total = ax[0].n * ax[1].n * ax[2].n;
-    rm_tensor x = rm_tensor_5d(in, 1, 1, win[0], win[1], win[2]);
-    rm_tensor y = rm_tensor_5d(pred, 1, channels, win[0], win[1], win[2]);
+    rm_tensor x = rm_tensor_5d(b.in, 1, 1, win[0], win[1], win[2]);
+    rm_tensor y = rm_tensor_5d(b.pred, 1, channels, win[0], win[1], win[2]);
     /* Windows in one global order (z, y, x starts ascending): every voxel sums its windows in the same order
      * whatever region is asked for. */
     for (int64_t k = 0; s == RM_OK && k < total; k++) {
         const int64_t st[3] = {ax[0].starts[k / (ax[1].n * ax[2].n)], ax[1].starts[k / ax[2].n % ax[1].n],
                                ax[2].starts[k % ax[2].n]};
         cached_window *hit = cache_find(cache, st);
-        const float *wp = hit ? hit->pred : pred;
+        const float *wp = hit ? hit->pred : b.pred;
         if (hit) {
             hit->used = 1;
         } else {
-            if (read_window(read, read_user, volume, st, win, in, staging) != 0) {
+            if (read_window(read, read_user, volume, st, win, b.in, b.staging) != 0) {
                 s = rm_fail(ctx, RM_ERR_IO, "predict: reading the input at (%lld, %lld, %lld) failed",
                             (long long)st[0], (long long)st[1], (long long)st[2]);
                 break;
@@ -336,7 +356,7 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
             if (s != RM_OK)
                 break;
             if (cache && reaches_outside(st, win, out_start, out_size))
-                cache_put(cache, st, pred, (size_t)(channels * wvol));
+                cache_put(cache, st, b.pred, (size_t)(channels * wvol));
         }
         /* The part of the window inside the output region. */
         int64_t lo[3], hi[3];
@@ -350,27 +370,21 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
                     const int64_t wi = ((z - st[0]) * win[1] + (r - st[1])) * win[2] + (c - st[2]);
                     const int64_t oi = ((z - out_start[0]) * out_size[1] + (r - out_start[1])) * out_size[2] +
                                        (c - out_start[2]);
-                    den[oi] += weights[wi];
+                    b.den[oi] += b.weights[wi];
                     for (int64_t ch = 0; ch < channels; ch++)
-                        num[ch * ovol + oi] += (double)weights[wi] * wp[ch * wvol + wi];
+                        b.num[ch * ovol + oi] += (double)b.weights[wi] * wp[ch * wvol + wi];
                 }
         if (progress && progress(progress_user, (double)(k + 1) / (double)total) != 0)
             s = rm_fail(ctx, RM_ERR_CANCELLED, "predict: cancelled by the progress callback");
     }
     for (int64_t ch = 0; s == RM_OK && ch < channels; ch++)
         for (int64_t i = 0; i < ovol; i++)
-            out[ch * ovol + i] = (float)(num[ch * ovol + i] / den[i]);
+            out[ch * ovol + i] = (float)(b.num[ch * ovol + i] / b.den[i]);
     if (s == RM_OK && cache)
         cache_end(cache, win, out_start, out_size, (size_t)(channels * wvol));
     else if (cache)
         rm_window_cache_clear(cache); /* an aborted call may have left windows half used */
     for (int a = 0; a < 3; a++)
         free(ax[a].starts);
-    free(in);
-    free(staging);
-    free(pred);
-    free(weights);
-    free(num);
-    free(den);
     return s;
 }

@@ -54,7 +54,8 @@ RM_API rm_status rm_predict_input_region(rm_ctx *ctx, const rm_deploy *d, const 
                                          const int64_t out_size[3], int64_t in_start[3], int64_t in_size[3]);
 
 /* Predicts output voxels [out_start, out_start + out_size) of a volume of size `volume` with the deploy form d,
- * into out (out_channels × out_size, Z-major). progress may be NULL. */
+ * into out (out_channels × out_size, Z-major). progress may be NULL. The window and region buffers are the
+ * context's working memory, kept for the next call; the callbacks must not predict with the same context. */
 RM_API rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
                                    rm_read_fn read, void *read_user, const int64_t out_start[3],
                                    const int64_t out_size[3], float *out, rm_progress_fn progress,
