@@ -353,7 +353,7 @@ TEST(ModelFile, ATaskWithTwoDimensionalLabelsKeepsItsOutputFieldThroughEveryForm
     m = nullptr;
     EXPECT_EQ(rm_model_load(ctx, c.c_str(), &m), RM_ERR_FORMAT);
     EXPECT_EQ(m, nullptr);
-    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("('ink'): \"output\" must be"), std::string::npos)
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("repmode.tasks[1] ('ink'): 'output' must be"), std::string::npos)
         << rm_ctx_error(ctx);
 }
 

@@ -1,6 +1,5 @@
 /* Network configurations: the official and lite presets, tasks, and the checks a configuration must pass. */
-#include "base/internal.h"
-#include "repmode/model.h"
+#include "model/model_impl.h"
 
 #include <math.h>
 #include <string.h>
@@ -43,6 +42,14 @@ rm_config rm_config_lite(rm_task *tasks, int n_tasks)
 
 int64_t rm_config_channels(const rm_config *cfg, int level) { return cfg->base_channels << (level - 1); }
 
+rm_status rm_task_check_threshold(rm_ctx *ctx, const char *who, const char *task, float threshold)
+{
+    if (!isnan(threshold) && !(threshold >= 0.0f && threshold <= 1.0f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: task '%s': threshold = %g is outside [0, 1]", who, task,
+                       (double)threshold);
+    return RM_OK;
+}
+
 rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
 {
     if (!cfg)
@@ -53,7 +60,8 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: base_channels = %lld is outside 1..4096",
                        (long long)cfg->base_channels);
     if ((cfg->base_channels << cfg->levels) > (1 << 16))
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: the bottleneck would have %lld channels",
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: base_channels = %lld and levels = %d give a bottleneck of %lld "
+                       "channels (at most 65536)", (long long)cfg->base_channels, cfg->levels,
                        (long long)(cfg->base_channels << cfg->levels));
     if (cfg->in_channels < 1 || cfg->in_channels > 4096 || cfg->out_channels < 1 || cfg->out_channels > 4096)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: in_channels = %lld and out_channels = %lld must be in 1..4096",
@@ -68,7 +76,8 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
             return rm_fail(ctx, RM_ERR_ARGUMENT, "config: patch size %lld along axis %d is not a positive multiple of "
                            "2^levels = %lld", (long long)cfg->patch[a], a, (long long)unit);
     if (cfg->n_tasks < 1 || !cfg->tasks)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: a model needs at least one task");
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: 'tasks' must list at least one task, e.g. [{\"name\": "
+                       "\"nuclei\", \"kind\": \"regression\"}]");
     for (int t = 0; t < cfg->n_tasks; t++) {
         const rm_task *task = &cfg->tasks[t];
         const char *end = memchr(task->name, '\0', RM_NAME_MAX);
@@ -89,9 +98,15 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
         if (task->output_2d != 0 && task->output_2d != 1)
             return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s' has output_2d %d (0 or 1)", task->name,
                            task->output_2d);
+        RM_TRY(rm_task_check_threshold(ctx, "config", task->name, task->threshold));
+        for (int k = 0; task->has_color && k < 3; k++)
+            if (!(task->color[k] >= 0.0f && task->color[k] <= 1.0f))
+                return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s': 'color' must be [r, g, b], each in [0, 1], "
+                               "not [%g, %g, %g]", task->name, (double)task->color[0], (double)task->color[1],
+                               (double)task->color[2]);
         for (int u = 0; u < t; u++)
             if (strcmp(cfg->tasks[u].name, task->name) == 0)
-                return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s' appears twice", task->name);
+                return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s' appears twice in 'tasks'", task->name);
     }
     return RM_OK;
 }

@@ -2,7 +2,7 @@
  * the fields of docs/network.md §2.1 except the tasks, which repmode.tasks lists in task-index order. */
 #include "model/config_json.h"
 
-#include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +87,9 @@ char *rm_tasks_json(const rm_config *cfg) { return rm_tasks_to_json(cfg->tasks, 
 
 void rm_free(void *p) { free(p); }
 
-/* ---- parsing ------------------------------------------------------------------------------------------------- */
+/* ---- parsing: one reader per field, for a model file's metadata and a configuration file alike -------------- */
+/* The readers check what the JSON text says (types, names, shapes); what the values must be (ranges, task names,
+ * duplicate tasks) is rm_config_validate's, which every caller runs after them, so no rule lives twice. */
 
 static int index_of(const char *s, const char *const *keys, int n)
 {
@@ -97,107 +99,238 @@ static int index_of(const char *s, const char *const *keys, int n)
     return -1;
 }
 
-/* A whole number field in [lo, hi]; *ok cleared with a message on failure. */
-static int64_t get_int(rm_ctx *ctx, const char *where, const cJSON *obj, const char *key, int64_t lo, int64_t hi,
-                       rm_status *st)
+static int listed(const char *s, const char *const *list)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (*st != RM_OK)
-        return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
-        v->valuedouble > (double)hi) {
-        *st = rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config field '%s' must be a whole number in %lld..%lld", where,
-                      key, (long long)lo, (long long)hi);
-        return 0;
-    }
-    return (int64_t)v->valuedouble;
+    for (; list && *list; list++)
+        if (strcmp(s, *list) == 0)
+            return 1;
+    return 0;
 }
 
-static rm_status parse_config(rm_ctx *ctx, const char *where, const cJSON *root, rm_config *cfg)
+/* A whole number that an int holds (a larger one would wrap when stored). */
+static int is_whole(const cJSON *v)
 {
-    if (!cJSON_IsObject(root))
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config is not a JSON object", where);
-    rm_status st = RM_OK;
-    cfg->base_channels = get_int(ctx, where, root, "base_channels", 1, 4096, &st);
-    cfg->levels = (int)get_int(ctx, where, root, "levels", 1, 8, &st);
-    cfg->in_channels = get_int(ctx, where, root, "in_channels", 1, 4096, &st);
-    cfg->out_channels = get_int(ctx, where, root, "out_channels", 1, 4096, &st);
-    RM_TRY(st);
+    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) <= INT_MAX;
+}
 
-    const cJSON *experts = cJSON_GetObjectItemCaseSensitive(root, "experts");
-    int standard = cJSON_IsArray(experts) && cJSON_GetArraySize(experts) == 5;
+static rm_status whole_number(rm_ctx *ctx, const char *where, const cJSON *v, int64_t *out)
+{
+    if (!is_whole(v))
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: '%s' must be a whole number (below 2^31)", where, v->string);
+    *out = (int64_t)v->valuedouble;
+    return RM_OK;
+}
+
+/* A string among keys[0..n); `choices` lists them for the message. */
+static rm_status one_of(rm_ctx *ctx, const char *where, const cJSON *v, const char *const *keys, int n,
+                        const char *choices, int *out)
+{
+    const int i = index_of(cJSON_GetStringValue(v), keys, n);
+    if (i < 0)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: '%s' must be %s", where, v->string, choices);
+    *out = i;
+    return RM_OK;
+}
+
+/* A member of obj whose key an earlier member has: cJSON keeps both, and reading one would hide the other. */
+static rm_status unique_keys(rm_ctx *ctx, const char *where, const cJSON *obj)
+{
+    for (const cJSON *item = obj->child; item; item = item->next)
+        for (const cJSON *seen = obj->child; seen != item; seen = seen->next)
+            if (strcmp(seen->string, item->string) == 0)
+                return rm_fail(ctx, RM_ERR_FORMAT, "%s: '%s' is given twice", where, item->string);
+    return RM_OK;
+}
+
+static rm_status read_base_channels(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    return whole_number(ctx, where, v, &cfg->base_channels);
+}
+
+static rm_status read_levels(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    int64_t levels = 0;
+    RM_TRY(whole_number(ctx, where, v, &levels));
+    cfg->levels = (int)levels;
+    return RM_OK;
+}
+
+static rm_status read_in_channels(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    return whole_number(ctx, where, v, &cfg->in_channels);
+}
+
+static rm_status read_out_channels(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    return whole_number(ctx, where, v, &cfg->out_channels);
+}
+
+/* Only the official expert set exists: the field is checked, not stored. */
+static rm_status read_experts(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    (void)cfg;
+    int standard = cJSON_IsArray(v) && cJSON_GetArraySize(v) == 5;
     for (int e = 0; standard && e < 5; e++)
-        standard = index_of(cJSON_GetStringValue(cJSON_GetArrayItem(experts, e)), rm_expert_keys + e, 1) == 0;
-    if (experts && !standard)
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config experts must be [\"conv5\", \"conv3\", \"conv1\", "
-                       "\"avg3\", \"avg5\"]", where);
-    const char *norm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "norm"));
-    if (norm && strcmp(norm, "batch") != 0)
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config norm '%s' is not supported (only 'batch')", where, norm);
-    const char *decoder = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "decoder"));
-    if (decoder && strcmp(decoder, "3d") != 0)
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config decoder '%s' is not supported (only '3d')", where,
-                       decoder);
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "activation");
-    const int a = act ? index_of(cJSON_GetStringValue(act), rm_activation_keys, 3) : RM_ACT_RELU;
-    if (a < 0)
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config activation must be \"relu\", \"frelu\" or \"mish\"",
-                       where);
+        standard = index_of(cJSON_GetStringValue(cJSON_GetArrayItem(v, e)), rm_expert_keys + e, 1) == 0;
+    if (!standard)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'experts' must be [\"conv5\", \"conv3\", \"conv1\", \"avg3\", "
+                       "\"avg5\"]", where);
+    return RM_OK;
+}
+
+static rm_status read_norm(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    (void)cfg;
+    static const char *const batch[1] = {"batch"};
+    int unused;
+    return one_of(ctx, where, v, batch, 1, "\"batch\" (the only one supported)", &unused);
+}
+
+static rm_status read_activation(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    int a = 0;
+    RM_TRY(one_of(ctx, where, v, rm_activation_keys, 3, "\"relu\", \"frelu\" or \"mish\"", &a));
     cfg->activation = (rm_activation)a;
-    const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(root, "dropout");
-    if (dropout && !cJSON_IsNumber(dropout))
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config dropout must be a number", where);
-    cfg->dropout = dropout ? (float)dropout->valuedouble : 0.0f;
-    const cJSON *patch = cJSON_GetObjectItemCaseSensitive(root, "patch");
-    if (patch) {
-        if (!cJSON_IsArray(patch) || cJSON_GetArraySize(patch) != 3)
-            return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config patch must be a list of three sizes (Z, Y, X)",
-                           where);
-        for (int k = 0; k < 3; k++) {
-            const cJSON *v = cJSON_GetArrayItem(patch, k);
-            if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
-                v->valuedouble > 1e6)
-                return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config patch must hold positive whole numbers", where);
-            cfg->patch[k] = (int64_t)v->valuedouble;
-        }
+    return RM_OK;
+}
+
+static rm_status read_dropout(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    if (!cJSON_IsNumber(v))
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'dropout' must be a number in [0, 1)", where);
+    cfg->dropout = (float)v->valuedouble;
+    return RM_OK;
+}
+
+static rm_status read_decoder(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    (void)cfg;
+    static const char *const three_d[1] = {"3d"};
+    int unused;
+    return one_of(ctx, where, v, three_d, 1, "\"3d\" (the 2D decoder is not available yet; 2D labels of a surface "
+                  "volume train a task with \"output\": \"2d\")", &unused);
+}
+
+static rm_status read_patch(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'patch' must be a list of three sizes [Z, Y, X]", where);
+    int64_t patch[3];
+    for (int k = 0; k < 3; k++) {
+        const cJSON *size = cJSON_GetArrayItem(v, k);
+        if (!is_whole(size))
+            return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'patch' must be a list of three whole sizes [Z, Y, X]", where);
+        patch[k] = (int64_t)size->valuedouble;
+    }
+    memcpy(cfg->patch, patch, sizeof patch);
+    return RM_OK;
+}
+
+typedef rm_status (*rm_field_reader)(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg);
+
+static const struct {
+    const char *key;
+    rm_field_reader read;
+} rm_config_fields[] = {
+    {"base_channels", read_base_channels}, {"levels", read_levels},   {"in_channels", read_in_channels},
+    {"out_channels", read_out_channels},   {"experts", read_experts}, {"norm", read_norm},
+    {"activation", read_activation},       {"dropout", read_dropout}, {"decoder", read_decoder},
+    {"patch", read_patch},
+};
+
+rm_status rm_config_read_object(rm_ctx *ctx, const char *where, const cJSON *obj, const char *const *others,
+                                rm_config *cfg)
+{
+    if (!cJSON_IsObject(obj))
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: not a JSON object", where);
+    RM_TRY(unique_keys(ctx, where, obj));
+    const int n_fields = (int)(sizeof rm_config_fields / sizeof rm_config_fields[0]);
+    for (const cJSON *item = obj->child; item; item = item->next) {
+        int f = 0;
+        while (f < n_fields && strcmp(item->string, rm_config_fields[f].key) != 0)
+            f++;
+        if (f < n_fields)
+            RM_TRY(rm_config_fields[f].read(ctx, where, item, cfg));
+        else if (!listed(item->string, others))
+            return rm_fail(ctx, RM_ERR_FORMAT, "%s: unknown field '%s'", where, item->string);
     }
     return RM_OK;
 }
 
-static rm_status parse_tasks(rm_ctx *ctx, const char *where, const cJSON *root, rm_task **tasks, int *n_tasks)
+/* ---- tasks ---- */
+
+/* "color": [r, g, b]; the range is rm_config_validate's, and says the same. */
+static rm_status read_color(rm_ctx *ctx, const char *where, const cJSON *v, rm_task *t)
 {
-    if (!cJSON_IsArray(root) || cJSON_GetArraySize(root) < 1)
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.tasks is not a non-empty JSON list", where);
-    const int n = cJSON_GetArraySize(root);
+    int numbers = cJSON_IsArray(v) && cJSON_GetArraySize(v) == 3;
+    for (int k = 0; numbers && k < 3; k++) {
+        const cJSON *c = cJSON_GetArrayItem(v, k);
+        numbers = cJSON_IsNumber(c);
+        t->color[k] = (float)cJSON_GetNumberValue(c);
+    }
+    if (!numbers)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'color' must be [r, g, b], each in [0, 1]", where);
+    t->has_color = 1;
+    return RM_OK;
+}
+
+/* Entry i of a task list: "name" (required), "kind" (default regression), "threshold", "color", "output". */
+static rm_status read_task(rm_ctx *ctx, const char *where, int i, const cJSON *o, rm_task *t)
+{
+    char at[RM_ERROR_LEN];
+    snprintf(at, sizeof at, "%s[%d]", where, i);
+    if (!cJSON_IsObject(o))
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s must be an object {\"name\", \"kind\"[, \"threshold\", \"color\", "
+                       "\"output\"]}", at);
+    RM_TRY(unique_keys(ctx, at, o));
+    const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "name"));
+    if (!name || strlen(name) >= RM_NAME_MAX)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'name' must be a string shorter than %d characters", at,
+                       RM_NAME_MAX);
+    *t = rm_task_make(name, RM_TASK_REGRESSION);
+    snprintf(at, sizeof at, "%s[%d] ('%s')", where, i, name);
+    for (const cJSON *v = o->child; v; v = v->next) {
+        int choice = 0;
+        if (strcmp(v->string, "name") == 0)
+            continue;
+        if (strcmp(v->string, "kind") == 0) {
+            RM_TRY(one_of(ctx, at, v, rm_kind_keys, 2, "\"regression\" or \"binary\"", &choice));
+            t->kind = (rm_task_kind)choice;
+        } else if (strcmp(v->string, "threshold") == 0) {
+            if (!cJSON_IsNumber(v))
+                return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'threshold' must be a number in [0, 1]", at);
+            t->threshold = (float)v->valuedouble;
+        } else if (strcmp(v->string, "color") == 0) {
+            RM_TRY(read_color(ctx, at, v, t));
+        } else if (strcmp(v->string, "output") == 0) {
+            RM_TRY(one_of(ctx, at, v, rm_output_keys, 2, "\"3d\" (volumes, the default) or \"2d\" (2D labels of a "
+                          "surface volume)", &choice));
+            t->output_2d = choice;
+        } else
+            return rm_fail(ctx, RM_ERR_FORMAT, "%s: unknown field '%s'", at, v->string);
+    }
+    return RM_OK;
+}
+
+rm_status rm_tasks_read(rm_ctx *ctx, const char *where, const cJSON *list, rm_task **tasks, int *n_tasks)
+{
+    *tasks = NULL;
+    *n_tasks = 0;
+    if (!cJSON_IsArray(list))
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s must be a list of tasks {\"name\", \"kind\"[, \"threshold\", "
+                       "\"color\", \"output\"]}", where);
+    const int n = cJSON_GetArraySize(list);
+    if (n == 0) /* rm_config_validate names the empty list */
+        return RM_OK;
     rm_task *t = calloc((size_t)n, sizeof *t);
     if (!t)
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", where);
-    for (int i = 0; i < n; i++) {
-        const cJSON *o = cJSON_GetArrayItem(root, i);
-        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "name"));
-        const int kind = index_of(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "kind")), rm_kind_keys, 2);
-        if (!cJSON_IsObject(o) || !name || strlen(name) >= RM_NAME_MAX || kind < 0) {
+    int i = 0;
+    for (const cJSON *o = list->child; o; o = o->next, i++) {
+        const rm_status s = read_task(ctx, where, i, o, &t[i]);
+        if (s != RM_OK) {
             free(t);
-            return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.tasks entry %d needs a \"name\" (under %d characters) and "
-                           "a \"kind\" of \"regression\" or \"binary\"", where, i, RM_NAME_MAX);
-        }
-        t[i] = rm_task_make(name, (rm_task_kind)kind);
-        const cJSON *threshold = cJSON_GetObjectItemCaseSensitive(o, "threshold");
-        if (cJSON_IsNumber(threshold))
-            t[i].threshold = (float)threshold->valuedouble;
-        const cJSON *output = cJSON_GetObjectItemCaseSensitive(o, "output");
-        const int out2d = output ? index_of(cJSON_GetStringValue(output), rm_output_keys, 2) : 0;
-        if (out2d < 0) {
-            free(t);
-            return rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.tasks entry %d ('%s'): \"output\" must be \"3d\" or "
-                           "\"2d\"", where, i, name);
-        }
-        t[i].output_2d = out2d;
-        const cJSON *color = cJSON_GetObjectItemCaseSensitive(o, "color");
-        if (cJSON_IsArray(color) && cJSON_GetArraySize(color) == 3) {
-            t[i].has_color = 1;
-            for (int k = 0; k < 3; k++)
-                t[i].color[k] = (float)cJSON_GetNumberValue(cJSON_GetArrayItem(color, k));
+            return s;
         }
     }
     *tasks = t;
@@ -208,16 +341,25 @@ static rm_status parse_tasks(rm_ctx *ctx, const char *where, const cJSON *root, 
 rm_status rm_config_from_json(rm_ctx *ctx, const char *where, const char *config_json, const char *tasks_json,
                               rm_config *cfg, rm_task **tasks)
 {
+    /* Files always hold the network's shape: a missing one would be read as the official's and fail later. */
+    static const char *const required[4] = {"base_channels", "levels", "in_channels", "out_channels"};
+    char at[RM_ERROR_LEN];
     cJSON *c = cJSON_Parse(config_json), *t = cJSON_Parse(tasks_json);
     rm_status st = RM_OK;
+    *tasks = NULL;
     if (!c)
         st = rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config is not valid JSON", where);
     else if (!t)
         st = rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.tasks is not valid JSON", where);
+    snprintf(at, sizeof at, "%s: repmode.config", where);
     if (st == RM_OK)
-        st = parse_config(ctx, where, c, cfg);
+        st = rm_config_read_object(ctx, at, c, NULL, cfg);
+    for (int k = 0; st == RM_OK && k < 4; k++)
+        if (!cJSON_GetObjectItemCaseSensitive(c, required[k]))
+            st = rm_fail(ctx, RM_ERR_FORMAT, "%s lacks '%s'", at, required[k]);
+    snprintf(at, sizeof at, "%s: repmode.tasks", where);
     if (st == RM_OK)
-        st = parse_tasks(ctx, where, t, tasks, &cfg->n_tasks);
+        st = rm_tasks_read(ctx, at, t, tasks, &cfg->n_tasks);
     if (st == RM_OK)
         cfg->tasks = *tasks;
     cJSON_Delete(c);

@@ -53,6 +53,9 @@ struct rm_model {
 /* A model of the configuration: with_values 0 builds only the structure (names, shapes, units) without memory
  * for the tensors, as the deploy form needs. */
 rm_status rm_model_build(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, int with_values, rm_model **out);
+/* A task's decision threshold must be NaN (none) or in [0, 1]; the one check of rm_config_validate and
+ * rm_model_set_task_threshold. `who` starts the message. */
+rm_status rm_task_check_threshold(rm_ctx *ctx, const char *who, const char *task, float threshold);
 /* Replaces one of the model's JSON text fields with a copy of `json`. */
 rm_status rm_model_set_text(rm_ctx *ctx, char **field, const char *json);
 

@@ -328,9 +328,7 @@ rm_status rm_model_set_task_threshold(rm_ctx *ctx, rm_model *model, int task, fl
     if (task < 0 || task >= model->cfg.n_tasks)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "task threshold: task %d; the model has tasks 0..%d", task,
                        model->cfg.n_tasks - 1);
-    if (!isnan(threshold) && !(threshold >= 0.0f && threshold <= 1.0f))
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "task threshold: %g for task '%s' is outside [0, 1]", (double)threshold,
-                       model->tasks[task].name);
+    RM_TRY(rm_task_check_threshold(ctx, "task threshold", model->tasks[task].name, threshold));
     model->tasks[task].threshold = threshold; /* cfg.tasks is the same array */
     return RM_OK;
 }
