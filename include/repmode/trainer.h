@@ -10,11 +10,32 @@
 
 #include "repmode/core.h"
 #include "repmode/model.h"
+#include "repmode/normalize.h"
 #include "repmode/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* What to train, as a configuration file gives it (the file of `repmode train --config`): the network with its tasks
+ * (extensions.md §1) and how its volumes are normalized (§3), which the trained model records
+ * (rm_model_set_normalization). Owns its tasks; release with rm_train_config_free. */
+typedef struct rm_train_config {
+    rm_config cfg;  /* cfg.tasks points at `tasks` */
+    rm_task *tasks;
+    rm_normalization normalization;
+} rm_train_config;
+
+/* Reads a configuration file's JSON text: an object with the fields of extensions.md §1 (as repmode.config holds
+ * them; absent ones take the `lite` defaults), "tasks", a non-empty list of {"name", "kind"?: "regression" (the
+ * default) or "binary", "threshold"?: a number in [0, 1], "color"?: [r, g, b] each in [0, 1], "output"?: "3d" (the
+ * default) or "2d"}, and "normalization"?: "zscore" (the default), "percentile" (p1-p99) or the object
+ * rm_normalization_parse reads. The model file's reader checks the same fields with the same functions. Every field
+ * is checked; an unknown or repeated field, a task listed twice and a value out of range are refused with a message
+ * that names the field, starting "config: ": RM_ERR_FORMAT for text that does not say a configuration,
+ * RM_ERR_ARGUMENT for a value outside its range (rm_config_validate). On failure *out owns nothing. */
+RM_API rm_status rm_train_config_parse(rm_ctx *ctx, const char *json, rm_train_config *out);
+RM_API void rm_train_config_free(rm_train_config *config);
 
 /* One training volume, normalized already, owned by the caller for the trainer's lifetime.
  *

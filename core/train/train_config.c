@@ -1,0 +1,79 @@
+/* A configuration file (the file of `repmode train --config`): the network's fields and its tasks, read by the same
+ * readers as a model file's metadata (model/config_json.c), and the normalization of the training volumes. */
+#include "model/config_json.h"
+#include "repmode/trainer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* "normalization": "zscore" or "percentile" (the method's defaults), or the object of a model file's
+ * repmode.normalization. */
+static rm_status read_normalization(rm_ctx *ctx, const cJSON *v, rm_normalization *out)
+{
+    const char *method = cJSON_GetStringValue(v);
+    char *text = NULL;
+    if (method && (strcmp(method, "zscore") == 0 || strcmp(method, "percentile") == 0)) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "method", method);
+        text = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+    } else if (cJSON_IsObject(v))
+        text = cJSON_PrintUnformatted(v);
+    else
+        return rm_fail(ctx, RM_ERR_FORMAT, "config: 'normalization' must be \"zscore\", \"percentile\" or an object "
+                       "such as {\"method\": \"percentile\", \"low\": 1, \"high\": 99}");
+    if (!text)
+        return rm_fail(ctx, RM_ERR_NOMEM, "config: out of memory");
+    const rm_status s = rm_normalization_parse(ctx, text, out);
+    cJSON_free(text);
+    if (s == RM_OK)
+        return RM_OK;
+    /* Its messages start "normalization: "; here the field is named as the file names it. */
+    char why[RM_ERROR_LEN];
+    const char *prefix = "normalization: ";
+    memcpy(why, rm_ctx_error(ctx), sizeof why);
+    const size_t skip = strncmp(why, prefix, strlen(prefix)) == 0 ? strlen(prefix) : 0;
+    return rm_fail(ctx, s, "config: 'normalization': %s", why + skip);
+}
+
+rm_status rm_train_config_parse(rm_ctx *ctx, const char *json, rm_train_config *out)
+{
+    static const char *const own_fields[3] = {"tasks", "normalization", NULL};
+    if (!json || !out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: NULL argument");
+    memset(out, 0, sizeof *out);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
+    if (!root) {
+        int line = 1;
+        for (const char *p = json; end && p < end; p++)
+            line += *p == '\n';
+        return rm_fail(ctx, RM_ERR_FORMAT, "config: not valid JSON (line %d)", line);
+    }
+    rm_train_config c = {.cfg = rm_config_lite(NULL, 0), .normalization = rm_normalization_zscore()};
+    rm_status s = rm_config_read_object(ctx, "config", root, own_fields, &c.cfg);
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(root, "tasks");
+    if (s == RM_OK && tasks) /* absent: rm_config_validate asks for at least one task */
+        s = rm_tasks_read(ctx, "config: tasks", tasks, &c.tasks, &c.cfg.n_tasks);
+    c.cfg.tasks = c.tasks;
+    const cJSON *normalization = cJSON_GetObjectItemCaseSensitive(root, "normalization");
+    if (s == RM_OK && normalization)
+        s = read_normalization(ctx, normalization, &c.normalization);
+    if (s == RM_OK)
+        s = rm_config_validate(ctx, &c.cfg);
+    cJSON_Delete(root);
+    if (s != RM_OK) {
+        rm_train_config_free(&c);
+        return s;
+    }
+    *out = c;
+    return RM_OK;
+}
+
+void rm_train_config_free(rm_train_config *config)
+{
+    if (!config)
+        return;
+    free(config->tasks);
+    memset(config, 0, sizeof *config);
+}
