@@ -108,8 +108,7 @@ TEST(ConfigFile, TheNormalizationShorthandsTakeTheMethodsDefaults)
     EXPECT_EQ(z.c.normalization.method, RM_NORM_ZSCORE);
 }
 
-// Each case: the configuration's fields (without braces) and the words its message must hold. `TASK` stands for a
-// good task list.
+// Each case: the configuration's fields (without braces) and the words its message must hold.
 struct BadCase {
     std::string fields;
     std::vector<const char *> words;
@@ -160,7 +159,8 @@ TEST(ConfigFile, EachBadFieldIsRefusedWithItsName)
         {R"("tasks": [{"name": "ink", "kind": "probability"}])", {"tasks[0] ('ink')", "'kind' must be"}},
         {R"("tasks": [{"name": "ink", "output": "2.5d"}])", {"tasks[0] ('ink')", "'output' must be"}},
         {R"("tasks": [{"name": "ink", "colour": [1, 0, 0]}])", {"tasks[0] ('ink')", "unknown field 'colour'"}},
-        {R"("tasks": [{"name": "ink", "kind": "binary", "kind": "regression"}])", {"tasks[0]", "'kind' is given twice"}},
+        {R"("tasks": [{"name": "ink", "kind": "binary", "kind": "regression"}])",
+         {"tasks[0]", "'kind' is given twice"}},
         {R"("tasks": [{"kind": "binary"}])", {"tasks[0]", "'name' must be a string"}},
         {R"("tasks": [{"name": 7}])", {"tasks[0]", "'name' must be a string"}},
         {R"("tasks": [{"name": "ink"}, {"name": ")" + std::string(64, 'x') + R"("}])",
@@ -282,7 +282,8 @@ TEST_F(ModelFileMetadata, TheTasksAndTheConfigurationPassTheConfigurationFilesCh
     write_with_metadata(ctx, good(), bad(), "repmode.config",
                         R"({"base_channels":2,"levels":1,"in_channels":1,"out_channels":1,"depth":3})");
     expect_refused({"repmode.config", "unknown field 'depth'"});
-    write_with_metadata(ctx, good(), bad(), "repmode.config", R"({"base_channels":2,"in_channels":1,"out_channels":1})");
+    write_with_metadata(ctx, good(), bad(), "repmode.config",
+                        R"({"base_channels":2,"in_channels":1,"out_channels":1})");
     expect_refused({"repmode.config", "'levels'"});
 }
 
