@@ -271,6 +271,9 @@ TEST_F(ModelFileMetadata, TheTasksAndTheConfigurationPassTheConfigurationFilesCh
                         R"([{"name":"nuclei","kind":"regression"},{"name":"ink","kind":"binary","color":"red"}])");
     expect_refused({"repmode.tasks[1] ('ink')", "'color' must be [r, g, b]"});
     write_with_metadata(ctx, good(), bad(), "repmode.tasks",
+                        R"([{"name":"nuclei","kind":"regression"},{"name":"ink","kind":"binary","output":"2.5d"}])");
+    expect_refused({"repmode.tasks[1] ('ink')", "'output' must be \"3d\""});
+    write_with_metadata(ctx, good(), bad(), "repmode.tasks",
                         R"([{"name":"nuclei","kind":"regression"},{"name":"ink","kind":"binary","colour":[0,1,0]}])");
     expect_refused({"repmode.tasks[1] ('ink')", "unknown field 'colour'"});
     write_with_metadata(ctx, good(), bad(), "repmode.tasks",

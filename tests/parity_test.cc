@@ -321,6 +321,7 @@ TEST(ModelFile, ATaskWithTwoDimensionalLabelsKeepsItsOutputFieldThroughEveryForm
     ASSERT_EQ(rm_st_read(ctx, a.c_str(), &f), RM_OK);
     EXPECT_STREQ(rm_st_metadata(f, "repmode.tasks"),
                  "[{\"name\":\"dna\",\"kind\":\"regression\"},{\"name\":\"ink\",\"kind\":\"binary\",\"output\":\"2d\"}]");
+    rm_st_free(f);
     ASSERT_EQ(rm_model_load(ctx, a.c_str(), &m), RM_OK) << rm_ctx_error(ctx);
     EXPECT_EQ(rm_model_config(m)->tasks[0].output_2d, 0);
     EXPECT_EQ(rm_model_config(m)->tasks[1].output_2d, 1);
@@ -335,26 +336,6 @@ TEST(ModelFile, ATaskWithTwoDimensionalLabelsKeepsItsOutputFieldThroughEveryForm
     EXPECT_STREQ(info.cfg.tasks[0].name, "ink");
     EXPECT_EQ(info.cfg.tasks[0].output_2d, 1);
     rm_model_info_free(&info);
-
-    // Any other value is refused by name.
-    std::vector<rm_st_entry> entries;
-    for (size_t i = 0; i < rm_st_count(f); i++)
-        entries.push_back(*rm_st_at(f, i));
-    std::vector<const char *> keys, values;
-    const char *bad = "[{\"name\":\"dna\",\"kind\":\"regression\"},{\"name\":\"ink\",\"kind\":\"binary\",\"output\":\"2.5d\"}]";
-    for (size_t i = 0; i < rm_st_metadata_count(f); i++) {
-        keys.push_back(rm_st_metadata_key(f, i));
-        values.push_back(std::string(keys.back()) == "repmode.tasks" ? bad : rm_st_metadata(f, keys.back()));
-    }
-    const std::string c = dir.file("c.safetensors");
-    ASSERT_EQ(rm_st_write(ctx, c.c_str(), entries.data(), entries.size(), keys.data(), values.data(), keys.size()),
-              RM_OK);
-    rm_st_free(f);
-    m = nullptr;
-    EXPECT_EQ(rm_model_load(ctx, c.c_str(), &m), RM_ERR_FORMAT);
-    EXPECT_EQ(m, nullptr);
-    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("repmode.tasks[1] ('ink'): 'output' must be"), std::string::npos)
-        << rm_ctx_error(ctx);
 }
 
 } // namespace
