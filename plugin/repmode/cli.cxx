@@ -17,12 +17,12 @@ Context::Context(int threads) : ctx_(rm_ctx_create(threads))
 
 Context::~Context() { rm_ctx_free(ctx_); }
 
-void Context::check(rm_status status) const
+void Context::check(rm_status status, const std::string &where) const
 {
     if (status == RM_OK)
         return;
     const bool internal = status == RM_ERR_NOMEM || status == RM_ERR_INTERNAL;
-    throw Failure(rm_ctx_error(ctx_), internal ? kInternal : kBadInput);
+    throw Failure((where.empty() ? "" : where + ": ") + rm_ctx_error(ctx_), internal ? kInternal : kBadInput);
 }
 
 CommandLine::CommandLine(const std::string &name, const std::string &description)

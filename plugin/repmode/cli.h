@@ -34,8 +34,8 @@ class Context {
     Context(const Context &) = delete;
     Context &operator=(const Context &) = delete;
     operator rm_ctx *() const { return ctx_; }
-    // Throws a Failure carrying the context's message when `status` is not RM_OK.
-    void check(rm_status status) const;
+    // Throws a Failure carrying the context's message when `status` is not RM_OK, after "<where>: " if given.
+    void check(rm_status status, const std::string &where = "") const;
 
   private:
     rm_ctx *ctx_;

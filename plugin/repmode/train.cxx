@@ -24,14 +24,12 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -47,12 +45,6 @@ using Clock = std::chrono::steady_clock;
 
 // ---- the configuration -------------------------------------------------------------------------------------------
 
-struct Config {
-    rm_config cfg{};
-    std::vector<rm_task> tasks;
-    rm_normalization normalization = rm_normalization_zscore();
-};
-
 std::string read_text(const std::string &path, const char *what)
 {
     std::ifstream in(path, std::ios::binary);
@@ -65,183 +57,19 @@ std::string read_text(const std::string &path, const char *what)
     return s.str();
 }
 
-int64_t whole_number(const cJSON *item, const std::string &where, const char *field, int64_t lo, int64_t hi)
-{
-    if (!cJSON_IsNumber(item) || item->valuedouble != std::floor(item->valuedouble) || item->valuedouble < lo ||
-        item->valuedouble > hi)
-        throw Failure(where + ": '" + field + "' must be a whole number in " + std::to_string(lo) + ".." +
-                          std::to_string(hi),
-                      kBadInput);
-    return static_cast<int64_t>(item->valuedouble);
-}
+using Config = std::unique_ptr<rm_train_config, void (*)(rm_train_config *)>;
 
-// "normalization": "zscore", "percentile" (p1-p99), or the object a model file holds, e.g. {"method": "percentile",
-// "low": 2, "high": 98}.
-rm_normalization read_normalization(const Context &ctx, const cJSON *item, const std::string &path)
-{
-    const char *name = cJSON_GetStringValue(item);
-    std::string text;
-    if (name && (std::strcmp(name, "zscore") == 0 || std::strcmp(name, "percentile") == 0))
-        text = std::string("{\"method\":\"") + name + "\"}";
-    else if (cJSON_IsObject(item)) {
-        std::unique_ptr<char, void (*)(void *)> printed(cJSON_PrintUnformatted(item), cJSON_free);
-        if (!printed)
-            throw std::bad_alloc();
-        text = printed.get();
-    } else
-        throw Failure(path + ": 'normalization' must be \"zscore\", \"percentile\" or an object such as "
-                             "{\"method\": \"percentile\", \"low\": 1, \"high\": 99}",
-                      kBadInput);
-    rm_normalization n;
-    if (rm_normalization_parse(ctx, text.c_str(), &n) != RM_OK) {
-        std::string why = rm_ctx_error(ctx);
-        const std::string prefix = "normalization: ";
-        if (why.compare(0, prefix.size(), prefix) == 0)
-            why.erase(0, prefix.size());
-        throw Failure(path + ": 'normalization': " + why, kBadInput);
-    }
-    return n;
-}
-
+// The configuration file, read and checked by the core (rm_train_config_parse); its messages name the field.
 Config read_config(const Context &ctx, const std::string &path)
 {
-    const std::string text = read_text(path, "configuration");
-    std::unique_ptr<cJSON, void (*)(cJSON *)> root(cJSON_Parse(text.c_str()), cJSON_Delete);
-    if (!root)
-        throw Failure(path + ": not valid JSON", kBadInput);
-    if (!cJSON_IsObject(root.get()))
-        throw Failure(path + ": the configuration must be a JSON object", kBadInput);
-    Config c;
-    c.cfg = rm_config_lite(nullptr, 0);
-    const cJSON *item = nullptr;
-    cJSON_ArrayForEach(item, root.get())
-    {
-        const std::string key = item->string ? item->string : "";
-        if (key == "base_channels")
-            c.cfg.base_channels = whole_number(item, path, "base_channels", 1, 4096);
-        else if (key == "levels")
-            c.cfg.levels = static_cast<int>(whole_number(item, path, "levels", 1, 8));
-        else if (key == "in_channels" || key == "out_channels") {
-            if (whole_number(item, path, key.c_str(), 1, 4096) != 1)
-                throw Failure(path + ": '" + key + "' must be 1 (train reads single-channel volumes)", kBadInput);
-        } else if (key == "activation") {
-            const char *a = cJSON_GetStringValue(item);
-            if (a && std::strcmp(a, "relu") == 0)
-                c.cfg.activation = RM_ACT_RELU;
-            else if (a && std::strcmp(a, "frelu") == 0)
-                c.cfg.activation = RM_ACT_FRELU;
-            else if (a && std::strcmp(a, "mish") == 0)
-                c.cfg.activation = RM_ACT_MISH;
-            else
-                throw Failure(path + ": 'activation' must be \"relu\", \"frelu\" or \"mish\"", kBadInput);
-        } else if (key == "dropout") {
-            if (!cJSON_IsNumber(item) || !(item->valuedouble >= 0.0 && item->valuedouble < 1.0))
-                throw Failure(path + ": 'dropout' must be a number in [0, 1)", kBadInput);
-            c.cfg.dropout = static_cast<float>(item->valuedouble);
-        } else if (key == "patch") {
-            if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 3)
-                throw Failure(path + ": 'patch' must be a list of three sizes [Z, Y, X]", kBadInput);
-            for (int a = 0; a < 3; a++)
-                c.cfg.patch[a] = whole_number(cJSON_GetArrayItem(item, a), path, "patch", 1, 1 << 20);
-        } else if (key == "experts") {
-            static const char *const names[5] = {"conv5", "conv3", "conv1", "avg3", "avg5"};
-            bool ok = cJSON_IsArray(item) && cJSON_GetArraySize(item) == 5;
-            for (int e = 0; ok && e < 5; e++) {
-                const char *n = cJSON_GetStringValue(cJSON_GetArrayItem(item, e));
-                ok = n && std::strcmp(n, names[e]) == 0;
-            }
-            if (!ok)
-                throw Failure(path + ": 'experts' must be [\"conv5\", \"conv3\", \"conv1\", \"avg3\", \"avg5\"]",
-                              kBadInput);
-        } else if (key == "norm") {
-            const char *n = cJSON_GetStringValue(item);
-            if (!n || std::strcmp(n, "batch") != 0)
-                throw Failure(path + ": 'norm' must be \"batch\" (the only one supported)", kBadInput);
-        } else if (key == "decoder") {
-            const char *n = cJSON_GetStringValue(item);
-            if (!n || std::strcmp(n, "3d") != 0)
-                throw Failure(path + ": 'decoder' must be \"3d\" (the 2D decoder is not available yet; 2D labels of "
-                                     "a surface volume train a task with \"output\": \"2d\")",
-                              kBadInput);
-        } else if (key == "normalization") {
-            c.normalization = read_normalization(ctx, item, path);
-        } else if (key == "tasks") {
-            if (!cJSON_IsArray(item))
-                throw Failure(path + ": 'tasks' must be a list of {\"name\", \"kind\"[, \"threshold\", \"color\", "
-                                     "\"output\"]}",
-                              kBadInput);
-            const cJSON *t = nullptr;
-            cJSON_ArrayForEach(t, item)
-            {
-                const std::string where = path + ": tasks[" + std::to_string(c.tasks.size()) + "]";
-                const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
-                if (!cJSON_IsObject(t) || !name || !*name)
-                    throw Failure(where + " must be an object with a non-empty 'name'", kBadInput);
-                if (std::strlen(name) >= RM_NAME_MAX || std::strchr(name, ',') || std::strchr(name, '"'))
-                    throw Failure(where + ": the name '" + name + "' must be shorter than " +
-                                      std::to_string(RM_NAME_MAX) + " characters, without commas or quotes",
-                                  kBadInput);
-                const cJSON *kind_item = cJSON_GetObjectItemCaseSensitive(t, "kind");
-                const char *kind = cJSON_GetStringValue(kind_item);
-                rm_task_kind k = RM_TASK_REGRESSION;
-                if (!kind_item || (kind && std::strcmp(kind, "regression") == 0))
-                    k = RM_TASK_REGRESSION;
-                else if (kind && std::strcmp(kind, "binary") == 0)
-                    k = RM_TASK_BINARY;
-                else
-                    throw Failure(where + " ('" + name + "'): 'kind' must be \"regression\" or \"binary\"", kBadInput);
-                rm_task task = rm_task_make(name, k);
-                const cJSON *threshold = cJSON_GetObjectItemCaseSensitive(t, "threshold");
-                if (threshold) {
-                    if (!cJSON_IsNumber(threshold) || !(threshold->valuedouble >= 0 && threshold->valuedouble <= 1))
-                        throw Failure(where + ": 'threshold' must be a number in [0, 1]", kBadInput);
-                    task.threshold = static_cast<float>(threshold->valuedouble);
-                }
-                // "color": the task's label colour, recorded in the model for predict's colour tables.
-                const cJSON *color = cJSON_GetObjectItemCaseSensitive(t, "color");
-                if (color) {
-                    int in_range = 0;
-                    for (int k = 0; cJSON_IsArray(color) && cJSON_GetArraySize(color) == 3 && k < 3; k++) {
-                        const cJSON *v = cJSON_GetArrayItem(color, k);
-                        in_range += cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1;
-                        task.color[k] = static_cast<float>(cJSON_GetNumberValue(v));
-                    }
-                    task.has_color = in_range == 3;
-                    if (!task.has_color)
-                        throw Failure(where + " ('" + name + "'): 'color' must be [r, g, b], each in [0, 1]",
-                                      kBadInput);
-                }
-                // "output": "2d": the labels are 2D maps of a surface volume's layers (docs/network.md §7).
-                const cJSON *output = cJSON_GetObjectItemCaseSensitive(t, "output");
-                if (output) {
-                    const char *o = cJSON_GetStringValue(output);
-                    if (!o || (std::strcmp(o, "2d") != 0 && std::strcmp(o, "3d") != 0))
-                        throw Failure(where + " ('" + name + "'): 'output' must be \"3d\" (volumes, the default) or "
-                                                             "\"2d\" (2D labels of a surface volume)",
-                                      kBadInput);
-                    task.output_2d = std::strcmp(o, "2d") == 0;
-                }
-                for (const cJSON *other = t->child; other; other = other->next)
-                    if (std::strcmp(other->string, "name") != 0 && std::strcmp(other->string, "kind") != 0 &&
-                        std::strcmp(other->string, "threshold") != 0 && std::strcmp(other->string, "output") != 0 &&
-                        std::strcmp(other->string, "color") != 0)
-                        throw Failure(where + ": unknown field '" + other->string + "'", kBadInput);
-                for (const rm_task &seen : c.tasks)
-                    if (std::strcmp(seen.name, name) == 0)
-                        throw Failure(where + ": the task '" + name + "' is listed twice", kBadInput);
-                c.tasks.push_back(task);
-            }
-        } else
-            throw Failure(path + ": unknown field '" + key + "'", kBadInput);
-    }
-    if (c.tasks.empty())
-        throw Failure(path + ": 'tasks' must list at least one task, e.g. [{\"name\": \"nuclei\", \"kind\": "
-                             "\"regression\"}]",
+    Config c(new rm_train_config{}, [](rm_train_config *p) {
+        rm_train_config_free(p);
+        delete p;
+    });
+    ctx.check(rm_train_config_parse(ctx, read_text(path, "configuration").c_str(), c.get()), path);
+    if (c->cfg.in_channels != 1 || c->cfg.out_channels != 1)
+        throw Failure(path + ": 'in_channels' and 'out_channels' must be 1 (train reads single-channel volumes)",
                       kBadInput);
-    c.cfg.tasks = c.tasks.data();
-    c.cfg.n_tasks = static_cast<int>(c.tasks.size());
-    if (rm_config_validate(ctx, &c.cfg) != RM_OK)
-        throw Failure(path + ": " + rm_ctx_error(ctx), kBadInput);
     return c;
 }
 
@@ -288,8 +116,8 @@ std::string resolve(const std::string &folder, const std::string &path)
 }
 
 // The rows of a data CSV, every image read, checked and normalized.
-std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const Config &c,
-                              const std::function<void(std::string)> &say)
+std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const rm_train_config &c,
+                              const Progress &progress)
 {
     const std::string text = read_text(csv, "data CSV");
     std::stringstream lines(text);
@@ -352,7 +180,7 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
         s.signal_path = resolve(folder, cells[static_cast<size_t>(col_signal)]);
         auto found = signals.find(s.signal_path);
         if (found == signals.end()) {
-            say("reading " + s.signal_path);
+            progress.stage("reading " + s.signal_path);
             auto v = std::make_shared<Volume>(read_volume(s.signal_path));
             normalize(ctx, c.normalization, v->voxels, s.signal_path);
             found = signals.emplace(s.signal_path, v).first;
@@ -360,7 +188,7 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
         s.signal = found->second;
         const Volume &signal = *s.signal;
         const std::string target_path = resolve(folder, cells[static_cast<size_t>(col_target)]);
-        say("reading " + target_path);
+        progress.stage("reading " + target_path);
         s.target = read_volume(target_path);
         auto check = [&](const Volume &v, const std::string &path) {
             try {
@@ -377,7 +205,7 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
             normalize(ctx, c.normalization, s.target.voxels, target_path);
         if (col_mask >= 0 && !cells[static_cast<size_t>(col_mask)].empty()) {
             const std::string mask_path = resolve(folder, cells[static_cast<size_t>(col_mask)]);
-            say("reading " + mask_path);
+            progress.stage("reading " + mask_path);
             s.mask = std::make_shared<Volume>(read_volume(mask_path));
             check(*s.mask, mask_path);
         }
@@ -561,9 +389,20 @@ double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &
     return score;
 }
 
-} // namespace
+// ---- the run: parse, build, train -------------------------------------------------------------------------------
 
-int run_train(int argc, char **argv)
+// What the command line asks for, checked as far as it can be without the configuration.
+struct TrainArgs {
+    int threads = 0;
+    std::string config, data, out, val, log, checkpoint, resume; // checkpoint: --checkpoint or <out>.ckpt
+    int64_t steps = 0, val_every = 0, checkpoint_every = 0;
+    bool tune_threshold = false;
+    std::optional<std::array<int64_t, 3>> patch; // --patch, else the configuration's
+    rm_train_options opt{};                      // all but the patch, which build_training sets
+};
+
+// The command line of `repmode train`, every option checked on its own (usage errors: a Failure with exit code 1).
+TrainArgs parse_train_args(int argc, char **argv)
 {
     CommandLine cmd("train", "Trains a RepMode model on volumes listed in a CSV (signal,target,task[,mask], paths "
                              "relative to the CSV), held in memory: random patches in mixed-task batches, random "
@@ -659,39 +498,24 @@ int run_train(int argc, char **argv)
     if (sampling.getValue() != "random" && sampling.getValue() != "buckets")
         throw Failure("--sampling must be random or buckets, not '" + sampling.getValue() + "'", kBadInput);
 
-    const bool tty = isatty(STDERR_FILENO) != 0;
-    auto say = [tty](const std::string &what) {
-        if (!tty)
-            std::fprintf(stderr, "repmode: train: %s\n", what.c_str());
-    };
-
-    Context ctx(cmd.threads());
-    say("reading " + config.getValue());
-    Config c = read_config(ctx, config.getValue());
-    if (tune_threshold.getValue() &&
-        std::none_of(c.tasks.begin(), c.tasks.end(), [](const rm_task &t) { return t.kind == RM_TASK_BINARY; }))
-        throw Failure("--tune-threshold needs a binary task; " + config.getValue() + " has none", kBadInput);
-    std::array<int64_t, 3> patch{c.cfg.patch[0], c.cfg.patch[1], c.cfg.patch[2]};
+    TrainArgs args;
+    args.threads = cmd.threads();
+    args.config = config.getValue();
+    args.data = data.getValue();
+    args.out = out.getValue();
+    args.val = val.getValue();
+    args.log = log.getValue();
+    args.checkpoint = checkpoint.isSet() ? checkpoint.getValue() : out.getValue() + ".ckpt";
+    args.resume = resume.getValue();
+    args.steps = steps.getValue();
+    args.val_every = val_every.getValue();
+    args.checkpoint_every = checkpoint_every.getValue();
+    args.tune_threshold = tune_threshold.getValue();
     if (patch_arg.isSet())
-        patch = parse_sizes(patch_arg.getValue(), "--patch");
-    const int64_t multiple = int64_t{1} << c.cfg.levels;
-    for (size_t a = 0; a < 3; a++)
-        if (patch[a] % multiple != 0)
-            throw Failure("the patch " + size_string(patch) + " must be a multiple of 2^levels = " +
-                              std::to_string(multiple) + " on each axis",
-                          kBadInput);
-
-    const std::vector<Sample> samples = read_data(ctx, data.getValue(), c, say);
-    std::vector<Sample> val_samples;
-    if (val.isSet())
-        val_samples = read_data(ctx, val.getValue(), c, say);
-
-    rm_model *raw_model = nullptr;
-    ctx.check(rm_model_create(ctx, &c.cfg, seed.getValue(), &raw_model));
-    std::unique_ptr<rm_model, void (*)(rm_model *)> model(raw_model, rm_model_free);
-    ctx.check(rm_model_set_normalization(ctx, model.get(), &c.normalization));
-
-    rm_train_options opt = rm_train_options_official(patch.data());
+        args.patch = parse_sizes(patch_arg.getValue(), "--patch");
+    const int64_t no_patch[3] = {0, 0, 0}; // the configuration's or --patch: build_training sets it
+    rm_train_options &opt = args.opt;
+    opt = rm_train_options_official(no_patch);
     opt.batch = batch.getValue();
     opt.seed = seed.getValue();
     opt.optim = optimizer.getValue() == "adam" ? rm_optim_adam_official() : rm_optim_adamw_default();
@@ -701,11 +525,56 @@ int run_train(int argc, char **argv)
     opt.intensity_jitter = static_cast<float>(jitter.getValue());
     opt.noise = static_cast<float>(noise.getValue());
     opt.sampling = sampling.getValue() == "buckets" ? RM_SAMPLING_BUCKETS : RM_SAMPLING_RANDOM;
-    if (opt.rotations && patch[1] != patch[2])
-        throw Failure("--rotations needs a square patch in Y and X, not " + size_string(patch), kBadInput);
     opt.schedule = warmup.getValue() > 0 ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
                                          : rm_schedule_constant();
-    std::vector<rm_train_volume> volumes;
+    return args;
+}
+
+using Model = std::unique_ptr<rm_model, void (*)(rm_model *)>;
+using Trainer = std::unique_ptr<rm_trainer, void (*)(rm_trainer *)>;
+
+// Everything a run needs, read and checked before its first step.
+struct Training {
+    Config config;
+    std::vector<Sample> samples, val_samples;
+    rm_train_options opt;
+    Model model;
+    Trainer trainer; // trains `model`, which outlives it (members are destroyed in reverse order)
+};
+
+// Reads the configuration and the data, and makes the model and its trainer (restored from --resume if given).
+Training build_training(const Context &ctx, const TrainArgs &args, const Progress &progress)
+{
+    progress.stage("reading " + args.config);
+    Config config = read_config(ctx, args.config);
+    const rm_config &cfg = config->cfg;
+    if (args.tune_threshold &&
+        std::none_of(cfg.tasks, cfg.tasks + cfg.n_tasks, [](const rm_task &t) { return t.kind == RM_TASK_BINARY; }))
+        throw Failure("--tune-threshold needs a binary task; " + args.config + " has none", kBadInput);
+    rm_train_options opt = args.opt;
+    const std::array<int64_t, 3> patch = args.patch.value_or(std::array<int64_t, 3>{cfg.patch[0], cfg.patch[1],
+                                                                                     cfg.patch[2]});
+    const int64_t multiple = int64_t{1} << cfg.levels;
+    for (size_t a = 0; a < 3; a++) {
+        if (patch[a] % multiple != 0)
+            throw Failure("the patch " + size_string(patch) + " must be a multiple of 2^levels = " +
+                              std::to_string(multiple) + " on each axis",
+                          kBadInput);
+        opt.patch[a] = patch[a];
+    }
+    if (opt.rotations && patch[1] != patch[2])
+        throw Failure("--rotations needs a square patch in Y and X, not " + size_string(patch), kBadInput);
+
+    std::vector<Sample> samples = read_data(ctx, args.data, *config, progress);
+    std::vector<Sample> val_samples;
+    if (!args.val.empty())
+        val_samples = read_data(ctx, args.val, *config, progress);
+
+    rm_model *raw_model = nullptr;
+    ctx.check(rm_model_create(ctx, &cfg, opt.seed, &raw_model));
+    Model model(raw_model, rm_model_free);
+    ctx.check(rm_model_set_normalization(ctx, model.get(), &config->normalization));
+    std::vector<rm_train_volume> volumes; // the trainer keeps a copy
     for (const Sample &s : samples) {
         rm_train_volume v{};
         v.signal = s.signal->voxels.data();
@@ -714,112 +583,130 @@ int run_train(int argc, char **argv)
         for (size_t a = 0; a < 3; a++)
             v.size[a] = s.signal->size[a];
         v.task = s.task;
-        v.target_2d = c.cfg.tasks[s.task].output_2d;
+        v.target_2d = cfg.tasks[s.task].output_2d;
         volumes.push_back(v);
     }
     rm_trainer *raw_trainer = nullptr;
     ctx.check(rm_trainer_create(ctx, model.get(), &opt, volumes.data(), static_cast<int>(volumes.size()),
                                 &raw_trainer));
-    std::unique_ptr<rm_trainer, void (*)(rm_trainer *)> trainer(raw_trainer, rm_trainer_free);
-
-    if (resume.isSet()) {
-        say("resuming from " + resume.getValue());
-        ctx.check(rm_trainer_load_checkpoint(ctx, trainer.get(), resume.getValue().c_str()));
-        if (rm_trainer_steps_done(trainer.get()) > steps.getValue())
-            throw Failure(resume.getValue() + " is at step " + std::to_string(rm_trainer_steps_done(trainer.get())) +
-                              ", past --steps " + std::to_string(steps.getValue()),
+    Trainer trainer(raw_trainer, rm_trainer_free);
+    if (!args.resume.empty()) {
+        progress.stage("resuming from " + args.resume);
+        ctx.check(rm_trainer_load_checkpoint(ctx, trainer.get(), args.resume.c_str()));
+        if (rm_trainer_steps_done(trainer.get()) > args.steps)
+            throw Failure(args.resume + " is at step " + std::to_string(rm_trainer_steps_done(trainer.get())) +
+                              ", past --steps " + std::to_string(args.steps),
                           kBadInput);
     }
-    const std::string ckpt = checkpoint.isSet() ? checkpoint.getValue() : out.getValue() + ".ckpt";
-    Log log_file(log.getValue(), resume.isSet());
+    return Training{std::move(config), std::move(samples), std::move(val_samples), opt, std::move(model),
+                    std::move(trainer)};
+}
 
-    const int64_t total = steps.getValue();
-    const int64_t first = rm_trainer_steps_done(trainer.get());
-    say("training " + std::to_string(total - first) + " steps on " + std::to_string(samples.size()) +
-        " volumes, patch " + size_string(patch) + ", batch " + std::to_string(opt.batch));
-    // The model file records how it was made: software, training data, steps and seed.
-    const auto save_model = [&](int64_t done) {
-        Json provenance = object();
-        cJSON_AddStringToObject(provenance.get(), "software", "repmode " REPMODE_VERSION);
-        cJSON_AddStringToObject(provenance.get(), "data", data.getValue().substr(data.getValue().rfind('/') + 1).c_str());
-        cJSON_AddNumberToObject(provenance.get(), "steps", static_cast<double>(done));
-        cJSON_AddNumberToObject(provenance.get(), "seed", static_cast<double>(seed.getValue()));
-        std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(provenance.get()), cJSON_free);
-        if (!text)
-            throw std::bad_alloc();
-        ctx.check(rm_model_set_provenance(ctx, model.get(), text.get()));
-        ctx.check(rm_model_save(ctx, model.get(), out.getValue().c_str()));
-    };
+// The model file, with how it was made: software, training data, steps and seed.
+void save_model(const Context &ctx, const TrainArgs &args, rm_model *model, int64_t done)
+{
+    Json provenance = object();
+    cJSON_AddStringToObject(provenance.get(), "software", "repmode " REPMODE_VERSION);
+    cJSON_AddStringToObject(provenance.get(), "data", args.data.substr(args.data.rfind('/') + 1).c_str());
+    cJSON_AddNumberToObject(provenance.get(), "steps", static_cast<double>(done));
+    cJSON_AddNumberToObject(provenance.get(), "seed", static_cast<double>(args.opt.seed));
+    std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(provenance.get()), cJSON_free);
+    if (!text)
+        throw std::bad_alloc();
+    ctx.check(rm_model_set_provenance(ctx, model, text.get()));
+    ctx.check(rm_model_save(ctx, model, args.out.c_str()));
+}
+
+// Validates at step `done` (a line in the log), and saves the model when its score is the best so far (lower is
+// better; `best` is updated).
+void validate_and_keep_best(const Context &ctx, const TrainArgs &args, Training &t, Log &log, const Progress &progress,
+                            int64_t done, double &best)
+{
+    Json line = object();
+    cJSON_AddNumberToObject(line.get(), "step", static_cast<double>(done));
+    const double score = validate(ctx, t.model.get(), t.val_samples, t.opt.patch, args.tune_threshold, line.get());
+    const bool better = std::isfinite(score) && score < best;
+    cJSON_AddBoolToObject(line.get(), "best", better);
+    log.write(line.get());
+    std::string tuned;
+    const rm_config *cfg = rm_model_config(t.model.get());
+    for (int k = 0; args.tune_threshold && k < cfg->n_tasks; k++) {
+        const rm_task &task = cfg->tasks[k];
+        if (task.kind == RM_TASK_BINARY && !std::isnan(task.threshold))
+            tuned += std::string(tuned.empty() ? ", threshold " : ", ") + task.name + " " +
+                     std::to_string(task.threshold);
+    }
+    progress.stage("validation at step " + std::to_string(done) + ": score " + std::to_string(score) + tuned +
+                   (better ? " (best so far, saved to " + args.out + ")" : ""));
+    if (better) {
+        best = score;
+        rm_trainer_set_best_score(t.trainer.get(), best);
+        save_model(ctx, args, t.model.get(), done);
+    }
+}
+
+// The steps from the trainer's up to --steps: a log line and the progress bar each, validations, checkpoints, and
+// the model file (the last one unless a validation saved a better one).
+void run_training(const Context &ctx, const TrainArgs &args, Training &t, const Progress &progress)
+{
+    Log log(args.log, !args.resume.empty());
+    const int64_t total = args.steps, first = rm_trainer_steps_done(t.trainer.get());
+    progress.stage("training " + std::to_string(total - first) + " steps on " + std::to_string(t.samples.size()) +
+                   " volumes, patch " + size_string({t.opt.patch[0], t.opt.patch[1], t.opt.patch[2]}) + ", batch " +
+                   std::to_string(t.opt.batch));
     const auto start = Clock::now();
     // The best score travels in the checkpoint: a resumed run keeps the model that an earlier part saved to --out
     // unless it validates better.
-    double best = std::isnan(rm_trainer_best_score(trainer.get())) ? INFINITY : rm_trainer_best_score(trainer.get());
-    bool saved_best = std::isfinite(best);
+    const double kept = rm_trainer_best_score(t.trainer.get());
+    double best = std::isnan(kept) ? INFINITY : kept;
     for (int64_t s = first; s < total; s++) {
-        const float rate = rm_schedule_lr(&opt.schedule, opt.optim.lr, s);
+        const float rate = rm_schedule_lr(&t.opt.schedule, t.opt.optim.lr, s);
         float loss = 0.0f;
-        ctx.check(rm_trainer_step(ctx, trainer.get(), &loss));
+        ctx.check(rm_trainer_step(ctx, t.trainer.get(), &loss));
         const int64_t done = s + 1;
         if (!std::isfinite(loss))
             throw Failure("the loss is not finite at step " + std::to_string(done) + " (try a lower --lr)",
                           kBadInput);
         const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
         const double per_second = seconds > 0 ? static_cast<double>(done - first) / seconds : 0.0;
-        const double left = per_second > 0 ? static_cast<double>(total - done) / per_second : NAN;
         Json line = object();
         cJSON_AddNumberToObject(line.get(), "step", static_cast<double>(done));
         cJSON_AddNumberToObject(line.get(), "loss", loss);
         cJSON_AddNumberToObject(line.get(), "lr", rate);
         cJSON_AddNumberToObject(line.get(), "seconds", seconds);
         cJSON_AddNumberToObject(line.get(), "steps_per_second", per_second);
-        log_file.write(line.get());
-        if (tty) {
-            const int width = 30, bar = static_cast<int>(static_cast<double>(done) / total * width);
-            std::fprintf(stderr, "\rrepmode: train [%.*s%*s] step %lld/%lld loss %.4g lr %.3g %.2f steps/s %s left ",
-                         bar, "##############################", width - bar, "", static_cast<long long>(done),
-                         static_cast<long long>(total), static_cast<double>(loss), static_cast<double>(rate),
-                         per_second, duration(left).c_str());
-            if (done == total)
-                std::fputc('\n', stderr);
-            std::fflush(stderr);
-        } else if (done % 10 == 0 || done == total)
-            std::fprintf(stderr, "repmode: train: step %lld/%lld loss %.4g lr %.3g %.2f steps/s %s left\n",
-                         static_cast<long long>(done), static_cast<long long>(total), static_cast<double>(loss),
-                         static_cast<double>(rate), per_second, duration(left).c_str());
+        log.write(line.get());
+        char status[160];
+        std::snprintf(status, sizeof status, "step %lld/%lld loss %.4g lr %.3g %.2f steps/s %s left",
+                      static_cast<long long>(done), static_cast<long long>(total), static_cast<double>(loss),
+                      static_cast<double>(rate), per_second,
+                      duration(per_second > 0 ? static_cast<double>(total - done) / per_second : NAN).c_str());
+        progress.bar(static_cast<double>(done) / static_cast<double>(total), status);
+        if (done % 10 == 0 || done == total)
+            progress.stage(status);
 
-        if (!val_samples.empty() && (done == total || (val_every.getValue() > 0 && done % val_every.getValue() == 0))) {
-            Json vline = object();
-            cJSON_AddNumberToObject(vline.get(), "step", static_cast<double>(done));
-            const double score = validate(ctx, model.get(), val_samples, patch.data(), tune_threshold.getValue(),
-                                          vline.get());
-            const bool better = std::isfinite(score) && score < best;
-            cJSON_AddBoolToObject(vline.get(), "best", better);
-            log_file.write(vline.get());
-            std::string tuned;
-            for (int t = 0; tune_threshold.getValue() && t < c.cfg.n_tasks; t++) {
-                const rm_task &task = rm_model_config(model.get())->tasks[t];
-                if (task.kind == RM_TASK_BINARY && !std::isnan(task.threshold))
-                    tuned += std::string(tuned.empty() ? ", threshold " : ", ") + task.name + " " +
-                             std::to_string(task.threshold);
-            }
-            say("validation at step " + std::to_string(done) + ": score " + std::to_string(score) + tuned +
-                (better ? " (best so far, saved to " + out.getValue() + ")" : ""));
-            if (better) {
-                best = score;
-                rm_trainer_set_best_score(trainer.get(), best);
-                save_model(done);
-                saved_best = true;
-            }
-        }
-        if (done == total || (checkpoint_every.getValue() > 0 && done % checkpoint_every.getValue() == 0))
-            ctx.check(rm_trainer_save_checkpoint(ctx, trainer.get(), ckpt.c_str()));
+        if (!t.val_samples.empty() && (done == total || (args.val_every > 0 && done % args.val_every == 0)))
+            validate_and_keep_best(ctx, args, t, log, progress, done, best);
+        if (done == total || (args.checkpoint_every > 0 && done % args.checkpoint_every == 0))
+            ctx.check(rm_trainer_save_checkpoint(ctx, t.trainer.get(), args.checkpoint.c_str()));
     }
     if (first == total)
-        ctx.check(rm_trainer_save_checkpoint(ctx, trainer.get(), ckpt.c_str()));
-    if (!saved_best) {
-        save_model(total);
-        say("wrote " + out.getValue());
+        ctx.check(rm_trainer_save_checkpoint(ctx, t.trainer.get(), args.checkpoint.c_str()));
+    if (!std::isfinite(best)) {
+        save_model(ctx, args, t.model.get(), total);
+        progress.stage("wrote " + args.out);
     }
+}
+
+} // namespace
+
+int run_train(int argc, char **argv)
+{
+    const TrainArgs args = parse_train_args(argc, argv);
+    Context ctx(args.threads);
+    const Progress progress("train");
+    Training training = build_training(ctx, args, progress);
+    run_training(ctx, args, training, progress);
     return 0;
 }
 

@@ -523,6 +523,49 @@ def test_error_bad_normalization(sample, tmp_path):
         assert "bad.json" in msg and all(w in msg for w in words), (value, msg)
 
 
+def test_error_config_is_the_cores_message_after_the_file_name(sample, tmp_path):
+    """The core reads the configuration (rm_train_config_parse); train reports its message, which names the field."""
+    cfg = tmp_path / "bad.json"
+    for fields, expected in [
+        ({"tasks": [{"name": "membranes", "kind": "binary", "threshold": 1.5}]},
+         "config: task 'membranes': threshold = 1.5 is outside [0, 1]"),
+        ({"colour": [1, 0, 0]}, "config: unknown field 'colour'"),
+        ({"tasks": [{"name": "nuclei"}, {"name": "nuclei", "kind": "binary"}]},
+         "config: task 'nuclei' appears twice in 'tasks'"),
+        ({"tasks": [{"name": "nuclei", "kind": "regression", "color": "red"}]},
+         "config: tasks[0] ('nuclei'): 'color' must be [r, g, b], each in [0, 1]"),
+        ({"levels": 9}, "config: levels = 9 is outside 1..8"),
+        ({"in_channels": 2}, "'in_channels' and 'out_channels' must be 1 (train reads single-channel volumes)"),
+    ]:
+        cfg.write_text(json.dumps(dict(CONFIG, **fields)))
+        assert error(sample, tmp_path, config=cfg) == "repmode: %s: %s" % (cfg, expected)
+
+
+def test_on_a_terminal_the_shared_progress_bar_shows_every_step(sample, tmp_path):
+    """On a terminal, stderr gets cli.cxx's one progress bar, redrawn per step with the step's loss after the
+    percentage, and none of the stage lines written when stderr is not a terminal."""
+    import pty
+    master, slave = pty.openpty()
+    r = subprocess.run([REPMODE, "train", "--config", sample / "config.json", "--data", sample / "train.csv", "--out",
+                        tmp_path / "m.safetensors", "--steps", "2", "--batch", "1"],
+                       stdout=subprocess.DEVNULL, stderr=slave, timeout=300)
+    os.close(slave)
+    text = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the terminal's writer has gone and everything was read
+            break
+        if not chunk:
+            break
+        text += chunk
+    os.close(master)
+    text = text.decode()
+    assert r.returncode == 0, text
+    assert " 50% step 1/2 loss " in text and "100% step 2/2 loss " in text, text
+    assert "\rrepmode: train [" in text and "repmode: train: " not in text, text
+
+
 def test_error_empty_csv(sample, tmp_path):
     d = write_csv(tmp_path, sample, "signal,target,task\n")
     assert "no rows" in error(sample, tmp_path, data=d)
