@@ -1,5 +1,6 @@
-/* Configurations and tasks as the JSON strings of a model file's metadata (docs/model-file.md §2): repmode.config holds
- * the fields of docs/network.md §2.1 except the tasks, which repmode.tasks lists in task-index order. */
+/* Configurations and tasks as the JSON strings of a model file's metadata (docs/model-file.md §2): repmode.config
+ * holds the fields of docs/network.md §2.1 except the tasks, which repmode.tasks lists in task-index order. The
+ * readers of those fields are also those of a configuration file (train/train_config.c), so the two cannot drift. */
 #include "model/config_json.h"
 
 #include <limits.h>

@@ -1,4 +1,5 @@
-/* Configurations and tasks as JSON text, the form a model file's metadata stores them in. */
+/* Configurations and tasks as JSON text, the form a model file's metadata stores them in and a configuration
+ * file gives them in. */
 #ifndef REPMODE_CONFIG_JSON_H
 #define REPMODE_CONFIG_JSON_H
 

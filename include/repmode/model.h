@@ -138,7 +138,9 @@ RM_API rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info
 RM_API void rm_model_info_free(rm_model_info *info);
 
 /* The JSON text of a configuration (without its tasks) and of its task list, as a model file's metadata holds
- * them. NULL when out of memory; release with rm_free. */
+ * them; the configuration's object with the list added as "tasks" is a configuration file that
+ * rm_train_config_parse (trainer.h) reads back as the same configuration. NULL when out of memory; release with
+ * rm_free. */
 RM_API char *rm_config_json(const rm_config *cfg);
 RM_API char *rm_tasks_json(const rm_config *cfg);
 /* Frees memory the library returned. */
