@@ -12,8 +12,8 @@
 char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n);
 /* The members of a configuration object (repmode.config, or a configuration file's top level) into cfg, each read
  * by its field's one reader: types and names are checked (ranges are rm_config_validate's); a key given twice, or
- * one that is neither a field of extensions.md §1 but "tasks" nor listed in `others` (NULL-terminated, or NULL), is
- * refused. Absent fields keep cfg's values. `where` starts every message. */
+ * one that is neither a field of docs/network.md §2.1 but "tasks" nor listed in `others` (NULL-terminated, or
+ * NULL), is refused. Absent fields keep cfg's values. `where` starts every message. */
 rm_status rm_config_read_object(rm_ctx *ctx, const char *where, const cJSON *obj, const char *const *others,
                                 rm_config *cfg);
 /* A task list (repmode.tasks, or a configuration file's "tasks"): *tasks allocated (free() it; NULL for an empty

@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 /* What to train, as a configuration file gives it (the file of `repmode train --config`): the network with its tasks
- * (extensions.md §1) and how its volumes are normalized (§3), which the trained model records
+ * (docs/network.md §2.1) and how its volumes are normalized (docs/network.md §1.2), which the trained model records
  * (rm_model_set_normalization). Owns its tasks; release with rm_train_config_free. */
 typedef struct rm_train_config {
     rm_config cfg;  /* cfg.tasks points at `tasks` */
@@ -26,7 +26,7 @@ typedef struct rm_train_config {
     rm_normalization normalization;
 } rm_train_config;
 
-/* Reads a configuration file's JSON text: an object with the fields of extensions.md §1 (as repmode.config holds
+/* Reads a configuration file's JSON text: an object with the fields of docs/network.md §2.1 (as repmode.config holds
  * them; absent ones take the `lite` defaults), "tasks", a non-empty list of {"name", "kind"?: "regression" (the
  * default) or "binary", "threshold"?: a number in [0, 1], "color"?: [r, g, b] each in [0, 1], "output"?: "3d" (the
  * default) or "2d"}, and "normalization"?: "zscore" (the default), "percentile" (p1-p99) or the object
