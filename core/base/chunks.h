@@ -13,6 +13,28 @@ static inline void chunk_range(int64_t k, int64_t n, int64_t *i0, int64_t *i1)
     *i1 = *i0 + RM_CHUNK < n ? *i0 + RM_CHUNK : n;
 }
 
+/* One slot of `size` bytes per chunk of n items, in the context's working memory; NULL (with the error set) when it
+ * cannot grow. */
+static inline void *chunk_slots(rm_ctx *ctx, int64_t n, size_t size)
+{
+    return rm_ctx_workspace(ctx, (size_t)chunk_count(n) * size);
+}
+
+/* Calls fn(arg, k, i0, i1) for every chunk k = [i0, i1) of n items, the chunks shared out over the context's
+ * threads. A chunk writes only its own slot or elements, so no result depends on which thread runs it. */
+typedef void (*chunk_fn)(void *arg, int64_t k, int64_t i0, int64_t i1);
+
+static inline void for_each_chunk(rm_ctx *ctx, int64_t n, chunk_fn fn, void *arg)
+{
+    const int64_t chunks = chunk_count(n);
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t i0, i1;
+        chunk_range(k, n, &i0, &i1);
+        fn(arg, k, i0, i1);
+    }
+}
+
 /* The number of voxels a mask selects (all of them without a mask). Integer counts: exact in any order. */
 static inline int64_t mask_count(rm_ctx *ctx, const rm_tensor *mask, int64_t n)
 {

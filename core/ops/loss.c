@@ -14,6 +14,14 @@ typedef struct mse_part {
     int64_t count;
 } mse_part;
 
+/* What the chunks read and write: the forward fills part, the backward g. */
+typedef struct mse_args {
+    const float *p, *t, *m;
+    mse_part *part;
+    float scale;
+    float *g;
+} mse_args;
+
 /* Checks the arguments; `op` ("mse" or "masked mse") starts every message. */
 static rm_status mse_check(rm_ctx *ctx, const char *op, const rm_tensor *pred, const rm_tensor *target,
                            const rm_tensor *mask)
@@ -29,10 +37,12 @@ static rm_status mse_check(rm_ctx *ctx, const char *op, const rm_tensor *pred, c
     return RM_OK;
 }
 
-/* Σ (p - t)² over the selected elements of [i0, i1), in eight interleaved lanes (a fixed order the compiler keeps in
- * vector registers); an unselected element adds nothing to its lane. */
-static mse_part mse_chunk(const float *p, const float *t, const float *m, int64_t i0, int64_t i1)
+/* part[k] = Σ (p - t)² over the selected elements of [i0, i1), in eight interleaved lanes (a fixed order the
+ * compiler keeps in vector registers); an unselected element adds nothing to its lane. */
+static void mse_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
 {
+    const mse_args *a = arg;
+    const float *p = a->p, *t = a->t, *m = a->m;
     double s[8] = {0};
     int64_t count = 0, i = i0;
     if (!m) {
@@ -63,8 +73,24 @@ static mse_part mse_chunk(const float *p, const float *t, const float *m, int64_
             }
         }
     }
-    mse_part r = {((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])), count};
-    return r;
+    a->part[k] = (mse_part){((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])), count};
+}
+
+/* g = scale·(p - t) on the selected elements of [i0, i1), 0 on the others. */
+static void mse_grad_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
+{
+    (void)k;
+    const mse_args *a = arg;
+    const float *p = a->p, *t = a->t, *m = a->m;
+    const float scale = a->scale;
+    float *g = a->g;
+    if (!m) {
+        for (int64_t i = i0; i < i1; i++)
+            g[i] = scale * (p[i] - t[i]);
+    } else {
+        for (int64_t i = i0; i < i1; i++)
+            g[i] = m[i] > 0.5f ? scale * (p[i] - t[i]) : 0.0f;
+    }
 }
 
 static rm_status mse_forward(rm_ctx *ctx, const char *op, const rm_tensor *pred, const rm_tensor *target,
@@ -74,19 +100,12 @@ static rm_status mse_forward(rm_ctx *ctx, const char *op, const rm_tensor *pred,
     if (!loss)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: loss is NULL", op);
 
-    const int64_t n = rm_tensor_numel(pred);
-    const int64_t chunks = chunk_count(n);
-    mse_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
+    const int64_t n = rm_tensor_numel(pred), chunks = chunk_count(n);
+    mse_part *part = chunk_slots(ctx, n, sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
-    const float *p = pred->data, *t = target->data, *m = mask ? mask->data : NULL;
-
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; k++) {
-        int64_t i0, i1;
-        chunk_range(k, n, &i0, &i1);
-        part[k] = mse_chunk(p, t, m, i0, i1);
-    }
+    mse_args a = {.p = pred->data, .t = target->data, .m = mask ? mask->data : NULL, .part = part};
+    for_each_chunk(ctx, n, mse_chunk, &a);
 
     double sum = 0.0;
     int64_t count = 0;
@@ -109,25 +128,11 @@ static rm_status mse_backward(rm_ctx *ctx, const char *op, const rm_tensor *pred
     RM_TRY(rm_check_shape(ctx, dpred, name, pred->ne));
 
     const int64_t n = rm_tensor_numel(pred);
-    const int64_t chunks = chunk_count(n);
     const int64_t count = mask_count(ctx, mask, n);
     const float scale = count > 0 ? (float)(2.0 * (double)dloss / (double)count) : 0.0f;
-    const float *p = pred->data, *t = target->data, *m = mask ? mask->data : NULL;
-    float *g = dpred->data;
-
     /* dpred may be any input: each element is read before it is written. */
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; k++) {
-        int64_t i0, i1;
-        chunk_range(k, n, &i0, &i1);
-        if (!m) {
-            for (int64_t i = i0; i < i1; i++)
-                g[i] = scale * (p[i] - t[i]);
-        } else {
-            for (int64_t i = i0; i < i1; i++)
-                g[i] = m[i] > 0.5f ? scale * (p[i] - t[i]) : 0.0f;
-        }
-    }
+    mse_args a = {.p = pred->data, .t = target->data, .m = mask ? mask->data : NULL, .scale = scale, .g = dpred->data};
+    for_each_chunk(ctx, n, mse_grad_chunk, &a);
     return RM_OK;
 }
 

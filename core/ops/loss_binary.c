@@ -26,6 +26,16 @@ typedef struct binary_sums {
     double pt, s;     /* Σ p·t and Σ p + Σ t */
 } binary_sums;
 
+/* What the chunks read and write: the reduction fills part, the gradient g with the factors a, b, c that
+ * rm_binary_loss_backward defines. */
+typedef struct binary_args {
+    const float *x, *t, *m;
+    double s;
+    binary_part *part;
+    float a, b, c;
+    float *g;
+} binary_args;
+
 static rm_status binary_check(rm_ctx *ctx, const rm_tensor *logits, const rm_tensor *target, const rm_tensor *mask,
                               float smoothing)
 {
@@ -50,8 +60,11 @@ static inline float sigmoid_e(float x, float *e_out, float *r_out)
     return x >= 0.0f ? r : e * r;
 }
 
-static binary_part binary_chunk(const float *x, const float *t, const float *m, double s, int64_t i0, int64_t i1)
+static void binary_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
 {
+    const binary_args *a = arg;
+    const float *x = a->x, *t = a->t, *m = a->m;
+    const double s = a->s;
     binary_part b = {0.0, 0.0, 0.0, 0.0, 0};
     for (int64_t i = i0; i < i1; i++) {
         if (m && !(m[i] > 0.5f))
@@ -67,26 +80,39 @@ static binary_part binary_chunk(const float *x, const float *t, const float *m, 
         b.t += ti;
         b.count++;
     }
-    return b;
+    a->part[k] = b;
+}
+
+static void binary_grad_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
+{
+    (void)k;
+    const binary_args *a = arg;
+    const float *x = a->x, *t = a->t, *m = a->m;
+    const float sm = (float)a->s, keep = 1.0f - sm, ga = a->a, gb = a->b, gc = a->c;
+    float *g = a->g;
+    for (int64_t i = i0; i < i1; i++) {
+        if (m && !(m[i] > 0.5f)) {
+            g[i] = 0.0f;
+            continue;
+        }
+        float e, r;
+        const float p = sigmoid_e(x[i], &e, &r);
+        const float ti = t[i];
+        const float ts = ti * keep + (1.0f - ti) * sm;
+        g[i] = ga * (p - ts) + (gb - gc * ti) * (e * r * r);
+    }
 }
 
 static rm_status binary_reduce(rm_ctx *ctx, const rm_tensor *logits, const rm_tensor *target, const rm_tensor *mask,
                                float smoothing, binary_sums *out)
 {
-    const int64_t n = rm_tensor_numel(logits);
-    const int64_t chunks = chunk_count(n);
-    binary_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
+    const int64_t n = rm_tensor_numel(logits), chunks = chunk_count(n);
+    binary_part *part = chunk_slots(ctx, n, sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
-    const float *x = logits->data, *t = target->data, *m = mask ? mask->data : NULL;
-    const double s = smoothing;
-
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; k++) {
-        int64_t i0, i1;
-        chunk_range(k, n, &i0, &i1);
-        part[k] = binary_chunk(x, t, m, s, i0, i1);
-    }
+    binary_args a = {.x = logits->data, .t = target->data, .m = mask ? mask->data : NULL, .s = smoothing,
+                     .part = part};
+    for_each_chunk(ctx, n, binary_chunk, &a);
 
     binary_part sum = {0.0, 0.0, 0.0, 0.0, 0};
     for (int64_t k = 0; k < chunks; k++) {
@@ -135,31 +161,12 @@ rm_status rm_binary_loss_backward(rm_ctx *ctx, const rm_tensor *logits, const rm
     /* g = a·(p − t') + (b − c·t)·p·(1 − p): the BCE term with a = ½·dloss/M, the Dice term with
      * b = ½·dloss·(2·Σp·t + λ)/(S + λ)² and c = ½·dloss·2/(S + λ), S = Σp + Σt. */
     const double half = 0.5 * (double)dloss, sl = s.s + RM_DICE_LAMBDA;
-    const float a = s.m > 0.0 ? (float)(half / s.m) : 0.0f;
-    const float b = (float)(half * (2.0 * s.pt + RM_DICE_LAMBDA) / (sl * sl));
-    const float c = (float)(half * 2.0 / sl);
-    const float sm = smoothing, keep = 1.0f - smoothing;
-    const int64_t n = rm_tensor_numel(logits);
-    const int64_t chunks = chunk_count(n);
-    const float *x = logits->data, *t = target->data, *m = mask ? mask->data : NULL;
-    float *g = dlogits->data;
-
+    binary_args a = {.x = logits->data, .t = target->data, .m = mask ? mask->data : NULL, .s = smoothing,
+                     .g = dlogits->data};
+    a.a = s.m > 0.0 ? (float)(half / s.m) : 0.0f;
+    a.b = (float)(half * (2.0 * s.pt + RM_DICE_LAMBDA) / (sl * sl));
+    a.c = (float)(half * 2.0 / sl);
     /* dlogits may be any input: each element is read before it is written. */
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; k++) {
-        int64_t i0, i1;
-        chunk_range(k, n, &i0, &i1);
-        for (int64_t i = i0; i < i1; i++) {
-            if (m && !(m[i] > 0.5f)) {
-                g[i] = 0.0f;
-                continue;
-            }
-            float e, r;
-            const float p = sigmoid_e(x[i], &e, &r);
-            const float ti = t[i];
-            const float ts = ti * keep + (1.0f - ti) * sm;
-            g[i] = a * (p - ts) + (b - c * ti) * (e * r * r);
-        }
-    }
+    for_each_chunk(ctx, rm_tensor_numel(logits), binary_grad_chunk, &a);
     return RM_OK;
 }

@@ -101,8 +101,18 @@ typedef struct reg_part {
     double pp, tt, pt;            /* second pass: Σ(p − p̄)², Σ(t − t̄)², Σ(p − p̄)(t − t̄) */
 } reg_part;
 
-static void reg_first(const float *p, const float *t, const float *m, int64_t i0, int64_t i1, reg_part *r)
+/* What the chunks of the two passes read and write. */
+typedef struct reg_args {
+    const float *p, *t, *m;
+    double pmean, tmean; /* second pass */
+    reg_part *part;
+} reg_args;
+
+static void reg_first(void *arg, int64_t k, int64_t i0, int64_t i1)
 {
+    const reg_args *a = arg;
+    const float *p = a->p, *t = a->t, *m = a->m;
+    reg_part *r = &a->part[k];
     r->bad.kind = BAD_NONE;
     r->bad.index = -1;
     r->count = 0;
@@ -129,9 +139,12 @@ static void reg_first(const float *p, const float *t, const float *m, int64_t i0
     }
 }
 
-static void reg_second(const float *p, const float *t, const float *m, int64_t i0, int64_t i1, double pmean,
-                       double tmean, reg_part *r)
+static void reg_second(void *arg, int64_t k, int64_t i0, int64_t i1)
 {
+    const reg_args *a = arg;
+    const float *p = a->p, *t = a->t, *m = a->m;
+    const double pmean = a->pmean, tmean = a->tmean;
+    reg_part *r = &a->part[k];
     double se = 0.0, ae = 0.0, pp = 0.0, tt = 0.0, pt = 0.0;
     for (int64_t i = i0; i < i1; i++) {
         if (m && !(m[i] > 0.5f))
@@ -157,19 +170,12 @@ rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, cons
     static const char what[] = "regression metrics";
     RM_TRY(check_inputs(ctx, what, "pred", pred, target, mask, out));
 
-    const int64_t n = rm_tensor_numel(pred);
-    const int64_t chunks = chunk_count(n);
-    reg_part *part = rm_ctx_workspace(ctx, (size_t)chunks * sizeof *part);
+    const int64_t n = rm_tensor_numel(pred), chunks = chunk_count(n);
+    reg_part *part = chunk_slots(ctx, n, sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
-    const float *p = pred->data, *t = target->data, *m = mask ? mask->data : NULL;
-
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; k++) {
-        int64_t i0, i1;
-        chunk_range(k, n, &i0, &i1);
-        reg_first(p, t, m, i0, i1, &part[k]);
-    }
+    reg_args a = {.p = pred->data, .t = target->data, .m = mask ? mask->data : NULL, .part = part};
+    for_each_chunk(ctx, n, reg_first, &a);
     RM_TRY(report_bad(ctx, what, "pred", &part[0].bad, sizeof *part, chunks));
 
     int64_t count = 0;
@@ -190,13 +196,9 @@ rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, cons
         return RM_OK;
     }
 
-    const double pmean = sp / (double)count, tmean = st / (double)count;
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; k++) {
-        int64_t i0, i1;
-        chunk_range(k, n, &i0, &i1);
-        reg_second(p, t, m, i0, i1, pmean, tmean, &part[k]);
-    }
+    a.pmean = sp / (double)count;
+    a.tmean = st / (double)count;
+    for_each_chunk(ctx, n, reg_second, &a);
     double se = 0.0, ae = 0.0, pp = 0.0, tt = 0.0, pt = 0.0;
     for (int64_t k = 0; k < chunks; k++) {
         se += part[k].se;
@@ -229,9 +231,20 @@ typedef struct bin_part {
     int64_t pos_at, neg_at; /* where this chunk's positive and negative scores start in the AUC's arrays */
 } bin_part;
 
-static void bin_count(const float *p, const float *t, const float *m, float threshold, int64_t i0, int64_t i1,
-                      bin_part *b)
+/* What the chunks of the binary calls read and write: the counting pass fills part, the split the score arrays. */
+typedef struct bin_args {
+    const float *p, *t, *m;
+    float threshold;
+    bin_part *part;
+    float *pos, *neg;
+} bin_args;
+
+static void bin_count(void *arg, int64_t k, int64_t i0, int64_t i1)
 {
+    const bin_args *a = arg;
+    const float *p = a->p, *t = a->t, *m = a->m;
+    const float threshold = a->threshold;
+    bin_part *b = &a->part[k];
     b->bad.kind = BAD_NONE;
     b->bad.index = -1;
     int64_t tp = 0, fp = 0, fn = 0, tn = 0;
@@ -285,47 +298,36 @@ static double auc_sorted(const float *pos, int64_t npos, const float *neg, int64
     return u / ((double)npos * (double)nneg);
 }
 
-/* Copies the selected scores into pos and neg (in element order, each chunk at its offset) and sorts them. */
-static void split_scores(rm_ctx *ctx, const float *p, const float *t, const float *m, int64_t n, int64_t chunks,
-                         const bin_part *part, float *pos, int64_t npos, float *neg, int64_t nneg)
+/* Copies the chunk's selected scores into pos and neg, in element order, at the chunk's offsets. */
+static void split_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
 {
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; k++) {
-        int64_t i0, i1, op = part[k].pos_at, on = part[k].neg_at;
-        chunk_range(k, n, &i0, &i1);
-        for (int64_t i = i0; i < i1; i++) {
-            if (m && !(m[i] > 0.5f))
-                continue;
-            if (t[i] > 0.5f)
-                pos[op++] = p[i];
-            else
-                neg[on++] = p[i];
-        }
+    const bin_args *a = arg;
+    const float *p = a->p, *t = a->t, *m = a->m;
+    float *pos = a->pos, *neg = a->neg;
+    int64_t op = a->part[k].pos_at, on = a->part[k].neg_at;
+    for (int64_t i = i0; i < i1; i++) {
+        if (m && !(m[i] > 0.5f))
+            continue;
+        if (t[i] > 0.5f)
+            pos[op++] = p[i];
+        else
+            neg[on++] = p[i];
     }
-    qsort(pos, (size_t)npos, sizeof *pos, cmp_float);
-    qsort(neg, (size_t)nneg, sizeof *neg, cmp_float);
 }
 
 /* The binary calls' first pass, on checked arguments: checks every selected value, counts each chunk at `threshold`
  * and sets each chunk's offsets into the positives' and negatives' score arrays. *parts is the context's workspace;
  * *totals gets tp, fp, fn, tn and count. */
 static rm_status bin_pass(rm_ctx *ctx, const char *what, const rm_tensor *prob, const rm_tensor *target,
-                          const rm_tensor *mask, float threshold, bin_part **parts, int64_t *chunks,
-                          rm_binary_metrics *totals)
+                          const rm_tensor *mask, float threshold, bin_part **parts, rm_binary_metrics *totals)
 {
-    const int64_t n = rm_tensor_numel(prob);
-    const int64_t nc = chunk_count(n);
-    bin_part *part = rm_ctx_workspace(ctx, (size_t)nc * sizeof *part);
+    const int64_t n = rm_tensor_numel(prob), nc = chunk_count(n);
+    bin_part *part = chunk_slots(ctx, n, sizeof *part);
     if (!part)
         return RM_ERR_NOMEM;
-    const float *p = prob->data, *t = target->data, *m = mask ? mask->data : NULL;
-
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (nc > 1)
-    for (int64_t k = 0; k < nc; k++) {
-        int64_t i0, i1;
-        chunk_range(k, n, &i0, &i1);
-        bin_count(p, t, m, threshold, i0, i1, &part[k]);
-    }
+    bin_args a = {.p = prob->data, .t = target->data, .m = mask ? mask->data : NULL, .threshold = threshold,
+                  .part = part};
+    for_each_chunk(ctx, n, bin_count, &a);
     RM_TRY(report_bad(ctx, what, "prob", &part[0].bad, sizeof *part, nc));
 
     rm_binary_metrics r = {0};
@@ -339,7 +341,6 @@ static rm_status bin_pass(rm_ctx *ctx, const char *what, const rm_tensor *prob, 
     }
     r.count = r.tp + r.fp + r.fn + r.tn;
     *parts = part;
-    *chunks = nc;
     *totals = r;
     return RM_OK;
 }
@@ -347,15 +348,18 @@ static rm_status bin_pass(rm_ctx *ctx, const char *what, const rm_tensor *prob, 
 /* The selected scores, the positives' in [0, npos) and the negatives' after them, each sorted in ascending order;
  * NULL (with the error set) when out of memory. Release with free. */
 static float *sorted_scores(rm_ctx *ctx, const char *what, const rm_tensor *prob, const rm_tensor *target,
-                            const rm_tensor *mask, int64_t chunks, const bin_part *part, int64_t npos, int64_t nneg)
+                            const rm_tensor *mask, bin_part *part, int64_t npos, int64_t nneg)
 {
     float *scores = malloc((size_t)(npos + nneg) * sizeof *scores);
     if (!scores) {
         rm_fail(ctx, RM_ERR_NOMEM, "%s: cannot allocate %lld scores", what, (long long)(npos + nneg));
         return NULL;
     }
-    split_scores(ctx, prob->data, target->data, mask ? mask->data : NULL, rm_tensor_numel(prob), chunks, part, scores,
-                 npos, scores + npos, nneg);
+    bin_args a = {.p = prob->data, .t = target->data, .m = mask ? mask->data : NULL, .part = part, .pos = scores,
+                  .neg = scores + npos};
+    for_each_chunk(ctx, rm_tensor_numel(prob), split_chunk, &a);
+    qsort(scores, (size_t)npos, sizeof *scores, cmp_float);
+    qsort(scores + npos, (size_t)nneg, sizeof *scores, cmp_float);
     return scores;
 }
 
@@ -376,9 +380,8 @@ rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm
     if (!(threshold >= 0.0f && threshold <= 1.0f))
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: threshold %g is outside [0, 1]", what, (double)threshold);
     bin_part *part;
-    int64_t chunks;
     rm_binary_metrics r;
-    RM_TRY(bin_pass(ctx, what, prob, target, mask, threshold, &part, &chunks, &r));
+    RM_TRY(bin_pass(ctx, what, prob, target, mask, threshold, &part, &r));
 
     const double tp = (double)r.tp, fp = (double)r.fp, fn = (double)r.fn;
     const int both_empty = r.tp == 0 && r.fp == 0 && r.fn == 0;
@@ -391,7 +394,7 @@ rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm
     const int64_t npos = r.tp + r.fn, nneg = r.fp + r.tn;
     r.auc = NAN;
     if (npos > 0 && nneg > 0) {
-        float *scores = sorted_scores(ctx, what, prob, target, mask, chunks, part, npos, nneg);
+        float *scores = sorted_scores(ctx, what, prob, target, mask, part, npos, nneg);
         if (!scores)
             return RM_ERR_NOMEM;
         r.auc = auc_sorted(scores, npos, scores + npos, nneg);
@@ -455,13 +458,12 @@ rm_status rm_binary_best_threshold(rm_ctx *ctx, const rm_tensor *prob, const rm_
     static const char what[] = "best threshold";
     RM_TRY(check_inputs(ctx, what, "prob", prob, target, mask, out));
     bin_part *part;
-    int64_t chunks;
     rm_binary_metrics r;
     /* Any threshold: the pass is for the checks and each chunk's positives (tp + fn) and negatives (fp + tn). */
-    RM_TRY(bin_pass(ctx, what, prob, target, mask, RM_BINARY_THRESHOLD, &part, &chunks, &r));
+    RM_TRY(bin_pass(ctx, what, prob, target, mask, RM_BINARY_THRESHOLD, &part, &r));
     const int64_t npos = r.tp + r.fn, nneg = r.fp + r.tn;
     float *scores = NULL;
-    if (r.count > 0 && !(scores = sorted_scores(ctx, what, prob, target, mask, chunks, part, npos, nneg)))
+    if (r.count > 0 && !(scores = sorted_scores(ctx, what, prob, target, mask, part, npos, nneg)))
         return RM_ERR_NOMEM;
     *out = sweep_cuts(scores, npos, scores ? scores + npos : NULL, nneg);
     free(scores);
