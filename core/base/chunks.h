@@ -1,5 +1,6 @@
 /* Reductions over fixed-size chunks, as the losses and metrics make them: each chunk's partial sums go into its own
- * slot and the slots are combined in order, so no sum depends on the thread count. Also the count a mask selects. */
+ * slot and the slots are combined in order, so no sum depends on the thread count. Also planes cut into chunks, and
+ * the count a mask selects. */
 #ifndef REPMODE_CHUNKS_H
 #define REPMODE_CHUNKS_H
 
@@ -11,6 +12,26 @@ static inline void chunk_range(int64_t k, int64_t n, int64_t *i0, int64_t *i1)
 {
     *i0 = k * RM_CHUNK;
     *i1 = *i0 + RM_CHUNK < n ? *i0 + RM_CHUNK : n;
+}
+
+/* Planes of `len` items (that need not lie next to each other), each cut into pieces of at most `size` items: the
+ * work items of the ops that keep a plane's channel or sample in view. Piece k is in plane k / per_plane. */
+typedef struct chunk_grid {
+    int64_t len, size, per_plane, count;
+} chunk_grid;
+
+static inline chunk_grid chunk_grid_of(int64_t planes, int64_t len, int64_t size)
+{
+    const int64_t per_plane = (len + size - 1) / size;
+    return (chunk_grid){len, size, per_plane, planes * per_plane};
+}
+
+/* Piece k: items [*lo, *hi) of plane *plane. */
+static inline void chunk_grid_at(const chunk_grid *g, int64_t k, int64_t *plane, int64_t *lo, int64_t *hi)
+{
+    *plane = k / g->per_plane;
+    *lo = k % g->per_plane * g->size;
+    *hi = *lo + g->size < g->len ? *lo + g->size : g->len;
 }
 
 /* One slot of `size` bytes per chunk of n items, in the context's working memory; NULL (with the error set) when it

@@ -4,36 +4,25 @@
  * is always computed the same way, whatever thread runs it, so results do not depend on the thread count. The FReLU
  * bias gradient sums each block in double into its own slot and then adds the slots of a channel in block order.
  */
-#include "base/internal.h"
+#include "base/chunks.h"
 #include "repmode/ops.h"
 
 #include <math.h>
 
-/* The blocks of a tensor: planes of `spatial` elements, `chunks` blocks per plane. */
-typedef struct act_blocks {
-    int64_t spatial;
-    int64_t chunks;
-    int64_t count;
-} act_blocks;
-
-static act_blocks act_blocks_of(const rm_tensor *x)
+/* The blocks of a tensor: its (n, c) planes of D·H·W voxels, cut into chunks. */
+static chunk_grid act_blocks_of(const rm_tensor *x)
 {
-    act_blocks b;
-    b.spatial = rm_tensor_spatial_numel(x);
-    b.chunks = (b.spatial + RM_CHUNK - 1) / RM_CHUNK;
-    b.count = x->ne[0] * x->ne[1] * b.chunks;
-    return b;
+    return chunk_grid_of(x->ne[0] * x->ne[1], rm_tensor_spatial_numel(x), RM_CHUNK);
 }
 
 /* Block k covers elements [*begin, *end) of the flat tensor and belongs to channel *c. */
-static void act_block_range(const act_blocks *b, int64_t channels, int64_t k, int64_t *begin, int64_t *end,
+static void act_block_range(const chunk_grid *b, int64_t channels, int64_t k, int64_t *begin, int64_t *end,
                             int64_t *c)
 {
-    const int64_t plane = k / b->chunks, chunk = k % b->chunks;
-    const int64_t lo = chunk * RM_CHUNK;
-    const int64_t hi = lo + RM_CHUNK < b->spatial ? lo + RM_CHUNK : b->spatial;
-    *begin = plane * b->spatial + lo;
-    *end = plane * b->spatial + hi;
+    int64_t plane, lo, hi;
+    chunk_grid_at(b, k, &plane, &lo, &hi);
+    *begin = plane * b->len + lo;
+    *end = plane * b->len + hi;
     *c = plane % channels;
 }
 
@@ -78,7 +67,7 @@ rm_status rm_activation_forward(rm_ctx *ctx, rm_activation act, const rm_tensor 
     RM_TRY(rm_check_tensor(ctx, x, "activation: x"));
     RM_TRY(rm_check_shape(ctx, y, "activation: y", x->ne));
 
-    const act_blocks blk = act_blocks_of(x);
+    const chunk_grid blk = act_blocks_of(x);
     const int64_t channels = x->ne[1];
     const float *xd = x->data;
     float *yd = y->data;
@@ -124,7 +113,7 @@ rm_status rm_activation_backward(rm_ctx *ctx, rm_activation act, const rm_tensor
     if (!dx && !want_dbias)
         return RM_OK;
 
-    const act_blocks blk = act_blocks_of(x);
+    const chunk_grid blk = act_blocks_of(x);
     const int64_t channels = x->ne[1];
     double *partial = NULL;
     if (want_dbias) {
@@ -168,8 +157,8 @@ rm_status rm_activation_backward(rm_ctx *ctx, rm_activation act, const rm_tensor
         for (int64_t c = 0; c < channels; c++) {
             double s = 0.0;
             for (int64_t n = 0; n < x->ne[0]; n++)
-                for (int64_t j = 0; j < blk.chunks; j++)
-                    s += partial[(n * channels + c) * blk.chunks + j];
+                for (int64_t j = 0; j < blk.per_plane; j++)
+                    s += partial[(n * channels + c) * blk.per_plane + j];
             dbias[c] = (float)s;
         }
     }

@@ -3,7 +3,7 @@
  * In sample n, input i occupies one contiguous run of C_i·D·H·W floats of y, starting at channel offset_i. Both
  * directions copy those runs, cut into fixed chunks that the threads share.
  */
-#include "base/internal.h"
+#include "base/chunks.h"
 #include "repmode/ops.h"
 
 #include <stdio.h>
@@ -15,14 +15,13 @@ static void concat_copy(rm_ctx *ctx, float *y, int64_t yc, float *part, int64_t 
                         int64_t spatial, int to_y)
 {
     const int64_t run = c * spatial;
-    const int64_t chunks = (run + RM_CHUNK - 1) / RM_CHUNK;
-    const int64_t items = batch * chunks;
+    const chunk_grid q = chunk_grid_of(batch, run, RM_CHUNK);
 
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (items > 1)
-    for (int64_t k = 0; k < items; k++) {
-        const int64_t n = k / chunks, j = k % chunks;
-        const int64_t lo = j * RM_CHUNK;
-        const int64_t len = (lo + RM_CHUNK < run ? lo + RM_CHUNK : run) - lo;
+    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (q.count > 1)
+    for (int64_t k = 0; k < q.count; k++) {
+        int64_t n, lo, hi;
+        chunk_grid_at(&q, k, &n, &lo, &hi);
+        const int64_t len = hi - lo;
         float *py = y + (n * yc + offset) * spatial + lo;
         float *pp = part + n * run + lo;
         if (to_y)

@@ -2,7 +2,7 @@
  * number u in [0, 1) with u >= p. The mask needs no state and no storage, and the forward and the backward
  * recompute the same mask from the same (p, seed), in any order and on any number of threads.
  */
-#include "base/internal.h"
+#include "base/chunks.h"
 #include "base/rng.h"
 #include "repmode/ops.h"
 
@@ -33,12 +33,12 @@ static void dropout_apply(rm_ctx *ctx, float p, uint64_t seed, const rm_tensor *
     }
     const float scale = 1.0f / (1.0f - p);
     const uint64_t key = dropout_key(seed);
-    const int64_t chunks = (n + RM_CHUNK - 1) / RM_CHUNK;
+    const int64_t chunks = chunk_count(n);
 
     #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
     for (int64_t k = 0; k < chunks; k++) {
-        const int64_t i0 = k * RM_CHUNK;
-        const int64_t i1 = i0 + RM_CHUNK < n ? i0 + RM_CHUNK : n;
+        int64_t i0, i1;
+        chunk_range(k, n, &i0, &i1);
         for (int64_t i = i0; i < i1; i++)
             dst[i] = dropout_kept_key(p, key, i) ? src[i] * scale : 0.0f;
     }

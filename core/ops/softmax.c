@@ -3,26 +3,17 @@
  * The channels of one voxel are D·H·W floats apart, so each item of work is a tile of RM_SOFTMAX_TILE consecutive
  * voxels of one sample: the loops over C run outside, the loops over the tile inside, contiguous and vectorizable.
  */
-#include "base/internal.h"
+#include "base/chunks.h"
 #include "repmode/ops.h"
 
 #include <math.h>
 
 #define RM_SOFTMAX_TILE 256
 
-typedef struct softmax_tiles {
-    int64_t spatial;
-    int64_t per_sample;
-    int64_t count;
-} softmax_tiles;
-
-static softmax_tiles softmax_tiles_of(const rm_tensor *t)
+/* The tiles of a tensor: each sample's D·H·W voxels cut into tiles. */
+static chunk_grid softmax_tiles_of(const rm_tensor *x)
 {
-    softmax_tiles s;
-    s.spatial = rm_tensor_spatial_numel(t);
-    s.per_sample = (s.spatial + RM_SOFTMAX_TILE - 1) / RM_SOFTMAX_TILE;
-    s.count = t->ne[0] * s.per_sample;
-    return s;
+    return chunk_grid_of(x->ne[0], rm_tensor_spatial_numel(x), RM_SOFTMAX_TILE);
 }
 
 rm_status rm_softmax_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y)
@@ -30,15 +21,16 @@ rm_status rm_softmax_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y)
     RM_TRY(rm_check_tensor(ctx, x, "softmax: x"));
     RM_TRY(rm_check_shape(ctx, y, "softmax: y", x->ne));
 
-    const softmax_tiles t = softmax_tiles_of(x);
+    const chunk_grid t = softmax_tiles_of(x);
     const int64_t channels = x->ne[1];
 
     #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (t.count > 1)
     for (int64_t k = 0; k < t.count; k++) {
-        const int64_t n = k / t.per_sample, s0 = (k % t.per_sample) * RM_SOFTMAX_TILE;
-        const int64_t len = s0 + RM_SOFTMAX_TILE < t.spatial ? RM_SOFTMAX_TILE : t.spatial - s0;
-        const float *xs = x->data + n * channels * t.spatial + s0;
-        float *ys = y->data + n * channels * t.spatial + s0;
+        int64_t n, s0, s1;
+        chunk_grid_at(&t, k, &n, &s0, &s1);
+        const int64_t len = s1 - s0;
+        const float *xs = x->data + n * channels * t.len + s0;
+        float *ys = y->data + n * channels * t.len + s0;
         float mx[RM_SOFTMAX_TILE];
         double sum[RM_SOFTMAX_TILE];
 
@@ -47,21 +39,21 @@ rm_status rm_softmax_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y)
             mx[i] = xs[i];
         for (int64_t c = 1; c < channels; c++)
             for (int64_t i = 0; i < len; i++)
-                mx[i] = xs[c * t.spatial + i] > mx[i] ? xs[c * t.spatial + i] : mx[i];
+                mx[i] = xs[c * t.len + i] > mx[i] ? xs[c * t.len + i] : mx[i];
         for (int64_t i = 0; i < len; i++)
             sum[i] = 0.0;
         /* y may be x: every element is read before it is written. */
         for (int64_t c = 0; c < channels; c++)
             for (int64_t i = 0; i < len; i++) {
-                const float e = expf(xs[c * t.spatial + i] - mx[i]);
-                ys[c * t.spatial + i] = e;
+                const float e = expf(xs[c * t.len + i] - mx[i]);
+                ys[c * t.len + i] = e;
                 sum[i] += e;
             }
         for (int64_t i = 0; i < len; i++)
             mx[i] = (float)(1.0 / sum[i]); /* reuse mx for the reciprocal */
         for (int64_t c = 0; c < channels; c++)
             for (int64_t i = 0; i < len; i++)
-                ys[c * t.spatial + i] *= mx[i];
+                ys[c * t.len + i] *= mx[i];
     }
     return RM_OK;
 }
@@ -74,14 +66,15 @@ rm_status rm_softmax_backward(rm_ctx *ctx, const rm_tensor *y, const rm_tensor *
         return RM_OK;
     RM_TRY(rm_check_shape(ctx, dx, "softmax: dx", y->ne));
 
-    const softmax_tiles t = softmax_tiles_of(y);
+    const chunk_grid t = softmax_tiles_of(y);
     const int64_t channels = y->ne[1];
 
     #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (t.count > 1)
     for (int64_t k = 0; k < t.count; k++) {
-        const int64_t n = k / t.per_sample, s0 = (k % t.per_sample) * RM_SOFTMAX_TILE;
-        const int64_t len = s0 + RM_SOFTMAX_TILE < t.spatial ? RM_SOFTMAX_TILE : t.spatial - s0;
-        const int64_t base = n * channels * t.spatial + s0;
+        int64_t n, s0, s1;
+        chunk_grid_at(&t, k, &n, &s0, &s1);
+        const int64_t len = s1 - s0;
+        const int64_t base = n * channels * t.len + s0;
         const float *ys = y->data + base, *dys = dy->data + base;
         float *dxs = dx->data + base;
         double dot[RM_SOFTMAX_TILE];
@@ -92,13 +85,13 @@ rm_status rm_softmax_backward(rm_ctx *ctx, const rm_tensor *y, const rm_tensor *
             dot[i] = 0.0;
         for (int64_t c = 0; c < channels; c++)
             for (int64_t i = 0; i < len; i++)
-                dot[i] += (double)ys[c * t.spatial + i] * dys[c * t.spatial + i];
+                dot[i] += (double)ys[c * t.len + i] * dys[c * t.len + i];
         for (int64_t i = 0; i < len; i++)
             dotf[i] = (float)dot[i];
         /* dx may be dy: each element of dy is read just before the same element of dx is written. */
         for (int64_t c = 0; c < channels; c++)
             for (int64_t i = 0; i < len; i++)
-                dxs[c * t.spatial + i] = ys[c * t.spatial + i] * (dys[c * t.spatial + i] - dotf[i]);
+                dxs[c * t.len + i] = ys[c * t.len + i] * (dys[c * t.len + i] - dotf[i]);
     }
     return RM_OK;
 }
