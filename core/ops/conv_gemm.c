@@ -391,15 +391,21 @@ static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, cons
 
 /* ---- the 3D path (other strides) ----------------------------------------------------------------------------- */
 
-/* Items are (sample, tile of output voxels); each output element starts at its bias and adds the channel groups
- * in order. */
-static rm_status forward_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
-                            float *y)
+/* One call of the 3D path: what its items read and write, and how they are cut. */
+typedef struct job_3d {
+    const rm_conv_geom *g;
+    const float *x, *w, *b, *dy;
+    float *out; /* y, dx or dw */
+    int64_t group, ntiles;
+} job_3d;
+
+typedef void (*item_3d_fn)(const job_3d *j, int64_t item, float *col);
+
+/* Runs fn(j, item, col) for items [0, nitems) over the context's threads, each thread with its own im2col buffer of
+ * col_floats in the workspace and OpenBLAS running inside it. */
+static rm_status run_3d(rm_ctx *ctx, const job_3d *j, int64_t nitems, size_t col_floats, item_3d_fn fn)
 {
     const int nth = ctx->n_threads;
-    const int64_t k3 = cube(g->k), K = g->ci * k3, vin = vol3(g->in), vout = vol3(g->out);
-    const int64_t group = clamp64(RM_COL_FLOATS / (k3 * RM_TILE_FWD), 1, g->ci), ntiles = ceil_div(vout, RM_TILE_FWD);
-    const size_t col_floats = (size_t)(group * k3 * RM_TILE_FWD);
     float *ws = rm_ctx_workspace(ctx, (size_t)nth * col_floats * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
@@ -408,90 +414,98 @@ static rm_status forward_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, 
         omp_set_num_threads(1);
         float *col = ws + (size_t)omp_get_thread_num() * col_floats;
 #pragma omp for schedule(static)
-        for (int64_t item = 0; item < g->n * ntiles; item++) {
-            const int64_t n = item / ntiles, t0 = item % ntiles * RM_TILE_FWD, nt = min64(RM_TILE_FWD, vout - t0);
-            float *yt = y + n * g->co * vout + t0;
-            if (b)
-                for (int64_t o = 0; o < g->co; o++)
-                    for (int64_t j = 0; j < nt; j++)
-                        yt[o * vout + j] = b[o];
-            for (int64_t c0 = 0; c0 < g->ci; c0 += group) {
-                const int64_t c1 = min64(g->ci, c0 + group);
-                col_transfer(g, (float *)(x + n * g->ci * vin), c0 * k3, c1 * k3, t0, nt, col, 0);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->co, (int)nt, (int)((c1 - c0) * k3),
-                            1.0f, w + c0 * k3, (int)K, col, (int)nt, (b || c0 > 0) ? 1.0f : 0.0f, yt, (int)vout);
-            }
-        }
+        for (int64_t item = 0; item < nitems; item++)
+            fn(j, item, col);
     }
     return RM_OK;
+}
+
+/* Input channels per im2col group: as many as RM_COL_FLOATS holds, and at most a `parts`-th of them. */
+static int64_t col_group(const rm_conv_geom *g, int64_t parts)
+{
+    return clamp64(min64(ceil_div(g->ci, parts), RM_COL_FLOATS / (cube(g->k) * RM_TILE_FWD)), 1, g->ci);
+}
+
+/* Items are (sample, tile of output voxels); each output element starts at its bias and adds the channel groups
+ * in order. */
+static void forward_3d_item(const job_3d *j, int64_t item, float *col)
+{
+    const rm_conv_geom *g = j->g;
+    const float *x = j->x, *w = j->w, *b = j->b;
+    const int64_t k3 = cube(g->k), K = g->ci * k3, vin = vol3(g->in), vout = vol3(g->out);
+    const int64_t n = item / j->ntiles, t0 = item % j->ntiles * RM_TILE_FWD, nt = min64(RM_TILE_FWD, vout - t0);
+    float *yt = j->out + n * g->co * vout + t0;
+    if (b)
+        for (int64_t o = 0; o < g->co; o++)
+            for (int64_t i = 0; i < nt; i++)
+                yt[o * vout + i] = b[o];
+    for (int64_t c0 = 0; c0 < g->ci; c0 += j->group) {
+        const int64_t c1 = min64(g->ci, c0 + j->group);
+        col_transfer(g, (float *)(x + n * g->ci * vin), c0 * k3, c1 * k3, t0, nt, col, 0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->co, (int)nt, (int)((c1 - c0) * k3), 1.0f,
+                    w + c0 * k3, (int)K, col, (int)nt, (b || c0 > 0) ? 1.0f : 0.0f, yt, (int)vout);
+    }
+}
+
+static rm_status forward_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
+                            float *y)
+{
+    const job_3d j = {.g = g, .x = x, .w = w, .b = b, .out = y, .group = col_group(g, 1),
+                      .ntiles = ceil_div(vol3(g->out), RM_TILE_FWD)};
+    return run_3d(ctx, &j, g->n * j.ntiles, (size_t)(j.group * cube(g->k) * RM_TILE_FWD), forward_3d_item);
 }
 
 /* dcol = wᵀ·dy per tile, scattered back into dx. Items own whole input channels, so no two threads write the same
  * dx element, and each element sums its contributions in tile order then tap order. */
-static rm_status backward_data_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy, float *dx)
+static void backward_data_3d_item(const job_3d *j, int64_t item, float *col)
 {
-    const int nth = ctx->n_threads;
+    const rm_conv_geom *g = j->g;
     const int64_t k3 = cube(g->k), K = g->ci * k3, vin = vol3(g->in), vout = vol3(g->out);
-    const int64_t group = clamp64(min64(ceil_div(g->ci, RM_SCATTER_GROUPS), RM_COL_FLOATS / (k3 * RM_TILE_FWD)), 1,
-                                  g->ci);
-    const int64_t ngroups = ceil_div(g->ci, group), ntiles = ceil_div(vout, RM_TILE_FWD);
-    const size_t col_floats = (size_t)(group * k3 * RM_TILE_FWD);
-    float *ws = rm_ctx_workspace(ctx, (size_t)nth * col_floats * sizeof(float));
-    if (!ws)
-        return RM_ERR_NOMEM;
-#pragma omp parallel num_threads(nth)
-    {
-        omp_set_num_threads(1);
-        float *col = ws + (size_t)omp_get_thread_num() * col_floats;
-#pragma omp for schedule(static)
-        for (int64_t gi = 0; gi < ngroups; gi++) {
-            const int64_t c0 = gi * group, c1 = min64(g->ci, c0 + group);
-            for (int64_t n = 0; n < g->n; n++) {
-                float *dxn = dx + n * g->ci * vin;
-                memset(dxn + c0 * vin, 0, (size_t)((c1 - c0) * vin) * sizeof(float));
-                for (int64_t tile = 0; tile < ntiles; tile++) {
-                    const int64_t t0 = tile * RM_TILE_FWD, nt = min64(RM_TILE_FWD, vout - t0);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)((c1 - c0) * k3), (int)nt, (int)g->co,
-                                1.0f, w + c0 * k3, (int)K, dy + n * g->co * vout + t0, (int)vout, 0.0f, col, (int)nt);
-                    col_transfer(g, dxn, c0 * k3, c1 * k3, t0, nt, col, 1);
-                }
-            }
+    const int64_t c0 = item * j->group, c1 = min64(g->ci, c0 + j->group);
+    for (int64_t n = 0; n < g->n; n++) {
+        float *dxn = j->out + n * g->ci * vin;
+        memset(dxn + c0 * vin, 0, (size_t)((c1 - c0) * vin) * sizeof(float));
+        for (int64_t tile = 0; tile < j->ntiles; tile++) {
+            const int64_t t0 = tile * RM_TILE_FWD, nt = min64(RM_TILE_FWD, vout - t0);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)((c1 - c0) * k3), (int)nt, (int)g->co, 1.0f,
+                        j->w + c0 * k3, (int)K, j->dy + n * g->co * vout + t0, (int)vout, 0.0f, col, (int)nt);
+            col_transfer(g, dxn, c0 * k3, c1 * k3, t0, nt, col, 1);
         }
     }
-    return RM_OK;
+}
+
+static rm_status backward_data_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy, float *dx)
+{
+    const job_3d j = {.g = g, .w = w, .dy = dy, .out = dx, .group = col_group(g, RM_SCATTER_GROUPS),
+                      .ntiles = ceil_div(vol3(g->out), RM_TILE_FWD)};
+    return run_3d(ctx, &j, ceil_div(g->ci, j.group), (size_t)(j.group * cube(g->k) * RM_TILE_FWD),
+                  backward_data_3d_item);
 }
 
 /* dw[o, r] = Σ_n Σ_t dy[n, o, t] col_n[r, t]: each item owns RM_BWD_ROWS columns r of dw and walks every sample
  * and tile in order, so no reduction is ever split between threads. */
-static rm_status backward_weight_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
+static void backward_weight_3d_item(const job_3d *j, int64_t item, float *col)
 {
-    const int nth = ctx->n_threads;
+    const rm_conv_geom *g = j->g;
     const int64_t K = g->ci * cube(g->k), vin = vol3(g->in), vout = vol3(g->out);
-    const int64_t nitems = ceil_div(K, RM_BWD_ROWS), ntiles = ceil_div(vout, RM_TILE_BWD);
-    const size_t col_floats = (size_t)RM_BWD_ROWS * RM_TILE_BWD;
-    float *ws = rm_ctx_workspace(ctx, (size_t)nth * col_floats * sizeof(float));
-    if (!ws)
-        return RM_ERR_NOMEM;
-#pragma omp parallel num_threads(nth)
-    {
-        omp_set_num_threads(1);
-        float *col = ws + (size_t)omp_get_thread_num() * col_floats;
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < nitems; item++) {
-            const int64_t r0 = item * RM_BWD_ROWS, r1 = min64(K, r0 + RM_BWD_ROWS);
-            for (int64_t n = 0; n < g->n; n++) {
-                for (int64_t tile = 0; tile < ntiles; tile++) {
-                    const int64_t t0 = tile * RM_TILE_BWD, nt = min64(RM_TILE_BWD, vout - t0);
-                    const int first = n == 0 && tile == 0;
-                    col_transfer(g, (float *)(x + n * g->ci * vin), r0, r1, t0, nt, col, 0);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->co, (int)(r1 - r0), (int)nt, 1.0f,
-                                dy + n * g->co * vout + t0, (int)vout, col, (int)nt, first ? 0.0f : 1.0f, dw + r0,
-                                (int)K);
-                }
-            }
+    const int64_t r0 = item * RM_BWD_ROWS, r1 = min64(K, r0 + RM_BWD_ROWS);
+    for (int64_t n = 0; n < g->n; n++) {
+        for (int64_t tile = 0; tile < j->ntiles; tile++) {
+            const int64_t t0 = tile * RM_TILE_BWD, nt = min64(RM_TILE_BWD, vout - t0);
+            const int first = n == 0 && tile == 0;
+            col_transfer(g, (float *)(j->x + n * g->ci * vin), r0, r1, t0, nt, col, 0);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->co, (int)(r1 - r0), (int)nt, 1.0f,
+                        j->dy + n * g->co * vout + t0, (int)vout, col, (int)nt, first ? 0.0f : 1.0f, j->out + r0,
+                        (int)K);
         }
     }
-    return RM_OK;
+}
+
+static rm_status backward_weight_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
+{
+    const job_3d j = {.g = g, .x = x, .dy = dy, .out = dw, .ntiles = ceil_div(vol3(g->out), RM_TILE_BWD)};
+    return run_3d(ctx, &j, ceil_div(g->ci * cube(g->k), RM_BWD_ROWS), (size_t)RM_BWD_ROWS * RM_TILE_BWD,
+                  backward_weight_3d_item);
 }
 
 /* ---- the engine ---------------------------------------------------------------------------------------------- */
