@@ -30,7 +30,9 @@ int64_t rm_conv3d_out_size(const rm_conv3d_params *p, int64_t in)
     return span < 0 ? -1 : span / p->stride + 1;
 }
 
-static rm_status check_params(rm_ctx *ctx, const char *op, const rm_conv3d_params *p, int transposed)
+/* Checks the parameters, x and w, whose shape is (Co, Ci, k, k, k), or (Ci, Co, k, k, k) when transposed. */
+static rm_status check_args(rm_ctx *ctx, const char *op, const rm_conv3d_params *p, int transposed, const rm_tensor *x,
+                            const rm_tensor *w)
 {
     if (!p)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: params is NULL", op);
@@ -43,7 +45,11 @@ static rm_status check_params(rm_ctx *ctx, const char *op, const rm_conv3d_param
                        p->kernel - 1);
     if (transposed && (p->pad_before != 0 || p->pad_after != 0))
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: padding is not supported", op);
-    return RM_OK;
+    RM_TRY(rm_check_tensor(ctx, x, "x"));
+    RM_TRY(rm_check_tensor(ctx, w, "w"));
+    const int64_t k = p->kernel;
+    const int64_t w_ne[RM_MAX_DIMS] = {transposed ? x->ne[1] : w->ne[0], transposed ? w->ne[1] : x->ne[1], k, k, k};
+    return rm_check_shape(ctx, w, "w", w_ne);
 }
 
 /* The BLAS interface counts in int: one call's matrices must stay below 2^31 elements per dimension. */
@@ -62,12 +68,7 @@ static rm_status check_blas_limits(rm_ctx *ctx, const char *op, const rm_conv_ge
 static rm_status conv_geometry(rm_ctx *ctx, const char *op, const rm_conv3d_params *p, const rm_tensor *x,
                                const rm_tensor *w, rm_conv_geom *g, int64_t y_ne[RM_MAX_DIMS])
 {
-    RM_TRY(check_params(ctx, op, p, 0));
-    RM_TRY(rm_check_tensor(ctx, x, "x"));
-    RM_TRY(rm_check_tensor(ctx, w, "w"));
-    const int64_t k = p->kernel;
-    const int64_t w_ne[RM_MAX_DIMS] = {w->ne[0], x->ne[1], k, k, k};
-    RM_TRY(rm_check_shape(ctx, w, "w", w_ne));
+    RM_TRY(check_args(ctx, op, p, 0, x, w));
     *g = (rm_conv_geom){.n = x->ne[0], .ci = x->ne[1], .co = w->ne[0], .k = p->kernel, .s = p->stride,
                         .pad = p->pad_before};
     for (int a = 0; a < 3; a++) {
@@ -87,12 +88,7 @@ static rm_status conv_geometry(rm_ctx *ctx, const char *op, const rm_conv3d_para
 static rm_status conv_transpose_geometry(rm_ctx *ctx, const char *op, const rm_conv3d_params *p, const rm_tensor *x,
                                          const rm_tensor *w, rm_conv_geom *g, int64_t y_ne[RM_MAX_DIMS])
 {
-    RM_TRY(check_params(ctx, op, p, 1));
-    RM_TRY(rm_check_tensor(ctx, x, "x"));
-    RM_TRY(rm_check_tensor(ctx, w, "w"));
-    const int64_t k = p->kernel;
-    const int64_t w_ne[RM_MAX_DIMS] = {x->ne[1], w->ne[1], k, k, k};
-    RM_TRY(rm_check_shape(ctx, w, "w", w_ne));
+    RM_TRY(check_args(ctx, op, p, 1, x, w));
     *g = (rm_conv_geom){.n = x->ne[0], .ci = w->ne[1], .co = x->ne[1], .k = p->kernel, .s = p->stride, .pad = 0};
     for (int a = 0; a < 3; a++) {
         g->out[a] = x->ne[2 + a];
