@@ -16,6 +16,15 @@ static chunk_grid softmax_tiles_of(const rm_tensor *x)
     return chunk_grid_of(x->ne[0], rm_tensor_spatial_numel(x), RM_SOFTMAX_TILE);
 }
 
+/* Tile k: the offset of its first voxel in channel 0 of its sample, and in *len its voxel count. */
+static int64_t softmax_tile(const chunk_grid *t, int64_t channels, int64_t k, int64_t *len)
+{
+    int64_t n, s0, s1;
+    chunk_grid_at(t, k, &n, &s0, &s1);
+    *len = s1 - s0;
+    return n * channels * t->len + s0;
+}
+
 rm_status rm_softmax_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y)
 {
     RM_TRY(rm_check_tensor(ctx, x, "softmax: x"));
@@ -26,11 +35,10 @@ rm_status rm_softmax_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y)
 
     #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (t.count > 1)
     for (int64_t k = 0; k < t.count; k++) {
-        int64_t n, s0, s1;
-        chunk_grid_at(&t, k, &n, &s0, &s1);
-        const int64_t len = s1 - s0;
-        const float *xs = x->data + n * channels * t.len + s0;
-        float *ys = y->data + n * channels * t.len + s0;
+        int64_t len;
+        const int64_t base = softmax_tile(&t, channels, k, &len);
+        const float *xs = x->data + base;
+        float *ys = y->data + base;
         float mx[RM_SOFTMAX_TILE];
         double sum[RM_SOFTMAX_TILE];
 
@@ -71,10 +79,8 @@ rm_status rm_softmax_backward(rm_ctx *ctx, const rm_tensor *y, const rm_tensor *
 
     #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (t.count > 1)
     for (int64_t k = 0; k < t.count; k++) {
-        int64_t n, s0, s1;
-        chunk_grid_at(&t, k, &n, &s0, &s1);
-        const int64_t len = s1 - s0;
-        const int64_t base = n * channels * t.len + s0;
+        int64_t len;
+        const int64_t base = softmax_tile(&t, channels, k, &len);
         const float *ys = y->data + base, *dys = dy->data + base;
         float *dxs = dx->data + base;
         double dot[RM_SOFTMAX_TILE];
