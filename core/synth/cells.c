@@ -312,8 +312,7 @@ rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64
         free(g.cells);
         free(tmp);
         rm_synth_cells_free(r);
-        return rm_fail(ctx, RM_ERR_NOMEM, "synth cells: cannot allocate a %lld×%lld×%lld sample", (long long)d,
-                       (long long)h, (long long)w);
+        return rm_sy_nomem(ctx, "synth cells", size);
     }
     r->d = d;
     r->h = h;

@@ -356,8 +356,7 @@ rm_status rm_synth_scroll(rm_ctx *ctx, uint64_t seed, int64_t layers, int64_t h,
     if (!ok) {
         free(dens), free(tmp), free(surf), free(paper), free(cov), free(amt), free(queue), free(seen), free(text.g);
         rm_synth_scroll_free(r);
-        return rm_fail(ctx, RM_ERR_NOMEM, "synth scroll: cannot allocate a %lld×%lld×%lld sample", (long long)L,
-                       (long long)h, (long long)w);
+        return rm_sy_nomem(ctx, "synth scroll", size);
     }
     r->layers = L;
     r->h = h;

@@ -260,4 +260,11 @@ static inline rm_status rm_sy_check_size(rm_ctx *ctx, const char *what, const ch
 /* malloc of n elements of `size` bytes (n > 0, already bounded by the size check). */
 static inline void *rm_sy_alloc(int64_t n, size_t size) { return malloc((size_t)n * size); }
 
+/* The error of a sample of the checked size n[0..2] that cannot be allocated. */
+static inline rm_status rm_sy_nomem(rm_ctx *ctx, const char *what, const int64_t n[3])
+{
+    return rm_fail(ctx, RM_ERR_NOMEM, "%s: cannot allocate a %lld×%lld×%lld sample", what, (long long)n[0],
+                   (long long)n[1], (long long)n[2]);
+}
+
 #endif /* REPMODE_SYNTH_IMPL_H */
