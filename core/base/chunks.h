@@ -34,26 +34,30 @@ static inline void chunk_grid_at(const chunk_grid *g, int64_t k, int64_t *plane,
     *hi = *lo + g->size < g->len ? *lo + g->size : g->len;
 }
 
-/* One slot of `size` bytes per chunk of n items, in the context's working memory; NULL (with the error set) when it
- * cannot grow. */
-static inline void *chunk_slots(rm_ctx *ctx, int64_t n, size_t size)
-{
-    return rm_ctx_workspace(ctx, (size_t)chunk_count(n) * size);
-}
+/* Calls fn(arg, slot, i0, i1) for every chunk k = [i0, i1) of n items, the chunks shared out over the context's
+ * threads; slot is chunk k's `size` bytes in `slots` (NULL without slots). A chunk writes only its own slot or
+ * elements, so no result depends on which thread runs it. */
+typedef void (*chunk_fn)(const void *arg, void *slot, int64_t i0, int64_t i1);
 
-/* Calls fn(arg, k, i0, i1) for every chunk k = [i0, i1) of n items, the chunks shared out over the context's
- * threads. A chunk writes only its own slot or elements, so no result depends on which thread runs it. */
-typedef void (*chunk_fn)(void *arg, int64_t k, int64_t i0, int64_t i1);
-
-static inline void for_each_chunk(rm_ctx *ctx, int64_t n, chunk_fn fn, void *arg)
+static inline void for_each_chunk(rm_ctx *ctx, int64_t n, void *slots, size_t size, chunk_fn fn, const void *arg)
 {
     const int64_t chunks = chunk_count(n);
     #pragma omp parallel for num_threads(ctx->n_threads) schedule(static) if (chunks > 1)
     for (int64_t k = 0; k < chunks; k++) {
         int64_t i0, i1;
         chunk_range(k, n, &i0, &i1);
-        fn(arg, k, i0, i1);
+        fn(arg, slots ? (char *)slots + (size_t)k * size : NULL, i0, i1);
     }
+}
+
+/* for_each_chunk into one new slot of `size` bytes per chunk, in the context's working memory: the slots, in chunk
+ * order, or NULL (with the error set) when the memory cannot grow. */
+static inline void *chunk_reduce(rm_ctx *ctx, int64_t n, size_t size, chunk_fn fn, const void *arg)
+{
+    void *slots = rm_ctx_workspace(ctx, (size_t)chunk_count(n) * size);
+    if (slots)
+        for_each_chunk(ctx, n, slots, size, fn, arg);
+    return slots;
 }
 
 /* The number of voxels a mask selects (all of them without a mask). Integer counts: exact in any order. */

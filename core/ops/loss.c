@@ -14,10 +14,9 @@ typedef struct mse_part {
     int64_t count;
 } mse_part;
 
-/* What the chunks read and write: the forward fills part, the backward g. */
+/* What the chunks read, and the backward's gradient. */
 typedef struct mse_args {
     const float *p, *t, *m;
-    mse_part *part;
     float scale;
     float *g;
 } mse_args;
@@ -37,9 +36,9 @@ static rm_status mse_check(rm_ctx *ctx, const char *op, const rm_tensor *pred, c
     return RM_OK;
 }
 
-/* part[k] = Σ (p - t)² over the selected elements of [i0, i1), in eight interleaved lanes (a fixed order the
- * compiler keeps in vector registers); an unselected element adds nothing to its lane. */
-static void mse_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
+/* Σ (p - t)² over the selected elements of [i0, i1), in eight interleaved lanes (a fixed order the compiler keeps in
+ * vector registers); an unselected element adds nothing to its lane. */
+static void mse_chunk(const void *arg, void *slot, int64_t i0, int64_t i1)
 {
     const mse_args *a = arg;
     const float *p = a->p, *t = a->t, *m = a->m;
@@ -73,13 +72,13 @@ static void mse_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
             }
         }
     }
-    a->part[k] = (mse_part){((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])), count};
+    *(mse_part *)slot = (mse_part){((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])), count};
 }
 
 /* g = scale·(p - t) on the selected elements of [i0, i1), 0 on the others. */
-static void mse_grad_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
+static void mse_grad_chunk(const void *arg, void *slot, int64_t i0, int64_t i1)
 {
-    (void)k;
+    (void)slot;
     const mse_args *a = arg;
     const float *p = a->p, *t = a->t, *m = a->m;
     const float scale = a->scale;
@@ -101,11 +100,10 @@ static rm_status mse_forward(rm_ctx *ctx, const char *op, const rm_tensor *pred,
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: loss is NULL", op);
 
     const int64_t n = rm_tensor_numel(pred), chunks = chunk_count(n);
-    mse_part *part = chunk_slots(ctx, n, sizeof *part);
+    const mse_args a = {.p = pred->data, .t = target->data, .m = mask ? mask->data : NULL};
+    const mse_part *part = chunk_reduce(ctx, n, sizeof *part, mse_chunk, &a);
     if (!part)
         return RM_ERR_NOMEM;
-    mse_args a = {.p = pred->data, .t = target->data, .m = mask ? mask->data : NULL, .part = part};
-    for_each_chunk(ctx, n, mse_chunk, &a);
 
     double sum = 0.0;
     int64_t count = 0;
@@ -131,8 +129,8 @@ static rm_status mse_backward(rm_ctx *ctx, const char *op, const rm_tensor *pred
     const int64_t count = mask_count(ctx, mask, n);
     const float scale = count > 0 ? (float)(2.0 * (double)dloss / (double)count) : 0.0f;
     /* dpred may be any input: each element is read before it is written. */
-    mse_args a = {.p = pred->data, .t = target->data, .m = mask ? mask->data : NULL, .scale = scale, .g = dpred->data};
-    for_each_chunk(ctx, n, mse_grad_chunk, &a);
+    const mse_args a = {pred->data, target->data, mask ? mask->data : NULL, scale, dpred->data};
+    for_each_chunk(ctx, n, NULL, 0, mse_grad_chunk, &a);
     return RM_OK;
 }
 

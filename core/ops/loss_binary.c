@@ -26,12 +26,10 @@ typedef struct binary_sums {
     double pt, s;     /* Σ p·t and Σ p + Σ t */
 } binary_sums;
 
-/* What the chunks read and write: the reduction fills part, the gradient g with the factors a, b, c that
- * rm_binary_loss_backward defines. */
+/* What the chunks read, and the gradient's g with the factors a, b, c that rm_binary_loss_backward defines. */
 typedef struct binary_args {
     const float *x, *t, *m;
     double s;
-    binary_part *part;
     float a, b, c;
     float *g;
 } binary_args;
@@ -60,7 +58,7 @@ static inline float sigmoid_e(float x, float *e_out, float *r_out)
     return x >= 0.0f ? r : e * r;
 }
 
-static void binary_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
+static void binary_chunk(const void *arg, void *slot, int64_t i0, int64_t i1)
 {
     const binary_args *a = arg;
     const float *x = a->x, *t = a->t, *m = a->m;
@@ -80,12 +78,12 @@ static void binary_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
         b.t += ti;
         b.count++;
     }
-    a->part[k] = b;
+    *(binary_part *)slot = b;
 }
 
-static void binary_grad_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
+static void binary_grad_chunk(const void *arg, void *slot, int64_t i0, int64_t i1)
 {
-    (void)k;
+    (void)slot;
     const binary_args *a = arg;
     const float *x = a->x, *t = a->t, *m = a->m;
     const float sm = (float)a->s, keep = 1.0f - sm, ga = a->a, gb = a->b, gc = a->c;
@@ -107,12 +105,10 @@ static rm_status binary_reduce(rm_ctx *ctx, const rm_tensor *logits, const rm_te
                                float smoothing, binary_sums *out)
 {
     const int64_t n = rm_tensor_numel(logits), chunks = chunk_count(n);
-    binary_part *part = chunk_slots(ctx, n, sizeof *part);
+    const binary_args a = {.x = logits->data, .t = target->data, .m = mask ? mask->data : NULL, .s = smoothing};
+    const binary_part *part = chunk_reduce(ctx, n, sizeof *part, binary_chunk, &a);
     if (!part)
         return RM_ERR_NOMEM;
-    binary_args a = {.x = logits->data, .t = target->data, .m = mask ? mask->data : NULL, .s = smoothing,
-                     .part = part};
-    for_each_chunk(ctx, n, binary_chunk, &a);
 
     binary_part sum = {0.0, 0.0, 0.0, 0.0, 0};
     for (int64_t k = 0; k < chunks; k++) {
@@ -167,6 +163,6 @@ rm_status rm_binary_loss_backward(rm_ctx *ctx, const rm_tensor *logits, const rm
     a.b = (float)(half * (2.0 * s.pt + RM_DICE_LAMBDA) / (sl * sl));
     a.c = (float)(half * 2.0 / sl);
     /* dlogits may be any input: each element is read before it is written. */
-    for_each_chunk(ctx, rm_tensor_numel(logits), binary_grad_chunk, &a);
+    for_each_chunk(ctx, rm_tensor_numel(logits), NULL, 0, binary_grad_chunk, &a);
     return RM_OK;
 }

@@ -101,18 +101,17 @@ typedef struct reg_part {
     double pp, tt, pt;            /* second pass: Σ(p − p̄)², Σ(t − t̄)², Σ(p − p̄)(t − t̄) */
 } reg_part;
 
-/* What the chunks of the two passes read and write. */
+/* What the chunks of the two passes read. */
 typedef struct reg_args {
     const float *p, *t, *m;
     double pmean, tmean; /* second pass */
-    reg_part *part;
 } reg_args;
 
-static void reg_first(void *arg, int64_t k, int64_t i0, int64_t i1)
+static void reg_first(const void *arg, void *slot, int64_t i0, int64_t i1)
 {
     const reg_args *a = arg;
     const float *p = a->p, *t = a->t, *m = a->m;
-    reg_part *r = &a->part[k];
+    reg_part *r = slot;
     r->bad.kind = BAD_NONE;
     r->bad.index = -1;
     r->count = 0;
@@ -139,12 +138,12 @@ static void reg_first(void *arg, int64_t k, int64_t i0, int64_t i1)
     }
 }
 
-static void reg_second(void *arg, int64_t k, int64_t i0, int64_t i1)
+static void reg_second(const void *arg, void *slot, int64_t i0, int64_t i1)
 {
     const reg_args *a = arg;
     const float *p = a->p, *t = a->t, *m = a->m;
     const double pmean = a->pmean, tmean = a->tmean;
-    reg_part *r = &a->part[k];
+    reg_part *r = slot;
     double se = 0.0, ae = 0.0, pp = 0.0, tt = 0.0, pt = 0.0;
     for (int64_t i = i0; i < i1; i++) {
         if (m && !(m[i] > 0.5f))
@@ -171,11 +170,10 @@ rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, cons
     RM_TRY(check_inputs(ctx, what, "pred", pred, target, mask, out));
 
     const int64_t n = rm_tensor_numel(pred), chunks = chunk_count(n);
-    reg_part *part = chunk_slots(ctx, n, sizeof *part);
+    reg_args a = {.p = pred->data, .t = target->data, .m = mask ? mask->data : NULL};
+    reg_part *part = chunk_reduce(ctx, n, sizeof *part, reg_first, &a);
     if (!part)
         return RM_ERR_NOMEM;
-    reg_args a = {.p = pred->data, .t = target->data, .m = mask ? mask->data : NULL, .part = part};
-    for_each_chunk(ctx, n, reg_first, &a);
     RM_TRY(report_bad(ctx, what, "pred", &part[0].bad, sizeof *part, chunks));
 
     int64_t count = 0;
@@ -198,7 +196,7 @@ rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, cons
 
     a.pmean = sp / (double)count;
     a.tmean = st / (double)count;
-    for_each_chunk(ctx, n, reg_second, &a);
+    for_each_chunk(ctx, n, part, sizeof *part, reg_second, &a);
     double se = 0.0, ae = 0.0, pp = 0.0, tt = 0.0, pt = 0.0;
     for (int64_t k = 0; k < chunks; k++) {
         se += part[k].se;
@@ -231,20 +229,19 @@ typedef struct bin_part {
     int64_t pos_at, neg_at; /* where this chunk's positive and negative scores start in the AUC's arrays */
 } bin_part;
 
-/* What the chunks of the binary calls read and write: the counting pass fills part, the split the score arrays. */
+/* What the chunks of the binary calls read, and the score arrays the split fills. */
 typedef struct bin_args {
     const float *p, *t, *m;
     float threshold;
-    bin_part *part;
     float *pos, *neg;
 } bin_args;
 
-static void bin_count(void *arg, int64_t k, int64_t i0, int64_t i1)
+static void bin_count(const void *arg, void *slot, int64_t i0, int64_t i1)
 {
     const bin_args *a = arg;
     const float *p = a->p, *t = a->t, *m = a->m;
     const float threshold = a->threshold;
-    bin_part *b = &a->part[k];
+    bin_part *b = slot;
     b->bad.kind = BAD_NONE;
     b->bad.index = -1;
     int64_t tp = 0, fp = 0, fn = 0, tn = 0;
@@ -298,13 +295,13 @@ static double auc_sorted(const float *pos, int64_t npos, const float *neg, int64
     return u / ((double)npos * (double)nneg);
 }
 
-/* Copies the chunk's selected scores into pos and neg, in element order, at the chunk's offsets. */
-static void split_chunk(void *arg, int64_t k, int64_t i0, int64_t i1)
+/* Copies the chunk's selected scores into pos and neg, in element order, at the offsets in its slot. */
+static void split_chunk(const void *arg, void *slot, int64_t i0, int64_t i1)
 {
     const bin_args *a = arg;
     const float *p = a->p, *t = a->t, *m = a->m;
     float *pos = a->pos, *neg = a->neg;
-    int64_t op = a->part[k].pos_at, on = a->part[k].neg_at;
+    int64_t op = ((const bin_part *)slot)->pos_at, on = ((const bin_part *)slot)->neg_at;
     for (int64_t i = i0; i < i1; i++) {
         if (m && !(m[i] > 0.5f))
             continue;
@@ -322,12 +319,10 @@ static rm_status bin_pass(rm_ctx *ctx, const char *what, const rm_tensor *prob, 
                           const rm_tensor *mask, float threshold, bin_part **parts, rm_binary_metrics *totals)
 {
     const int64_t n = rm_tensor_numel(prob), nc = chunk_count(n);
-    bin_part *part = chunk_slots(ctx, n, sizeof *part);
+    const bin_args a = {.p = prob->data, .t = target->data, .m = mask ? mask->data : NULL, .threshold = threshold};
+    bin_part *part = chunk_reduce(ctx, n, sizeof *part, bin_count, &a);
     if (!part)
         return RM_ERR_NOMEM;
-    bin_args a = {.p = prob->data, .t = target->data, .m = mask ? mask->data : NULL, .threshold = threshold,
-                  .part = part};
-    for_each_chunk(ctx, n, bin_count, &a);
     RM_TRY(report_bad(ctx, what, "prob", &part[0].bad, sizeof *part, nc));
 
     rm_binary_metrics r = {0};
@@ -355,9 +350,9 @@ static float *sorted_scores(rm_ctx *ctx, const char *what, const rm_tensor *prob
         rm_fail(ctx, RM_ERR_NOMEM, "%s: cannot allocate %lld scores", what, (long long)(npos + nneg));
         return NULL;
     }
-    bin_args a = {.p = prob->data, .t = target->data, .m = mask ? mask->data : NULL, .part = part, .pos = scores,
-                  .neg = scores + npos};
-    for_each_chunk(ctx, rm_tensor_numel(prob), split_chunk, &a);
+    const bin_args a = {.p = prob->data, .t = target->data, .m = mask ? mask->data : NULL, .pos = scores,
+                        .neg = scores + npos};
+    for_each_chunk(ctx, rm_tensor_numel(prob), part, sizeof *part, split_chunk, &a);
     qsort(scores, (size_t)npos, sizeof *scores, cmp_float);
     qsort(scores + npos, (size_t)nneg, sizeof *scores, cmp_float);
     return scores;
