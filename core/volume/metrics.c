@@ -32,26 +32,24 @@ typedef struct bad_value {
     bad_kind kind;
 } bad_value;
 
-/* Whether element i is selected; sets *bad (and returns 0) when the mask or a selected value is not usable. */
-static inline int select_checked(const float *p, const float *t, const float *m, int64_t i, bad_kind *bad)
+/* 1 when element i is selected, 0 when it is not, -1 (recorded in *bad) when the mask or a selected value is not
+ * usable. */
+static inline int select_checked(const float *p, const float *t, const float *m, int64_t i, bad_value *bad)
 {
-    if (m) {
-        if (isnan(m[i])) {
-            *bad = BAD_MASK_NAN;
-            return 0;
-        }
-        if (!(m[i] > 0.5f))
-            return 0;
-    }
-    if (!isfinite(p[i])) {
-        *bad = isnan(p[i]) ? BAD_PRED_NAN : BAD_PRED_INF;
+    bad_kind kind;
+    if (m && isnan(m[i]))
+        kind = BAD_MASK_NAN;
+    else if (m && !(m[i] > 0.5f))
         return 0;
-    }
-    if (!isfinite(t[i])) {
-        *bad = isnan(t[i]) ? BAD_TARGET_NAN : BAD_TARGET_INF;
-        return 0;
-    }
-    return 1;
+    else if (!isfinite(p[i]))
+        kind = isnan(p[i]) ? BAD_PRED_NAN : BAD_PRED_INF;
+    else if (!isfinite(t[i]))
+        kind = isnan(t[i]) ? BAD_TARGET_NAN : BAD_TARGET_INF;
+    else
+        return 1;
+    bad->kind = kind;
+    bad->index = i;
+    return -1;
 }
 
 /* The first bad value over the chunks, in element order, as an error; RM_OK when there is none. `bad` is the first
@@ -112,22 +110,17 @@ static void reg_first(const void *arg, void *slot, int64_t i0, int64_t i1)
     const reg_args *a = arg;
     const float *p = a->p, *t = a->t, *m = a->m;
     reg_part *r = slot;
-    r->bad.kind = BAD_NONE;
-    r->bad.index = -1;
+    r->bad = (bad_value){-1, BAD_NONE};
     r->count = 0;
     r->sp = r->st = 0.0;
     r->pmin = r->tmin = INFINITY;
     r->pmax = r->tmax = -INFINITY;
     for (int64_t i = i0; i < i1; i++) {
-        bad_kind bad = BAD_NONE;
-        if (!select_checked(p, t, m, i, &bad)) {
-            if (bad != BAD_NONE) {
-                r->bad.kind = bad;
-                r->bad.index = i;
-                return;
-            }
+        const int selected = select_checked(p, t, m, i, &r->bad);
+        if (selected < 0)
+            return;
+        if (!selected)
             continue;
-        }
         r->count++;
         r->sp += p[i];
         r->st += t[i];
@@ -242,19 +235,14 @@ static void bin_count(const void *arg, void *slot, int64_t i0, int64_t i1)
     const float *p = a->p, *t = a->t, *m = a->m;
     const float threshold = a->threshold;
     bin_part *b = slot;
-    b->bad.kind = BAD_NONE;
-    b->bad.index = -1;
+    b->bad = (bad_value){-1, BAD_NONE};
     int64_t tp = 0, fp = 0, fn = 0, tn = 0;
     for (int64_t i = i0; i < i1; i++) {
-        bad_kind bad = BAD_NONE;
-        if (!select_checked(p, t, m, i, &bad)) {
-            if (bad != BAD_NONE) {
-                b->bad.kind = bad;
-                b->bad.index = i;
-                break;
-            }
+        const int selected = select_checked(p, t, m, i, &b->bad);
+        if (selected < 0)
+            break;
+        if (!selected)
             continue;
-        }
         const int pos = t[i] > 0.5f, hit = p[i] > threshold;
         tp += pos && hit;
         fp += !pos && hit;
