@@ -284,9 +284,7 @@ rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64
 {
     static const char *const names[3] = {"D", "H", "W"};
     const int64_t size[3] = {d, h, w};
-    if (!out)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "synth cells: out is NULL");
-    RM_TRY(rm_sy_check_size(ctx, "synth cells", names, size));
+    RM_TRY(rm_sy_check_args(ctx, "synth cells", out, names, size));
     const int nth = ctx->n_threads;
     const int64_t n = d * h * w;
 

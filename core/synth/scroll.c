@@ -331,9 +331,7 @@ rm_status rm_synth_scroll(rm_ctx *ctx, uint64_t seed, int64_t layers, int64_t h,
 {
     static const char *const names[3] = {"layers", "H", "W"};
     const int64_t size[3] = {layers, h, w};
-    if (!out)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "synth scroll: out is NULL");
-    RM_TRY(rm_sy_check_size(ctx, "synth scroll", names, size));
+    RM_TRY(rm_sy_check_args(ctx, "synth scroll", out, names, size));
     const int nth = ctx->n_threads;
     const int64_t L = layers, plane = h * w, n = L * plane;
 

@@ -235,11 +235,13 @@ static inline void rm_sy_blur3(int n_threads, float *a, float *tmp, int64_t d, i
 
 /* ---- sizes and memory ---------------------------------------------------------------------------------------- */
 
-/* Each of n[0..2] at least RM_SYNTH_MIN_SIZE and their product at most RM_SYNTH_MAX_VOXELS. `what` names the
- * generator, `names` the three sizes (e.g. "D", "H", "W"). */
-static inline rm_status rm_sy_check_size(rm_ctx *ctx, const char *what, const char *const names[3],
+/* A generator's arguments: out not NULL, each of n[0..2] at least RM_SYNTH_MIN_SIZE and their product at most
+ * RM_SYNTH_MAX_VOXELS. `what` names the generator, `names` the three sizes (e.g. "D", "H", "W"). */
+static inline rm_status rm_sy_check_args(rm_ctx *ctx, const char *what, const void *out, const char *const names[3],
                                          const int64_t n[3])
 {
+    if (!out)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: out is NULL", what);
     for (int i = 0; i < 3; i++)
         if (n[i] < RM_SYNTH_MIN_SIZE)
             return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: size %s = %lld is below the minimum %d", what, names[i],
