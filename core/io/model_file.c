@@ -120,17 +120,29 @@ static rm_status read_config(rm_ctx *ctx, const char *path, const rm_st_file *f,
     return RM_OK;
 }
 
-/* Reads a model file and the configuration it describes; on success the caller frees *f and *tasks. */
-static rm_status open_model_file(rm_ctx *ctx, const char *path, rm_st_file **f, rm_config *cfg, rm_task **tasks,
-                                 const char **form)
+/* A model file read whole, with the configuration it describes (cfg.tasks points at tasks) and its form. */
+typedef struct model_file {
+    rm_st_file *st;
+    rm_config cfg;
+    rm_task *tasks;
+    const char *form; /* "training" or "deploy" */
+} model_file;
+
+static void close_model_file(model_file *mf)
 {
-    *tasks = NULL;
-    RM_TRY(rm_st_read(ctx, path, f));
-    const rm_status s = read_config(ctx, path, *f, cfg, tasks, form);
-    if (s != RM_OK) {
-        rm_st_free(*f);
-        *f = NULL;
-    }
+    rm_st_free(mf->st);
+    free(mf->tasks);
+    memset(mf, 0, sizeof *mf);
+}
+
+/* Reads a model file and the configuration it describes; on success the caller closes it. */
+static rm_status open_model_file(rm_ctx *ctx, const char *path, model_file *mf)
+{
+    memset(mf, 0, sizeof *mf);
+    RM_TRY(rm_st_read(ctx, path, &mf->st));
+    const rm_status s = read_config(ctx, path, mf->st, &mf->cfg, &mf->tasks, &mf->form);
+    if (s != RM_OK)
+        close_model_file(mf);
     return s;
 }
 
@@ -202,19 +214,15 @@ rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out)
     if (!path || !out)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "model load: NULL argument");
     *out = NULL;
-    rm_st_file *f;
-    rm_config cfg;
-    rm_task *tasks;
-    const char *form;
-    RM_TRY(open_model_file(ctx, path, &f, &cfg, &tasks, &form));
+    model_file mf;
+    RM_TRY(open_model_file(ctx, path, &mf));
     rm_status s = RM_OK;
-    if (strcmp(form, "training") != 0)
+    if (strcmp(mf.form, "training") != 0)
         s = rm_fail(ctx, RM_ERR_FORMAT, "%s: a deploy-form model holds no training weights; load it with "
                     "rm_deploy_load", path);
     if (s == RM_OK)
-        s = load_training(ctx, path, f, &cfg, out);
-    free(tasks);
-    rm_st_free(f);
+        s = load_training(ctx, path, mf.st, &mf.cfg, out);
+    close_model_file(&mf);
     return s;
 }
 
@@ -310,33 +318,30 @@ rm_status rm_deploy_load(rm_ctx *ctx, const char *path, const char *task, rm_dep
     if (!path || !task || !out)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy load: NULL argument");
     *out = NULL;
-    rm_st_file *f;
-    rm_config cfg;
-    rm_task *tasks;
-    const char *form;
-    RM_TRY(open_model_file(ctx, path, &f, &cfg, &tasks, &form));
+    model_file mf;
+    RM_TRY(open_model_file(ctx, path, &mf));
+    const rm_config *cfg = &mf.cfg;
     rm_status s = RM_OK;
     int t = -1;
-    for (int j = 0; s == RM_OK && j < cfg.n_tasks; j++)
-        if (strcmp(cfg.tasks[j].name, task) == 0)
+    for (int j = 0; j < cfg->n_tasks; j++)
+        if (strcmp(cfg->tasks[j].name, task) == 0)
             t = j;
-    if (s == RM_OK && t < 0) {
+    if (t < 0) {
         char names[512] = "";
-        for (int j = 0; j < cfg.n_tasks && strlen(names) + RM_NAME_MAX + 3 < sizeof names; j++)
-            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", j ? ", " : "", cfg.tasks[j].name);
+        for (int j = 0; j < cfg->n_tasks && strlen(names) + RM_NAME_MAX + 3 < sizeof names; j++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", j ? ", " : "", cfg->tasks[j].name);
         s = rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the model has no task '%s' (it has: %s)", path, task, names);
     }
-    if (s == RM_OK && strcmp(form, "deploy") == 0) {
-        s = load_deploy(ctx, path, f, &cfg, t, out);
+    if (s == RM_OK && strcmp(mf.form, "deploy") == 0) {
+        s = load_deploy(ctx, path, mf.st, cfg, t, out);
     } else if (s == RM_OK) {
         rm_model *m = NULL;
-        s = load_training(ctx, path, f, &cfg, &m);
+        s = load_training(ctx, path, mf.st, cfg, &m);
         if (s == RM_OK)
             s = rm_deploy_create(ctx, m, t, out);
         rm_model_free(m);
     }
-    free(tasks);
-    rm_st_free(f);
+    close_model_file(&mf);
     return s;
 }
 
@@ -347,22 +352,20 @@ rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info)
     if (!path || !info)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "model info: NULL argument");
     memset(info, 0, sizeof *info);
-    rm_st_file *f;
-    rm_task *tasks;
-    const char *form;
-    RM_TRY(open_model_file(ctx, path, &f, &info->cfg, &tasks, &form));
+    model_file mf;
+    RM_TRY(open_model_file(ctx, path, &mf));
     rm_status s = RM_OK;
-    info->deploy = strcmp(form, "deploy") == 0;
-    if (s == RM_OK && !info->deploy) {
+    info->deploy = strcmp(mf.form, "deploy") == 0;
+    if (!info->deploy) {
         rm_model *m = NULL;
-        s = load_training(ctx, path, f, &info->cfg, &m);
+        s = load_training(ctx, path, mf.st, &mf.cfg, &m);
         info->parameters = s == RM_OK ? rm_model_trainable_count(m) : 0;
         rm_model_free(m);
     }
     /* A deploy-form file is checked task by task; its size is one task's weights. */
-    for (int t = 0; s == RM_OK && info->deploy && t < info->cfg.n_tasks; t++) {
+    for (int t = 0; s == RM_OK && info->deploy && t < mf.cfg.n_tasks; t++) {
         rm_deploy *d = NULL;
-        s = load_deploy(ctx, path, f, &info->cfg, t, &d);
+        s = load_deploy(ctx, path, mf.st, &mf.cfg, t, &d);
         for (int i = 0; s == RM_OK && t == 0 && i < rm_deploy_structure(d)->n_units; i++) {
             const rm_unit *u = &rm_deploy_structure(d)->units[i];
             const int64_t k = (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) ? 2 : 5;
@@ -370,13 +373,14 @@ rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info)
         }
         rm_deploy_free(d);
     }
-    rm_st_free(f);
-    if (s != RM_OK) {
-        free(tasks);
+    if (s == RM_OK) {
+        info->cfg = mf.cfg; /* the info takes the tasks */
+        mf.tasks = NULL;
+    } else {
         memset(info, 0, sizeof *info);
-        return s;
     }
-    return RM_OK;
+    close_model_file(&mf);
+    return s;
 }
 
 void rm_model_info_free(rm_model_info *info)
