@@ -12,6 +12,7 @@ packages=(
   libinsighttoolkit5-dev libfftw3-dev libgdcm-tools   # ITK image IO of the repmode tool; its CMake package wants FFTW and GDCM's tools
   python3-torch python3-numpy python3-pytest   # PyTorch reference, fixtures, repmode-convert
   python3-tifffile         # the CLI tests write folders of 2D TIFF layers
+  python3-venv python3-setuptools   # the Python bindings' test installs them with pip into a virtual environment
 )
 
 missing=()

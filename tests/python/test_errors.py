@@ -1,0 +1,80 @@
+"""Failures come back as repmode.Error with the core's message; cancelling (a progress callback, or Ctrl-C) stops the
+core and leaves the model usable."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import repmode
+from conftest import MODELS
+
+CELLS = os.path.join(MODELS, "cells.safetensors")
+
+
+def test_missing_file_gives_the_core_message(tmp_path):
+    missing = str(tmp_path / "nothing.safetensors")
+    with pytest.raises(repmode.Error, match="nothing.safetensors"):
+        repmode.Model(missing)
+
+
+def test_malformed_file_gives_the_core_message(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(repmode.Error, match="bad.safetensors"):
+        repmode.Model(str(bad))
+
+
+def test_unknown_task_names_the_model_tasks():
+    model = repmode.Model(CELLS)
+    with pytest.raises(repmode.Error, match="no task 'golgi'.*nuclei, membranes"):
+        model.predict(np.zeros((16, 32, 32)), "golgi")
+
+
+def test_2d_array_is_refused():
+    with pytest.raises(repmode.Error, match="3D array"):
+        repmode.Model(CELLS).predict(np.zeros((32, 32)), "nuclei")
+
+
+def test_bad_patch_gives_the_core_message():
+    # Not a multiple of 2^levels (8): the core refuses the window, and says why.
+    with pytest.raises(repmode.Error, match="patch") as e:
+        repmode.Model(CELLS).predict(np.zeros((16, 32, 32)), "nuclei", patch=(16, 30, 32))
+    assert not isinstance(e.value, repmode.Cancelled)
+
+
+def test_progress_callback_cancels():
+    model = repmode.Model(CELLS)
+    seen = []
+
+    def stop_at_half(fraction):
+        seen.append(fraction)
+        return fraction >= 0.5
+
+    volume = np.random.default_rng(1).random((16, 64, 64))
+    with pytest.raises(repmode.Cancelled):
+        model.predict(volume, "nuclei", progress=stop_at_half)
+    assert seen and seen[-1] >= 0.5 and max(seen) < 1.0
+    # Nothing is left half done: the next prediction runs whole, with fractions rising to 1.
+    seen.clear()
+    model.predict(volume, "nuclei", progress=lambda f: seen.append(f))
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_ctrl_c_cancels_with_keyboard_interrupt():
+    model = repmode.Model(CELLS)
+    calls = []
+
+    def interrupt_once(fraction):
+        calls.append(fraction)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the core computes
+
+    with pytest.raises(KeyboardInterrupt):
+        model.predict(np.random.default_rng(2).random((16, 64, 64)), "nuclei", progress=interrupt_once)
+    assert len(calls) <= 2  # stopped at once, not after the last of its 9 windows
+
+
+def test_exception_in_callback_is_raised():
+    with pytest.raises(ZeroDivisionError):
+        repmode.Model(CELLS).predict(np.zeros((16, 32, 32)), "nuclei", progress=lambda f: 1 / 0)

@@ -1,0 +1,279 @@
+"""repmode.Model: a model file's tasks and configuration, and its predictions over NumPy volumes."""
+import ctypes
+import json
+import math
+import os
+import threading
+from collections import namedtuple
+
+import numpy as np
+
+from . import _lib
+from ._lib import lib
+
+
+class Error(Exception):
+    """A failure of the repmode core, with its message (``rm_ctx_error``)."""
+
+
+class Cancelled(Error):
+    """The prediction was stopped by its progress callback (the core's ``RM_ERR_CANCELLED``)."""
+
+
+Task = namedtuple("Task", "name kind threshold output_2d color")
+Task.__doc__ = """One task of a model: ``kind`` is ``"regression"`` or ``"binary"``; ``threshold`` the label-map
+threshold saved in the model file (None when it has none); ``output_2d`` True for 2D labels of a surface volume (the
+prediction is one layer: the mean over depth); ``color`` (r, g, b) in [0, 1], or None."""
+
+
+class _Context:
+    """An rm_ctx for one call: its threads and its last error."""
+
+    def __init__(self, threads=None):
+        self.ptr = lib.rm_ctx_create(int(threads or 0))
+        if not self.ptr:
+            raise MemoryError("repmode: out of memory")
+
+    def check(self, status):
+        if status != _lib.OK:
+            message = lib.rm_ctx_error(self.ptr).decode("utf-8", "replace")
+            raise (Cancelled if status == _lib.ERR_CANCELLED else Error)(message)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        lib.rm_ctx_free(self.ptr)
+
+
+class _Deploy:
+    """One task's deploy form (experts merged, BatchNorm folded), freed on exit."""
+
+    def __init__(self, ctx, path, task):
+        self.ptr = ctypes.c_void_p()
+        ctx.check(lib.rm_deploy_load(ctx.ptr, path.encode(), task.encode(), ctypes.byref(self.ptr)))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        lib.rm_deploy_free(self.ptr)
+
+
+class _Callbacks:
+    """The read and progress callbacks of rm_predict_region. An exception raised in one of them (KeyboardInterrupt
+    from Ctrl-C among them: Python runs signal handlers when a callback takes the GIL back) stops the core, which
+    returns, and is raised again by ``reraise``: ctypes would otherwise print and swallow it."""
+
+    def __init__(self, volume, progress, done, share):
+        self.volume, self.progress, self.done, self.share = volume, progress, done, share
+        self.error = None
+        self.read = _lib.READ_FN(self._read)
+        self.report = _lib.PROGRESS_FN(self._report)
+
+    def _read(self, user, start, size, buf):
+        try:
+            z, y, x = (start[i] for i in range(3))
+            d, h, w = (size[i] for i in range(3))
+            out = np.ctypeslib.as_array(buf, shape=(d, h, w))
+            out[...] = self.volume[z:z + d, y:y + h, x:x + w]
+            return 0
+        except BaseException as e:  # noqa: B036 - handed back to the caller by reraise
+            self.error = e
+            return 1
+
+    def _report(self, user, fraction):
+        try:
+            if self.progress is not None and self.progress((self.done + fraction) * self.share):
+                return 1
+            return 0
+        except BaseException as e:  # noqa: B036
+            self.error = e
+            return 1
+
+    def reraise(self):
+        if self.error is not None:
+            raise self.error
+
+
+class Model:
+    """A model file (training or deploy form) of the repmode core.
+
+    >>> model = repmode.Model("examples/models/ink.safetensors")
+    >>> model.tasks[0]
+    Task(name='ink', kind='binary', threshold=0.8476..., output_2d=True, color=None)
+    >>> model.config["patch"]
+    [16, 64, 64]
+
+    A missing or malformed file raises repmode.Error with the core's message.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        info = _lib.ModelInfo()
+        with _Context() as ctx:
+            ctx.check(lib.rm_model_info_read(ctx.ptr, self.path.encode(), ctypes.byref(info)))
+        try:
+            self.deploy_form = bool(info.deploy)
+            self.parameters = int(info.parameters)
+            self.config = json.loads(_lib.take_string(lib.rm_config_json(ctypes.byref(info.cfg))))
+            self.tasks = [_task(info.cfg.tasks[i]) for i in range(info.cfg.n_tasks)]
+        finally:
+            lib.rm_model_info_free(ctypes.byref(info))
+
+    def __repr__(self):
+        return "repmode.Model(%r)" % self.path
+
+    def task(self, name):
+        """The Task named ``name``; an unknown name raises repmode.Error naming the model's tasks."""
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise Error("the model %s has no task '%s' (its tasks: %s)"
+                    % (self.path, name, ", ".join(t.name for t in self.tasks)))
+
+    def predict(self, array, task, patch=None, overlap=0.5, threads=None, progress=None):
+        """The sliding-window prediction of ``task`` over a 3D volume, as ``repmode predict`` computes it.
+
+        array: (Z, Y, X), X fastest, any real dtype (converted to float32 as the command line reads images); it is
+        normalized with the model's method and the parameters of the whole volume, on a copy. task: a task name, or
+        a list of names (the predictions stacked along a new first axis, in that order; 2D-label tasks and 3D tasks
+        cannot be mixed, as on the command line). patch: the window (Z, Y, X), the model's by default; overlap: the
+        fraction of the window shared by neighbours; threads: worker threads (None: all cores; the result is the
+        same for any count). progress: called with the fraction done (0 to 1); returning True cancels the
+        prediction, which raises repmode.Cancelled. Ctrl-C cancels it too (KeyboardInterrupt).
+
+        Returns float32: probabilities for binary tasks, normalized intensities for regression tasks; shaped as the
+        input, or (1, Y, X) for a task with 2D labels (the mean over depth of the logits, then the probability: the
+        one-layer image the command line writes).
+
+        >>> volume = np.random.default_rng(0).random((16, 64, 64))
+        >>> model.predict(volume, ["nuclei", "membranes"]).shape
+        (2, 16, 64, 64)
+
+        The GIL is released while the core computes; it is taken back only to read windows and report progress.
+        """
+        names = [task] if isinstance(task, str) else list(task)
+        if not names:
+            raise Error("no task given")
+        tasks = [self.task(n) for n in names]
+        if len(set(names)) != len(names):
+            raise Error("a task is named twice in %s" % names)
+        if any(t.output_2d != tasks[0].output_2d for t in tasks):
+            raise Error("tasks with 2D labels and tasks with 3D labels cannot be predicted together: %s" % names)
+        volume = np.array(array, dtype=np.float32, order="C", copy=True)  # normalized in place below
+        if volume.ndim != 3:
+            raise Error("expected a 3D array (Z, Y, X); got one of shape %s" % (volume.shape,))
+        if volume.size == 0:
+            raise Error("the array is empty: shape %s" % (volume.shape,))
+        n = volume.size
+        size = _lib.int64s(volume.shape)
+        window = _lib.WindowParams()
+        window.patch[:] = list(patch) if patch is not None else self.config["patch"]
+        window.overlap = float(overlap)
+        window.blend = 0  # RM_BLEND_GAUSSIAN, the official blending
+        outputs = []
+        with _Context(threads) as ctx:
+            for i, t in enumerate(tasks):
+                with _Deploy(ctx, self.path, t.name) as net:
+                    if i == 0:  # the tasks of a model share its normalization
+                        _normalize(ctx, net, volume)
+                    out = np.empty(volume.shape, dtype=np.float32)
+                    calls = _Callbacks(volume, progress, i, 1.0 / len(tasks))
+                    status = lib.rm_predict_region(ctx.ptr, net.ptr, ctypes.byref(window), size, calls.read, None,
+                                                   _lib.int64s((0, 0, 0)), size, _lib.floats(out), calls.report,
+                                                   None)
+                    calls.reraise()
+                    ctx.check(status)
+                if t.output_2d:  # 2D labels: the mean over depth of the logits (docs/network.md §7)
+                    layers = _lib.Tensor(_lib.floats(out), (ctypes.c_int64 * 5)(1, 1, *volume.shape))
+                    out2d = np.empty((1,) + volume.shape[1:], dtype=np.float32)
+                    mean = _lib.Tensor(_lib.floats(out2d), (ctypes.c_int64 * 5)(1, 1, 1, *volume.shape[1:]))
+                    ctx.check(lib.rm_depth_mean_forward(ctx.ptr, ctypes.byref(layers), ctypes.byref(mean)))
+                    out = out2d
+                if t.kind == "binary":  # logits to probabilities, in double as the core's consumers do
+                    out = (1.0 / (1.0 + np.exp(-out.astype(np.float64)))).astype(np.float32)
+                outputs.append(out)
+        return outputs[0] if isinstance(task, str) else np.stack(outputs)
+
+    def labels(self, prediction, task, threshold=None):
+        """The label map (uint8) of predictions, as ``repmode predict --labels`` makes it: label i + 1 where task i
+        (in the order of ``task``) passes its threshold, the task furthest above its threshold where several do
+        (the first on a tie), 0 elsewhere.
+
+        prediction: what predict returned for the same ``task`` (one task: its array; several: stacked). threshold:
+        one value for every task, one per task, or None for each task's default: the model's threshold for the task,
+        else 0.5 for a binary task (probabilities), else Otsu's threshold of the whole prediction (256 bins, as
+        ITK's histogram and Otsu calculator that the command line uses).
+
+        >>> p = model.predict(volume, "ink")
+        >>> model.labels(p, "ink").dtype
+        dtype('uint8')
+        """
+        names = [task] if isinstance(task, str) else list(task)
+        tasks = [self.task(n) for n in names]
+        stack = np.asarray(prediction, dtype=np.float32)
+        if isinstance(task, str):
+            stack = stack[np.newaxis]
+        if stack.shape[0] != len(tasks):
+            raise Error("%d predictions for %d tasks" % (stack.shape[0], len(tasks)))
+        given = [None] * len(tasks) if threshold is None else list(np.broadcast_to(threshold, (len(tasks),)))
+        used = []
+        for t, p, g in zip(tasks, stack, given):
+            if g is None or math.isnan(g):
+                g = t.threshold
+            if g is None:
+                g = 0.5 if t.kind == "binary" else otsu_threshold(p)
+            used.append(float(g))
+        self.thresholds_used = used
+        label = np.zeros(stack.shape[1:], dtype=np.uint8)
+        best = np.zeros(stack.shape[1:], dtype=np.float64)
+        for i, (p, g) in enumerate(zip(stack, used)):
+            margin = p.astype(np.float64) - g
+            better = margin > best  # above the threshold and further than the tasks before
+            label[better] = i + 1
+            best[better] = margin[better]
+        return label
+
+
+def otsu_threshold(values, bins=256):
+    """Otsu's threshold of ``values`` over ``bins`` bins, as ITK's ImageToHistogramFilter (automatic minimum and
+    maximum, the maximum raised by a hundredth of a bin so that it falls inside) and OtsuThresholdCalculator (the
+    upper edge of the last bin of the lower class) compute it."""
+    v = np.asarray(values, dtype=np.float32).ravel()
+    lo, hi = np.float32(v.min()), np.float32(v.max())
+    hi = np.float32(hi + np.float32(np.float32(hi - lo) / np.float32(bins)) / np.float32(100.0))
+    edges = lo + (np.arange(bins + 1, dtype=np.float64) * ((float(hi) - float(lo)) / bins))
+    counts, _ = np.histogram(v.astype(np.float64), bins=edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    total = counts.sum()
+    mean = (counts * centres).sum() / total
+    best, best_k = -1.0, 0
+    w0 = m0 = 0.0
+    for k in range(bins - 1):
+        w0 += counts[k]
+        m0 += counts[k] * centres[k]
+        w1 = total - w0
+        if w0 == 0 or w1 == 0:
+            continue
+        mu0, mu1 = m0 / w0, (mean * total - m0) / w1
+        between = w0 * (mu0 - mean) ** 2 + w1 * (mu1 - mean) ** 2
+        if between > best:
+            best, best_k = between, k
+    return float(edges[best_k + 1])
+
+
+def _task(t):
+    threshold = float(t.threshold)
+    return Task(name=t.name.decode("utf-8"), kind="binary" if t.kind == _lib.TASK_BINARY else "regression",
+                threshold=None if math.isnan(threshold) else threshold, output_2d=bool(t.output_2d),
+                color=tuple(float(c) for c in t.color) if t.has_color else None)
+
+
+def _normalize(ctx, net, volume):
+    """volume (float32, C-contiguous) normalized in place with the model's method over the whole volume."""
+    method, params = _lib.Normalization(), _lib.NormParams()
+    ctx.check(lib.rm_deploy_normalization(ctx.ptr, net.ptr, ctypes.byref(method)))
+    data = _lib.floats(volume)
+    ctx.check(lib.rm_normalization_compute(ctx.ptr, ctypes.byref(method), data, volume.size, ctypes.byref(params)))
+    lib.rm_normalize(ctypes.byref(params), data, data, volume.size)
