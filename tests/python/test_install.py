@@ -3,7 +3,6 @@ library it was built with and predicts from outside the source tree, with nothin
 the build."""
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np

@@ -68,7 +68,6 @@ _FUNCTIONS = {
     "rm_deploy_load": (_status, [_ctx, c_char_p, c_char_p, POINTER(c_void_p)]),
     "rm_deploy_free": (None, [c_void_p]),
     "rm_deploy_normalization": (_status, [_ctx, c_void_p, POINTER(Normalization)]),
-    "rm_normalization_json": (c_void_p, [POINTER(Normalization)]),
     "rm_normalization_compute": (_status, [_ctx, POINTER(Normalization), POINTER(c_float), c_int64,
                                            POINTER(NormParams)]),
     "rm_normalize": (None, [POINTER(NormParams), POINTER(c_float), POINTER(c_float), c_int64]),

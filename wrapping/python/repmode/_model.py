@@ -3,7 +3,6 @@ import ctypes
 import json
 import math
 import os
-import threading
 from collections import namedtuple
 
 import numpy as np
@@ -166,10 +165,12 @@ class Model:
             raise Error("expected a 3D array (Z, Y, X); got one of shape %s" % (volume.shape,))
         if volume.size == 0:
             raise Error("the array is empty: shape %s" % (volume.shape,))
-        n = volume.size
         size = _lib.int64s(volume.shape)
         window = _lib.WindowParams()
-        window.patch[:] = list(patch) if patch is not None else self.config["patch"]
+        patch = self.config["patch"] if patch is None else [int(p) for p in patch]
+        if len(patch) != 3:
+            raise Error("patch: expected (Z, Y, X); got %s" % (patch,))
+        window.patch[:] = patch
         window.overlap = float(overlap)
         window.blend = 0  # RM_BLEND_GAUSSIAN, the official blending
         outputs = []
@@ -204,7 +205,8 @@ class Model:
         prediction: what predict returned for the same ``task`` (one task: its array; several: stacked). threshold:
         one value for every task, one per task, or None for each task's default: the model's threshold for the task,
         else 0.5 for a binary task (probabilities), else Otsu's threshold of the whole prediction (256 bins, as
-        ITK's histogram and Otsu calculator that the command line uses).
+        ITK's histogram and Otsu calculator that the command line uses). The thresholds used are left in
+        ``model.thresholds_used``, as the command line's last stage line names them.
 
         >>> p = model.predict(volume, "ink")
         >>> model.labels(p, "ink").dtype
