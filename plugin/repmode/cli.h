@@ -56,13 +56,15 @@ class CommandLine : public TCLAP::CmdLine {
 
 // What long work reports on stderr (docs/cli.md §1.3): one line per stage when stderr is not a terminal, a progress bar
 // that redraws itself when it is.
+// Virtual so that the Slicer module reports the same work in Slicer's own progress lines.
 class Progress {
   public:
     explicit Progress(std::string command);
+    virtual ~Progress() = default;
     // "repmode: <command>: <what>" on its own line (not on a terminal).
-    void stage(const std::string &what) const;
+    virtual void stage(const std::string &what) const;
     // "[####    ] 42% <what>" redrawn in place (on a terminal only); fraction 1 ends the line.
-    void bar(double fraction, const std::string &what) const;
+    virtual void bar(double fraction, const std::string &what) const;
     // rm_progress_fn of the core's sliding window: the bar of `user`, a Progress.
     static int report(void *user, double fraction);
 

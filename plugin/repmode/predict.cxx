@@ -27,6 +27,8 @@
 #include <itkVectorImage.h>
 #include <itkVectorIndexSelectionCastImageFilter.h>
 
+#include "predict.h"
+
 #include "cli.h"
 #include "image_io.h"
 #include "itkRepModeImageFilter.h"
@@ -143,8 +145,9 @@ class PredictionProgress : public itk::Command {
     using Pointer = itk::SmartPointer<Self>;
     itkNewMacro(Self);
 
-    void watch(const std::vector<Prediction::Pointer> &filters, const Progress *progress)
+    void watch(const std::vector<Prediction::Pointer> &filters, unsigned pieces, const Progress *progress)
     {
+        pieces_ = pieces;
         filters_.clear();
         for (const auto &f : filters) {
             filters_.push_back(f.GetPointer());
@@ -165,8 +168,11 @@ class PredictionProgress : public itk::Command {
         }
         for (size_t i = 0; i < filters_.size(); i++)
             if (filters_[i] == caller) {
-                const double f = (static_cast<double>(i) + filters_[i]->GetProgress()) / filters_.size();
-                progress_->bar(f, "piece " + std::to_string(piece_));
+                // The fraction of the whole run, not of the piece, so that it only grows (Slicer's progress bar);
+                // formats written whole run one piece, and the final bar(1) covers the rest.
+                const double in_piece = (static_cast<double>(i) + filters_[i]->GetProgress()) / filters_.size();
+                const double f = (std::max(piece_ - 1, 0) + in_piece) / std::max(pieces_, 1u);
+                progress_->bar(std::min(f, 1.0), "piece " + std::to_string(piece_));
             }
     }
 
@@ -174,6 +180,7 @@ class PredictionProgress : public itk::Command {
     std::vector<const Prediction *> filters_;
     const Progress *progress_ = nullptr;
     int piece_ = 0;
+    unsigned pieces_ = 1;
 };
 
 // The predictions written to `path` (one component per task), read back as one scalar image per task.
@@ -280,40 +287,63 @@ int run_predict(int argc, char **argv)
                                                   "fragment mask); sized as the prediction",
                                       false, "", "MASK", cmd);
     cmd.parse_or_fail(argc, argv);
-    if (!(overlap.getValue() >= 0.0 && overlap.getValue() < 1.0))
-        throw Failure("--overlap must be in [0, 1)", kBadInput);
-    check_output_folder(output.getValue(), "--output");
-    if (labels.isSet())
-        check_output_folder(labels.getValue(), "--labels");
-    if (colors.isSet())
-        check_output_folder(colors.getValue(), "--colors");
 
+    PredictRequest request;
+    request.model = model.getValue();
+    request.tasks = task.getValue();
+    request.input = input.getValue();
+    request.output = output.getValue();
+    request.labels = labels.getValue();
+    request.colors = colors.getValue();
+    request.thresholds = threshold.getValue();
+    request.patch = patch_arg.getValue();
+    request.overlap = overlap.getValue();
+    request.blend = blend.getValue();
+    request.divisions = divisions.getValue();
+    request.mask = mask.getValue();
+    request.threads = cmd.threads();
     Progress progress("predict");
-    Context ctx(cmd.threads());
+    predict(request, progress);
+    return 0;
+}
+
+void predict(const PredictRequest &request, const Progress &progress)
+{
+    if (!(request.overlap >= 0.0 && request.overlap < 1.0))
+        throw Failure("--overlap must be in [0, 1)", kBadInput);
+    if (request.blend != "gaussian" && request.blend != "constant")
+        throw Failure("--blend must be gaussian or constant, not '" + request.blend + "'", kBadInput);
+    check_output_folder(request.output, "--output");
+    if (!request.labels.empty())
+        check_output_folder(request.labels, "--labels");
+    if (!request.colors.empty())
+        check_output_folder(request.colors, "--colors");
+
+    Context ctx(request.threads);
     rm_model_info info;
-    ctx.check(rm_model_info_read(ctx, model.getValue().c_str(), &info));
+    ctx.check(rm_model_info_read(ctx, request.model.c_str(), &info));
     std::unique_ptr<rm_model_info, void (*)(rm_model_info *)> owned_info(&info, rm_model_info_free);
-    const std::vector<rm_task> tasks = find_tasks(info, model.getValue(), task.getValue());
-    const std::vector<double> thresholds = parse_thresholds(threshold.getValue(), tasks.size());
-    const std::array<int64_t, 3> patch = patch_arg.isSet() ? parse_sizes(patch_arg.getValue(), "--patch")
+    const std::vector<rm_task> tasks = find_tasks(info, request.model, request.tasks);
+    const std::vector<double> thresholds = parse_thresholds(request.thresholds, tasks.size());
+    const std::array<int64_t, 3> patch = !request.patch.empty() ? parse_sizes(request.patch, "--patch")
                                                            : std::array<int64_t, 3>{info.cfg.patch[0], info.cfg.patch[1],
                                                                                     info.cfg.patch[2]};
 
-    VolumeSource source(input.getValue());
+    VolumeSource source(request.input);
     FloatImage *image = source.image();
-    const unsigned pieces = stream_divisions(image, all_maps(tasks), patch, divisions.getValue());
+    const unsigned pieces = stream_divisions(image, all_maps(tasks), patch, request.divisions);
     std::vector<Prediction::Pointer> filters;
     for (const rm_task &t : tasks) {
         auto f = Prediction::New();
         f->SetInput(image);
-        f->SetModelFileName(model.getValue());
+        f->SetModelFileName(request.model);
         f->SetTask(t.name);
         f->SetPatchSize({{static_cast<itk::SizeValueType>(patch[2]), static_cast<itk::SizeValueType>(patch[1]),
                           static_cast<itk::SizeValueType>(patch[0])}});
-        f->SetOverlap(overlap.getValue());
-        f->SetBlending(blend.getValue() == "constant" ? Prediction::BlendingEnum::Constant
+        f->SetOverlap(request.overlap);
+        f->SetBlending(request.blend == "constant" ? Prediction::BlendingEnum::Constant
                                                       : Prediction::BlendingEnum::Gaussian);
-        f->SetNumberOfThreads(cmd.threads());
+        f->SetNumberOfThreads(request.threads);
         try {
             f->UpdateOutputInformation(); // loads the task's network and checks the windows before any work
         } catch (const itk::ExceptionObject &e) {
@@ -324,8 +354,8 @@ int run_predict(int argc, char **argv)
     std::vector<itk::ProcessObject::Pointer> masking; // the mask's pipeline, alive while the outputs are written
     std::unique_ptr<VolumeSource> mask_source;
     FloatImage::Pointer mask_image;
-    if (mask.isSet()) {
-        mask_source = std::make_unique<VolumeSource>(mask.getValue());
+    if (!request.mask.empty()) {
+        mask_source = std::make_unique<VolumeSource>(request.mask);
         mask_image = mask_on(*mask_source, filters.front()->GetOutput(), masking);
     }
     // A task's output as written: the prediction, masked when asked.
@@ -337,63 +367,62 @@ int run_predict(int argc, char **argv)
     // Every task of a model shares its normalization: computed once, streamed, then given to every filter so that
     // they stream their input too.
     const rm_normalization &method = filters.front()->GetNormalization();
-    progress.stage("normalizing " + input.getValue() + " (" + zyx(image->GetLargestPossibleRegion().GetSize()) +
+    progress.stage("normalizing " + request.input + " (" + zyx(image->GetLargestPossibleRegion().GetSize()) +
                    " voxels, Z x Y x X; " + describe(method) + ")");
     rm_norm_params normalization;
     try {
         normalization = itk::RepModeNormalization<FloatImage>::ComputeStreamed(image, pieces, method);
     } catch (const itk::ExceptionObject &e) { // a read error, or voxels the method cannot take
-        throw Failure(input.getValue() + ": " + describe(e), kBadInput);
+        throw Failure(request.input + ": " + describe(e), kBadInput);
     }
     for (const auto &f : filters)
         f->SetInputNormalization(normalization);
     auto drawing = PredictionProgress::New();
-    drawing->watch(filters, &progress);
+    drawing->watch(filters, pieces, &progress);
 
     std::string names;
     for (const rm_task &t : tasks)
         names += std::string(names.empty() ? "" : ", ") + t.name + (t.kind == RM_TASK_BINARY ? " (binary)" : "");
     progress.stage("predicting " + names + " in " + std::to_string(pieces) + " piece(s)");
     if (filters.size() == 1) {
-        write_image(written(0).GetPointer(), output.getValue(), pieces);
+        write_image(written(0).GetPointer(), request.output, pieces);
     } else {
         auto compose = itk::ComposeImageFilter<FloatImage, Components>::New();
         for (size_t i = 0; i < filters.size(); i++)
             compose->SetInput(static_cast<unsigned>(i), written(i));
-        write_image(compose->GetOutput(), output.getValue(), pieces);
+        write_image(compose->GetOutput(), request.output, pieces);
     }
     progress.bar(1.0, "done");
-    progress.stage("wrote " + output.getValue());
+    progress.stage("wrote " + request.output);
 
     auto label_map = LabelMap::New();
     label_map->SetTasks(tasks);
     label_map->SetThresholds(thresholds);
-    if (labels.isSet()) {
+    if (!request.labels.empty()) {
         std::vector<itk::ProcessObject::Pointer> pipeline;
-        const std::vector<FloatImage::Pointer> predictions = read_predictions(output.getValue(), tasks.size(), pipeline);
+        const std::vector<FloatImage::Pointer> predictions = read_predictions(request.output, tasks.size(), pipeline);
         for (size_t i = 0; i < predictions.size(); i++)
             label_map->SetPrediction(static_cast<unsigned>(i), predictions[i]);
         // Masked too: a threshold at or below 0 (a regression task's) would label the zeros outside the mask.
         LabelImage::Pointer map = label_map->GetOutput();
         if (mask_image)
             map = masked<LabelImage>(map, mask_image, pipeline);
-        write_image(map.GetPointer(), labels.getValue(), pieces);
+        write_image(map.GetPointer(), request.labels, pieces);
         std::string used;
         for (size_t i = 0; i < tasks.size(); i++) {
             std::ostringstream t;
             t << tasks[i].name << " > " << label_map->GetThresholdsUsed()[i];
             used += std::string(used.empty() ? "" : ", ") + t.str();
         }
-        progress.stage("wrote the label map " + labels.getValue() + " (" + used + ")");
+        progress.stage("wrote the label map " + request.labels + " (" + used + ")");
     }
-    if (colors.isSet()) {
+    if (!request.colors.empty()) {
         try {
-            label_map->WriteColorTable(colors.getValue());
+            label_map->WriteColorTable(request.colors);
         } catch (const itk::ExceptionObject &) {
-            throw Failure("cannot write the colour table " + colors.getValue(), kBadInput);
+            throw Failure("cannot write the colour table " + request.colors, kBadInput);
         }
     }
-    return 0;
 }
 
 } // namespace repmode::cli

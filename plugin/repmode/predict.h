@@ -1,0 +1,25 @@
+// The work of repmode predict, apart from its command line, so that the 3D Slicer module (plugin/slicer/) runs the
+// very same pipeline: its outputs equal predict's bit for bit.
+#pragma once
+
+#include <string>
+
+#include "cli.h"
+
+namespace repmode::cli {
+
+// predict's options (docs/cli.md §3.5); an empty string is an option not given.
+struct PredictRequest {
+    std::string model, tasks, input, output;
+    std::string labels, colors, thresholds, patch, mask;
+    double overlap = 0.5;
+    std::string blend = "gaussian";
+    unsigned divisions = 0; // 0: pieces of about 8 M voxels
+    int threads = 0;        // 0: all cores
+};
+
+// Checks the request, predicts and writes the outputs, reporting to `progress`; problems are Failures, and a failure
+// leaves no half-written output.
+void predict(const PredictRequest &request, const Progress &progress);
+
+} // namespace repmode::cli
