@@ -13,6 +13,7 @@ packages=(
   python3-torch python3-numpy python3-pytest   # PyTorch reference, fixtures, repmode-convert
   python3-tifffile         # the CLI tests write folders of 2D TIFF layers
   python3-venv python3-setuptools   # the Python bindings' test installs them with pip into a virtual environment
+  libxml2-utils            # xmllint: the Slicer module's --xml checked against the Slicer schema
 )
 
 missing=()

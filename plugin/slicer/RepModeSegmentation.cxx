@@ -1,0 +1,194 @@
+// RepModeSegmentation: a 3D Slicer command-line module (Slicer Execution Model) over repmode predict's pipeline
+// (docs/cli.md §5). Slicer runs `RepModeSegmentation --xml` to learn the parameters (RepModeSegmentation.xml), then
+// runs it with the flags of that description and the images, as temporary files, at their positional indices.
+// Progress goes to stdout in Slicer's <filter-...> lines; errors to stderr with a non-zero exit code, and no output
+// is left half-written (predict writes to temporary names renamed into place).
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <string>
+
+#include <tclap/CmdLine.h>
+
+#include "RepModeSegmentationXML.h"
+#include "cli.h"
+#include "predict.h"
+
+namespace {
+
+using repmode::cli::Failure;
+using repmode::cli::kBadInput;
+
+constexpr const char *kName = "RepModeSegmentation";
+
+// `text` with XML's special characters escaped (file names go into <filter-comment>).
+std::string xml_escaped(const std::string &text)
+{
+    std::string out;
+    for (const char c : text) {
+        switch (c) {
+        case '&': out += "&amp;"; break;
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        default: out += c;
+        }
+    }
+    return out;
+}
+
+// Slicer's progress protocol: each line is parsed as it arrives, so each is flushed. Fractions only grow (Slicer's
+// bar would jump back otherwise).
+class SlicerProgress : public repmode::cli::Progress {
+  public:
+    SlicerProgress() : Progress(kName) {}
+    void start(const std::string &comment) const
+    {
+        std::printf("<filter-start>\n<filter-name>%s</filter-name>\n<filter-comment>%s</filter-comment>\n"
+                    "</filter-start>\n",
+                    kName, xml_escaped(comment).c_str());
+        std::fflush(stdout);
+    }
+    void end(double seconds) const
+    {
+        std::printf("<filter-end>\n<filter-name>%s</filter-name>\n<filter-time>%.3f</filter-time>\n</filter-end>\n",
+                    kName, seconds);
+        std::fflush(stdout);
+    }
+    // Stages are plain lines: Slicer shows them in the module's output log.
+    void stage(const std::string &what) const override
+    {
+        std::printf("%s: %s\n", kName, what.c_str());
+        std::fflush(stdout);
+    }
+    void bar(double fraction, const std::string &) const override
+    {
+        if (fraction <= last_)
+            return;
+        last_ = fraction;
+        std::printf("<filter-progress>%.4f</filter-progress>\n", fraction);
+        std::fflush(stdout);
+    }
+
+  private:
+    mutable double last_ = -1.0;
+};
+
+bool has_flag(int argc, char **argv, const char *flag)
+{
+    for (int i = 1; i < argc; i++)
+        if (std::strcmp(argv[i], flag) == 0)
+            return true;
+    return false;
+}
+
+// Slicer's return-parameter file: one "name = value" line per output parameter.
+void write_return_parameters(const std::string &path, const std::string &output, const std::string &labels)
+{
+    std::ofstream out(path);
+    out << "outputVolume = " << output << "\n"
+        << "labelMap = " << labels << "\n";
+    if (!out.flush())
+        throw Failure("--returnparameterfile: cannot write " + path, kBadInput);
+}
+
+int run(int argc, char **argv)
+{
+    // As Slicer's generated parsers: --xml answers before the required arguments are looked for.
+    if (has_flag(argc, argv, "--xml")) {
+        std::fputs(repmode::slicer::kModuleDescription, stdout);
+        return 0;
+    }
+    // The flags and indices of RepModeSegmentation.xml; the help texts are its descriptions, shortened.
+    TCLAP::CmdLine cmd("Predicts one task of a RepMode model over a volume and thresholds it into a label map "
+                       "(3D Slicer command-line module; --xml prints its description).",
+                       ' ', REPMODE_VERSION);
+    cmd.setExceptionHandling(false);
+    TCLAP::SwitchArg xml("", "xml", "print the module description (Slicer Execution Model XML) and exit", cmd);
+    TCLAP::SwitchArg echo("", "echo", "print the parameters' values before running", cmd);
+    TCLAP::ValueArg<std::string> return_file("", "returnparameterfile", "file to write the output parameters to",
+                                             false, "", "FILE", cmd);
+    TCLAP::ValueArg<std::string> address("", "processinformationaddress", "Slicer's process information (ignored)",
+                                         false, "", "ADDR", cmd);
+    TCLAP::ValueArg<std::string> task("", "task", "task name", false, "nuclei", "string", cmd);
+    TCLAP::ValueArg<std::string> threshold("", "threshold", "label threshold (default: the task's)", false, "",
+                                           "string", cmd);
+    TCLAP::ValueArg<std::string> patch("", "patch", "window size Z,Y,X (default: the model's patch)", false, "",
+                                       "Z,Y,X", cmd);
+    TCLAP::ValueArg<double> overlap("", "overlap", "fraction of a window shared by neighbours, in [0, 1)", false, 0.5,
+                                    "double", cmd);
+    TCLAP::ValueArg<std::string> blend("", "blend", "window blending: gaussian or constant", false, "gaussian",
+                                       "string", cmd);
+    TCLAP::ValueArg<int> divisions("", "divisions", "stream in N pieces along Z (0: about 8 M voxels each)", false,
+                                   0, "int", cmd);
+    TCLAP::ValueArg<int> threads("", "threads", "worker threads (0: all cores)", false, 0, "int", cmd);
+    // Positional arguments in the order of their <index>; TCLAP orders them by declaration.
+    TCLAP::UnlabeledValueArg<std::string> model("modelFile", "model file (.safetensors)", true, "", "modelFile", cmd);
+    TCLAP::UnlabeledValueArg<std::string> input("inputVolume", "input volume", true, "", "inputVolume", cmd);
+    TCLAP::UnlabeledValueArg<std::string> output("outputVolume", "prediction", true, "", "outputVolume", cmd);
+    TCLAP::UnlabeledValueArg<std::string> labels("labelMap", "label map", true, "", "labelMap", cmd);
+    try {
+        cmd.parse(argc, argv);
+    } catch (const TCLAP::ArgException &e) {
+        throw Failure(e.error(), kBadInput);
+    }
+    if (divisions.getValue() < 0 || threads.getValue() < 0)
+        throw Failure("--divisions and --threads must be 0 or more", kBadInput);
+
+    if (echo.getValue()) {
+        std::printf("modelFile: %s\ninputVolume: %s\noutputVolume: %s\nlabelMap: %s\ntask: %s\nthreshold: %s\n"
+                    "patch: %s\noverlap: %g\nblend: %s\ndivisions: %d\nthreads: %d\n",
+                    model.getValue().c_str(), input.getValue().c_str(), output.getValue().c_str(),
+                    labels.getValue().c_str(), task.getValue().c_str(), threshold.getValue().c_str(),
+                    patch.getValue().c_str(), overlap.getValue(), blend.getValue().c_str(), divisions.getValue(),
+                    threads.getValue());
+        std::fflush(stdout);
+    }
+
+    repmode::cli::PredictRequest request;
+    request.model = model.getValue();
+    request.tasks = task.getValue();
+    request.input = input.getValue();
+    request.output = output.getValue();
+    request.labels = labels.getValue();
+    request.thresholds = threshold.getValue();
+    request.patch = patch.getValue();
+    request.overlap = overlap.getValue();
+    request.blend = blend.getValue();
+    request.divisions = static_cast<unsigned>(divisions.getValue());
+    request.threads = threads.getValue();
+    // One task per run: a Slicer user picks one; several would need one output volume each.
+    if (request.tasks.empty() || request.tasks.find(',') != std::string::npos)
+        throw Failure("--task takes the name of one task, not '" + request.tasks + "'", kBadInput);
+
+    SlicerProgress progress;
+    const auto began = std::chrono::steady_clock::now();
+    progress.start("Predicting " + request.tasks + " with " + request.model);
+    repmode::cli::predict(request, progress);
+    progress.bar(1.0, "done");
+    progress.end(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    if (return_file.isSet())
+        write_return_parameters(return_file.getValue(), request.output, request.labels);
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    try {
+        return run(argc, argv);
+    } catch (const TCLAP::ExitException &e) {
+        return e.getExitStatus(); // --help, --version
+    } catch (const Failure &e) {
+        std::fprintf(stderr, "%s: %s\n", kName, e.what());
+        return e.code();
+    } catch (const std::bad_alloc &) {
+        std::fprintf(stderr, "%s: out of memory\n", kName);
+        return repmode::cli::kInternal;
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "%s: internal error: %s\n", kName, e.what());
+        return repmode::cli::kInternal;
+    }
+}
