@@ -73,15 +73,19 @@ def read_mha(path):
     return array.astype(dtype.newbyteorder("=")), header
 
 
-def write_nrrd(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)):
+def write_nrrd(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None):
+    """direction: ITK's row-major 3x3 matrix (column j is axis j's unit vector), as Slicer writes it; default the
+    identity."""
     a = np.ascontiguousarray(array)
+    d = np.reshape(direction if direction is not None else np.eye(3), (3, 3))
+    axes = (d * np.asarray(spacing, dtype=float)[None, :]).T  # NRRD: one vector per axis, its spacing included
     header = [
         "NRRD0004",
         "type: " + _NRRD_TYPES[a.dtype],
         "dimension: 3",
         "space: left-posterior-superior",
         "sizes: %d %d %d" % (a.shape[2], a.shape[1], a.shape[0]),
-        "space directions: (%r,0,0) (0,%r,0) (0,0,%r)" % tuple(float(s) for s in spacing),
+        "space directions: " + " ".join("(%s)" % ",".join(repr(float(v)) for v in axis) for axis in axes),
         "space origin: (%r,%r,%r)" % tuple(float(o) for o in origin),
         "endian: little",
         "encoding: raw",

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -14,6 +15,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+from images import write_nrrd  # noqa: E402  (NRRD as Slicer writes it for a module: LPS, space directions)
 MODULE = os.environ.get("REPMODE_SLICER_MODULE", os.path.join(ROOT, "build", "bin", "RepModeSegmentation"))
 REPMODE = os.environ.get("REPMODE", os.path.join(ROOT, "build", "bin", "repmode"))
 SCHEMA = os.path.join(HERE, "ModuleDescription.libxml2.xsd")
@@ -30,7 +33,7 @@ DIRECTION = np.array([[C, -S, 0.0], [S, C, 0.0], [0.0, 0.0, 1.0]])
 ORIGIN = (12.5, -40.25, 7.0)
 
 
-# --- NRRD, read and written here (no ITK in Python): the header fields Slicer writes, raw encoding.
+# --- NRRD headers read here (no ITK in Python): the geometry of raw NRRD files as ITK writes them.
 
 def nrrd_header(path):
     with open(path, "rb") as f:
@@ -60,28 +63,6 @@ def read_nrrd(path):
     # NRRD's space is LPS here, as ITK's physical space.
     assert fields["space"] in ("left-posterior-superior", "LPS"), fields
     return array.astype(dtype.newbyteorder("=")), spacing, origin, direction
-
-
-def write_nrrd(path, array, spacing, origin, direction):
-    """As Slicer writes a volume for a module: LPS space, space directions (spacing x direction columns)."""
-    a = np.ascontiguousarray(array)
-    types = {np.dtype("int16"): "short", np.dtype("float32"): "float"}
-    axes = (np.asarray(direction) * np.asarray(spacing)[None, :]).T
-    header = [
-        "NRRD0004",
-        "type: " + types[a.dtype],
-        "dimension: 3",
-        "space: left-posterior-superior",
-        "sizes: %d %d %d" % (a.shape[2], a.shape[1], a.shape[0]),
-        "space directions: " + " ".join("(%s)" % ",".join(repr(float(v)) for v in axis) for axis in axes),
-        "kinds: domain domain domain",
-        "endian: little",
-        "encoding: raw",
-        "space origin: (%s)" % ",".join(repr(float(v)) for v in origin),
-    ]
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n\n").encode("ascii"))
-        f.write(a.astype(a.dtype.newbyteorder("<")).tobytes())
 
 
 # --- The module description.
