@@ -36,8 +36,9 @@ struct Data {
         for (size_t i = 0; i < n; i++)
             positive[i] = blurred[i] > 0.0f ? 1.0f : 0.0f;
         surface.resize(n);
+        // One fused multiply-add, written out: the value must not depend on whether the compiler contracts it.
         for (size_t i = 0; i < n; i++)
-            surface[i] = signal[i % plane] + 0.3f * signal[i];
+            surface[i] = std::fmaf(0.3f, signal[i], signal[i % plane]);
         std::vector<float> surface_blurred(n);
         rm_tensor sf = rm_tensor_5d(surface.data(), 1, 1, size[0], size[1], size[2]);
         rm_tensor sb = rm_tensor_5d(surface_blurred.data(), 1, 1, size[0], size[1], size[2]);
