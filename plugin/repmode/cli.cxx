@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <new>
 #include <sstream>
 #include <vector>
 
@@ -44,6 +46,24 @@ void CommandLine::parse_or_fail(int argc, char **argv)
     }
     if (threads() < 0)
         throw Failure("--threads must be 0 (all cores) or more", kBadInput);
+}
+
+int run_reporting_failures(const char *program, int (*body)(int, char **), int argc, char **argv)
+{
+    try {
+        return body(argc, argv);
+    } catch (const TCLAP::ExitException &e) {
+        return e.getExitStatus(); // --help, --version
+    } catch (const Failure &e) {
+        std::fprintf(stderr, "%s: %s\n", program, e.what());
+        return e.code();
+    } catch (const std::bad_alloc &) {
+        std::fprintf(stderr, "%s: out of memory\n", program);
+        return kInternal;
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "%s: internal error: %s\n", program, e.what());
+        return kInternal;
+    }
 }
 
 Progress::Progress(std::string command) : command_(std::move(command)), tty_(isatty(STDERR_FILENO) != 0) {}

@@ -73,6 +73,10 @@ class Progress {
     bool tty_;
 };
 
+// Runs a program's body and turns what it throws into the exit codes of docs/cli.md, the message on stderr as
+// "<program>: <message>": TCLAP's exit (--help, --version) its status, a Failure its code, anything else 2.
+int run_reporting_failures(const char *program, int (*body)(int, char **), int argc, char **argv);
+
 // "Z,Y,X" as three positive sizes; `option` names the flag in the message.
 std::array<int64_t, 3> parse_sizes(const std::string &spec, const std::string &option);
 

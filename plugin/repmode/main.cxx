@@ -1,7 +1,6 @@
 // repmode: one executable, subcommands as in docs/cli.md §3.
 #include <cstdio>
 #include <cstring>
-#include <exception>
 
 #include "cli.h"
 
@@ -49,20 +48,7 @@ int main(int argc, char **argv)
     for (const Subcommand &s : kSubcommands) {
         if (std::strcmp(argv[1], s.name) != 0)
             continue;
-        try {
-            return s.run(argc - 1, argv + 1);
-        } catch (const TCLAP::ExitException &e) {
-            return e.getExitStatus(); // --help, --version
-        } catch (const repmode::cli::Failure &e) {
-            std::fprintf(stderr, "repmode: %s\n", e.what());
-            return e.code();
-        } catch (const std::bad_alloc &) {
-            std::fprintf(stderr, "repmode: out of memory\n");
-            return repmode::cli::kInternal;
-        } catch (const std::exception &e) {
-            std::fprintf(stderr, "repmode: internal error: %s\n", e.what());
-            return repmode::cli::kInternal;
-        }
+        return repmode::cli::run_reporting_failures("repmode", s.run, argc - 1, argv + 1);
     }
     std::fprintf(stderr, "repmode: unknown subcommand '%s'\n", argv[1]);
     print_usage(stderr);

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <exception>
 #include <fstream>
 #include <string>
 
@@ -175,20 +174,4 @@ int run(int argc, char **argv)
 
 } // namespace
 
-int main(int argc, char **argv)
-{
-    try {
-        return run(argc, argv);
-    } catch (const TCLAP::ExitException &e) {
-        return e.getExitStatus(); // --help, --version
-    } catch (const Failure &e) {
-        std::fprintf(stderr, "%s: %s\n", kName, e.what());
-        return e.code();
-    } catch (const std::bad_alloc &) {
-        std::fprintf(stderr, "%s: out of memory\n", kName);
-        return repmode::cli::kInternal;
-    } catch (const std::exception &e) {
-        std::fprintf(stderr, "%s: internal error: %s\n", kName, e.what());
-        return repmode::cli::kInternal;
-    }
-}
+int main(int argc, char **argv) { return repmode::cli::run_reporting_failures(kName, run, argc, argv); }
