@@ -54,6 +54,16 @@ rm_status rm_check_tensor(rm_ctx *ctx, const rm_tensor *t, const char *name);
 /* rm_check_tensor, then the shape must equal `ne`. */
 rm_status rm_check_shape(rm_ctx *ctx, const rm_tensor *t, const char *name, const int64_t ne[RM_MAX_DIMS]);
 
+/* Hot loops the compiler vectorizes are built for several instruction sets, the one this processor has chosen when
+ * the library loads (GCC's and Clang's function multiversioning), so the default build runs on any x86-64 and still
+ * uses AVX2+FMA or AVX-512 where present. Only for loops whose every element is computed the same way on each path
+ * (no reassociated sums; fmaf is exact everywhere), so results do not depend on the path taken. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RM_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define RM_MULTIVERSION
+#endif
+
 /* The size of the work items that element-wise loops and chunked reductions split tensors into. It is fixed, not
  * derived from the thread count, so every partial sum, and so every result, is the same on any number of threads. */
 #define RM_CHUNK ((int64_t)1 << 16)
