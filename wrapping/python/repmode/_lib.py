@@ -8,7 +8,7 @@ use without installing.
 import ctypes
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int, c_int64,
-                    c_void_p)
+                    c_uint64, c_void_p)
 
 LIBRARY_NAME = "librepmode.so.0"
 
@@ -51,6 +51,42 @@ class Tensor(Structure):
     _fields_ = [("data", POINTER(c_float)), ("ne", c_int64 * 5)]
 
 
+# trainer.h, optim.h
+class TrainConfig(Structure):
+    _fields_ = [("cfg", Config), ("tasks", POINTER(Task)), ("normalization", Normalization)]
+
+
+class TrainVolume(Structure):
+    _fields_ = [("signal", POINTER(c_float)), ("target", POINTER(c_float)), ("mask", POINTER(c_float)),
+                ("size", c_int64 * 3), ("task", c_int), ("target_2d", c_int)]
+
+
+class OptimConfig(Structure):
+    _fields_ = [("kind", c_int), ("lr", c_float), ("beta1", c_float), ("beta2", c_float), ("eps", c_float),
+                ("weight_decay", c_float)]
+
+
+class Schedule(Structure):
+    _fields_ = [("kind", c_int), ("warmup_steps", c_int64), ("total_steps", c_int64), ("floor_ratio", c_float)]
+
+
+class TrainOptions(Structure):
+    _fields_ = [("patch", c_int64 * 3), ("batch", c_int), ("seed", c_uint64), ("optim", OptimConfig),
+                ("schedule", Schedule), ("smoothing", c_float), ("flips", c_int), ("rotations", c_int),
+                ("intensity_jitter", c_float), ("noise", c_float), ("sampling", c_int), ("bucket_low", c_float)]
+
+
+# metrics.h
+class RegressionMetrics(Structure):
+    _fields_ = [("mse", c_double), ("mae", c_double), ("r2", c_double), ("pearson", c_double), ("count", c_int64)]
+
+
+class BinaryMetrics(Structure):
+    _fields_ = [("f05", c_double), ("dice", c_double), ("precision", c_double), ("recall", c_double),
+                ("auc", c_double), ("count", c_int64), ("tp", c_int64), ("fp", c_int64), ("fn", c_int64),
+                ("tn", c_int64)]
+
+
 # rm_read_fn and rm_progress_fn. CFUNCTYPE callbacks take the GIL back while they run Python code.
 READ_FN = CFUNCTYPE(c_int, c_void_p, POINTER(c_int64), POINTER(c_int64), POINTER(c_float))
 PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_double)
@@ -74,6 +110,41 @@ _FUNCTIONS = {
     "rm_predict_region": (_status, [_ctx, c_void_p, POINTER(WindowParams), POINTER(c_int64), READ_FN, c_void_p,
                                     POINTER(c_int64), POINTER(c_int64), POINTER(c_float), PROGRESS_FN, c_void_p]),
     "rm_depth_mean_forward": (_status, [_ctx, POINTER(Tensor), POINTER(Tensor)]),
+    "rm_norm_params_zscore": (NormParams, [c_double, c_double]),
+    "rm_normalization_ranks": (None, [POINTER(Normalization), c_int64, POINTER(c_int64)]),
+    "rm_norm_params_percentile": (NormParams, [POINTER(Normalization), c_int64, POINTER(c_float)]),
+    "rm_normalization_validate": (_status, [_ctx, POINTER(Normalization)]),
+    # the training form (model.h)
+    "rm_model_create": (_status, [_ctx, POINTER(Config), c_uint64, POINTER(c_void_p)]),
+    "rm_model_load": (_status, [_ctx, c_char_p, POINTER(c_void_p)]),
+    "rm_model_free": (None, [c_void_p]),
+    "rm_model_config": (POINTER(Config), [c_void_p]),
+    "rm_model_task_index": (c_int, [c_void_p, c_char_p]),
+    "rm_model_save": (_status, [_ctx, c_void_p, c_char_p]),
+    "rm_model_save_deploy": (_status, [_ctx, c_void_p, POINTER(c_int), c_int, c_char_p]),
+    "rm_model_set_provenance": (_status, [_ctx, c_void_p, c_char_p]),
+    "rm_model_set_normalization": (_status, [_ctx, c_void_p, POINTER(Normalization)]),
+    # training (trainer.h, optim.h)
+    "rm_train_config_parse": (_status, [_ctx, c_char_p, POINTER(TrainConfig)]),
+    "rm_train_config_free": (None, [POINTER(TrainConfig)]),
+    "rm_train_options_official": (TrainOptions, [POINTER(c_int64)]),
+    "rm_optim_adam_official": (OptimConfig, []),
+    "rm_optim_adamw_default": (OptimConfig, []),
+    "rm_schedule_constant": (Schedule, []),
+    "rm_schedule_warmup_cosine": (Schedule, [c_int64, c_int64, c_float]),
+    "rm_schedule_lr": (c_float, [POINTER(Schedule), c_float, c_int64]),
+    "rm_trainer_create": (_status, [_ctx, c_void_p, POINTER(TrainOptions), POINTER(TrainVolume), c_int,
+                                    POINTER(c_void_p)]),
+    "rm_trainer_free": (None, [c_void_p]),
+    "rm_trainer_step": (_status, [_ctx, c_void_p, POINTER(c_float)]),
+    "rm_trainer_steps_done": (c_int64, [c_void_p]),
+    "rm_trainer_save_checkpoint": (_status, [_ctx, c_void_p, c_char_p]),
+    "rm_trainer_load_checkpoint": (_status, [_ctx, c_void_p, c_char_p]),
+    # metrics.h
+    "rm_regression_metrics_compute": (_status, [_ctx, POINTER(Tensor), POINTER(Tensor), POINTER(Tensor),
+                                                POINTER(RegressionMetrics)]),
+    "rm_binary_metrics_compute": (_status, [_ctx, POINTER(Tensor), POINTER(Tensor), POINTER(Tensor), c_float,
+                                            POINTER(BinaryMetrics)]),
 }
 
 
@@ -121,6 +192,12 @@ def floats(array):
 
 def int64s(values):
     return (c_int64 * len(values))(*values)
+
+
+def tensor(array):
+    """An rm_tensor (1, 1, Z, Y, X) over a C-contiguous float32 array of 3 dimensions (or fewer: leading 1s)."""
+    shape = (1,) * (5 - array.ndim) + tuple(array.shape)
+    return Tensor(floats(array), (c_int64 * 5)(*shape))
 
 
 

@@ -19,6 +19,11 @@ class Cancelled(Error):
     """The prediction was stopped by its progress callback (the core's ``RM_ERR_CANCELLED``)."""
 
 
+NormParams = namedtuple("NormParams", "offset scale clip")
+NormParams.__doc__ = """The normalization of one volume (the core's rm_norm_params): voxels become ``(x - offset) * scale``, in
+double, rounded to float32, clipped to [0, 1] when ``clip``. ``Model.normalization`` computes them as the core does
+for a whole volume; ``Model.predict(normalization=...)`` and ``repmode.dask.predict`` apply given ones."""
+
 Task = namedtuple("Task", "name kind threshold output_2d color")
 Task.__doc__ = """One task of a model: ``kind`` is ``"regression"`` or ``"binary"``; ``threshold`` the label-map
 threshold saved in the model file (None when it has none); ``output_2d`` True for 2D labels of a surface volume (the
@@ -57,6 +62,20 @@ class _Deploy:
 
     def __exit__(self, *exc):
         lib.rm_deploy_free(self.ptr)
+
+
+class _TrainingForm:
+    """A training-form model file loaded whole (rm_model_load), freed on exit."""
+
+    def __init__(self, ctx, path):
+        self.ptr = ctypes.c_void_p()
+        ctx.check(lib.rm_model_load(ctx.ptr, os.fspath(path).encode(), ctypes.byref(self.ptr)))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        lib.rm_model_free(self.ptr)
 
 
 class _Callbacks:
@@ -131,7 +150,7 @@ class Model:
         raise Error("the model %s has no task '%s' (its tasks: %s)"
                     % (self.path, name, ", ".join(t.name for t in self.tasks)))
 
-    def predict(self, array, task, patch=None, overlap=0.5, threads=None, progress=None):
+    def predict(self, array, task, patch=None, overlap=0.5, threads=None, progress=None, normalization=None):
         """The sliding-window prediction of ``task`` over a 3D volume, as ``repmode predict`` computes it.
 
         array: (Z, Y, X), X fastest, any real dtype (converted to float32 as the command line reads images); it is
@@ -140,7 +159,9 @@ class Model:
         cannot be mixed, as on the command line). patch: the window (Z, Y, X), the model's by default; overlap: the
         fraction of the window shared by neighbours; threads: worker threads (None: all cores; the result is the
         same for any count). progress: called with the fraction done (0 to 1); returning True cancels the
-        prediction, which raises repmode.Cancelled. Ctrl-C cancels it too (KeyboardInterrupt).
+        prediction, which raises repmode.Cancelled. Ctrl-C cancels it too (KeyboardInterrupt). normalization: None
+        (the model's method with the parameters of this volume, as the command line) or a NormParams to apply
+        instead (e.g. those of a larger volume this array is a part of).
 
         Returns float32: probabilities for binary tasks, normalized intensities for regression tasks; shaped as the
         input, or (1, Y, X) for a task with 2D labels (the mean over depth of the logits, then the probability: the
@@ -160,42 +181,101 @@ class Model:
             raise Error("a task is named twice in %s" % names)
         if any(t.output_2d != tasks[0].output_2d for t in tasks):
             raise Error("tasks with 2D labels and tasks with 3D labels cannot be predicted together: %s" % names)
-        volume = np.array(array, dtype=np.float32, order="C", copy=True)  # normalized in place below
-        if volume.ndim != 3:
-            raise Error("expected a 3D array (Z, Y, X); got one of shape %s" % (volume.shape,))
-        if volume.size == 0:
-            raise Error("the array is empty: shape %s" % (volume.shape,))
-        size = _lib.int64s(volume.shape)
-        window = _lib.WindowParams()
-        patch = self.config["patch"] if patch is None else [int(p) for p in patch]
-        if len(patch) != 3:
-            raise Error("patch: expected (Z, Y, X); got %s" % (patch,))
-        window.patch[:] = patch
-        window.overlap = float(overlap)
-        window.blend = 0  # RM_BLEND_GAUSSIAN, the official blending
+        volume = _volume(array)  # a copy, normalized in place below
+        window = _window(self.config, patch, overlap)
         outputs = []
         with _Context(threads) as ctx:
             for i, t in enumerate(tasks):
                 with _Deploy(ctx, self.path, t.name) as net:
                     if i == 0:  # the tasks of a model share its normalization
-                        _normalize(ctx, net, volume)
-                    out = np.empty(volume.shape, dtype=np.float32)
-                    calls = _Callbacks(volume, progress, i, 1.0 / len(tasks))
-                    status = lib.rm_predict_region(ctx.ptr, net.ptr, ctypes.byref(window), size, calls.read, None,
-                                                   _lib.int64s((0, 0, 0)), size, _lib.floats(out), calls.report,
-                                                   None)
-                    calls.reraise()
-                    ctx.check(status)
+                        _normalize(ctx, net, volume, normalization)
+                    out = _predict_whole(ctx, net, window, volume, progress, i, 1.0 / len(tasks))
                 if t.output_2d:  # 2D labels: the mean over depth of the logits (docs/network.md §7)
-                    layers = _lib.Tensor(_lib.floats(out), (ctypes.c_int64 * 5)(1, 1, *volume.shape))
-                    out2d = np.empty((1,) + volume.shape[1:], dtype=np.float32)
-                    mean = _lib.Tensor(_lib.floats(out2d), (ctypes.c_int64 * 5)(1, 1, 1, *volume.shape[1:]))
-                    ctx.check(lib.rm_depth_mean_forward(ctx.ptr, ctypes.byref(layers), ctypes.byref(mean)))
-                    out = out2d
-                if t.kind == "binary":  # logits to probabilities, in double as the core's consumers do
-                    out = (1.0 / (1.0 + np.exp(-out.astype(np.float64)))).astype(np.float32)
+                    out = _depth_mean(ctx, out)
+                if t.kind == "binary":
+                    out = _probability(out)
                 outputs.append(out)
         return outputs[0] if isinstance(task, str) else np.stack(outputs)
+
+    def normalization(self, array):
+        """The NormParams with which predict normalizes ``array`` (the model's method, ``config``'s
+        ``normalization``, over the whole volume, computed by the core's rm_normalization_compute on its float32
+        values)."""
+        volume = _volume(array)
+        with _Context() as ctx:
+            with _Deploy(ctx, self.path, self.tasks[0].name) as net:
+                params = _compute_params(ctx, net, volume)
+        return NormParams(params.offset, params.scale, bool(params.clip))
+
+    def evaluate(self, array, target, task, mask=None, patch=None, overlap=0.5, threshold=None, threads=None,
+                 progress=None):
+        """The metrics ``repmode eval`` prints for ``task`` on a volume and its ground truth, as a dict with the
+        same names and values (docs/cli.md §3.6), computed by the core's metrics (rm_regression_metrics_compute,
+        rm_binary_metrics_compute):
+
+        - regression: ``{"task", "kind": "regression", "mse", "mae", "r2", "pearson", "voxels"}``; the input and
+          the target are both normalized with the model's method (each with its own volume's parameters), so the
+          metrics are in normalized units, as the command line and the official code report them;
+        - binary: ``{"task", "kind": "binary", "f05", "dice", "precision", "recall", "auc", "threshold",
+          "voxels"}``: the probabilities thresholded at ``threshold`` (default: the task's, else 0.5) against
+          ``target > 0.5``; ``auc`` is the ROC AUC of the probabilities.
+
+        A value that is not finite is None (the command line prints null). array: (Z, Y, X); target and mask (only
+        voxels where mask > 0.5 count): the same shape, or for a task with 2D labels (Y, X) or (1, Y, X) maps of
+        the layers, measured against the mean over depth of the prediction. patch, overlap, threads, progress: as
+        predict (Gaussian blending, as eval).
+
+        >>> repmode.evaluate("examples/models/cells.safetensors", signal, nuclei, "nuclei")["r2"]
+        0.83...
+        """
+        t = self.task(task)
+        if self.config["in_channels"] != 1 or self.config["out_channels"] != 1:
+            raise Error("evaluate needs a model of one input and one output channel (this one has %d and %d)"
+                        % (self.config["in_channels"], self.config["out_channels"]))
+        volume = _volume(array)
+        gt = _label(target, volume.shape, t, "target")
+        m = None if mask is None else _label(mask, volume.shape, t, "mask")
+        window = _window(self.config, patch, overlap)
+        with _Context(threads) as ctx:
+            with _Deploy(ctx, self.path, t.name) as net:
+                _normalize(ctx, net, volume)
+                if t.kind == "regression":
+                    _normalize(ctx, net, gt)
+                pred = _predict_whole(ctx, net, window, volume, progress, 0, 1.0)
+            if t.output_2d:
+                pred = _depth_mean(ctx, pred)
+            return _metrics(ctx, t, pred, gt, m, threshold)
+
+    def reparam(self, task, out):
+        """Writes the deploy form of ``task`` to ``out`` as ``repmode reparam`` does (the same bytes): for each
+        task, every MoDE layer's experts merged into one 5x5x5 kernel and every BatchNorm folded into its
+        convolution. task: a name, a list of names, a comma-separated list, or "all". The model must be a
+        training-form file (the core refuses a deploy form). Returns the written file's Model.
+
+        >>> deploy = model.reparam("nuclei", "nuclei.deploy.safetensors")
+        >>> deploy.deploy_form
+        True
+        """
+        out = os.fspath(out)
+        with _Context() as ctx:
+            with _TrainingForm(ctx, self.path) as m:
+                config = lib.rm_model_config(m.ptr).contents
+                names = [config.tasks[k].name.decode("utf-8") for k in range(config.n_tasks)]
+                if isinstance(task, str):
+                    wanted = names if task == "all" else task.split(",")
+                else:
+                    wanted = list(task)
+                if not wanted:
+                    raise Error("no task given")
+                indices = []
+                for name in wanted:
+                    k = lib.rm_model_task_index(m.ptr, name.encode())
+                    if k < 0:
+                        raise Error("the model %s has no task '%s' (it has: %s)" % (self.path, name, ", ".join(names)))
+                    indices.append(k)
+                ctx.check(lib.rm_model_save_deploy(ctx.ptr, m.ptr, (ctypes.c_int * len(indices))(*indices),
+                                                   len(indices), out.encode()))
+        return Model(out)
 
     def labels(self, prediction, task, threshold=None):
         """The label map (uint8) of predictions, as ``repmode predict --labels`` makes it: label i + 1 where task i
@@ -272,10 +352,136 @@ def _task(t):
                 color=tuple(float(c) for c in t.color) if t.has_color else None)
 
 
-def _normalize(ctx, net, volume):
-    """volume (float32, C-contiguous) normalized in place with the model's method over the whole volume."""
-    method, params = _lib.Normalization(), _lib.NormParams()
+def _method(ctx, net):
+    """The rm_normalization of a deploy form."""
+    method = _lib.Normalization()
     ctx.check(lib.rm_deploy_normalization(ctx.ptr, net.ptr, ctypes.byref(method)))
+    return method
+
+
+def _compute_params(ctx, net, volume):
+    """The rm_norm_params of volume (float32, C-contiguous) with the model's method, by the core."""
+    params = _lib.NormParams()
+    ctx.check(lib.rm_normalization_compute(ctx.ptr, ctypes.byref(_method(ctx, net)), _lib.floats(volume),
+                                           volume.size, ctypes.byref(params)))
+    return params
+
+
+def norm_params(given):
+    """An rm_norm_params from a NormParams (or any (offset, scale, clip) triple)."""
+    offset, scale, clip = given
+    return _lib.NormParams(float(offset), float(scale), int(bool(clip)))
+
+
+def _normalize(ctx, net, volume, given=None):
+    """volume (float32, C-contiguous) normalized in place: with the given parameters, else with the model's method
+    over the whole volume."""
+    params = _compute_params(ctx, net, volume) if given is None else norm_params(given)
     data = _lib.floats(volume)
-    ctx.check(lib.rm_normalization_compute(ctx.ptr, ctypes.byref(method), data, volume.size, ctypes.byref(params)))
     lib.rm_normalize(ctypes.byref(params), data, data, volume.size)
+
+
+def _volume(array):
+    """A C-contiguous float32 copy of a 3D array, converted as the command line converts the voxels it reads."""
+    volume = np.array(array, dtype=np.float32, order="C", copy=True)
+    if volume.ndim != 3:
+        raise Error("expected a 3D array (Z, Y, X); got one of shape %s" % (volume.shape,))
+    if volume.size == 0:
+        raise Error("the array is empty: shape %s" % (volume.shape,))
+    return volume
+
+
+def _label(array, shape, task, what):
+    """A float32 copy of a target or a mask of a volume of `shape` for `task`: the volume's shape, or one layer of its
+    (Y, X) for a task with 2D labels, which may come as (Y, X)."""
+    a = np.array(array, dtype=np.float32, order="C", copy=True)
+    if task.output_2d:
+        if a.ndim == 2:
+            a = a[np.newaxis]
+        if a.shape != (1,) + tuple(shape[1:]):
+            raise Error("the %s is %s, but task '%s' has 2D labels: it needs a 2D map of the layers, %s (Y, X)"
+                        % (what, a.shape, task.name, tuple(shape[1:])))
+        return a
+    if a.shape != tuple(shape):
+        raise Error("the %s is %s but the volume is %s: they must have the same shape" % (what, a.shape, tuple(shape)))
+    return a
+
+
+def _window(config, patch, overlap):
+    window = _lib.WindowParams()
+    patch = config["patch"] if patch is None else [int(p) for p in patch]
+    if len(patch) != 3:
+        raise Error("patch: expected (Z, Y, X); got %s" % (patch,))
+    window.patch[:] = patch
+    window.overlap = float(overlap)
+    window.blend = 0  # RM_BLEND_GAUSSIAN, the official blending
+    return window
+
+
+def _predict_whole(ctx, net, window, volume, progress, done, share):
+    """The logits of the whole (normalized) volume."""
+    size = _lib.int64s(volume.shape)
+    out = np.empty(volume.shape, dtype=np.float32)
+    calls = _Callbacks(volume, progress, done, share)
+    status = lib.rm_predict_region(ctx.ptr, net.ptr, ctypes.byref(window), size, calls.read, None,
+                                   _lib.int64s((0, 0, 0)), size, _lib.floats(out), calls.report, None)
+    calls.reraise()
+    ctx.check(status)
+    return out
+
+
+def _depth_mean(ctx, logits):
+    """The (1, Y, X) mean over depth of (Z, Y, X) logits: the 2D logit map of a task with 2D labels."""
+    out = np.empty((1,) + logits.shape[1:], dtype=np.float32)
+    ctx.check(lib.rm_depth_mean_forward(ctx.ptr, ctypes.byref(_lib.tensor(logits)), ctypes.byref(_lib.tensor(out))))
+    return out
+
+
+def _probability(logits):
+    """Logits to probabilities, in double as the core's consumers do (1 / (1 + exp(-x)), rounded to float32)."""
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+
+def _finite(value):
+    return float(value) if math.isfinite(value) else None
+
+
+def _metrics(ctx, task, pred, gt, mask, threshold):
+    """The metrics dict of `repmode eval` of logits `pred` against `gt` (and `mask`), all float32 of one shape."""
+    mask_tensor = None if mask is None else ctypes.byref(_lib.tensor(mask))
+    result = {"task": task.name, "kind": task.kind}
+    if task.kind == "binary":
+        prob = _probability(pred)
+        if threshold is None:
+            threshold = 0.5 if task.threshold is None else task.threshold
+        threshold = float(np.float32(threshold))
+        bm = _lib.BinaryMetrics()
+        ctx.check(lib.rm_binary_metrics_compute(ctx.ptr, ctypes.byref(_lib.tensor(prob)), ctypes.byref(_lib.tensor(gt)),
+                                                mask_tensor, threshold, ctypes.byref(bm)))
+        for name in ("f05", "dice", "precision", "recall", "auc"):
+            result[name] = _finite(getattr(bm, name))
+        result["threshold"] = threshold
+        result["voxels"] = int(bm.count)
+        return result
+    rm = _lib.RegressionMetrics()
+    ctx.check(lib.rm_regression_metrics_compute(ctx.ptr, ctypes.byref(_lib.tensor(pred)), ctypes.byref(_lib.tensor(gt)),
+                                                mask_tensor, ctypes.byref(rm)))
+    for name in ("mse", "mae", "r2", "pearson"):
+        result[name] = _finite(getattr(rm, name))
+    result["voxels"] = int(rm.count)
+    return result
+
+
+def evaluate(model, array, target, task, mask=None, patch=None, overlap=0.5, threshold=None, threads=None,
+             progress=None):
+    """``Model(model).evaluate(...)`` (model: a Model or a model file's path): the metrics dict of ``repmode eval``."""
+    model = model if isinstance(model, Model) else Model(model)
+    return model.evaluate(array, target, task, mask=mask, patch=patch, overlap=overlap, threshold=threshold,
+                          threads=threads, progress=progress)
+
+
+def reparam(model, task, out):
+    """``Model(model).reparam(task, out)`` (model: a Model or a training-form file's path): writes the deploy form
+    as ``repmode reparam --model MODEL --task TASK --out OUT`` does, and returns it as a Model."""
+    model = model if isinstance(model, Model) else Model(model)
+    return model.reparam(task, out)

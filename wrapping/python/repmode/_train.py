@@ -1,0 +1,387 @@
+"""repmode.train: a new model trained by the core's trainer (rm_trainer_*) on NumPy volumes or a data CSV."""
+import ctypes
+import json
+import math
+import os
+import struct
+import tempfile
+from collections import namedtuple
+
+import numpy as np
+
+from . import _lib
+from ._images import read_image
+from ._lib import lib
+from ._model import Cancelled, Error, Model, _Context
+
+Sample = namedtuple("Sample", "input targets masks spacing", defaults=(None, None))
+Sample.__doc__ = """One training volume for repmode.train: ``input`` (Z, Y, X), any real dtype (converted to float32
+and normalized with the configuration's method over the whole volume); ``targets`` {task name: array}, each the
+input's shape, or (Y, X) / (1, Y, X) for a task with 2D labels (regression targets are normalized as the input,
+binary ones become target > 0.5); ``masks`` None, one array for every task, or {task name: array}: only voxels where
+the mask is above 0.5 count in the loss; ``spacing`` (z, y, x) or None. The network sees voxels only: spacing does not
+change training, and the model's provenance records it when every sample gives the same. A plain tuple
+(input, targets) or (input, targets, masks) is taken as well."""
+
+TrainResult = namedtuple("TrainResult", "path losses steps")
+TrainResult.__doc__ = """What repmode.train did: ``path`` the model file written; ``losses`` float32, the loss of each
+step run (the batch's loss before its update, as ``repmode train --log`` records it); ``steps`` the steps done in
+all (with ``resume``, those of the checkpoint included). ``repmode.Model(result.path)`` predicts with it."""
+
+_software_cache = []
+
+
+def _software():
+    """The library's "software" provenance ("repmode <version>"), which rm_model_create writes: read back from a
+    tiny model saved to a temporary file (the C API has no getter, and this needs none)."""
+    if not _software_cache:
+        with _Context(1) as ctx, tempfile.TemporaryDirectory() as tmp:
+            tc = _parse_config(ctx, '{"base_channels":1,"levels":1,"patch":[2,2,2],"tasks":[{"name":"t"}]}', None)
+            model = ctypes.c_void_p()
+            try:
+                ctx.check(lib.rm_model_create(ctx.ptr, ctypes.byref(tc.cfg), 0, ctypes.byref(model)))
+                path = os.path.join(tmp, "m.safetensors")
+                ctx.check(lib.rm_model_save(ctx.ptr, model, path.encode()))
+            finally:
+                lib.rm_model_free(model)
+                lib.rm_train_config_free(ctypes.byref(tc))
+            with open(path, "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(n))
+        _software_cache.append(json.loads(header["__metadata__"]["repmode.provenance"])["software"])
+    return _software_cache[0]
+
+
+def _config_text(config):
+    """(JSON text, the file's path or None) of a configuration: a dict, a JSON file's path, or JSON text."""
+    if isinstance(config, dict):
+        return json.dumps(config), None
+    if isinstance(config, (str, os.PathLike)):
+        path = os.fspath(config)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return f.read(), path
+        if path.lstrip().startswith("{"):
+            return path, None
+        raise Error("cannot read the configuration %s: no such file" % path)
+    raise Error("config: expected a dict, a JSON file's path or JSON text, not %s" % type(config).__name__)
+
+
+def _parse_config(ctx, text, path):
+    tc = _lib.TrainConfig()
+    status = lib.rm_train_config_parse(ctx.ptr, text.encode("utf-8"), ctypes.byref(tc))
+    if status != _lib.OK:
+        message = lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")
+        raise Error(path + ": " + message if path else message)
+    return tc
+
+
+def _float32(array):
+    return np.array(array, dtype=np.float32, order="C", copy=True)
+
+
+def _normalize(ctx, method, volume, what):
+    """volume (float32) normalized in place with `method` over the whole volume, as the command line's train."""
+    params = _lib.NormParams()
+    data = _lib.floats(volume)
+    status = lib.rm_normalization_compute(ctx.ptr, ctypes.byref(method), data, volume.size, ctypes.byref(params))
+    if status != _lib.OK:
+        raise Error("%s: %s" % (what, lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")))
+    lib.rm_normalize(ctypes.byref(params), data, data, volume.size)
+
+
+def _label(array, signal_shape, task, what, where):
+    """A target or mask as float32, checked against the signal as the command line checks it (check_label_size)."""
+    a = _float32(array)
+    if a.ndim == 2:
+        a = a[np.newaxis]
+    layers = tuple(signal_shape[1:])
+    if task["output_2d"]:
+        if a.ndim != 3 or a.shape[0] != 1:
+            raise Error("%s: %s is a volume of %s voxels, but task '%s' has 2D labels (\"output\": \"2d\"): it needs a "
+                        "2D image of the layers, %s (Y, X)" % (where, what, a.shape, task["name"], layers))
+        if a.shape[1:] != layers:
+            raise Error("%s: %s is a 2D image of %s (Y, X) but the layers are %s: a 2D label must cover them exactly"
+                        % (where, what, a.shape[1:], layers))
+        return a
+    if a.ndim == 3 and a.shape[0] == 1 and signal_shape[0] > 1 and a.shape[1:] == layers:
+        raise Error("%s: %s is a 2D image of %s for layers of a volume of %s, but task '%s' has 3D labels: 2D labels of "
+                    "a surface volume need a task with \"output\": \"2d\" in the configuration"
+                    % (where, what, layers, tuple(signal_shape), task["name"]))
+    if a.shape != tuple(signal_shape):
+        raise Error("%s: %s is %s voxels (Z, Y, X) but the signal is %s: they must have the same size"
+                    % (where, what, a.shape, tuple(signal_shape)))
+    return a
+
+
+class _Volumes:
+    """The training volumes, normalized, as the trainer takes them; keeps the arrays alive while it trains."""
+
+    def __init__(self, ctx, tc, tasks):
+        self.ctx, self.method, self.tasks = ctx, tc.normalization, tasks
+        self.items = []  # (signal, target, mask, task index)
+
+    def task_index(self, name, where):
+        for k, t in enumerate(self.tasks):
+            if t["name"] == name:
+                return k
+        raise Error("%s: the task '%s' is not one of the configuration's tasks (%s)"
+                    % (where, name, ", ".join(t["name"] for t in self.tasks)))
+
+    def signal(self, array, what):
+        a = _float32(array)
+        if a.ndim != 3:
+            raise Error("%s: expected a 3D array (Z, Y, X); got one of shape %s" % (what, a.shape))
+        if a.size == 0:
+            raise Error("%s: the array is empty" % what)
+        _normalize(self.ctx, self.method, a, what)
+        return a
+
+    def add(self, signal, task, target, mask, where, target_what="the target", mask_what="the mask"):
+        t = self.tasks[task]
+        gt = _label(target, signal.shape, t, target_what, where)
+        if t["binary"]:
+            gt = (gt > 0.5).astype(np.float32)
+        else:
+            _normalize(self.ctx, self.method, gt, where + ": " + target_what)
+        m = None if mask is None else _label(mask, signal.shape, t, mask_what, where)
+        self.items.append((signal, gt, m, task))
+
+    def structs(self):
+        volumes = (_lib.TrainVolume * len(self.items))()
+        for v, (signal, gt, m, task) in zip(volumes, self.items):
+            v.signal, v.target = _lib.floats(signal), _lib.floats(gt)
+            v.mask = _lib.floats(m) if m is not None else None
+            v.size[:] = signal.shape
+            v.task = task
+            v.target_2d = int(self.tasks[task]["output_2d"])
+        return volumes
+
+
+def _split(line):
+    cells = [c.strip() for c in line.split(",")]
+    return cells
+
+
+def _read_csv(vols, path):
+    """The rows of a data CSV (docs/cli.md §4.2), read as the command line reads them."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except OSError as e:
+        raise Error("cannot read the data CSV %s: %s" % (path, e.strerror)) from e
+    folder = os.path.dirname(path) or "."
+    header, line_no = None, 0
+    while header is None and line_no < len(lines):
+        if lines[line_no].strip():
+            header = _split(lines[line_no].strip())
+        line_no += 1
+    if header is None:
+        raise Error("%s is empty: it needs a header 'signal,target,task[,mask]' and at least one row" % path)
+    for h in header:
+        if h not in ("signal", "target", "task", "mask"):
+            raise Error("%s: unknown column '%s' (the columns are signal,target,task[,mask])" % (path, h))
+    if not {"signal", "target", "task"} <= set(header):
+        raise Error("%s: the header must name the columns signal,target,task (and optionally mask)" % path)
+    col = {h: i for i, h in enumerate(header)}
+    signals = {}
+    for i in range(line_no, len(lines)):
+        line = lines[i].strip()
+        if not line:
+            continue
+        where = "%s line %d" % (path, i + 1)
+        cells = _split(line)
+        if len(cells) != len(header):
+            raise Error("%s has %d fields, the header %d" % (where, len(cells), len(header)))
+        task = vols.task_index(cells[col["task"]], where)
+        if not cells[col["signal"]] or not cells[col["target"]]:
+            raise Error("%s: the signal and the target must both be given" % where)
+        resolve = (lambda p: p if os.path.isabs(p) else os.path.join(folder, p))
+        signal_path = resolve(cells[col["signal"]])
+        if signal_path not in signals:
+            signals[signal_path] = vols.signal(read_image(signal_path)[0], signal_path)
+        target_path = resolve(cells[col["target"]])
+        mask_path = resolve(cells[col["mask"]]) if "mask" in col and cells[col["mask"]] else None
+        vols.add(signals[signal_path], task, read_image(target_path)[0],
+                 None if mask_path is None else read_image(mask_path)[0], where, target_path, mask_path)
+
+
+def _read_samples(vols, samples):
+    """NumPy samples: Sample or (input, targets[, masks]) tuples. Returns the spacing they share, or None."""
+    spacings = []
+    if isinstance(samples, (Sample, tuple)) and len(samples) in (2, 3, 4) and isinstance(samples[1], dict):
+        samples = [samples]  # one sample given alone
+    for i, s in enumerate(samples):
+        if not isinstance(s, Sample):
+            if not isinstance(s, (tuple, list)) or len(s) not in (2, 3):
+                raise Error("data item %d: expected a repmode.Sample or an (input, {task: target}[, masks]) tuple" % i)
+            s = Sample(*s)
+        where = "data item %d" % i
+        if not isinstance(s.targets, dict) or not s.targets:
+            raise Error("%s: targets must be a non-empty dict {task name: array}" % where)
+        spacings.append(None if s.spacing is None else tuple(float(v) for v in s.spacing))
+        signal = vols.signal(s.input, where)
+        for name, target in s.targets.items():
+            task = vols.task_index(name, where)
+            mask = s.masks.get(name) if isinstance(s.masks, dict) else s.masks
+            vols.add(signal, task, target, mask, where, "the target of '%s'" % name, "the mask of '%s'" % name)
+    if not vols.items:
+        raise Error("no training data: give a data CSV's path or a list of samples")
+    return spacings[0] if spacings and spacings[0] is not None and all(x == spacings[0] for x in spacings) else None
+
+
+def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, warmup=0, seed=0, patch=None,
+          rotations=False, jitter=0.0, noise=0.0, sampling="random", threads=None, progress=None, checkpoint=None,
+          checkpoint_every=50, resume=None):
+    """Trains a new model with the core's trainer (rm_trainer_create, rm_trainer_step; the same steps as
+    ``repmode train``, docs/cli.md §3.4) and writes it (training form) to ``out``.
+
+    config: the training configuration (docs/cli.md §4.1) as a dict, a JSON file's path or JSON text, parsed and
+    checked by the core (rm_train_config_parse; missing fields take the ``lite`` defaults).
+
+    data: a data CSV's path (``signal,target,task[,mask]``, docs/cli.md §4.2, paths relative to the CSV), its
+    images read by repmode.read_image (TIFF and folders of TIFF layers, NIfTI, NRRD, MetaImage, .npy; another format
+    raises repmode.Error naming the file); or NumPy samples: a list of repmode.Sample, or of
+    ``(input, {task: target})`` / ``(input, {task: target}, masks)`` tuples. Inputs and regression targets are
+    normalized per volume with the configuration's ``normalization``; binary targets become target > 0.5.
+
+    steps, batch (4), optimizer ("adamw" or "adam"), lr (the optimizer's: 1e-3 AdamW, 1e-4 Adam), warmup (0: a
+    constant rate; W: linear warm-up over W steps, then cosine decay to 0.1·lr at the last step), seed, patch (the
+    configuration's), rotations, jitter, noise, sampling ("random" or "buckets"): as the command line's options of
+    the same names, with the same defaults. threads: the core's threads (None: all cores; the result is the same
+    bit for bit for any count).
+
+    progress: called after every step as ``progress(step, steps, loss)``; returning True stops the run, which
+    raises repmode.Cancelled (Ctrl-C stops it after the step that runs, with KeyboardInterrupt). A stopped run
+    writes no model; with ``checkpoint`` it saves the checkpoint first, which ``resume`` continues.
+
+    checkpoint: a checkpoint file to write every ``checkpoint_every`` steps (0: only at the end) and at the end
+    (None: none; the command line always writes ``<out>.ckpt``). resume: a checkpoint of the same configuration,
+    data and seed to continue up to ``steps`` in all; the model is then the uninterrupted run's.
+
+    Same data, configuration, options and seed: the same model file, byte for byte, as ``repmode train`` writes
+    (without ``--val``) when the data is the CSV (the provenance names the CSV file as the command line does).
+    NumPy samples record ``"data": "arrays"`` and their spacing instead. Validation (``--val``,
+    ``--tune-threshold``) and the JSON log are the command line's; repmode.evaluate measures a trained model.
+
+    Returns a TrainResult (path, losses, steps).
+
+    >>> result = repmode.train({"base_channels": 4, "levels": 2, "patch": [8, 16, 16],
+    ...                         "tasks": [{"name": "double"}]},
+    ...                        [(x, {"double": 2 * x})], "double.safetensors", steps=40, seed=1)
+    >>> repmode.Model(result.path).predict(x, "double")
+    """
+    out = os.fspath(out)
+    if int(steps) < 1:
+        raise Error("steps must be 1 or more")
+    if int(batch) < 1:
+        raise Error("batch must be 1 or more")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise Error("lr must be a positive number")
+    if optimizer not in ("adam", "adamw"):
+        raise Error("optimizer must be adam or adamw, not '%s'" % optimizer)
+    if int(warmup) < 0:
+        raise Error("warmup must be 0 or more")
+    if warmup > 0 and steps < warmup + 1:
+        raise Error("warmup %d needs steps of at least %d" % (warmup, warmup + 1))
+    if not (0.0 <= jitter < 1.0):
+        raise Error("jitter must be in [0, 1)")
+    if not (noise >= 0.0 and math.isfinite(noise)):
+        raise Error("noise must be a finite number, 0 or more")
+    if sampling not in ("random", "buckets"):
+        raise Error("sampling must be random or buckets, not '%s'" % sampling)
+    if int(checkpoint_every) < 0:
+        raise Error("checkpoint_every must be 0 or more")
+    steps, seed = int(steps), int(seed)
+    text, config_path = _config_text(config)
+
+    with _Context(threads) as ctx:
+        tc = _parse_config(ctx, text, config_path)
+        model = ctypes.c_void_p()
+        trainer = ctypes.c_void_p()
+        try:
+            cfg = tc.cfg
+            where = config_path or "config"
+            if cfg.in_channels != 1 or cfg.out_channels != 1:
+                raise Error("%s: 'in_channels' and 'out_channels' must be 1 (train reads single-channel volumes)"
+                            % where)
+            tasks = [{"name": cfg.tasks[k].name.decode("utf-8"), "binary": cfg.tasks[k].kind == _lib.TASK_BINARY,
+                      "output_2d": bool(cfg.tasks[k].output_2d)} for k in range(cfg.n_tasks)]
+            opt = lib.rm_train_options_official(_lib.int64s((0, 0, 0)))
+            patch = list(cfg.patch) if patch is None else [int(p) for p in patch]
+            multiple = 1 << cfg.levels
+            if len(patch) != 3 or any(p % multiple for p in patch):
+                raise Error("the patch %s must be a multiple of 2^levels = %d on each axis" % (patch, multiple))
+            if rotations and patch[1] != patch[2]:
+                raise Error("rotations needs a square patch in Y and X, not %s" % (patch,))
+            opt.patch[:] = patch
+            opt.batch = int(batch)
+            opt.seed = seed
+            opt.optim = lib.rm_optim_adam_official() if optimizer == "adam" else lib.rm_optim_adamw_default()
+            if lr is not None:
+                opt.optim.lr = float(lr)
+            opt.rotations = int(bool(rotations))
+            opt.intensity_jitter = float(jitter)
+            opt.noise = float(noise)
+            opt.sampling = 1 if sampling == "buckets" else 0
+            opt.schedule = (lib.rm_schedule_warmup_cosine(int(warmup), steps, 0.1) if warmup > 0
+                            else lib.rm_schedule_constant())
+
+            vols = _Volumes(ctx, tc, tasks)
+            if isinstance(data, (str, os.PathLike)):
+                data_path = os.fspath(data)
+                _read_csv(vols, data_path)
+                if not vols.items:
+                    raise Error("%s has no rows: it needs at least one signal,target,task row" % data_path)
+                provenance = {"data": os.path.basename(data_path)}
+            else:
+                spacing = _read_samples(vols, data)
+                provenance = {"data": "arrays"}
+                if spacing is not None:
+                    provenance["spacing"] = list(spacing)
+
+            ctx.check(lib.rm_model_create(ctx.ptr, ctypes.byref(cfg), seed, ctypes.byref(model)))
+            ctx.check(lib.rm_model_set_normalization(ctx.ptr, model, ctypes.byref(tc.normalization)))
+            volumes = vols.structs()
+            ctx.check(lib.rm_trainer_create(ctx.ptr, model, ctypes.byref(opt), volumes, len(vols.items),
+                                            ctypes.byref(trainer)))
+            if resume is not None:
+                ctx.check(lib.rm_trainer_load_checkpoint(ctx.ptr, trainer, os.fspath(resume).encode()))
+                if lib.rm_trainer_steps_done(trainer) > steps:
+                    raise Error("%s is at step %d, past steps %d"
+                                % (os.fspath(resume), lib.rm_trainer_steps_done(trainer), steps))
+            ckpt = None if checkpoint is None else os.fspath(checkpoint).encode()
+            losses = []
+            loss = ctypes.c_float()
+            first = lib.rm_trainer_steps_done(trainer)
+            for s in range(first, steps):
+                ctx.check(lib.rm_trainer_step(ctx.ptr, trainer, ctypes.byref(loss)))  # the GIL is released
+                done = s + 1
+                value = float(loss.value)
+                losses.append(value)
+                if not math.isfinite(value):
+                    raise Error("the loss is not finite at step %d (try a lower lr)" % done)
+                if progress is not None and progress(done, steps, value):
+                    if ckpt:
+                        ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
+                    raise Cancelled("training stopped by the progress callback at step %d of %d" % (done, steps))
+                if ckpt and (done == steps or (checkpoint_every > 0 and done % checkpoint_every == 0)):
+                    ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
+            if ckpt and first == steps:
+                ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
+            # The command line's provenance: software, data, steps, seed (cJSON's compact text; same key order).
+            record = {"software": _software(), "data": provenance.pop("data"), "steps": steps, "seed": seed}
+            record.update(provenance)
+            ctx.check(lib.rm_model_set_provenance(ctx.ptr, model, json.dumps(record, separators=(",", ":"),
+                                                                              ensure_ascii=False).encode("utf-8")))
+            ctx.check(lib.rm_model_save(ctx.ptr, model, out.encode()))
+        finally:
+            if trainer:
+                lib.rm_trainer_free(trainer)
+            if model:
+                lib.rm_model_free(model)
+            lib.rm_train_config_free(ctypes.byref(tc))
+    return TrainResult(out, np.array(losses, dtype=np.float32), steps)
+
+
+__all__ = ["train", "Sample", "TrainResult", "Model"]
