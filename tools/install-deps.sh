@@ -11,7 +11,9 @@ packages=(
   libgtest-dev libgmock-dev
   libinsighttoolkit5-dev libfftw3-dev libgdcm-tools   # ITK image IO of the repmode tool; its CMake package wants FFTW and GDCM's tools
   python3-torch python3-numpy python3-pytest   # PyTorch reference, fixtures, repmode-convert
-  python3-tifffile         # the CLI tests write folders of 2D TIFF layers
+  python3-tifffile         # the CLI tests write folders of 2D TIFF layers; the Python package reads TIFF
+  python3-nibabel          # the Python package reads NIfTI (repmode.read_image, repmode.train's data CSV)
+  python3-dask python3-distributed python3-zarr   # repmode.dask: chunked volumes on a dask.distributed cluster, Zarr
   python3-venv python3-setuptools   # the Python bindings' test installs them with pip into a virtual environment
   libxml2-utils            # xmllint: the Slicer module's --xml checked against the Slicer schema
 )

@@ -41,7 +41,7 @@ def test_same_seed_same_bytes_and_it_learns(tmp_path):
     model_a, model_b = (tmp_path / "a.safetensors").read_bytes(), (tmp_path / "b.safetensors").read_bytes()
     # Only the provenance tells them apart (b's records its spacing): the weights are the same bytes.
     assert _weights(model_a) == _weights(model_b)
-    again = repmode.train(cfg, [(x, {"square": x ** 2})], tmp_path / "again.safetensors", steps=40, batch=2, seed=1)
+    repmode.train(cfg, [(x, {"square": x ** 2})], tmp_path / "again.safetensors", steps=40, batch=2, seed=1)
     assert (tmp_path / "again.safetensors").read_bytes() == model_a
     assert not np.array_equal(a.losses, c.losses)
     # The loss falls, and a volume the network never saw is predicted well.
@@ -175,3 +175,18 @@ def test_bad_configurations_and_data_are_refused(tmp_path):
     (tmp_path / "c.json").write_text('{"levels": 0, "tasks": [{"name": "a"}]}')
     with pytest.raises(repmode.Error, match="c.json: config: .*levels"):
         repmode.train(str(tmp_path / "c.json"), [(x, {"a": x})], tmp_path / "m.safetensors", steps=1)
+
+
+def test_ctrl_c_stops_training(tmp_path):
+    import signal
+    x = blobs((8, 16, 16), 5, 6)
+    steps = []
+
+    def interrupt(step, total, loss):
+        steps.append(step)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the run
+
+    with pytest.raises(KeyboardInterrupt):
+        repmode.train(config("a"), [(x, {"a": x})], tmp_path / "m.safetensors", steps=50, progress=interrupt)
+    assert steps[-1] <= 3 and not (tmp_path / "m.safetensors").exists()

@@ -48,6 +48,9 @@ setup(
     packages=["repmode"],
     python_requires=">=3.9",
     install_requires=["numpy"],
+    # Optional: reading TIFF and NIfTI (repmode.read_image, repmode.train's CSV), and repmode.dask. Debian's packages
+    # python3-tifffile python3-nibabel python3-dask python3-distributed python3-zarr provide them.
+    extras_require={"io": ["tifffile", "nibabel"], "dask": ["dask[array]", "distributed", "zarr"]},
     cmdclass={"build_py": BuildWithLibrary},
     distclass=BinaryDistribution,
 )

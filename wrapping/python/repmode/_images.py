@@ -256,7 +256,8 @@ def _read_metaimage(path):
     if len(dims) > 3:
         raise Error("%s is an image of %d dimensions: repmode reads 2D and 3D scalar images" % (path, len(dims)))
     if fields.get("ElementType") not in _MET_TYPES:
-        raise Error("%s: MetaImage element type %s is not a scalar type repmode reads" % (path, fields.get("ElementType")))
+        raise Error("%s: MetaImage element type %s is not a scalar type repmode reads"
+                    % (path, fields.get("ElementType")))
     dtype = np.dtype(_MET_TYPES[fields["ElementType"]])
     msb = fields.get("BinaryDataByteOrderMSB", fields.get("ElementByteOrderMSB", "False")).lower() == "true"
     if dtype.itemsize > 1:
@@ -276,6 +277,7 @@ def _read_metaimage(path):
         data = data[len(data) - int(np.prod(dims)) * dtype.itemsize:]
     elif skip > 0 and not compressed:
         data = data[skip:]
-    spacing = [float(v) for v in fields.get("ElementSpacing", fields.get("ElementSize", "")).split()] or [1.0] * len(dims)
+    spacing = [float(v) for v in fields.get("ElementSpacing", fields.get("ElementSize", "")).split()]
+    spacing = spacing or [1.0] * len(dims)
     spacing += [1.0] * (3 - len(spacing))
     return _voxels(path, data, dtype, dims), tuple(spacing[:3][::-1])

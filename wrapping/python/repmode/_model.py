@@ -20,9 +20,10 @@ class Cancelled(Error):
 
 
 NormParams = namedtuple("NormParams", "offset scale clip")
-NormParams.__doc__ = """The normalization of one volume (the core's rm_norm_params): voxels become ``(x - offset) * scale``, in
-double, rounded to float32, clipped to [0, 1] when ``clip``. ``Model.normalization`` computes them as the core does
-for a whole volume; ``Model.predict(normalization=...)`` and ``repmode.dask.predict`` apply given ones."""
+NormParams.__doc__ = """The normalization of one volume (the core's rm_norm_params): voxels become
+``(x - offset) * scale``, in double, rounded to float32, clipped to [0, 1] when ``clip``. ``Model.normalization``
+computes them as the core does for a whole volume; ``Model.predict(normalization=...)`` and ``repmode.dask.predict``
+apply given ones."""
 
 Task = namedtuple("Task", "name kind threshold output_2d color")
 Task.__doc__ = """One task of a model: ``kind`` is ``"regression"`` or ``"binary"``; ``threshold`` the label-map
@@ -170,6 +171,15 @@ class Model:
         >>> volume = np.random.default_rng(0).random((16, 64, 64))
         >>> model.predict(volume, ["nuclei", "membranes"]).shape
         (2, 16, 64, 64)
+
+        Arrays from readers, with their spacing (which the outputs share: give it to what writes them):
+
+        >>> volume = tifffile.imread("stack.tif")                   # (Z, Y, X); spacing: repmode.read_image
+        >>> img = nibabel.load("t1.nii.gz")                         # indexed (X, Y, Z): transpose
+        >>> volume, spacing = np.asarray(img.dataobj).T, img.header.get_zooms()[:3][::-1]
+        >>> z = zarr.open("volume.zarr", mode="r")                  # whole; chunked: repmode.dask.predict
+        >>> volume, spacing = z[:], z.attrs.get("spacing")
+        >>> prediction = model.predict(volume, "nuclei")
 
         The GIL is released while the core computes; it is taken back only to read windows and report progress.
         """

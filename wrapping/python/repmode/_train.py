@@ -12,7 +12,7 @@ import numpy as np
 from . import _lib
 from ._images import read_image
 from ._lib import lib
-from ._model import Cancelled, Error, Model, _Context
+from ._model import Cancelled, Error, _Context
 
 Sample = namedtuple("Sample", "input targets masks spacing", defaults=(None, None))
 Sample.__doc__ = """One training volume for repmode.train: ``input`` (Z, Y, X), any real dtype (converted to float32
@@ -105,8 +105,8 @@ def _label(array, signal_shape, task, what, where):
                         % (where, what, a.shape[1:], layers))
         return a
     if a.ndim == 3 and a.shape[0] == 1 and signal_shape[0] > 1 and a.shape[1:] == layers:
-        raise Error("%s: %s is a 2D image of %s for layers of a volume of %s, but task '%s' has 3D labels: 2D labels of "
-                    "a surface volume need a task with \"output\": \"2d\" in the configuration"
+        raise Error("%s: %s is a 2D image of %s for layers of a volume of %s, but task '%s' has 3D labels: 2D labels "
+                    "of a surface volume need a task with \"output\": \"2d\" in the configuration"
                     % (where, what, layers, tuple(signal_shape), task["name"]))
     if a.shape != tuple(signal_shape):
         raise Error("%s: %s is %s voxels (Z, Y, X) but the signal is %s: they must have the same size"
@@ -384,4 +384,4 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
     return TrainResult(out, np.array(losses, dtype=np.float32), steps)
 
 
-__all__ = ["train", "Sample", "TrainResult", "Model"]
+__all__ = ["train", "Sample", "TrainResult"]

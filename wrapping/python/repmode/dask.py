@@ -363,11 +363,11 @@ def predict(array, model, task, patch=None, overlap=0.5, normalization=None, blo
     out_chunks = ((1,), core_chunks[1], core_chunks[2]) if output_2d else core_chunks
     outputs = []
     for t in tasks:
-        out = padded.map_blocks(_predict_block, dtype=np.float32, chunks=out_chunks, path=os.path.abspath(model.path), task=t.name, patch=tuple(patch),
-                                overlap=float(overlap), shape=shape, starts=starts, depth=tuple(overlap_depth[a]
-                                                                                                for a in range(3)),
-                                params=params, threads=int(threads or 0), output_2d=output_2d,
-                                binary=t.kind == "binary")
+        out = padded.map_blocks(_predict_block, dtype=np.float32, chunks=out_chunks,
+                                path=os.path.abspath(model.path), task=t.name, patch=tuple(patch),
+                                overlap=float(overlap), shape=shape, starts=starts,
+                                depth=tuple(overlap_depth[a] for a in range(3)), params=params,
+                                threads=int(threads or 0), output_2d=output_2d, binary=t.kind == "binary")
         if chunks is None:
             target = ((1,), x.chunks[1], x.chunks[2]) if output_2d else x.chunks
         else:
