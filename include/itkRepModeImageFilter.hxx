@@ -74,9 +74,10 @@ RepModeImageFilter<TInputImage, TOutputImage>::VerifyPreconditions() ITKv5_CONST
   {
     itkExceptionMacro(<< "overlap " << m_Overlap << " is outside [0, 1)");
   }
-  if (m_NumberOfThreads < 0)
+  if (m_NumberOfThreads < 0 || m_NumberOfThreads > RM_MAX_THREADS)
   {
-    itkExceptionMacro(<< "number of threads " << m_NumberOfThreads << " is negative (0 takes all cores)");
+    itkExceptionMacro(<< "number of threads " << m_NumberOfThreads << " is out of range: 0 (all cores) to "
+                      << RM_MAX_THREADS);
   }
   if (std::isnan(m_InputMean) != std::isnan(m_InputStandardDeviation) ||
       (!std::isnan(m_InputStandardDeviation) && !(m_InputStandardDeviation >= 0.0)))

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "test_util.h"
 
@@ -15,7 +16,7 @@ TEST(Context, DefaultUsesEveryCore)
     EXPECT_EQ(rm_ctx_workspace_bytes(ctx), 0u);
 }
 
-TEST(Context, ThreadCountCanChangeAndRejectsNegative)
+TEST(Context, ThreadCountCanChangeAndRejectsCountsOutOfRange)
 {
     rmtest::Ctx ctx(1);
     EXPECT_EQ(rm_ctx_threads(ctx), 1);
@@ -24,6 +25,27 @@ TEST(Context, ThreadCountCanChangeAndRejectsNegative)
     EXPECT_EQ(rm_ctx_set_threads(ctx, -2), RM_ERR_ARGUMENT);
     EXPECT_NE(std::string(rm_ctx_error(ctx)).find("-2"), std::string::npos);
     EXPECT_EQ(rm_ctx_threads(ctx), 3);
+    EXPECT_EQ(rm_ctx_set_threads(ctx, RM_MAX_THREADS + 1), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find(std::to_string(RM_MAX_THREADS + 1)), std::string::npos);
+    EXPECT_EQ(rm_ctx_threads(ctx), 3);
+    EXPECT_EQ(rm_ctx_create(RM_MAX_THREADS + 1), nullptr);
+    EXPECT_EQ(rm_ctx_create(100000), nullptr);
+}
+
+// The limit is one OpenMP can honour: a parallel operator runs on RM_MAX_THREADS threads and gives the one-thread
+// result.
+TEST(Context, TheMostThreadsAllowedRunAnOperator)
+{
+    rmtest::Ctx one(1), most(RM_MAX_THREADS);
+    ASSERT_EQ(rm_ctx_threads(most), RM_MAX_THREADS);
+    std::vector<float> x(4 * 16 * 16 * 16), a(x.size()), b(x.size());
+    for (size_t i = 0; i < x.size(); i++)
+        x[i] = static_cast<float>(i % 97) - 48.0f;
+    rm_tensor in = rm_tensor_5d(x.data(), 1, 4, 16, 16, 16);
+    rm_tensor out_a = rm_tensor_5d(a.data(), 1, 4, 16, 16, 16), out_b = rm_tensor_5d(b.data(), 1, 4, 16, 16, 16);
+    ASSERT_EQ(rm_activation_forward(one, RM_ACT_MISH, &in, nullptr, &out_a), RM_OK) << rm_ctx_error(one);
+    ASSERT_EQ(rm_activation_forward(most, RM_ACT_MISH, &in, nullptr, &out_b), RM_OK) << rm_ctx_error(most);
+    EXPECT_TRUE(rmtest::bit_identical(a, b));
 }
 
 TEST(Context, EveryStatusHasADistinctName)

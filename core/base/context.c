@@ -29,6 +29,8 @@ static int rm_default_threads(void)
 
 rm_ctx *rm_ctx_create(int n_threads)
 {
+    if (n_threads > RM_MAX_THREADS)
+        return NULL;
     rm_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return NULL;
@@ -49,8 +51,9 @@ int rm_ctx_threads(const rm_ctx *ctx) { return ctx->n_threads; }
 
 rm_status rm_ctx_set_threads(rm_ctx *ctx, int n_threads)
 {
-    if (n_threads < 0)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "thread count %d is negative", n_threads);
+    if (n_threads < 0 || n_threads > RM_MAX_THREADS)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "thread count %d is out of range: 0 (all cores) to %d", n_threads,
+                       RM_MAX_THREADS);
     ctx->n_threads = n_threads > 0 ? n_threads : rm_default_threads();
     return RM_OK;
 }

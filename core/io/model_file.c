@@ -146,6 +146,41 @@ static rm_status open_model_file(rm_ctx *ctx, const char *path, model_file *mf)
     return s;
 }
 
+/* The largest weight magnitude a model may hold. Trained networks stay many orders below it; values beyond it
+ * overflow float32 activations within a few layers and turn the whole prediction into NaN. */
+#define RM_MAX_WEIGHT 1e10f
+
+static int is_variance(const char *name)
+{
+    const char *suffix = "running_var";
+    const size_t n = strlen(name), k = strlen(suffix);
+    return n >= k && strcmp(name + n - k, suffix) == 0;
+}
+
+/* Refuses weights that would make every prediction NaN or meaningless: non-finite values, values beyond
+ * RM_MAX_WEIGHT, and negative BatchNorm variances (the square root of the fold would be NaN). */
+static rm_status check_weights(rm_ctx *ctx, const char *path, const char *name, const float *w, int64_t n)
+{
+    const int variance = is_variance(name);
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = w[i];
+        if (!(fabsf(v) <= RM_MAX_WEIGHT) || (variance && v < 0.0f)) {
+            bad++;
+            if (first < 0)
+                first = i;
+        }
+    }
+    if (bad == 0)
+        return RM_OK;
+    const float v = w[first];
+    const char *what = !isfinite(v) ? "a non-finite value" : variance && v < 0.0f ? "a negative BatchNorm variance"
+                                                                                   : "a value beyond 1e10";
+    return rm_fail(ctx, RM_ERR_FORMAT, "%s: tensor '%s' holds %lld impossible value%s; the first, at flat index %lld, "
+                   "is %s (%g): the model file is damaged", path, name, (long long)bad, bad == 1 ? "" : "s",
+                   (long long)first, what, (double)v);
+}
+
 /* Copies entry `name` of the file into dst after checking its dtype and shape. */
 static rm_status take_tensor(rm_ctx *ctx, const char *path, const rm_st_file *f, const char *name, int ndim,
                              const int64_t *shape, int is_count, void *dst)
@@ -168,7 +203,7 @@ static rm_status take_tensor(rm_ctx *ctx, const char *path, const rm_st_file *f,
                        want);
     }
     memcpy(dst, e->data, (size_t)rm_st_numel(e) * (is_count ? sizeof(int64_t) : sizeof(float)));
-    return RM_OK;
+    return is_count ? RM_OK : check_weights(ctx, path, name, dst, rm_st_numel(e));
 }
 
 /* Copies every tensor of m from the file; tensors the model lacks are refused unless they start with `extra`. */

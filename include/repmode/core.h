@@ -63,11 +63,17 @@ RM_API int rm_tensor_same_shape(const rm_tensor *a, const rm_tensor *b);
 
 typedef struct rm_ctx rm_ctx;
 
-/* n_threads <= 0 means one thread per core. Returns NULL only when out of memory. Every call that takes a
- * context requires a valid one (never NULL). */
+/* The most worker threads a context takes: far above any machine's cores, and low enough that OpenMP can always
+ * start them (tens of thousands crash or abort inside the OpenMP runtime, where no error can be returned). */
+#define RM_MAX_THREADS 1024
+
+/* n_threads <= 0 means one thread per core. Returns NULL when out of memory or when n_threads > RM_MAX_THREADS
+ * (check the count first to tell the two apart). Every call that takes a context requires a valid one (never
+ * NULL). */
 RM_API rm_ctx *rm_ctx_create(int n_threads);
 RM_API void rm_ctx_free(rm_ctx *ctx);
 RM_API int rm_ctx_threads(const rm_ctx *ctx);
+/* RM_ERR_ARGUMENT for a count below 0 or above RM_MAX_THREADS; the context is unchanged then. */
 RM_API rm_status rm_ctx_set_threads(rm_ctx *ctx, int n_threads);
 /* The message of the most recent failed call on this context ("" if none). Valid until the next call. */
 RM_API const char *rm_ctx_error(const rm_ctx *ctx);

@@ -44,8 +44,10 @@ void CommandLine::parse_or_fail(int argc, char **argv)
     } catch (const TCLAP::ArgException &e) {
         throw Failure(e.error(), kBadInput);
     }
-    if (threads() < 0)
-        throw Failure("--threads must be 0 (all cores) or more", kBadInput);
+    if (threads() < 0 || threads() > RM_MAX_THREADS)
+        throw Failure("--threads " + std::to_string(threads()) + " is out of range: 0 (all cores) to " +
+                          std::to_string(RM_MAX_THREADS),
+                      kBadInput);
 }
 
 int run_reporting_failures(const char *program, int (*body)(int, char **), int argc, char **argv)
