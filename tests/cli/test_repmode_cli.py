@@ -100,6 +100,9 @@ def test_errors_exit_1_with_a_message_and_write_nothing(tmp_path):
     expect_failure(run("reparam", "--model", str(deploy), "--task", "dna", "--out", str(out)), "deploy-form")
     expect_failure(run("info"), "model")
     expect_failure(run("frobnicate"), "unknown subcommand")
+    for threads in ("100000", "50000", "1025", "-1"):  # 100000 crashed inside OpenMP; 50000 made libgomp exit
+        expect_failure(run("reparam", "--model", SMALL, "--task", "dna", "--out", str(out), "--threads", threads),
+                       "--threads %s is out of range: 0 (all cores) to 1024" % threads)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.safetensors", "deploy.safetensors"]
 
