@@ -148,6 +148,7 @@
 #include "repmode/ops.h"
 #include "repmode/model.h"
 #include "repmode/normalize.h"
+#include "repmode/nonfinite.h"
 #include "repmode/synth.h"
 #include "repmode/metrics.h"
 #include "repmode/optim.h"

@@ -18,7 +18,7 @@ ALLOWED = {
 }
 # Public headers a folder may use: those of the concepts it may use.
 PUBLIC = {
-    "core.h": "base", "ops.h": "ops", "normalize.h": "volume", "metrics.h": "volume", "model.h": "model",
+    "core.h": "base", "ops.h": "ops", "normalize.h": "volume", "nonfinite.h": "volume", "metrics.h": "volume", "model.h": "model",
     "predict.h": "predict", "trainer.h": "train", "optim.h": "train", "synth.h": "synth",
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
