@@ -78,3 +78,13 @@ def test_ctrl_c_cancels_with_keyboard_interrupt():
 def test_exception_in_callback_is_raised():
     with pytest.raises(ZeroDivisionError):
         repmode.Model(CELLS).predict(np.zeros((16, 32, 32)), "nuclei", progress=lambda f: 1 / 0)
+
+
+def test_thread_counts_beyond_the_cores_limit_are_refused_before_any_work():
+    header = open(os.path.join(os.path.dirname(__file__), "..", "..", "include", "repmode", "core.h")).read()
+    limit = int(header.split("#define RM_MAX_THREADS")[1].split()[0])
+    assert repmode._lib.MAX_THREADS == limit
+    model = repmode.Model(CELLS)
+    for threads in (100000, limit + 1, -1):  # 100000 crashed inside OpenMP before the limit
+        with pytest.raises(repmode.Error, match="threads=%d is out of range: 0 \\(all cores\\) to %d" % (threads, limit)):
+            model.predict(np.zeros((16, 32, 32)), "nuclei", threads=threads)

@@ -18,6 +18,7 @@ ERR_CANCELLED = 7
 
 TASK_BINARY = 1
 NAME_MAX = 64
+MAX_THREADS = 1024  # RM_MAX_THREADS of core.h
 
 
 class Task(Structure):

@@ -35,7 +35,10 @@ class _Context:
     """An rm_ctx for one call: its threads and its last error."""
 
     def __init__(self, threads=None):
-        self.ptr = lib.rm_ctx_create(int(threads or 0))
+        threads = int(threads or 0)
+        if not 0 <= threads <= _lib.MAX_THREADS:
+            raise Error("threads=%d is out of range: 0 (all cores) to %d" % (threads, _lib.MAX_THREADS))
+        self.ptr = lib.rm_ctx_create(threads)
         if not self.ptr:
             raise MemoryError("repmode: out of memory")
 
