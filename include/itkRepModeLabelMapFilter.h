@@ -82,6 +82,11 @@ public:
   static std::array<unsigned char, 3>
   DefaultColor(unsigned int label);
 
+  /** The colour of label `label` (1, 2, ...), 0..255: its task's `color` from the model, else DefaultColor(label).
+   * The colour table and the segmentation (repmode predict --segmentation) both use it. */
+  std::array<unsigned char, 3>
+  GetLabelColor(unsigned int label) const;
+
   /** Writes the labels' colour table in Slicer's text format ("index name r g b a", 0..255; 0 is the
    * transparent background), atomically: a failure leaves no file. Throws on failure. */
   void

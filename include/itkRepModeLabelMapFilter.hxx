@@ -156,6 +156,23 @@ RepModeLabelMapFilter<TInputImage, TOutputImage>::DefaultColor(unsigned int labe
 }
 
 template <typename TInputImage, typename TOutputImage>
+std::array<unsigned char, 3>
+RepModeLabelMapFilter<TInputImage, TOutputImage>::GetLabelColor(unsigned int label) const
+{
+  const rm_task & task = m_Tasks.at(label - 1);
+  if (!task.has_color)
+  {
+    return DefaultColor(label);
+  }
+  std::array<unsigned char, 3> rgb{};
+  for (int c = 0; c < 3; ++c)
+  {
+    rgb[c] = static_cast<unsigned char>(std::round(255.0 * std::fmin(1.0, std::fmax(0.0, task.color[c]))));
+  }
+  return rgb;
+}
+
+template <typename TInputImage, typename TOutputImage>
 void
 RepModeLabelMapFilter<TInputImage, TOutputImage>::WriteColorTable(const std::string & fileName) const
 {
@@ -166,11 +183,9 @@ RepModeLabelMapFilter<TInputImage, TOutputImage>::WriteColorTable(const std::str
     for (size_t i = 0; i < m_Tasks.size(); ++i)
     {
       out << i + 1 << ' ' << m_Tasks[i].name;
-      for (int c = 0; c < 3; ++c)
+      for (const unsigned char c : GetLabelColor(static_cast<unsigned>(i + 1)))
       {
-        const double v = m_Tasks[i].has_color ? std::round(255.0 * std::fmin(1.0, std::fmax(0.0, m_Tasks[i].color[c])))
-                                              : DefaultColor(static_cast<unsigned>(i + 1))[c];
-        out << ' ' << static_cast<int>(v);
+        out << ' ' << static_cast<int>(c);
       }
       out << " 255\n";
     }

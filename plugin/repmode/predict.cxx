@@ -9,7 +9,8 @@
 // one-layer map (the mean over depth of the logits, as trained), streamed by rows. The label map is made from the written predictions, read
 // back (so nothing is computed twice), one label value per task (itk::RepModeLabelMapFilter). With --mask, the
 // predictions and labels are 0 where the mask is not above 0.5 (a papyrus fragment's mask: air that training never
-// supervised would otherwise show stray ink).
+// supervised would otherwise show stray ink). --segmentation writes the label map as a 3D Slicer segmentation too
+// (segmentation.h).
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -34,6 +35,7 @@
 #include "itkRepModeImageFilter.h"
 #include "itkRepModeLabelMapFilter.h"
 #include "itkRepModeNormalization.h"
+#include "segmentation.h"
 #include "volume_ops.h"
 
 namespace repmode::cli {
@@ -269,6 +271,9 @@ int run_predict(int argc, char **argv)
                                         false, "", "L", cmd);
     TCLAP::ValueArg<std::string> colors("", "colors", "colour table of the label map (Slicer's text format)", false,
                                         "", "FILE", cmd);
+    TCLAP::ValueArg<std::string> segmentation("", "segmentation", "the label map as a 3D Slicer segmentation (.seg.nrrd): "
+                                                                  "one segment per task, named and coloured",
+                                              false, "", "S", cmd);
     TCLAP::ValueArg<std::string> threshold("", "threshold", "label thresholds, one for all tasks or one per task "
                                                             "(default: the task's, else 0.5 on probabilities or "
                                                             "Otsu's on intensities)",
@@ -295,6 +300,7 @@ int run_predict(int argc, char **argv)
     request.output = output.getValue();
     request.labels = labels.getValue();
     request.colors = colors.getValue();
+    request.segmentation = segmentation.getValue();
     request.thresholds = threshold.getValue();
     request.patch = patch_arg.getValue();
     request.overlap = overlap.getValue();
@@ -318,6 +324,10 @@ void predict(const PredictRequest &request, const Progress &progress)
         check_output_folder(request.labels, "--labels");
     if (!request.colors.empty())
         check_output_folder(request.colors, "--colors");
+    if (!request.segmentation.empty()) {
+        check_segmentation_name(request.segmentation, "--segmentation");
+        check_output_folder(request.segmentation, "--segmentation");
+    }
 
     Context ctx(request.threads);
     rm_model_info info;
@@ -398,7 +408,7 @@ void predict(const PredictRequest &request, const Progress &progress)
     auto label_map = LabelMap::New();
     label_map->SetTasks(tasks);
     label_map->SetThresholds(thresholds);
-    if (!request.labels.empty()) {
+    if (!request.labels.empty() || !request.segmentation.empty()) {
         std::vector<itk::ProcessObject::Pointer> pipeline;
         const std::vector<FloatImage::Pointer> predictions = read_predictions(request.output, tasks.size(), pipeline);
         for (size_t i = 0; i < predictions.size(); i++)
@@ -407,14 +417,25 @@ void predict(const PredictRequest &request, const Progress &progress)
         LabelImage::Pointer map = label_map->GetOutput();
         if (mask_image)
             map = masked<LabelImage>(map, mask_image, pipeline);
-        write_image(map.GetPointer(), request.labels, pieces);
+        if (!request.labels.empty())
+            write_image(map.GetPointer(), request.labels, pieces);
+        if (!request.segmentation.empty()) {
+            std::vector<Segment> segments;
+            for (size_t i = 0; i < tasks.size(); i++)
+                segments.push_back({tasks[i].name, label_map->GetLabelColor(static_cast<unsigned>(i + 1)),
+                                    tasks[i].has_color != 0});
+            write_segmentation(map.GetPointer(), segments, request.segmentation);
+        }
         std::string used;
         for (size_t i = 0; i < tasks.size(); i++) {
             std::ostringstream t;
             t << tasks[i].name << " > " << label_map->GetThresholdsUsed()[i];
             used += std::string(used.empty() ? "" : ", ") + t.str();
         }
-        progress.stage("wrote the label map " + request.labels + " (" + used + ")");
+        if (!request.labels.empty())
+            progress.stage("wrote the label map " + request.labels + " (" + used + ")");
+        if (!request.segmentation.empty())
+            progress.stage("wrote the segmentation " + request.segmentation + " (" + used + ")");
     }
     if (!request.colors.empty()) {
         try {

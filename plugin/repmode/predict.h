@@ -12,6 +12,7 @@ namespace repmode::cli {
 struct PredictRequest {
     std::string model, tasks, input, output;
     std::string labels, colors, thresholds, patch, mask;
+    std::string segmentation; // the label map as a Slicer segmentation (.seg.nrrd)
     double overlap = 0.5;
     std::string blend = "gaussian";
     unsigned divisions = 0; // 0: pieces of about 8 M voxels

@@ -3,16 +3,27 @@
 // runs it with the flags of that description and the images, as temporary files, at their positional indices.
 // Progress goes to stdout in Slicer's <filter-...> lines; errors to stderr with a non-zero exit code, and no output
 // is left half-written (predict writes to temporary names renamed into place).
+//
+// Several tasks (--task a,b): the label map and the segmentation hold every task, the prediction only the first's.
+// Slicer shows a multi-component scalar volume as its first component anyway, and a description's outputs are fixed,
+// so one volume per task cannot be offered; predict's components go to a hidden file that is removed afterwards.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include <unistd.h>
+
+#include <itkImageFileReader.h>
+#include <itkVectorImage.h>
+#include <itkVectorIndexSelectionCastImageFilter.h>
 #include <tclap/CmdLine.h>
 
 #include "RepModeSegmentationXML.h"
 #include "cli.h"
+#include "image_io.h"
 #include "predict.h"
 
 namespace {
@@ -83,13 +94,44 @@ bool has_flag(int argc, char **argv, const char *flag)
 }
 
 // Slicer's return-parameter file: one "name = value" line per output parameter.
-void write_return_parameters(const std::string &path, const std::string &output, const std::string &labels)
+void write_return_parameters(const std::string &path, const std::string &output, const std::string &labels,
+                             const std::string &segmentation)
 {
     std::ofstream out(path);
     out << "outputVolume = " << output << "\n"
-        << "labelMap = " << labels << "\n";
+        << "labelMap = " << labels << "\n"
+        << "segmentation = " << segmentation << "\n";
     if (!out.flush())
         throw Failure("--returnparameterfile: cannot write " + path, kBadInput);
+}
+
+// A file removed when it goes out of scope, whether the run succeeded or failed.
+class TemporaryFile {
+  public:
+    explicit TemporaryFile(std::filesystem::path path) : path_(std::move(path)) {}
+    ~TemporaryFile()
+    {
+        std::error_code ignored;
+        std::filesystem::remove(path_, ignored);
+    }
+    TemporaryFile(const TemporaryFile &) = delete;
+    TemporaryFile &operator=(const TemporaryFile &) = delete;
+    std::string path() const { return path_.string(); }
+
+  private:
+    std::filesystem::path path_;
+};
+
+// The first component of the predictions in `components` (one per task), written to `path`.
+void write_first_task(const std::string &components, const std::string &path)
+{
+    using Components = itk::VectorImage<float, 3>;
+    auto reader = itk::ImageFileReader<Components>::New();
+    reader->SetFileName(components);
+    auto first = itk::VectorIndexSelectionCastImageFilter<Components, repmode::cli::FloatImage>::New();
+    first->SetInput(reader->GetOutput());
+    first->SetIndex(0);
+    repmode::cli::write_image(first->GetOutput(), path, 1);
 }
 
 int run(int argc, char **argv)
@@ -100,8 +142,8 @@ int run(int argc, char **argv)
         return 0;
     }
     // The flags and indices of RepModeSegmentation.xml; the help texts are its descriptions, shortened.
-    TCLAP::CmdLine cmd("Predicts one task of a RepMode model over a volume and thresholds it into a label map "
-                       "(3D Slicer command-line module; --xml prints its description).",
+    TCLAP::CmdLine cmd("Predicts tasks of a RepMode model over a volume and thresholds them into a label map and a "
+                       "segmentation (3D Slicer command-line module; --xml prints its description).",
                        ' ', REPMODE_VERSION);
     cmd.setExceptionHandling(false);
     TCLAP::SwitchArg xml("", "xml", "print the module description (Slicer Execution Model XML) and exit", cmd);
@@ -110,9 +152,11 @@ int run(int argc, char **argv)
                                              false, "", "FILE", cmd);
     TCLAP::ValueArg<std::string> address("", "processinformationaddress", "Slicer's process information (ignored)",
                                          false, "", "ADDR", cmd);
-    TCLAP::ValueArg<std::string> task("", "task", "task name", false, "nuclei", "string", cmd);
-    TCLAP::ValueArg<std::string> threshold("", "threshold", "label threshold (default: the task's)", false, "",
-                                           "string", cmd);
+    TCLAP::ValueArg<std::string> task("", "task", "task name, or several separated by commas", false, "nuclei",
+                                      "string", cmd);
+    TCLAP::ValueArg<std::string> threshold("", "threshold", "label thresholds, one for all tasks or one per task "
+                                                            "(default: the task's)",
+                                           false, "", "string", cmd);
     TCLAP::ValueArg<std::string> patch("", "patch", "window size Z,Y,X (default: the model's patch)", false, "",
                                        "Z,Y,X", cmd);
     TCLAP::ValueArg<double> overlap("", "overlap", "fraction of a window shared by neighbours, in [0, 1)", false, 0.5,
@@ -127,6 +171,8 @@ int run(int argc, char **argv)
     TCLAP::UnlabeledValueArg<std::string> input("inputVolume", "input volume", true, "", "inputVolume", cmd);
     TCLAP::UnlabeledValueArg<std::string> output("outputVolume", "prediction", true, "", "outputVolume", cmd);
     TCLAP::UnlabeledValueArg<std::string> labels("labelMap", "label map", true, "", "labelMap", cmd);
+    TCLAP::UnlabeledValueArg<std::string> segmentation("segmentation", "segmentation (.seg.nrrd)", true, "",
+                                                       "segmentation", cmd);
     try {
         cmd.parse(argc, argv);
     } catch (const TCLAP::ArgException &e) {
@@ -136,10 +182,11 @@ int run(int argc, char **argv)
         throw Failure("--divisions and --threads must be 0 or more", kBadInput);
 
     if (echo.getValue()) {
-        std::printf("modelFile: %s\ninputVolume: %s\noutputVolume: %s\nlabelMap: %s\ntask: %s\nthreshold: %s\n"
-                    "patch: %s\noverlap: %g\nblend: %s\ndivisions: %d\nthreads: %d\n",
+        std::printf("modelFile: %s\ninputVolume: %s\noutputVolume: %s\nlabelMap: %s\nsegmentation: %s\ntask: %s\n"
+                    "threshold: %s\npatch: %s\noverlap: %g\nblend: %s\ndivisions: %d\nthreads: %d\n",
                     model.getValue().c_str(), input.getValue().c_str(), output.getValue().c_str(),
-                    labels.getValue().c_str(), task.getValue().c_str(), threshold.getValue().c_str(),
+                    labels.getValue().c_str(), segmentation.getValue().c_str(), task.getValue().c_str(),
+                    threshold.getValue().c_str(),
                     patch.getValue().c_str(), overlap.getValue(), blend.getValue().c_str(), divisions.getValue(),
                     threads.getValue());
         std::fflush(stdout);
@@ -151,24 +198,31 @@ int run(int argc, char **argv)
     request.input = input.getValue();
     request.output = output.getValue();
     request.labels = labels.getValue();
+    request.segmentation = segmentation.getValue();
     request.thresholds = threshold.getValue();
     request.patch = patch.getValue();
     request.overlap = overlap.getValue();
     request.blend = blend.getValue();
     request.divisions = static_cast<unsigned>(divisions.getValue());
     request.threads = threads.getValue();
-    // One task per run: a Slicer user picks one; several would need one output volume each.
-    if (request.tasks.empty() || request.tasks.find(',') != std::string::npos)
-        throw Failure("--task takes the name of one task, not '" + request.tasks + "'", kBadInput);
+    // Several tasks: predict's components go next to the output, under a hidden name.
+    const bool several = request.tasks.find(',') != std::string::npos;
+    const std::filesystem::path out(request.output);
+    TemporaryFile components(out.parent_path() / ("." + out.filename().string() + ".tasks-" +
+                                                  std::to_string(static_cast<long>(getpid())) + ".nrrd"));
+    if (several)
+        request.output = components.path();
 
     SlicerProgress progress;
     const auto began = std::chrono::steady_clock::now();
     progress.start("Predicting " + request.tasks + " with " + request.model);
     repmode::cli::predict(request, progress);
+    if (several)
+        write_first_task(components.path(), output.getValue());
     progress.bar(1.0, "done");
     progress.end(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     if (return_file.isSet())
-        write_return_parameters(return_file.getValue(), request.output, request.labels);
+        write_return_parameters(return_file.getValue(), output.getValue(), request.labels, request.segmentation);
     return 0;
 }
 

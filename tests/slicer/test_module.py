@@ -1,11 +1,15 @@
 """RepModeSegmentation driven as 3D Slicer drives a command-line module: its --xml against the Slicer Execution Model
-schema, the command line built from that XML (flags from <longflag>/<flag>, images at their <index> as NRRD files,
---returnparameterfile, --processinformationaddress), then the outputs checked against the input's geometry, against
-`repmode predict` on the same input (bit for bit), against the threshold, and the progress lines and the
-return-parameter file against Slicer's protocol. A bad model path: a clear error, a non-zero exit, no output."""
+schema, the command line built from that XML as Slicer builds it (examples/slicer/run_as_slicer.py: flags from
+<longflag>/<flag>, images at their <index> as NRRD files), then the outputs checked against the input's geometry,
+against `repmode predict` on the same input (bit for bit), against the thresholds computed here, the segmentation's
+header against Slicer's segmentation fields (every one, the extents against bounding boxes computed here), and the
+progress lines and the return-parameter file against Slicer's protocol. Bad input: a clear error, a non-zero exit, no
+output."""
+import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -16,7 +20,9 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+sys.path.insert(0, os.path.join(ROOT, "examples", "slicer"))
 from images import write_nrrd  # noqa: E402  (NRRD as Slicer writes it for a module: LPS, space directions)
+from run_as_slicer import command_line, parameters, read_return_parameters  # noqa: E402
 MODULE = os.environ.get("REPMODE_SLICER_MODULE", os.path.join(ROOT, "build", "bin", "RepModeSegmentation"))
 REPMODE = os.environ.get("REPMODE", os.path.join(ROOT, "build", "bin", "repmode"))
 SCHEMA = os.path.join(HERE, "ModuleDescription.libxml2.xsd")
@@ -31,17 +37,21 @@ SLICER_IMAGE_TYPES = {"any", "scalar", "label", "tensor", "diffusion-weighted", 
 C, S = np.cos(np.pi / 6), np.sin(np.pi / 6)
 DIRECTION = np.array([[C, -S, 0.0], [S, C, 0.0], [0.0, 0.0, 1.0]])
 ORIGIN = (12.5, -40.25, 7.0)
+OUTPUTS = ("outputVolume", "labelMap", "segmentation")
 
 
 # --- NRRD headers read here (no ITK in Python): the geometry of raw NRRD files as ITK writes them.
 
 def nrrd_header(path):
+    """(fields "key: value", key/value pairs "key:=value", raw data) of a NRRD file."""
     with open(path, "rb") as f:
         data = f.read()
     end = data.index(b"\n\n")
-    fields = dict(line.split(": ", 1) for line in data[:end].decode("ascii").splitlines()[1:]
-                  if ": " in line and not line.startswith("#"))
-    return fields, data[end + 2:]
+    lines = data[:end].decode("ascii").splitlines()[1:]
+    pairs = dict(line.split(":=", 1) for line in lines if ":=" in line)
+    fields = dict(line.split(": ", 1) for line in lines
+                  if ": " in line and ":=" not in line and not line.startswith("#"))
+    return fields, pairs, data[end + 2:]
 
 
 def vectors(text):
@@ -49,12 +59,13 @@ def vectors(text):
 
 
 def read_nrrd(path):
-    """(array (Z, Y, X), spacing (x, y, z), origin, direction (ITK's: column j is axis j's unit vector))."""
-    fields, raw = nrrd_header(path)
+    """(array (Z, Y, X) or (Z, Y, X, C), spacing (x, y, z), origin, direction (ITK's: column j is axis j's unit
+    vector))."""
+    fields, _, raw = nrrd_header(path)
     assert fields["encoding"] == "raw", fields
     types = {"uchar": "u1", "unsigned char": "u1", "short": "i2", "ushort": "u2", "float": "f4", "double": "f8"}
     dtype = np.dtype(types[fields["type"]]).newbyteorder("<" if fields.get("endian", "little") == "little" else ">")
-    sizes = [int(v) for v in fields["sizes"].split()][::-1]
+    sizes = [int(v) for v in fields["sizes"].split()][::-1]  # a component axis comes first in the file, last here
     array = np.frombuffer(raw, dtype=dtype, count=int(np.prod(sizes))).reshape(sizes)
     axes = vectors(fields["space directions"])  # one row per axis: the axis' direction times its spacing
     spacing = np.linalg.norm(axes, axis=1)
@@ -65,6 +76,36 @@ def read_nrrd(path):
     return array.astype(dtype.newbyteorder("=")), spacing, origin, direction
 
 
+def read_colors(path):
+    """predict --colors' table: {label: (name, (r, g, b))} with components 0..255."""
+    table = {}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                index, name, r, g, b, _ = line.split()
+                table[int(index)] = (name, (int(r), int(g), int(b)))
+    return table
+
+
+def coloured_model(path, colors):
+    """A copy of the cells model whose tasks in `colors` ({name: [r, g, b]} in 0..1) have that `color`
+    (docs/model-file.md): the safetensors header's metadata rewritten, the tensors unchanged."""
+    with open(CELLS, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    tasks = json.loads(header["__metadata__"]["repmode.tasks"])
+    for t in tasks:
+        if t["name"] in colors:
+            t["color"] = colors[t["name"]]
+    header["__metadata__"]["repmode.tasks"] = json.dumps(tasks)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
+    return str(path)
+
+
 # --- The module description.
 
 @pytest.fixture(scope="module")
@@ -72,11 +113,6 @@ def description():
     r = subprocess.run([MODULE, "--xml"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout
-
-
-def parameters(xml):
-    root = ET.fromstring(xml)
-    return [p for group in root.findall("parameters") for p in group if p.tag not in ("label", "description")]
 
 
 def test_xml_validates_against_the_slicer_schema(tmp_path, description):
@@ -109,9 +145,14 @@ def test_xml_describes_the_module_as_slicer_needs(description):
     assert model.tag == "file" and ".safetensors" in model.get("fileExtensions")
     assert params["task"].tag == "string" and params["task"].findtext("default") == "nuclei"
     assert params["inputVolume"].tag == "image" and params["inputVolume"].findtext("channel") == "input"
-    assert params["outputVolume"].findtext("channel") == "output"
-    assert params["labelMap"].tag == "image" and params["labelMap"].get("type") == "label"
-    assert params["labelMap"].findtext("channel") == "output"
+    for name in OUTPUTS:
+        assert params[name].tag == "image" and params[name].findtext("channel") == "output", name
+    assert params["labelMap"].get("type") == "label"
+    # The segmentation: a label image offered as a Slicer segmentation node (qSlicerCLIModuleUIHelper offers
+    # vtkMRMLSegmentationNode for type="label"), passed as a .seg.nrrd file (its first file extension), which the
+    # segmentation node's storage reads with its segments.
+    assert params["segmentation"].get("type") == "label"
+    assert params["segmentation"].get("fileExtensions").split(",")[0] == ".seg.nrrd"
     assert float(params["overlap"].findtext("default")) == 0.5
     for p in params.values():
         if p.tag == "image":
@@ -121,23 +162,6 @@ def test_xml_describes_the_module_as_slicer_needs(description):
 
 
 # --- Running it as Slicer does.
-
-def slicer_command(xml, values, workdir):
-    """The command line Slicer builds: --processinformationaddress and --returnparameterfile, each non-index
-    parameter as its flag with the value chosen (else its default), then the index parameters in index order."""
-    flags, indexed = [], []
-    for p in parameters(xml):
-        name = p.findtext("name")
-        value = values.get(name, p.findtext("default") or "")
-        if p.find("index") is not None:
-            indexed.append((int(p.findtext("index")), value))
-            continue
-        flag = "--" + p.findtext("longflag") if p.find("longflag") is not None else "-" + p.findtext("flag")
-        flags += [flag, str(value)]
-    returns = os.path.join(workdir, "returns.txt")
-    command = [MODULE, "--processinformationaddress", "0x55d1c0de", "--returnparameterfile", returns] + flags
-    return command + [v for _, v in sorted(indexed)], returns
-
 
 def progress_lines(stdout):
     """Checks Slicer's protocol: one start, progress fractions in [0, 1] that never go back and end at 1, one end
@@ -160,24 +184,31 @@ def progress_lines(stdout):
     return values
 
 
-def run_as_slicer(tmp_path, xml, model, task, voxels, spacing, values=None):
+class Run:
+    """What one run of the module gave, with repmode predict's outputs for the same input and options."""
+
+
+def run_as_slicer(tmp_path, xml, model, task, voxels, spacing, values=None, extra=()):
     source = tmp_path / "input.nrrd"
     write_nrrd(str(source), voxels, spacing, ORIGIN, DIRECTION)
-    outputs = {"outputVolume": str(tmp_path / "prediction.nrrd"), "labelMap": str(tmp_path / "labels.nrrd")}
+    outputs = {"outputVolume": str(tmp_path / "prediction.nrrd"), "labelMap": str(tmp_path / "labels.nrrd"),
+               "segmentation": str(tmp_path / "segmentation.seg.nrrd")}
     chosen = {"modelFile": model, "task": task, "inputVolume": str(source), **outputs, **(values or {})}
-    command, returns = slicer_command(xml, chosen, str(tmp_path))
+    returns = str(tmp_path / "returns.params")
+    command = command_line(MODULE, xml, chosen, returns)
+    # What Slicer adds for modules run as shared objects, and what `extra` adds, before the positional arguments.
+    command[1:1] = ["--processinformationaddress", "0x55d1c0de", *extra]
     r = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     progress_lines(r.stdout)
 
     # The return-parameter file names every output parameter of the description, as "name = value".
-    with open(returns) as f:
-        returned = dict(line.rstrip("\n").split(" = ", 1) for line in f if line.strip())
+    returned = read_return_parameters(returns)
     output_names = {p.findtext("name") for p in parameters(xml) if p.findtext("channel") == "output"}
-    assert set(returned) == output_names
+    assert set(returned) == output_names == set(OUTPUTS)
     assert returned == outputs
 
-    # Geometry: the input's spacing, origin and direction on both outputs.
+    # Geometry: the input's spacing, origin and direction on every output.
     for path in outputs.values():
         array, got_spacing, got_origin, got_direction = read_nrrd(path)
         assert array.shape == voxels.shape
@@ -185,77 +216,192 @@ def run_as_slicer(tmp_path, xml, model, task, voxels, spacing, values=None):
         np.testing.assert_allclose(got_origin, ORIGIN, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(got_direction, DIRECTION, atol=1e-6)
 
-    # The prediction and label map are repmode predict's, bit for bit.
-    want_pred, want_labels = tmp_path / "want-prediction.nrrd", tmp_path / "want-labels.nrrd"
-    args = [REPMODE, "predict", "--model", model, "--task", task, "--input", str(source), "--output", str(want_pred),
-            "--labels", str(want_labels)]
+    # The outputs are repmode predict's, bit for bit: the prediction (the first task's component), the label map
+    # and the segmentation, its header included.
+    want = {name: str(tmp_path / ("want-" + os.path.basename(path))) for name, path in outputs.items()}
+    colors = str(tmp_path / "want-colors.txt")
+    args = [REPMODE, "predict", "--model", model, "--task", task, "--input", str(source), "--output",
+            want["outputVolume"], "--labels", want["labelMap"], "--segmentation", want["segmentation"],
+            "--colors", colors]
     for name, value in (values or {}).items():  # the same options: predict's flags are the module's
         args += ["--" + name, value]
     r2 = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, r2.stderr
-    prediction = read_nrrd(outputs["outputVolume"])[0]
-    labels = read_nrrd(outputs["labelMap"])[0]
-    assert prediction.dtype == np.float32 and labels.dtype == np.uint8
-    assert np.array_equal(prediction.view(np.uint32), read_nrrd(str(want_pred))[0].view(np.uint32))
-    assert np.array_equal(labels, read_nrrd(str(want_labels))[0])
-    return prediction, labels, r.stdout
+    run = Run()
+    run.stdout = r.stdout
+    run.prediction = read_nrrd(outputs["outputVolume"])[0]
+    run.labels = read_nrrd(outputs["labelMap"])[0]
+    run.segmentation = read_nrrd(outputs["segmentation"])[0]
+    run.fields = nrrd_header(outputs["segmentation"])[1]
+    components = read_nrrd(want["outputVolume"])[0]
+    run.predictions = components[None] if components.ndim == 3 else np.moveaxis(components, -1, 0)
+    run.colors = read_colors(colors)
+    assert run.prediction.dtype == np.float32 and run.labels.dtype == run.segmentation.dtype == np.uint8
+    assert np.array_equal(run.prediction.view(np.uint32), run.predictions[0].view(np.uint32))
+    assert np.array_equal(run.labels, read_nrrd(want["labelMap"])[0])
+    assert np.array_equal(run.segmentation, read_nrrd(want["segmentation"])[0])
+    assert run.fields == nrrd_header(want["segmentation"])[1]
+    return run
 
 
-def test_synthetic_cells_as_slicer_runs_it(tmp_path, description):
-    cells = tmp_path / "cells"
-    r = subprocess.run([REPMODE, "synth", "cells", "--out", str(cells), "--size", "16,64,64"], capture_output=True,
+def extent(labels, value):
+    """Slicer's extent of a segment, "i0 i1 j0 j1 k0 k1" (x, y, z voxel indices, inclusive), of `value`'s voxels."""
+    z, y, x = np.nonzero(labels == value)
+    if len(x) == 0:
+        return "0 -1 0 -1 0 -1"
+    return " ".join(str(v) for v in (x.min(), x.max(), y.min(), y.max(), z.min(), z.max()))
+
+
+def check_segmentation(run, tasks, spacing, model_colors):
+    """Every header field of the segmentation against Slicer's (vtkMRMLSegmentationStorageNode) and the values the
+    test knows: names, label values, colours (the colour table's, the model's where it gives one), extents (the
+    labels' bounding boxes), the reference geometry (the input's, in RAS); the voxels are the label map's."""
+    assert np.array_equal(run.segmentation, run.labels)
+    fields = run.fields
+    keys = {"ID", "Name", "NameAutoGenerated", "Color", "ColorAutoGenerated", "Extent", "LabelValue", "Layer",
+            "Tags"}
+    expected = {f"Segment{i}_{k}" for i in range(len(tasks)) for k in keys}
+    expected |= {"Segmentation_" + k for k in ("MasterRepresentation", "ContainedRepresentationNames",
+                                               "ConversionParameters", "ReferenceImageExtentOffset")}
+    assert set(fields) == expected
+    for i, task in enumerate(tasks):
+        f = {k: fields[f"Segment{i}_{k}"] for k in keys}
+        assert f["ID"] == f["Name"] == task
+        assert f["NameAutoGenerated"] == "0"
+        assert f["LabelValue"] == str(i + 1)
+        assert f["Layer"] == "0"
+        assert f["Tags"] == "Segmentation.Status:inprogress|"
+        assert f["Extent"] == extent(run.labels, i + 1), task
+        name, rgb = run.colors[i + 1]
+        assert name == task
+        color = [float(v) for v in f["Color"].split()]
+        np.testing.assert_allclose(color, np.array(rgb) / 255.0, atol=1e-6)
+        if task in model_colors:
+            np.testing.assert_allclose(color, model_colors[task], atol=1e-6)
+        assert f["ColorAutoGenerated"] == ("0" if task in model_colors else "1")
+    assert fields["Segmentation_MasterRepresentation"] == "Binary labelmap"
+    assert fields["Segmentation_ContainedRepresentationNames"] == "Binary labelmap|"
+    assert fields["Segmentation_ReferenceImageExtentOffset"] == "0 0 0"
+    # "name|value|description&" per conversion parameter; the reference geometry is the IJK-to-RAS matrix, row by
+    # row, then the extent, each followed by ';'.
+    conversion = fields["Segmentation_ConversionParameters"]
+    assert conversion.endswith("&")
+    parameters_ = {p.split("|")[0]: p.split("|")[1] for p in conversion[:-1].split("&")}
+    numbers = parameters_["Reference image geometry"].split(";")
+    assert numbers[-1] == ""
+    matrix = np.array([float(v) for v in numbers[:16]]).reshape(4, 4)
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = DIRECTION * np.asarray(spacing)[None, :]
+    ijk_to_lps[:3, 3] = ORIGIN
+    np.testing.assert_allclose(matrix, np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_lps, atol=1e-9)
+    z, y, x = run.labels.shape
+    assert [int(v) for v in numbers[16:22]] == [0, x - 1, 0, y - 1, 0, z - 1]
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    """A synthetic cell field (signal.nrrd, nuclei.nrrd, ...), 16 x 64 x 64."""
+    folder = tmp_path_factory.mktemp("cells")
+    r = subprocess.run([REPMODE, "synth", "cells", "--out", str(folder), "--size", "16,64,64"], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    return folder
+
+
+def test_synthetic_cells_as_slicer_runs_it(tmp_path, description, cells):
     signal, spacing, _, _ = read_nrrd(str(cells / "signal.nrrd"))
-    prediction, labels, stdout = run_as_slicer(tmp_path, description, CELLS, "nuclei", signal.astype(np.float32),
-                                               spacing, {"threshold": "0.5", "overlap": "0.25"})
+    run = run_as_slicer(tmp_path, description, CELLS, "nuclei", signal.astype(np.float32), spacing,
+                        {"threshold": "0.5", "overlap": "0.25"})
     # Labels: 1 exactly where the prediction passes the threshold given, 0 elsewhere; both present on a cell field.
-    assert set(np.unique(labels)) == {0, 1}
-    assert np.array_equal(labels, (prediction > 0.5).astype(np.uint8))
+    assert set(np.unique(run.labels)) == {0, 1}
+    assert np.array_equal(run.labels, (run.prediction > 0.5).astype(np.uint8))
     # The prediction follows the nuclei it was trained on (a module that wrote zeros or the input would not).
     nuclei = read_nrrd(str(cells / "nuclei.nrrd"))[0].astype(np.float64)
-    assert np.corrcoef(prediction.ravel(), nuclei.ravel())[0, 1] > 0.5
+    assert np.corrcoef(run.prediction.ravel(), nuclei.ravel())[0, 1] > 0.5
+    check_segmentation(run, ["nuclei"], spacing, {})
+
+
+def test_several_tasks_as_slicer_runs_them(tmp_path, description, cells):
+    # Three tasks, one with a colour from the model; the third's threshold is never passed: an empty segment.
+    tasks, thresholds = ["nuclei", "membranes", "mitochondria"], [1.0, 0.5, 1e9]
+    model_colors = {"membranes": [0.2, 0.4, 1.0]}
+    model = coloured_model(tmp_path / "coloured.safetensors", model_colors)
+    signal, spacing, _, _ = read_nrrd(str(cells / "signal.nrrd"))
+    run = run_as_slicer(tmp_path, description, model, ",".join(tasks), signal.astype(np.float32), spacing,
+                        {"threshold": ",".join(str(t) for t in thresholds)})
+    assert len(run.predictions) == len(tasks)
+    # Label i + 1 where task i passes its threshold; where several do, the task furthest above its own (the first on
+    # a tie); computed here from predict's predictions.
+    margins = run.predictions.astype(np.float64) - np.array(thresholds)[:, None, None, None]
+    want = np.where(margins.max(axis=0) > 0, margins.argmax(axis=0) + 1, 0).astype(np.uint8)
+    assert np.array_equal(run.labels, want)
+    assert set(np.unique(run.labels)) == {0, 1, 2}  # both real tasks present, so the check above means something
+    check_segmentation(run, tasks, spacing, model_colors)
+    assert run.fields["Segment2_Extent"] == "0 -1 0 -1 0 -1"
 
 
 def test_real_ct_keeps_its_geometry(tmp_path, description):
     # A real head CT (64 x 64 x 93, int16) through a cells task: the check is geometry and plumbing, with the volume
-    # streamed in pieces.
-    ct, spacing, _, _ = read_nrrd_spacings(CT)
-    prediction, labels, _ = run_as_slicer(tmp_path, description, CELLS, "membranes", ct, spacing,
-                                          {"divisions": "3"})
-    assert np.isfinite(prediction).all()
-    assert set(np.unique(labels)) <= {0, 1}
+    # streamed in pieces, and empty --threshold and --patch values (older Slicers pass them) meaning "not given".
+    ct, spacing = read_nrrd_spacings(CT)
+    run = run_as_slicer(tmp_path, description, CELLS, "membranes", ct, spacing, {"divisions": "3"},
+                        extra=("--threshold", "", "--patch", ""))
+    assert np.isfinite(run.prediction).all()
+    assert set(np.unique(run.labels)) <= {0, 1}
+    check_segmentation(run, ["membranes"], spacing, {})
 
 
 def read_nrrd_spacings(path):
     """The committed CT has `spacings` and no space (as VTK wrote it): its array and spacing."""
-    fields, raw = nrrd_header(path)
+    fields, _, raw = nrrd_header(path)
     sizes = [int(v) for v in fields["sizes"].split()][::-1]
     array = np.frombuffer(raw, dtype="<i2", count=int(np.prod(sizes))).reshape(sizes).astype(np.int16)
-    return array, np.array([float(v) for v in fields["spacings"].split()]), None, None
+    return array, np.array([float(v) for v in fields["spacings"].split()])
+
+
+# --- Bad input.
+
+def bad_run(tmp_path, description, **values):
+    """Runs the module on a small input with `values` over good ones; returns the result."""
+    source = tmp_path / "input.nrrd"
+    write_nrrd(str(source), np.ones((16, 32, 32), np.float32), (1.0, 1.0, 1.0), ORIGIN, DIRECTION)
+    chosen = {"modelFile": CELLS, "task": "nuclei", "inputVolume": str(source),
+              "outputVolume": str(tmp_path / "prediction.nrrd"), "labelMap": str(tmp_path / "labels.nrrd"),
+              "segmentation": str(tmp_path / "segmentation.seg.nrrd"), **values}
+    command = command_line(MODULE, description, chosen, str(tmp_path / "returns.params"))
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def test_bad_model_path_fails_cleanly(tmp_path, description):
-    source = tmp_path / "input.nrrd"
-    write_nrrd(str(source), np.ones((16, 32, 32), np.float32), (1.0, 1.0, 1.0), ORIGIN, DIRECTION)
-    missing = str(tmp_path / "no-such-model.safetensors")
-    chosen = {"modelFile": missing, "task": "nuclei", "inputVolume": str(source),
-              "outputVolume": str(tmp_path / "prediction.nrrd"), "labelMap": str(tmp_path / "labels.nrrd")}
-    command, returns = slicer_command(description, chosen, str(tmp_path))
-    r = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
+    r = bad_run(tmp_path, description, modelFile=str(tmp_path / "no-such-model.safetensors"))
+    assert r.returncode == 1
     assert "no-such-model.safetensors" in r.stderr and "RepModeSegmentation" in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["input.nrrd"]  # no output, no temporary file, no return file
 
 
 def test_unknown_task_fails_cleanly(tmp_path, description):
+    # The second of two tasks is unknown: refused before any output, the hidden file of components included.
+    r = bad_run(tmp_path, description, task="nuclei,ink")
+    assert r.returncode == 1 and "no task 'ink'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["input.nrrd"]
+
+
+def test_segmentation_that_is_not_nrrd_fails_cleanly(tmp_path, description):
+    r = bad_run(tmp_path, description, segmentation=str(tmp_path / "segmentation.nii"))
+    assert r.returncode == 1
+    assert "segmentation.nii" in r.stderr and ".seg.nrrd" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["input.nrrd"]
+
+
+def test_predict_segmentation_that_is_not_nrrd_fails_cleanly(tmp_path):
     source = tmp_path / "input.nrrd"
-    write_nrrd(str(source), np.ones((16, 32, 32), np.float32), (1.0, 1.0, 1.0), ORIGIN, DIRECTION)
-    chosen = {"modelFile": CELLS, "task": "ink", "inputVolume": str(source),
-              "outputVolume": str(tmp_path / "prediction.nrrd"), "labelMap": str(tmp_path / "labels.nrrd")}
-    command, _ = slicer_command(description, chosen, str(tmp_path))
-    r = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "no task 'ink'" in r.stderr
+    write_nrrd(str(source), np.ones((16, 32, 32), np.float32))
+    r = subprocess.run([REPMODE, "predict", "--model", CELLS, "--task", "nuclei", "--input", str(source), "--output",
+                        str(tmp_path / "p.nrrd"), "--segmentation", str(tmp_path / "s.mha")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.startswith("repmode: --segmentation: ") and "s.mha" in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["input.nrrd"]
 
 
