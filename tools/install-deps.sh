@@ -16,6 +16,7 @@ packages=(
   python3-dask python3-distributed python3-zarr   # repmode.dask: chunked volumes on a dask.distributed cluster, Zarr
   python3-venv python3-setuptools   # the Python bindings' test installs them with pip into a virtual environment
   libxml2-utils            # xmllint: the Slicer module's --xml checked against the Slicer schema
+  python3-jsonschema       # the Slicer extension's catalog entry checked against Slicer's JSON schema
 )
 
 missing=()

@@ -228,4 +228,9 @@ int run(int argc, char **argv)
 
 } // namespace
 
+#ifdef main
+// Built by SlicerExecutionModel in the Slicer extension: main is renamed ModuleEntryPoint, which SEM's executable
+// wrapper declares with C linkage.
+extern "C" int main(int argc, char **argv);
+#endif
 int main(int argc, char **argv) { return repmode::cli::run_reporting_failures(kName, run, argc, argv); }
