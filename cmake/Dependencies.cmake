@@ -15,6 +15,18 @@ add_library(repmode_itk_libraries INTERFACE)
 target_link_libraries(repmode_itk_libraries INTERFACE ${ITK_LIBRARIES})
 target_include_directories(repmode_itk_libraries SYSTEM INTERFACE ${ITK_INCLUDE_DIRS})
 
+# VTK meshes label maps (predict --surfaces, surfaces) and draws render's 3D view off-screen through an X display
+# (docs/cli.md §3.7). Only the modules we use; ITK is built without its VTK glue, so images cross by hand.
+find_package(VTK 9.1 COMPONENTS CommonCore CommonDataModel CommonMath CommonTransforms FiltersCore FiltersGeneral
+             FiltersSources IOXML IOGeometry RenderingCore RenderingOpenGL2)
+if(NOT VTK_FOUND)
+  message(FATAL_ERROR "VTK not found: install libvtk9-dev (make deps does)")
+endif()
+find_package(X11 REQUIRED) # render opens the display itself, to fall back on Xvfb rather than let VTK abort
+add_library(repmode_vtk_mesh INTERFACE)
+target_link_libraries(repmode_vtk_mesh INTERFACE VTK::CommonCore VTK::CommonDataModel VTK::CommonMath
+                      VTK::CommonTransforms VTK::FiltersCore VTK::FiltersGeneral VTK::IOXML VTK::IOGeometry)
+
 if(REPMODE_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

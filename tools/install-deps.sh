@@ -17,6 +17,9 @@ packages=(
   python3-venv python3-setuptools   # the Python bindings' test installs them with pip into a virtual environment
   libxml2-utils            # xmllint: the Slicer module's --xml checked against the Slicer schema
   python3-jsonschema       # the Slicer extension's catalog entry checked against Slicer's JSON schema
+  libvtk9-dev              # surface meshes (predict --surfaces, surfaces) and render's 3D view
+  xvfb                     # render's 3D view without a display: Debian's VTK draws through X11 (GLX) only
+  python3-vtk9             # the surface tests read the .vtp meshes with VTK's own reader
 )
 
 missing=()

@@ -87,5 +87,6 @@ int run_train(int argc, char **argv);
 int run_predict(int argc, char **argv);
 int run_eval(int argc, char **argv);
 int run_render(int argc, char **argv);
+int run_surfaces(int argc, char **argv);
 
 } // namespace repmode::cli

@@ -139,7 +139,9 @@ itk::ImageIOBase::Pointer scalar_image_io(const std::string &path)
     return io;
 }
 
-Volume from_itk(const FloatImage *image)
+} // namespace
+
+template <typename TPixel> Volume from_itk(const itk::Image<TPixel, 3> *image)
 {
     Volume v;
     const auto region = image->GetLargestPossibleRegion();
@@ -151,10 +153,15 @@ Volume from_itk(const FloatImage *image)
             v.direction[static_cast<size_t>(3 * a + b)] =
                 image->GetDirection()(static_cast<unsigned>(a), static_cast<unsigned>(b));
     }
-    const float *data = image->GetBufferPointer();
+    const TPixel *data = image->GetBufferPointer();
     v.voxels.assign(data, data + v.count()); // ITK's buffer: x fastest, then y, then z
     return v;
 }
+
+template Volume from_itk(const itk::Image<float, 3> *);
+template Volume from_itk(const itk::Image<uint8_t, 3> *);
+
+namespace {
 
 // The sorted .tif layers of a folder, checked to be 2D scalar images.
 std::vector<std::string> layer_files(const std::string &dir)

@@ -47,6 +47,10 @@ using Volume16 = BasicVolume<uint16_t>;    // 16-bit scans (Vesuvius surface vol
 // multi-component images (RGB, vectors) and images of more than 3 dimensions; a 2D image is a volume of one layer.
 Volume read_volume(const std::string &path);
 
+// The voxels (as floats) and geometry of an ITK image whose whole buffer is up to date. Instantiated for float and
+// 8-bit images.
+template <typename TPixel> Volume from_itk(const itk::Image<TPixel, 3> *image);
+
 // An image file, or a directory of 2D TIFF layers (Z spacing 1, Z origin 0), as the output of an ITK reading
 // pipeline whose information is read and checked (scalar, at most 3D) but whose voxels are not: callers update it
 // whole or region by region. MetaImage, uncompressed NIfTI and TIFF layers are read region by region; other

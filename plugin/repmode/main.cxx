@@ -20,6 +20,7 @@ const Subcommand kSubcommands[] = {
     {"predict", repmode::cli::run_predict, "predict one task over a volume: prediction, label map, colour table"},
     {"eval", repmode::cli::run_eval, "predict an image and print metrics against its target as JSON"},
     {"render", repmode::cli::run_render, "draw a volume as a PNG: orthogonal slices, label overlay, 3D view"},
+    {"surfaces", repmode::cli::run_surfaces, "write a surface mesh (.vtp, .stl, .obj) of every label of a label map"},
 };
 
 void print_usage(std::FILE *to)

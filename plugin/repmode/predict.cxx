@@ -36,6 +36,7 @@
 #include "itkRepModeLabelMapFilter.h"
 #include "itkRepModeNormalization.h"
 #include "segmentation.h"
+#include "label_mesh.h"
 #include "volume_ops.h"
 
 namespace repmode::cli {
@@ -251,6 +252,28 @@ typename TImage::Pointer masked(TImage *image, FloatImage *mask, std::vector<itk
     return apply->GetOutput();
 }
 
+// One mesh per task of the label map (label i + 1 for task i), named after the task; a task that labelled nothing
+// gets an empty mesh, so the files are the same whatever the thresholds.
+void write_task_surfaces(LabelImage *map, const std::vector<rm_task> &tasks, const std::string &dir,
+                         const std::vector<std::string> &formats, const Progress &progress)
+{
+    try {
+        map->UpdateOutputInformation();
+        map->SetRequestedRegionToLargestPossibleRegion(); // the writer streamed it piece by piece
+        map->Update();
+    } catch (const itk::ExceptionObject &e) {
+        throw Failure("cannot make the label map of --surfaces: " + describe(e), kBadInput);
+    }
+    const LabelMesher mesher(from_itk(map));
+    std::vector<NamedSurface> surfaces;
+    for (size_t i = 0; i < tasks.size(); i++) {
+        progress.stage(std::string("meshing ") + tasks[i].name);
+        surfaces.push_back({tasks[i].name, mesher.mesh(static_cast<long>(i + 1), Frame::physical)});
+    }
+    write_surfaces(surfaces, dir, formats);
+    progress.stage("wrote the surfaces in " + dir);
+}
+
 } // namespace
 
 int run_predict(int argc, char **argv)
@@ -288,6 +311,12 @@ int run_predict(int argc, char **argv)
     TCLAP::ValueArg<unsigned> divisions("", "divisions", "stream the output in N pieces along Z (default: pieces "
                                                          "of about 8 M voxels)",
                                         false, 0, "N", cmd);
+    TCLAP::ValueArg<std::string> surfaces("", "surfaces", "folder for one surface mesh per task, <task>.vtp, in "
+                                                          "physical (LPS) coordinates, of the label map's labels",
+                                          false, "", "DIR", cmd);
+    TCLAP::ValueArg<std::string> surface_format("", "surface-format", "mesh formats of --surfaces, comma-separated: "
+                                                                      "vtp, stl, obj",
+                                                false, "vtp", "F[,F2...]", cmd);
     TCLAP::ValueArg<std::string> mask("", "mask", "predictions and labels are 0 where MASK is not above 0.5 (e.g. a "
                                                   "fragment mask); sized as the prediction",
                                       false, "", "MASK", cmd);
@@ -307,6 +336,10 @@ int run_predict(int argc, char **argv)
     request.blend = blend.getValue();
     request.divisions = divisions.getValue();
     request.mask = mask.getValue();
+    if (surface_format.isSet() && !surfaces.isSet())
+        throw Failure("--surface-format names the formats of --surfaces: give --surfaces too", kBadInput);
+    request.surfaces = surfaces.getValue();
+    request.surface_formats = surface_format.getValue();
     request.threads = cmd.threads();
     Progress progress("predict");
     predict(request, progress);
@@ -327,6 +360,11 @@ void predict(const PredictRequest &request, const Progress &progress)
     if (!request.segmentation.empty()) {
         check_segmentation_name(request.segmentation, "--segmentation");
         check_output_folder(request.segmentation, "--segmentation");
+    }
+    std::vector<std::string> surface_formats;
+    if (!request.surfaces.empty()) {
+        surface_formats = parse_surface_formats(request.surface_formats, "--surface-format");
+        check_surface_folder(request.surfaces, "--surfaces");
     }
 
     Context ctx(request.threads);
@@ -408,7 +446,7 @@ void predict(const PredictRequest &request, const Progress &progress)
     auto label_map = LabelMap::New();
     label_map->SetTasks(tasks);
     label_map->SetThresholds(thresholds);
-    if (!request.labels.empty() || !request.segmentation.empty()) {
+    if (!request.labels.empty() || !request.segmentation.empty() || !request.surfaces.empty()) {
         std::vector<itk::ProcessObject::Pointer> pipeline;
         const std::vector<FloatImage::Pointer> predictions = read_predictions(request.output, tasks.size(), pipeline);
         for (size_t i = 0; i < predictions.size(); i++)
@@ -436,6 +474,8 @@ void predict(const PredictRequest &request, const Progress &progress)
             progress.stage("wrote the label map " + request.labels + " (" + used + ")");
         if (!request.segmentation.empty())
             progress.stage("wrote the segmentation " + request.segmentation + " (" + used + ")");
+        if (!request.surfaces.empty())
+            write_task_surfaces(map, tasks, request.surfaces, surface_formats, progress);
     }
     if (!request.colors.empty()) {
         try {

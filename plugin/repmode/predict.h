@@ -13,6 +13,8 @@ struct PredictRequest {
     std::string model, tasks, input, output;
     std::string labels, colors, thresholds, patch, mask;
     std::string segmentation; // the label map as a Slicer segmentation (.seg.nrrd)
+    std::string surfaces;                // folder of one mesh per task (docs/cli.md §3.9)
+    std::string surface_formats = "vtp"; // comma list of vtp, stl, obj
     double overlap = 0.5;
     std::string blend = "gaussian";
     unsigned divisions = 0; // 0: pieces of about 8 M voxels

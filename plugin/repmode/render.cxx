@@ -1,33 +1,36 @@
 // repmode render --input IN [--labels L] [--colors FILE] --out PNG: one RGB picture of a volume (docs/cli.md §3.7).
 //
-// The picture is a row of panels, top-aligned, kGap pixels apart on a kBackground ground:
-//   1. axial:    the layer z = Z/2, rows y, columns x;
-//   2. coronal:  the plane y = Y/2, rows z, columns x;
-//   3. sagittal: the plane x = X/2, rows z, columns y;
-//   4. 3D view:  the labels seen along +y (rows z, columns x): on each ray the first voxel of a visible label
-//      (alpha > 0), in its colour darkened with depth (kNearShade at y = 0 down to kFarShade at y = Y-1); without
-//      labels, the maximum over the ray of the windowed intensity times the same shading.
-// Rows and columns follow the voxel indices (the direction matrix is ignored): row 0 is the top. All panels share
-// one scale, chosen so that the longest physical extent (size x spacing) they show spans --size pixels, so each
-// keeps its physical aspect. A panel whose rows or columns would span a single voxel (e.g. the coronal, sagittal
-// and 3D panels of a one-layer volume) is left out; a picture of a single panel (a 2D ink map) is drawn twice as
-// big. Pixel i of a panel h pixels tall shows row floor((i + 0.5) * rows / h) (nearest neighbour), likewise for
-// columns.
+// A volume of at least two voxels along every axis is drawn as a 2 x 2 grid of panels, kGap pixels apart on a
+// kBackground ground:
+//     axial     | 3D view
+//     ----------+---------
+//     coronal   | sagittal
+//   axial:    the layer z = Z/2, rows y, columns x;
+//   coronal:  the plane y = Y/2, rows z, columns x;
+//   sagittal: the plane x = X/2, rows z, columns y;
+//   3D view:  square, as tall as the axial panel and as wide as the sagittal one (view3d.h): the surface of every
+//             label (label_mesh.h) in its colour, or without labels the surface of the voxels brighter than Otsu's
+//             threshold of the grey levels, in kIntensityColour.
+// So the grid has no empty cell: its columns are X and Y wide, its rows Y and Z tall. Any other volume (a 2D map:
+// one layer, or a line) is drawn as its one slice panel whose rows and columns both span more than one voxel (the
+// axial one when none does), twice as big. Rows and columns follow the voxel indices (the direction matrix is
+// ignored, also by the 3D view): row 0 is the top. All panels share one scale, chosen so that the longest physical
+// extent (size x spacing) spans --size pixels, so each keeps its physical aspect. Pixel i of a slice panel h pixels
+// tall shows row floor((i + 0.5) * rows / h) (nearest neighbour), likewise for columns.
 //
 // Grey levels window the intensity between its 1st and 99th percentiles (nearest rank over the finite voxels):
 // grey = 255 * clamp((v - p1) / (p99 - p1), 0, 1), rounded; a constant volume is mid-grey. Labels are the label
 // map's values rounded; 0 (and anything below) is background and never drawn. A label of colour (r, g, b, a) is
-// blended over the grey at opacity kOverlay * a / 255: out = grey + opacity * (colour - grey), rounded. Colours come
-// from --colors (Slicer's colour-table text: "index name r g b [a]" lines, '#' comments, as predict --colors
-// writes), else, and for labels the table does not list, from predict's default palette.
+// blended over the grey at opacity kOverlay * a / 255: out = grey + opacity * (colour - grey), rounded; the 3D view
+// draws labels of alpha > 0 opaque. Colours come from --colors, else, and for labels the table does not list, from
+// predict's default palette (colors.h).
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <map>
-#include <sstream>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -40,9 +43,12 @@
 #include <itkRGBPixel.h>
 
 #include "cli.h"
+#include "colors.h"
+#include "display.h"
 #include "image_io.h"
+#include "label_mesh.h"
+#include "view3d.h"
 #include "volume_ops.h"
-#include "itkRepModeLabelMapFilter.h"
 
 namespace repmode::cli {
 
@@ -53,21 +59,15 @@ namespace fs = std::filesystem;
 constexpr int64_t kGap = 4;
 constexpr uint8_t kBackground = 32;
 constexpr double kOverlay = 0.5;
-constexpr double kNearShade = 1.0, kFarShade = 0.3;
+constexpr std::array<uint8_t, 3> kIntensityColour = {230, 214, 170}; // bone-like, for the intensity's surface
 
 struct Rgb {
     uint8_t r = 0, g = 0, b = 0;
 };
 
-struct Rgba {
-    int r, g, b, a;
-};
-
 uint8_t to_byte(double v) { return static_cast<uint8_t>(std::lround(std::clamp(v, 0.0, 255.0))); }
 
 Rgb grey(uint8_t v) { return {v, v, v}; }
-
-Rgb scaled(const Rgb &c, double f) { return {to_byte(c.r * f), to_byte(c.g * f), to_byte(c.b * f)}; }
 
 // The grey level of an intensity: the 1st-99th percentile window.
 class Window {
@@ -103,75 +103,39 @@ class Window {
     double lo_ = 0.0, hi_ = 0.0;
 };
 
-// Label colours: the --colors table, then predict's default palette (itk::RepModeLabelMapFilter::DefaultColor)
-// so that a label map predict wrote without a table renders in the same colours.
-class Palette {
-  public:
-    Palette() = default;
-    explicit Palette(const std::string &path)
-    {
-        std::ifstream in(path);
-        if (!in)
-            throw Failure("cannot read the colour table " + path, kBadInput);
-        int number = 0;
-        for (std::string line; std::getline(in, line);) {
-            number++;
-            line = line.substr(0, line.find('#'));
-            std::istringstream fields(line);
-            std::vector<std::string> f;
-            for (std::string s; fields >> s;)
-                f.push_back(s);
-            if (f.empty())
-                continue;
-            auto fail = [&](const std::string &why) {
-                throw Failure("the colour table " + path + ", line " + std::to_string(number) + ": " + why +
-                                  " (expected 'index name r g b a', colours 0 to 255)",
-                              kBadInput);
-            };
-            if (f.size() != 5 && f.size() != 6)
-                fail("has " + std::to_string(f.size()) + " fields");
-            long index = 0;
-            if (!integer(f[0], index) || index < 0)
-                fail("'" + f[0] + "' is not a label index");
-            int channel[4] = {0, 0, 0, 255};
-            for (size_t c = 2; c < f.size(); c++) {
-                long v = 0;
-                if (!integer(f[c], v) || v < 0 || v > 255)
-                    fail("'" + f[c] + "' is not a colour value");
-                channel[c - 2] = static_cast<int>(v);
-            }
-            table_[index] = {channel[0], channel[1], channel[2], channel[3]};
-        }
-        if (in.bad())
-            throw Failure("cannot read the colour table " + path, kBadInput);
-    }
-    // The colour of a label value (alpha 0 for background).
-    Rgba operator()(float value) const
-    {
-        const long label = std::isfinite(value) ? std::lround(value) : 0;
-        if (label <= 0)
-            return {0, 0, 0, 0};
-        const auto it = table_.find(label);
-        if (it != table_.end())
-            return it->second;
-        const auto c = itk::RepModeLabelMapFilter<>::DefaultColor(static_cast<unsigned>(label));
-        return {c[0], c[1], c[2], 255};
-    }
-
-  private:
-    static bool integer(const std::string &s, long &v)
-    {
-        char *end = nullptr;
-        v = std::strtol(s.c_str(), &end, 10);
-        return !s.empty() && *end == '\0';
-    }
-    std::map<long, Rgba> table_;
-};
-
 Rgb over(uint8_t g, const Rgba &c)
 {
     const double opacity = kOverlay * c.a / 255.0;
     return {to_byte(g + opacity * (c.r - g)), to_byte(g + opacity * (c.g - g)), to_byte(g + opacity * (c.b - g))};
+}
+
+// Otsu's threshold of grey levels: the t that best splits them into g <= t and g > t (largest between-class
+// variance, the lowest such t), or -1 when no t leaves voxels on both sides.
+int otsu(const std::vector<uint8_t> &greys)
+{
+    double count[256] = {}, total = 0.0, sum = 0.0;
+    for (uint8_t g : greys)
+        count[g] += 1.0;
+    for (int g = 0; g < 256; g++) {
+        total += count[g];
+        sum += g * count[g];
+    }
+    int best = -1;
+    double best_variance = -1.0, below = 0.0, below_sum = 0.0;
+    for (int t = 0; t < 255; t++) {
+        below += count[t];
+        below_sum += t * count[t];
+        const double above = total - below;
+        if (below == 0.0 || above == 0.0)
+            continue;
+        const double d = below_sum / below - (sum - below_sum) / above;
+        const double variance = below * above * d * d;
+        if (variance > best_variance) {
+            best_variance = variance;
+            best = t;
+        }
+    }
+    return best;
 }
 
 // One panel at voxel resolution, with the physical size of its rows and columns.
@@ -181,18 +145,17 @@ struct Plane {
     std::vector<Rgb> px;
 };
 
-// A panel: the axis it cuts (or projects along) and the axes of its rows and columns, in (Z, Y, X) order.
+// A slice: the axis it cuts and the axes of its rows and columns, in (Z, Y, X) order.
 struct View {
     size_t across, row, col;
-    bool projection;
 };
-const View kViews[] = {{0, 1, 2, false}, {1, 0, 2, false}, {2, 0, 1, false}, {1, 0, 2, true}};
+constexpr View kAxial{0, 1, 2}, kCoronal{1, 0, 2}, kSagittal{2, 0, 1};
 
 struct Scene {
     const Volume &image;
     const Volume *labels; // null without --labels
     Window window;
-    Palette palette;
+    ColorTable palette;
 
     std::array<int64_t, 3> stride() const { return {image.size[1] * image.size[2], image.size[2], 1}; }
     // Voxel size along (Z, Y, X); image.spacing is ITK's (x, y, z).
@@ -206,29 +169,7 @@ struct Scene {
         const uint8_t g = window(image.voxels[static_cast<size_t>(at)]);
         return labels ? over(g, palette(labels->voxels[static_cast<size_t>(at)])) : grey(g);
     }
-    // The ray from `at` along `step` for `n` voxels, nearest first.
-    Rgb ray_pixel(int64_t at, int64_t step, int64_t n) const
-    {
-        auto shade = [n](int64_t d) {
-            return n > 1 ? kNearShade + (kFarShade - kNearShade) * static_cast<double>(d) / static_cast<double>(n - 1)
-                         : kNearShade;
-        };
-        if (labels) {
-            for (int64_t d = 0; d < n; d++) {
-                const Rgba c = palette(labels->voxels[static_cast<size_t>(at + d * step)]);
-                if (c.a > 0)
-                    return scaled({static_cast<uint8_t>(c.r), static_cast<uint8_t>(c.g), static_cast<uint8_t>(c.b)},
-                                  shade(d));
-            }
-            return {};
-        }
-        double best = 0.0;
-        for (int64_t d = 0; d < n; d++)
-            best = std::max(best, window(image.voxels[static_cast<size_t>(at + d * step)]) * shade(d));
-        return grey(to_byte(best));
-    }
-
-    Plane render(const View &v) const
+    Plane slice(const View &v) const
     {
         const auto st = stride();
         Plane p;
@@ -237,50 +178,62 @@ struct Scene {
         p.row_mm = mm(v.row);
         p.col_mm = mm(v.col);
         p.px.resize(static_cast<size_t>(p.rows * p.cols));
-        const int64_t depth = image.size[v.across];
-        const int64_t base = v.projection ? 0 : depth / 2 * st[v.across];
+        const int64_t base = image.size[v.across] / 2 * st[v.across];
         for (int64_t r = 0; r < p.rows; r++)
-            for (int64_t c = 0; c < p.cols; c++) {
-                const int64_t at = base + r * st[v.row] + c * st[v.col];
-                p.px[static_cast<size_t>(r * p.cols + c)] =
-                    v.projection ? ray_pixel(at, st[v.across], depth) : slice_pixel(at);
-            }
+            for (int64_t c = 0; c < p.cols; c++)
+                p.px[static_cast<size_t>(r * p.cols + c)] = slice_pixel(base + r * st[v.row] + c * st[v.col]);
         return p;
+    }
+    // The meshes of the 3D view, in the voxel-axes frame.
+    std::vector<ColouredMesh> meshes() const
+    {
+        std::vector<ColouredMesh> out;
+        if (labels) {
+            const LabelMesher mesher(*labels);
+            for (long label : mesher.labels()) {
+                const Rgba c = palette(static_cast<float>(label));
+                if (c.a > 0)
+                    out.push_back({mesher.mesh(label, Frame::voxel_axes),
+                                   {static_cast<uint8_t>(c.r), static_cast<uint8_t>(c.g), static_cast<uint8_t>(c.b)}});
+            }
+            return out;
+        }
+        std::vector<uint8_t> greys(image.voxels.size());
+        std::transform(image.voxels.begin(), image.voxels.end(), greys.begin(), window);
+        const int t = otsu(greys);
+        Volume bright = image.like<float>();
+        for (size_t i = 0; i < greys.size(); i++)
+            bright.voxels[i] = t >= 0 && greys[i] > t ? 1.0f : 0.0f;
+        const LabelMesher mesher(bright);
+        if (!mesher.labels().empty())
+            out.push_back({mesher.mesh(1, Frame::voxel_axes), kIntensityColour});
+        return out;
     }
 };
 
 struct Canvas {
     int64_t width = 0, height = 0;
     std::vector<Rgb> px;
+    Rgb &at(int64_t row, int64_t col) { return px[static_cast<size_t>(row * width + col)]; }
 };
 
-// The panels side by side, all at `mm_per_pixel`.
-Canvas compose(const std::vector<Plane> &planes, double mm_per_pixel)
+// Pixels a plane spans at `mm_per_pixel`: height, width.
+std::array<int64_t, 2> extent(const Plane &p, double mm_per_pixel)
 {
-    std::vector<std::array<int64_t, 2>> sizes; // height, width
-    Canvas canvas;
-    for (const Plane &p : planes) {
-        const auto h = std::max<int64_t>(1, std::llround(static_cast<double>(p.rows) * p.row_mm / mm_per_pixel));
-        const auto w = std::max<int64_t>(1, std::llround(static_cast<double>(p.cols) * p.col_mm / mm_per_pixel));
-        sizes.push_back({h, w});
-        canvas.width += (canvas.width ? kGap : 0) + w;
-        canvas.height = std::max(canvas.height, h);
-    }
-    canvas.px.assign(static_cast<size_t>(canvas.width * canvas.height), grey(kBackground));
-    int64_t left = 0;
-    for (size_t k = 0; k < planes.size(); k++) {
-        const Plane &p = planes[k];
-        const auto [h, w] = sizes[k];
-        for (int64_t i = 0; i < h; i++) {
-            const int64_t r = std::min(p.rows - 1, (2 * i + 1) * p.rows / (2 * h));
-            for (int64_t j = 0; j < w; j++) {
-                const int64_t c = std::min(p.cols - 1, (2 * j + 1) * p.cols / (2 * w));
-                canvas.px[static_cast<size_t>(i * canvas.width + left + j)] = p.px[static_cast<size_t>(r * p.cols + c)];
-            }
+    return {std::max<int64_t>(1, std::llround(static_cast<double>(p.rows) * p.row_mm / mm_per_pixel)),
+            std::max<int64_t>(1, std::llround(static_cast<double>(p.cols) * p.col_mm / mm_per_pixel))};
+}
+
+// Draws `p` scaled to h x w pixels with its top left corner at (top, left).
+void place(Canvas &canvas, const Plane &p, int64_t top, int64_t left, int64_t h, int64_t w)
+{
+    for (int64_t i = 0; i < h; i++) {
+        const int64_t r = std::min(p.rows - 1, (2 * i + 1) * p.rows / (2 * h));
+        for (int64_t j = 0; j < w; j++) {
+            const int64_t c = std::min(p.cols - 1, (2 * j + 1) * p.cols / (2 * w));
+            canvas.at(top + i, left + j) = p.px[static_cast<size_t>(r * p.cols + c)];
         }
-        left += w + kGap;
     }
-    return canvas;
 }
 
 // Fails before any work unless `path` names a .png file in an existing folder.
@@ -332,15 +285,47 @@ void write_png(const Canvas &canvas, const std::string &path)
     }
 }
 
+// The 2 x 2 grid of a volume: axial and 3D view above, coronal and sagittal below.
+Canvas grid(const Scene &scene, double mm_per_pixel, void *display)
+{
+    const Plane axial = scene.slice(kAxial), coronal = scene.slice(kCoronal), sagittal = scene.slice(kSagittal);
+    const auto [axial_h, x_w] = extent(axial, mm_per_pixel);
+    const auto [z_h, y_w] = extent(sagittal, mm_per_pixel);
+    Canvas canvas;
+    canvas.width = x_w + kGap + y_w;
+    canvas.height = axial_h + kGap + z_h;
+    canvas.px.assign(static_cast<size_t>(canvas.width * canvas.height), grey(kBackground));
+    place(canvas, axial, 0, 0, axial_h, x_w);
+    place(canvas, coronal, axial_h + kGap, 0, z_h, x_w);
+    place(canvas, sagittal, axial_h + kGap, x_w + kGap, z_h, y_w);
+
+    // The box of the voxels in the voxel-axes frame: voxel i spans (i -+ 1/2) x spacing.
+    std::array<double, 3> lo, hi;
+    for (size_t k = 0; k < 3; k++) {
+        const double s = scene.mm(2 - k);
+        lo[k] = -0.5 * s;
+        hi[k] = (static_cast<double>(scene.image.size[2 - k]) - 0.5) * s;
+    }
+    const std::vector<uint8_t> view =
+        draw_view(scene.meshes(), lo, hi, static_cast<int>(y_w), static_cast<int>(axial_h), display);
+    for (int64_t i = 0; i < axial_h; i++)
+        for (int64_t j = 0; j < y_w; j++) {
+            const uint8_t *p = &view[static_cast<size_t>((i * y_w + j) * 3)];
+            canvas.at(i, x_w + kGap + j) = {p[0], p[1], p[2]};
+        }
+    return canvas;
+}
+
 } // namespace
 
 int run_render(int argc, char **argv)
 {
     CommandLine cmd("render", "Draws a volume as one RGB PNG: the axial, coronal and sagittal slices through its "
                               "centre at their physical aspect, grey levels windowed at the 1st-99th percentile, "
-                              "with the label map blended over them at 50% opacity, and a 3D view: the labels seen "
-                              "along Y, nearer voxels brighter (without labels, the intensity's depth-shaded "
-                              "maximum). A one-layer volume (a 2D map) is drawn alone, twice as big.");
+                              "with the label map blended over them at 50% opacity, and a 3D view of the labels' "
+                              "surfaces (without labels, the surface of the bright voxels) drawn with VTK, in a 2 x 2 "
+                              "grid. A 2D map is drawn alone, twice as big. The 3D view needs an X display: DISPLAY, "
+                              "else a private Xvfb.");
     TCLAP::ValueArg<std::string> input("", "input", "input image, or a folder of 2D TIFF layers", true, "", "IN", cmd);
     TCLAP::ValueArg<std::string> labels("", "labels", "label map of the input's size (label 0: background)", false, "",
                                         "L", cmd);
@@ -356,7 +341,13 @@ int run_render(int argc, char **argv)
     if (colors.isSet() && !labels.isSet())
         throw Failure("--colors colours the labels: give --labels too", kBadInput);
     check_output(out.getValue());
-    const Palette palette = colors.isSet() ? Palette(colors.getValue()) : Palette();
+    const ColorTable palette = colors.isSet() ? ColorTable(colors.getValue()) : ColorTable();
+
+    // The display first, from the input's header alone, so that a run that cannot have one fails before any work.
+    std::unique_ptr<XDisplay> display;
+    const auto voxels = VolumeSource(input.getValue()).image()->GetLargestPossibleRegion().GetSize();
+    if (voxels[0] > 1 && voxels[1] > 1 && voxels[2] > 1)
+        display = std::make_unique<XDisplay>("render's 3D view");
 
     Progress progress("render");
     progress.stage("reading " + input.getValue());
@@ -370,21 +361,26 @@ int run_render(int argc, char **argv)
 
     progress.stage("drawing " + size_string(image.size) + " voxels (Z x Y x X)");
     const Scene scene{image, labels.isSet() ? &label_map : nullptr, Window(image.voxels), palette};
-    std::vector<const View *> shown;
-    for (const View &v : kViews)
-        if (image.size[v.row] > 1 && image.size[v.col] > 1)
-            shown.push_back(&v);
-    if (shown.empty()) // a line or a point: its axial "slice" still shows it
-        shown.push_back(&kViews[0]);
-    std::vector<Plane> planes;
-    double extent = 0.0;
-    for (const View *v : shown) {
-        planes.push_back(scene.render(*v));
-        const Plane &p = planes.back();
-        extent = std::max({extent, static_cast<double>(p.rows) * p.row_mm, static_cast<double>(p.cols) * p.col_mm});
+    Canvas canvas;
+    if (display) {
+        double longest = 0.0;
+        for (size_t axis = 0; axis < 3; axis++)
+            longest = std::max(longest, static_cast<double>(image.size[axis]) * scene.mm(axis));
+        canvas = grid(scene, longest / size.getValue(), display->id());
+    } else {
+        View shown = kAxial; // a line or a point: its axial "slice" still shows it
+        for (const View &v : {kAxial, kCoronal, kSagittal})
+            if (image.size[v.row] > 1 && image.size[v.col] > 1)
+                shown = v;
+        const Plane plane = scene.slice(shown);
+        const double longest = std::max(static_cast<double>(plane.rows) * plane.row_mm,
+                                        static_cast<double>(plane.cols) * plane.col_mm);
+        const auto [h, w] = extent(plane, longest / (2.0 * size.getValue()));
+        canvas.width = w;
+        canvas.height = h;
+        canvas.px.assign(static_cast<size_t>(w * h), grey(kBackground));
+        place(canvas, plane, 0, 0, h, w);
     }
-    const double pixels = size.getValue() * (planes.size() == 1 ? 2.0 : 1.0);
-    const Canvas canvas = compose(planes, extent / pixels);
 
     write_png(canvas, out.getValue());
     progress.stage("wrote " + out.getValue() + " (" + std::to_string(canvas.width) + " x " +

@@ -1,10 +1,14 @@
-"""repmode render: the picture's layout at the physical aspect, a bright cube where it is, the label colours blended
-at the documented opacity, the depth-shaded 3D view, a one-layer volume drawn alone, and errors (exit 1, nothing
-written). The PNG is decoded here by hand (zlib and struct), independently of ITK, which wrote it.
+"""repmode render: the 2 x 2 grid at the physical aspect, a bright cube where it is, the label colours blended at the
+documented opacity, the 3D view (VTK: lit label surfaces where the camera of docs/cli.md §3.7 sees them), a
+one-layer volume drawn alone, the display (a private Xvfb when DISPLAY is unset or dead, a clear error when there is
+none), and errors (exit 1, nothing written). The PNG is decoded here by hand (zlib and struct), independently of
+ITK, which wrote it.
 
-Layout (render.cxx): panels axial (rows y, columns x), coronal (rows z, columns x), sagittal (rows z, columns y)
-and the 3D view (rows z, columns x), top-aligned, GAP pixels apart; the longest physical extent spans --size pixels
-(default 256); pixel i of a panel h pixels tall shows row floor((i + 0.5) * rows / h)."""
+Layout (render.cxx): axial (rows y, columns x) | 3D view above, coronal (rows z, columns x) | sagittal (rows z,
+columns y) below, GAP pixels apart; the longest physical extent spans --size pixels (default 256); pixel i of a slice
+panel h pixels tall shows row floor((i + 0.5) * rows / h). The 3D view is not checked bytewise (it depends on the
+OpenGL implementation): its pixels must be the ground, the outline or shades k * colour of a label (k in [0.3, 1],
+ambient 0.3 + diffuse 0.7), each label where the documented parallel camera projects it."""
 import os
 import struct
 import subprocess
@@ -20,10 +24,12 @@ from images import write_mha  # noqa: E402
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
 GAP, BACKGROUND, OVERLAY = 4, 32, 0.5
 DEFAULT_LABEL_1 = (230, 159, 0)  # predict's default palette, label 1
+GROUND, OUTLINE, INTENSITY = (24, 28, 40), (128, 128, 128), (230, 214, 170)  # the 3D view's colours
+EYE, UP = np.array([0.5, 1.0, -0.8]), np.array([0.0, 0.0, -1.0])  # the camera, in the voxel-axes frame
 
 
-def run(*args):
-    return subprocess.run([REPMODE, *args], capture_output=True, text=True, timeout=300)
+def run(*args, env=None):
+    return subprocess.run([REPMODE, *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def read_png(path):
@@ -62,6 +68,8 @@ def read_png(path):
     return np.frombuffer(b"".join(rows), np.uint8).reshape(height, width, 3)
 
 
+
+
 def panel_pixels(voxels, pixels):
     """The pixels (a slice) of a panel `pixels` long that show voxels [a, b) of `voxels`."""
     a, b = voxels[0], voxels[1]
@@ -70,8 +78,42 @@ def panel_pixels(voxels, pixels):
     return slice(int(i[shown >= a][0]), int(i[shown < b][-1]) + 1)
 
 
-def shade(d, n):
-    return 1.0 - 0.7 * d / (n - 1)
+def project(index, shape, spacing, side):
+    """(row, column) of the pixel centre that shows the voxel-axes point of continuous voxel indices (x, y, z) in a
+    square 3D view `side` pixels wide: parallel projection from direction EYE, view up UP, the volume box's bounding
+    sphere filling the panel."""
+    spacing = np.asarray(spacing, float)
+    size = np.array(shape[::-1], float)  # x, y, z
+    lo, hi = -0.5 * spacing, (size - 0.5) * spacing
+    centre, radius = (lo + hi) / 2, np.linalg.norm(hi - lo) / 2
+    toward = -EYE / np.linalg.norm(EYE)  # the direction of projection
+    right = np.cross(toward, UP)
+    right /= np.linalg.norm(right)
+    up = np.cross(right, toward)
+    p = np.asarray(index, float) * spacing - centre
+    per_unit = (side / 2) / radius
+    return side / 2 - p @ up * per_unit - 0.5, side / 2 + p @ right * per_unit - 0.5
+
+
+def shades_of(view, colour):
+    """The pixels of `view` that are k * colour, k in [0.3, 1], to within rounding."""
+    c = np.asarray(colour, float)
+    k = (view.astype(float) @ c) / (c @ c)
+    close = np.abs(view - k[..., None] * c).max(axis=-1) <= 2.5
+    return close & (k >= 0.3 - 0.02) & (k <= 1.0 + 0.02)
+
+
+def check_view(view, objects):
+    """objects: (colour, expected (row, column) of its centroid, pixels at least): each colour's pixels centre there
+    (within 2 pixels); every other pixel is the ground or the outline."""
+    explained = np.all(view == GROUND, axis=-1) | np.all(view == OUTLINE, axis=-1)
+    for colour, (row, col), least in objects:
+        mine = shades_of(view, colour) & ~explained
+        rows, cols = np.nonzero(mine)
+        assert len(rows) >= least, (colour, len(rows))
+        assert abs(rows.mean() - row) <= 2 and abs(cols.mean() - col) <= 2, (colour, rows.mean(), row, cols.mean(), col)
+        explained |= mine
+    assert explained.all(), np.argwhere(~explained)[:5]
 
 
 def cube_volume(tmp_path):
@@ -87,15 +129,13 @@ def cube_volume(tmp_path):
 
 def test_panels_keep_the_physical_aspect(tmp_path):
     path = cube_volume(tmp_path)
-    for size, panels in [(None, [192, 192, 256, 192]), ("128", [96, 96, 128, 96])]:
+    for size, (x, y, z) in [(None, (192, 256, 256)), ("128", (96, 128, 128))]:
         out = tmp_path / "cube.png"
         r = run("render", "--input", str(path), "--out", str(out), *(["--size", size] if size else []))
         assert r.returncode == 0, r.stderr
         picture = read_png(str(out))
-        assert picture.shape == (panels[2], sum(panels) + 3 * GAP, 3)
-        gaps = np.cumsum(panels[:-1]) + GAP * np.arange(3)
-        for g in gaps:
-            assert (picture[:, g:g + GAP] == BACKGROUND).all()
+        assert picture.shape == (y + GAP + z, x + GAP + y, 3)  # no empty cell: columns X and Y, rows Y and Z
+        assert (picture[:, x:x + GAP] == BACKGROUND).all() and (picture[y:y + GAP, :] == BACKGROUND).all()
 
 
 def test_bright_cube_shows_where_it_is(tmp_path):
@@ -107,15 +147,19 @@ def test_bright_cube_shows_where_it_is(tmp_path):
     want = np.zeros_like(axial)
     want[panel_pixels((8, 20, 32), 256), panel_pixels((20, 28, 48), 192)] = 255
     assert np.array_equal(axial, want)
-    coronal = picture[:256, 196:388]
+    coronal = picture[260:, :192]
     want = np.zeros_like(coronal)
     want[panel_pixels((4, 12, 16), 256), panel_pixels((20, 28, 48), 192)] = 255
     assert np.array_equal(coronal, want)
-    # without labels the 3D view is the depth-shaded maximum: the cube's near face is at y = 8 of 32
-    view = picture[:256, 652:844]
-    want = np.zeros_like(view)
-    want[panel_pixels((4, 12, 16), 256), panel_pixels((20, 28, 48), 192)] = round(255 * shade(8, 32))
-    assert np.abs(view - want).max() <= 1
+    sagittal = picture[260:, 196:]
+    want = np.zeros_like(sagittal)
+    want[panel_pixels((4, 12, 16), 256), panel_pixels((8, 20, 32), 256)] = 255
+    assert np.array_equal(sagittal, want)
+    # without labels the 3D view shows the surface of the voxels above Otsu's threshold: the cube, centred on its
+    # centre's projection
+    view = picture[:256, 196:]
+    centre = project((23.5, 13.5, 7.5), (16, 32, 48), (0.5, 1.0, 2.0), 256)
+    check_view(view, [(INTENSITY, centre, 500)])
 
 
 def labelled(tmp_path):
@@ -144,9 +188,9 @@ def test_labels_take_the_colour_table_at_half_opacity(tmp_path):
     r = run("render", "--input", str(image), "--labels", str(labels), "--colors", str(colors), "--out", str(out))
     assert r.returncode == 0, r.stderr
     picture = read_png(str(out)).astype(int)
-    assert picture.shape == (256, 4 * 256 + 3 * GAP, 3)
+    assert picture.shape == (256 + GAP + 102, 2 * 256 + GAP, 3)  # 12.8 pixels per voxel, 8 layers: 102 pixels
 
-    def axial(y, x):  # the axial panel's pixel at the centre of voxel (y, x): 12.8 pixels per voxel
+    def axial(y, x):  # the axial panel's pixel at the centre of voxel (y, x)
         return picture[int((y + 0.5) * 12.8), int((x + 0.5) * 12.8)]
 
     assert np.abs(axial(10, 7) - blend(0, (200, 40, 10, 255))).max() <= 1
@@ -156,31 +200,44 @@ def test_labels_take_the_colour_table_at_half_opacity(tmp_path):
     assert list(axial(2, 3)) == [0, 0, 0] and list(axial(2, 15)) == [255, 255, 255]
 
 
-def test_3d_view_shades_labels_by_depth(tmp_path):
-    x = np.random.default_rng(0).normal(0.0, 1.0, size=(8, 20, 20)).astype(np.float32)
-    lab = np.zeros(x.shape, np.uint8)
-    lab[2:6, 2:4, 2:6] = 1  # near
-    lab[2:6, 15:18, 12:16] = 1  # far
-    write_mha(str(tmp_path / "in.mha"), x)
-    write_mha(str(tmp_path / "labels.mha"), lab)
+def balls(tmp_path):
+    """(12, 24, 32) voxels of spacing x 1, y 1.5, z 2; label 1 a ball of radius 5 mm at voxel (x 8, y 8, z 3.5),
+    label 2 one at (x 23, y 14, z 7.5), label 5 a box that --colors hides (alpha 0)."""
+    shape, spacing = (12, 24, 32), (1.0, 1.5, 2.0)
+    z, y, x = np.indices(shape)
+    where = np.stack([x, y, z], axis=-1) * np.array(spacing)
+    lab = np.zeros(shape, np.uint8)
+    for label, centre in [(1, (8.0, 8.0, 3.5)), (2, (23.0, 14.0, 7.5))]:
+        lab[np.linalg.norm(where - np.array(centre) * spacing, axis=-1) <= 5.0] = label
+    lab[0:2, 20:24, 0:4] = 5
+    intensity = np.random.default_rng(0).normal(0.0, 1.0, size=shape).astype(np.float32)
+    write_mha(str(tmp_path / "in.mha"), intensity, spacing=spacing)
+    write_mha(str(tmp_path / "labels.mha"), lab, spacing=spacing)
+    return shape, spacing
+
+
+def test_3d_view_shows_each_label_where_it_is(tmp_path):
+    shape, spacing = balls(tmp_path)
+    (tmp_path / "colors.txt").write_text("1 a 40 200 90 255\n2 b 200 60 200 255\n5 hidden 250 250 0 0\n")
     out = tmp_path / "view.png"
-    r = run("render", "--input", str(tmp_path / "in.mha"), "--labels", str(tmp_path / "labels.mha"), "--out", str(out))
+    r = run("render", "--input", str(tmp_path / "in.mha"), "--labels", str(tmp_path / "labels.mha"), "--colors",
+            str(tmp_path / "colors.txt"), "--out", str(out))
     assert r.returncode == 0, r.stderr
     picture = read_png(str(out)).astype(int)
-    view = picture[:, 3 * (256 + GAP):]  # rows z (8 voxels: 102 pixels), columns x (20 voxels: 256 pixels)
-    assert view.shape[1] == 256
+    # extents x 32, y 36, z 24 mm at 256 / 36 pixels per mm: columns 228 and 256, rows 256 and 171
+    assert picture.shape == (256 + GAP + 171, 228 + GAP + 256, 3)
+    view = picture[:256, 232:]
+    check_view(view, [((40, 200, 90), project((8.0, 8.0, 3.5), shape, spacing, 256), 300),
+                      ((200, 60, 200), project((23.0, 14.0, 7.5), shape, spacing, 256), 300)])
+    # the default palette without --colors: label 1 in predict's first colour
+    r = run("render", "--input", str(tmp_path / "in.mha"), "--labels", str(tmp_path / "labels.mha"), "--out",
+            str(out))
+    assert r.returncode == 0, r.stderr
+    view = read_png(str(out)).astype(int)[:256, 232:]
+    assert shades_of(view, DEFAULT_LABEL_1).sum() >= 300
 
-    def at(z, x):
-        return view[int((z + 0.5) * 102 / 8), int((x + 0.5) * 12.8)]
 
-    near, far = np.array(DEFAULT_LABEL_1) * shade(2, 20), np.array(DEFAULT_LABEL_1) * shade(15, 20)
-    assert np.abs(at(3, 3) - near).max() <= 1
-    assert np.abs(at(3, 13) - far).max() <= 1
-    assert list(at(3, 9)) == [0, 0, 0] and list(at(7, 3)) == [0, 0, 0]  # rays that meet no label
-    assert (view[102:] == BACKGROUND).all()  # below the panel
-
-
-def test_one_layer_is_drawn_alone_and_big(tmp_path):
+def test_one_layer_is_drawn_alone_and_big_without_a_display(tmp_path):
     layer = np.zeros((30, 40), np.float32)
     layer[10:20, 5:15] = 1000.0  # 8% of the pixels
     lab = np.zeros((30, 40), np.uint8)
@@ -188,7 +245,8 @@ def test_one_layer_is_drawn_alone_and_big(tmp_path):
     write_mha(str(tmp_path / "ink.mha"), layer)
     write_mha(str(tmp_path / "labels.mha"), lab)
     out = tmp_path / "ink.png"
-    r = run("render", "--input", str(tmp_path / "ink.mha"), "--labels", str(tmp_path / "labels.mha"), "--out", str(out))
+    r = run("render", "--input", str(tmp_path / "ink.mha"), "--labels", str(tmp_path / "labels.mha"), "--out", str(out),
+            env=no_display())
     assert r.returncode == 0, r.stderr
     picture = read_png(str(out)).astype(int)
     assert picture.shape == (384, 512, 3)  # the longest side at twice --size
@@ -196,6 +254,29 @@ def test_one_layer_is_drawn_alone_and_big(tmp_path):
     inked = picture[panel_pixels((10, 20, 30), 384), panel_pixels((25, 35, 40), 512)]
     assert (np.abs(inked - blend(0, DEFAULT_LABEL_1 + (255,))) <= 1).all()
     assert (picture[:, :64] == 0).all()
+
+
+def no_display():
+    """The environment of a machine with neither a display nor Xvfb."""
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env["PATH"] = "/nonexistent"
+    return env
+
+
+def test_a_dead_display_falls_back_on_xvfb_and_none_at_all_is_an_error(tmp_path):
+    path = cube_volume(tmp_path)
+    out = tmp_path / "cube.png"
+    r = run("render", "--input", str(path), "--out", str(out), env=dict(os.environ, DISPLAY=":4242"))
+    assert r.returncode == 0, r.stderr
+    assert read_png(str(out)).shape == (516, 452, 3)
+    out.unlink()
+    r = run("render", "--input", str(path), "--out", str(out), env=no_display())
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == ("repmode: render's 3D view needs an X display: DISPLAY is not set, and Xvfb "
+                                         "is not installed (apt-get install xvfb)"), r.stderr
+    r = run("render", "--input", str(path), "--out", str(out), env=dict(no_display(), DISPLAY=":4242"))
+    assert r.returncode == 1 and "DISPLAY=:4242 cannot be opened, and Xvfb is not installed" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.mha"]
 
 
 def test_errors_exit_1_and_write_nothing(tmp_path):
