@@ -1,5 +1,6 @@
 #!/bin/sh
-# The main job, as `make demo` runs it: predictions, label maps and preview pictures for two embedded samples,
+# The main job, as `make demo` runs it: predictions, label maps, surface meshes and preview pictures (their 3D view
+# drawn by VTK through DISPLAY, else a private Xvfb) for two embedded samples,
 # made by `repmode synth` with seeds the models never saw, scored against the samples' ground truth.
 #   cells:  a transmitted-light cell field -> nuclei, membranes, nucleoli, mitochondria (fluorescence-style),
 #           Pearson r each
@@ -21,7 +22,7 @@ echo "== cells: repmode synth cells --seed 2, predicted with $MODELS/cells.safet
 "$REPMODE" synth cells --out "$OUT/cells" --seed 2 --size 16,128,128
 "$REPMODE" predict --model "$MODELS/cells.safetensors" --task nuclei,membranes,nucleoli,mitochondria \
   --input "$OUT/cells/signal.nrrd" --output "$OUT/cells/prediction.mha" \
-  --labels "$OUT/cells/labels.nrrd" --colors "$OUT/cells/labels.ctbl"
+  --labels "$OUT/cells/labels.nrrd" --colors "$OUT/cells/labels.ctbl" --surfaces "$OUT/cells/surfaces"
 "$REPMODE" render --input "$OUT/cells/signal.nrrd" --labels "$OUT/cells/labels.nrrd" \
   --colors "$OUT/cells/labels.ctbl" --out "$OUT/cells.png"
 CELLS=""
@@ -47,7 +48,7 @@ echo "== results (ground truth of the samples; models trained on other seeds)"
 echo "cells, Pearson r:$CELLS"
 echo "scroll, ink F0.5 inside the fragment: $(printf '%.3f' "$INK")"
 echo "outputs: $OUT/cells/prediction.mha (one component per task), $OUT/cells/labels.nrrd + labels.ctbl," \
-     "$OUT/cells.png"
+     "$OUT/cells/surfaces/<task>.vtp, $OUT/cells.png"
 echo "         $OUT/scroll/ink.mha (ink probability), $OUT/scroll/ink-labels.nrrd + ink-labels.ctbl," \
      "$OUT/scroll.png"
 awk -v s="$START" -v e="$END" 'BEGIN { printf "took %.1f s\n", e - s }'
