@@ -17,7 +17,6 @@
 #include <vtkCellArray.h>
 #include <vtkDiscreteFlyingEdges3D.h>
 #include <vtkFieldData.h>
-#include <vtkIntArray.h>
 #include <vtkMatrix4x4.h>
 #include <vtkPointData.h>
 #include <vtkPolyDataNormals.h>

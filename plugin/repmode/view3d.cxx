@@ -12,9 +12,7 @@
 #include <vtkProperty.h>
 #include <vtkRenderWindow.h>
 #include <vtkRenderer.h>
-#include <vtkUnsignedCharArray.h>
 #include <vtkWindowToImageFilter.h>
-#include <vtkPointData.h>
 
 #include "cli.h"
 
