@@ -464,6 +464,9 @@ void predict(const PredictRequest &request, const Progress &progress)
                                     tasks[i].has_color != 0});
             write_segmentation(map.GetPointer(), segments, request.segmentation);
         }
+        if (!request.surfaces.empty())
+            write_task_surfaces(map, tasks, request.surfaces, surface_formats, progress);
+        // The thresholds are known once one of the outputs above has run the label map.
         std::string used;
         for (size_t i = 0; i < tasks.size(); i++) {
             std::ostringstream t;
@@ -474,8 +477,6 @@ void predict(const PredictRequest &request, const Progress &progress)
             progress.stage("wrote the label map " + request.labels + " (" + used + ")");
         if (!request.segmentation.empty())
             progress.stage("wrote the segmentation " + request.segmentation + " (" + used + ")");
-        if (!request.surfaces.empty())
-            write_task_surfaces(map, tasks, request.surfaces, surface_formats, progress);
     }
     if (!request.colors.empty()) {
         try {
