@@ -154,6 +154,19 @@ class Model:
         raise Error("the model %s has no task '%s' (its tasks: %s)"
                     % (self.path, name, ", ".join(t.name for t in self.tasks)))
 
+    def predicted_tasks(self, task):
+        """The Tasks that ``predict`` computes for ``task`` (a name or a list of names): each known, none twice, and
+        all with 2D labels or none, as on the command line; repmode.Error otherwise."""
+        names = [task] if isinstance(task, str) else list(task)
+        if not names:
+            raise Error("no task given")
+        tasks = [self.task(n) for n in names]
+        if len(set(names)) != len(names):
+            raise Error("a task is named twice in %s" % names)
+        if any(t.output_2d != tasks[0].output_2d for t in tasks):
+            raise Error("tasks with 2D labels and tasks with 3D labels cannot be predicted together: %s" % names)
+        return tasks
+
     def predict(self, array, task, patch=None, overlap=0.5, threads=None, progress=None, normalization=None):
         """The sliding-window prediction of ``task`` over a 3D volume, as ``repmode predict`` computes it.
 
@@ -186,14 +199,7 @@ class Model:
 
         The GIL is released while the core computes; it is taken back only to read windows and report progress.
         """
-        names = [task] if isinstance(task, str) else list(task)
-        if not names:
-            raise Error("no task given")
-        tasks = [self.task(n) for n in names]
-        if len(set(names)) != len(names):
-            raise Error("a task is named twice in %s" % names)
-        if any(t.output_2d != tasks[0].output_2d for t in tasks):
-            raise Error("tasks with 2D labels and tasks with 3D labels cannot be predicted together: %s" % names)
+        tasks = self.predicted_tasks(task)
         volume = _volume(array)  # a copy, normalized in place below
         window = _window(self.config, patch, overlap)
         outputs = []
@@ -396,7 +402,11 @@ def _normalize(ctx, net, volume, given=None):
 
 def _volume(array):
     """A C-contiguous float32 copy of a 3D array, converted as the command line converts the voxels it reads."""
-    volume = np.array(array, dtype=np.float32, order="C", copy=True)
+    return check_volume_shape(np.array(array, dtype=np.float32, order="C", copy=True))
+
+
+def check_volume_shape(volume):
+    """``volume`` itself when it is a non-empty 3D array (NumPy or Dask); repmode.Error otherwise."""
     if volume.ndim != 3:
         raise Error("expected a 3D array (Z, Y, X); got one of shape %s" % (volume.shape,))
     if volume.size == 0:

@@ -52,7 +52,7 @@ import numpy as np
 
 from . import _lib
 from ._lib import lib
-from ._model import Error, Model, NormParams, _Context, _Deploy, _probability, norm_params
+from ._model import Error, Model, NormParams, _Context, _Deploy, _probability, check_volume_shape, norm_params
 
 # Worker processes started from here (LocalCluster, processes=True) find the library this process loaded.
 os.environ.setdefault("REPMODE_LIBRARY", _lib.path)
@@ -200,11 +200,7 @@ def normalization(array, model):
     sequential slabs of whole planes, percentile twice in parallel chunks. No task holds more than one chunk, or one
     slab of about 2 M voxels."""
     model = _model(model)
-    x = _as_dask(array)
-    if x.ndim != 3:
-        raise Error("expected a 3D array (Z, Y, X); got one of shape %s" % (x.shape,))
-    if x.size == 0:
-        raise Error("the array is empty: shape %s" % (x.shape,))
+    x = check_volume_shape(_as_dask(array))
     method = _method(model)
     if method.method == 1:  # RM_NORM_PERCENTILE
         params = _percentile(x, method)
@@ -317,19 +313,8 @@ def predict(array, model, task, patch=None, overlap=0.5, normalization=None, blo
     ``dask.distributed`` cluster, block by block; the volume is never gathered in one place.
     """
     model = _model(model)
-    x = _as_dask(array)
-    if x.ndim != 3:
-        raise Error("expected a 3D array (Z, Y, X); got one of shape %s" % (x.shape,))
-    if x.size == 0:
-        raise Error("the array is empty: shape %s" % (x.shape,))
-    names = [task] if isinstance(task, str) else list(task)
-    if not names:
-        raise Error("no task given")
-    tasks = [model.task(n) for n in names]
-    if len(set(names)) != len(names):
-        raise Error("a task is named twice in %s" % names)
-    if any(t.output_2d != tasks[0].output_2d for t in tasks):
-        raise Error("tasks with 2D labels and tasks with 3D labels cannot be predicted together: %s" % names)
+    x = check_volume_shape(_as_dask(array))
+    tasks = model.predicted_tasks(task)
     output_2d = tasks[0].output_2d
     patch = [int(p) for p in (model.config["patch"] if patch is None else patch)]
     if len(patch) != 3:
