@@ -15,6 +15,9 @@
  * Binary tasks give probabilities (or logits with OutputLogitsOn), regression tasks normalized intensities. A task
  * trained on 2D labels of a surface volume ("output": "2d", docs/network.md §7) gives a one-layer image: the mean over
  * depth of the logits (then the probability), as it was trained.
+ * Input voxels must be finite: a NaN or infinite voxel read into a window is an itk::ExceptionObject naming its
+ * index (it would spread through every window that sees it); itk::RepModeNonFiniteImageFilter in front replaces
+ * such voxels.
  * The core's work runs on its own OpenMP threads (NumberOfThreads; 0: all cores), not ITK's thread pool.
  */
 #ifndef itkRepModeImageFilter_h

@@ -265,11 +265,13 @@ struct Reading
   typename TInputImage::IndexType origin; // the largest possible region's index
   rm_norm_params normalization;
   TFilter * filter;
+  bool nonFinite = false; // a non-finite voxel stopped the reading, at `where`
+  typename TInputImage::IndexType where{};
 
   static int
   Read(void * user, const int64_t start[3], const int64_t size[3], float * buf)
   {
-    const auto &                     r = *static_cast<const Reading *>(user);
+    auto &                           r = *static_cast<Reading *>(user);
     typename TInputImage::RegionType region;
     for (unsigned a = 0; a < 3; ++a)
     {
@@ -282,7 +284,14 @@ struct Reading
     }
     for (ImageRegionConstIterator<TInputImage> it(r.input, region); !it.IsAtEnd(); ++it)
     {
-      *buf++ = rm_norm_value(&r.normalization, static_cast<double>(it.Get()));
+      const double v = static_cast<double>(it.Get());
+      if (!std::isfinite(v)) // would spread through every window that sees it
+      {
+        r.nonFinite = true;
+        r.where = it.GetIndex();
+        return 1;
+      }
+      *buf++ = rm_norm_value(&r.normalization, v);
     }
     return 0;
   }
@@ -321,6 +330,11 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
   const rm_status status =
     rm_predict_region_cached(m_Context.get(), m_Deploy.get(), &p, volume, &Reading::Read, &reading, start, size,
                              layers.empty() ? out : layers.data(), &Reading::Progress, &reading, m_WindowCache.get());
+  if (reading.nonFinite)
+  {
+    itkExceptionMacro(<< "input voxel " << reading.where << " is not finite (NaN or infinite); "
+                      << "itk::RepModeNonFiniteImageFilter in front replaces such voxels");
+  }
   if (status == RM_ERR_CANCELLED) // Reading::Progress cancels when AbortGenerateData is on
   {
     ProcessAborted e(__FILE__, __LINE__);

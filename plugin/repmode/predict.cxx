@@ -34,6 +34,7 @@
 #include "image_io.h"
 #include "itkRepModeImageFilter.h"
 #include "itkRepModeLabelMapFilter.h"
+#include "itkRepModeNonFiniteImageFilter.h"
 #include "itkRepModeNormalization.h"
 #include "segmentation.h"
 #include "label_mesh.h"
@@ -47,6 +48,7 @@ namespace fs = std::filesystem;
 
 using Prediction = itk::RepModeImageFilter<FloatImage, FloatImage>;
 using LabelImage = itk::Image<uint8_t, 3>;
+using NonFinite = itk::RepModeNonFiniteImageFilter<FloatImage>;
 using LabelMap = itk::RepModeLabelMapFilter<FloatImage, LabelImage>;
 using Components = itk::VectorImage<float, 3>;
 
@@ -252,6 +254,41 @@ typename TImage::Pointer masked(TImage *image, FloatImage *mask, std::vector<itk
     return apply->GetOutput();
 }
 
+// Non-finite input voxels, counted over the whole input in one streamed pass before any other work: refused with
+// their count and the first's position, or replaced by the policy's value (docs/cli.md §3.5). Returns the filter
+// to read the input through, or null when every voxel is finite.
+NonFinite::Pointer replace_non_finite(FloatImage *image, const PredictRequest &request, unsigned pieces,
+                                      Context &ctx, const Progress &progress)
+{
+    rm_nonfinite_policy policy;
+    ctx.check(rm_nonfinite_policy_parse(ctx, request.non_finite.c_str(), &policy));
+    rm_nonfinite_census census;
+    try {
+        census = NonFinite::CensusStreamed(image, pieces);
+    } catch (const itk::ExceptionObject &e) {
+        throw Failure(request.input + ": " + describe(e), kBadInput);
+    }
+    if (census.nonfinite == 0)
+        return nullptr;
+    const auto whole = image->GetLargestPossibleRegion().GetSize();
+    const int64_t size[3] = {static_cast<int64_t>(whole[2]), static_cast<int64_t>(whole[1]),
+                             static_cast<int64_t>(whole[0])};
+    float value = 0.0f;
+    if (rm_nonfinite_resolve(ctx, &census, policy, size, &value) != RM_OK)
+        throw Failure(request.input + ": " + rm_ctx_error(ctx) + "; --non-finite zero or mean puts a value in their "
+                                                                 "place",
+                      kBadInput);
+    std::ostringstream what;
+    what << "replacing " << census.nonfinite << " non-finite voxel(s) of " << request.input << " by " << value
+         << " (--non-finite " << request.non_finite << ")";
+    progress.stage(what.str());
+    auto filter = NonFinite::New();
+    filter->SetInput(image);
+    filter->SetPolicy(policy);
+    filter->SetCensus(census);
+    return filter;
+}
+
 // One mesh per task of the label map (label i + 1 for task i), named after the task; a task that labelled nothing
 // gets an empty mesh, so the files are the same whatever the thresholds.
 void write_task_surfaces(LabelImage *map, const std::vector<rm_task> &tasks, const std::string &dir,
@@ -317,6 +354,12 @@ int run_predict(int argc, char **argv)
     TCLAP::ValueArg<std::string> surface_format("", "surface-format", "mesh formats of --surfaces, comma-separated: "
                                                                       "vtp, stl, obj",
                                                 false, "vtp", "F[,F2...]", cmd);
+    std::vector<std::string> policies{"refuse", "zero", "mean"};
+    TCLAP::ValuesConstraint<std::string> policy_values(policies);
+    TCLAP::ValueArg<std::string> non_finite("", "non-finite", "non-finite input voxels (NaN, infinity): refused "
+                                                              "(default), or replaced by 0 or by the mean of the "
+                                                              "finite voxels",
+                                            false, "refuse", &policy_values, cmd);
     TCLAP::ValueArg<std::string> mask("", "mask", "predictions and labels are 0 where MASK is not above 0.5 (e.g. a "
                                                   "fragment mask); sized as the prediction",
                                       false, "", "MASK", cmd);
@@ -336,6 +379,7 @@ int run_predict(int argc, char **argv)
     request.blend = blend.getValue();
     request.divisions = divisions.getValue();
     request.mask = mask.getValue();
+    request.non_finite = non_finite.getValue();
     if (surface_format.isSet() && !surfaces.isSet())
         throw Failure("--surface-format names the formats of --surfaces: give --surfaces too", kBadInput);
     request.surfaces = surfaces.getValue();
@@ -380,6 +424,9 @@ void predict(const PredictRequest &request, const Progress &progress)
     VolumeSource source(request.input);
     FloatImage *image = source.image();
     const unsigned pieces = stream_divisions(image, all_maps(tasks), patch, request.divisions);
+    const NonFinite::Pointer replacing = replace_non_finite(image, request, pieces, ctx, progress);
+    if (replacing)
+        image = replacing->GetOutput();
     std::vector<Prediction::Pointer> filters;
     for (const rm_task &t : tasks) {
         auto f = Prediction::New();

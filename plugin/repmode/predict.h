@@ -19,6 +19,7 @@ struct PredictRequest {
     std::string blend = "gaussian";
     unsigned divisions = 0; // 0: pieces of about 8 M voxels
     int threads = 0;        // 0: all cores
+    std::string non_finite = "refuse"; // non-finite input voxels: refuse, zero or mean
 };
 
 // Checks the request, predicts and writes the outputs, reporting to `progress`; problems are Failures, and a failure

@@ -166,6 +166,8 @@ int run(int argc, char **argv)
     TCLAP::ValueArg<int> divisions("", "divisions", "stream in N pieces along Z (0: about 8 M voxels each)", false,
                                    0, "int", cmd);
     TCLAP::ValueArg<int> threads("", "threads", "worker threads (0: all cores)", false, 0, "int", cmd);
+    TCLAP::ValueArg<std::string> non_finite("", "non-finite", "non-finite input voxels: refuse, zero or mean", false,
+                                            "refuse", "string", cmd);
     // Positional arguments in the order of their <index>; TCLAP orders them by declaration.
     TCLAP::UnlabeledValueArg<std::string> model("modelFile", "model file (.safetensors)", true, "", "modelFile", cmd);
     TCLAP::UnlabeledValueArg<std::string> input("inputVolume", "input volume", true, "", "inputVolume", cmd);
@@ -205,6 +207,7 @@ int run(int argc, char **argv)
     request.blend = blend.getValue();
     request.divisions = static_cast<unsigned>(divisions.getValue());
     request.threads = threads.getValue();
+    request.non_finite = non_finite.getValue();
     // Several tasks: predict's components go next to the output, under a hidden name.
     const bool several = request.tasks.find(',') != std::string::npos;
     const std::filesystem::path out(request.output);

@@ -88,3 +88,22 @@ def test_thread_counts_beyond_the_cores_limit_are_refused_before_any_work():
     for threads in (100000, limit + 1, -1):  # 100000 crashed inside OpenMP before the limit
         with pytest.raises(repmode.Error, match="threads=%d is out of range: 0 \\(all cores\\) to %d" % (threads, limit)):
             model.predict(np.zeros((16, 32, 32)), "nuclei", threads=threads)
+
+
+def test_non_finite_voxels_are_refused_or_replaced_as_the_command_line_does():
+    x = np.random.default_rng(5).normal(100.0, 20.0, size=(16, 32, 32)).astype(np.float32)
+    x[3, 7, 11] = np.nan
+    x[9, 0, 1] = -np.inf
+    model = repmode.Model(CELLS)
+    with pytest.raises(repmode.Error, match=r"2 of 16384 voxels are not finite.*\(x, y, z\) = \(11, 7, 3\)"):
+        model.predict(x, "nuclei")
+    finite = x[np.isfinite(x)]
+    total = 0.0
+    for v in finite:  # the core's order: index order, in double
+        total += float(v)
+    for policy, fill in (("zero", np.float32(0.0)), ("mean", np.float32(total / finite.size))):
+        want = model.predict(np.where(np.isfinite(x), x, fill).astype(np.float32), "nuclei")
+        got = model.predict(x, "nuclei", non_finite=policy)
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), policy
+    with pytest.raises(repmode.Error, match="'median' is not a policy"):
+        model.predict(x, "nuclei", non_finite="median")

@@ -223,8 +223,9 @@ def run_as_slicer(tmp_path, xml, model, task, voxels, spacing, values=None, extr
     args = [REPMODE, "predict", "--model", model, "--task", task, "--input", str(source), "--output",
             want["outputVolume"], "--labels", want["labelMap"], "--segmentation", want["segmentation"],
             "--colors", colors]
+    flags = {p.findtext("name"): p.findtext("longflag") for p in parameters(xml)}
     for name, value in (values or {}).items():  # the same options: predict's flags are the module's
-        args += ["--" + name, value]
+        args += ["--" + flags[name], value]
     r2 = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, r2.stderr
     run = Run()
@@ -349,6 +350,25 @@ def test_real_ct_keeps_its_geometry(tmp_path, description):
     assert np.isfinite(run.prediction).all()
     assert set(np.unique(run.labels)) <= {0, 1}
     check_segmentation(run, ["membranes"], spacing, {})
+
+
+def test_non_finite_voxels_are_refused_or_replaced_as_chosen(tmp_path, description, cells):
+    voxels, spacing, _, _ = read_nrrd(str(cells / "signal.nrrd"))
+    voxels = voxels.astype(np.float32)
+    voxels[1, 2, 3] = np.nan
+    (tmp_path / "mean").mkdir()
+    run = run_as_slicer(tmp_path / "mean", description, CELLS, "nuclei", voxels, spacing, {"nonFinite": "mean"})
+    assert np.isfinite(run.prediction).all()
+    source = tmp_path / "input.nrrd"
+    write_nrrd(str(source), voxels, spacing, ORIGIN, DIRECTION)
+    outputs = {"outputVolume": str(tmp_path / "p.nrrd"), "labelMap": str(tmp_path / "l.nrrd"),
+               "segmentation": str(tmp_path / "s.seg.nrrd")}
+    command = command_line(MODULE, description, {"modelFile": CELLS, "task": "nuclei", "inputVolume": str(source),
+                                                 **outputs})
+    r = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr
+    assert "1 of %d voxels are not finite" % voxels.size in r.stderr and "(x, y, z) = (3, 2, 1)" in r.stderr
+    assert not any(os.path.exists(p) for p in outputs.values())
 
 
 def read_nrrd_spacings(path):

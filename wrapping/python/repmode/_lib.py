@@ -44,6 +44,10 @@ class NormParams(Structure):
     _fields_ = [("offset", c_double), ("scale", c_double), ("clip", c_int)]
 
 
+class NonFiniteCensus(Structure):
+    _fields_ = [("seen", c_int64), ("nonfinite", c_int64), ("first", c_int64), ("finite_sum", c_double)]
+
+
 class WindowParams(Structure):
     _fields_ = [("patch", c_int64 * 3), ("overlap", c_double), ("blend", c_int)]
 
@@ -97,6 +101,10 @@ _ctx = c_void_p
 _FUNCTIONS = {
     "rm_ctx_create": (_ctx, [c_int]),
     "rm_ctx_free": (None, [_ctx]),
+    "rm_nonfinite_policy_parse": (_status, [_ctx, c_char_p, POINTER(c_int)]),
+    "rm_nonfinite_census_add": (None, [POINTER(NonFiniteCensus), POINTER(c_float), c_int64]),
+    "rm_nonfinite_resolve": (_status, [_ctx, POINTER(NonFiniteCensus), c_int, POINTER(c_int64), POINTER(c_float)]),
+    "rm_nonfinite_replace": (c_int64, [POINTER(c_float), c_int64, c_float]),
     "rm_ctx_error": (c_char_p, [_ctx]),
     "rm_model_info_read": (_status, [_ctx, c_char_p, POINTER(ModelInfo)]),
     "rm_model_info_free": (None, [POINTER(ModelInfo)]),

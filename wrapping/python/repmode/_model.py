@@ -167,7 +167,8 @@ class Model:
             raise Error("tasks with 2D labels and tasks with 3D labels cannot be predicted together: %s" % names)
         return tasks
 
-    def predict(self, array, task, patch=None, overlap=0.5, threads=None, progress=None, normalization=None):
+    def predict(self, array, task, patch=None, overlap=0.5, threads=None, progress=None, normalization=None,
+                non_finite="refuse"):
         """The sliding-window prediction of ``task`` over a 3D volume, as ``repmode predict`` computes it.
 
         array: (Z, Y, X), X fastest, any real dtype (converted to float32 as the command line reads images); it is
@@ -178,7 +179,9 @@ class Model:
         same for any count). progress: called with the fraction done (0 to 1); returning True cancels the
         prediction, which raises repmode.Cancelled. Ctrl-C cancels it too (KeyboardInterrupt). normalization: None
         (the model's method with the parameters of this volume, as the command line) or a NormParams to apply
-        instead (e.g. those of a larger volume this array is a part of).
+        instead (e.g. those of a larger volume this array is a part of). non_finite: what to do with NaN or infinite
+        voxels, as ``repmode predict --non-finite``: "refuse" (repmode.Error naming their count and the first's
+        (x, y, z)), "zero" or "mean" (the mean of the finite voxels in their place).
 
         Returns float32: probabilities for binary tasks, normalized intensities for regression tasks; shaped as the
         input, or (1, Y, X) for a task with 2D labels (the mean over depth of the logits, then the probability: the
@@ -204,6 +207,7 @@ class Model:
         window = _window(self.config, patch, overlap)
         outputs = []
         with _Context(threads) as ctx:
+            _replace_non_finite(ctx, volume, non_finite)
             for i, t in enumerate(tasks):
                 with _Deploy(ctx, self.path, t.name) as net:
                     if i == 0:  # the tasks of a model share its normalization
@@ -390,6 +394,19 @@ def norm_params(given):
     """An rm_norm_params from a NormParams (or any (offset, scale, clip) triple)."""
     offset, scale, clip = given
     return _lib.NormParams(float(offset), float(scale), int(bool(clip)))
+
+
+def _replace_non_finite(ctx, volume, policy):
+    """The non-finite voxels of volume (float32, C-contiguous) replaced in place by the core's rule for ``policy``
+    (repmode/nonfinite.h), or repmode.Error naming their count and the first when the policy refuses them."""
+    chosen = ctypes.c_int()
+    ctx.check(lib.rm_nonfinite_policy_parse(ctx.ptr, str(policy).encode(), ctypes.byref(chosen)))
+    census = _lib.NonFiniteCensus(first=-1)  # rm_nonfinite_census_init
+    lib.rm_nonfinite_census_add(ctypes.byref(census), _lib.floats(volume), volume.size)
+    value = ctypes.c_float()
+    ctx.check(lib.rm_nonfinite_resolve(ctx.ptr, ctypes.byref(census), chosen, _lib.int64s(volume.shape),
+                                       ctypes.byref(value)))
+    lib.rm_nonfinite_replace(_lib.floats(volume), volume.size, value)
 
 
 def _normalize(ctx, net, volume, given=None):
