@@ -26,6 +26,7 @@
 #include <itkTIFFImageIOFactory.h>
 
 #include "cli.h"
+#include "output_paths.h"
 
 namespace fs = std::filesystem;
 
@@ -226,6 +227,16 @@ template <typename T> typename itk::Image<T, 3>::Pointer to_itk(const BasicVolum
 } // namespace
 
 // The first meaningful line of an ITK exception: its descriptions run over several lines of internals.
+void check_image_output(const std::string &path, const std::string &option)
+{
+    check_output_path(path, option);
+    register_formats();
+    if (!itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::WriteMode))
+        throw Failure(option + ": no image format for the name " + path +
+                          " (.nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd, .tif or .tiff)",
+                      kBadInput);
+}
+
 std::string describe(const itk::ExceptionObject &e)
 {
     std::istringstream lines(e.GetDescription());

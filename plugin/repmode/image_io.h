@@ -81,6 +81,10 @@ void write_volume(const Volume &volume, const std::string &path);
 void write_volume(const LabelVolume &volume, const std::string &path);
 void write_volume(const Volume16 &volume, const std::string &path);
 
+// Fails before any work when ITK has no writer for the name of `path` (docs/cli.md §1.4) or the path cannot be
+// written (check_output_path).
+void check_image_output(const std::string &path, const std::string &option);
+
 // The first meaningful line of an ITK exception, without ITK's "ITK ERROR: Class(0x...): " prefix.
 std::string describe(const itk::ExceptionObject &e);
 

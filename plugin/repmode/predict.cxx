@@ -38,6 +38,7 @@
 #include "itkRepModeNormalization.h"
 #include "segmentation.h"
 #include "label_mesh.h"
+#include "output_paths.h"
 #include "volume_ops.h"
 
 namespace repmode::cli {
@@ -55,14 +56,6 @@ using Components = itk::VectorImage<float, 3>;
 // Streamed pieces hold about this many voxels; with the core's blending sums and the input's halo, a piece costs
 // about 40 bytes per voxel.
 constexpr double kPieceVoxels = 8.0 * 1024 * 1024;
-
-// Fails before any work when the folder an output goes to does not exist.
-void check_output_folder(const std::string &path, const char *option)
-{
-    const fs::path folder = fs::path(path).parent_path();
-    if (!folder.empty() && !fs::is_directory(folder))
-        throw Failure(std::string(option) + ": the folder " + folder.string() + " does not exist", kBadInput);
-}
 
 std::vector<std::string> split_list(const std::string &list)
 {
@@ -396,15 +389,18 @@ void predict(const PredictRequest &request, const Progress &progress)
         throw Failure("--overlap must be in [0, 1)", kBadInput);
     if (request.blend != "gaussian" && request.blend != "constant")
         throw Failure("--blend must be gaussian or constant, not '" + request.blend + "'", kBadInput);
-    check_output_folder(request.output, "--output");
+    check_image_output(request.output, "--output");
     if (!request.labels.empty())
-        check_output_folder(request.labels, "--labels");
+        check_image_output(request.labels, "--labels");
     if (!request.colors.empty())
-        check_output_folder(request.colors, "--colors");
+        check_output_path(request.colors, "--colors");
     if (!request.segmentation.empty()) {
         check_segmentation_name(request.segmentation, "--segmentation");
-        check_output_folder(request.segmentation, "--segmentation");
+        check_image_output(request.segmentation, "--segmentation");
     }
+    check_distinct({{request.output, "--output"}, {request.labels, "--labels"}, {request.colors, "--colors"},
+                    {request.segmentation, "--segmentation"}},
+                   {{request.model, "--model"}, {request.input, "--input"}, {request.mask, "--mask"}});
     std::vector<std::string> surface_formats;
     if (!request.surfaces.empty()) {
         surface_formats = parse_surface_formats(request.surface_formats, "--surface-format");
