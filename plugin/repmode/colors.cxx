@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "itkRepModeLabelMapFilter.h"
+#include "text_file.h"
 
 namespace repmode::cli {
 
@@ -25,9 +26,7 @@ bool integer(const std::string &s, long &v)
 
 ColorTable::ColorTable(const std::string &path)
 {
-    std::ifstream in(path);
-    if (!in)
-        throw Failure("cannot read the colour table " + path, kBadInput);
+    std::istringstream in(read_text_file(path, "colour table"));
     int number = 0;
     for (std::string line; std::getline(in, line);) {
         number++;

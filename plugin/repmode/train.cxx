@@ -35,6 +35,8 @@
 
 #include "cli.h"
 #include "image_io.h"
+#include "output_paths.h"
+#include "text_file.h"
 #include "volume_ops.h"
 
 namespace repmode::cli {
@@ -45,18 +47,6 @@ using Clock = std::chrono::steady_clock;
 
 // ---- the configuration -------------------------------------------------------------------------------------------
 
-std::string read_text(const std::string &path, const char *what)
-{
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw Failure(std::string("cannot read the ") + what + " " + path + ": " + std::strerror(errno), kBadInput);
-    std::stringstream s;
-    s << in.rdbuf();
-    if (in.bad())
-        throw Failure(std::string("cannot read the ") + what + " " + path, kBadInput);
-    return s.str();
-}
-
 using Config = std::unique_ptr<rm_train_config, void (*)(rm_train_config *)>;
 
 // The configuration file, read and checked by the core (rm_train_config_parse); its messages name the field.
@@ -66,7 +56,7 @@ Config read_config(const Context &ctx, const std::string &path)
         rm_train_config_free(p);
         delete p;
     });
-    ctx.check(rm_train_config_parse(ctx, read_text(path, "configuration").c_str(), c.get()), path);
+    ctx.check(rm_train_config_parse(ctx, read_text_file(path, "configuration").c_str(), c.get()), path);
     if (c->cfg.in_channels != 1 || c->cfg.out_channels != 1)
         throw Failure(path + ": 'in_channels' and 'out_channels' must be 1 (train reads single-channel volumes)",
                       kBadInput);
@@ -119,7 +109,7 @@ std::string resolve(const std::string &folder, const std::string &path)
 std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const rm_train_config &c,
                               const Progress &progress)
 {
-    const std::string text = read_text(csv, "data CSV");
+    const std::string text = read_text_file(csv, "data CSV");
     std::stringstream lines(text);
     std::string line;
     int line_no = 0;
@@ -513,6 +503,13 @@ TrainArgs parse_train_args(int argc, char **argv)
     args.tune_threshold = tune_threshold.getValue();
     if (patch_arg.isSet())
         args.patch = parse_sizes(patch_arg.getValue(), "--patch");
+    // The files a run writes, checked before it reads anything: a bad --out used to fail after the last step.
+    check_output_path(args.out, "--out");
+    check_output_path(args.checkpoint, "--checkpoint");
+    if (!args.log.empty())
+        check_output_path(args.log, "--log");
+    check_distinct({{args.out, "--out"}, {args.checkpoint, "--checkpoint"}, {args.log, "--log"}},
+                   {{args.config, "--config"}, {args.data, "--data"}, {args.val, "--val"}});
     const int64_t no_patch[3] = {0, 0, 0}; // the configuration's or --patch: build_training sets it
     rm_train_options &opt = args.opt;
     opt = rm_train_options_official(no_patch);

@@ -579,3 +579,26 @@ def test_error_bad_config(sample, tmp_path):
     assert "activation" in error(sample, tmp_path, config=cfg)
     cfg.write_text(json.dumps(dict(CONFIG, tasks=[{"name": "nuclei", "kind": "probability"}])))
     assert "kind" in error(sample, tmp_path, config=cfg)
+
+
+def test_files_are_checked_before_the_first_step(sample, tmp_path):
+    """/dev/zero as a configuration or CSV was read without end; a bad --out failed after the last step."""
+    def refused(r, words):
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        assert words in r.stderr, r.stderr
+        assert "step" not in r.stderr, r.stderr  # nothing trained
+
+    out = tmp_path / "m.safetensors"
+    refused(run("train", "--config", "/dev/zero", "--data", sample / "train.csv", "--out", out, "--steps", 2),
+            "the configuration /dev/zero is not a regular file")
+    refused(run("train", "--config", sample / "config.json", "--data", "/dev/zero", "--out", out, "--steps", 2),
+            "the data CSV /dev/zero is not a regular file")
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as f:
+        f.truncate((16 << 20) + 1)
+    refused(run("train", "--config", sample / "config.json", "--data", big, "--out", out, "--steps", 2),
+            "holds 16777217 bytes; at most 16 MiB are read")
+    refused(train(sample, tmp_path / "none" / "m.safetensors"), "--out: the folder")
+    refused(train(sample, out, "--checkpoint", out), "--out and --checkpoint name the same file")
+    refused(train(sample, sample / "train.csv"), "--out names the input of --data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
