@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "interrupt.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -52,8 +53,14 @@ void CommandLine::parse_or_fail(int argc, char **argv)
 
 int run_reporting_failures(const char *program, int (*body)(int, char **), int argc, char **argv)
 {
+    catch_interrupts();
     try {
-        return body(argc, argv);
+        try {
+            return body(argc, argv);
+        } catch (const Failure &) {
+            stop_if_interrupted(); // the failure a signal caused (e.g. an aborted write) is the interruption
+            throw;
+        }
     } catch (const TCLAP::ExitException &e) {
         return e.getExitStatus(); // --help, --version
     } catch (const Failure &e) {

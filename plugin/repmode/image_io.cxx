@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -11,6 +13,7 @@
 #include <sstream>
 #include <system_error>
 
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <itkImage.h>
@@ -317,6 +320,33 @@ Volume read_volume(const std::string &path)
     return from_itk(source.image());
 }
 
+namespace {
+
+// Removes the temporary files (or folders, for .mhd and .nhdr) that runs killed outright (SIGKILL, a power cut) left
+// for the output `stem``ext` in `dir`: ".<stem>.tmp-<pid><ext>" whose process no longer exists.
+void remove_stale_temporaries(const fs::path &dir, const std::string &stem, const std::string &ext)
+{
+    const std::string prefix = "." + stem + ".tmp-";
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.compare(0, prefix.size(), prefix) != 0)
+            continue;
+        std::string rest = name.substr(prefix.size());
+        if (!ext.empty() && rest.size() > ext.size() && rest.compare(rest.size() - ext.size(), ext.size(), ext) == 0)
+            rest.resize(rest.size() - ext.size());
+        if (rest.empty() || rest.find_first_not_of("0123456789") != std::string::npos || rest.size() > 9)
+            continue;
+        const pid_t pid = static_cast<pid_t>(std::stol(rest));
+        if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
+            std::error_code ignored;
+            fs::remove_all(it->path(), ignored);
+        }
+    }
+}
+
+} // namespace
+
 template <typename TImage> void write_image(TImage *image, const std::string &path, unsigned divisions)
 {
     register_formats();
@@ -333,6 +363,7 @@ template <typename TImage> void write_image(TImage *image, const std::string &pa
     // Formats with a separate data file name it in the header: write both under their final names in a temporary
     // folder, then move them next to each other.
     const auto [stem, ext] = split_name(out);
+    remove_stale_temporaries(dir, stem, ext);
     std::string lower = ext;
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
     const bool split = lower == ".mhd" || lower == ".nhdr";

@@ -32,6 +32,7 @@
 
 #include "cli.h"
 #include "image_io.h"
+#include "interrupt.h"
 #include "itkRepModeImageFilter.h"
 #include "itkRepModeLabelMapFilter.h"
 #include "itkRepModeNonFiniteImageFilter.h"
@@ -164,6 +165,9 @@ class PredictionProgress : public itk::Command {
             piece_++;
             return;
         }
+        if (interrupted()) // the filters cancel the core at its next window; the writer then removes its file
+            for (const Prediction *f : filters_)
+                const_cast<Prediction *>(f)->AbortGenerateDataOn();
         for (size_t i = 0; i < filters_.size(); i++)
             if (filters_[i] == caller) {
                 // The fraction of the whole run, not of the piece, so that it only grows (Slicer's progress bar);

@@ -35,6 +35,7 @@
 
 #include "cli.h"
 #include "image_io.h"
+#include "interrupt.h"
 #include "output_paths.h"
 #include "text_file.h"
 #include "volume_ops.h"
@@ -657,6 +658,7 @@ void run_training(const Context &ctx, const TrainArgs &args, Training &t, const 
     const double kept = rm_trainer_best_score(t.trainer.get());
     double best = std::isnan(kept) ? INFINITY : kept;
     for (int64_t s = first; s < total; s++) {
+        stop_if_interrupted(); // between steps: the last checkpoint written stays whole and loadable
         const float rate = rm_schedule_lr(&t.opt.schedule, t.opt.optim.lr, s);
         float loss = 0.0f;
         ctx.check(rm_trainer_step(ctx, t.trainer.get(), &loss));
