@@ -19,9 +19,11 @@ void check_output_path(const std::string &path, const std::string &option)
     const fs::path folder = fs::path(path).parent_path();
     const fs::path where = folder.empty() ? fs::path(".") : folder;
     if (!fs::is_directory(where, ec))
-        throw Failure(option + ": the folder " + where.string() + " does not exist", kBadInput);
+        throw Failure(option + ": cannot write " + path + ": the folder " + where.string() + " does not exist",
+                      kBadInput);
     if (access(where.c_str(), W_OK | X_OK) != 0)
-        throw Failure(option + ": cannot write in the folder " + where.string(), kBadInput);
+        throw Failure(option + ": cannot write " + path + ": the folder " + where.string() + " is not writable",
+                      kBadInput);
 }
 
 void check_distinct(const std::vector<NamedPath> &outputs, const std::vector<NamedPath> &inputs)

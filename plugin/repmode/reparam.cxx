@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "output_paths.h"
 
 namespace repmode::cli {
 
@@ -47,7 +48,16 @@ int run_reparam(int argc, char **argv)
     TCLAP::ValueArg<std::string> out("", "out", "deploy-form model file to write", true, "", "D", cmd);
     cmd.parse_or_fail(argc, argv);
 
+    check_output_path(out.getValue(), "--out");
+    check_distinct({{out.getValue(), "--out"}}, {{model.getValue(), "--model"}});
     Context ctx(cmd.threads());
+    rm_model_info info;
+    ctx.check(rm_model_info_read(ctx, model.getValue().c_str(), &info));
+    const bool deploy = info.deploy != 0;
+    rm_model_info_free(&info);
+    if (deploy) // the core's own message names its C function for the deploy form
+        throw Failure(model.getValue() + " is a deploy-form model already: reparam takes a training-form model",
+                      kBadInput);
     rm_model *raw = nullptr;
     ctx.check(rm_model_load(ctx, model.getValue().c_str(), &raw));
     std::unique_ptr<rm_model, void (*)(rm_model *)> m(raw, rm_model_free);

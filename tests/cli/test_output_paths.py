@@ -54,7 +54,7 @@ def test_unwritable_names_are_refused_before_the_prediction(tmp_path):
     (tmp_path / "folder.mha").mkdir()
     refused(predict(tmp_path, "--output", str(tmp_path / "folder.mha")), "--output:", "is a folder, not a file")
     refused(predict(tmp_path, "--output", out, "--colors", str(tmp_path / "in.mha" / "colors.txt")),
-            "--colors: the folder", "does not exist")
+            "--colors: cannot write", "colors.txt: the folder", "does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.mha", "in.mha"]
     r = predict(tmp_path, "--output", out, "--labels", str(tmp_path / "labels.nrrd"))  # and the good ones pass
     assert r.returncode == 0, r.stderr

@@ -97,7 +97,10 @@ def test_errors_exit_1_with_a_message_and_write_nothing(tmp_path):
                    "no/dir.st")
     deploy = tmp_path / "deploy.safetensors"
     assert run("reparam", "--model", SMALL, "--task", "dna", "--out", str(deploy)).returncode == 0
-    expect_failure(run("reparam", "--model", str(deploy), "--task", "dna", "--out", str(out)), "deploy-form")
+    expect_failure(run("reparam", "--model", str(deploy), "--task", "dna", "--out", str(out)),
+                   "deploy.safetensors is a deploy-form model already: reparam takes a training-form model")
+    expect_failure(run("reparam", "--model", str(deploy), "--task", "dna", "--out", str(deploy)),
+                   "--out names the input of --model")
     expect_failure(run("info"), "model")
     expect_failure(run("frobnicate"), "unknown subcommand")
     for threads in ("100000", "50000", "1025", "-1"):  # 100000 crashed inside OpenMP; 50000 made libgomp exit

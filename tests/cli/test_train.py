@@ -598,7 +598,7 @@ def test_files_are_checked_before_the_first_step(sample, tmp_path):
         f.truncate((16 << 20) + 1)
     refused(run("train", "--config", sample / "config.json", "--data", big, "--out", out, "--steps", 2),
             "holds 16777217 bytes; at most 16 MiB are read")
-    refused(train(sample, tmp_path / "none" / "m.safetensors"), "--out: the folder")
+    refused(train(sample, tmp_path / "none" / "m.safetensors"), "--out: cannot write")
     refused(train(sample, out, "--checkpoint", out), "--out and --checkpoint name the same file")
     refused(train(sample, sample / "train.csv"), "--out names the input of --data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
