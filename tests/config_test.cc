@@ -355,3 +355,42 @@ TEST(ConfigFile, NullArgumentsAreRefused)
 }
 
 } // namespace
+
+namespace {
+
+// A JSON list of n regression tasks named t0, t1, ...
+std::string task_list(int n)
+{
+    std::string list = "[";
+    for (int i = 0; i < n; i++)
+        list += std::string(i ? "," : "") + "{\"name\":\"t" + std::to_string(i) + "\",\"kind\":\"regression\"}";
+    return list + "]";
+}
+
+// On main before the limit, a model listing 100,000 tasks took a minute and most of a gigabyte before failing.
+TEST_F(ModelFileMetadata, MoreTasksThanTheLimitAreRefusedBeforeAnyIsRead)
+{
+    write_with_metadata(ctx, good(), bad(), "repmode.tasks", task_list(100000).c_str());
+    expect_refused({"repmode.tasks", "lists 100000 tasks; a model has at most 1024"});
+}
+
+TEST(ConfigFile, TheTaskLimitHoldsForConfigurationsAndIsReachable)
+{
+    rmtest::Ctx ctx(1);
+    const std::string fields = "\"base_channels\": 2, \"levels\": 1, \"patch\": [8, 8, 8], \"tasks\": ";
+    rm_train_config c;
+    EXPECT_EQ(rm_train_config_parse(ctx, ("{" + fields + task_list(RM_MAX_TASKS + 1) + "}").c_str(), &c),
+              RM_ERR_FORMAT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("lists 1025 tasks; a model has at most 1024"), std::string::npos)
+        << rm_ctx_error(ctx);
+    ASSERT_EQ(rm_train_config_parse(ctx, ("{" + fields + task_list(RM_MAX_TASKS) + "}").c_str(), &c), RM_OK)
+        << rm_ctx_error(ctx);
+    EXPECT_EQ(c.cfg.n_tasks, RM_MAX_TASKS);
+    c.cfg.n_tasks = RM_MAX_TASKS + 1; // a configuration built in code meets the same limit
+    EXPECT_EQ(rm_config_validate(ctx, &c.cfg), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("1025 tasks; a model has at most 1024"), std::string::npos);
+    c.cfg.n_tasks = RM_MAX_TASKS;
+    rm_train_config_free(&c);
+}
+
+} // namespace

@@ -78,6 +78,8 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
     if (cfg->n_tasks < 1 || !cfg->tasks)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: 'tasks' must list at least one task, e.g. [{\"name\": "
                        "\"nuclei\", \"kind\": \"regression\"}]");
+    if (cfg->n_tasks > RM_MAX_TASKS)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: %d tasks; a model has at most %d", cfg->n_tasks, RM_MAX_TASKS);
     for (int t = 0; t < cfg->n_tasks; t++) {
         const rm_task *task = &cfg->tasks[t];
         const char *end = memchr(task->name, '\0', RM_NAME_MAX);

@@ -323,6 +323,8 @@ rm_status rm_tasks_read(rm_ctx *ctx, const char *where, const cJSON *list, rm_ta
     const int n = cJSON_GetArraySize(list);
     if (n == 0) /* rm_config_validate names the empty list */
         return RM_OK;
+    if (n > RM_MAX_TASKS) /* before allocating for them or checking each against the others */
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s lists %d tasks; a model has at most %d", where, n, RM_MAX_TASKS);
     rm_task *t = calloc((size_t)n, sizeof *t);
     if (!t)
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", where);

@@ -38,6 +38,10 @@ typedef struct rm_task {
                      * depth of the 3D logits; "output": "2d" in the task's JSON */
 } rm_task;
 
+/* The most tasks a model may have: far above the official 12, and low enough that a file listing more is refused
+ * before anything is allocated for them. */
+#define RM_MAX_TASKS 1024
+
 /* The network's shape and options. Tasks are owned by whoever built the struct; a model keeps its own copy. */
 typedef struct rm_config {
     int64_t base_channels; /* channels of level 1; level k has base·2^(k-1), the bottleneck base·2^levels */
