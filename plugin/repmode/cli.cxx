@@ -51,6 +51,13 @@ void CommandLine::parse_or_fail(int argc, char **argv)
                       kBadInput);
 }
 
+NonFiniteOption::NonFiniteOption(TCLAP::CmdLine &cmd)
+    : arg_("", "non-finite", "non-finite input voxels (NaN, infinity): refused (default), or replaced by 0 or by the "
+                             "mean of the finite voxels",
+           false, "refuse", &constraint_, cmd)
+{
+}
+
 int run_reporting_failures(const char *program, int (*body)(int, char **), int argc, char **argv)
 {
     catch_interrupts();

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <tclap/CmdLine.h>
 
@@ -71,6 +72,18 @@ class Progress {
   private:
     std::string command_;
     bool tty_;
+};
+
+// --non-finite refuse|zero|mean (docs/cli.md §3.5), the option of predict and eval.
+class NonFiniteOption {
+  public:
+    explicit NonFiniteOption(TCLAP::CmdLine &cmd);
+    const std::string &value() const { return arg_.getValue(); }
+
+  private:
+    std::vector<std::string> policies_{"refuse", "zero", "mean"};
+    TCLAP::ValuesConstraint<std::string> constraint_{policies_};
+    TCLAP::ValueArg<std::string> arg_;
 };
 
 // Runs a program's body and turns what it throws into the exit codes of docs/cli.md, the message on stderr as

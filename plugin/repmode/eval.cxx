@@ -42,6 +42,7 @@ int run_eval(int argc, char **argv)
                                       "MASK", cmd);
     TCLAP::ValueArg<std::string> patch_arg("", "patch", "window size Z,Y,X (default: the model's patch)", false, "",
                                            "Z,Y,X", cmd);
+    NonFiniteOption non_finite(cmd);
     TCLAP::ValueArg<double> overlap("", "overlap", "fraction of the window shared by neighbours, in [0, 1)", false,
                                     0.5, "F", cmd);
     cmd.parse_or_fail(argc, argv);
@@ -79,13 +80,17 @@ int run_eval(int argc, char **argv)
 
     progress.stage("reading " + input.getValue());
     Volume in = read_volume(input.getValue());
+    settle_non_finite(ctx, in, input.getValue(), non_finite.value(),
+                      "; --non-finite zero or mean puts a value in their place");
     progress.stage("reading " + target.getValue());
     Volume gt = read_volume(target.getValue());
+    settle_non_finite(ctx, gt, target.getValue(), "refuse", "; a target must be finite");
     check_label_size(in, input.getValue(), gt, target.getValue(), *t);
     Volume m;
     if (mask.isSet()) {
         progress.stage("reading " + mask.getValue());
         m = read_volume(mask.getValue());
+        settle_non_finite(ctx, m, mask.getValue(), "refuse", "; a mask must be finite");
         check_label_size(in, input.getValue(), m, mask.getValue(), *t);
     }
 

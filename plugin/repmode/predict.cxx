@@ -351,12 +351,7 @@ int run_predict(int argc, char **argv)
     TCLAP::ValueArg<std::string> surface_format("", "surface-format", "mesh formats of --surfaces, comma-separated: "
                                                                       "vtp, stl, obj",
                                                 false, "vtp", "F[,F2...]", cmd);
-    std::vector<std::string> policies{"refuse", "zero", "mean"};
-    TCLAP::ValuesConstraint<std::string> policy_values(policies);
-    TCLAP::ValueArg<std::string> non_finite("", "non-finite", "non-finite input voxels (NaN, infinity): refused "
-                                                              "(default), or replaced by 0 or by the mean of the "
-                                                              "finite voxels",
-                                            false, "refuse", &policy_values, cmd);
+    NonFiniteOption non_finite(cmd);
     TCLAP::ValueArg<std::string> mask("", "mask", "predictions and labels are 0 where MASK is not above 0.5 (e.g. a "
                                                   "fragment mask); sized as the prediction",
                                       false, "", "MASK", cmd);
@@ -376,7 +371,7 @@ int run_predict(int argc, char **argv)
     request.blend = blend.getValue();
     request.divisions = divisions.getValue();
     request.mask = mask.getValue();
-    request.non_finite = non_finite.getValue();
+    request.non_finite = non_finite.value();
     if (surface_format.isSet() && !surfaces.isSet())
         throw Failure("--surface-format names the formats of --surfaces: give --surfaces too", kBadInput);
     request.surfaces = surfaces.getValue();

@@ -106,6 +106,9 @@ std::string resolve(const std::string &folder, const std::string &path)
     return !path.empty() && path[0] == '/' ? path : folder + "/" + path;
 }
 
+// Training data must be finite: a replaced voxel would be learned as if it had been measured.
+const char *const kNonFiniteHint = "; training data must be finite: repair or mask the volume first";
+
 // The rows of a data CSV, every image read, checked and normalized.
 std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const rm_train_config &c,
                               const Progress &progress)
@@ -173,6 +176,7 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
         if (found == signals.end()) {
             progress.stage("reading " + s.signal_path);
             auto v = std::make_shared<Volume>(read_volume(s.signal_path));
+            settle_non_finite(ctx, *v, s.signal_path, "refuse", kNonFiniteHint);
             normalize(ctx, c.normalization, v->voxels, s.signal_path);
             found = signals.emplace(s.signal_path, v).first;
         }
@@ -181,6 +185,7 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
         const std::string target_path = resolve(folder, cells[static_cast<size_t>(col_target)]);
         progress.stage("reading " + target_path);
         s.target = read_volume(target_path);
+        settle_non_finite(ctx, s.target, target_path, "refuse", kNonFiniteHint);
         auto check = [&](const Volume &v, const std::string &path) {
             try {
                 check_label_size(signal, s.signal_path, v, path, c.cfg.tasks[s.task]);
@@ -198,6 +203,7 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
             const std::string mask_path = resolve(folder, cells[static_cast<size_t>(col_mask)]);
             progress.stage("reading " + mask_path);
             s.mask = std::make_shared<Volume>(read_volume(mask_path));
+            settle_non_finite(ctx, *s.mask, mask_path, "refuse", kNonFiniteHint);
             check(*s.mask, mask_path);
         }
         samples.push_back(std::move(s));

@@ -14,6 +14,21 @@ void normalize(const Context &ctx, const rm_normalization &method, std::vector<f
     rm_normalize(&p, v.data(), v.data(), static_cast<int64_t>(v.size()));
 }
 
+void settle_non_finite(const Context &ctx, Volume &v, const std::string &path, const std::string &policy,
+                       const std::string &hint)
+{
+    rm_nonfinite_policy chosen;
+    if (rm_nonfinite_policy_parse(ctx, policy.c_str(), &chosen) != RM_OK)
+        throw Failure(rm_ctx_error(ctx), kBadInput);
+    rm_nonfinite_census census = rm_nonfinite_census_init();
+    const int64_t n = static_cast<int64_t>(v.voxels.size());
+    rm_nonfinite_census_add(&census, v.voxels.data(), n);
+    float value = 0.0f;
+    if (rm_nonfinite_resolve(ctx, &census, chosen, v.size.data(), &value) != RM_OK)
+        throw Failure(path + ": " + rm_ctx_error(ctx) + hint, kBadInput);
+    rm_nonfinite_replace(v.voxels.data(), n, value);
+}
+
 std::string describe(const rm_normalization &method)
 {
     if (method.method == RM_NORM_ZSCORE)

@@ -19,6 +19,12 @@ namespace repmode::cli {
 // only centred) or percentile clipping to [0, 1]. A Failure naming `path` when the core refuses the voxels.
 void normalize(const Context &ctx, const rm_normalization &method, std::vector<float> &v, const std::string &path);
 
+// The non-finite voxels (NaN, infinity) of a volume read whole, by `policy` ("refuse", "zero" or "mean";
+// repmode/nonfinite.h): refused with a Failure naming `path`, their count and the first's (x, y, z), or replaced in
+// place. `hint` ends the refusal's message (how to choose a policy, where one may be chosen).
+void settle_non_finite(const Context &ctx, Volume &v, const std::string &path, const std::string &policy,
+                       const std::string &hint);
+
 // "z-score" or "percentile p1-p99 clipped to [0, 1]", for messages.
 std::string describe(const rm_normalization &method);
 

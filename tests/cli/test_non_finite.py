@@ -1,7 +1,8 @@
-"""repmode predict with non-finite input voxels (docs/cli.md §3.5): refused by default with their count and the first
-voxel's (x, y, z), nothing written; --non-finite zero and mean give, bit for bit, the prediction of the same volume
-with those voxels set by hand (0, or the finite voxels' mean summed in double in index order, as written out here),
-whole and streamed."""
+"""Non-finite voxels (docs/cli.md §3.5). predict: refused by default with their count and the first voxel's
+(x, y, z), nothing written; --non-finite zero and mean give, bit for bit, the prediction of the same volume with
+those voxels set by hand (0, or the finite voxels' mean summed in double in index order, as written out here),
+whole and streamed. eval: the same choice for its input, a non-finite target refused. train: refused, naming the
+file."""
 import os
 import subprocess
 import sys
@@ -71,3 +72,41 @@ def test_a_finite_volume_is_untouched_by_every_policy(tmp_path):
         r, got = predict(tmp_path, x, "plain-" + policy, "--non-finite", policy)
         assert r.returncode == 0 and "replacing" not in r.stderr, r.stderr
         assert got.read_bytes() == want.read_bytes(), policy
+
+
+def run_repmode(*args):
+    return subprocess.run([REPMODE, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_eval_refuses_or_replaces_the_input_and_refuses_a_non_finite_target(tmp_path):
+    x = with_non_finite()
+    gt = np.random.default_rng(8).normal(size=x.shape).astype(np.float32)
+    write_mha(str(tmp_path / "bad.mha"), x)
+    write_mha(str(tmp_path / "gt.mha"), gt)
+    common = ["eval", "--model", SMALL, "--task", "dna", "--target", tmp_path / "gt.mha"]
+    r = run_repmode(*common, "--input", tmp_path / "bad.mha")
+    assert r.returncode == 1 and "bad.mha: 3 of 1536 voxels are not finite" in r.stderr, r.stderr
+    write_mha(str(tmp_path / "hand.mha"), np.where(np.isfinite(x), x, np.float32(0)).astype(np.float32))
+    want = run_repmode(*common, "--input", tmp_path / "hand.mha")
+    got = run_repmode(*common, "--input", tmp_path / "bad.mha", "--non-finite", "zero")
+    assert want.returncode == 0 and got.returncode == 0, (want.stderr, got.stderr)
+    assert got.stdout == want.stdout
+    gt[0, 0, 0] = np.nan
+    write_mha(str(tmp_path / "gt.mha"), gt)
+    r = run_repmode(*common, "--input", tmp_path / "hand.mha", "--non-finite", "zero")
+    assert r.returncode == 1 and "gt.mha: 1 of 1536 voxels are not finite" in r.stderr, r.stderr
+    assert "a target must be finite" in r.stderr
+
+
+def test_train_refuses_non_finite_data_naming_the_file(tmp_path):
+    x = with_non_finite()
+    write_mha(str(tmp_path / "signal.mha"), x)
+    write_mha(str(tmp_path / "target.mha"), np.zeros_like(x))
+    (tmp_path / "data.csv").write_text("signal,target,task\nsignal.mha,target.mha,dna\n")
+    (tmp_path / "config.json").write_text('{"base_channels": 2, "levels": 1, "patch": [8, 8, 8], '
+                                          '"tasks": [{"name": "dna", "kind": "regression"}]}')
+    r = run_repmode("train", "--config", tmp_path / "config.json", "--data", tmp_path / "data.csv", "--out",
+                    tmp_path / "m.safetensors", "--steps", 2)
+    assert r.returncode == 1, r.stderr
+    assert "signal.mha: 3 of 1536 voxels are not finite" in r.stderr and "training data must be finite" in r.stderr
+    assert not (tmp_path / "m.safetensors").exists()
