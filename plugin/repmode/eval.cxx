@@ -80,8 +80,7 @@ int run_eval(int argc, char **argv)
 
     progress.stage("reading " + input.getValue());
     Volume in = read_volume(input.getValue());
-    settle_non_finite(ctx, in, input.getValue(), non_finite.value(),
-                      "; --non-finite zero or mean puts a value in their place");
+    settle_non_finite(ctx, in, input.getValue(), non_finite.value(), kNonFiniteChoice);
     progress.stage("reading " + target.getValue());
     Volume gt = read_volume(target.getValue());
     settle_non_finite(ctx, gt, target.getValue(), "refuse", "; a target must be finite");

@@ -257,8 +257,7 @@ typename TImage::Pointer masked(TImage *image, FloatImage *mask, std::vector<itk
 NonFinite::Pointer replace_non_finite(FloatImage *image, const PredictRequest &request, unsigned pieces,
                                       Context &ctx, const Progress &progress)
 {
-    rm_nonfinite_policy policy;
-    ctx.check(rm_nonfinite_policy_parse(ctx, request.non_finite.c_str(), &policy));
+    const rm_nonfinite_policy policy = non_finite_policy(ctx, request.non_finite);
     rm_nonfinite_census census;
     try {
         census = NonFinite::CensusStreamed(image, pieces);
@@ -270,11 +269,7 @@ NonFinite::Pointer replace_non_finite(FloatImage *image, const PredictRequest &r
     const auto whole = image->GetLargestPossibleRegion().GetSize();
     const int64_t size[3] = {static_cast<int64_t>(whole[2]), static_cast<int64_t>(whole[1]),
                              static_cast<int64_t>(whole[0])};
-    float value = 0.0f;
-    if (rm_nonfinite_resolve(ctx, &census, policy, size, &value) != RM_OK)
-        throw Failure(request.input + ": " + rm_ctx_error(ctx) + "; --non-finite zero or mean puts a value in their "
-                                                                 "place",
-                      kBadInput);
+    const float value = non_finite_value(ctx, census, policy, size, request.input, kNonFiniteChoice);
     std::ostringstream what;
     what << "replacing " << census.nonfinite << " non-finite voxel(s) of " << request.input << " by " << value
          << " (--non-finite " << request.non_finite << ")";

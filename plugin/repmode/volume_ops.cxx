@@ -14,19 +14,31 @@ void normalize(const Context &ctx, const rm_normalization &method, std::vector<f
     rm_normalize(&p, v.data(), v.data(), static_cast<int64_t>(v.size()));
 }
 
+rm_nonfinite_policy non_finite_policy(const Context &ctx, const std::string &name)
+{
+    rm_nonfinite_policy policy;
+    if (rm_nonfinite_policy_parse(ctx, name.c_str(), &policy) != RM_OK)
+        throw Failure(rm_ctx_error(ctx), kBadInput);
+    return policy;
+}
+
+float non_finite_value(const Context &ctx, const rm_nonfinite_census &census, rm_nonfinite_policy policy,
+                       const int64_t size[3], const std::string &path, const std::string &hint)
+{
+    float value = 0.0f;
+    if (rm_nonfinite_resolve(ctx, &census, policy, size, &value) != RM_OK)
+        throw Failure(path + ": " + rm_ctx_error(ctx) + hint, kBadInput);
+    return value;
+}
+
 void settle_non_finite(const Context &ctx, Volume &v, const std::string &path, const std::string &policy,
                        const std::string &hint)
 {
-    rm_nonfinite_policy chosen;
-    if (rm_nonfinite_policy_parse(ctx, policy.c_str(), &chosen) != RM_OK)
-        throw Failure(rm_ctx_error(ctx), kBadInput);
+    const rm_nonfinite_policy chosen = non_finite_policy(ctx, policy);
     rm_nonfinite_census census = rm_nonfinite_census_init();
     const int64_t n = static_cast<int64_t>(v.voxels.size());
     rm_nonfinite_census_add(&census, v.voxels.data(), n);
-    float value = 0.0f;
-    if (rm_nonfinite_resolve(ctx, &census, chosen, v.size.data(), &value) != RM_OK)
-        throw Failure(path + ": " + rm_ctx_error(ctx) + hint, kBadInput);
-    rm_nonfinite_replace(v.voxels.data(), n, value);
+    rm_nonfinite_replace(v.voxels.data(), n, non_finite_value(ctx, census, chosen, v.size.data(), path, hint));
 }
 
 std::string describe(const rm_normalization &method)

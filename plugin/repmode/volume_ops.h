@@ -19,9 +19,20 @@ namespace repmode::cli {
 // only centred) or percentile clipping to [0, 1]. A Failure naming `path` when the core refuses the voxels.
 void normalize(const Context &ctx, const rm_normalization &method, std::vector<float> &v, const std::string &path);
 
-// The non-finite voxels (NaN, infinity) of a volume read whole, by `policy` ("refuse", "zero" or "mean";
-// repmode/nonfinite.h): refused with a Failure naming `path`, their count and the first's (x, y, z), or replaced in
-// place. `hint` ends the refusal's message (how to choose a policy, where one may be chosen).
+// Non-finite voxels (NaN, infinity; repmode/nonfinite.h). The policy named `name` ("refuse", "zero" or "mean"),
+// or a Failure naming the three.
+rm_nonfinite_policy non_finite_policy(const Context &ctx, const std::string &name);
+
+// The value `policy` puts in place of the non-finite voxels `census` counted in `path`, a volume of `size` (Z, Y, X);
+// a Failure naming `path`, their count and the first's (x, y, z), ending with `hint`, when the policy refuses them.
+float non_finite_value(const Context &ctx, const rm_nonfinite_census &census, rm_nonfinite_policy policy,
+                       const int64_t size[3], const std::string &path, const std::string &hint);
+
+// The end of a refusal where the user may choose a policy.
+inline const char *const kNonFiniteChoice = "; --non-finite zero or mean puts a value in their place";
+
+// The non-finite voxels of a volume read whole, by the policy named `policy`: refused (non_finite_value) or
+// replaced in place.
 void settle_non_finite(const Context &ctx, Volume &v, const std::string &path, const std::string &policy,
                        const std::string &hint);
 
