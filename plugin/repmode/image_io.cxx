@@ -53,6 +53,13 @@ void register_formats()
     });
 }
 
+// Whether one of the registered formats writes a file of this name (chosen by its extension).
+bool has_image_writer(const std::string &path)
+{
+    register_formats();
+    return itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::WriteMode) != nullptr;
+}
+
 bool has_tiff_extension(const fs::path &p)
 {
     std::string ext = p.extension().string();
@@ -233,8 +240,7 @@ template <typename T> typename itk::Image<T, 3>::Pointer to_itk(const BasicVolum
 void check_image_output(const std::string &path, const std::string &option)
 {
     check_output_path(path, option);
-    register_formats();
-    if (!itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::WriteMode))
+    if (!has_image_writer(path))
         throw Failure(option + ": no image format for the name " + path +
                           " (.nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd, .tif or .tiff)",
                       kBadInput);
@@ -355,7 +361,7 @@ template <typename TImage> void write_image(TImage *image, const std::string &pa
     std::error_code ec;
     if (!fs::is_directory(dir, ec))
         throw Failure("cannot write " + path + ": the folder " + dir.string() + " does not exist", kBadInput);
-    if (!itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::WriteMode))
+    if (!has_image_writer(path))
         throw Failure("cannot write " + path + ": unknown image format (use .nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd "
                                                "or .tif)",
                       kBadInput);
