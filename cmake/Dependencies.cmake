@@ -22,6 +22,8 @@ find_package(VTK 9.1 COMPONENTS CommonCore CommonDataModel CommonMath CommonTran
 if(NOT VTK_FOUND)
   message(FATAL_ERROR "VTK not found: install libvtk9-dev (make deps does)")
 endif()
+# zlib checks the compressed voxel data of MetaImage files before ITK reads them (its reader ignores a corrupt stream).
+find_package(ZLIB REQUIRED)
 find_package(X11 REQUIRED) # render opens the display itself, to fall back on Xvfb rather than let VTK abort
 add_library(repmode_vtk_mesh INTERFACE)
 target_link_libraries(repmode_vtk_mesh INTERFACE VTK::CommonCore VTK::CommonDataModel VTK::CommonMath

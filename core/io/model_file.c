@@ -181,7 +181,7 @@ static rm_status check_weights(rm_ctx *ctx, const char *path, const char *name, 
                    (long long)first, what, (double)v);
 }
 
-/* Copies entry `name` of the file into dst after checking its dtype and shape. */
+/* Copies entry `name` of the file into dst after checking its dtype and shape (only checks them when dst is NULL). */
 static rm_status take_tensor(rm_ctx *ctx, const char *path, const rm_st_file *f, const char *name, int ndim,
                              const int64_t *shape, int is_count, void *dst)
 {
@@ -202,18 +202,21 @@ static rm_status take_tensor(rm_ctx *ctx, const char *path, const rm_st_file *f,
         return rm_fail(ctx, RM_ERR_FORMAT, "%s: tensor '%s' has shape %s), the configuration needs %s)", path, name, got,
                        want);
     }
+    if (!dst)
+        return RM_OK;
     memcpy(dst, e->data, (size_t)rm_st_numel(e) * (is_count ? sizeof(int64_t) : sizeof(float)));
     return is_count ? RM_OK : check_weights(ctx, path, name, dst, rm_st_numel(e));
 }
 
-/* Copies every tensor of m from the file; tensors the model lacks are refused unless they start with `extra`. */
+/* Copies every tensor of m from the file (only checks them when m is a structure without values); tensors the model
+ * lacks are refused unless they start with `extra`. */
 static rm_status take_weights(rm_ctx *ctx, const char *path, const rm_st_file *f, rm_model *m, const char *extra)
 {
     rm_status s = RM_OK;
     for (size_t i = 0; s == RM_OK && i < m->n_params; i++) {
         rm_param *p = &m->params[i];
-        s = take_tensor(ctx, path, f, p->name, p->ndim, p->shape, p->count != NULL,
-                        p->count ? (void *)p->count : (void *)p->data);
+        s = take_tensor(ctx, path, f, p->name, p->ndim, p->shape, p->ndim == 0,
+                        p->ndim == 0 ? (void *)p->count : (void *)p->data);
     }
     for (size_t i = 0; s == RM_OK && i < rm_st_count(f); i++) {
         const char *name = rm_st_at(f, i)->name;
@@ -226,10 +229,18 @@ static rm_status take_weights(rm_ctx *ctx, const char *path, const rm_st_file *f
 static rm_status load_training(rm_ctx *ctx, const char *path, const rm_st_file *f, const rm_config *cfg,
                                rm_model **out)
 {
-    rm_model *m;
-    RM_TRY(rm_model_build(ctx, cfg, 0, 1, &m));
     /* A training checkpoint is a model file too: its optimizer state is simply not part of the model. */
-    rm_status s = take_weights(ctx, path, f, m, rm_st_metadata(f, "repmode.checkpoint") ? "optimizer." : NULL);
+    const char *extra = rm_st_metadata(f, "repmode.checkpoint") ? "optimizer." : NULL;
+    /* Names, shapes and types first, on the structure alone (a few kilobytes): a configuration that does not match
+     * the file's tensors, a forged width among them, is refused before its weights are allocated (terabytes for the
+     * widest). */
+    rm_model *m;
+    RM_TRY(rm_model_build(ctx, cfg, 0, 0, &m));
+    rm_status s = take_weights(ctx, path, f, m, extra);
+    rm_model_free(m);
+    RM_TRY(s);
+    RM_TRY(rm_model_build(ctx, cfg, 0, 1, &m));
+    s = take_weights(ctx, path, f, m, extra);
     const char *normalization = rm_st_metadata(f, "repmode.normalization");
     const char *provenance = rm_st_metadata(f, "repmode.provenance");
     if (s == RM_OK && normalization)
@@ -325,6 +336,19 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
 static rm_status load_deploy(rm_ctx *ctx, const char *path, const rm_st_file *f, const rm_config *cfg, int task,
                              rm_deploy **out)
 {
+    /* A configuration with more weights than the file holds values is not this file's network (a forged width among
+     * them): refused before its weights are allocated, as in load_training. */
+    rm_model *structure;
+    RM_TRY(rm_model_build(ctx, cfg, 0, 0, &structure));
+    const int64_t needed = rm_deploy_weight_numel(structure);
+    rm_model_free(structure);
+    int64_t held = 0;
+    for (size_t i = 0; i < rm_st_count(f); i++)
+        held += rm_st_numel(rm_st_at(f, i));
+    if (needed > held)
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: its configuration (base_channels %lld, levels %d) has %lld weights "
+                       "per task, but the file holds %lld values: the configuration is not the network of this file",
+                       path, (long long)cfg->base_channels, cfg->levels, (long long)needed, (long long)held);
     rm_deploy *d;
     RM_TRY(rm_deploy_alloc(ctx, cfg, &d));
     const rm_model *m = rm_deploy_structure(d);

@@ -126,6 +126,16 @@ rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, i
     return s;
 }
 
+int64_t rm_deploy_weight_numel(const rm_model *structure)
+{
+    int64_t floats = 0;
+    for (int i = 0; i < structure->n_units; i++) {
+        const rm_unit *u = &structure->units[i];
+        floats += unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
+    }
+    return floats;
+}
+
 rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
 {
     *out = NULL;
@@ -143,11 +153,7 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
     new_generation(d);
     d->n_units = m->n_units;
     d->units = calloc((size_t)d->n_units, sizeof *d->units);
-    int64_t floats = 0;
-    for (int i = 0; i < m->n_units; i++) {
-        const rm_unit *u = &m->units[i];
-        floats += unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
-    }
+    const int64_t floats = rm_deploy_weight_numel(m);
     d->weights = malloc((size_t)floats * sizeof(float));
     if (!d->units || !d->weights) {
         rm_deploy_free(d);

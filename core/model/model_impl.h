@@ -87,6 +87,8 @@ rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *model);
 /* The deploy form's insides, for its files: its structure, and unit i's folded weight, bias and FReLU bias (NULL
  * when the activation has none). */
 rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out);
+/* The floats of one task's deploy-form weights for a model of this structure (weights, biases, activation biases). */
+int64_t rm_deploy_weight_numel(const rm_model *structure);
 const rm_model *rm_deploy_structure(const rm_deploy *d);
 void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias);
 /* Records which task the weights written through rm_deploy_unit_tensors belong to (a new generation). */

@@ -3,8 +3,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -12,9 +10,8 @@
 #include <mutex>
 #include <sstream>
 #include <system_error>
+#include <vector>
 
-#include <sys/types.h>
-#include <unistd.h>
 
 #include <itkImage.h>
 #include <itkImageFileReader.h>
@@ -28,8 +25,11 @@
 #include <itkNrrdImageIOFactory.h>
 #include <itkTIFFImageIOFactory.h>
 
+#include <zlib.h>
+
 #include "cli.h"
 #include "output_paths.h"
+#include "output_files.h"
 
 namespace fs = std::filesystem;
 
@@ -67,35 +67,86 @@ bool has_tiff_extension(const fs::path &p)
     return ext == ".tif" || ext == ".tiff";
 }
 
-// The bytes of voxel data a file holds, for the uncompressed formats whose readers accept a short file silently
-// (MetaImage and NIfTI fill the missing voxels with whatever is in memory); -1 when the format checks itself.
-int64_t voxel_bytes_present(const std::string &path, const itk::ImageIOBase &io)
+// The bytes that inflating the zlib or gzip stream of `in` (from its position to the end) gives, or the reason the
+// stream is corrupt.
+std::pair<int64_t, std::string> inflated_bytes(std::ifstream &in)
 {
+    z_stream z{};
+    if (inflateInit2(&z, 15 + 32) != Z_OK) // 15 + 32: a zlib or gzip header, found by its first bytes
+        return {0, "zlib cannot start"};
+    std::vector<unsigned char> input(1 << 16), output(1 << 16);
+    int64_t total = 0;
+    int status = Z_OK;
+    while (status != Z_STREAM_END) {
+        if (z.avail_in == 0) {
+            in.read(reinterpret_cast<char *>(input.data()), static_cast<std::streamsize>(input.size()));
+            z.next_in = input.data();
+            z.avail_in = static_cast<uInt>(in.gcount());
+            if (z.avail_in == 0)
+                break; // the stream ends before its end mark
+        }
+        z.next_out = output.data();
+        z.avail_out = static_cast<uInt>(output.size());
+        status = inflate(&z, Z_NO_FLUSH);
+        total += static_cast<int64_t>(output.size() - z.avail_out);
+        if (status != Z_OK && status != Z_STREAM_END)
+            break;
+    }
+    const std::string why = status == Z_STREAM_END ? ""
+                            : status == Z_OK || status == Z_BUF_ERROR
+                                ? "the compressed voxel data ends before its end mark (truncated)"
+                                : std::string("the compressed voxel data is corrupt (zlib: ") +
+                                      (z.msg ? z.msg : "error " + std::to_string(status)) + ")";
+    inflateEnd(&z);
+    return {total, why};
+}
+
+// Why the voxel data of a MetaImage or uncompressed NIfTI file cannot be read whole, or "": their readers accept a
+// short file, or a corrupt compressed one, silently (filling the missing voxels with whatever is in memory), while
+// NRRD's and TIFF's readers check for themselves.
+std::string voxel_data_problem(const std::string &path, const itk::ImageIOBase &io)
+{
+    const auto wanted = static_cast<int64_t>(io.GetImageSizeInBytes());
+    const auto short_by = [&](int64_t present) {
+        return present >= wanted ? std::string()
+                                 : "the file is truncated (" + std::to_string(present) + " of the " +
+                                       std::to_string(wanted) + " bytes of voxel data)";
+    };
     std::error_code ec;
     const auto size = static_cast<int64_t>(fs::file_size(path, ec));
     if (ec)
-        return -1;
+        return "";
     const std::string name = io.GetNameOfClass();
     std::ifstream in(path, std::ios::binary);
     if (name == "MetaImageIO") {
         // The header is text lines up to "ElementDataFile = ..."; LOCAL data follows it, else it is another file.
+        bool compressed = false;
         for (std::string line; std::getline(in, line);) {
             const auto eq = line.find('=');
             const std::string key = line.substr(0, line.find_first_of(" =")), value =
                 eq == std::string::npos ? "" : line.substr(line.find_first_not_of(' ', eq + 1));
-            if (key == "CompressedData" && value.rfind("True", 0) == 0)
-                return -1;
-            if (key == "ElementDataFile") {
-                std::string file = value.substr(0, value.find_last_not_of(" \r") + 1);
-                if (file == "LOCAL")
-                    return size - static_cast<int64_t>(in.tellg());
-                if (file.find(' ') != std::string::npos || file == "LIST")
-                    return -1; // a list of slices: the reader checks each
-                const auto data = static_cast<int64_t>(fs::file_size(fs::path(path).parent_path() / file, ec));
-                return ec ? -1 : data;
+            if (key == "CompressedData")
+                compressed = value.rfind("True", 0) == 0;
+            if (key != "ElementDataFile")
+                continue;
+            const std::string file = value.substr(0, value.find_last_not_of(" \r") + 1);
+            if (file.find(' ') != std::string::npos || file == "LIST")
+                return ""; // a list of slices: the reader checks each
+            std::ifstream data;
+            int64_t data_size = size - static_cast<int64_t>(in.tellg());
+            if (file != "LOCAL") {
+                const fs::path other = fs::path(path).parent_path() / file;
+                data_size = static_cast<int64_t>(fs::file_size(other, ec));
+                if (ec)
+                    return "its data file " + other.string() + " cannot be read: " + ec.message();
+                data.open(other, std::ios::binary);
             }
+            if (!compressed)
+                return short_by(data_size);
+            auto [inflated, why] = inflated_bytes(file == "LOCAL" ? in : data);
+            return why.empty() ? short_by(inflated) : why;
         }
-        return -1;
+        return "";
     }
     if (name == "NiftiImageIO" && fs::path(path).extension() == ".nii") {
         // NIfTI-1: sizeof_hdr 348, vox_offset a float at byte 108; NIfTI-2: 540, an int64 at byte 168.
@@ -113,9 +164,9 @@ int64_t voxel_bytes_present(const std::string &path, const itk::ImageIOBase &io)
             in.read(reinterpret_cast<char *>(&v), 8);
             offset = static_cast<double>(v);
         }
-        return in && offset >= 0 ? size - static_cast<int64_t>(offset) : -1;
+        return in && offset >= 0 ? short_by(size - static_cast<int64_t>(offset)) : "";
     }
-    return -1;
+    return "";
 }
 
 // Checks what the file holds before reading it: one scalar component, at most 3 dimensions.
@@ -142,11 +193,9 @@ itk::ImageIOBase::Pointer scalar_image_io(const std::string &path)
         throw Failure(path + " has " + std::to_string(io->GetNumberOfDimensions()) +
                           " dimensions; repmode reads 2D and 3D images only",
                       kBadInput);
-    const int64_t present = voxel_bytes_present(path, *io), wanted = static_cast<int64_t>(io->GetImageSizeInBytes());
-    if (present >= 0 && present < wanted)
-        throw Failure("cannot read " + path + ": the file is truncated (" + std::to_string(present) + " of the " +
-                          std::to_string(wanted) + " bytes of voxel data)",
-                      kBadInput);
+    const std::string problem = voxel_data_problem(path, *io);
+    if (!problem.empty())
+        throw Failure("cannot read " + path + ": " + problem, kBadInput);
     return io;
 }
 
@@ -195,21 +244,6 @@ std::vector<std::string> layer_files(const std::string &dir)
     return files;
 }
 
-// "<dir>/out.nii.gz" -> {"out", ".nii.gz"}: compressed formats keep both extensions so ITK picks the same format.
-std::pair<std::string, std::string> split_name(const fs::path &p)
-{
-    const std::string name = p.filename().string();
-    size_t dot = name.rfind('.');
-    if (dot != std::string::npos && dot > 0 && name.compare(dot, std::string::npos, ".gz") == 0) {
-        const size_t inner = name.rfind('.', dot - 1);
-        if (inner != std::string::npos && inner > 0)
-            dot = inner;
-    }
-    if (dot == std::string::npos || dot == 0)
-        return {name, ""};
-    return {name.substr(0, dot), name.substr(dot)};
-}
-
 template <typename T> typename itk::Image<T, 3>::Pointer to_itk(const BasicVolume<T> &v)
 {
     using Image = itk::Image<T, 3>;
@@ -236,7 +270,6 @@ template <typename T> typename itk::Image<T, 3>::Pointer to_itk(const BasicVolum
 
 } // namespace
 
-// The first meaningful line of an ITK exception: its descriptions run over several lines of internals.
 void check_image_output(const std::string &path, const std::string &option)
 {
     check_output_path(path, option);
@@ -249,21 +282,22 @@ void check_image_output(const std::string &path, const std::string &option)
 std::string describe(const itk::ExceptionObject &e)
 {
     std::istringstream lines(e.GetDescription());
+    std::string text;
     for (std::string line; std::getline(lines, line);) {
         const auto first = line.find_first_not_of(" \t\r");
         if (first == std::string::npos)
             continue;
-        const auto last = line.find_last_not_of(" \t\r");
-        line = line.substr(first, last - first + 1);
-        // "ITK ERROR: RepModeImageFilter(0x5581...): the model has no task" -> "the model has no task"
-        const std::string prefix = "ITK ERROR: ";
-        if (line.compare(0, prefix.size(), prefix) == 0) {
-            const auto colon = line.find("): ");
-            line = colon == std::string::npos ? line.substr(prefix.size()) : line.substr(colon + 3);
-        }
-        return line;
+        line = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
+        // "itk::ERROR: NrrdImageIO(0x5581...): Error reading x.nrrd" -> "Error reading x.nrrd": the object's address
+        // means nothing to a user.
+        for (const std::string prefix : {"itk::ERROR: ", "ITK ERROR: "})
+            if (line.compare(0, prefix.size(), prefix) == 0) {
+                const auto colon = line.find("): ");
+                line = colon == std::string::npos ? line.substr(prefix.size()) : line.substr(colon + 3);
+            }
+        text += (text.empty() || text.back() == ':' ? (text.empty() ? "" : " ") : "; ") + line;
     }
-    return "unknown ITK error";
+    return text.empty() ? "unknown ITK error" : text;
 }
 
 std::string size_string(const std::array<int64_t, 3> &size)
@@ -326,121 +360,54 @@ Volume read_volume(const std::string &path)
     return from_itk(source.image());
 }
 
-namespace {
-
-// Removes the temporary files (or folders, for .mhd and .nhdr) that runs killed outright (SIGKILL, a power cut) left
-// for the output `stem``ext` in `dir`: ".<stem>.tmp-<pid><ext>" whose process no longer exists.
-void remove_stale_temporaries(const fs::path &dir, const std::string &stem, const std::string &ext)
-{
-    const std::string prefix = "." + stem + ".tmp-";
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (name.compare(0, prefix.size(), prefix) != 0)
-            continue;
-        std::string rest = name.substr(prefix.size());
-        if (!ext.empty() && rest.size() > ext.size() && rest.compare(rest.size() - ext.size(), ext.size(), ext) == 0)
-            rest.resize(rest.size() - ext.size());
-        if (rest.empty() || rest.find_first_not_of("0123456789") != std::string::npos || rest.size() > 9)
-            continue;
-        const pid_t pid = static_cast<pid_t>(std::stol(rest));
-        if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
-            std::error_code ignored;
-            fs::remove_all(it->path(), ignored);
-        }
-    }
-}
-
-} // namespace
-
-template <typename TImage> void write_image(TImage *image, const std::string &path, unsigned divisions)
+template <typename TImage>
+void write_image(TImage *image, const std::string &path, OutputFiles &outputs, unsigned divisions)
 {
     register_formats();
-    const fs::path out(path);
-    const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec))
-        throw Failure("cannot write " + path + ": the folder " + dir.string() + " does not exist", kBadInput);
     if (!has_image_writer(path))
         throw Failure("cannot write " + path + ": unknown image format (use .nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd "
                                                "or .tif)",
                       kBadInput);
-
-    // Formats with a separate data file name it in the header: write both under their final names in a temporary
-    // folder, then move them next to each other.
-    const auto [stem, ext] = split_name(out);
-    remove_stale_temporaries(dir, stem, ext);
-    std::string lower = ext;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    const bool split = lower == ".mhd" || lower == ".nhdr";
-    const std::string tag = ".tmp-" + std::to_string(static_cast<long>(getpid()));
-    const fs::path staging = split ? dir / ("." + stem + tag) : fs::path();
-    const fs::path tmp = split ? staging / out.filename() : dir / ("." + stem + tag + ext);
-    auto clean = [&] {
-        std::error_code ignored;
-        if (split)
-            fs::remove_all(staging, ignored);
-        else
-            fs::remove(tmp, ignored);
-    };
-    if (split && !fs::create_directory(staging, ec))
-        throw Failure("cannot write " + path + ": cannot create " + staging.string() + ": " + ec.message(),
-                      kBadInput);
-
     using Writer = itk::ImageFileWriter<TImage>;
     typename Writer::Pointer writer = Writer::New();
-    writer->SetFileName(tmp.string());
+    writer->SetFileName(outputs.stage(path));
     writer->SetInput(image);
     writer->SetNumberOfStreamDivisions(divisions);
     try {
         writer->Update();
     } catch (const itk::ExceptionObject &e) {
-        clean();
         throw Failure("cannot write " + path + ": " + describe(e), kBadInput);
-    } catch (...) {
-        clean();
-        throw;
     }
-
-    if (split) {
-        std::vector<fs::path> data;
-        for (fs::directory_iterator it(staging, ec), end; !ec && it != end; it.increment(ec))
-            if (it->path().filename() != out.filename())
-                data.push_back(it->path());
-        for (const fs::path &d : data)
-            if (!ec)
-                fs::rename(d, dir / d.filename(), ec);
-        if (!ec)
-            fs::rename(tmp, out, ec);
-    } else {
-        fs::rename(tmp, out, ec);
-    }
-    if (ec) {
-        clean();
-        throw Failure("cannot write " + path + ": " + ec.message(), kBadInput);
-    }
-    clean();
 }
 
-template void write_image(itk::Image<float, 3> *, const std::string &, unsigned);
-template void write_image(itk::Image<uint8_t, 3> *, const std::string &, unsigned);
-template void write_image(itk::VectorImage<float, 3> *, const std::string &, unsigned);
+template void write_image(itk::Image<float, 3> *, const std::string &, OutputFiles &, unsigned);
+template void write_image(itk::Image<uint8_t, 3> *, const std::string &, OutputFiles &, unsigned);
+template void write_image(itk::VectorImage<float, 3> *, const std::string &, OutputFiles &, unsigned);
 
 namespace {
 
-template <typename T> void write_any(const BasicVolume<T> &v, const std::string &path)
+template <typename T> void write_any(const BasicVolume<T> &v, const std::string &path, OutputFiles &outputs)
 {
     if (static_cast<int64_t>(v.voxels.size()) != v.count())
         throw Failure("write_volume: " + std::to_string(v.voxels.size()) + " voxels for a volume of " +
                           size_string(v.size),
                       kInternal);
-    write_image(to_itk(v).GetPointer(), path, 1);
+    write_image(to_itk(v).GetPointer(), path, outputs, 1);
 }
 
 } // namespace
 
-void write_volume(const Volume &volume, const std::string &path) { write_any(volume, path); }
-void write_volume(const LabelVolume &volume, const std::string &path) { write_any(volume, path); }
-void write_volume(const Volume16 &volume, const std::string &path) { write_any(volume, path); }
+void write_volume(const Volume &volume, const std::string &path, OutputFiles &outputs)
+{
+    write_any(volume, path, outputs);
+}
+void write_volume(const LabelVolume &volume, const std::string &path, OutputFiles &outputs)
+{
+    write_any(volume, path, outputs);
+}
+void write_volume(const Volume16 &volume, const std::string &path, OutputFiles &outputs)
+{
+    write_any(volume, path, outputs);
+}
 
 } // namespace repmode::cli

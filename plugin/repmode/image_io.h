@@ -11,6 +11,8 @@
 #include <itkImage.h>
 #include <itkProcessObject.h>
 
+#include "output_files.h"
+
 namespace repmode::cli {
 
 using FloatImage = itk::Image<float, 3>;
@@ -67,25 +69,24 @@ class VolumeSource {
     FloatImage *image_ = nullptr;
 };
 
-// Writes the output of a pipeline (updating it) in `divisions` pieces along Z when the format writes region by
-// region (MetaImage, uncompressed NIfTI), else whole, with the same atomic renaming as write_volume. Errors of the
-// pipeline upstream become Failures naming `path`. Instantiated for float and 8-bit scalar images and float vector
-// images.
-template <typename TImage> void write_image(TImage *image, const std::string &path, unsigned divisions);
+// Writes the output of a pipeline (updating it) as the output `path` of `outputs` (staged under a temporary name
+// until the run's outputs are committed), in `divisions` pieces along Z when the format writes region by region
+// (MetaImage, uncompressed NIfTI), else whole. Errors of the pipeline upstream become Failures naming `path`.
+// Instantiated for float and 8-bit scalar images and float vector images.
+template <typename TImage>
+void write_image(TImage *image, const std::string &path, OutputFiles &outputs, unsigned divisions);
 
-// Writes the volume with its spacing, origin and direction, to a temporary name in the output's folder (the real
-// extension kept, so ITK picks the same format) renamed into place: a failure leaves no file at `path`. Formats
-// with a separate data file (.mhd, .nhdr) are written into a temporary folder and both files moved into place,
-// the data file first.
-void write_volume(const Volume &volume, const std::string &path);
-void write_volume(const LabelVolume &volume, const std::string &path);
-void write_volume(const Volume16 &volume, const std::string &path);
+// Writes the volume with its spacing, origin and direction, as write_image.
+void write_volume(const Volume &volume, const std::string &path, OutputFiles &outputs);
+void write_volume(const LabelVolume &volume, const std::string &path, OutputFiles &outputs);
+void write_volume(const Volume16 &volume, const std::string &path, OutputFiles &outputs);
 
 // Fails before any work when ITK has no writer for the name of `path` (docs/cli.md §1.4) or the path cannot be
 // written (check_output_path).
 void check_image_output(const std::string &path, const std::string &option);
 
-// The first meaningful line of an ITK exception, without ITK's "ITK ERROR: Class(0x...): " prefix.
+// The whole reason of an ITK exception on one line: its lines joined, without ITK's "ITK ERROR: Class(0x...): "
+// prefixes.
 std::string describe(const itk::ExceptionObject &e);
 
 // "Z x Y x X" for messages.

@@ -70,7 +70,8 @@ std::vector<std::array<vtkIdType, 3>> triangles(vtkPolyData *mesh)
     return out;
 }
 
-void write_vtp(vtkPolyData *mesh, const std::string &path)
+// write_vtp, write_stl and write_obj write `file`; `path` is the output it becomes, named in messages.
+void write_vtp(vtkPolyData *mesh, const std::string &file, const std::string &path)
 {
     auto copy = vtkSmartPointer<vtkPolyData>::New();
     copy->ShallowCopy(mesh);
@@ -82,15 +83,15 @@ void write_vtp(vtkPolyData *mesh, const std::string &path)
     copy->SetFieldData(fields);
     auto writer = vtkSmartPointer<vtkXMLPolyDataWriter>::New();
     writer->SetInputData(copy);
-    writer->SetFileName(path.c_str());
+    writer->SetFileName(file.c_str());
     if (writer->Write() != 1)
         throw Failure("cannot write " + path, kBadInput);
 }
 
 // Binary STL: an 80-byte header, the triangle count, then per triangle its normal, three corners and a zero.
-void write_stl(vtkPolyData *mesh, const std::string &name, const std::string &path)
+void write_stl(vtkPolyData *mesh, const std::string &name, const std::string &file, const std::string &path)
 {
-    std::ofstream out(path, std::ios::binary);
+    std::ofstream out(file, std::ios::binary);
     char header[80] = {};
     std::snprintf(header, sizeof header, "repmode surface %s, SPACE=%s", name.c_str(), kSpace);
     out.write(header, sizeof header);
@@ -120,9 +121,9 @@ void write_stl(vtkPolyData *mesh, const std::string &name, const std::string &pa
 }
 
 // Wavefront OBJ: points, their normals, and the triangles (1-based) that use both.
-void write_obj(vtkPolyData *mesh, const std::string &name, const std::string &path)
+void write_obj(vtkPolyData *mesh, const std::string &name, const std::string &file, const std::string &path)
 {
-    std::ofstream out(path);
+    std::ofstream out(file);
     out.precision(std::numeric_limits<float>::max_digits10);
     out << "# repmode surface " << name << ", SPACE=" << kSpace << "\n";
     vtkDataArray *normals = mesh->GetPointData()->GetNormals();
@@ -255,41 +256,21 @@ void check_surface_folder(const std::string &dir, const std::string &option)
 }
 
 void write_surfaces(const std::vector<NamedSurface> &surfaces, const std::string &dir,
-                    const std::vector<std::string> &formats)
+                    const std::vector<std::string> &formats, OutputFiles &outputs)
 {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec)
-        throw Failure("cannot create the folder " + dir + ": " + ec.message(), kBadInput);
-    std::vector<std::pair<fs::path, fs::path>> written; // temporary name, final name
-    size_t renamed = 0;
-    const std::string tag = ".tmp-" + std::to_string(static_cast<long>(getpid()));
-    try {
-        for (const NamedSurface &s : surfaces)
-            for (const std::string &f : formats) {
-                const std::string name = file_name(s.name);
-                const fs::path target = fs::path(dir) / (name + "." + f);
-                const fs::path tmp = fs::path(dir) / ("." + name + tag + "." + f);
-                written.emplace_back(tmp, target);
-                if (f == "vtp")
-                    write_vtp(s.mesh, tmp.string());
-                else if (f == "stl")
-                    write_stl(s.mesh, name, tmp.string());
-                else
-                    write_obj(s.mesh, name, tmp.string());
-            }
-        for (; renamed < written.size(); renamed++) {
-            fs::rename(written[renamed].first, written[renamed].second, ec);
-            if (ec)
-                throw Failure("cannot write " + written[renamed].second.string() + ": " + ec.message(), kBadInput);
+    outputs.make_folder(dir);
+    for (const NamedSurface &s : surfaces)
+        for (const std::string &f : formats) {
+            const std::string name = file_name(s.name);
+            const std::string path = (fs::path(dir) / (name + "." + f)).string();
+            const std::string tmp = outputs.stage(path);
+            if (f == "vtp")
+                write_vtp(s.mesh, tmp, path);
+            else if (f == "stl")
+                write_stl(s.mesh, name, tmp, path);
+            else
+                write_obj(s.mesh, name, tmp, path);
         }
-    } catch (...) {
-        for (size_t i = 0; i < written.size(); i++) {
-            std::error_code ignored;
-            fs::remove(i < renamed ? written[i].second : written[i].first, ignored);
-        }
-        throw;
-    }
 }
 
 } // namespace repmode::cli

@@ -46,9 +46,9 @@ std::vector<std::string> parse_surface_formats(const std::string &list, const st
 // A Failure naming `option`, before any work, unless `dir` is a writable folder or can be created as one.
 void check_surface_folder(const std::string &dir, const std::string &option);
 
-// Writes <dir>/<name>.<format> for every surface and format, physical meshes marked as LPS the way 3D Slicer reads
-// them; every file goes under a temporary name first and all are renamed at the end, so a failure leaves none.
+// Writes <dir>/<name>.<format> for every surface and format as outputs of `outputs` (the folder made if missing),
+// physical meshes marked as LPS the way 3D Slicer reads them.
 void write_surfaces(const std::vector<NamedSurface> &surfaces, const std::string &dir,
-                    const std::vector<std::string> &formats);
+                    const std::vector<std::string> &formats, OutputFiles &outputs);
 
 } // namespace repmode::cli

@@ -284,7 +284,7 @@ NonFinite::Pointer replace_non_finite(FloatImage *image, const PredictRequest &r
 // One mesh per task of the label map (label i + 1 for task i), named after the task; a task that labelled nothing
 // gets an empty mesh, so the files are the same whatever the thresholds.
 void write_task_surfaces(LabelImage *map, const std::vector<rm_task> &tasks, const std::string &dir,
-                         const std::vector<std::string> &formats, const Progress &progress)
+                         const std::vector<std::string> &formats, const Progress &progress, OutputFiles &outputs)
 {
     try {
         map->UpdateOutputInformation();
@@ -299,8 +299,18 @@ void write_task_surfaces(LabelImage *map, const std::vector<rm_task> &tasks, con
         progress.stage(std::string("meshing ") + tasks[i].name);
         surfaces.push_back({tasks[i].name, mesher.mesh(static_cast<long>(i + 1), Frame::physical)});
     }
-    write_surfaces(surfaces, dir, formats);
-    progress.stage("wrote the surfaces in " + dir);
+    write_surfaces(surfaces, dir, formats, outputs);
+}
+
+// ", the label map L, ..." for the outputs beside the prediction, for the closing line.
+std::string written_too(const PredictRequest &r)
+{
+    std::string also;
+    for (const auto &[path, what] : {std::pair{r.labels, "the label map "}, {r.segmentation, "the segmentation "},
+                                     {r.colors, "the colour table "}, {r.surfaces, "the surfaces in "}})
+        if (!path.empty())
+            also += ", " + std::string(what) + path;
+    return also;
 }
 
 } // namespace
@@ -373,11 +383,14 @@ int run_predict(int argc, char **argv)
     request.surface_formats = surface_format.getValue();
     request.threads = cmd.threads();
     Progress progress("predict");
-    predict(request, progress);
+    OutputFiles outputs;
+    predict(request, progress, outputs);
+    outputs.commit();
+    progress.stage("wrote " + request.output + written_too(request));
     return 0;
 }
 
-void predict(const PredictRequest &request, const Progress &progress)
+void predict(const PredictRequest &request, const Progress &progress, OutputFiles &outputs)
 {
     if (!(request.overlap >= 0.0 && request.overlap < 1.0))
         throw Failure("--overlap must be in [0, 1)", kBadInput);
@@ -470,22 +483,21 @@ void predict(const PredictRequest &request, const Progress &progress)
         names += std::string(names.empty() ? "" : ", ") + t.name + (t.kind == RM_TASK_BINARY ? " (binary)" : "");
     progress.stage("predicting " + names + " in " + std::to_string(pieces) + " piece(s)");
     if (filters.size() == 1) {
-        write_image(written(0).GetPointer(), request.output, pieces);
+        write_image(written(0).GetPointer(), request.output, outputs, pieces);
     } else {
         auto compose = itk::ComposeImageFilter<FloatImage, Components>::New();
         for (size_t i = 0; i < filters.size(); i++)
             compose->SetInput(static_cast<unsigned>(i), written(i));
-        write_image(compose->GetOutput(), request.output, pieces);
+        write_image(compose->GetOutput(), request.output, outputs, pieces);
     }
     progress.bar(1.0, "done");
-    progress.stage("wrote " + request.output);
 
     auto label_map = LabelMap::New();
     label_map->SetTasks(tasks);
     label_map->SetThresholds(thresholds);
     if (!request.labels.empty() || !request.segmentation.empty() || !request.surfaces.empty()) {
         std::vector<itk::ProcessObject::Pointer> pipeline;
-        const std::vector<FloatImage::Pointer> predictions = read_predictions(request.output, tasks.size(), pipeline);
+        const std::vector<FloatImage::Pointer> predictions = read_predictions(outputs.staged(request.output), tasks.size(), pipeline);
         for (size_t i = 0; i < predictions.size(); i++)
             label_map->SetPrediction(static_cast<unsigned>(i), predictions[i]);
         // Masked too: a threshold at or below 0 (a regression task's) would label the zeros outside the mask.
@@ -493,16 +505,16 @@ void predict(const PredictRequest &request, const Progress &progress)
         if (mask_image)
             map = masked<LabelImage>(map, mask_image, pipeline);
         if (!request.labels.empty())
-            write_image(map.GetPointer(), request.labels, pieces);
+            write_image(map.GetPointer(), request.labels, outputs, pieces);
         if (!request.segmentation.empty()) {
             std::vector<Segment> segments;
             for (size_t i = 0; i < tasks.size(); i++)
                 segments.push_back({tasks[i].name, label_map->GetLabelColor(static_cast<unsigned>(i + 1)),
                                     tasks[i].has_color != 0});
-            write_segmentation(map.GetPointer(), segments, request.segmentation);
+            write_segmentation(map.GetPointer(), segments, request.segmentation, outputs);
         }
         if (!request.surfaces.empty())
-            write_task_surfaces(map, tasks, request.surfaces, surface_formats, progress);
+            write_task_surfaces(map, tasks, request.surfaces, surface_formats, progress, outputs);
         // The thresholds are known once one of the outputs above has run the label map.
         std::string used;
         for (size_t i = 0; i < tasks.size(); i++) {
@@ -510,14 +522,11 @@ void predict(const PredictRequest &request, const Progress &progress)
             t << tasks[i].name << " > " << label_map->GetThresholdsUsed()[i];
             used += std::string(used.empty() ? "" : ", ") + t.str();
         }
-        if (!request.labels.empty())
-            progress.stage("wrote the label map " + request.labels + " (" + used + ")");
-        if (!request.segmentation.empty())
-            progress.stage("wrote the segmentation " + request.segmentation + " (" + used + ")");
+        progress.stage("labelled " + used);
     }
     if (!request.colors.empty()) {
         try {
-            label_map->WriteColorTable(request.colors);
+            label_map->WriteColorTable(outputs.stage(request.colors));
         } catch (const itk::ExceptionObject &) {
             throw Failure("cannot write the colour table " + request.colors, kBadInput);
         }

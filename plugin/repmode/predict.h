@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli.h"
+#include "output_files.h"
 
 namespace repmode::cli {
 
@@ -22,8 +23,8 @@ struct PredictRequest {
     std::string non_finite = "refuse"; // non-finite input voxels: refuse, zero or mean
 };
 
-// Checks the request, predicts and writes the outputs, reporting to `progress`; problems are Failures, and a failure
-// leaves no half-written output.
-void predict(const PredictRequest &request, const Progress &progress);
+// Checks the request, predicts and writes the outputs as staged files of `outputs`, reporting to `progress`; problems
+// are Failures. The caller commits the outputs (with any of its own) when the whole run has succeeded.
+void predict(const PredictRequest &request, const Progress &progress, OutputFiles &outputs);
 
 } // namespace repmode::cli

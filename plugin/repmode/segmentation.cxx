@@ -98,7 +98,8 @@ void check_segmentation_name(const std::string &path, const std::string &option)
                       kBadInput);
 }
 
-void write_segmentation(LabelImage *labels, const std::vector<Segment> &segments, const std::string &path)
+void write_segmentation(LabelImage *labels, const std::vector<Segment> &segments, const std::string &path,
+                        OutputFiles &outputs)
 {
     auto copy = itk::ImageDuplicator<LabelImage>::New();
     try {
@@ -138,7 +139,7 @@ void write_segmentation(LabelImage *labels, const std::vector<Segment> &segments
         // A model's prediction is a draft for review: Slicer's segment status "in progress".
         field(key + "Tags", "Segmentation.Status:inprogress|");
     }
-    write_image(image.GetPointer(), path, 1);
+    write_image(image.GetPointer(), path, outputs, 1);
 }
 
 } // namespace repmode::cli

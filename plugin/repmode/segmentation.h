@@ -9,6 +9,8 @@
 
 #include <itkImage.h>
 
+#include "output_files.h"
+
 namespace repmode::cli {
 
 // One segment: label value i + 1 for segment i, as the label map numbers tasks.
@@ -18,10 +20,11 @@ struct Segment {
     bool color_given;                   // the model's colour, not the default palette
 };
 
-// Updates `labels` whole and writes it to `path` (.nrrd, written atomically as every output, docs/cli.md §1.5) with the
-// header fields of Slicer's segmentation storage: one layer holding every segment, each segment's extent its bounding
-// box. Problems are Failures naming the file.
-void write_segmentation(itk::Image<uint8_t, 3> *labels, const std::vector<Segment> &segments, const std::string &path);
+// Updates `labels` whole and writes it as the output `path` of `outputs` (.nrrd) with the header fields of Slicer's
+// segmentation storage: one layer holding every segment, each segment's extent its bounding box. Problems are
+// Failures naming the file.
+void write_segmentation(itk::Image<uint8_t, 3> *labels, const std::vector<Segment> &segments, const std::string &path,
+                        OutputFiles &outputs);
 
 // Fails unless `path` names a NRRD file (Slicer reads segmentations from .seg.nrrd files); `option` names the flag.
 void check_segmentation_name(const std::string &path, const std::string &option);

@@ -36,7 +36,9 @@ int run_surfaces(int argc, char **argv)
         progress.stage("meshing label " + std::to_string(label) + " (" + table.name(label) + ")");
         surfaces.push_back({table.name(label), mesher.mesh(label, Frame::physical)});
     }
-    write_surfaces(surfaces, out.getValue(), formats);
+    OutputFiles outputs;
+    write_surfaces(surfaces, out.getValue(), formats, outputs);
+    outputs.commit();
     progress.stage("wrote " + std::to_string(surfaces.size() * formats.size()) + " file(s) in " + out.getValue());
     return 0;
 }

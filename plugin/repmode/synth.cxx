@@ -1,14 +1,9 @@
 // repmode synth cells|scroll --out DIR [--seed S] [--size Z,Y,X]: a synthetic sample with its ground truth and a
 // data.csv that repmode train reads (signal,target,task[,mask], paths relative to the CSV).
-#include <cerrno>
-#include <cstdio>
 #include <algorithm>
-#include <cstring>
-#include <fstream>
+#include <cstdio>
 #include <memory>
 #include <string>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "image_io.h"
@@ -27,26 +22,8 @@ template <typename T> BasicVolume<T> make_volume(int64_t d, int64_t h, int64_t w
     return v;
 }
 
-void make_folder(const std::string &path)
-{
-    if (mkdir(path.c_str(), 0777) != 0 && errno != EEXIST)
-        throw Failure("cannot create the folder " + path + ": " + std::strerror(errno), kBadInput);
-}
-
-// Writes text to path through a temporary name, as the images are.
-void write_text(const std::string &path, const std::string &text)
-{
-    const std::string tmp = path + ".tmp-" + std::to_string(getpid());
-    std::ofstream out(tmp);
-    out << text;
-    out.close();
-    if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw Failure("cannot write " + path, kBadInput);
-    }
-}
-
-void write_cells(const Context &ctx, uint64_t seed, const std::array<int64_t, 3> &size, const std::string &dir)
+void write_cells(const Context &ctx, uint64_t seed, const std::array<int64_t, 3> &size, const std::string &dir,
+                 OutputFiles &outputs)
 {
     rm_synth_cells_result *raw = nullptr;
     ctx.check(rm_synth_cells(ctx, seed, size[0], size[1], size[2], &raw));
@@ -54,40 +31,41 @@ void write_cells(const Context &ctx, uint64_t seed, const std::array<int64_t, 3>
     const size_t n = static_cast<size_t>(r->d * r->h * r->w);
     Volume v = make_volume<float>(r->d, r->h, r->w, r->spacing);
     v.voxels.assign(r->signal, r->signal + n);
-    write_volume(v, dir + "/signal.nrrd");
+    write_volume(v, dir + "/signal.nrrd", outputs);
     std::string csv = "signal,target,task\n";
     for (int t = 0; t < r->n_targets; t++) {
         v.voxels.assign(r->targets[t], r->targets[t] + n);
-        write_volume(v, dir + "/" + r->target_names[t] + ".nrrd");
+        write_volume(v, dir + "/" + r->target_names[t] + ".nrrd", outputs);
         csv += std::string("signal.nrrd,") + r->target_names[t] + ".nrrd," + r->target_names[t] + "\n";
     }
-    write_text(dir + "/data.csv", csv);
+    write_text(dir + "/data.csv", csv, outputs);
     std::fprintf(stderr, "repmode: wrote a %s cell field with %d structures to %s\n", size_string(size).c_str(),
                  r->n_targets, dir.c_str());
 }
 
-void write_scroll(const Context &ctx, uint64_t seed, const std::array<int64_t, 3> &size, const std::string &dir)
+void write_scroll(const Context &ctx, uint64_t seed, const std::array<int64_t, 3> &size, const std::string &dir,
+                  OutputFiles &outputs)
 {
     rm_synth_scroll_result *raw = nullptr;
     ctx.check(rm_synth_scroll(ctx, seed, size[0], size[1], size[2], &raw));
     std::unique_ptr<rm_synth_scroll_result, void (*)(rm_synth_scroll_result *)> r(raw, rm_synth_scroll_free);
     const size_t plane = static_cast<size_t>(r->h * r->w);
     // The Vesuvius layout: surface_volume/00.tif, 01.tif, … one 16-bit layer each.
-    make_folder(dir + "/surface_volume");
+    outputs.make_folder(dir + "/surface_volume");
     const size_t digits = std::max<size_t>(2, std::to_string(r->layers - 1).size());
     Volume16 layer = make_volume<uint16_t>(1, r->h, r->w, r->spacing);
     for (int64_t z = 0; z < r->layers; z++) {
         layer.voxels.assign(r->volume + z * plane, r->volume + (z + 1) * plane);
         std::string index = std::to_string(z);
         index.insert(0, digits - index.size(), '0');
-        write_volume(layer, dir + "/surface_volume/" + index + ".tif");
+        write_volume(layer, dir + "/surface_volume/" + index + ".tif", outputs);
     }
     LabelVolume labels = make_volume<uint8_t>(1, r->h, r->w, r->spacing);
     labels.voxels.assign(r->ink, r->ink + plane);
-    write_volume(labels, dir + "/inklabels.nrrd");
+    write_volume(labels, dir + "/inklabels.nrrd", outputs);
     labels.voxels.assign(r->mask, r->mask + plane);
-    write_volume(labels, dir + "/mask.nrrd");
-    write_text(dir + "/data.csv", "signal,target,task,mask\nsurface_volume,inklabels.nrrd,ink,mask.nrrd\n");
+    write_volume(labels, dir + "/mask.nrrd", outputs);
+    write_text(dir + "/data.csv", "signal,target,task,mask\nsurface_volume,inklabels.nrrd,ink,mask.nrrd\n", outputs);
     std::fprintf(stderr, "repmode: wrote a %s papyrus surface volume (ink in layers %lld-%lld) to %s\n",
                  size_string(size).c_str(), static_cast<long long>(r->ink_layer_first),
                  static_cast<long long>(r->ink_layer_last), dir.c_str());
@@ -118,11 +96,13 @@ int run_synth(int argc, char **argv)
                                               RM_SYNTH_SCROLL_DEFAULT_W})
             : parse_sizes(size.getValue(), "--size");
     Context ctx(cmd.threads());
-    make_folder(out.getValue());
+    OutputFiles outputs;
+    outputs.make_folder(out.getValue());
     if (cells)
-        write_cells(ctx, seed.getValue(), sizes, out.getValue());
+        write_cells(ctx, seed.getValue(), sizes, out.getValue(), outputs);
     else
-        write_scroll(ctx, seed.getValue(), sizes, out.getValue());
+        write_scroll(ctx, seed.getValue(), sizes, out.getValue(), outputs);
+    outputs.commit();
     return 0;
 }
 

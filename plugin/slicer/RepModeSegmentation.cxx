@@ -11,10 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
-#include <unistd.h>
 
 #include <itkImageFileReader.h>
 #include <itkVectorImage.h>
@@ -94,36 +92,13 @@ bool has_flag(int argc, char **argv, const char *flag)
 }
 
 // Slicer's return-parameter file: one "name = value" line per output parameter.
-void write_return_parameters(const std::string &path, const std::string &output, const std::string &labels,
-                             const std::string &segmentation)
+std::string return_parameters(const std::string &output, const std::string &labels, const std::string &segmentation)
 {
-    std::ofstream out(path);
-    out << "outputVolume = " << output << "\n"
-        << "labelMap = " << labels << "\n"
-        << "segmentation = " << segmentation << "\n";
-    if (!out.flush())
-        throw Failure("--returnparameterfile: cannot write " + path, kBadInput);
+    return "outputVolume = " + output + "\nlabelMap = " + labels + "\nsegmentation = " + segmentation + "\n";
 }
 
-// A file removed when it goes out of scope, whether the run succeeded or failed.
-class TemporaryFile {
-  public:
-    explicit TemporaryFile(std::filesystem::path path) : path_(std::move(path)) {}
-    ~TemporaryFile()
-    {
-        std::error_code ignored;
-        std::filesystem::remove(path_, ignored);
-    }
-    TemporaryFile(const TemporaryFile &) = delete;
-    TemporaryFile &operator=(const TemporaryFile &) = delete;
-    std::string path() const { return path_.string(); }
-
-  private:
-    std::filesystem::path path_;
-};
-
-// The first component of the predictions in `components` (one per task), written to `path`.
-void write_first_task(const std::string &components, const std::string &path)
+// The first component of the predictions in `components` (one per task), written as the output `path`.
+void write_first_task(const std::string &components, const std::string &path, repmode::cli::OutputFiles &outputs)
 {
     using Components = itk::VectorImage<float, 3>;
     auto reader = itk::ImageFileReader<Components>::New();
@@ -131,7 +106,7 @@ void write_first_task(const std::string &components, const std::string &path)
     auto first = itk::VectorIndexSelectionCastImageFilter<Components, repmode::cli::FloatImage>::New();
     first->SetInput(reader->GetOutput());
     first->SetIndex(0);
-    repmode::cli::write_image(first->GetOutput(), path, 1);
+    repmode::cli::write_image(first->GetOutput(), path, outputs, 1);
 }
 
 int run(int argc, char **argv)
@@ -208,24 +183,28 @@ int run(int argc, char **argv)
     request.divisions = static_cast<unsigned>(divisions.getValue());
     request.threads = threads.getValue();
     request.non_finite = non_finite.getValue();
-    // Several tasks: predict's components go next to the output, under a hidden name.
+    // Several tasks: predict's components are staged next to the output, and dropped once the output, their first
+    // component, is written.
     const bool several = request.tasks.find(',') != std::string::npos;
     const std::filesystem::path out(request.output);
-    TemporaryFile components(out.parent_path() / ("." + out.filename().string() + ".tasks-" +
-                                                  std::to_string(static_cast<long>(getpid())) + ".nrrd"));
     if (several)
-        request.output = components.path();
+        request.output = (out.parent_path() / ("." + out.filename().string() + ".tasks.nrrd")).string();
 
     SlicerProgress progress;
     const auto began = std::chrono::steady_clock::now();
     progress.start("Predicting " + request.tasks + " with " + request.model);
-    repmode::cli::predict(request, progress);
-    if (several)
-        write_first_task(components.path(), output.getValue());
+    repmode::cli::OutputFiles outputs;
+    repmode::cli::predict(request, progress, outputs);
+    if (several) {
+        write_first_task(outputs.staged(request.output), output.getValue(), outputs);
+        outputs.discard(request.output);
+    }
+    if (return_file.isSet())
+        repmode::cli::write_text(return_file.getValue(),
+                                 return_parameters(output.getValue(), request.labels, request.segmentation), outputs);
+    outputs.commit();
     progress.bar(1.0, "done");
     progress.end(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
-    if (return_file.isSet())
-        write_return_parameters(return_file.getValue(), output.getValue(), request.labels, request.segmentation);
     return 0;
 }
 

@@ -58,3 +58,27 @@ def test_unwritable_names_are_refused_before_the_prediction(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.mha", "in.mha"]
     r = predict(tmp_path, "--output", out, "--labels", str(tmp_path / "labels.nrrd"))  # and the good ones pass
     assert r.returncode == 0, r.stderr
+
+
+def test_a_failure_after_the_prediction_leaves_none_of_the_outputs(tmp_path):
+    """All or nothing: the last output to be put in place cannot be (a folder holds its name), so the prediction, label
+    map, segmentation and colour table written before it are not left either, nor any temporary file; an older file
+    at an output's name is replaced only by a complete run."""
+    surfaces = tmp_path / "meshes"
+    (surfaces / "dna.vtp").mkdir(parents=True)  # a folder where the mesh should go: its rename fails
+    (tmp_path / "out.mha").write_bytes(b"an older output")
+    outputs = ["--output", str(tmp_path / "out.mha"), "--labels", str(tmp_path / "labels.nrrd"),
+               "--segmentation", str(tmp_path / "cells.seg.nrrd"), "--colors", str(tmp_path / "colors.txt"),
+               "--surfaces", str(surfaces)]
+    r = predict(tmp_path, *outputs)
+    assert r.returncode == 1, r.stderr
+    assert "dna.vtp" in r.stderr and "predicting" in r.stderr, r.stderr  # it failed at the end, after the work
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mha", "meshes", "out.mha"]
+    assert (tmp_path / "out.mha").read_bytes() == b"an older output"
+    assert [p.name for p in surfaces.iterdir()] == ["dna.vtp"]
+    (surfaces / "dna.vtp").rmdir()
+    r = predict(tmp_path, *outputs)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.seg.nrrd", "colors.txt", "in.mha", "labels.nrrd",
+                                                          "meshes", "out.mha"]
+    assert [p.name for p in surfaces.iterdir()] == ["dna.vtp"]

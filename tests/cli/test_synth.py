@@ -58,13 +58,22 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 
 def test_errors_exit_1_with_a_message(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
     cases = [
         (["synth", "blobs", "--out", str(tmp_path / "x")], "cells|scroll"),
         (["synth", "cells", "--out", str(tmp_path / "y"), "--size", "4,32,32"], "below the minimum"),
         (["synth", "cells", "--out", str(tmp_path / "y"), "--size", "8,32"], "--size"),
-        (["synth", "cells", "--out", str(tmp_path / "no" / "such" / "dir")], "cannot create the folder"),
+        (["synth", "cells", "--out", str(tmp_path / "file" / "dir")], "cannot create the folder"),
     ]
     for args, needle in cases:
         r = run(*args)
         assert r.returncode == 1, (args, r.stderr)
         assert r.stderr.startswith("repmode: ") and needle in r.stderr, r.stderr
+    # A failed run leaves nothing: neither files nor the folders it made.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_missing_parent_folders_are_made(tmp_path):
+    out = tmp_path / "no" / "such" / "dir"
+    assert run("synth", "cells", "--out", str(out), "--size", "8,16,16").returncode == 0
+    assert (out / "signal.nrrd").is_file() and (out / "data.csv").is_file()
