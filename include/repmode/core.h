@@ -7,6 +7,22 @@
  * then reused, never freed between calls), and the message of the last error. One context is not thread safe:
  * use one per calling thread. There is no global state but one atomic counter that numbers the states of deploy
  * forms' weights.
+ *
+ * Conventions of every public header; each function's comment adds only what is its own.
+ * - Statuses: a function returning rm_status returns RM_OK or one of the statuses its comment names, and on
+ *   failure writes a message into the context (a success leaves the last one there). RM_ERR_ARGUMENT is a NULL
+ *   pointer the function needs (the context excepted: it must be valid and is never checked) or a value outside
+ *   its range; RM_ERR_SHAPE a tensor or volume whose sizes do not fit; RM_ERR_NOMEM a failed allocation, of the
+ *   context's working memory too. Where a comment says a pointer must not be NULL, NULL is not checked.
+ *   RM_ERR_INTERNAL is kept for bugs in repmode: no function names it.
+ * - Ownership: pointers passed in are borrowed for the call, unless the comment says the callee keeps them. What
+ *   a *_create, *_load or *_read call returns through `out` is the caller's, released with the matching *_free
+ *   (each takes NULL); on failure nothing is left to free (*out is NULL, or unchanged where the comment says so).
+ *   A pointer a getter returns is owned by the object it came from and valid until that object is freed.
+ * - Threads: a context, and any object (model, deploy form, optimizer, trainer, window cache), is used by one
+ *   thread at a time. Calls with different contexts on different objects may run at once; so may calls that
+ *   only read an object (a `const` argument) while no call changes it. Inside, a call runs on its context's
+ *   thread count (OpenMP).
  */
 #ifndef REPMODE_CORE_H
 #define REPMODE_CORE_H
@@ -42,6 +58,8 @@ typedef enum rm_status {
     RM_ERR_CANCELLED = 7, /* a callback asked the call to stop */
 } rm_status;
 
+/* A short English name of a status ("unknown status" for a value outside the enum): a static string, never freed.
+ * Thread safe. */
 RM_API const char *rm_status_string(rm_status status);
 
 #define RM_MAX_DIMS 5
@@ -53,6 +71,7 @@ typedef struct rm_tensor {
     int64_t ne[RM_MAX_DIMS];
 } rm_tensor;
 
+/* A view of `data` (borrowed: the tensor does not own it), and its sizes. Pure functions; t must not be NULL. */
 RM_API rm_tensor rm_tensor_5d(float *data, int64_t n, int64_t c, int64_t d, int64_t h, int64_t w);
 RM_API int64_t rm_tensor_numel(const rm_tensor *t);
 /* Elements per sample: C·D·H·W. */
@@ -69,13 +88,16 @@ typedef struct rm_ctx rm_ctx;
 
 /* n_threads <= 0 means one thread per core. Returns NULL when out of memory or when n_threads > RM_MAX_THREADS
  * (check the count first to tell the two apart). Every call that takes a context requires a valid one (never
- * NULL). */
+ * NULL). The context is the caller's: free it with rm_ctx_free (NULL allowed), which frees its working memory. */
 RM_API rm_ctx *rm_ctx_create(int n_threads);
 RM_API void rm_ctx_free(rm_ctx *ctx);
+/* The thread count calls on this context use. */
 RM_API int rm_ctx_threads(const rm_ctx *ctx);
-/* RM_ERR_ARGUMENT for a count below 0 or above RM_MAX_THREADS; the context is unchanged then. */
+/* 0 means one thread per core. RM_ERR_ARGUMENT for a count below 0 or above RM_MAX_THREADS; the context is
+ * unchanged then. */
 RM_API rm_status rm_ctx_set_threads(rm_ctx *ctx, int n_threads);
-/* The message of the most recent failed call on this context ("" if none). Valid until the next call. */
+/* The message of the most recent failed call on this context ("" if none). Owned by the context: the pointer is
+ * valid until rm_ctx_free, and the text is replaced by the next failure on this context. */
 RM_API const char *rm_ctx_error(const rm_ctx *ctx);
 /* Bytes of working memory the context holds for reuse. */
 RM_API size_t rm_ctx_workspace_bytes(const rm_ctx *ctx);
