@@ -9,6 +9,11 @@
  * the batch (mixed tasks). The deploy form is the same network for one task with every layer's experts merged and
  * BatchNorm folded: a plain U-Net of 5³ convolutions with biases, merged once into memory it keeps, with
  * activation buffers reused across calls.
+ *
+ * Threads: both forms keep their activations inside (the training form for its backward, the deploy form to reuse
+ * them), so every forward changes the object: one thread at a time per model or deploy form, even to predict. To
+ * predict in parallel, give each thread its own deploy form (and context); calls that only read a model (const)
+ * may share it.
  */
 #ifndef REPMODE_MODEL_H
 #define REPMODE_MODEL_H
@@ -55,15 +60,17 @@ typedef struct rm_config {
 } rm_config;
 
 /* The official network (base 32, 4 levels, the 12 tasks of the paper, ReLU, patch 32×128×128). `tasks` must hold
- * room for 12 tasks. */
+ * room for 12 tasks; they are written there and the configuration points at them (borrowed). */
 RM_API rm_config rm_config_official(rm_task tasks[12]);
-/* `lite`: base 16, 4 levels, patch 64³, with the caller's tasks. */
+/* `lite`: base 16, 4 levels, patch 64³, with the caller's tasks (borrowed, not copied; not checked). */
 RM_API rm_config rm_config_lite(rm_task *tasks, int n_tasks);
-/* A task of the given name and kind, no threshold, no colour, 3D labels. */
+/* A task of the given name (copied, cut to RM_NAME_MAX - 1 bytes; NULL gives "") and kind, no threshold, no
+ * colour, 3D labels. */
 RM_API rm_task rm_task_make(const char *name, rm_task_kind kind);
-/* Checks a configuration; the message names the field that is wrong. */
+/* Checks a configuration; the message names the field that is wrong. RM_ERR_ARGUMENT (cfg NULL too) is the only
+ * failure. */
 RM_API rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg);
-/* Channels at level k (1..levels), and levels + 1 for the bottleneck. */
+/* Channels at level k (1..levels), and levels + 1 for the bottleneck. cfg must not be NULL. */
 RM_API int64_t rm_config_channels(const rm_config *cfg, int level);
 
 /* ---- the training form --------------------------------------------------------------------------------------- */
@@ -84,51 +91,72 @@ typedef struct rm_param {
 } rm_param;
 
 /* A new model with freshly initialized weights (PyTorch's default initialization, from our own generator seeded
- * with `seed`), BatchNorm weight 1, bias 0, running mean 0, variance 1. */
+ * with `seed`), BatchNorm weight 1, bias 0, running mean 0, variance 1. The model copies cfg and its tasks.
+ * RM_ERR_ARGUMENT: out NULL, or cfg NULL or refused by rm_config_validate. RM_ERR_NOMEM. */
 RM_API rm_status rm_model_create(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, rm_model **out);
 RM_API void rm_model_free(rm_model *model);
+/* The model's configuration, owned by the model: valid until rm_model_free. model must not be NULL. */
 RM_API const rm_config *rm_model_config(const rm_model *model);
-/* The index of the task named `name`, or -1. */
+/* The index of the task named `name` (NULL: none), or -1. */
 RM_API int rm_model_task_index(const rm_model *model, const char *name);
 /* Sets task `task`'s decision threshold (rm_task.threshold, which the model's files carry in repmode.tasks): a
  * value in [0, 1], or NaN to clear it (the default 0.5 on probabilities applies again). Anything else, or a task
- * out of range, is refused and leaves the model unchanged. */
+ * out of range, is refused with RM_ERR_ARGUMENT (model NULL too) and leaves the model unchanged. */
 RM_API rm_status rm_model_set_task_threshold(rm_ctx *ctx, rm_model *model, int task, float threshold);
 
+/* The model's named tensors: their count, and tensor i (NULL when i is out of range). An rm_param, its name and
+ * its data are owned by the model, valid until rm_model_free; the caller may write the values (data, count). grad
+ * is NULL until the first training forward. model must not be NULL. */
 RM_API size_t rm_model_n_params(const rm_model *model);
 RM_API rm_param *rm_model_param(rm_model *model, size_t i);
-/* The tensor named `name` (official naming), or NULL. */
+/* The tensor named `name` (official naming), or NULL (name NULL too); owned by the model as rm_model_param's. */
 RM_API rm_param *rm_model_find_param(rm_model *model, const char *name);
-/* Trainable scalars (the official count for `official` is 123,877,633). */
+/* Trainable scalars (the official count for `official` is 123,877,633). model must not be NULL. */
 RM_API int64_t rm_model_trainable_count(const rm_model *model);
 
 /* Training mode: y (N, out, D, H, W) from x (N, in, D, H, W), sample n with task tasks[n]; BatchNorm uses batch
  * statistics and updates its running statistics; dropout (if configured) draws from `seed`. Keeps what the
- * backward needs. D, H and W must be multiples of 2^levels. */
+ * backward needs. D, H and W must be multiples of 2^levels. model must not be NULL.
+ * RM_ERR_ARGUMENT: x, y, their data or tasks NULL, a task out of range. RM_ERR_SHAPE: x's channels, a size not a
+ * multiple of 2^levels, y's shape, more than 256 samples. RM_ERR_NOMEM: the activations (kept in the model, sized
+ * for the batch's shape, made again when it changes), the gradients (made by the first training forward), the
+ * operators' working memory. */
 RM_API rm_status rm_model_forward_train(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks,
                                         uint64_t seed, rm_tensor *y);
 /* Gradients of the last training forward given dy; written (not accumulated) into every trainable rm_param's
- * grad. */
+ * grad. model must not be NULL. RM_ERR_ARGUMENT: the model's last forward was not a training forward (an eval
+ * forward in between counts), or dy NULL. RM_ERR_SHAPE: dy unlike that forward's y. RM_ERR_NOMEM. */
 RM_API rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor *dy);
-/* Inference mode of the training form (running statistics, no dropout), each sample with its own task. */
+/* Inference mode of the training form (running statistics, no dropout), each sample with its own task. It uses,
+ * and so changes, the model's activation buffers. Statuses as rm_model_forward_train's (RM_ERR_ARGUMENT,
+ * RM_ERR_SHAPE, RM_ERR_NOMEM). */
 RM_API rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks,
                                        rm_tensor *y);
 
 /* ---- model files (safetensors, docs/model-file.md) ----------------------------------------------------------- */
 
 /* Reads a training-form model file; a file without metadata is read as the official configuration. A missing,
- * truncated or inconsistent file, a wrong shape or an unknown tensor is refused with a message naming it. */
+ * truncated or inconsistent file, a wrong shape or an unknown tensor is refused with a message naming it.
+ * RM_ERR_ARGUMENT: path or out NULL. RM_ERR_IO: the file cannot be opened or read, or is not a regular file.
+ * RM_ERR_FORMAT: the container, the metadata (configuration, tasks, normalization), a tensor missing, unknown, of
+ * another dtype or shape, a weight not finite, beyond 1e10 or a negative BatchNorm variance, or a deploy-form
+ * file. RM_ERR_NOMEM. */
 RM_API rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out);
-/* Writes the training form under the official tensor names, atomically (a failure leaves no file at path). */
+/* Writes the training form under the official tensor names, atomically (a failure leaves no file at path).
+ * RM_ERR_ARGUMENT: model or path NULL, path empty, or metadata text that is not UTF-8 (a provenance). RM_ERR_IO:
+ * the file cannot be written or renamed into place. RM_ERR_NOMEM. */
 RM_API rm_status rm_model_save(rm_ctx *ctx, const rm_model *model, const char *path);
 /* Writes the deploy form of tasks[0..n_tasks) (every task when n_tasks is 0): deploy.<task>.<block>.weight and
  * .bias per convolution, <block> being the MoDE layer's or the down/up block's path in the training form
- * (e.g. encoder_block1.conv_more.conv1, encoder_block1.conv_down), and .activation.bias for FReLU. Holds every requested task's folded weights in memory while writing. */
+ * (e.g. encoder_block1.conv_more.conv1, encoder_block1.conv_down), and .activation.bias for FReLU. Holds every
+ * requested task's folded weights in memory while writing; atomic as rm_model_save. RM_ERR_ARGUMENT: as
+ * rm_model_save's, and n_tasks < 0, tasks NULL with n_tasks > 0, a task out of range. RM_ERR_IO. RM_ERR_NOMEM. */
 RM_API rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *tasks, int n_tasks,
                                       const char *path);
 
 /* Replaces the model's repmode.provenance (a JSON object as text: software, training data, steps, seed, …), which
- * its files carry. Anything but a JSON object is refused. */
+ * its files carry; the model keeps a copy. Anything but a JSON object is refused with RM_ERR_ARGUMENT (model or
+ * json NULL too), and the model is unchanged. RM_ERR_NOMEM. */
 RM_API rm_status rm_model_set_provenance(rm_ctx *ctx, rm_model *model, const char *json);
 
 /* What a model file holds, read and checked whole. */
@@ -138,35 +166,50 @@ typedef struct rm_model_info {
     int64_t parameters; /* trainable scalars (training form), or weights and biases of one task (deploy form) */
 } rm_model_info;
 
+/* Reads and checks a model file of either form (a deploy-form file task by task) without keeping its weights.
+ * info->cfg.tasks is owned by the info: free it with rm_model_info_free (NULL allowed; it zeroes the info). On
+ * failure the info is zeroed and owns nothing. Statuses as rm_model_load's (RM_ERR_ARGUMENT, RM_ERR_IO,
+ * RM_ERR_FORMAT, RM_ERR_NOMEM), but a deploy-form file is read. */
 RM_API rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info);
 RM_API void rm_model_info_free(rm_model_info *info);
 
 /* The JSON text of a configuration (without its tasks) and of its task list, as a model file's metadata holds
  * them; the configuration's object with the list added as "tasks" is a configuration file that
- * rm_train_config_parse (trainer.h) reads back as the same configuration. NULL when out of memory; release with
- * rm_free. */
+ * rm_train_config_parse (trainer.h) reads back as the same configuration. cfg must be valid (rm_config_validate).
+ * NULL when out of memory; the text is the caller's: release it with rm_free. */
 RM_API char *rm_config_json(const rm_config *cfg);
 RM_API char *rm_tasks_json(const rm_config *cfg);
-/* Frees memory the library returned. */
+/* Frees memory the library returned for the caller to release with rm_free (JSON texts); NULL is allowed. */
 RM_API void rm_free(void *p);
 
 /* ---- the deploy form ----------------------------------------------------------------------------------------- */
 
 typedef struct rm_deploy rm_deploy;
 
-/* The deploy form of `task`: every MoDE layer's experts merged and every BatchNorm folded into its convolution. */
+/* The deploy form of `task`: every MoDE layer's experts merged and every BatchNorm folded into its convolution.
+ * It keeps its own copy of the structure and the folded weights: the model may be freed afterwards. Free it with
+ * rm_deploy_free. RM_ERR_ARGUMENT: model or out NULL, task out of range. RM_ERR_NOMEM. *out is unchanged on
+ * failure. */
 RM_API rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, rm_deploy **out);
-/* Re-merges another task into the same memory (no allocation). */
+/* Re-merges another task into the same memory (only a scratch of a few floats per channel is allocated).
+ * RM_ERR_ARGUMENT: deploy or model NULL, task out of range, a model of another network. RM_ERR_NOMEM. A failure may
+ * leave the weights partly rewritten: merge again before predicting. */
 RM_API rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *deploy, const rm_model *model, int task);
 /* The deploy form of the task named `task` from a model file of either form (a training-form file is merged and
- * folded on loading). */
+ * folded on loading). Free it with rm_deploy_free. Statuses as rm_model_load's (RM_ERR_IO, RM_ERR_FORMAT,
+ * RM_ERR_NOMEM), and RM_ERR_ARGUMENT for path, task or out NULL and for a task the model does not have (the
+ * message lists those it has). */
 RM_API rm_status rm_deploy_load(rm_ctx *ctx, const char *path, const char *task, rm_deploy **out);
 RM_API void rm_deploy_free(rm_deploy *deploy);
+/* The index of the task the weights are merged for. deploy must not be NULL. */
 RM_API int rm_deploy_task(const rm_deploy *deploy);
-/* The network's configuration, with every task of the model it came from (the deploy form computes one). */
+/* The network's configuration, with every task of the model it came from (the deploy form computes one). Owned by
+ * the deploy form: valid until rm_deploy_free. deploy must not be NULL. */
 RM_API const rm_config *rm_deploy_config(const rm_deploy *deploy);
 /* y (N, out, D, H, W) from x (N, in, D, H, W). Activation buffers are allocated on the first call for a patch
- * size and reused by later calls of that size or smaller. */
+ * size and reused by later calls of that size or smaller; they are the deploy form's, so a forward changes it.
+ * RM_ERR_ARGUMENT: deploy, x, y or their data NULL. RM_ERR_SHAPE: x's channels, a size not a multiple of
+ * 2^levels, y's shape. RM_ERR_NOMEM. */
 RM_API rm_status rm_deploy_forward(rm_ctx *ctx, rm_deploy *deploy, const rm_tensor *x, rm_tensor *y);
 
 #ifdef __cplusplus
