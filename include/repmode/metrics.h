@@ -15,6 +15,9 @@
  * - Bad input is an error, never a silent NaN: a NaN anywhere in the mask, or a NaN or infinite value in a
  *   selected voxel of the prediction or the target, is RM_ERR_ARGUMENT with a message naming the tensor, the
  *   value and its element index; values outside the mask are not checked. On any error *out is unchanged.
+ * - Statuses of every call: RM_ERR_ARGUMENT (a NULL tensor, data or out, a bad value as above), RM_ERR_SHAPE (a
+ *   dimension below 1, target or mask unlike the prediction), RM_ERR_NOMEM (the context's working memory, or a
+ *   sort's copy).
  */
 #ifndef REPMODE_METRICS_H
 #define REPMODE_METRICS_H
@@ -37,6 +40,7 @@ typedef struct rm_regression_metrics {
     int64_t count;  /* selected voxels */
 } rm_regression_metrics;
 
+/* The regression metrics; statuses as above (RM_ERR_ARGUMENT, RM_ERR_SHAPE, RM_ERR_NOMEM). */
 RM_API rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target,
                                                const rm_tensor *mask, rm_regression_metrics *out);
 
@@ -65,7 +69,8 @@ typedef struct rm_binary_metrics {
 } rm_binary_metrics;
 
 /* threshold in [0, 1] (RM_BINARY_THRESHOLD by default). prob may hold any finite scores: only the threshold and
- * their order matter. Sorting for the AUC allocates a float per selected voxel for the duration of the call. */
+ * their order matter. Sorting for the AUC allocates a float per selected voxel for the duration of the call.
+ * RM_ERR_ARGUMENT (a threshold outside [0, 1] too), RM_ERR_SHAPE, RM_ERR_NOMEM, as above. */
 RM_API rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm_tensor *target,
                                            const rm_tensor *mask, float threshold, rm_binary_metrics *out);
 
@@ -86,6 +91,7 @@ typedef struct rm_best_threshold {
     int64_t count;   /* selected voxels */
 } rm_best_threshold;
 
+/* The best threshold described above; statuses as above (RM_ERR_ARGUMENT, RM_ERR_SHAPE, RM_ERR_NOMEM). */
 RM_API rm_status rm_binary_best_threshold(rm_ctx *ctx, const rm_tensor *prob, const rm_tensor *target,
                                           const rm_tensor *mask, rm_best_threshold *out);
 

@@ -156,7 +156,7 @@ RM_API rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const 
 
 /* Replaces the model's repmode.provenance (a JSON object as text: software, training data, steps, seed, …), which
  * its files carry; the model keeps a copy. Anything but a JSON object is refused with RM_ERR_ARGUMENT (model or
- * json NULL too), and the model is unchanged. RM_ERR_NOMEM. */
+ * json NULL, or a parse that runs out of memory, too), and the model is unchanged. RM_ERR_NOMEM: the copy. */
 RM_API rm_status rm_model_set_provenance(rm_ctx *ctx, rm_model *model, const char *json);
 
 /* What a model file holds, read and checked whole. */

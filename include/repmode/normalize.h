@@ -42,28 +42,38 @@ typedef struct rm_norm_params {
     int clip;
 } rm_norm_params;
 
+/* The two methods as values (percentile's bounds are not checked here). Pure; thread safe. */
 RM_API rm_normalization rm_normalization_zscore(void);
 RM_API rm_normalization rm_normalization_percentile(double low, double high);
-/* Checks the method and the bounds; the message names the field that is wrong. */
+/* Checks the method and the bounds; the message names the field that is wrong. RM_ERR_ARGUMENT (norm NULL too) is
+ * the only failure. */
 RM_API rm_status rm_normalization_validate(rm_ctx *ctx, const rm_normalization *norm);
 /* Reads the JSON text of repmode.normalization: an object with "method" ("zscore" or "percentile") and, for
- * percentile, optional "low" and "high" (default 1 and 99). Unknown fields and bad values are refused by name. */
+ * percentile, optional "low" and "high" (default 1 and 99). Unknown fields and bad values are refused by name,
+ * with RM_ERR_ARGUMENT (json or out NULL, text that is not a JSON object, a parse that runs out of memory too);
+ * *out is written only on success. */
 RM_API rm_status rm_normalization_parse(rm_ctx *ctx, const char *json, rm_normalization *out);
-/* Compact JSON text of a normalization; NULL when out of memory. Release with rm_free. */
+/* Compact JSON text of a normalization; NULL when out of memory, for norm NULL or an unknown method. The text is
+ * the caller's: release it with rm_free. */
 RM_API char *rm_normalization_json(const rm_normalization *norm);
 
 /* The normalization a model (training form) or a deploy form was trained with: its file's repmode.normalization,
- * z-score when the file gives none. */
+ * z-score when the file gives none. Only reads the model. RM_ERR_ARGUMENT: model, deploy or out NULL; also when
+ * parsing the text runs out of memory (the JSON parser does not tell; the text itself was checked when it was set
+ * or loaded). */
 RM_API rm_status rm_model_normalization(rm_ctx *ctx, const rm_model *model, rm_normalization *out);
 RM_API rm_status rm_deploy_normalization(rm_ctx *ctx, const rm_deploy *deploy, rm_normalization *out);
-/* Records the normalization a model is trained with; its files carry it. */
+/* Records the normalization a model is trained with; its files carry it. RM_ERR_ARGUMENT: model NULL, or norm
+ * refused by rm_normalization_validate; the model is unchanged then. RM_ERR_NOMEM. */
 RM_API rm_status rm_model_set_normalization(rm_ctx *ctx, rm_model *model, const rm_normalization *norm);
 
 /* The parameters of n (>= 1) voxels in memory, with the method of `norm`. Percentile selects on a copy (4·n
- * bytes) and leaves x unchanged. */
+ * bytes, freed before returning) and leaves x unchanged. RM_ERR_ARGUMENT: norm, x or out NULL, n < 1, norm refused
+ * by rm_normalization_validate, a NaN or infinite voxel with percentile (z-score does not look: such a voxel makes
+ * the parameters NaN; see nonfinite.h). RM_ERR_NOMEM: percentile's copy. */
 RM_API rm_status rm_normalization_compute(rm_ctx *ctx, const rm_normalization *norm, const float *x, int64_t n,
                                           rm_norm_params *out);
-/* y[i] = the normalized x[i]; y may be x. */
+/* y[i] = the normalized x[i]; y may be x. Never fails; no pointer may be NULL. */
 RM_API void rm_normalize(const rm_norm_params *params, const float *x, float *y, int64_t n);
 
 /* The pieces rm_normalization_compute is made of, for callers that see a volume in parts (the ITK filter reads

@@ -65,7 +65,8 @@ typedef struct rm_synth_cells_result {
     float *targets[RM_SYNTH_CELLS_TARGETS];
 } rm_synth_cells_result;
 
-/* A sample of d × h × w voxels. *out is set only on success. */
+/* A sample of d × h × w voxels. *out is set only on success; the result and its arrays are the caller's, freed
+ * with rm_synth_cells_free. RM_ERR_ARGUMENT: out NULL, or a size as above. RM_ERR_NOMEM. */
 RM_API rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64_t w,
                                 rm_synth_cells_result **out);
 /* Frees the result and its arrays; NULL is allowed. */
@@ -90,9 +91,12 @@ typedef struct rm_synth_scroll_result {
     int64_t ink_layer_last;
 } rm_synth_scroll_result;
 
-/* A surface volume of layers × h × w voxels with its (h, w) labels. *out is set only on success. */
+/* A surface volume of layers × h × w voxels with its (h, w) labels. *out is set only on success; the result and
+ * its arrays are the caller's, freed with rm_synth_scroll_free. RM_ERR_ARGUMENT: out NULL, or a size as above.
+ * RM_ERR_NOMEM. */
 RM_API rm_status rm_synth_scroll(rm_ctx *ctx, uint64_t seed, int64_t layers, int64_t h, int64_t w,
                                  rm_synth_scroll_result **out);
+/* Frees the result and its arrays; NULL is allowed. */
 RM_API void rm_synth_scroll_free(rm_synth_scroll_result *result);
 
 #ifdef __cplusplus
