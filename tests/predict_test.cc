@@ -430,6 +430,9 @@ TEST(Predict, BadArgumentsAreRejectedByName)
                                 nullptr),
               RM_ERR_SHAPE);
     EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("outside the volume"), std::string::npos);
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, nullptr, out.data(), nullptr,
+                                nullptr),
+              RM_ERR_ARGUMENT);
     EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, failing_read, &v, start, v.size, out.data(), nullptr,
                                 nullptr),
               RM_ERR_IO);

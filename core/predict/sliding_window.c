@@ -325,7 +325,8 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
     rm_status s = plan_windows(ctx, d, p, volume, out_start, out_size, ax);
     const int64_t channels = d ? rm_deploy_config(d)->out_channels : 0;
     const int64_t win[3] = {ax[0].window, ax[1].window, ax[2].window};
-    const int64_t wvol = win[0] * win[1] * win[2], ovol = out_size[0] * out_size[1] * out_size[2];
+    /* out_size may be the NULL the checks refused. */
+    const int64_t wvol = win[0] * win[1] * win[2], ovol = s == RM_OK ? out_size[0] * out_size[1] * out_size[2] : 0;
     region_buffers b = {0};
     if (s == RM_OK)
         s = take_buffers(ctx, channels, wvol, ovol, &b);
