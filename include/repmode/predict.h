@@ -7,6 +7,10 @@
  * same order. The input is read through a callback, one window at a time, so callers can stream volumes far larger
  * than memory. A volume shorter than the patch along an axis is predicted with one window of that length rounded up
  * to the network's multiple, zero-padded, and cropped back.
+ *
+ * Threads: predicting runs the deploy form's forward, which changes the deploy form (model.h): one prediction at a
+ * time per deploy form, each thread with its own deploy form, context and cache. The callbacks are called on the
+ * calling thread, in window order.
  */
 #ifndef REPMODE_PREDICT_H
 #define REPMODE_PREDICT_H
@@ -30,14 +34,15 @@ typedef struct rm_window_params {
     rm_blend blend;
 } rm_window_params;
 
-/* The official scheme for a patch: 50% overlap, Gaussian blending. */
+/* The official scheme for a patch: 50% overlap, Gaussian blending. Pure; nothing is checked here. */
 RM_API rm_window_params rm_window_params_make(const int64_t patch[3]);
 
 /* Window starts along one axis of length `len` for window length `window` (≤ len): k·stride, the last pulled back
- * to len - window. Writes at most `max` starts; returns how many windows there are. */
+ * to len - window. Writes at most `max` starts (starts may be NULL when max is 0); returns how many windows there
+ * are. Pure: never fails. */
 RM_API int64_t rm_window_starts(int64_t len, int64_t window, double overlap, int64_t *starts, int64_t max);
 
-/* Fills `w` (patch[0]·patch[1]·patch[2] floats) with the blending weights of one window. */
+/* Fills `w` (patch[0]·patch[1]·patch[2] floats, the caller's) with the blending weights of one window. Pure. */
 RM_API void rm_window_weights(rm_blend blend, const int64_t patch[3], float *w);
 
 /* Reads voxels [start, start + size) of the (single-channel) input volume into buf, Z-major, X fastest. Called
@@ -48,14 +53,20 @@ typedef int (*rm_progress_fn)(void *user, double fraction);
 
 /* The input region that predicting output voxels [out_start, out_start + out_size) reads: the bounding box, inside
  * the volume, of every window that reaches into the output region (the output plus the windows' halo). Streaming
- * callers ask their source for exactly this region. */
+ * callers ask their source for exactly this region. Only reads d.
+ * RM_ERR_ARGUMENT: a NULL pointer, a model with more than one input channel, overlap outside [0, 1), an unknown
+ * blending, a patch size that is not a positive multiple of 2^levels. RM_ERR_SHAPE: a volume size below 1, an
+ * output region outside the volume. RM_ERR_NOMEM. */
 RM_API rm_status rm_predict_input_region(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p,
                                          const int64_t volume[3], const int64_t out_start[3],
                                          const int64_t out_size[3], int64_t in_start[3], int64_t in_size[3]);
 
 /* Predicts output voxels [out_start, out_start + out_size) of a volume of size `volume` with the deploy form d,
  * into out (out_channels × out_size, Z-major). progress may be NULL. The window and region buffers are the
- * context's working memory, kept for the next call; the callbacks must not predict with the same context. */
+ * context's working memory, kept for the next call; the callbacks must not predict with the same context. out is
+ * written only on success. Statuses: those of rm_predict_input_region (RM_ERR_ARGUMENT, also for read or out NULL;
+ * RM_ERR_SHAPE; RM_ERR_NOMEM) and of rm_deploy_forward, RM_ERR_IO when `read` returns non-zero, RM_ERR_CANCELLED
+ * when `progress` does. */
 RM_API rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
                                    rm_read_fn read, void *read_user, const int64_t out_start[3],
                                    const int64_t out_size[3], float *out, rm_progress_fn progress,
@@ -70,15 +81,19 @@ RM_API rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
  * caller clears it when the input's voxels change. */
 typedef struct rm_window_cache rm_window_cache;
 
-/* A cache that holds at most max_bytes of predictions; past that, windows are computed again. NULL: no memory. */
+/* A cache that holds at most max_bytes of predictions; past that, windows are computed again. NULL: no memory.
+ * The cache is the caller's: free it with rm_window_cache_free. It owns copies of the predictions and keeps no
+ * pointer to a deploy form. Free and clear take NULL. */
 RM_API rm_window_cache *rm_window_cache_create(size_t max_bytes);
 RM_API void rm_window_cache_free(rm_window_cache *cache);
 RM_API void rm_window_cache_clear(rm_window_cache *cache);
-/* Bytes of window predictions held. */
+/* Bytes of window predictions held (0 for NULL). */
 RM_API size_t rm_window_cache_bytes(const rm_window_cache *cache);
 
 /* rm_predict_region, taking windows from `cache` when they are there and leaving there those that the next region
- * may need. cache NULL: no cache. */
+ * may need. cache NULL: no cache. A window the cache has no room or memory for is only computed again, never an
+ * error. Statuses as rm_predict_region's (RM_ERR_ARGUMENT, RM_ERR_SHAPE, RM_ERR_NOMEM, RM_ERR_IO,
+ * RM_ERR_CANCELLED); a failed call empties the cache. */
 RM_API rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p,
                                           const int64_t volume[3], rm_read_fn read, void *read_user,
                                           const int64_t out_start[3], const int64_t out_size[3], float *out,
