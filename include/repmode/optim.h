@@ -27,6 +27,9 @@
  *     rm_optim_free(opt);
  *
  * Every update is elementwise, so the result is bit-identical on any number of threads.
+ *
+ * Threads: an optimizer borrows its model and writes the model's parameters at each step: the model and the
+ * optimizer are one thread's while it steps.
  */
 #ifndef REPMODE_OPTIM_H
 #define REPMODE_OPTIM_H
@@ -58,7 +61,8 @@ typedef struct rm_optim_config {
 RM_API rm_optim_config rm_optim_adam_official(void);
 /* AdamW with PyTorch's defaults: lr 1e-3, β = (0.9, 0.999), ε = 1e-8, weight decay 0.01. */
 RM_API rm_optim_config rm_optim_adamw_default(void);
-/* Checks a configuration; the message names the field that is wrong. */
+/* Checks a configuration; the message names the field that is wrong. RM_ERR_ARGUMENT (cfg NULL too) is the only
+ * failure. */
 RM_API rm_status rm_optim_config_validate(rm_ctx *ctx, const rm_optim_config *cfg);
 
 /* 1 when weight decay applies to the parameter of this (official) name, 0 when it does not: BatchNorm weights and
@@ -68,17 +72,21 @@ RM_API int rm_optim_decays(const char *name);
 typedef struct rm_optim rm_optim;
 
 /* An optimizer over the trainable parameters of `model`, with zero moments and step count 0. The model may not
- * have gradients yet (they appear with its first training forward); it must outlive the optimizer. */
+ * have gradients yet (they appear with its first training forward); it must outlive the optimizer (borrowed, not
+ * freed by it). The optimizer is the caller's: free it with rm_optim_free. RM_ERR_ARGUMENT: out or model NULL,
+ * cfg NULL or refused by rm_optim_config_validate, a model without trainable parameters. RM_ERR_NOMEM. */
 RM_API rm_status rm_optim_create(rm_ctx *ctx, rm_model *model, const rm_optim_config *cfg, rm_optim **out);
 RM_API void rm_optim_free(rm_optim *opt);
+/* The optimizer's configuration, owned by it: valid until rm_optim_free. NULL for NULL. */
 RM_API const rm_optim_config *rm_optim_get_config(const rm_optim *opt);
 
 /* One update of every trainable parameter from its gradient, at learning rate lr (finite, ≥ 0; the config's lr
  * is not used here). Increments the step count first: the first call is step t = 1. Refused, changing nothing,
- * when the model has no gradients yet. */
+ * when the model has no gradients yet. RM_ERR_ARGUMENT (opt NULL, lr out of range, no gradients, a step count at
+ * INT64_MAX) is the only failure. */
 RM_API rm_status rm_optim_step(rm_ctx *ctx, rm_optim *opt, float lr);
 
-/* Updates done so far (the t of the last step). */
+/* Updates done so far (the t of the last step); 0 for NULL. */
 RM_API int64_t rm_optim_step_count(const rm_optim *opt);
 
 /* ---- state, for checkpoints ---------------------------------------------------------------------------------- */
@@ -92,9 +100,11 @@ typedef enum rm_optim_moment {
 /* The optimizer's moment `which`: *n floats (the model's trainable scalars), one entry per trainable parameter
  * element, the parameters in rm_model_param order, each in its own row-major order. Read it to save a checkpoint;
  * write it (and rm_optim_set_step) to resume one: the following steps are then bit-identical to those of the
- * optimizer that was saved. NULL (and *n = 0) for an unknown `which`. */
+ * optimizer that was saved. The array is owned by the optimizer, valid until rm_optim_free. NULL (and *n = 0) for
+ * an unknown `which` or a NULL opt; n may be NULL. */
 RM_API float *rm_optim_moments(rm_optim *opt, rm_optim_moment which, size_t *n);
-/* Sets the step count (≥ 0), as when resuming a checkpoint. */
+/* Sets the step count (≥ 0), as when resuming a checkpoint. RM_ERR_ARGUMENT (opt NULL, a negative step) is the
+ * only failure. */
 RM_API rm_status rm_optim_set_step(rm_ctx *ctx, rm_optim *opt, int64_t step);
 
 /* ---- learning-rate schedules --------------------------------------------------------------------------------- */
@@ -120,9 +130,11 @@ typedef struct rm_schedule {
     float floor_ratio;                 /* WARMUP_COSINE only */
 } rm_schedule;
 
+/* The two schedules as values (not checked here). Pure. */
 RM_API rm_schedule rm_schedule_constant(void);
 RM_API rm_schedule rm_schedule_warmup_cosine(int64_t warmup_steps, int64_t total_steps, float floor_ratio);
-/* Checks a schedule; the message names the field that is wrong. */
+/* Checks a schedule; the message names the field that is wrong. RM_ERR_ARGUMENT (sched NULL too) is the only
+ * failure. */
 RM_API rm_status rm_schedule_validate(rm_ctx *ctx, const rm_schedule *sched);
 /* The learning rate of step `step` (from 0). A negative step counts as 0; a NULL schedule is constant. */
 RM_API float rm_schedule_lr(const rm_schedule *sched, float base_lr, int64_t step);
