@@ -4,6 +4,9 @@
  * Every random choice (volume, crop, bucket, flips, rotation, jitter, noise, dropout) is a hash of (seed, step,
  * sample), so a run is reproducible bit for bit for a given seed whatever the thread count, and a run resumed from a
  * checkpoint continues exactly as the uninterrupted one.
+ *
+ * Threads: a trainer borrows its model and volumes and changes the model at every step: the trainer, its model
+ * and its optimizer are one thread's.
  */
 #ifndef REPMODE_TRAINER_H
 #define REPMODE_TRAINER_H
@@ -33,7 +36,9 @@ typedef struct rm_train_config {
  * rm_normalization_parse reads. The model file's reader checks the same fields with the same functions. Every field
  * is checked; an unknown or repeated field, a task listed twice and a value out of range are refused with a message
  * that names the field, starting "config: ": RM_ERR_FORMAT for text that does not say a configuration,
- * RM_ERR_ARGUMENT for a value outside its range (rm_config_validate). On failure *out owns nothing. */
+ * RM_ERR_ARGUMENT for a value outside its range (rm_config_validate), for a bad "normalization" object (its
+ * field names too) and for json or out NULL; RM_ERR_NOMEM. On failure *out owns nothing. Free a parsed
+ * configuration with rm_train_config_free (NULL allowed; it zeroes the struct). */
 RM_API rm_status rm_train_config_parse(rm_ctx *ctx, const char *json, rm_train_config *out);
 RM_API void rm_train_config_free(rm_train_config *config);
 
@@ -91,31 +96,42 @@ typedef struct rm_train_options {
 } rm_train_options;
 
 /* The official recipe for a patch: batch 8, Adam lr 1e-4 constant, random flips and crops, seed 0 (and bucket_low
- * RM_BUCKET_LOW_DEFAULT, should bucketed sampling be chosen). */
+ * RM_BUCKET_LOW_DEFAULT, should bucketed sampling be chosen). Pure; patch must not be NULL. */
 RM_API rm_train_options rm_train_options_official(const int64_t patch[3]);
 
 /* The loss of one sample as a training step takes it (regression: masked MSE; binary: ½·(soft BCE + Dice) with
  * `smoothing`), and dloss times its gradient into dlogits (like logits; NULL: not wanted). logits is
  * (1, 1, D, H, W); target and mask (mask may be NULL) are like logits, or (1, 1, 1, H, W) for a 2D label: then the
- * loss is that of the mean over depth of the logits, and the gradient of each logit is the map's gradient / D. */
+ * loss is that of the mean over depth of the logits, and the gradient of each logit is the map's gradient / D.
+ * RM_ERR_ARGUMENT: logits, target or loss NULL, an unknown kind, smoothing outside [0, 0.5]. RM_ERR_SHAPE.
+ * RM_ERR_NOMEM. */
 RM_API rm_status rm_train_sample_loss(rm_ctx *ctx, rm_task_kind kind, float smoothing, const rm_tensor *logits,
                                       const rm_tensor *target, const rm_tensor *mask, float dloss, float *loss,
                                       rm_tensor *dlogits);
 
 typedef struct rm_trainer rm_trainer;
 
-/* A trainer of `model` (not owned; it must outlive the trainer) on volumes[0..n). Checks every volume and option. */
+/* A trainer of `model` (not owned; it must outlive the trainer) on volumes[0..n). Checks every volume and option.
+ * The array of volumes is copied, their voxels are borrowed. The trainer is the caller's: free it with
+ * rm_trainer_free. RM_ERR_ARGUMENT: model, opt or out NULL, an option out of range (the optimizer's and the
+ * schedule's too), a model without one input and one output channel, no volume, a volume without signal or
+ * target, of an unknown task or with labels of the wrong dimension, bucketed sampling without a binary task.
+ * RM_ERR_SHAPE: a volume size below 1. RM_ERR_NOMEM. */
 RM_API rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options *opt,
                                    const rm_train_volume *volumes, int n, rm_trainer **out);
 RM_API void rm_trainer_free(rm_trainer *t);
-/* One step: a batch, forward, loss, backward, optimizer update. *loss receives the batch's loss before it. */
+/* One step: a batch, forward, loss, backward, optimizer update. *loss receives the batch's loss before it.
+ * RM_ERR_ARGUMENT (t or loss NULL), RM_ERR_NOMEM. A failed step does not count, but its forward may have updated
+ * some BatchNorm running statistics. */
 RM_API rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss);
+/* Steps done so far. t must not be NULL. */
 RM_API int64_t rm_trainer_steps_done(const rm_trainer *t);
 
 /* The last step's batch as the network saw it, for inspection: inputs, labels, masks and logits, each
  * (batch, 1, Z, Y, X) of the patch (a 2D label and its mask fill the first Y·X of their sample's block), each
  * sample's task, and the rm_bucket each sample's crop was drawn from (-1: a random crop). Every pointer is NULL
- * before the first step; the next step overwrites the data. */
+ * before the first step; the next step overwrites the data. The arrays are owned by the trainer, valid until
+ * rm_trainer_free. */
 typedef struct rm_train_batch {
     const float *x, *target, *mask, *logits;
     const int *tasks;
@@ -125,14 +141,20 @@ RM_API rm_train_batch rm_trainer_last_batch(const rm_trainer *t);
 /* The best validation score of the run so far, kept by the trainer only so that checkpoints carry it and a resumed
  * run does not overwrite a better model it saved before. The trainer does not compare scores: which is better
  * (lower or higher) is the caller's. NaN means none yet: a new trainer, or one loaded from a checkpoint written
- * without a score (or before scores were kept). Setting a value that is not finite (NaN, ±inf) clears it to NaN. */
+ * without a score (or before scores were kept). Setting a value that is not finite (NaN, ±inf) clears it to NaN.
+ * Never fail; t must not be NULL. */
 RM_API void rm_trainer_set_best_score(rm_trainer *t, double score);
 RM_API double rm_trainer_best_score(const rm_trainer *t);
 /* Writes the model, the optimizer's state, the step, the seed and the best score to one file (a training-form model
- * file with the optimizer's moments added), atomically. */
+ * file with the optimizer's moments added), atomically. Only reads the trainer. Statuses as rm_model_save's
+ * (RM_ERR_ARGUMENT, also for t NULL; RM_ERR_IO; RM_ERR_NOMEM). */
 RM_API rm_status rm_trainer_save_checkpoint(rm_ctx *ctx, const rm_trainer *t, const char *path);
 /* Restores a checkpoint of this trainer's model configuration and seed into the trainer and its model, and its best
- * score (NaN when the file has none). */
+ * score (NaN when the file has none). RM_ERR_ARGUMENT: t or path NULL, a checkpoint of a run with another seed.
+ * RM_ERR_IO: the file cannot be read. RM_ERR_FORMAT: not a checkpoint, or a tensor missing, of another shape (a
+ * model of another configuration) or with impossible values. RM_ERR_NOMEM. Nothing is written before the seed is
+ * checked; a later failure may leave the model's weights and the moments partly overwritten (the step and the score
+ * are set only on success). */
 RM_API rm_status rm_trainer_load_checkpoint(rm_ctx *ctx, rm_trainer *t, const char *path);
 
 #ifdef __cplusplus
