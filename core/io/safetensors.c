@@ -248,21 +248,35 @@ static rm_status st_load(rm_ctx *ctx, const char *path, char **header, size_t *h
 {
     *header = NULL;
     *data = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever; it changes nothing for the
+     * regular files read below. */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return rm_fail(ctx, RM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st = {0};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        const rm_status s = S_ISDIR(st.st_mode) ? rm_fail(ctx, RM_ERR_IO, "%s: a folder, not a model file", path)
+                                                : rm_fail(ctx, RM_ERR_IO, "%s: not a regular file", path);
+        close(fd);
+        return s;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        const rm_status s = rm_fail(ctx, RM_ERR_NOMEM, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return s;
+    }
     rm_status s = RM_OK;
-    struct stat st;
     unsigned char len8[8];
-    if (fstat(fileno(fp), &st) != 0) {
-        s = rm_fail(ctx, RM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        s = rm_fail(ctx, RM_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
     uint64_t size = (uint64_t)st.st_size;
+    /* The file is read whole: one larger than this machine's memory could never be, and would be found out only by
+     * an allocation failure (or the kernel's out-of-memory killer). */
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && size / (uint64_t)page > (uint64_t)pages) {
+        s = rm_fail(ctx, RM_ERR_FORMAT, "%s: %llu bytes, more than the %llu bytes of this machine's memory", path,
+                    (unsigned long long)size, (unsigned long long)pages * (unsigned long long)page);
+        goto done;
+    }
     if (size < 8) {
         s = rm_fail(ctx, RM_ERR_FORMAT, "%s: truncated: the file has %llu bytes, fewer than the 8 of the header length",
                     path, (unsigned long long)size);

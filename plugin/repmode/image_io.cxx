@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <sstream>
 #include <system_error>
@@ -29,6 +30,7 @@
 
 #include "cli.h"
 #include "output_paths.h"
+#include "memory_limit.h"
 #include "output_files.h"
 
 namespace fs = std::filesystem;
@@ -308,6 +310,7 @@ std::string size_string(const std::array<int64_t, 3> &size)
 VolumeSource::VolumeSource(const std::string &path) : path_(path)
 {
     register_formats();
+    bool streams = true; // the series reader reads layer by layer
     std::error_code ec;
     if (fs::is_directory(path, ec)) {
         using SeriesReader = itk::ImageSeriesReader<FloatImage>;
@@ -338,7 +341,9 @@ VolumeSource::VolumeSource(const std::string &path) : path_(path)
         using Reader = itk::ImageFileReader<FloatImage>;
         Reader::Pointer reader = Reader::New();
         reader->SetFileName(path);
-        reader->SetImageIO(scalar_image_io(path));
+        itk::ImageIOBase::Pointer io = scalar_image_io(path);
+        streams = io->CanStreamRead();
+        reader->SetImageIO(io);
         stages_ = {reader.GetPointer()};
         image_ = reader->GetOutput();
     }
@@ -347,11 +352,26 @@ VolumeSource::VolumeSource(const std::string &path) : path_(path)
     } catch (const itk::ExceptionObject &e) {
         throw Failure("cannot read " + path + ": " + describe(e), kBadInput);
     }
+    if (!streams)
+        check_voxels_fit(1);
+}
+
+void VolumeSource::check_voxels_fit(unsigned copies) const
+{
+    const auto size = image_->GetLargestPossibleRegion().GetSize();
+    const std::array<int64_t, 3> zyx{static_cast<int64_t>(size[2]), static_cast<int64_t>(size[1]),
+                                     static_cast<int64_t>(size[0])};
+    const double voxels = static_cast<double>(zyx[0]) * static_cast<double>(zyx[1]) * static_cast<double>(zyx[2]);
+    const double bytes = voxels * sizeof(float) * copies;
+    check_memory(bytes >= 1.8e19 ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(bytes), path_,
+                 "its " + size_string(zyx) + " voxels (Z x Y x X), read whole as 32-bit floats" +
+                     (copies > 1 ? " and copied," : ","));
 }
 
 Volume read_volume(const std::string &path)
 {
     VolumeSource source(path);
+    source.check_voxels_fit(2); // ITK's image, then the volume's copy
     try {
         source.image()->Update();
     } catch (const itk::ExceptionObject &e) {

@@ -61,6 +61,9 @@ class VolumeSource {
   public:
     explicit VolumeSource(const std::string &path);
     FloatImage *image() const { return image_; }
+    // Fails, naming the file, unless `copies` float copies of the whole volume fit in the memory available. Formats
+    // read whole on the first update are checked once by the constructor.
+    void check_voxels_fit(unsigned copies) const;
     const std::string &path() const { return path_; }
 
   private:
