@@ -255,7 +255,7 @@ static rm_status st_load(rm_ctx *ctx, const char *path, char **header, size_t *h
         return rm_fail(ctx, RM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st = {0};
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        const rm_status s = S_ISDIR(st.st_mode) ? rm_fail(ctx, RM_ERR_IO, "%s: a folder, not a model file", path)
+        const rm_status s = S_ISDIR(st.st_mode) ? rm_fail(ctx, RM_ERR_IO, "%s: a folder, not a regular file", path)
                                                 : rm_fail(ctx, RM_ERR_IO, "%s: not a regular file", path);
         close(fd);
         return s;
