@@ -150,6 +150,11 @@ std::string voxel_data_problem(const std::string &path, const itk::ImageIOBase &
         }
         return "";
     }
+    if (name == "NiftiImageIO" && fs::path(path).extension() == ".gz") {
+        // The header (348 bytes and at least a 4-byte extension flag) and the voxels, in one gzip stream.
+        auto [inflated, why] = inflated_bytes(in);
+        return why.empty() ? short_by(inflated - 352) : why;
+    }
     if (name == "NiftiImageIO" && fs::path(path).extension() == ".nii") {
         // NIfTI-1: sizeof_hdr 348, vox_offset a float at byte 108; NIfTI-2: 540, an int64 at byte 168.
         int32_t header = 0;
@@ -195,6 +200,9 @@ itk::ImageIOBase::Pointer scalar_image_io(const std::string &path)
         throw Failure(path + " has " + std::to_string(io->GetNumberOfDimensions()) +
                           " dimensions; repmode reads 2D and 3D images only",
                       kBadInput);
+    for (unsigned a = 0; a < io->GetNumberOfDimensions(); a++)
+        if (io->GetDimensions(a) == 0)
+            throw Failure("cannot read " + path + ": it has no voxels (size 0 along axis " + "XYZ"[a] + ")", kBadInput);
     const std::string problem = voxel_data_problem(path, *io);
     if (!problem.empty())
         throw Failure("cannot read " + path + ": " + problem, kBadInput);
@@ -390,7 +398,8 @@ void write_image(TImage *image, const std::string &path, OutputFiles &outputs, u
                       kBadInput);
     using Writer = itk::ImageFileWriter<TImage>;
     typename Writer::Pointer writer = Writer::New();
-    writer->SetFileName(outputs.stage(path));
+    const std::string staged = outputs.stage(path);
+    writer->SetFileName(staged);
     writer->SetInput(image);
     writer->SetNumberOfStreamDivisions(divisions);
     try {
@@ -398,6 +407,22 @@ void write_image(TImage *image, const std::string &path, OutputFiles &outputs, u
     } catch (const itk::ExceptionObject &e) {
         throw Failure("cannot write " + path + ": " + describe(e), kBadInput);
     }
+    // MetaImage's and NIfTI's writers report a failed write (a full disk) on stderr only, and succeed: the file is
+    // read back as a reader would, to be sure that it holds every voxel.
+    itk::ImageIOBase::Pointer io = itk::ImageIOFactory::CreateImageIO(staged.c_str(), itk::IOFileModeEnum::ReadMode);
+    std::string problem = io ? "" : "ITK cannot read the file it wrote";
+    if (io) {
+        io->SetFileName(staged);
+        try {
+            io->ReadImageInformation();
+            problem = voxel_data_problem(staged, *io);
+        } catch (const itk::ExceptionObject &e) {
+            problem = describe(e);
+        }
+    }
+    if (!problem.empty())
+        throw Failure("cannot write " + path + ": the file written is incomplete (" + problem + "); is the disk full?",
+                      kBadInput);
 }
 
 template void write_image(itk::Image<float, 3> *, const std::string &, OutputFiles &, unsigned);

@@ -16,6 +16,10 @@ void check_output_path(const std::string &path, const std::string &option)
     std::error_code ec;
     if (fs::is_directory(path, ec))
         throw Failure(option + ": " + path + " is a folder, not a file", kBadInput);
+    // A device, FIFO or socket would be replaced by the renamed output (/dev/null by a regular file, as root).
+    if (fs::exists(path, ec) && !fs::is_regular_file(path, ec))
+        throw Failure(option + ": " + path + " is a device, FIFO or socket; an output must be a regular file",
+                      kBadInput);
     const fs::path folder = fs::path(path).parent_path();
     const fs::path where = folder.empty() ? fs::path(".") : folder;
     if (!fs::is_directory(where, ec))

@@ -12,7 +12,8 @@ struct NamedPath {
     std::string path, option;
 };
 
-// Fails when `path` is a folder, or its folder does not exist or cannot be written.
+// Fails when `path` is a folder or another file that is not regular (a device, FIFO or socket), or its folder does
+// not exist or cannot be written.
 void check_output_path(const std::string &path, const std::string &option);
 
 // Fails when two outputs, or an output and an input, name the same file (by their canonical paths, so that

@@ -86,6 +86,8 @@ def read_image(path):
     if array.ndim != 3:
         raise Error("%s is an image of %d dimensions %s: repmode reads 2D and 3D scalar images" %
                     (path, array.ndim, array.shape))
+    if array.size == 0:
+        raise Error("cannot read %s: it has no voxels (shape %s, Z, Y, X)" % (path, array.shape))
     return array, tuple(float(s) for s in spacing)
 
 
