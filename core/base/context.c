@@ -31,7 +31,7 @@ rm_ctx *rm_ctx_create(int n_threads)
 {
     if (n_threads > RM_MAX_THREADS)
         return NULL;
-    rm_ctx *ctx = calloc(1, sizeof *ctx);
+    rm_ctx *ctx = rm_calloc(1, sizeof *ctx);
     if (!ctx)
         return NULL;
     ctx->n_threads = n_threads > 0 ? n_threads : rm_default_threads();
@@ -43,8 +43,8 @@ void rm_ctx_free(rm_ctx *ctx)
     if (!ctx)
         return;
     for (int i = 0; i < RM_WORK_COUNT; i++)
-        free(ctx->work[i].data);
-    free(ctx);
+        rm_dealloc(ctx->work[i].data);
+    rm_dealloc(ctx);
 }
 
 int rm_ctx_threads(const rm_ctx *ctx) { return ctx->n_threads; }
@@ -83,12 +83,12 @@ void *rm_ctx_work(rm_ctx *ctx, rm_work which, size_t bytes)
         return ctx->work[which].data;
     /* Grow by half again so a sequence of slightly larger requests does not reallocate (and re-fault) each time. */
     const size_t want = rm_work_align(bytes + bytes / 2);
-    void *p = aligned_alloc(RM_WORK_ALIGN, want);
+    void *p = rm_aligned_alloc(RM_WORK_ALIGN, want);
     if (!p) {
         rm_fail(ctx, RM_ERR_NOMEM, "cannot allocate %zu bytes of working memory", want);
         return NULL;
     }
-    free(ctx->work[which].data);
+    rm_dealloc(ctx->work[which].data);
     ctx->work[which].data = p;
     ctx->work[which].bytes = want;
     return p;

@@ -5,6 +5,7 @@
 #include "repmode/core.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 
 #define RM_ERROR_LEN 512
 
@@ -28,6 +29,23 @@ struct rm_ctx {
     } work[RM_WORK_COUNT];
     char error[RM_ERROR_LEN];
 };
+
+/* Every heap allocation of the core goes through these, and its memory back through rm_dealloc, so that the test
+ * build (REPMODE_FAULT_INJECTION, base/fault.h) can make any one of them fail. Otherwise they are the C library's
+ * calls themselves; either way the memory is the C library's, and free() releases it too. */
+#ifdef REPMODE_FAULT_INJECTION
+void *rm_malloc(size_t bytes);
+void *rm_calloc(size_t n, size_t size);
+void *rm_realloc(void *p, size_t bytes);
+void *rm_aligned_alloc(size_t align, size_t bytes);
+void rm_dealloc(void *p);
+#else
+static inline void *rm_malloc(size_t bytes) { return malloc(bytes); }
+static inline void *rm_calloc(size_t n, size_t size) { return calloc(n, size); }
+static inline void *rm_realloc(void *p, size_t bytes) { return realloc(p, bytes); }
+static inline void *rm_aligned_alloc(size_t align, size_t bytes) { return aligned_alloc(align, bytes); }
+static inline void rm_dealloc(void *p) { free(p); }
+#endif
 
 /* Records a printf-style message in the context and returns status, so failures read `return rm_fail(...)`. */
 rm_status rm_fail(rm_ctx *ctx, rm_status status, const char *fmt, ...)

@@ -20,14 +20,14 @@ static rm_status write_file_with(rm_ctx *ctx, const char *path, const rm_model *
 {
     char *config = rm_config_json(&m->cfg);
     if (!config || !tasks_json) {
-        free(config);
+        rm_dealloc(config);
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
     }
     const char *keys[] = {"repmode.format", "repmode.form", "repmode.config", "repmode.tasks", "repmode.normalization",
                           "repmode.provenance", extra_key};
     const char *values[] = {RM_FORMAT_VERSION, form, config, tasks_json, m->normalization, m->provenance, extra_value};
     const rm_status s = rm_st_write(ctx, path, entries, n, keys, values, extra_key ? 7 : 6);
-    free(config);
+    rm_dealloc(config);
     return s;
 }
 
@@ -45,10 +45,10 @@ static rm_status save_training(rm_ctx *ctx, const rm_model *model, const char *p
         return rm_fail(ctx, RM_ERR_ARGUMENT, "model save: NULL argument");
     if (!model->values)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the model has no weights to save", path);
-    rm_st_entry *entries = calloc(model->n_params + n_extra, sizeof *entries);
+    rm_st_entry *entries = rm_calloc(model->n_params + n_extra, sizeof *entries);
     char *tasks = rm_tasks_to_json(model->tasks, NULL, model->cfg.n_tasks);
     if (!entries) {
-        free(tasks);
+        rm_dealloc(tasks);
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
     }
     for (size_t i = 0; i < model->n_params; i++) {
@@ -61,8 +61,8 @@ static rm_status save_training(rm_ctx *ctx, const rm_model *model, const char *p
         memcpy(entries + model->n_params, extra, n_extra * sizeof *extra);
     const rm_status s = write_file_with(ctx, path, model, "training", tasks, entries, model->n_params + n_extra,
                                         extra_key, extra_value);
-    free(entries);
-    free(tasks);
+    rm_dealloc(entries);
+    rm_dealloc(tasks);
     return s;
 }
 
@@ -82,7 +82,7 @@ static rm_status read_config(rm_ctx *ctx, const char *path, const rm_st_file *f,
     *cfg = rm_config_official(official);
     *form = "training";
     if (rm_st_metadata_count(f) == 0) {
-        *tasks = malloc(sizeof official);
+        *tasks = rm_malloc(sizeof official);
         if (!*tasks)
             return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
         memcpy(*tasks, official, sizeof official);
@@ -113,7 +113,7 @@ static rm_status read_config(rm_ctx *ctx, const char *path, const rm_st_file *f,
     if (s != RM_OK) {
         char why[RM_ERROR_LEN];
         memcpy(why, rm_ctx_error(ctx), sizeof why);
-        free(*tasks);
+        rm_dealloc(*tasks);
         *tasks = NULL;
         return rm_fail(ctx, RM_ERR_FORMAT, "%s: %s%s", path, key, why);
     }
@@ -131,7 +131,7 @@ typedef struct model_file {
 static void close_model_file(model_file *mf)
 {
     rm_st_free(mf->st);
-    free(mf->tasks);
+    rm_dealloc(mf->tasks);
     memset(mf, 0, sizeof *mf);
 }
 
@@ -305,11 +305,11 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
             return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy save: task %d is outside 0..%d", tasks[j],
                            model->cfg.n_tasks - 1);
     /* One deploy form per task, all alive until the file is written. */
-    rm_deploy **forms = calloc((size_t)n, sizeof *forms);
+    rm_deploy **forms = rm_calloc((size_t)n, sizeof *forms);
     const size_t per_task = (size_t)model->n_units * 3;
-    rm_st_entry *entries = calloc(per_task * (size_t)n, sizeof *entries);
-    char (*names)[3][RM_PARAM_NAME_MAX + 64] = calloc(per_task / 3 * (size_t)n, sizeof *names);
-    int *which = malloc((size_t)n * sizeof *which);
+    rm_st_entry *entries = rm_calloc(per_task * (size_t)n, sizeof *entries);
+    char (*names)[3][RM_PARAM_NAME_MAX + 64] = rm_calloc(per_task / 3 * (size_t)n, sizeof *names);
+    int *which = rm_malloc((size_t)n * sizeof *which);
     rm_status s = forms && entries && names && which ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
     size_t count = 0;
     for (int j = 0; s == RM_OK && j < n; j++) {
@@ -322,14 +322,14 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
     if (s == RM_OK) {
         char *task_json = rm_tasks_to_json(model->tasks, which, n);
         s = write_file(ctx, path, model, "deploy", task_json, entries, count);
-        free(task_json);
+        rm_dealloc(task_json);
     }
     for (int j = 0; forms && j < n; j++)
         rm_deploy_free(forms[j]);
-    free(forms);
-    free(entries);
-    free(names);
-    free(which);
+    rm_dealloc(forms);
+    rm_dealloc(entries);
+    rm_dealloc(names);
+    rm_dealloc(which);
     return s;
 }
 
@@ -446,7 +446,7 @@ void rm_model_info_free(rm_model_info *info)
 {
     if (!info)
         return;
-    free(info->cfg.tasks);
+    rm_dealloc(info->cfg.tasks);
     memset(info, 0, sizeof *info);
 }
 

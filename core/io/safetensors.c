@@ -4,6 +4,7 @@
 
 #include "io/safetensors.h"
 
+#include "base/file_write.h"
 #include "base/internal.h"
 #include "base/rng.h"
 
@@ -51,7 +52,7 @@ static void *st_aligned_alloc(size_t bytes)
     if (bytes > SIZE_MAX - ST_ALIGN)
         return NULL;
     size_t n = bytes ? (bytes + ST_ALIGN - 1) / ST_ALIGN * ST_ALIGN : ST_ALIGN;
-    return aligned_alloc(ST_ALIGN, n);
+    return rm_aligned_alloc(ST_ALIGN, n);
 }
 
 /* The length (1 to 4) of the well-formed UTF-8 sequence at s, or 0 when it is malformed: a stray continuation
@@ -303,7 +304,7 @@ static rm_status st_load(rm_ctx *ctx, const char *path, char **header, size_t *h
                     (unsigned long long)rest);
         goto done;
     }
-    *header = malloc((size_t)n + 1);
+    *header = rm_malloc((size_t)n + 1);
     *data = st_aligned_alloc((size_t)rest);
     if (!*header || !*data) {
         s = rm_fail(ctx, RM_ERR_NOMEM, "%s: cannot allocate %llu bytes to read the file", path,
@@ -321,8 +322,8 @@ done:
     if (fclose(fp) != 0 && s == RM_OK)
         s = rm_fail(ctx, RM_ERR_IO, "%s: cannot close: %s", path, strerror(errno));
     if (s != RM_OK) {
-        free(*header);
-        free(*data);
+        rm_dealloc(*header);
+        rm_dealloc(*data);
         *header = NULL;
         *data = NULL;
     }
@@ -587,16 +588,16 @@ static rm_status st_parse(rm_ctx *ctx, const char *path, const char *header, siz
         }
     }
 
-    f = calloc(1, sizeof *f);
+    f = rm_calloc(1, sizeof *f);
     if (!f)
         goto nomem;
-    f->entries = calloc(n ? n : 1, sizeof *f->entries);
-    f->by_name = malloc((n ? n : 1) * sizeof *f->by_name);
-    f->meta_keys = malloc((n_meta ? n_meta : 1) * sizeof *f->meta_keys);
-    f->meta_values = malloc((n_meta ? n_meta : 1) * sizeof *f->meta_values);
-    f->strings = malloc(chars ? chars : 1);
-    spans = malloc((n ? n : 1) * sizeof *spans);
-    keys = malloc((n_meta ? n_meta : 1) * sizeof *keys);
+    f->entries = rm_calloc(n ? n : 1, sizeof *f->entries);
+    f->by_name = rm_malloc((n ? n : 1) * sizeof *f->by_name);
+    f->meta_keys = rm_malloc((n_meta ? n_meta : 1) * sizeof *f->meta_keys);
+    f->meta_values = rm_malloc((n_meta ? n_meta : 1) * sizeof *f->meta_values);
+    f->strings = rm_malloc(chars ? chars : 1);
+    spans = rm_malloc((n ? n : 1) * sizeof *spans);
+    keys = rm_malloc((n_meta ? n_meta : 1) * sizeof *keys);
     if (!f->entries || !f->by_name || !f->meta_keys || !f->meta_values || !f->strings || !spans || !keys)
         goto nomem;
 
@@ -645,8 +646,8 @@ nomem:
     s = rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory reading the header", path);
 done:
     cJSON_Delete(root);
-    free(spans);
-    free(keys);
+    rm_dealloc(spans);
+    rm_dealloc(keys);
     if (s == RM_OK)
         *out = f;
     else
@@ -666,8 +667,8 @@ rm_status rm_st_read(rm_ctx *ctx, const char *path, rm_st_file **out)
     size_t header_len = 0, data_len = 0;
     RM_TRY(st_load(ctx, path, &header, &header_len, &raw, &data_len));
     rm_status s = st_parse(ctx, path, header, header_len, &raw, data_len, out);
-    free(header);
-    free(raw); /* NULL when the file kept it */
+    rm_dealloc(header);
+    rm_dealloc(raw); /* NULL when the file kept it */
     return s;
 }
 
@@ -712,13 +713,13 @@ void rm_st_free(rm_st_file *f)
 {
     if (!f)
         return;
-    free(f->entries);
-    free(f->by_name);
-    free(f->meta_keys);
-    free(f->meta_values);
-    free(f->strings);
-    free(f->data);
-    free(f);
+    rm_dealloc(f->entries);
+    rm_dealloc(f->by_name);
+    rm_dealloc(f->meta_keys);
+    rm_dealloc(f->meta_values);
+    rm_dealloc(f->strings);
+    rm_dealloc(f->data);
+    rm_dealloc(f);
 }
 
 /* ---- writing ------------------------------------------------------------------------------------------------- */
@@ -773,7 +774,7 @@ static rm_status st_check_input(rm_ctx *ctx, const char *path, const rm_st_entry
 
     /* Duplicates, found by sorting the names. */
     size_t most = n > n_meta ? n : n_meta;
-    const char **names = malloc((most ? most : 1) * sizeof *names);
+    const char **names = rm_malloc((most ? most : 1) * sizeof *names);
     if (!names)
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory checking names", path);
     rm_status s = RM_OK;
@@ -789,7 +790,7 @@ static rm_status st_check_input(rm_ctx *ctx, const char *path, const rm_st_entry
     for (size_t i = 1; i < n_meta && s == RM_OK; i++)
         if (strcmp(names[i - 1], names[i]) == 0)
             s = rm_fail(ctx, RM_ERR_ARGUMENT, "%s: duplicate metadata key '%s'", path, names[i]);
-    free(names);
+    rm_dealloc(names);
     return s;
 }
 
@@ -876,7 +877,7 @@ static int st_open_temp(char *tmp, const char *path, size_t plen)
             tmp[plen + 5 + k] = digits[rm_splitmix64_next(&x) % 62];
         }
         tmp[plen + 11] = '\0';
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        int fd = rm_open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
@@ -888,21 +889,21 @@ static rm_status st_write_file(rm_ctx *ctx, const char *path, const char *json, 
                                size_t n)
 {
     size_t plen = strlen(path);
-    char *tmp = malloc(plen + 12);
+    char *tmp = rm_malloc(plen + 12);
     if (!tmp)
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
     int fd = st_open_temp(tmp, path, plen);
     if (fd < 0) {
         rm_status s = rm_fail(ctx, RM_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
+        rm_dealloc(tmp);
         return s;
     }
-    FILE *fp = fdopen(fd, "wb");
+    FILE *fp = rm_fdopen(fd, "wb");
     if (!fp) {
         rm_status s = rm_fail(ctx, RM_ERR_IO, "%s: cannot open %s: %s", path, tmp, strerror(errno));
         close(fd);
         unlink(tmp);
-        free(tmp);
+        rm_dealloc(tmp);
         return s;
     }
 
@@ -911,20 +912,20 @@ static rm_status st_write_file(rm_ctx *ctx, const char *path, const char *json, 
     unsigned char len8[8];
     st_put_le64(len8, padded);
     const char *what = "write";
-    int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(json, 1, jlen, fp) == jlen &&
-             fwrite("       ", 1, padded - jlen, fp) == padded - jlen;
+    int ok = rm_fwrite(len8, 1, 8, fp) == 8 && rm_fwrite(json, 1, jlen, fp) == jlen &&
+             rm_fwrite("       ", 1, padded - jlen, fp) == padded - jlen;
     for (size_t i = 0; ok && i < n; i++) {
         size_t bytes = (size_t)rm_st_numel(&entries[i]) * (entries[i].dtype == RM_ST_I64 ? 8 : 4);
-        ok = bytes == 0 || fwrite(entries[i].data, 1, bytes, fp) == bytes;
+        ok = bytes == 0 || rm_fwrite(entries[i].data, 1, bytes, fp) == bytes;
     }
-    if (ok && fflush(fp) != 0)
+    if (ok && rm_fflush(fp) != 0)
         ok = 0;
-    if (ok && fsync(fileno(fp)) != 0)
+    if (ok && rm_fsync(fileno(fp)) != 0)
         ok = 0, what = "sync";
     int err = errno;
-    if (fclose(fp) != 0 && ok)
+    if (rm_fclose(fp) != 0 && ok)
         ok = 0, what = "close", err = errno;
-    if (ok && rename(tmp, path) != 0)
+    if (ok && rm_rename(tmp, path) != 0)
         ok = 0, what = "rename", err = errno;
     rm_status s = RM_OK;
     if (!ok) {
@@ -934,7 +935,7 @@ static rm_status st_write_file(rm_ctx *ctx, const char *path, const char *json, 
             s = rm_fail(ctx, RM_ERR_IO, "%s: cannot %s %s: %s", path, what, tmp, strerror(err));
         unlink(tmp);
     }
-    free(tmp);
+    rm_dealloc(tmp);
     return s;
 }
 

@@ -86,7 +86,7 @@ char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n)
 
 char *rm_tasks_json(const rm_config *cfg) { return rm_tasks_to_json(cfg->tasks, NULL, cfg->n_tasks); }
 
-void rm_free(void *p) { free(p); }
+void rm_free(void *p) { rm_dealloc(p); }
 
 /* ---- parsing: one reader per field, for a model file's metadata and a configuration file alike -------------- */
 /* The readers check what the JSON text says (types, names, shapes); what the values must be (ranges, task names,
@@ -325,14 +325,14 @@ rm_status rm_tasks_read(rm_ctx *ctx, const char *where, const cJSON *list, rm_ta
         return RM_OK;
     if (n > RM_MAX_TASKS) /* before allocating for them or checking each against the others */
         return rm_fail(ctx, RM_ERR_FORMAT, "%s lists %d tasks; a model has at most %d", where, n, RM_MAX_TASKS);
-    rm_task *t = calloc((size_t)n, sizeof *t);
+    rm_task *t = rm_calloc((size_t)n, sizeof *t);
     if (!t)
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", where);
     int i = 0;
     for (const cJSON *o = list->child; o; o = o->next, i++) {
         const rm_status s = read_task(ctx, where, i, o, &t[i]);
         if (s != RM_OK) {
-            free(t);
+            rm_dealloc(t);
             return s;
         }
     }

@@ -113,13 +113,13 @@ rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, i
     int64_t max_co = 0;
     for (int i = 0; i < d->n_units; i++)
         max_co = d->units[i].src->co > max_co ? d->units[i].src->co : max_co;
-    double *scale = malloc((size_t)max_co * sizeof *scale);
-    float *gate = malloc((size_t)(RM_N_EXPERTS * max_co) * sizeof *gate);
+    double *scale = rm_malloc((size_t)max_co * sizeof *scale);
+    float *gate = rm_malloc((size_t)(RM_N_EXPERTS * max_co) * sizeof *gate);
     rm_status s = scale && gate ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
     for (int i = 0; s == RM_OK && i < d->n_units; i++)
         s = fold_unit(ctx, model, &d->units[i], i, task, scale, gate);
-    free(scale);
-    free(gate);
+    rm_dealloc(scale);
+    rm_dealloc(gate);
     new_generation(d); /* even a failed merge may have rewritten some weights */
     if (s == RM_OK)
         d->task = task;
@@ -139,12 +139,12 @@ int64_t rm_deploy_weight_numel(const rm_model *structure)
 rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
 {
     *out = NULL;
-    rm_deploy *d = calloc(1, sizeof *d);
+    rm_deploy *d = rm_calloc(1, sizeof *d);
     if (!d)
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
     const rm_status s = rm_model_build(ctx, cfg, 0, 0, &d->structure);
     if (s != RM_OK) {
-        free(d);
+        rm_dealloc(d);
         return s;
     }
     const rm_model *m = d->structure;
@@ -152,9 +152,9 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
     d->task = -1;
     new_generation(d);
     d->n_units = m->n_units;
-    d->units = calloc((size_t)d->n_units, sizeof *d->units);
+    d->units = rm_calloc((size_t)d->n_units, sizeof *d->units);
     const int64_t floats = rm_deploy_weight_numel(m);
-    d->weights = malloc((size_t)floats * sizeof(float));
+    d->weights = rm_malloc((size_t)floats * sizeof(float));
     if (!d->units || !d->weights) {
         rm_deploy_free(d);
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld weights", (long long)floats);
@@ -198,12 +198,12 @@ void rm_deploy_free(rm_deploy *d)
 {
     if (!d)
         return;
-    free(d->act_block);
-    free(d->t);
-    free(d->units);
-    free(d->weights);
+    rm_dealloc(d->act_block);
+    rm_dealloc(d->t);
+    rm_dealloc(d->units);
+    rm_dealloc(d->weights);
     rm_model_free(d->structure);
-    free(d);
+    rm_dealloc(d);
 }
 
 int rm_deploy_task(const rm_deploy *d) { return d->task; }
@@ -246,11 +246,11 @@ static rm_status reserve_activations(rm_ctx *ctx, rm_deploy *d, int64_t voxels)
         return RM_OK;
     const rm_config *c = d->cfg;
     const int L = c->levels;
-    free(d->act_block);
-    free(d->t);
+    rm_dealloc(d->act_block);
+    rm_dealloc(d->t);
     d->act_block = NULL;
     d->capacity = 0;
-    d->t = calloc((size_t)(4 * (L + 2)), sizeof *d->t);
+    d->t = rm_calloc((size_t)(4 * (L + 2)), sizeof *d->t);
     if (!d->t)
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
     d->o = d->t + (L + 2);
@@ -266,7 +266,7 @@ static rm_status reserve_activations(rm_ctx *ctx, rm_deploy *d, int64_t voxels)
         for (int j = 0; j < 4; j++)
             total += (sizes[j][k] + 15) / 16 * 16;
     }
-    d->act_block = aligned_alloc(64, (size_t)total * sizeof(float));
+    d->act_block = rm_aligned_alloc(64, (size_t)total * sizeof(float));
     if (!d->act_block)
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld MiB of activations",
                        (long long)(total * 4 >> 20));

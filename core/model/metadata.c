@@ -10,11 +10,11 @@
 rm_status rm_model_set_text(rm_ctx *ctx, char **field, const char *json)
 {
     const size_t n = strlen(json) + 1;
-    char *copy = malloc(n);
+    char *copy = rm_malloc(n);
     if (!copy)
         return rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
     memcpy(copy, json, n);
-    free(*field);
+    rm_dealloc(*field);
     *field = copy;
     return RM_OK;
 }
@@ -54,6 +54,6 @@ rm_status rm_model_set_normalization(rm_ctx *ctx, rm_model *model, const rm_norm
     if (!json)
         return rm_fail(ctx, RM_ERR_NOMEM, "normalization: out of memory");
     const rm_status s = rm_model_set_text(ctx, &model->normalization, json);
-    free(json);
+    rm_dealloc(json);
     return s;
 }

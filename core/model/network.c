@@ -205,8 +205,8 @@ static rm_status allocate_values(rm_ctx *ctx, rm_model *m)
         else
             n_values += p->numel;
     }
-    m->values = calloc((size_t)n_values, sizeof(float));
-    m->counts = calloc((size_t)n_counts, sizeof(int64_t));
+    m->values = rm_calloc((size_t)n_values, sizeof(float));
+    m->counts = rm_calloc((size_t)n_counts, sizeof(int64_t));
     if (!m->values || !m->counts)
         return rm_fail(ctx, RM_ERR_NOMEM, "model: cannot allocate %lld parameters", (long long)n_values);
     float *v = m->values;
@@ -228,7 +228,7 @@ rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *m)
     if (m->grads)
         return RM_OK;
     const int64_t n = rm_model_trainable_count(m);
-    m->grads = calloc((size_t)n, sizeof(float));
+    m->grads = rm_calloc((size_t)n, sizeof(float));
     if (!m->grads)
         return rm_fail(ctx, RM_ERR_NOMEM, "model: cannot allocate gradients for %lld parameters", (long long)n);
     float *g = m->grads;
@@ -253,17 +253,17 @@ rm_status rm_model_build(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, int w
         return rm_fail(ctx, RM_ERR_ARGUMENT, "model: out is NULL");
     *out = NULL;
     RM_TRY(rm_config_validate(ctx, cfg));
-    rm_model *m = calloc(1, sizeof *m);
+    rm_model *m = rm_calloc(1, sizeof *m);
     if (!m)
         return rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
     const int max_units = 6 * cfg->levels + 3;
     const size_t max_params = (size_t)max_units * RM_MAX_PARAMS_PER_UNIT;
     m->cfg = *cfg;
-    m->tasks = malloc((size_t)cfg->n_tasks * sizeof *m->tasks);
-    m->units = calloc((size_t)max_units, sizeof *m->units);
-    m->params = calloc(max_params, sizeof *m->params);
-    m->names = calloc(max_params, sizeof *m->names);
-    rm_param_init *init = calloc(max_params, sizeof *init);
+    m->tasks = rm_malloc((size_t)cfg->n_tasks * sizeof *m->tasks);
+    m->units = rm_calloc((size_t)max_units, sizeof *m->units);
+    m->params = rm_calloc(max_params, sizeof *m->params);
+    m->names = rm_calloc(max_params, sizeof *m->names);
+    rm_param_init *init = rm_calloc(max_params, sizeof *init);
     rm_status s = RM_OK;
     if (!m->tasks || !m->units || !m->params || !m->names || !init) {
         s = rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
@@ -283,7 +283,7 @@ rm_status rm_model_build(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, int w
         if (s == RM_OK && with_values)
             initialize(m, init, seed);
     }
-    free(init);
+    rm_dealloc(init);
     if (s != RM_OK) {
         rm_model_free(m);
         return s;
@@ -297,16 +297,16 @@ void rm_model_free(rm_model *model)
     if (!model)
         return;
     rm_train_state_free(model->train);
-    free(model->values);
-    free(model->grads);
-    free(model->counts);
-    free(model->names);
-    free(model->params);
-    free(model->units);
-    free(model->tasks);
-    free(model->normalization);
-    free(model->provenance);
-    free(model);
+    rm_dealloc(model->values);
+    rm_dealloc(model->grads);
+    rm_dealloc(model->counts);
+    rm_dealloc(model->names);
+    rm_dealloc(model->params);
+    rm_dealloc(model->units);
+    rm_dealloc(model->tasks);
+    rm_dealloc(model->normalization);
+    rm_dealloc(model->provenance);
+    rm_dealloc(model);
 }
 
 /* ---- queries ------------------------------------------------------------------------------------------------- */

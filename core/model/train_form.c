@@ -39,11 +39,11 @@ void rm_train_state_free(struct rm_train_state *s)
 {
     if (!s)
         return;
-    free(s->block);
-    free(s->cache);
-    free(s->cat);
-    free(s->tasks);
-    free(s);
+    rm_dealloc(s->block);
+    rm_dealloc(s->cache);
+    rm_dealloc(s->cat);
+    rm_dealloc(s->tasks);
+    rm_dealloc(s);
 }
 
 /* Voxels per channel of one sample at `level` (1: the input's resolution). */
@@ -119,20 +119,20 @@ static rm_status train_state_for(rm_ctx *ctx, rm_model *m, const rm_tensor *x, s
     }
     rm_train_state_free(s);
     m->train = NULL;
-    s = calloc(1, sizeof *s);
+    s = rm_calloc(1, sizeof *s);
     if (!s)
         return rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
     memcpy(s->shape, x->ne, sizeof s->shape);
     const int L = m->cfg.levels;
-    s->cache = calloc((size_t)m->n_units, sizeof *s->cache);
-    s->cat = calloc((size_t)(3 * (L + 1)), sizeof *s->cat);
-    s->tasks = calloc((size_t)x->ne[0], sizeof *s->tasks);
+    s->cache = rm_calloc((size_t)m->n_units, sizeof *s->cache);
+    s->cat = rm_calloc((size_t)(3 * (L + 1)), sizeof *s->cat);
+    s->tasks = rm_calloc((size_t)x->ne[0], sizeof *s->tasks);
     if (s->cache && s->cat) {
         s->gcat = s->cat + (L + 1);
         s->gskip = s->cat + 2 * (L + 1);
     }
     const size_t floats = s->cache && s->cat ? layout(m, s, NULL) : 0;
-    s->block = floats ? aligned_alloc(64, floats * sizeof(float)) : NULL;
+    s->block = floats ? rm_aligned_alloc(64, floats * sizeof(float)) : NULL;
     if (!s->block || !s->tasks) {
         rm_train_state_free(s);
         return rm_fail(ctx, RM_ERR_NOMEM, "model: cannot allocate %zu MiB of activations for a batch of shape "

@@ -58,7 +58,7 @@ static rm_status plan_axis(rm_ctx *ctx, int64_t len, int64_t patch, int64_t unit
 {
     a->window = len >= patch ? patch : (len + unit - 1) / unit * unit;
     const int64_t total = rm_window_starts(len, a->window, overlap, NULL, 0);
-    a->starts = malloc((size_t)total * sizeof *a->starts);
+    a->starts = rm_malloc((size_t)total * sizeof *a->starts);
     if (!a->starts)
         return rm_fail(ctx, RM_ERR_NOMEM, "predict: out of memory");
     rm_window_starts(len, a->window, overlap, a->starts, total);
@@ -128,7 +128,7 @@ rm_status rm_predict_input_region(rm_ctx *ctx, const rm_deploy *d, const rm_wind
             in_start[a] = ax[a].starts[0];
             in_size[a] = (end < volume[a] ? end : volume[a]) - in_start[a];
         }
-        free(ax[a].starts);
+        rm_dealloc(ax[a].starts);
     }
     return s;
 }
@@ -173,7 +173,7 @@ struct rm_window_cache {
 
 rm_window_cache *rm_window_cache_create(size_t max_bytes)
 {
-    rm_window_cache *c = calloc(1, sizeof *c);
+    rm_window_cache *c = rm_calloc(1, sizeof *c);
     if (c)
         c->max_bytes = max_bytes;
     return c;
@@ -184,7 +184,7 @@ void rm_window_cache_clear(rm_window_cache *c)
     if (!c)
         return;
     for (int64_t i = 0; i < c->n; i++)
-        free(c->w[i].pred);
+        rm_dealloc(c->w[i].pred);
     c->n = 0;
     c->bytes = 0;
 }
@@ -193,8 +193,8 @@ void rm_window_cache_free(rm_window_cache *c)
 {
     rm_window_cache_clear(c);
     if (c)
-        free(c->w);
-    free(c);
+        rm_dealloc(c->w);
+    rm_dealloc(c);
 }
 
 size_t rm_window_cache_bytes(const rm_window_cache *c) { return c ? c->bytes : 0; }
@@ -232,13 +232,13 @@ static void cache_put(rm_window_cache *c, const int64_t start[3], const float *p
         return;
     if (c->n == c->cap) {
         const int64_t cap = c->cap ? 2 * c->cap : 16;
-        cached_window *w = realloc(c->w, (size_t)cap * sizeof *w);
+        cached_window *w = rm_realloc(c->w, (size_t)cap * sizeof *w);
         if (!w)
             return;
         c->w = w;
         c->cap = cap;
     }
-    float *copy = malloc(floats * sizeof *copy);
+    float *copy = rm_malloc(floats * sizeof *copy);
     if (!copy)
         return;
     memcpy(copy, pred, floats * sizeof *copy);
@@ -269,7 +269,7 @@ static void cache_end(rm_window_cache *c, const int64_t win[3], const int64_t ou
         if (c->w[i].used && reaches_outside(c->w[i].start, win, out_start, out_size)) {
             c->w[kept++] = c->w[i];
         } else {
-            free(c->w[i].pred);
+            rm_dealloc(c->w[i].pred);
             c->bytes -= floats * sizeof(float);
         }
     }
@@ -386,6 +386,6 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_pa
     else if (cache)
         rm_window_cache_clear(cache); /* an aborted call may have left windows half used */
     for (int a = 0; a < 3; a++)
-        free(ax[a].starts);
+        rm_dealloc(ax[a].starts);
     return s;
 }

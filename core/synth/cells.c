@@ -274,10 +274,10 @@ void rm_synth_cells_free(rm_synth_cells_result *result)
 {
     if (!result)
         return;
-    free(result->signal);
+    rm_dealloc(result->signal);
     for (int t = 0; t < RM_SYNTH_CELLS_TARGETS; t++)
-        free(result->targets[t]);
-    free(result);
+        rm_dealloc(result->targets[t]);
+    rm_dealloc(result);
 }
 
 rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64_t w, rm_synth_cells_result **out)
@@ -295,7 +295,7 @@ rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64
     g.n[0] = (int64_t)ceilf((float)w / CELL_SPACING) + 2;
     g.n[1] = (int64_t)ceilf((float)h / CELL_SPACING) + 2;
     g.cells = rm_sy_alloc(g.n[0] * g.n[1], sizeof *g.cells);
-    rm_synth_cells_result *r = calloc(1, sizeof *r);
+    rm_synth_cells_result *r = rm_calloc(1, sizeof *r);
     float *tmp = rm_sy_alloc(n, sizeof *tmp);
     int ok = g.cells && r && tmp;
     if (r) {
@@ -307,8 +307,8 @@ rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64
         }
     }
     if (!ok) {
-        free(g.cells);
-        free(tmp);
+        rm_dealloc(g.cells);
+        rm_dealloc(tmp);
         rm_synth_cells_free(r);
         return rm_sy_nomem(ctx, "synth cells", size);
     }
@@ -391,8 +391,8 @@ rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64
     }
     memcpy(r->signal, tmp, (size_t)n * sizeof *tmp);
 
-    free(g.cells);
-    free(tmp);
+    rm_dealloc(g.cells);
+    rm_dealloc(tmp);
     *out = r;
     return RM_OK;
 }

@@ -102,7 +102,7 @@ static int glyph_push(glyph_list *l, const glyph *g)
 {
     if (l->n == l->cap) {
         const int64_t cap = l->cap ? 2 * l->cap : 64;
-        glyph *p = realloc(l->g, (size_t)cap * sizeof *p);
+        glyph *p = rm_realloc(l->g, (size_t)cap * sizeof *p);
         if (!p)
             return 0;
         l->g = p;
@@ -320,10 +320,10 @@ void rm_synth_scroll_free(rm_synth_scroll_result *result)
 {
     if (!result)
         return;
-    free(result->volume);
-    free(result->ink);
-    free(result->mask);
-    free(result);
+    rm_dealloc(result->volume);
+    rm_dealloc(result->ink);
+    rm_dealloc(result->mask);
+    rm_dealloc(result);
 }
 
 rm_status rm_synth_scroll(rm_ctx *ctx, uint64_t seed, int64_t layers, int64_t h, int64_t w,
@@ -335,7 +335,7 @@ rm_status rm_synth_scroll(rm_ctx *ctx, uint64_t seed, int64_t layers, int64_t h,
     const int nth = ctx->n_threads;
     const int64_t L = layers, plane = h * w, n = L * plane;
 
-    rm_synth_scroll_result *r = calloc(1, sizeof *r);
+    rm_synth_scroll_result *r = rm_calloc(1, sizeof *r);
     float *dens = rm_sy_alloc(n, sizeof *dens), *tmp = rm_sy_alloc(n, sizeof *tmp);
     /* Per pixel: surface height, paper factor (fragment, cracks, slow variation), ink coverage and amount. */
     float *surf = rm_sy_alloc(plane, sizeof *surf), *paper = rm_sy_alloc(plane, sizeof *paper);
@@ -352,7 +352,7 @@ rm_status rm_synth_scroll(rm_ctx *ctx, uint64_t seed, int64_t layers, int64_t h,
     }
     ok = ok && layout_text(seed, h, w, &text);
     if (!ok) {
-        free(dens), free(tmp), free(surf), free(paper), free(cov), free(amt), free(queue), free(seen), free(text.g);
+        rm_dealloc(dens), rm_dealloc(tmp), rm_dealloc(surf), rm_dealloc(paper), rm_dealloc(cov), rm_dealloc(amt), rm_dealloc(queue), rm_dealloc(seen), rm_dealloc(text.g);
         rm_synth_scroll_free(r);
         return rm_sy_nomem(ctx, "synth scroll", size);
     }
@@ -459,7 +459,7 @@ rm_status rm_synth_scroll(rm_ctx *ctx, uint64_t seed, int64_t layers, int64_t h,
         r->volume[i] = (uint16_t)rm_sy_clampf(roundf(v), 0.0f, 65535.0f);
     }
 
-    free(dens), free(tmp), free(surf), free(paper), free(cov), free(amt), free(queue), free(seen), free(text.g);
+    rm_dealloc(dens), rm_dealloc(tmp), rm_dealloc(surf), rm_dealloc(paper), rm_dealloc(cov), rm_dealloc(amt), rm_dealloc(queue), rm_dealloc(seen), rm_dealloc(text.g);
     *out = r;
     return RM_OK;
 }

@@ -260,7 +260,7 @@ static inline rm_status rm_sy_check_args(rm_ctx *ctx, const char *what, const vo
 }
 
 /* malloc of n elements of `size` bytes (n > 0, already bounded by the size check). */
-static inline void *rm_sy_alloc(int64_t n, size_t size) { return malloc((size_t)n * size); }
+static inline void *rm_sy_alloc(int64_t n, size_t size) { return rm_malloc((size_t)n * size); }
 
 /* The error of a sample of the checked size n[0..2] that cannot be allocated. */
 static inline rm_status rm_sy_nomem(rm_ctx *ctx, const char *what, const int64_t n[3])

@@ -125,10 +125,10 @@ rm_status rm_optim_create(rm_ctx *ctx, rm_model *model, const rm_optim_config *c
     if (n_slots == 0)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "optim: the model has no trainable parameters");
 
-    rm_optim *o = calloc(1, sizeof *o);
+    rm_optim *o = rm_calloc(1, sizeof *o);
     if (o) {
-        o->slots = calloc(n_slots, sizeof *o->slots);
-        o->state = calloc(2 * n, sizeof *o->state);
+        o->slots = rm_calloc(n_slots, sizeof *o->slots);
+        o->state = rm_calloc(2 * n, sizeof *o->state);
     }
     if (!o || !o->slots || !o->state) {
         rm_optim_free(o);
@@ -157,9 +157,9 @@ void rm_optim_free(rm_optim *opt)
 {
     if (!opt)
         return;
-    free(opt->slots);
-    free(opt->state);
-    free(opt);
+    rm_dealloc(opt->slots);
+    rm_dealloc(opt->state);
+    rm_dealloc(opt);
 }
 
 const rm_optim_config *rm_optim_get_config(const rm_optim *opt) { return opt ? &opt->cfg : NULL; }

@@ -74,6 +74,6 @@ void rm_train_config_free(rm_train_config *config)
 {
     if (!config)
         return;
-    free(config->tasks);
+    rm_dealloc(config->tasks);
     memset(config, 0, sizeof *config);
 }

@@ -158,8 +158,8 @@ static void label_sats(const rm_train_volume *v, const int64_t n[3], uint32_t *p
 
 static void crop_buckets_free(crop_buckets *cb)
 {
-    free(cb->bucket);
-    free(cb->before);
+    rm_dealloc(cb->bucket);
+    rm_dealloc(cb->before);
 }
 
 /* Sorts every crop position of binary volume v (index i) into its bucket (see rm_sampling), in time linear in the
@@ -174,12 +174,12 @@ static rm_status make_buckets(rm_ctx *ctx, const rm_train_volume *v, int i, cons
         cb->grid[a] = n[a] - ext[a] + 1;
     }
     const int64_t rows = cb->grid[0] * cb->grid[1], cells = (n[0] + 1) * (n[1] + 1) * (n[2] + 1);
-    uint32_t *pos = calloc((size_t)cells, sizeof *pos), *in = v->mask ? calloc((size_t)cells, sizeof *in) : NULL;
-    cb->bucket = malloc((size_t)(rows * cb->grid[2]));
-    cb->before = malloc((size_t)((rows + 1) * RM_N_BUCKETS) * sizeof *cb->before);
+    uint32_t *pos = rm_calloc((size_t)cells, sizeof *pos), *in = v->mask ? rm_calloc((size_t)cells, sizeof *in) : NULL;
+    cb->bucket = rm_malloc((size_t)(rows * cb->grid[2]));
+    cb->before = rm_malloc((size_t)((rows + 1) * RM_N_BUCKETS) * sizeof *cb->before);
     if (!pos || (v->mask && !in) || !cb->bucket || !cb->before) {
-        free(pos);
-        free(in);
+        rm_dealloc(pos);
+        rm_dealloc(in);
         return rm_fail(ctx, RM_ERR_NOMEM, "train: cannot allocate the sampling buckets of volume %d", i);
     }
     label_sats(v, n, pos, in);
@@ -198,15 +198,15 @@ static rm_status make_buckets(rm_ctx *ctx, const rm_train_volume *v, int i, cons
             next[k]++;
         }
     }
-    free(pos);
-    free(in);
+    rm_dealloc(pos);
+    rm_dealloc(in);
     return RM_OK;
 }
 
 /* Bucketed sampling: buckets for every binary volume; the others keep random crops (bucket NULL). */
 static rm_status make_all_buckets(rm_ctx *ctx, rm_trainer *t)
 {
-    t->crops = calloc((size_t)t->n_volumes, sizeof *t->crops);
+    t->crops = rm_calloc((size_t)t->n_volumes, sizeof *t->crops);
     if (!t->crops)
         return rm_fail(ctx, RM_ERR_NOMEM, "train: out of memory");
     for (int i = 0; i < t->n_volumes; i++)
@@ -231,7 +231,7 @@ rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options
     if (opt->sampling == RM_SAMPLING_BUCKETS && binary == 0)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: bucketed sampling needs a volume of a binary task; none of the "
                        "%d has one", n);
-    rm_trainer *t = calloc(1, sizeof *t);
+    rm_trainer *t = rm_calloc(1, sizeof *t);
     if (!t)
         return rm_fail(ctx, RM_ERR_NOMEM, "train: out of memory");
     t->model = model;
@@ -239,16 +239,16 @@ rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options
     t->n_volumes = n;
     t->best_score = NAN;
     const size_t numel = (size_t)(opt->batch * opt->patch[0] * opt->patch[1] * opt->patch[2]);
-    t->volumes = malloc((size_t)n * sizeof *t->volumes);
-    t->x = malloc(numel * sizeof(float));
-    t->target = malloc(numel * sizeof(float));
-    t->mask = malloc(numel * sizeof(float));
-    t->y = malloc(numel * sizeof(float));
-    t->dy = malloc(numel * sizeof(float));
-    t->scratch = malloc((size_t)(2 * opt->patch[1] * opt->patch[2]) * sizeof(float));
-    t->tasks = malloc((size_t)opt->batch * sizeof *t->tasks);
-    t->layers = malloc((size_t)opt->batch * sizeof *t->layers);
-    t->buckets = malloc((size_t)opt->batch * sizeof *t->buckets);
+    t->volumes = rm_malloc((size_t)n * sizeof *t->volumes);
+    t->x = rm_malloc(numel * sizeof(float));
+    t->target = rm_malloc(numel * sizeof(float));
+    t->mask = rm_malloc(numel * sizeof(float));
+    t->y = rm_malloc(numel * sizeof(float));
+    t->dy = rm_malloc(numel * sizeof(float));
+    t->scratch = rm_malloc((size_t)(2 * opt->patch[1] * opt->patch[2]) * sizeof(float));
+    t->tasks = rm_malloc((size_t)opt->batch * sizeof *t->tasks);
+    t->layers = rm_malloc((size_t)opt->batch * sizeof *t->layers);
+    t->buckets = rm_malloc((size_t)opt->batch * sizeof *t->buckets);
     rm_status s = RM_OK;
     if (!t->volumes || !t->x || !t->target || !t->mask || !t->y || !t->dy || !t->scratch || !t->tasks || !t->layers ||
         !t->buckets)
@@ -272,20 +272,20 @@ void rm_trainer_free(rm_trainer *t)
     if (!t)
         return;
     rm_optim_free(t->optim);
-    free(t->volumes);
-    free(t->x);
-    free(t->target);
-    free(t->mask);
-    free(t->y);
-    free(t->dy);
-    free(t->scratch);
-    free(t->tasks);
-    free(t->layers);
-    free(t->buckets);
+    rm_dealloc(t->volumes);
+    rm_dealloc(t->x);
+    rm_dealloc(t->target);
+    rm_dealloc(t->mask);
+    rm_dealloc(t->y);
+    rm_dealloc(t->dy);
+    rm_dealloc(t->scratch);
+    rm_dealloc(t->tasks);
+    rm_dealloc(t->layers);
+    rm_dealloc(t->buckets);
     for (int i = 0; t->crops && i < t->n_volumes; i++)
         crop_buckets_free(&t->crops[i]);
-    free(t->crops);
-    free(t);
+    rm_dealloc(t->crops);
+    rm_dealloc(t);
 }
 
 int64_t rm_trainer_steps_done(const rm_trainer *t) { return t->step; }
@@ -459,11 +459,11 @@ rm_status rm_train_sample_loss(rm_ctx *ctx, rm_task_kind kind, float smoothing, 
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train loss: unknown task kind %d", (int)kind);
     const int64_t *n = logits->ne;
     const int flat = target->ne[2] == 1 && n[2] > 1;
-    float *scratch = flat ? malloc((size_t)(2 * n[0] * n[1] * n[3] * n[4]) * sizeof(float)) : NULL;
+    float *scratch = flat ? rm_malloc((size_t)(2 * n[0] * n[1] * n[3] * n[4]) * sizeof(float)) : NULL;
     if (flat && !scratch)
         return rm_fail(ctx, RM_ERR_NOMEM, "train loss: out of memory");
     const rm_status s = sample_loss(ctx, kind, smoothing, logits, target, mask, dloss, loss, dlogits, scratch);
-    free(scratch);
+    rm_dealloc(scratch);
     return s;
 }
 

@@ -333,7 +333,7 @@ static rm_status bin_pass(rm_ctx *ctx, const char *what, const rm_tensor *prob, 
 static float *sorted_scores(rm_ctx *ctx, const char *what, const rm_tensor *prob, const rm_tensor *target,
                             const rm_tensor *mask, bin_part *part, int64_t npos, int64_t nneg)
 {
-    float *scores = malloc((size_t)(npos + nneg) * sizeof *scores);
+    float *scores = rm_malloc((size_t)(npos + nneg) * sizeof *scores);
     if (!scores) {
         rm_fail(ctx, RM_ERR_NOMEM, "%s: cannot allocate %lld scores", what, (long long)(npos + nneg));
         return NULL;
@@ -381,7 +381,7 @@ rm_status rm_binary_metrics_compute(rm_ctx *ctx, const rm_tensor *prob, const rm
         if (!scores)
             return RM_ERR_NOMEM;
         r.auc = auc_sorted(scores, npos, scores + npos, nneg);
-        free(scores);
+        rm_dealloc(scores);
     }
     *out = r;
     return RM_OK;
@@ -449,6 +449,6 @@ rm_status rm_binary_best_threshold(rm_ctx *ctx, const rm_tensor *prob, const rm_
     if (r.count > 0 && !(scores = sorted_scores(ctx, what, prob, target, mask, part, npos, nneg)))
         return RM_ERR_NOMEM;
     *out = sweep_cuts(scores, npos, scores ? scores + npos : NULL, nneg);
-    free(scores);
+    rm_dealloc(scores);
     return RM_OK;
 }

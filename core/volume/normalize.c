@@ -196,13 +196,13 @@ static void select_key(uint32_t *a, int64_t lo, int64_t hi, int64_t k)
 static rm_status compute_percentile(rm_ctx *ctx, const rm_normalization *norm, const float *x, int64_t n,
                                     rm_norm_params *out)
 {
-    uint32_t *keys = malloc((size_t)n * sizeof *keys);
+    uint32_t *keys = rm_malloc((size_t)n * sizeof *keys);
     if (!keys)
         return rm_fail(ctx, RM_ERR_NOMEM, "normalization: out of memory for a copy of %lld voxels", (long long)n);
     for (int64_t i = 0; i < n; i++) {
         keys[i] = rm_norm_key(x[i]);
         if (!rm_norm_key_finite(keys[i])) {
-            free(keys);
+            rm_dealloc(keys);
             return rm_fail(ctx, RM_ERR_ARGUMENT, "normalization: voxel %lld is %s; percentiles need finite intensities",
                            (long long)i, isnan(x[i]) ? "NaN" : "infinite");
         }
@@ -226,7 +226,7 @@ static rm_status compute_percentile(rm_ctx *ctx, const rm_normalization *norm, c
     float at[4];
     for (int i = 0; i < 4; i++)
         at[i] = rm_norm_key_value(keys[ranks[i]]);
-    free(keys);
+    rm_dealloc(keys);
     *out = rm_norm_params_percentile(norm, n, at);
     return RM_OK;
 }
