@@ -26,9 +26,19 @@ static cJSON *float_number(float v)
     return cJSON_CreateRaw(buf);
 }
 
-static char *print_and_free(cJSON *root)
+/* Adds item to obj (to the array obj when key is NULL), or deletes it: 0 when item is NULL or cannot be added, so a
+ * JSON text built while memory runs out fails whole instead of missing fields. */
+static int put(cJSON *obj, const char *key, cJSON *item)
 {
-    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    if (item && (key ? cJSON_AddItemToObject(obj, key, item) : cJSON_AddItemToArray(obj, item)))
+        return 1;
+    cJSON_Delete(item);
+    return 0;
+}
+
+static char *print_and_free(cJSON *root, int ok)
+{
+    char *text = root && ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     return text;
 }
@@ -36,52 +46,43 @@ static char *print_and_free(cJSON *root)
 char *rm_config_json(const rm_config *cfg)
 {
     cJSON *root = cJSON_CreateObject();
-    cJSON *experts = cJSON_CreateStringArray(rm_expert_keys, 5);
-    const double patch[3] = {(double)cfg->patch[0], (double)cfg->patch[1], (double)cfg->patch[2]};
-    cJSON *p = cJSON_CreateDoubleArray(patch, 3);
-    if (!root || !experts || !p) {
-        cJSON_Delete(experts);
-        cJSON_Delete(p);
-        cJSON_Delete(root);
+    if (!root)
         return NULL;
-    }
-    cJSON_AddNumberToObject(root, "base_channels", (double)cfg->base_channels);
-    cJSON_AddNumberToObject(root, "levels", cfg->levels);
-    cJSON_AddNumberToObject(root, "in_channels", (double)cfg->in_channels);
-    cJSON_AddNumberToObject(root, "out_channels", (double)cfg->out_channels);
-    cJSON_AddItemToObject(root, "experts", experts);
-    cJSON_AddStringToObject(root, "norm", "batch");
-    cJSON_AddStringToObject(root, "activation", rm_activation_keys[cfg->activation]);
-    cJSON_AddItemToObject(root, "dropout", float_number(cfg->dropout));
-    cJSON_AddStringToObject(root, "decoder", "3d");
-    cJSON_AddItemToObject(root, "patch", p);
-    return print_and_free(root);
+    const double patch[3] = {(double)cfg->patch[0], (double)cfg->patch[1], (double)cfg->patch[2]};
+    const int ok = put(root, "base_channels", cJSON_CreateNumber((double)cfg->base_channels)) &&
+                   put(root, "levels", cJSON_CreateNumber(cfg->levels)) &&
+                   put(root, "in_channels", cJSON_CreateNumber((double)cfg->in_channels)) &&
+                   put(root, "out_channels", cJSON_CreateNumber((double)cfg->out_channels)) &&
+                   put(root, "experts", cJSON_CreateStringArray(rm_expert_keys, 5)) &&
+                   put(root, "norm", cJSON_CreateString("batch")) &&
+                   put(root, "activation", cJSON_CreateString(rm_activation_keys[cfg->activation])) &&
+                   put(root, "dropout", float_number(cfg->dropout)) &&
+                   put(root, "decoder", cJSON_CreateString("3d")) &&
+                   put(root, "patch", cJSON_CreateDoubleArray(patch, 3));
+    return print_and_free(root, ok);
 }
 
 char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n)
 {
     cJSON *root = cJSON_CreateArray();
-    for (int j = 0; root && j < n; j++) {
+    int ok = root != NULL;
+    for (int j = 0; ok && j < n; j++) {
         const rm_task *t = &tasks[which ? which[j] : j];
         cJSON *o = cJSON_CreateObject();
-        if (!o) {
-            cJSON_Delete(root);
-            return NULL;
+        ok = put(root, NULL, o) && put(o, "name", cJSON_CreateString(t->name)) &&
+             put(o, "kind", cJSON_CreateString(rm_kind_keys[t->kind]));
+        if (ok && !isnan(t->threshold))
+            ok = put(o, "threshold", float_number(t->threshold));
+        if (ok && t->has_color) {
+            cJSON *c = cJSON_CreateArray();
+            ok = put(o, "color", c);
+            for (int k = 0; ok && k < 3; k++)
+                ok = put(c, NULL, float_number(t->color[k]));
         }
-        cJSON_AddStringToObject(o, "name", t->name);
-        cJSON_AddStringToObject(o, "kind", rm_kind_keys[t->kind]);
-        if (!isnan(t->threshold))
-            cJSON_AddItemToObject(o, "threshold", float_number(t->threshold));
-        if (t->has_color) {
-            cJSON *c = cJSON_AddArrayToObject(o, "color");
-            for (int k = 0; c && k < 3; k++)
-                cJSON_AddItemToArray(c, float_number(t->color[k]));
-        }
-        if (t->output_2d) /* absent means 3d, so files of 3D tasks keep their bytes */
-            cJSON_AddStringToObject(o, "output", "2d");
-        cJSON_AddItemToArray(root, o);
+        if (ok && t->output_2d) /* absent means 3d, so files of 3D tasks keep their bytes */
+            ok = put(o, "output", cJSON_CreateString("2d"));
     }
-    return print_and_free(root);
+    return print_and_free(root, ok);
 }
 
 char *rm_tasks_json(const rm_config *cfg) { return rm_tasks_to_json(cfg->tasks, NULL, cfg->n_tasks); }

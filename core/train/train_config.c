@@ -14,8 +14,8 @@ static rm_status read_normalization(rm_ctx *ctx, const cJSON *v, rm_normalizatio
     char *text = NULL;
     if (method && (strcmp(method, "zscore") == 0 || strcmp(method, "percentile") == 0)) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "method", method);
-        text = cJSON_PrintUnformatted(o);
+        if (cJSON_AddStringToObject(o, "method", method)) /* else out of memory: text stays NULL */
+            text = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
     } else if (cJSON_IsObject(v))
         text = cJSON_PrintUnformatted(v);
