@@ -282,31 +282,47 @@ struct TrainingData {
     }
 };
 
+// A tiny model and its trainer on TrainingData: setup makes them (create() for an op that makes them itself),
+// teardown frees them.
+struct Training : Operation {
+    const TrainingData data;
+    const std::vector<rm_train_volume> volumes = data.volumes();
+    rm_train_options opt;
+    rm_model *m = nullptr;
+    rm_trainer *t = nullptr;
+
+    explicit Training(rm_sampling sampling = RM_SAMPLING_RANDOM)
+    {
+        const int64_t patch[3] = {8, 8, 8};
+        opt = rm_train_options_official(patch);
+        opt.batch = 2;
+        opt.sampling = sampling;
+        setup = [this](rm_ctx *ctx) { ASSERT_EQ(create(ctx), RM_OK) << rm_ctx_error(ctx); };
+        teardown = [this] {
+            rm_trainer_free(t), t = nullptr;
+            rm_model_free(m), m = nullptr;
+        };
+    }
+    Training(const Training &) = delete;
+    rm_status create(rm_ctx *ctx)
+    {
+        const rm_config cfg = tiny_config();
+        const rm_status s = rm_model_create(ctx, &cfg, 7, &m);
+        return s == RM_OK ? rm_trainer_create(ctx, m, &opt, volumes.data(), (int)volumes.size(), &t) : s;
+    }
+};
+
 TEST(Fault, OneTrainingStep)
 {
     const Folder folder("train");
-    const TrainingData data;
-    const std::vector<rm_train_volume> volumes = data.volumes();
     for (const rm_sampling sampling : {RM_SAMPLING_RANDOM, RM_SAMPLING_BUCKETS}) {
         SCOPED_TRACE(sampling == RM_SAMPLING_RANDOM ? "random crops" : "bucketed crops");
-        const int64_t patch[3] = {8, 8, 8};
-        rm_train_options opt = rm_train_options_official(patch);
-        opt.batch = 2;
-        opt.sampling = sampling;
-        rm_model *m = nullptr;
-        rm_trainer *t = nullptr;
-        Operation o;
+        Training o(sampling);
+        o.setup = [](rm_ctx *) {};
         o.op = [&](rm_ctx *ctx) {
-            const rm_config cfg = tiny_config();
-            rm_status s = rm_model_create(ctx, &cfg, 7, &m);
-            if (s == RM_OK)
-                s = rm_trainer_create(ctx, m, &opt, volumes.data(), (int)volumes.size(), &t);
+            const rm_status s = o.create(ctx);
             float loss = NAN;
-            return s == RM_OK ? rm_trainer_step(ctx, t, &loss) : s;
-        };
-        o.teardown = [&] {
-            rm_trainer_free(t), t = nullptr;
-            rm_model_free(m), m = nullptr;
+            return s == RM_OK ? rm_trainer_step(ctx, o.t, &loss) : s;
         };
         every_failure(o, folder, {});
     }
@@ -316,27 +332,11 @@ TEST(Fault, SavingAModelInEitherFormAndACheckpoint)
 {
     const Folder folder("save");
     const std::string path = folder / "model.safetensors";
-    const TrainingData data;
-    const std::vector<rm_train_volume> volumes = data.volumes();
-    const int64_t patch[3] = {8, 8, 8};
-    rm_train_options opt = rm_train_options_official(patch);
-    opt.batch = 2;
-    rm_model *m = nullptr;
-    rm_trainer *t = nullptr;
-    Operation o;
-    o.setup = [&](rm_ctx *ctx) {
-        m = tiny_model(ctx);
-        ASSERT_EQ(rm_trainer_create(ctx, m, &opt, volumes.data(), (int)volumes.size(), &t), RM_OK)
-            << rm_ctx_error(ctx);
-    };
-    o.teardown = [&] {
-        rm_trainer_free(t), t = nullptr;
-        rm_model_free(m), m = nullptr;
-    };
+    Training o;
     const std::vector<std::pair<const char *, std::function<rm_status(rm_ctx *)>>> saves{
-        {"training form", [&](rm_ctx *ctx) { return rm_model_save(ctx, m, path.c_str()); }},
-        {"deploy form", [&](rm_ctx *ctx) { return rm_model_save_deploy(ctx, m, nullptr, 0, path.c_str()); }},
-        {"checkpoint", [&](rm_ctx *ctx) { return rm_trainer_save_checkpoint(ctx, t, path.c_str()); }},
+        {"training form", [&](rm_ctx *ctx) { return rm_model_save(ctx, o.m, path.c_str()); }},
+        {"deploy form", [&](rm_ctx *ctx) { return rm_model_save_deploy(ctx, o.m, nullptr, 0, path.c_str()); }},
+        {"checkpoint", [&](rm_ctx *ctx) { return rm_trainer_save_checkpoint(ctx, o.t, path.c_str()); }},
     };
     for (const auto &[what, save] : saves) {
         SCOPED_TRACE(what);
@@ -349,31 +349,15 @@ TEST(Fault, LoadingACheckpoint)
 {
     const Folder folder("checkpoint");
     const std::string path = folder / "checkpoint.safetensors";
-    const TrainingData data;
-    const std::vector<rm_train_volume> volumes = data.volumes();
-    const int64_t patch[3] = {8, 8, 8};
-    rm_train_options opt = rm_train_options_official(patch);
-    opt.batch = 2;
-    rm_model *m = nullptr;
-    rm_trainer *t = nullptr;
-    Operation o;
-    o.setup = [&](rm_ctx *ctx) {
-        m = tiny_model(ctx);
-        ASSERT_EQ(rm_trainer_create(ctx, m, &opt, volumes.data(), (int)volumes.size(), &t), RM_OK)
-            << rm_ctx_error(ctx);
-    };
-    o.teardown = [&] {
-        rm_trainer_free(t), t = nullptr;
-        rm_model_free(m), m = nullptr;
-    };
+    Training o;
     rm_ctx *ctx = rm_ctx_create(1);
     o.setup(ctx);
     float loss = NAN;
-    ASSERT_EQ(rm_trainer_step(ctx, t, &loss), RM_OK) << rm_ctx_error(ctx);
-    ASSERT_EQ(rm_trainer_save_checkpoint(ctx, t, path.c_str()), RM_OK) << rm_ctx_error(ctx);
+    ASSERT_EQ(rm_trainer_step(ctx, o.t, &loss), RM_OK) << rm_ctx_error(ctx);
+    ASSERT_EQ(rm_trainer_save_checkpoint(ctx, o.t, path.c_str()), RM_OK) << rm_ctx_error(ctx);
     o.teardown();
     rm_ctx_free(ctx);
-    o.op = [&](rm_ctx *c) { return rm_trainer_load_checkpoint(c, t, path.c_str()); };
+    o.op = [&](rm_ctx *c) { return rm_trainer_load_checkpoint(c, o.t, path.c_str()); };
     every_failure(o, folder, folder.files());
 }
 
