@@ -15,8 +15,11 @@
 #include <vector>
 
 #include "base/fault.h"
+#include "repmode/metrics.h"
 #include "repmode/model.h"
+#include "repmode/normalize.h"
 #include "repmode/predict.h"
+#include "repmode/synth.h"
 #include "repmode/trainer.h"
 
 namespace {
@@ -359,6 +362,68 @@ TEST(Fault, LoadingACheckpoint)
     rm_ctx_free(ctx);
     o.op = [&](rm_ctx *c) { return rm_trainer_load_checkpoint(c, o.t, path.c_str()); };
     every_failure(o, folder, folder.files());
+}
+
+// What the command line does around the network: synthetic data, normalization, metrics, a configuration file.
+TEST(Fault, SynthMetricsNormalizationAndConfiguration)
+{
+    const Folder folder("rest");
+    rm_synth_cells_result *cells = nullptr;
+    rm_synth_scroll_result *scroll = nullptr;
+    const int64_t S = RM_SYNTH_MIN_SIZE;
+    std::vector<float> prob(4 * 8 * 8), target(prob.size()), mask(prob.size());
+    for (size_t i = 0; i < prob.size(); i++) {
+        prob[i] = 0.5f + 0.5f * std::sin(0.37f * (float)i);
+        target[i] = prob[i] > 0.3f ? 1.0f : 0.0f;
+        mask[i] = i % 3 ? 1.0f : 0.0f;
+    }
+    const rm_tensor p = rm_tensor_5d(prob.data(), 1, 1, 4, 8, 8), t = rm_tensor_5d(target.data(), 1, 1, 4, 8, 8),
+                    k = rm_tensor_5d(mask.data(), 1, 1, 4, 8, 8);
+    const rm_normalization percentile = rm_normalization_percentile(1, 99);
+    rm_train_config config{};
+    const std::vector<std::pair<const char *, std::function<rm_status(rm_ctx *)>>> ops{
+        {"synthetic cells", [&](rm_ctx *ctx) { return rm_synth_cells(ctx, 1, S, S, S, &cells); }},
+        {"synthetic scroll", [&](rm_ctx *ctx) { return rm_synth_scroll(ctx, 1, S, S, S, &scroll); }},
+        {"regression metrics",
+         [&](rm_ctx *ctx) {
+             rm_regression_metrics m;
+             return rm_regression_metrics_compute(ctx, &p, &t, &k, &m);
+         }},
+        {"binary metrics",
+         [&](rm_ctx *ctx) {
+             rm_binary_metrics m;
+             return rm_binary_metrics_compute(ctx, &p, &t, &k, 0.5f, &m);
+         }},
+        {"best threshold",
+         [&](rm_ctx *ctx) {
+             rm_best_threshold b;
+             return rm_binary_best_threshold(ctx, &p, &t, &k, &b);
+         }},
+        {"percentile normalization",
+         [&](rm_ctx *ctx) {
+             rm_norm_params n;
+             return rm_normalization_compute(ctx, &percentile, prob.data(), (int64_t)prob.size(), &n);
+         }},
+        {"configuration file",
+         [&](rm_ctx *ctx) {
+             return rm_train_config_parse(ctx,
+                                          "{\"base_channels\": 2, \"levels\": 1, \"normalization\": \"percentile\", "
+                                          "\"tasks\": [{\"name\": \"a\"}, {\"name\": \"b\", \"kind\": \"binary\", "
+                                          "\"color\": [1, 0, 0], \"threshold\": 0.4}]}",
+                                          &config);
+         }},
+    };
+    Operation o;
+    o.teardown = [&] {
+        rm_synth_cells_free(cells), cells = nullptr;
+        rm_synth_scroll_free(scroll), scroll = nullptr;
+        rm_train_config_free(&config), config = rm_train_config{};
+    };
+    for (const auto &[what, op] : ops) {
+        SCOPED_TRACE(what);
+        o.op = op;
+        every_failure(o, folder, {});
+    }
 }
 
 }  // namespace
