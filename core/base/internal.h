@@ -47,6 +47,13 @@ static inline void *rm_aligned_alloc(size_t align, size_t bytes) { return aligne
 static inline void rm_dealloc(void *p) { free(p); }
 #endif
 
+/* Whether text[0..n) starts with one JSON value (RFC 8259) that cJSON parses when memory allows, and when `whole`,
+ * holds nothing else but white space. cJSON's parser returns NULL both for text it refuses and when out of memory;
+ * after it failed, this tells the two apart without allocating. It is stricter than cJSON, never laxer: no text
+ * cJSON refuses passes (base/json_syntax.c keeps cJSON's limits), so malformed text is never taken for a lack of
+ * memory. */
+int rm_json_parsable(const char *text, size_t n, int whole);
+
 /* Records a printf-style message in the context and returns status, so failures read `return rm_fail(...)`. */
 rm_status rm_fail(rm_ctx *ctx, rm_status status, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -536,6 +536,8 @@ static rm_status st_parse(rm_ctx *ctx, const char *path, const char *header, siz
         return rm_fail(ctx, RM_ERR_FORMAT, "%s: header %s at byte %zu", path, bad, at);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(header, header_len, &end, 0);
+    if (!root && rm_json_parsable(header, header_len, 0))
+        return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory reading the header", path);
     if (!root)
         return rm_fail(ctx, RM_ERR_FORMAT, "%s: header is not valid JSON (error near byte %zu)", path,
                        end ? (size_t)(end - header) : (size_t)0);

@@ -351,7 +351,10 @@ rm_status rm_config_from_json(rm_ctx *ctx, const char *where, const char *config
     cJSON *c = cJSON_Parse(config_json), *t = cJSON_Parse(tasks_json);
     rm_status st = RM_OK;
     *tasks = NULL;
-    if (!c)
+    if ((!c && rm_json_parsable(config_json, strlen(config_json), 0)) ||
+        (!t && rm_json_parsable(tasks_json, strlen(tasks_json), 0)))
+        st = rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory reading the configuration", where);
+    else if (!c)
         st = rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.config is not valid JSON", where);
     else if (!t)
         st = rm_fail(ctx, RM_ERR_FORMAT, "%s: repmode.tasks is not valid JSON", where);

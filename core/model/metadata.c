@@ -24,6 +24,8 @@ rm_status rm_model_set_provenance(rm_ctx *ctx, rm_model *model, const char *json
     if (!model || !json)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "provenance: NULL argument");
     cJSON *parsed = cJSON_Parse(json);
+    if (!parsed && rm_json_parsable(json, strlen(json), 0))
+        return rm_fail(ctx, RM_ERR_NOMEM, "provenance: out of memory");
     const int object = cJSON_IsObject(parsed);
     cJSON_Delete(parsed);
     if (!object)

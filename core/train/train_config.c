@@ -44,6 +44,8 @@ rm_status rm_train_config_parse(rm_ctx *ctx, const char *json, rm_train_config *
     memset(out, 0, sizeof *out);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
+    if (!root && rm_json_parsable(json, strlen(json), 1))
+        return rm_fail(ctx, RM_ERR_NOMEM, "config: out of memory");
     if (!root) {
         int line = 1;
         for (const char *p = json; end && p < end; p++)

@@ -85,6 +85,8 @@ rm_status rm_normalization_parse(rm_ctx *ctx, const char *json, rm_normalization
     if (!json || !out)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "normalization: NULL argument");
     cJSON *root = cJSON_Parse(json);
+    if (!root && rm_json_parsable(json, strlen(json), 0))
+        return rm_fail(ctx, RM_ERR_NOMEM, "normalization: out of memory");
     const rm_status s = parse_object(ctx, root, out);
     cJSON_Delete(root);
     return s;
