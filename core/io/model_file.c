@@ -115,7 +115,8 @@ static rm_status read_config(rm_ctx *ctx, const char *path, const rm_st_file *f,
         memcpy(why, rm_ctx_error(ctx), sizeof why);
         rm_dealloc(*tasks);
         *tasks = NULL;
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: %s%s", path, key, why);
+        /* A value out of range is the file's fault; running out of memory is not. */
+        return rm_fail(ctx, s == RM_ERR_NOMEM ? s : RM_ERR_FORMAT, "%s: %s%s", path, key, why);
     }
     return RM_OK;
 }
