@@ -11,20 +11,16 @@
 #include <stdatomic.h>
 
 static atomic_int_fast64_t fault_calls, fault_at, fault_live;
-static atomic_int fault_json;
 
 void rm_fault_fail_at(int64_t k)
 {
     atomic_store(&fault_calls, 0);
     atomic_store(&fault_at, k > 0 ? k : 0);
-    atomic_store(&fault_json, 0);
 }
 
 int64_t rm_fault_calls(void) { return atomic_load(&fault_calls); }
 
 int64_t rm_fault_live(void) { return atomic_load(&fault_live); }
-
-int rm_fault_in_json(void) { return atomic_load(&fault_json); }
 
 /* Numbers one call; 1 when it is the one to fail, with errno set to err. */
 static int fault_hit(int err)
@@ -92,16 +88,8 @@ int rm_fclose(FILE *fp)
 int rm_rename(const char *from, const char *to) { return fault_hit(ENOSPC) ? -1 : rename(from, to); }
 
 /* cJSON allocates for the core too (parsing and printing JSON): its allocations are numbered with the core's. */
-static void *fault_json_malloc(size_t bytes)
-{
-    void *p = rm_malloc(bytes);
-    if (!p)
-        atomic_store(&fault_json, 1);
-    return p;
-}
-
 __attribute__((constructor)) static void fault_hook_json(void)
 {
-    cJSON_Hooks hooks = {fault_json_malloc, rm_dealloc};
+    cJSON_Hooks hooks = {rm_malloc, rm_dealloc};
     cJSON_InitHooks(&hooks);
 }

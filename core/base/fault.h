@@ -3,7 +3,8 @@
  * numbered, and the one numbered k fails as the C library's would when memory or the disk is full: NULL with errno
  * ENOMEM, or -1 (EOF, a short write) with errno ENOSPC. A failing fclose still closes the stream.
  *
- * The counters are process-wide atomics, which only this test build has. Calls made on several threads at once
+ * The counters, and cJSON's allocation hooks set when the library loads, are process-wide: only this test build
+ * has them. Calls made on several threads at once
  * are numbered in the order they happen to take, so a test that wants the same k to hit the same call runs the
  * core on one thread. */
 #ifndef REPMODE_FAULT_H
@@ -19,9 +20,6 @@ extern "C" {
 void rm_fault_fail_at(int64_t k);
 /* The calls numbered since the last rm_fault_fail_at, the failed one included. */
 int64_t rm_fault_calls(void);
-/* 1 when the call that failed was one of cJSON's: its parser then cannot tell running out of memory from malformed
- * text, and the core reports the latter. */
-int rm_fault_in_json(void);
 /* Allocations made and not yet given back through rm_dealloc, since the library loaded. */
 int64_t rm_fault_live(void);
 
