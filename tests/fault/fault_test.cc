@@ -1,13 +1,13 @@
 // Fault injection (core/base/fault.h): loading a model, predicting a volume, one training step and saving a model,
 // each run once to count its allocations and file writes, then once more for every one of them failing. Each
-// failure must come back as an error status with a message, give back every allocation, and leave the folder as it
-// was: no output, no temporary file. ASan's leak check, when the tree is built with it, checks the same from outside.
+// failure must come back as RM_ERR_NOMEM or RM_ERR_IO with a message, give back every allocation, and leave the
+// folder as it was: no output, no temporary file. ASan's leak check, when the tree is built with it, checks the same from outside.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <set>
