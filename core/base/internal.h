@@ -16,6 +16,7 @@
 typedef enum rm_work {
     RM_WORK_SCRATCH, /* an operator's: rm_ctx_workspace */
     RM_WORK_WINDOWS, /* rm_predict_region's windows and region accumulators */
+    RM_WORK_ACTIVATIONS, /* a deploy form's forward pass: one sample's activations at every level */
     RM_WORK_COUNT
 } rm_work;
 

@@ -54,8 +54,8 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
 {
     if (!cfg)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config is NULL");
-    if (cfg->levels < 1 || cfg->levels > 8)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: levels = %d is outside 1..8", cfg->levels);
+    if (cfg->levels < 1 || cfg->levels > RM_MAX_LEVELS)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: levels = %d is outside 1..%d", cfg->levels, RM_MAX_LEVELS);
     if (cfg->base_channels < 1 || cfg->base_channels > 4096)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: base_channels = %lld is outside 1..4096",
                        (long long)cfg->base_channels);

@@ -30,11 +30,13 @@ struct rm_deploy {
     deploy_unit *units;
     int n_units;
     float *weights;
-    /* One sample's activations, per level 1..levels+1, for patches up to `capacity` voxels. */
-    int64_t capacity;
-    float **t, **o, **cat, **down;
-    float *act_block;
 };
+
+/* One sample's activations, per level 1..levels+1, laid out in the calling context's working memory: a deploy form
+ * holds nothing that a forward pass writes, so threads may share one, each with its own context. */
+typedef struct activations {
+    float *t[RM_MAX_LEVELS + 2], *o[RM_MAX_LEVELS + 2], *cat[RM_MAX_LEVELS + 2], *down[RM_MAX_LEVELS + 2];
+} activations;
 
 /* One counter for the whole process, so that no two states of folded weights share a generation, whichever deploy
  * form (or address) holds them. */
@@ -198,8 +200,6 @@ void rm_deploy_free(rm_deploy *d)
 {
     if (!d)
         return;
-    rm_dealloc(d->act_block);
-    rm_dealloc(d->t);
     rm_dealloc(d->units);
     rm_dealloc(d->weights);
     rm_model_free(d->structure);
@@ -239,24 +239,12 @@ void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what,
 
 /* ---- forward ------------------------------------------------------------------------------------------------- */
 
-/* Per-level activation buffers for one sample of `voxels` voxels at full resolution. */
-static rm_status reserve_activations(rm_ctx *ctx, rm_deploy *d, int64_t voxels)
+/* Per-level activation buffers for one sample of `voxels` voxels at full resolution, in the context's memory. */
+static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t voxels, activations *a)
 {
-    if (voxels <= d->capacity)
-        return RM_OK;
     const rm_config *c = d->cfg;
     const int L = c->levels;
-    rm_dealloc(d->act_block);
-    rm_dealloc(d->t);
-    d->act_block = NULL;
-    d->capacity = 0;
-    d->t = rm_calloc((size_t)(4 * (L + 2)), sizeof *d->t);
-    if (!d->t)
-        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
-    d->o = d->t + (L + 2);
-    d->cat = d->t + 2 * (L + 2);
-    d->down = d->t + 3 * (L + 2);
-    int64_t sizes[4][16] = {{0}}, total = 0;
+    int64_t sizes[4][RM_MAX_LEVELS + 2] = {{0}}, total = 0;
     for (int k = 1; k <= L + 1; k++) {
         const int64_t v = voxels >> (3 * (k - 1)), ck = rm_config_channels(c, k);
         sizes[0][k] = ck * v;                                           /* t: first convolution's output */
@@ -266,18 +254,16 @@ static rm_status reserve_activations(rm_ctx *ctx, rm_deploy *d, int64_t voxels)
         for (int j = 0; j < 4; j++)
             total += (sizes[j][k] + 15) / 16 * 16;
     }
-    d->act_block = rm_aligned_alloc(64, (size_t)total * sizeof(float));
-    if (!d->act_block)
-        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld MiB of activations",
-                       (long long)(total * 4 >> 20));
-    float *p = d->act_block;
-    float **bufs[4] = {d->t, d->o, d->cat, d->down};
+    float *p = rm_ctx_work(ctx, RM_WORK_ACTIVATIONS, (size_t)total * sizeof(float));
+    if (!p)
+        return RM_ERR_NOMEM; /* rm_ctx_work set the message */
+    memset(a, 0, sizeof *a);
+    float **bufs[4] = {a->t, a->o, a->cat, a->down};
     for (int k = 1; k <= L + 1; k++)
         for (int j = 0; j < 4; j++) {
             bufs[j][k] = sizes[j][k] ? p : NULL;
             p += (sizes[j][k] + 15) / 16 * 16;
         }
-    d->capacity = voxels;
     return RM_OK;
 }
 
@@ -306,42 +292,44 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *i
     return rm_activation_forward(ctx, d->cfg->activation, &y, du->act_bias, &y);
 }
 
-static rm_status forward_sample(rm_ctx *ctx, const rm_deploy *d, const float *x, float *y, const int64_t dims[3])
+static rm_status forward_sample(rm_ctx *ctx, const rm_deploy *d, const activations *a, const float *x, float *y,
+                                const int64_t dims[3])
 {
     const rm_config *c = d->cfg;
     const int L = c->levels;
     const float *h = x;
     for (int k = 1; k <= L; k++) {
         const int e = rm_unit_encoder(k);
-        RM_TRY(run_unit(ctx, d, e, h, d->t[k], dims));
-        RM_TRY(run_unit(ctx, d, e + 1, d->t[k], d->cat[k], dims)); /* the skip: first half of [skip, up] */
-        RM_TRY(run_unit(ctx, d, e + 2, d->cat[k], d->down[k + 1], dims));
-        h = d->down[k + 1];
+        RM_TRY(run_unit(ctx, d, e, h, a->t[k], dims));
+        RM_TRY(run_unit(ctx, d, e + 1, a->t[k], a->cat[k], dims)); /* the skip: first half of [skip, up] */
+        RM_TRY(run_unit(ctx, d, e + 2, a->cat[k], a->down[k + 1], dims));
+        h = a->down[k + 1];
     }
     const int b = rm_unit_bottleneck(L);
-    RM_TRY(run_unit(ctx, d, b, h, d->t[L + 1], dims));
-    RM_TRY(run_unit(ctx, d, b + 1, d->t[L + 1], d->o[L + 1], dims));
-    h = d->o[L + 1];
+    RM_TRY(run_unit(ctx, d, b, h, a->t[L + 1], dims));
+    RM_TRY(run_unit(ctx, d, b + 1, a->t[L + 1], a->o[L + 1], dims));
+    h = a->o[L + 1];
     for (int k = L; k >= 1; k--) {
         const int u = rm_unit_decoder(L, k);
         const int64_t half = rm_config_channels(c, k) * ((dims[0] * dims[1] * dims[2]) >> (3 * (k - 1)));
-        RM_TRY(run_unit(ctx, d, u, h, d->cat[k] + half, dims));
-        RM_TRY(run_unit(ctx, d, u + 1, d->cat[k], d->t[k], dims));
-        RM_TRY(run_unit(ctx, d, u + 2, d->t[k], d->o[k], dims));
-        h = d->o[k];
+        RM_TRY(run_unit(ctx, d, u, h, a->cat[k] + half, dims));
+        RM_TRY(run_unit(ctx, d, u + 1, a->cat[k], a->t[k], dims));
+        RM_TRY(run_unit(ctx, d, u + 2, a->t[k], a->o[k], dims));
+        h = a->o[k];
     }
     return run_unit(ctx, d, d->n_units - 1, h, y, dims);
 }
 
-rm_status rm_deploy_forward(rm_ctx *ctx, rm_deploy *d, const rm_tensor *x, rm_tensor *y)
+rm_status rm_deploy_forward(rm_ctx *ctx, const rm_deploy *d, const rm_tensor *x, rm_tensor *y)
 {
     if (!d)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
     RM_TRY(rm_model_check_input(ctx, d->cfg, x, NULL, y));
     const int64_t dims[3] = {x->ne[2], x->ne[3], x->ne[4]};
-    RM_TRY(reserve_activations(ctx, d, dims[0] * dims[1] * dims[2]));
+    activations a;
+    RM_TRY(reserve_activations(ctx, d, dims[0] * dims[1] * dims[2], &a));
     for (int64_t n = 0; n < x->ne[0]; n++)
-        RM_TRY(forward_sample(ctx, d, x->data + n * rm_tensor_sample_numel(x), y->data + n * rm_tensor_sample_numel(y),
+        RM_TRY(forward_sample(ctx, d, &a, x->data + n * rm_tensor_sample_numel(x), y->data + n * rm_tensor_sample_numel(y),
                               dims));
     return RM_OK;
 }

@@ -306,7 +306,7 @@ static rm_status take_buffers(rm_ctx *ctx, int64_t channels, int64_t wvol, int64
     return RM_OK;
 }
 
-rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
+rm_status rm_predict_region(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
                             rm_read_fn read, void *read_user, const int64_t out_start[3], const int64_t out_size[3],
                             float *out, rm_progress_fn progress, void *progress_user)
 {
@@ -314,7 +314,7 @@ rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p
                                     progress_user, NULL);
 }
 
-rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
+rm_status rm_predict_region_cached(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
                                    rm_read_fn read, void *read_user, const int64_t out_start[3],
                                    const int64_t out_size[3], float *out, rm_progress_fn progress,
                                    void *progress_user, rm_window_cache *cache)

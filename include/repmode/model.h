@@ -7,13 +7,12 @@
  *
  * The training form computes, for every sample, its task's merged kernels; BatchNorm statistics are shared over
  * the batch (mixed tasks). The deploy form is the same network for one task with every layer's experts merged and
- * BatchNorm folded: a plain U-Net of 5³ convolutions with biases, merged once into memory it keeps, with
- * activation buffers reused across calls.
+ * BatchNorm folded: a plain U-Net of 5³ convolutions with biases, merged once into memory it keeps.
  *
- * Threads: both forms keep their activations inside (the training form for its backward, the deploy form to reuse
- * them), so every forward changes the object: one thread at a time per model or deploy form, even to predict. To
- * predict in parallel, give each thread its own deploy form (and context); calls that only read a model (const)
- * may share it.
+ * Threads: the training form keeps its activations inside (for its backward), so its forward changes it: one thread
+ * at a time per model. The deploy form's forward keeps its activations in the calling context and only reads the
+ * deploy form: load one and let any number of threads predict with it at once, each with its own context (a
+ * ThreadSanitizer test, tests/sanitize, holds it to that). Calls that only read a model (const) may share it.
  */
 #ifndef REPMODE_MODEL_H
 #define REPMODE_MODEL_H
@@ -46,6 +45,9 @@ typedef struct rm_task {
 /* The most tasks a model may have: far above the official 12, and low enough that a file listing more is refused
  * before anything is allocated for them. */
 #define RM_MAX_TASKS 1024
+
+/* The most down-sampling stages (config.levels): a 256-voxel patch side already reaches 1 voxel at 8. */
+#define RM_MAX_LEVELS 8
 
 /* The network's shape and options. Tasks are owned by whoever built the struct; a model keeps its own copy. */
 typedef struct rm_config {
@@ -206,11 +208,11 @@ RM_API int rm_deploy_task(const rm_deploy *deploy);
 /* The network's configuration, with every task of the model it came from (the deploy form computes one). Owned by
  * the deploy form: valid until rm_deploy_free. deploy must not be NULL. */
 RM_API const rm_config *rm_deploy_config(const rm_deploy *deploy);
-/* y (N, out, D, H, W) from x (N, in, D, H, W). Activation buffers are allocated on the first call for a patch
- * size and reused by later calls of that size or smaller; they are the deploy form's, so a forward changes it.
- * RM_ERR_ARGUMENT: deploy, x, y or their data NULL. RM_ERR_SHAPE: x's channels, a size not a multiple of
- * 2^levels, y's shape. RM_ERR_NOMEM. */
-RM_API rm_status rm_deploy_forward(rm_ctx *ctx, rm_deploy *deploy, const rm_tensor *x, rm_tensor *y);
+/* y (N, out, D, H, W) from x (N, in, D, H, W). The activations live in the context's working memory (grown on the
+ * first call for a patch size, reused by later calls), not in the deploy form, which a forward only reads: threads
+ * may share one deploy form, each calling with its own context. RM_ERR_ARGUMENT: deploy, x, y or their data NULL.
+ * RM_ERR_SHAPE: x's channels, a size not a multiple of 2^levels, y's shape. RM_ERR_NOMEM. */
+RM_API rm_status rm_deploy_forward(rm_ctx *ctx, const rm_deploy *deploy, const rm_tensor *x, rm_tensor *y);
 
 #ifdef __cplusplus
 }

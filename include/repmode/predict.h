@@ -8,9 +8,8 @@
  * than memory. A volume shorter than the patch along an axis is predicted with one window of that length rounded up
  * to the network's multiple, zero-padded, and cropped back.
  *
- * Threads: predicting runs the deploy form's forward, which changes the deploy form (model.h): one prediction at a
- * time per deploy form, each thread with its own deploy form, context and cache. The callbacks are called on the
- * calling thread, in window order.
+ * Threads: predicting only reads the deploy form (model.h): threads may predict with one deploy form at once, each
+ * with its own context and cache. The callbacks are called on the calling thread, in window order.
  */
 #ifndef REPMODE_PREDICT_H
 #define REPMODE_PREDICT_H
@@ -67,7 +66,7 @@ RM_API rm_status rm_predict_input_region(rm_ctx *ctx, const rm_deploy *d, const 
  * written only on success. Statuses: those of rm_predict_input_region (RM_ERR_ARGUMENT, also for read or out NULL;
  * RM_ERR_SHAPE; RM_ERR_NOMEM) and of rm_deploy_forward, RM_ERR_IO when `read` returns non-zero, RM_ERR_CANCELLED
  * when `progress` does. */
-RM_API rm_status rm_predict_region(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
+RM_API rm_status rm_predict_region(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p, const int64_t volume[3],
                                    rm_read_fn read, void *read_user, const int64_t out_start[3],
                                    const int64_t out_size[3], float *out, rm_progress_fn progress,
                                    void *progress_user);
@@ -94,7 +93,7 @@ RM_API size_t rm_window_cache_bytes(const rm_window_cache *cache);
  * may need. cache NULL: no cache. A window the cache has no room or memory for is only computed again, never an
  * error. Statuses as rm_predict_region's (RM_ERR_ARGUMENT, RM_ERR_SHAPE, RM_ERR_NOMEM, RM_ERR_IO,
  * RM_ERR_CANCELLED); a failed call empties the cache. */
-RM_API rm_status rm_predict_region_cached(rm_ctx *ctx, rm_deploy *d, const rm_window_params *p,
+RM_API rm_status rm_predict_region_cached(rm_ctx *ctx, const rm_deploy *d, const rm_window_params *p,
                                           const int64_t volume[3], rm_read_fn read, void *read_user,
                                           const int64_t out_start[3], const int64_t out_size[3], float *out,
                                           rm_progress_fn progress, void *progress_user, rm_window_cache *cache);
