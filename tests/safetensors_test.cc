@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -622,6 +624,32 @@ TEST(Safetensors, WriterReplacesAFileAtomicallyWithUsualPermissions)
     struct stat st;
     ASSERT_EQ(stat(path.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask); // as a plain fopen would create it, not mkstemp's 0600
+}
+
+TEST(Safetensors, WriterRemovesTheTemporaryFilesOfDeadWritersOnly)
+{
+    // A writer killed outright leaves "<path>.tmp-<pid>-XXXXXX". The next write of the same path removes those of
+    // processes that no longer exist (a child that has exited and been reaped), and leaves a live one's alone.
+    TempDir dir;
+    Ctx ctx(1);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0)
+        _exit(0);
+    ASSERT_EQ(waitpid(child, nullptr, 0), child);
+    const std::string path = dir.file("model.safetensors");
+    const std::string dead = path + ".tmp-" + std::to_string(child) + "-aB3dE9";
+    const std::string live = path + ".tmp-" + std::to_string(getppid()) + "-zZ0yY1";
+    const std::string other = dir.file("other.safetensors.tmp-" + std::to_string(child) + "-aB3dE9");
+    for (const std::string &f : {dead, live, other})
+        write_bytes(f, "half a model");
+    std::vector<float> v = {1, 2};
+    rm_st_entry e = make_entry("x", RM_ST_F32, {2}, v.data());
+    ASSERT_EQ(rm_st_write(ctx, path.c_str(), &e, 1, nullptr, nullptr, 0), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_FALSE(fs::exists(dead));
+    EXPECT_TRUE(fs::exists(live));  // the parent (the test's runner) is alive
+    EXPECT_TRUE(fs::exists(other)); // another output's, for its own writer to judge
+    EXPECT_TRUE(fs::exists(path));
 }
 
 } // namespace

@@ -9,7 +9,9 @@
 #include "base/rng.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -863,22 +865,59 @@ fail:
     return NULL;
 }
 
-/* Creates "<path>.tmp-XXXXXX" exclusively. Unlike mkstemp (mode 0600), the mode is 0666 less the umask, so the
- * renamed file gets the permissions a plain fopen would give it. Returns the descriptor, or -1 with errno set. */
+/* Removes "<path>.tmp-<pid>-XXXXXX" files that writers killed outright (SIGKILL, a power cut) left next to `path`:
+ * those whose process no longer exists. A live writer's file, this process's included, is left alone. */
+static void st_remove_stale_temps(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char dir[4096] = ".";
+    if (slash) {
+        const size_t dlen = slash == path ? 1 : (size_t)(slash - path); /* "/name": the root */
+        if (dlen >= sizeof dir)
+            return;
+        memcpy(dir, path, dlen);
+        dir[dlen] = '\0';
+    }
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    const size_t blen = strlen(base);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp-", 5) != 0)
+            continue;
+        char *end = NULL;
+        errno = 0;
+        const long pid = strtol(n + blen + 5, &end, 10);
+        if (errno || pid <= 0 || *end != '-' || strlen(end + 1) != 6)
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+            char stale[4096 + 256];
+            snprintf(stale, sizeof stale, "%s/%s", dir, n);
+            unlink(stale);
+        }
+    }
+    closedir(d);
+}
+
+/* Creates "<path>.tmp-<pid>-XXXXXX" exclusively, after removing the stale ones of dead processes. Unlike mkstemp
+ * (mode 0600), the mode is 0666 less the umask, so the renamed file gets the permissions a plain fopen would give
+ * it. `tmp` holds ST_TEMP_EXTRA bytes more than `path`. Returns the descriptor, or -1 with errno set. */
+#define ST_TEMP_EXTRA 32
 static int st_open_temp(char *tmp, const char *path, size_t plen)
 {
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    st_remove_stale_temps(path);
     struct timespec ts = {0, 0};
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t x = (uint64_t)ts.tv_nsec * RM_GOLDEN ^ (uint64_t)ts.tv_sec ^
                  (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)tmp;
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-", 5);
+    const int head = snprintf(tmp, plen + ST_TEMP_EXTRA, "%s.tmp-%ld-", path, (long)getpid());
     for (int attempt = 0; attempt < 100; attempt++) {
-        for (int k = 0; k < 6; k++) {
-            tmp[plen + 5 + k] = digits[rm_splitmix64_next(&x) % 62];
-        }
-        tmp[plen + 11] = '\0';
+        for (int k = 0; k < 6; k++)
+            tmp[head + k] = digits[rm_splitmix64_next(&x) % 62];
+        tmp[head + 6] = '\0';
         int fd = rm_open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0 || errno != EEXIST)
             return fd;
@@ -891,7 +930,7 @@ static rm_status st_write_file(rm_ctx *ctx, const char *path, const char *json, 
                                size_t n)
 {
     size_t plen = strlen(path);
-    char *tmp = rm_malloc(plen + 12);
+    char *tmp = rm_malloc(plen + ST_TEMP_EXTRA);
     if (!tmp)
         return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
     int fd = st_open_temp(tmp, path, plen);
