@@ -27,13 +27,13 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "data_csv.h"
 #include "image_io.h"
 #include "interrupt.h"
 #include "output_paths.h"
@@ -74,38 +74,6 @@ struct Sample {
     std::shared_ptr<Volume> mask;         // or null; one layer for 2D labels
 };
 
-std::string trim(const std::string &s)
-{
-    const size_t a = s.find_first_not_of(" \t\r\n");
-    if (a == std::string::npos)
-        return "";
-    const size_t b = s.find_last_not_of(" \t\r\n");
-    return s.substr(a, b - a + 1);
-}
-
-std::vector<std::string> split(const std::string &line)
-{
-    std::vector<std::string> cells;
-    std::stringstream s(line);
-    std::string cell;
-    while (std::getline(s, cell, ','))
-        cells.push_back(trim(cell));
-    if (!line.empty() && line.back() == ',')
-        cells.emplace_back();
-    return cells;
-}
-
-std::string folder_of(const std::string &path)
-{
-    const size_t slash = path.find_last_of('/');
-    return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
-}
-
-std::string resolve(const std::string &folder, const std::string &path)
-{
-    return !path.empty() && path[0] == '/' ? path : folder + "/" + path;
-}
-
 // Training data must be finite: a replaced voxel would be learned as if it had been measured.
 const char *const kNonFiniteHint = "; training data must be finite: repair or mask the volume first";
 
@@ -113,65 +81,25 @@ const char *const kNonFiniteHint = "; training data must be finite: repair or ma
 std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const rm_train_config &c,
                               const Progress &progress)
 {
-    const std::string text = read_text_file(csv, "data CSV");
-    std::stringstream lines(text);
-    std::string line;
-    int line_no = 0;
-    std::vector<std::string> header;
-    while (header.empty() && std::getline(lines, line)) {
-        line_no++;
-        if (!trim(line).empty())
-            header = split(trim(line));
-    }
-    if (header.empty())
-        throw Failure(csv + " is empty: it needs a header 'signal,target,task[,mask]' and at least one row",
-                      kBadInput);
-    int col_signal = -1, col_target = -1, col_task = -1, col_mask = -1;
-    for (size_t i = 0; i < header.size(); i++) {
-        const int k = static_cast<int>(i);
-        if (header[i] == "signal")
-            col_signal = k;
-        else if (header[i] == "target")
-            col_target = k;
-        else if (header[i] == "task")
-            col_task = k;
-        else if (header[i] == "mask")
-            col_mask = k;
-        else
-            throw Failure(csv + ": unknown column '" + header[i] + "' (the columns are signal,target,task[,mask])",
-                          kBadInput);
-    }
-    if (col_signal < 0 || col_target < 0 || col_task < 0)
-        throw Failure(csv + ": the header must name the columns signal,target,task (and optionally mask)", kBadInput);
-
-    const std::string folder = folder_of(csv);
+    const std::vector<DataRow> rows = parse_data_csv(read_text_file(csv, "data CSV"), csv);
     std::map<std::string, std::shared_ptr<const Volume>> signals;
     std::vector<Sample> samples;
-    while (std::getline(lines, line)) {
-        line_no++;
-        if (trim(line).empty())
-            continue;
-        const std::string where = csv + " line " + std::to_string(line_no);
-        const std::vector<std::string> cells = split(trim(line));
-        if (cells.size() != header.size())
-            throw Failure(where + " has " + std::to_string(cells.size()) + " fields, the header " +
-                              std::to_string(header.size()),
-                          kBadInput);
+    for (const DataRow &row : rows) {
+        const std::string where = csv + " line " + std::to_string(row.line);
         Sample s;
-        const std::string &task = cells[static_cast<size_t>(col_task)];
         s.task = -1;
         std::string known;
         for (int t = 0; t < c.cfg.n_tasks; t++) {
-            if (task == c.cfg.tasks[t].name)
+            if (row.task == c.cfg.tasks[t].name)
                 s.task = t;
             known += std::string(t ? ", " : "") + c.cfg.tasks[t].name;
         }
         if (s.task < 0)
-            throw Failure(where + ": the task '" + task + "' is not one of the configuration's tasks (" + known + ")",
+            throw Failure(where + ": the task '" + row.task + "' is not one of the configuration's tasks (" + known + ")",
                           kBadInput);
-        if (cells[static_cast<size_t>(col_signal)].empty() || cells[static_cast<size_t>(col_target)].empty())
+        if (row.signal.empty() || row.target.empty())
             throw Failure(where + ": the signal and the target must both be given", kBadInput);
-        s.signal_path = resolve(folder, cells[static_cast<size_t>(col_signal)]);
+        s.signal_path = row.signal;
         auto found = signals.find(s.signal_path);
         if (found == signals.end()) {
             progress.stage("reading " + s.signal_path);
@@ -182,7 +110,7 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
         }
         s.signal = found->second;
         const Volume &signal = *s.signal;
-        const std::string target_path = resolve(folder, cells[static_cast<size_t>(col_target)]);
+        const std::string &target_path = row.target;
         progress.stage("reading " + target_path);
         s.target = read_volume(target_path);
         settle_non_finite(ctx, s.target, target_path, "refuse", kNonFiniteHint);
@@ -199,8 +127,8 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
                 v = v > 0.5f ? 1.0f : 0.0f;
         else
             normalize(ctx, c.normalization, s.target.voxels, target_path);
-        if (col_mask >= 0 && !cells[static_cast<size_t>(col_mask)].empty()) {
-            const std::string mask_path = resolve(folder, cells[static_cast<size_t>(col_mask)]);
+        if (!row.mask.empty()) {
+            const std::string &mask_path = row.mask;
             progress.stage("reading " + mask_path);
             s.mask = std::make_shared<Volume>(read_volume(mask_path));
             settle_non_finite(ctx, *s.mask, mask_path, "refuse", kNonFiniteHint);
@@ -208,8 +136,6 @@ std::vector<Sample> read_data(const Context &ctx, const std::string &csv, const 
         }
         samples.push_back(std::move(s));
     }
-    if (samples.empty())
-        throw Failure(csv + " has no rows: it needs at least one signal,target,task row", kBadInput);
     return samples;
 }
 
