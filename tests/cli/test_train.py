@@ -3,7 +3,6 @@ counts and a resumed run; validation lines in the log; percentile normalization 
 eval and predict as np.percentile does; and the errors on bad input, which leave no model file. Also an ink task with
 2D labels trained on `repmode synth scroll` data (docs/network.md §7), and --tune-threshold: the F0.5-best threshold on
 the validation data, saved in the model and measured by eval as a brute force over predict's probabilities finds it."""
-import csv
 import json
 import math
 import os
@@ -18,6 +17,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import repmode_safetensors as st  # noqa: E402
+import csv_cases  # noqa: E402
 from images import read_mha, read_nrrd, write_mha  # noqa: E402
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
 
@@ -574,54 +574,22 @@ def test_error_empty_csv(sample, tmp_path):
 
 def files_read(stderr):
     """The images train read, in order, from its progress lines ("repmode: train: reading <path>")."""
-    lines = [l[len("repmode: train: reading "):] for l in stderr.splitlines() if l.startswith("repmode: train: reading ")]
+    start = "repmode: train: reading "
+    lines = [l[len(start):] for l in stderr.splitlines() if l.startswith(start)]
     return [l for l in lines if not l.endswith("config.json")]
-
-
-def csv_module_reads(path):
-    """The reference: the images a data CSV names, in the order train reads them (each signal once), as Python's csv
-    module reads the file (its fields trimmed of white space, blank records skipped)."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        records = [[c.strip() for c in r] for r in csv.reader(f, skipinitialspace=True)]
-    records = [r for r in records if r and r != [""]]
-    seen, files = set(), []
-    for r in records[1:]:
-        row = dict(zip(records[0], r))
-        if row["signal"] not in seen:
-            seen.add(row["signal"])
-            files.append(row["signal"])
-        files += [row["target"]] + ([row["mask"]] if row.get("mask") else [])
-    return [os.path.join(os.path.dirname(path), f) for f in files]
 
 
 def test_csv_quoting_bom_and_crlf(sample, tmp_path):
     """RFC 4180 fields (a comma, doubled quotes and spaces inside quotes, a line break inside quotes), a UTF-8
     byte-order mark, CRLF and CR line ends, a blank line: train reads the files Python's csv module reads there."""
-    for name, target in [('sig,nal "1".nrrd', "signal.nrrd"), ("nuc lei, target.nrrd", "nuclei.nrrd"),
-                         ("membranes.nrrd", "membranes.nrrd")]:
-        os.symlink(sample / target, tmp_path / name)
-    d = tmp_path / "q.csv"
-    d.write_bytes(b'\xef\xbb\xbfsignal,task,target\r\n\r\n'
-                  b'"sig,nal ""1"".nrrd",nuclei,"nuc lei, target.nrrd"\r\n'
-                  b'  "sig,nal ""1"".nrrd", membranes ,"membranes.nrrd\n"\r')
+    d = csv_cases.write_quoted(sample, tmp_path)
     r = run("train", "--config", sample / "config.json", "--data", d, "--out", tmp_path / "m.safetensors",
             "--steps", 1, "--batch", 1)
     assert r.returncode == 0, r.stderr
-    assert files_read(r.stderr) == csv_module_reads(d) == [str(tmp_path / f) for f in (
-        'sig,nal "1".nrrd', "nuc lei, target.nrrd", "membranes.nrrd")]
+    assert files_read(r.stderr) == csv_cases.csv_module_reads(d) == [str(tmp_path / f) for f in csv_cases.QUOTED_FILES]
 
 
-@pytest.mark.parametrize("text, where", [
-    (b'signal,target,task\nsignal.nrrd,nuclei.nrrd,nuclei\n"signal.nrrd,nuclei.nrrd,nuclei\n',
-     " line 3: a quoted field is not closed"),
-    (b'signal,target,task\r\nsignal.nrrd,nu"clei.nrrd,nuclei\r\n', " line 2: a stray quote"),
-    (b'signal,target,task\n"signal.nrrd" ,nuclei.nrrd,nuclei\n', " line 2: a stray quote"),
-    (b'signal,target,task\n"signal\n.nrrd",nuclei.nrrd,nuclei\nsignal.nrrd,nuclei.nrrd\n',
-     " line 4 has 2 fields, the header 3"),
-    (b'signal,target,task\rsignal.nrrd,nuclei.nrrd,nuclei\rsignal.nrrd,\x00,nuclei\r', " line 3: a NUL byte"),
-    (b'\xef\xbb\xbfsignal,target,task\nsignal.nrrd,nuclei\xff.nrrd,nuclei\n', " line 2: not UTF-8 text"),
-    (b'signal,target,task,signal\nsignal.nrrd,nuclei.nrrd,nuclei,signal.nrrd\n', ": the column 'signal' is named twice"),
-])
+@pytest.mark.parametrize("text, where", csv_cases.BAD)
 def test_csv_errors_name_the_line(sample, tmp_path, text, where):
     d = write_csv(tmp_path, sample, "")
     d.write_bytes(text)

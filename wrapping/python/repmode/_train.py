@@ -1,8 +1,13 @@
 """repmode.train: a new model trained by the core's trainer (rm_trainer_*) on NumPy volumes or a data CSV."""
+import codecs
+import csv
 import ctypes
+import io
 import json
 import math
 import os
+import re
+import stat
 import struct
 import tempfile
 from collections import namedtuple
@@ -158,52 +163,116 @@ class _Volumes:
         return volumes
 
 
-def _split(line):
-    cells = [c.strip() for c in line.split(",")]
-    return cells
+# The data CSV (docs/cli.md §4.2) as plugin/repmode/data_csv.cxx reads it, with the same messages: the csv module reads
+# the fields, and one field's grammar (RFC 4180, spaces allowed before an opening quote) finds, as the command line
+# does, the first problem of a record that the module would let pass or name differently.
+_MAX_TEXT_BYTES = 16 << 20
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_FIELD = r' *+(?>"(?:[^"]|"")*+"|[^",\r\n]*)'
+_RECORD = re.compile(_FIELD + "(?:," + _FIELD + r")*(?:\r\n|\r|\n)?")
+_FIELD_START = re.compile(r"(?:^|,) *$")
+_STRAY = "a stray quote (quote the whole field, and double the quotes inside it)"
+
+
+def _record_problem(raw):
+    """What is wrong with the text of one record, or None."""
+    end = _RECORD.match(raw).end()
+    if end == len(raw):
+        return None
+    return "a quoted field is not closed" if raw[end] == '"' and _FIELD_START.search(raw[:end]) else _STRAY
+
+
+def _csv_records(path):
+    """(line where it starts, fields trimmed) of each non-blank record of the text file at path."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise Error("the data CSV %s is not a regular file" % path)
+        if st.st_size > _MAX_TEXT_BYTES:
+            raise Error("the data CSV %s holds %d bytes; at most 16 MiB are read" % (path, st.st_size))
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise Error("cannot read the data CSV %s: %s" % (path, e.strerror)) from e
+    body = raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw
+    nul, bad = body.find(b"\0"), -1
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        bad = e.start  # in the text after the byte-order mark
+    if nul >= 0 and (bad < 0 or nul < bad):
+        raise Error("%s line %d: a NUL byte (the CSV must be text)" % (path, len(_LINE_END.findall(body[:nul])) + 1))
+    if bad >= 0:
+        raise Error("%s line %d: not UTF-8 text (save the CSV as UTF-8)" %
+                    (path, len(_LINE_END.findall(body[:bad])) + 1))
+    consumed = []
+
+    def lines():
+        for line in io.StringIO(text, newline=""):
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(lines(), strict=True, skipinitialspace=True)
+    records, start = [], 1
+    while True:
+        del consumed[:]
+        try:
+            fields = next(reader, None)
+            error = None
+        except csv.Error as e:
+            error = str(e)
+        problem = _record_problem("".join(consumed))
+        if problem or error:
+            raise Error("%s line %d: %s" % (path, start, problem or error))
+        if fields is None:
+            return records
+        fields = [f.strip(" \t\r\n") for f in fields]
+        if len(fields) > 1 or (fields and fields[0]):
+            records.append((start, fields))
+        start = reader.line_num + 1
+
+
+def _csv_rows(path):
+    """(line, signal, target, task, mask) of each row of a data CSV, paths relative to its folder resolved and ''
+    for a path not given."""
+    records = _csv_records(path)
+    if not records:
+        raise Error("%s is empty: it needs a header 'signal,target,task[,mask]' and at least one row" % path)
+    header = records[0][1]
+    col = {}
+    for i, h in enumerate(header):
+        if h not in ("signal", "target", "task", "mask"):
+            raise Error("%s: unknown column '%s' (the columns are signal,target,task[,mask])" % (path, h))
+        if h in col:
+            raise Error("%s: the column '%s' is named twice" % (path, h))
+        col[h] = i
+    if not {"signal", "target", "task"} <= set(col):
+        raise Error("%s: the header must name the columns signal,target,task (and optionally mask)" % path)
+    folder = path[:path.rfind("/")] if "/" in path else "."
+    resolve = (lambda p: p if not p or p.startswith("/") else folder + "/" + p)
+    rows = []
+    for line, fields in records[1:]:
+        if len(fields) != len(header):
+            raise Error("%s line %d has %d fields, the header %d" % (path, line, len(fields), len(header)))
+        field = (lambda name: fields[col[name]] if name in col else "")
+        rows.append((line, resolve(field("signal")), resolve(field("target")), field("task"), resolve(field("mask"))))
+    if not rows:
+        raise Error("%s has no rows: it needs at least one signal,target,task row" % path)
+    return rows
 
 
 def _read_csv(vols, path):
-    """The rows of a data CSV (docs/cli.md §4.2), read as the command line reads them."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-    except OSError as e:
-        raise Error("cannot read the data CSV %s: %s" % (path, e.strerror)) from e
-    folder = os.path.dirname(path) or "."
-    header, line_no = None, 0
-    while header is None and line_no < len(lines):
-        if lines[line_no].strip():
-            header = _split(lines[line_no].strip())
-        line_no += 1
-    if header is None:
-        raise Error("%s is empty: it needs a header 'signal,target,task[,mask]' and at least one row" % path)
-    for h in header:
-        if h not in ("signal", "target", "task", "mask"):
-            raise Error("%s: unknown column '%s' (the columns are signal,target,task[,mask])" % (path, h))
-    if not {"signal", "target", "task"} <= set(header):
-        raise Error("%s: the header must name the columns signal,target,task (and optionally mask)" % path)
-    col = {h: i for i, h in enumerate(header)}
+    """The volumes of a data CSV's rows, read as the command line reads them."""
     signals = {}
-    for i in range(line_no, len(lines)):
-        line = lines[i].strip()
-        if not line:
-            continue
-        where = "%s line %d" % (path, i + 1)
-        cells = _split(line)
-        if len(cells) != len(header):
-            raise Error("%s has %d fields, the header %d" % (where, len(cells), len(header)))
-        task = vols.task_index(cells[col["task"]], where)
-        if not cells[col["signal"]] or not cells[col["target"]]:
+    for line, signal_path, target_path, task_name, mask_path in _csv_rows(path):
+        where = "%s line %d" % (path, line)
+        task = vols.task_index(task_name, where)
+        if not signal_path or not target_path:
             raise Error("%s: the signal and the target must both be given" % where)
-        resolve = (lambda p: p if os.path.isabs(p) else os.path.join(folder, p))
-        signal_path = resolve(cells[col["signal"]])
         if signal_path not in signals:
             signals[signal_path] = vols.signal(read_image(signal_path)[0], signal_path)
-        target_path = resolve(cells[col["target"]])
-        mask_path = resolve(cells[col["mask"]]) if "mask" in col and cells[col["mask"]] else None
         vols.add(signals[signal_path], task, read_image(target_path)[0],
-                 None if mask_path is None else read_image(mask_path)[0], where, target_path, mask_path)
+                 read_image(mask_path)[0] if mask_path else None, where, target_path, mask_path or None)
 
 
 def _read_samples(vols, samples):
@@ -331,8 +400,6 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
             if isinstance(data, (str, os.PathLike)):
                 data_path = os.fspath(data)
                 _read_csv(vols, data_path)
-                if not vols.items:
-                    raise Error("%s has no rows: it needs at least one signal,target,task row" % data_path)
                 provenance = {"data": os.path.basename(data_path)}
             else:
                 spacing = _read_samples(vols, data)
