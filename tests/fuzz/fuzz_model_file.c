@@ -16,19 +16,8 @@ static void run_task(rm_ctx *ctx, const char *path, const rm_config *c, int t)
     rm_deploy *d = NULL;
     if (rm_deploy_load(ctx, path, c->tasks[t].name, &d) != RM_OK)
         abort(); /* rm_model_info_read accepted the file */
-    const int64_t side = (int64_t)1 << c->levels, n = side * side * side;
-    if (fuzz_small(c)) {
-        float *x = calloc((size_t)(n * c->in_channels), sizeof *x);
-        float *y = malloc((size_t)(n * c->out_channels) * sizeof *y);
-        if (!x || !y)
-            abort();
-        rm_tensor tx = rm_tensor_5d(x, 1, c->in_channels, side, side, side);
-        rm_tensor ty = rm_tensor_5d(y, 1, c->out_channels, side, side, side);
-        if (rm_deploy_forward(ctx, d, &tx, &ty) != RM_OK)
-            abort();
-        free(x);
-        free(y);
-    }
+    if (fuzz_small(c))
+        fuzz_forward(ctx, d, c);
     rm_deploy_free(d);
 }
 

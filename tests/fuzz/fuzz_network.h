@@ -1,7 +1,7 @@
-/* What the configuration and metadata harnesses do with a configuration that parsed: build its network (training
- * form with values) and the deploy form of its first task, run that on one smallest patch, and check that the
- * configuration's JSON reads back as the same configuration. Networks above a small size are skipped: the fuzzer
- * looks for parser bugs, and a valid configuration of a large network only costs memory. */
+/* What the harnesses do with a configuration that parsed: check that its JSON reads back as the same configuration,
+ * build its network (training form with values) and the deploy form of its last task, and run that on a smallest
+ * patch. Networks above a small size are skipped: the fuzzer looks for parser bugs, and a valid configuration of a
+ * large network only costs memory. */
 #ifndef REPMODE_FUZZ_NETWORK_H
 #define REPMODE_FUZZ_NETWORK_H
 
@@ -60,16 +60,9 @@ static inline void fuzz_round_trip(rm_ctx *ctx, const rm_config *c)
     rm_free(tasks);
 }
 
-/* The network of a valid configuration, built and run once on a smallest patch of zeros. */
-static inline void fuzz_network(rm_ctx *ctx, const rm_config *c)
+/* The deploy form d of configuration c run once on a smallest patch of zeros. */
+static inline void fuzz_forward(rm_ctx *ctx, rm_deploy *d, const rm_config *c)
 {
-    if (!fuzz_small(c))
-        return;
-    fuzz_round_trip(ctx, c);
-    rm_model *m = NULL;
-    rm_deploy *d = NULL;
-    if (rm_model_create(ctx, c, 1, &m) != RM_OK || rm_deploy_create(ctx, m, c->n_tasks - 1, &d) != RM_OK)
-        abort(); /* a valid, small configuration must build */
     const int64_t side = (int64_t)1 << c->levels, n = side * side * side;
     float *x = calloc((size_t)(n * c->in_channels), sizeof *x), *y = malloc((size_t)(n * c->out_channels) * sizeof *y);
     if (!x || !y)
@@ -80,6 +73,19 @@ static inline void fuzz_network(rm_ctx *ctx, const rm_config *c)
         abort();
     free(x);
     free(y);
+}
+
+/* The network of a valid configuration, built and run once. */
+static inline void fuzz_network(rm_ctx *ctx, const rm_config *c)
+{
+    if (!fuzz_small(c))
+        return;
+    fuzz_round_trip(ctx, c);
+    rm_model *m = NULL;
+    rm_deploy *d = NULL;
+    if (rm_model_create(ctx, c, 1, &m) != RM_OK || rm_deploy_create(ctx, m, c->n_tasks - 1, &d) != RM_OK)
+        abort(); /* a valid, small configuration must build */
+    fuzz_forward(ctx, d, c);
     rm_deploy_free(d);
     rm_model_free(m);
 }
