@@ -59,6 +59,8 @@ std::string trim(const std::string &s)
     return a == std::string::npos ? std::string() : s.substr(a, s.find_last_not_of(space) - a + 1);
 }
 
+const char *const kStrayQuote = "a stray quote (quote the whole field, and double the quotes inside it)";
+
 struct Record {
     int line;
     std::vector<std::string> fields;
@@ -94,11 +96,11 @@ std::vector<Record> read_records(const std::string &text, size_t begin, const st
                     i += text[i] == '"'; // "" is one quote
                 }
                 if (!is_end(++i))
-                    fail("a stray quote (quote the whole field, and double the quotes inside it)");
+                    fail(kStrayQuote);
             } else {
                 for (; !is_end(i); i++) {
                     if (text[i] == '"')
-                        fail("a stray quote (quote the whole field, and double the quotes inside it)");
+                        fail(kStrayQuote);
                     field += text[i];
                 }
             }
