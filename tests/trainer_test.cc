@@ -271,6 +271,14 @@ TEST(Trainer, BadInputIsRefusedByName)
     o = rm_train_options_official(patch);
     o.batch = 0;
     expect(o, &v, 1, "batch 0");
+    const int64_t smallest[3] = {4, 4, 4}; // 2^levels: one voxel at the bottleneck
+    o = rm_train_options_official(smallest);
+    o.batch = 1;
+    expect(o, &v, 1, "leaves one value per channel at the bottleneck");
+    o.batch = 2; // two values per channel: trains
+    ASSERT_EQ(rm_trainer_create(ctx, m, &o, &v, 1, &t), RM_OK) << rm_ctx_error(ctx);
+    rm_trainer_free(t);
+    t = nullptr;
     o = rm_train_options_official(patch);
     expect(o, &v, 0, "no training volumes");
     v.task = 4;

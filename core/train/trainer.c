@@ -71,6 +71,14 @@ static rm_status check_options(rm_ctx *ctx, const rm_model *m, const rm_train_op
                            "%lld", (long long)o->patch[a], a, (long long)unit);
     if (o->batch < 1 || o->batch > 256)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: batch %d is outside 1..256", o->batch);
+    /* BatchNorm at the bottleneck normalizes each channel over batch x (patch / 2^levels) values: one value has no
+     * variance to normalize by. */
+    const int64_t deepest = (o->patch[0] / unit) * (o->patch[1] / unit) * (o->patch[2] / unit);
+    if (o->batch * deepest < 2)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: a batch of %d patch(es) of %lld x %lld x %lld leaves one value "
+                       "per channel at the bottleneck (the patch / 2^levels is 1 x 1 x 1), and BatchNorm needs two: "
+                       "raise the batch or the patch", o->batch, (long long)o->patch[0], (long long)o->patch[1],
+                       (long long)o->patch[2]);
     if (o->rotations && o->patch[1] != o->patch[2])
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: in-plane rotations need a square patch, not %lld x %lld",
                        (long long)o->patch[1], (long long)o->patch[2]);
