@@ -83,8 +83,10 @@ rm_status rm_check_shape(rm_ctx *ctx, const rm_tensor *t, const char *name, cons
 /* Hot loops the compiler vectorizes are built for several instruction sets, the one this processor has chosen when
  * the library loads (GCC's and Clang's function multiversioning), so the default build runs on any x86-64 and still
  * uses AVX2+FMA or AVX-512 where present. Only for loops whose every element is computed the same way on each path
- * (no reassociated sums; fmaf is exact everywhere), so results do not depend on the path taken. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+ * (no reassociated sums; fmaf is exact everywhere), so results do not depend on the path taken. Not under
+ * ThreadSanitizer: it instruments the choosing functions (ifunc resolvers), which the dynamic loader runs before
+ * TSan's runtime has started, and the program crashes on loading. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__SANITIZE_THREAD__)
 #define RM_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define RM_MULTIVERSION
