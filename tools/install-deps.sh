@@ -20,6 +20,7 @@ packages=(
   libvtk9-dev              # surface meshes (predict --surfaces, surfaces) and render's 3D view
   xvfb                     # render's 3D view without a display: Debian's VTK draws through X11 (GLX) only
   python3-vtk9             # the surface tests read the .vtp meshes with VTK's own reader
+  valgrind                 # tests/sanitize: the tool's training step and prediction under memcheck
 )
 
 missing=()
