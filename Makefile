@@ -64,7 +64,8 @@ clean:
 
 # Sanitized runs (README.md, "Sanitizers and valgrind"). $(SANITIZE_BUILD): AddressSanitizer + UndefinedBehaviorSanitizer
 # (and the fault-injection build) over the tests labelled sanitize: the core's and the ITK filters' gtests, the
-# command-line tests (pytest runs the sanitized repmode as a subprocess) and the threads test. $(TSAN_BUILD):
+# command-line tests (pytest runs the sanitized repmode as a subprocess), the threads test, the fault-injection
+# tests (LeakSanitizer checks every failed call) and the replay of the fuzzing corpus. $(TSAN_BUILD):
 # ThreadSanitizer over the threads test only. Left out: the learning tests (two trainings of minutes each, 2-3x
 # slower sanitized, on the trainer code the gtests and train's CLI tests already run) and the Python bindings' tests
 # (ctypes loads the library into an uninstrumented python, which ASan refuses without LD_PRELOAD). An error aborts
@@ -75,7 +76,7 @@ TSAN_BUILD ?= build-tsan
 SANITIZE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREPMODE_BUILD_BENCHMARKS=OFF \
   "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
 SANITIZE_TARGETS = repmode_tests repmode_itk_tests repmode-cli repmode-itk-predict repmode_convert_script \
-  repmode_threads_test
+  repmode_threads_test repmode_fault_tests $(addprefix repmode-fuzz-,$(FUZZ_TARGETS))
 # This test needs a freed block's address handed back; ASan holds freed memory in quarantine, so it runs on its own
 # without quarantine.
 ADDRESS_REUSE_TEST = Predict.CacheIsEmptiedWhenANewDeployFormLandsAtTheFreedOnesAddress

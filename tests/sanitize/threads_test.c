@@ -1,6 +1,7 @@
 /* One loaded model, several threads predicting at once through the public API, each with its own context of one
- * thread: every thread must get the single-threaded prediction of its task bit for bit. Half the threads merge
- * their deploy form from the shared model, the other half load it from the model's file at the same time.
+ * thread: every thread must get the single-threaded prediction of its task bit for bit. A third of the threads
+ * predict with one deploy form they all share, a third merge their own from the shared model, and a third load
+ * their own from the model's file, all at the same time.
  * Under ThreadSanitizer (make test-sanitize) a data race between the threads fails the run even when the numbers
  * happen to agree.
  *
@@ -14,7 +15,7 @@
 
 #include <repmode/repmode.h>
 
-#define N_THREADS 4
+#define N_THREADS 6
 #define N_TASKS 3
 #define ROUNDS 2 /* the second prediction of a thread reuses its deploy form's and context's buffers */
 
@@ -23,11 +24,13 @@ static const char *const task_names[N_TASKS] = {"nuclei", "membrane", "ink"};
 
 typedef struct job {
     const char *path;
-    const rm_model *model; /* shared, read only */
+    const rm_model *model;   /* shared, read only */
+    const rm_deploy *shared; /* shared, read only: the deploy form of task 0 */
     const float *voxels;   /* shared, read only */
     const float *expected; /* the single-threaded prediction of this job's task */
     pthread_barrier_t *start;
-    int task, from_file;
+    int task;
+    enum { MERGED, FROM_FILE, SHARED } source;
     char failure[512]; /* empty when the thread's predictions equal the expected one */
 } job;
 
@@ -43,7 +46,7 @@ static int read_window(void *user, const int64_t start[3], const int64_t size[3]
     return 0;
 }
 
-static rm_status predict(rm_ctx *ctx, rm_deploy *d, const float *voxels, float *out)
+static rm_status predict(rm_ctx *ctx, const rm_deploy *d, const float *voxels, float *out)
 {
     const int64_t origin[3] = {0, 0, 0};
     const rm_window_params p = rm_window_params_make(rm_deploy_config(d)->patch);
@@ -62,11 +65,12 @@ static void *run_job(void *arg)
         snprintf(j->failure, sizeof j->failure, "out of memory");
         goto done;
     }
-    rm_status s = j->from_file ? rm_deploy_load(ctx, j->path, task_names[j->task], &d)
-                               : rm_deploy_create(ctx, j->model, j->task, &d);
+    rm_status s = j->source == FROM_FILE ? rm_deploy_load(ctx, j->path, task_names[j->task], &d)
+                  : j->source == MERGED  ? rm_deploy_create(ctx, j->model, j->task, &d)
+                                         : RM_OK;
     for (int round = 0; s == RM_OK && round < ROUNDS && !j->failure[0]; round++) {
         memset(out, 0xff, (size_t)volume_numel() * sizeof *out); /* NaNs: a voxel left unwritten cannot pass */
-        s = predict(ctx, d, j->voxels, out);
+        s = predict(ctx, j->source == SHARED ? j->shared : d, j->voxels, out);
         if (s == RM_OK && memcmp(out, j->expected, (size_t)volume_numel() * sizeof *out) != 0)
             snprintf(j->failure, sizeof j->failure, "round %d differs from the single-threaded prediction", round);
     }
@@ -133,13 +137,18 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    rm_deploy *shared = NULL;
+    if (rm_deploy_load(ctx, argv[1], task_names[0], &shared) != RM_OK) {
+        fprintf(stderr, "%s: %s\n", argv[0], rm_ctx_error(ctx));
+        return 2;
+    }
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, N_THREADS);
     job jobs[N_THREADS];
     pthread_t threads[N_THREADS];
     for (int i = 0; i < N_THREADS; i++) {
-        jobs[i] = (job){.path = argv[1], .model = model, .voxels = voxels, .start = &start, .task = i % N_TASKS,
-                        .from_file = i % 2};
+        jobs[i] = (job){.path = argv[1], .model = model, .shared = shared, .voxels = voxels, .start = &start,
+                        .source = i % 3, .task = i % 3 == SHARED ? 0 : i % N_TASKS};
         jobs[i].expected = expected + (size_t)jobs[i].task * n;
         if (pthread_create(&threads[i], NULL, run_job, &jobs[i]) != 0) {
             fprintf(stderr, "%s: cannot start thread %d\n", argv[0], i);
@@ -151,11 +160,15 @@ int main(int argc, char **argv)
         pthread_join(threads[i], NULL);
         if (jobs[i].failure[0]) {
             fprintf(stderr, "thread %d (task %s, deploy form %s): %s\n", i, task_names[jobs[i].task],
-                    jobs[i].from_file ? "loaded from the file" : "merged from the shared model", jobs[i].failure);
+                    jobs[i].source == FROM_FILE ? "its own, loaded from the file"
+                    : jobs[i].source == MERGED  ? "its own, merged from the shared model"
+                                                : "the shared one",
+                    jobs[i].failure);
             failed = 1;
         }
     }
     pthread_barrier_destroy(&start);
+    rm_deploy_free(shared);
     rm_model_free(model);
     rm_ctx_free(ctx);
     free(voxels);
