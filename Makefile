@@ -62,7 +62,7 @@ fuzz:
 clean:
 	@rm -rf $(BUILD)
 
-# Sanitized runs (README.md, "Sanitizers and valgrind"). $(SANITIZE_BUILD): AddressSanitizer + UndefinedBehaviorSanitizer
+# Sanitized runs (README.md, "Hostile inputs, fuzzing, sanitizers and valgrind"). $(SANITIZE_BUILD): AddressSanitizer + UndefinedBehaviorSanitizer
 # (and the fault-injection build) over the tests labelled sanitize: the core's and the ITK filters' gtests, the
 # command-line tests (pytest runs the sanitized repmode as a subprocess), the threads test, the fault-injection
 # tests (LeakSanitizer checks every failed call) and the replay of the fuzzing corpus. $(TSAN_BUILD):
