@@ -162,6 +162,7 @@ class Log {
     {
         if (path.empty())
             return;
+        path_ = path;
         file_ = std::fopen(path.c_str(), append ? "a" : "w");
         if (!file_)
             throw Failure("cannot write the log " + path + ": " + std::strerror(errno), kBadInput);
@@ -180,11 +181,12 @@ class Log {
         std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(line), cJSON_free);
         if (!text)
             throw std::bad_alloc();
-        std::fprintf(file_, "%s\n", text.get());
-        std::fflush(file_);
+        if (std::fprintf(file_, "%s\n", text.get()) < 0 || std::fflush(file_) != 0)
+            throw Failure("cannot write the log " + path_ + ": " + std::strerror(errno), kBadInput);
     }
 
   private:
+    std::string path_;
     std::FILE *file_ = nullptr;
 };
 
