@@ -177,19 +177,30 @@ std::string voxel_data_problem(const std::string &path, const itk::ImageIOBase &
 }
 
 // Checks what the file holds before reading it: one scalar component, at most 3 dimensions.
-itk::ImageIOBase::Pointer scalar_image_io(const std::string &path)
+// The ImageIO that reads `path`, with the file's information read; or null, with the reason in `why`.
+itk::ImageIOBase::Pointer read_information(const std::string &path, std::string &why)
 {
     itk::ImageIOBase::Pointer io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::ReadMode);
-    if (!io)
-        throw Failure("cannot read " + path + ": not an image file ITK can read (.nrrd, .nhdr, .nii, .nii.gz, .mha, "
-                                              ".mhd, .tif)",
-                      kBadInput);
+    if (!io) {
+        why = "not an image file ITK can read (.nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd, .tif)";
+        return nullptr;
+    }
     io->SetFileName(path);
     try {
         io->ReadImageInformation();
     } catch (const itk::ExceptionObject &e) {
-        throw Failure("cannot read " + path + ": " + describe(e), kBadInput);
+        why = describe(e);
+        return nullptr;
     }
+    return io;
+}
+
+itk::ImageIOBase::Pointer scalar_image_io(const std::string &path)
+{
+    std::string why;
+    itk::ImageIOBase::Pointer io = read_information(path, why);
+    if (!io)
+        throw Failure("cannot read " + path + ": " + why, kBadInput);
     if (io->GetNumberOfComponents() != 1)
         throw Failure(path + " holds " + std::to_string(io->GetNumberOfComponents()) + "-component " +
                           itk::ImageIOBase::GetPixelTypeAsString(io->GetPixelType()) + " pixels of " +
@@ -409,17 +420,10 @@ void write_image(TImage *image, const std::string &path, OutputFiles &outputs, u
     }
     // MetaImage's and NIfTI's writers report a failed write (a full disk) on stderr only, and succeed: the file is
     // read back as a reader would, to be sure that it holds every voxel.
-    itk::ImageIOBase::Pointer io = itk::ImageIOFactory::CreateImageIO(staged.c_str(), itk::IOFileModeEnum::ReadMode);
-    std::string problem = io ? "" : "ITK cannot read the file it wrote";
-    if (io) {
-        io->SetFileName(staged);
-        try {
-            io->ReadImageInformation();
-            problem = voxel_data_problem(staged, *io);
-        } catch (const itk::ExceptionObject &e) {
-            problem = describe(e);
-        }
-    }
+    std::string problem;
+    const itk::ImageIOBase::Pointer io = read_information(staged, problem);
+    if (io)
+        problem = voxel_data_problem(staged, *io);
     if (!problem.empty())
         throw Failure("cannot write " + path + ": the file written is incomplete (" + problem + "); is the disk full?",
                       kBadInput);
