@@ -256,12 +256,14 @@ static rm_status st_load(rm_ctx *ctx, const char *path, char **header, size_t *h
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return rm_fail(ctx, RM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st = {0};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        const rm_status s = S_ISDIR(st.st_mode) ? rm_fail(ctx, RM_ERR_IO, "%s: a folder, not a regular file", path)
-                                                : rm_fail(ctx, RM_ERR_IO, "%s: not a regular file", path);
+    struct stat st;
+    const rm_status kind = fstat(fd, &st) != 0 ? rm_fail(ctx, RM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno))
+                           : S_ISDIR(st.st_mode)  ? rm_fail(ctx, RM_ERR_IO, "%s: a folder, not a regular file", path)
+                           : !S_ISREG(st.st_mode) ? rm_fail(ctx, RM_ERR_IO, "%s: not a regular file", path)
+                                                  : RM_OK;
+    if (kind != RM_OK) {
         close(fd);
-        return s;
+        return kind;
     }
     FILE *fp = fdopen(fd, "rb");
     if (!fp) {
