@@ -67,7 +67,7 @@ void remove_stale_temporaries(const fs::path &dir, const std::string &stem, cons
 
 OutputFiles::~OutputFiles()
 {
-    remove_staged(0);
+    remove_staged();
     for (auto dir = made_.rbegin(); dir != made_.rend(); ++dir) {
         std::error_code ignored;
         fs::remove(*dir, ignored); // only when empty
@@ -155,7 +155,7 @@ void OutputFiles::commit()
                     fs::rename(p->second, p->first, ec);
                 for (const auto &[old, name] : aside)
                     fs::rename(old, name, ec);
-                remove_staged(0);
+                remove_staged();
                 throw Failure("cannot write " + why, kBadInput);
             }
             placed.emplace_back(from, to);
@@ -163,7 +163,7 @@ void OutputFiles::commit()
     }
     for (const auto &[old, name] : aside)
         fs::remove(old, ec);
-    remove_staged(0); // the emptied folders of split formats
+    remove_staged(); // the emptied folders of split formats
     made_.clear();
 }
 
@@ -183,10 +183,10 @@ void OutputFiles::remove(const Entry &e)
     fs::remove_all(e.folder.empty() ? e.temp : e.folder, ignored);
 }
 
-void OutputFiles::remove_staged(size_t from)
+void OutputFiles::remove_staged()
 {
-    for (size_t i = from; i < entries_.size(); i++)
-        remove(entries_[i]);
+    for (const Entry &e : entries_)
+        remove(e);
     entries_.clear();
 }
 

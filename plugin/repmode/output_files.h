@@ -42,7 +42,7 @@ class OutputFiles {
         std::string path, temp, folder; // folder: the temporary folder of a split format, else empty
     };
     static void remove(const Entry &e);
-    void remove_staged(size_t from);
+    void remove_staged(); // every staged file, and forgets them
     std::vector<Entry> entries_;
     std::vector<std::string> made_; // folders make_folder created, deepest last
 
