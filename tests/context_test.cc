@@ -1,6 +1,12 @@
 // The context: thread counts, error messages, status names.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -46,6 +52,65 @@ TEST(Context, TheMostThreadsAllowedRunAnOperator)
     ASSERT_EQ(rm_activation_forward(one, RM_ACT_MISH, &in, nullptr, &out_a), RM_OK) << rm_ctx_error(one);
     ASSERT_EQ(rm_activation_forward(most, RM_ACT_MISH, &in, nullptr, &out_b), RM_OK) << rm_ctx_error(most);
     EXPECT_TRUE(rmtest::bit_identical(a, b));
+}
+
+// The processor's features, read independently of the library: /proc/cpuinfo's flags.
+rm_isa isa_from_cpuinfo()
+{
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("flags", 0) != 0)
+            continue;
+        std::istringstream words(line);
+        std::set<std::string> flags{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+        if (flags.count("avx512f"))
+            return RM_ISA_AVX512;
+        if (flags.count("avx2") && flags.count("fma"))
+            return RM_ISA_AVX2;
+        return RM_ISA_PORTABLE;
+    }
+    return RM_ISA_PORTABLE;
+}
+
+TEST(Context, InstructionSetIsTheProcessorsBestUnlessTheEnvironmentLowersIt)
+{
+#if defined(__x86_64__)
+    EXPECT_EQ(rm_isa_available(), isa_from_cpuinfo());
+#endif
+    const char *before = getenv("REPMODE_ISA");
+    const std::string saved = before ? before : "";
+    unsetenv("REPMODE_ISA");
+    EXPECT_EQ(rm_ctx_isa(rmtest::Ctx(1)), rm_isa_available());
+    for (int isa = RM_ISA_PORTABLE; isa <= RM_ISA_AVX512; isa++) {
+        const rm_isa named = static_cast<rm_isa>(isa);
+        EXPECT_EQ(rm_isa_from_name(rm_isa_name(named)), isa);
+        setenv("REPMODE_ISA", rm_isa_name(named), 1);
+        // Lowered to the named set; a set above the processor's is not taken.
+        EXPECT_EQ(rm_ctx_isa(rmtest::Ctx(1)), std::min(named, rm_isa_available())) << rm_isa_name(named);
+    }
+    setenv("REPMODE_ISA", "sse9", 1);
+    EXPECT_EQ(rm_ctx_isa(rmtest::Ctx(1)), rm_isa_available());
+    EXPECT_EQ(rm_isa_from_name("sse9"), -1);
+    EXPECT_EQ(rm_isa_from_name(nullptr), -1);
+    EXPECT_STREQ(rm_isa_name(static_cast<rm_isa>(7)), "unknown");
+    if (before)
+        setenv("REPMODE_ISA", saved.c_str(), 1);
+    else
+        unsetenv("REPMODE_ISA");
+}
+
+TEST(Context, InstructionSetCanBeLoweredButNotRaisedAboveTheProcessors)
+{
+    rmtest::Ctx ctx(1);
+    ASSERT_EQ(rm_ctx_set_isa(ctx, RM_ISA_PORTABLE), RM_OK);
+    EXPECT_EQ(rm_ctx_isa(ctx), RM_ISA_PORTABLE);
+    ASSERT_EQ(rm_ctx_set_isa(ctx, rm_isa_available()), RM_OK);
+    EXPECT_EQ(rm_ctx_isa(ctx), rm_isa_available());
+    EXPECT_EQ(rm_ctx_set_isa(ctx, static_cast<rm_isa>(RM_ISA_AVX512 + 1)), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("not available"), std::string::npos) << rm_ctx_error(ctx);
+    EXPECT_EQ(rm_ctx_set_isa(ctx, static_cast<rm_isa>(-1)), RM_ERR_ARGUMENT);
+    EXPECT_EQ(rm_ctx_isa(ctx), rm_isa_available());
 }
 
 TEST(Context, EveryStatusHasADistinctName)

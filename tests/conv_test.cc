@@ -368,3 +368,75 @@ const ConvCase kLargeCases[] = {
 INSTANTIATE_TEST_SUITE_P(Large, ConvReproducible, ::testing::ValuesIn(kLargeCases), case_name);
 
 } // namespace
+
+namespace {
+
+// ---- every instruction set: the direct kernels (AVX-512, AVX2) and the portable path ----
+
+// Shapes the direct convolution computes (stride 1, at least 16 output channels on the forward or the data
+// gradient's side): one input channel (lanes of 1), channel counts that are not multiples of 16 on either side,
+// rows that do not split evenly into the kernels' tiles, volumes thinner than the kernel, kernels 1, 3 and 5.
+const ConvCase kDirectCases[] = {
+    {"k5_16_channels", false, rm_conv3d_same(5), {1, 16, 5, 7, 29}, 16, true},
+    {"k5_odd_channels", false, rm_conv3d_same(5), {2, 17, 6, 5, 13}, 33, true},
+    {"k5_one_input_channel", false, rm_conv3d_same(5), {1, 1, 4, 6, 19}, 20, false},
+    {"k5_thinner_than_kernel", false, rm_conv3d_same(5), {1, 20, 2, 3, 1}, 18, true},
+    {"k3_wide_rows", false, rm_conv3d_same(3), {1, 24, 3, 4, 40}, 32, false},
+    {"k1_pointwise", false, rm_conv3d_same(1), {2, 19, 3, 5, 7}, 35, true},
+    {"k2_even_same", false, rm_conv3d_same(2), {1, 16, 4, 5, 6}, 16, false},
+    // Few output channels: the forward stays on the portable path, the data gradient (19 channels) is direct.
+    {"k5_data_gradient_direct", false, rm_conv3d_same(5), {2, 19, 5, 6, 14}, 3, true},
+};
+
+std::vector<rm_isa> available_isas()
+{
+    std::vector<rm_isa> isas;
+    for (int i = RM_ISA_PORTABLE; i <= rm_isa_available(); i++)
+        isas.push_back(static_cast<rm_isa>(i));
+    return isas;
+}
+
+class ConvEveryIsa : public ::testing::TestWithParam<ConvCase> {};
+
+// Forward, data gradient and weight gradient of every available instruction set against the double reference, and
+// AVX2 bit-identical to AVX-512 (they add every product in the same order).
+TEST_P(ConvEveryIsa, MatchesReferenceAndVectorPathsAgreeBitForBit)
+{
+    const ConvCase &c = GetParam();
+    ConvData d(c, 41);
+    DTensor yd(output_shape(c)), dxd(c.x), dwd(weight_shape(c));
+    std::vector<double> dbd(c.co);
+    ref_forward(c, d.xd, d.wd, d.bias_d(), yd);
+    ref_backward(c, d, dxd, dwd, dbd);
+    std::vector<ConvOutputs> vector_paths;
+    for (rm_isa isa : available_isas()) {
+        SCOPED_TRACE(rm_isa_name(isa));
+        rmtest::Ctx ctx(2);
+        ASSERT_EQ(rm_ctx_set_isa(ctx, isa), RM_OK) << rm_ctx_error(ctx);
+        Tensor y(output_shape(c), NAN), dx(c.x, NAN), dw(weight_shape(c), NAN);
+        std::vector<float> db(c.co, NAN);
+        ASSERT_EQ(fast_forward(ctx, c, d, y), RM_OK) << rm_ctx_error(ctx);
+        ASSERT_EQ(fast_backward(ctx, c, d, &dx, &dw, db.data()), RM_OK) << rm_ctx_error(ctx);
+        EXPECT_LT(rmtest::max_rel_error(y.data, yd.data), 1e-5);
+        EXPECT_LT(rmtest::max_rel_error(dx.data, dxd.data), 1e-5);
+        EXPECT_LT(rmtest::max_rel_error(dw.data, dwd.data), 1e-5);
+        if (isa != RM_ISA_PORTABLE)
+            vector_paths.push_back({y.data, dx.data, dw.data, db});
+    }
+    for (size_t i = 1; i < vector_paths.size(); i++) {
+        EXPECT_TRUE(rmtest::bit_identical(vector_paths[0].y, vector_paths[i].y));
+        EXPECT_TRUE(rmtest::bit_identical(vector_paths[0].dx, vector_paths[i].dx));
+        EXPECT_TRUE(rmtest::bit_identical(vector_paths[0].dw, vector_paths[i].dw));
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ConvEveryIsa, ::testing::ValuesIn(kDirectCases), case_name);
+INSTANTIATE_TEST_SUITE_P(PortableShapes, ConvEveryIsa, ::testing::ValuesIn(kCases), case_name);
+
+const ConvCase kLargeDirectCases[] = {
+    {"k5_direct", false, rm_conv3d_same(5), {2, 20, 9, 11, 27}, 18, true},
+};
+
+INSTANTIATE_TEST_SUITE_P(LargeDirect, ConvReproducible, ::testing::ValuesIn(kLargeDirectCases), case_name);
+
+} // namespace

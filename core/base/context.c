@@ -35,6 +35,11 @@ rm_ctx *rm_ctx_create(int n_threads)
     if (!ctx)
         return NULL;
     ctx->n_threads = n_threads > 0 ? n_threads : rm_default_threads();
+    ctx->isa = rm_isa_available();
+    const char *forced = getenv("REPMODE_ISA");
+    const int isa = forced ? rm_isa_from_name(forced) : -1;
+    if (isa >= 0 && isa < (int)ctx->isa)
+        ctx->isa = (rm_isa)isa;
     return ctx;
 }
 
@@ -59,6 +64,46 @@ rm_status rm_ctx_set_threads(rm_ctx *ctx, int n_threads)
 }
 
 const char *rm_ctx_error(const rm_ctx *ctx) { return ctx->error; }
+
+rm_isa rm_isa_available(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    /* GCC's and Clang's checks include the operating system's support for the wider registers (XGETBV). */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return RM_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return RM_ISA_AVX2;
+#endif
+    return RM_ISA_PORTABLE;
+}
+
+static const char *const rm_isa_names[] = {"portable", "avx2", "avx512"};
+
+const char *rm_isa_name(rm_isa isa)
+{
+    return (int)isa >= 0 && (int)isa <= RM_ISA_AVX512 ? rm_isa_names[isa] : "unknown";
+}
+
+int rm_isa_from_name(const char *name)
+{
+    for (int i = 0; name && i <= RM_ISA_AVX512; i++)
+        if (strcmp(name, rm_isa_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+rm_isa rm_ctx_isa(const rm_ctx *ctx) { return ctx->isa; }
+
+rm_status rm_ctx_set_isa(rm_ctx *ctx, rm_isa isa)
+{
+    const rm_isa available = rm_isa_available();
+    if ((int)isa < 0 || (int)isa > (int)available)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "instruction set %s is not available on this processor (best: %s)",
+                       rm_isa_name(isa), rm_isa_name(available));
+    ctx->isa = isa;
+    return RM_OK;
+}
 
 size_t rm_ctx_workspace_bytes(const rm_ctx *ctx)
 {

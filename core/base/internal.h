@@ -24,6 +24,7 @@ typedef enum rm_work {
 
 struct rm_ctx {
     int n_threads;
+    rm_isa isa;
     struct {
         void *data;
         size_t bytes;

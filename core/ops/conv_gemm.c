@@ -21,6 +21,7 @@
  * operations whatever the number of threads: bit-identical output.
  */
 #include "ops/conv_engine.h"
+#include "ops/direct/conv_direct.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -516,6 +517,8 @@ rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
 {
     if (g->s != 1)
         return forward_3d(ctx, g, x, w, b, y);
+    if (rm_conv_direct_suits(ctx, g))
+        return rm_conv_direct_forward(ctx, g, x, w, 0, b, y);
     return thin(g) ? forward_thin(ctx, g, x, w, 0, b, y) : forward_planes(ctx, g, x, w, 0, b, y);
 }
 
@@ -528,6 +531,8 @@ rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const
         return backward_data_3d(ctx, g, w, dy, dx);
     const rm_conv_geom t = {.n = g->n, .ci = g->co, .co = g->ci, .in = {g->out[0], g->out[1], g->out[2]},
                             .out = {g->in[0], g->in[1], g->in[2]}, .k = g->k, .s = 1, .pad = g->k - 1 - g->pad};
+    if (rm_conv_direct_suits(ctx, &t))
+        return rm_conv_direct_forward(ctx, &t, dy, w, 1, NULL, dx);
     return thin(&t) ? forward_thin(ctx, &t, dy, w, 1, NULL, dx) : forward_planes(ctx, &t, dy, w, 1, NULL, dx);
 }
 

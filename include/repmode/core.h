@@ -102,6 +102,23 @@ RM_API const char *rm_ctx_error(const rm_ctx *ctx);
 /* Bytes of working memory the context holds for reuse. */
 RM_API size_t rm_ctx_workspace_bytes(const rm_ctx *ctx);
 
+/* The instruction sets the convolution engine's kernels are built for, lowest first. AVX2 (with FMA) and AVX-512
+ * compute every value in the same order and give the same bits; the portable path (OpenBLAS) rounds differently. */
+typedef enum rm_isa { RM_ISA_PORTABLE = 0, RM_ISA_AVX2 = 1, RM_ISA_AVX512 = 2 } rm_isa;
+
+/* The best instruction set this processor and its operating system offer. */
+RM_API rm_isa rm_isa_available(void);
+/* "portable", "avx2" or "avx512"; "unknown" for a value outside rm_isa. */
+RM_API const char *rm_isa_name(rm_isa isa);
+/* The instruction set named `name` (as rm_isa_name spells it), or -1 when no set has that name. */
+RM_API int rm_isa_from_name(const char *name);
+/* The instruction set calls on this context use. A new context takes rm_isa_available(), lowered to the one the
+ * environment variable REPMODE_ISA names when it names one (a higher one, or an unknown name, is ignored). */
+RM_API rm_isa rm_ctx_isa(const rm_ctx *ctx);
+/* Makes calls on this context use `isa`. RM_ERR_ARGUMENT when it is not an rm_isa or above rm_isa_available();
+ * the context is unchanged then. */
+RM_API rm_status rm_ctx_set_isa(rm_ctx *ctx, rm_isa isa);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,156 @@
+/* The direct convolution (conv_direct.h): packing, the padded input planes, threads, and the choice of kernel.
+ *
+ * Items are output planes (sample, z), split into one contiguous range per thread. A thread keeps the k input
+ * planes its current output plane reads in a ring of padded, blocked planes, so moving to the next output plane
+ * converts one new input plane, not k. Within an item, every output row is cut into tiles of at most the kernel's
+ * positions, and every tile runs once per group of output channel blocks.
+ */
+#include "ops/direct/conv_direct.h"
+
+#include <omp.h>
+#include <string.h>
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int rm_conv_direct_suits(const rm_ctx *ctx, const rm_conv_geom *g)
+{
+    /* Output channels are computed in blocks of 16: below that, most of each vector would be padding. */
+    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && g->s == 1 && g->co >= 16 && g->k <= RM_DIRECT_MAX_K;
+}
+
+/* The sizes every part of one call agrees on. */
+typedef struct direct_plan {
+    const rm_conv_geom *g;
+    int64_t lanes, ncib, cop; /* L, input channel blocks, output channels rounded up to 16 */
+    int64_t hp, wp;           /* padded plane: Ho + k - 1 rows of Wo + k - 1 positions */
+    int64_t plane_floats;     /* one padded, blocked input plane: ncib·Hp·Wp·L */
+} direct_plan;
+
+static direct_plan plan_of(const rm_conv_geom *g)
+{
+    direct_plan p = {.g = g};
+    p.lanes = min64(g->ci, 16);
+    p.ncib = ceil_div(g->ci, p.lanes);
+    p.cop = ceil_div(g->co, 16) * 16;
+    p.hp = g->out[1] + g->k - 1;
+    p.wp = g->out[2] + g->k - 1;
+    p.plane_floats = p.ncib * p.hp * p.wp * p.lanes;
+    return p;
+}
+
+/* The packed weights [cib][a][b][c][L][cop] and the bias padded to cop, zero where channels do not exist. */
+static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, const float *b, float *wp,
+                         float *bp)
+{
+    const rm_conv_geom *g = p->g;
+    const int64_t k3 = (int64_t)g->k * g->k * g->k, L = p->lanes, cop = p->cop;
+#pragma omp parallel for num_threads(nth) schedule(static)
+    for (int64_t item = 0; item < p->ncib * k3; item++) {
+        const int64_t cib = item / k3, tap = item % k3;
+        for (int64_t l = 0; l < L; l++) {
+            const int64_t i = cib * L + l;
+            float *row = wp + (item * L + l) * cop;
+            for (int64_t o = 0; o < cop; o++)
+                row[o] = i >= g->ci || o >= g->co ? 0.0f
+                         : mirrored              ? w[(i * g->co + o) * k3 + k3 - 1 - tap]
+                                                 : w[(o * g->ci + i) * k3 + tap];
+        }
+    }
+    for (int64_t o = 0; o < cop; o++)
+        bp[o] = b && o < g->co ? b[o] : 0.0f;
+}
+
+/* Writes input plane iz of sample image `img` (ci, in) into `dst`, padded and blocked; the padding and the lanes of
+ * missing channels are left as they are (zero). */
+static void convert_plane(const direct_plan *p, const float *img, int64_t iz, float *dst)
+{
+    const rm_conv_geom *g = p->g;
+    const int64_t H = g->in[1], W = g->in[2], L = p->lanes, pad = g->pad;
+    const int64_t rows = min64(H, p->hp - pad), cols = min64(W, p->wp - pad);
+    for (int64_t i = 0; i < g->ci; i++) {
+        const float *src = img + (i * g->in[0] + iz) * H * W;
+        float *block = dst + (i / L) * p->hp * p->wp * L + i % L;
+        for (int64_t h = 0; h < rows; h++) {
+            float *d = block + ((h + pad) * p->wp + pad) * L;
+            const float *s = src + h * W;
+            for (int64_t x = 0; x < cols; x++)
+                d[x * L] = s[x];
+        }
+    }
+}
+
+typedef void (*row_kernel)(const rm_direct_row *r);
+
+#if RM_HAVE_DIRECT
+static row_kernel kernel_of(rm_isa isa) { return isa >= RM_ISA_AVX512 ? rm_direct_row_avx512 : rm_direct_row_avx2; }
+#else
+static row_kernel kernel_of(rm_isa isa) { return (void)isa, NULL; }
+#endif
+
+rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
+                                 const float *b, float *y)
+{
+    const direct_plan p = plan_of(g);
+    const int nth = ctx->n_threads, k = g->k;
+    const int avx512 = ctx->isa >= RM_ISA_AVX512;
+    const row_kernel kernel = kernel_of(ctx->isa);
+    const int64_t rw_max = avx512 ? RM_DIRECT_AVX512_RW : RM_DIRECT_AVX2_RW;
+    const int64_t nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB;
+    const int64_t k3 = (int64_t)k * k * k, ncob = p.cop / 16, D = g->in[0], vin = D * g->in[1] * g->in[2];
+    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
+    const int64_t ntiles = ceil_div(Wo, rw_max);
+    const size_t w_floats = rm_work_align((size_t)(p.ncib * k3 * p.lanes * p.cop) * sizeof(float)) / sizeof(float);
+    const size_t b_floats = rm_work_align((size_t)p.cop * sizeof(float)) / sizeof(float);
+    const size_t ring_floats = rm_work_align((size_t)(k * p.plane_floats) * sizeof(float)) / sizeof(float);
+    float *ws = rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * ring_floats) * sizeof(float));
+    if (!ws)
+        return RM_ERR_NOMEM;
+    if (!kernel)
+        return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
+    float *wp = ws, *bp = ws + w_floats;
+    pack_weights(&p, nth, w, mirrored, b, wp, bp);
+#pragma omp parallel num_threads(nth)
+    {
+        float *ring = bp + b_floats + (size_t)omp_get_thread_num() * ring_floats;
+        int64_t held[RM_DIRECT_MAX_K]; /* the plane (n·D + iz) each slot holds, or -1 */
+        memset(ring, 0, ring_floats * sizeof(float));
+        for (int a = 0; a < k; a++)
+            held[a] = -1;
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < g->n * Do; item++) {
+            const int64_t n = item / Do, z = item % Do;
+            rm_direct_row r = {.w = wp, .bias = b ? bp : NULL, .out_stride = vout, .cib_stride = p.hp * p.wp * p.lanes,
+                               .row_stride = p.wp * p.lanes, .ncib = p.ncib, .cop = p.cop, .k = k,
+                               .lanes = (int)p.lanes};
+            const float *planes[RM_DIRECT_MAX_K];
+            for (int a = 0; a < k; a++) {
+                const int64_t iz = z + a - g->pad, slot = iz % k;
+                planes[a] = NULL;
+                if (iz < 0 || iz >= D)
+                    continue;
+                float *dst = ring + slot * p.plane_floats;
+                if (held[slot] != n * D + iz) {
+                    convert_plane(&p, x + n * g->ci * vin, iz, dst);
+                    held[slot] = n * D + iz;
+                }
+                planes[a] = dst;
+            }
+            for (int64_t oy = 0; oy < Ho; oy++)
+                for (int64_t t = 0; t < ntiles; t++) {
+                    const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
+                    for (int a = 0; a < k; a++)
+                        r.planes[a] = planes[a] ? planes[a] + (oy * p.wp + x0) * p.lanes : NULL;
+                    r.rw = (int)(x1 - x0);
+                    for (int64_t cob = 0; cob < ncob; cob += nb_max) {
+                        r.cob = (int)cob;
+                        r.nb = (int)min64(nb_max, ncob - cob);
+                        r.nco = min64(r.nb * 16, g->co - cob * 16);
+                        r.out = y + (n * g->co + cob * 16) * vout + (z * Ho + oy) * Wo + x0;
+                        kernel(&r);
+                    }
+                }
+        }
+    }
+    return RM_OK;
+}

@@ -1,0 +1,60 @@
+/* The direct convolution: stride 1, register-blocked FMA kernels over a blocked channel layout, AVX-512 or AVX2.
+ *
+ * Layouts (all float32):
+ * - input planes, blocked and zero-padded: [cib][Hp][Wp][L] for each input plane, L input channels per block
+ *   (16, or the channel count when it is below 16), Hp = H + k - 1 and Wp = W + k - 1 with the zeros of the
+ *   padding stored, so the kernels have no boundary tests in height and width;
+ * - packed weights: [cib][a][b][c][L][cop] with cop the output channels rounded up to 16, zero-filled, so one tap of
+ *   one input channel is a contiguous row of output-channel vectors.
+ *
+ * Every output element starts at its bias and adds, in this order, input channel blocks, depth taps, height taps,
+ * width taps and the channels of the block, one fused multiply-add each. The AVX-512 and AVX2 kernels follow the
+ * same order (AVX2 holds a block of 16 output channels in two registers), so both paths give the same bits, on any
+ * number of threads.
+ */
+#ifndef REPMODE_CONV_DIRECT_H
+#define REPMODE_CONV_DIRECT_H
+
+#include "ops/conv_engine.h"
+
+/* The kernels are built for x86-64 with GCC or Clang (their vector extensions and function targets). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RM_HAVE_DIRECT 1
+#else
+#define RM_HAVE_DIRECT 0
+#endif
+
+/* The largest kernel the direct convolution takes (the public limit, RM_CONV_MAX_KERNEL in conv.c). */
+#define RM_DIRECT_MAX_K 7
+
+/* What one call of a row kernel computes: `rw` consecutive output positions of one output row, for `nb` blocks of 16
+ * output channels starting at block `cob`, from the padded input planes of the row's depth taps. */
+typedef struct rm_direct_row {
+    const float *planes[RM_DIRECT_MAX_K]; /* depth tap a's padded input plane at the row's first position, or NULL */
+    const float *w;                       /* packed weights */
+    const float *bias;                    /* cop floats, or NULL for zeros */
+    float *out;                           /* output channel cob·16's first position; positions are consecutive */
+    int64_t out_stride;                   /* floats between two channels of `out` */
+    int64_t nco;                          /* channels of the blocks that exist (≤ nb·16): only these are stored */
+    int64_t cib_stride;                   /* floats between input channel blocks of a padded plane: Hp·Wp·L */
+    int64_t row_stride;                   /* floats between rows of a padded plane: Wp·L */
+    int64_t ncib, cop;                    /* input channel blocks; output channels, rounded up to 16 */
+    int k, lanes, cob, nb, rw;            /* kernel size, L, first output block, blocks, positions */
+} rm_direct_row;
+
+/* The kernels (row_kernel.inc, built once per instruction set): any rw from 1 to RM_DIRECT_*_RW and nb from 1 to
+ * RM_DIRECT_*_NB, so that the accumulators fill most of the registers (32 zmm, 16 ymm) and hide the FMA latency. */
+enum { RM_DIRECT_AVX512_RW = 12, RM_DIRECT_AVX512_NB = 2, RM_DIRECT_AVX2_RW = 6, RM_DIRECT_AVX2_NB = 1 };
+#if RM_HAVE_DIRECT
+void rm_direct_row_avx512(const rm_direct_row *r);
+void rm_direct_row_avx2(const rm_direct_row *r);
+#endif
+
+/* Whether the direct convolution computes g on this context (its instruction set, the shape). */
+int rm_conv_direct_suits(const rm_ctx *ctx, const rm_conv_geom *g);
+/* y = conv(x, w) + b, b may be NULL; `mirrored`: w is stored as the adjoint's (ci, co, k, k, k) with its taps
+ * reversed, as the data gradient's convolution has it. */
+rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
+                                 const float *b, float *y);
+
+#endif /* REPMODE_CONV_DIRECT_H */

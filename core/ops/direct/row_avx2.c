@@ -1,0 +1,20 @@
+/* The direct convolution's row kernel for AVX2 with FMA: 16 ymm registers, 12 of them accumulators. */
+#include "ops/direct/conv_direct.h"
+
+#if RM_HAVE_DIRECT
+#include <immintrin.h>
+
+#define RK_TARGET __attribute__((target("avx2,fma")))
+#define RK_VEC __m256
+#define RK_LANES 8
+#define RK_ZERO() _mm256_setzero_ps()
+#define RK_LOAD(p) _mm256_loadu_ps(p)
+#define RK_SET1(v) _mm256_set1_ps(v)
+#define RK_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define RK_STORE(p, v) _mm256_store_ps(p, v)
+#define RK_RW 6
+#define RK_NB 1
+#define RK_NAME rm_direct_row_avx2
+_Static_assert(RK_RW == RM_DIRECT_AVX2_RW && RK_NB == RM_DIRECT_AVX2_NB, "the kernel's limits as declared");
+#include "ops/direct/row_kernel.inc"
+#endif

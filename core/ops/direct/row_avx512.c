@@ -1,0 +1,20 @@
+/* The direct convolution's row kernel for AVX-512: 32 zmm registers, 24 of them accumulators. */
+#include "ops/direct/conv_direct.h"
+
+#if RM_HAVE_DIRECT
+#include <immintrin.h>
+
+#define RK_TARGET __attribute__((target("avx512f")))
+#define RK_VEC __m512
+#define RK_LANES 16
+#define RK_ZERO() _mm512_setzero_ps()
+#define RK_LOAD(p) _mm512_loadu_ps(p)
+#define RK_SET1(v) _mm512_set1_ps(v)
+#define RK_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define RK_STORE(p, v) _mm512_store_ps(p, v)
+#define RK_RW 12
+#define RK_NB 2
+#define RK_NAME rm_direct_row_avx512
+_Static_assert(RK_RW == RM_DIRECT_AVX512_RW && RK_NB == RM_DIRECT_AVX512_NB, "the kernel's limits as declared");
+#include "ops/direct/row_kernel.inc"
+#endif
