@@ -539,5 +539,7 @@ rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const
 rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
                                          float *dw)
 {
+    if (rm_conv_direct_suits_weight(ctx, g))
+        return rm_conv_direct_backward_weight(ctx, g, x, dy, dw);
     return g->s == 1 ? backward_weight_planes(ctx, g, x, dy, dw) : backward_weight_3d(ctx, g, x, dy, dw);
 }

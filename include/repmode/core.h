@@ -108,7 +108,7 @@ typedef enum rm_isa { RM_ISA_PORTABLE = 0, RM_ISA_AVX2 = 1, RM_ISA_AVX512 = 2 } 
 
 /* The best instruction set this processor and its operating system offer. */
 RM_API rm_isa rm_isa_available(void);
-/* "portable", "avx2" or "avx512"; "unknown" for a value outside rm_isa. */
+/* "portable", "avx2" or "avx512"; "unknown" for a value outside rm_isa. A static string: never freed. */
 RM_API const char *rm_isa_name(rm_isa isa);
 /* The instruction set named `name` (as rm_isa_name spells it), or -1 when no set has that name. */
 RM_API int rm_isa_from_name(const char *name);

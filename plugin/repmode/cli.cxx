@@ -12,8 +12,14 @@
 
 namespace repmode::cli {
 
-Context::Context(int threads) : ctx_(rm_ctx_create(threads))
+Context::Context(int threads)
 {
+    // The library ignores a name it does not know; on the command line that is a mistake worth stopping for.
+    const char *isa = std::getenv("REPMODE_ISA");
+    if (isa && rm_isa_from_name(isa) < 0)
+        throw Failure(std::string("REPMODE_ISA=") + isa + " names no instruction set: use portable, avx2 or avx512",
+                      kBadInput);
+    ctx_ = rm_ctx_create(threads);
     if (!ctx_)
         throw Failure("out of memory", kInternal);
 }

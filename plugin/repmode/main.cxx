@@ -44,6 +44,11 @@ int main(int argc, char **argv)
     }
     if (std::strcmp(argv[1], "--version") == 0) {
         std::printf("repmode %s\n", REPMODE_VERSION);
+        rm_ctx *ctx = rm_ctx_create(1);
+        if (ctx)
+            std::printf("engine: %s (this processor offers %s; REPMODE_ISA lowers it)\n", rm_isa_name(rm_ctx_isa(ctx)),
+                        rm_isa_name(rm_isa_available()));
+        rm_ctx_free(ctx);
         return 0;
     }
     for (const Subcommand &s : kSubcommands) {

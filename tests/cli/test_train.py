@@ -627,3 +627,54 @@ def test_files_are_checked_before_the_first_step(sample, tmp_path):
     refused(train(sample, out, "--checkpoint", out), "--out and --checkpoint name the same file")
     refused(train(sample, sample / "train.csv"), "--out names the input of --data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
+
+
+# ---- the convolution engine's instruction sets (docs/network.md §8.1) ---------------------------------------------
+
+def with_isa(isa, *args):
+    env = dict(os.environ)
+    env.pop("REPMODE_ISA", None)
+    if isa:
+        env["REPMODE_ISA"] = isa
+    return subprocess.run([REPMODE, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_every_instruction_set_trains_and_predicts_alike(sample, tmp_path):
+    """16 channels take the direct kernels in every pass of level 1. Each path the processor offers trains and
+    predicts; AVX2 gives the bytes of AVX-512; the portable path (OpenBLAS) agrees to float32 rounding."""
+    version = with_isa(None, "--version")
+    assert version.returncode == 0, version.stderr
+    best = version.stdout.splitlines()[1].split()[1]
+    isas = ["portable", "avx2", "avx512"][: ["portable", "avx2", "avx512"].index(best) + 1]
+    cfg = tmp_path / "wide.json"
+    cfg.write_text(json.dumps(dict(CONFIG, base_channels=16, levels=1)))
+    weights, predictions = {}, {}
+    for isa in isas:
+        assert with_isa(isa, "--version").stdout.splitlines()[1].split()[1] == isa
+        out, pred = tmp_path / f"{isa}.safetensors", tmp_path / f"{isa}.mha"
+        r = with_isa(isa, "train", "--config", cfg, "--data", sample / "train.csv", "--out", out, "--steps", 3,
+                     "--batch", 2, "--seed", 4)
+        assert r.returncode == 0, r.stderr
+        r = with_isa(isa, "predict", "--model", out, "--task", "nuclei", "--input", sample / "signal.nrrd",
+                     "--output", pred)
+        assert r.returncode == 0, r.stderr
+        weights[isa] = st.read(str(out))[0]
+        predictions[isa] = read_mha(pred)[0]
+    if "avx512" in isas:
+        assert (tmp_path / "avx2.safetensors").read_bytes() == (tmp_path / "avx512.safetensors").read_bytes()
+        assert (tmp_path / "avx2.mha").read_bytes() == (tmp_path / "avx512.mha").read_bytes()
+    for isa in isas[1:]:
+        for name, w in weights["portable"].items():
+            # AdamW moves a weight whose gradient is near zero by up to the rate per step whatever its size, so a
+            # few such weights may part by ~1e-4 after 3 steps at 1e-3; the rest agree to float32 rounding.
+            np.testing.assert_allclose(weights[isa][name], w, rtol=1e-3, atol=3e-4, err_msg=name)
+            assert np.mean(np.abs(weights[isa][name] - w)) < 1e-6, name
+        np.testing.assert_allclose(predictions[isa], predictions["portable"], rtol=1e-3, atol=1e-4)
+
+
+def test_an_unknown_instruction_set_is_refused(sample, tmp_path):
+    r = with_isa("sse9", "predict", "--model", tmp_path / "none.safetensors", "--task", "nuclei", "--input",
+                 sample / "signal.nrrd", "--output", tmp_path / "p.mha")
+    assert r.returncode == 1
+    assert "REPMODE_ISA=sse9 names no instruction set" in r.stderr
+    assert not (tmp_path / "p.mha").exists()

@@ -19,6 +19,12 @@ int rm_conv_direct_suits(const rm_ctx *ctx, const rm_conv_geom *g)
     return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && g->s == 1 && g->co >= 16 && g->k <= RM_DIRECT_MAX_K;
 }
 
+int rm_conv_direct_suits_weight(const rm_ctx *ctx, const rm_conv_geom *g)
+{
+    /* Vectors run over 16 input channels: below that, most of each vector would be padding. */
+    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && g->s == 1 && g->ci >= 16 && g->k <= RM_DIRECT_MAX_K;
+}
+
 /* The sizes every part of one call agrees on. */
 typedef struct direct_plan {
     const rm_conv_geom *g;
@@ -80,12 +86,61 @@ static void convert_plane(const direct_plan *p, const float *img, int64_t iz, fl
     }
 }
 
+/* A thread's k padded input planes, in slots by depth modulo k, so that consecutive output planes share them. */
+typedef struct plane_ring {
+    const direct_plan *p;
+    float *planes;                   /* k slots of plan_floats */
+    int64_t held[RM_DIRECT_MAX_K];   /* the plane n·D + iz each slot holds, or -1 */
+} plane_ring;
+
+static size_t ring_size(const direct_plan *p)
+{
+    return rm_work_align((size_t)(p->g->k * p->plane_floats) * sizeof(float)) / sizeof(float);
+}
+
+/* A ring on `mem` (ring_size floats), all zeros: the padding and the lanes of missing channels stay so. */
+static plane_ring ring_start(const direct_plan *p, float *mem)
+{
+    plane_ring r = {.p = p, .planes = mem};
+    memset(mem, 0, ring_size(p) * sizeof(float));
+    for (int a = 0; a < RM_DIRECT_MAX_K; a++)
+        r.held[a] = -1;
+    return r;
+}
+
+/* planes[a] = the padded input plane that depth tap a of output plane z of sample n reads, or NULL outside the
+ * volume; converts the ones the ring does not hold yet. */
+static void ring_planes(plane_ring *r, const float *x, int64_t n, int64_t z, const float *planes[RM_DIRECT_MAX_K])
+{
+    const direct_plan *p = r->p;
+    const int64_t k = p->g->k, D = p->g->in[0], vin = D * p->g->in[1] * p->g->in[2];
+    for (int64_t a = 0; a < k; a++) {
+        const int64_t iz = z + a - p->g->pad, slot = iz % k;
+        planes[a] = NULL;
+        if (iz < 0 || iz >= D)
+            continue;
+        float *dst = r->planes + slot * p->plane_floats;
+        if (r->held[slot] != n * D + iz) {
+            convert_plane(p, x + n * p->g->ci * vin, iz, dst);
+            r->held[slot] = n * D + iz;
+        }
+        planes[a] = dst;
+    }
+}
+
 typedef void (*row_kernel)(const rm_direct_row *r);
+
+typedef void (*wgrad_kernel)(const rm_direct_wgrad_row *r);
 
 #if RM_HAVE_DIRECT
 static row_kernel kernel_of(rm_isa isa) { return isa >= RM_ISA_AVX512 ? rm_direct_row_avx512 : rm_direct_row_avx2; }
+static wgrad_kernel wgrad_kernel_of(rm_isa isa)
+{
+    return isa >= RM_ISA_AVX512 ? rm_direct_wgrad_row_avx512 : rm_direct_wgrad_row_avx2;
+}
 #else
 static row_kernel kernel_of(rm_isa isa) { return (void)isa, NULL; }
+static wgrad_kernel wgrad_kernel_of(rm_isa isa) { return (void)isa, NULL; }
 #endif
 
 rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
@@ -97,12 +152,12 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
     const row_kernel kernel = kernel_of(ctx->isa);
     const int64_t rw_max = avx512 ? RM_DIRECT_AVX512_RW : RM_DIRECT_AVX2_RW;
     const int64_t nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB;
-    const int64_t k3 = (int64_t)k * k * k, ncob = p.cop / 16, D = g->in[0], vin = D * g->in[1] * g->in[2];
+    const int64_t k3 = (int64_t)k * k * k, ncob = p.cop / 16;
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
     const int64_t ntiles = ceil_div(Wo, rw_max);
     const size_t w_floats = rm_work_align((size_t)(p.ncib * k3 * p.lanes * p.cop) * sizeof(float)) / sizeof(float);
     const size_t b_floats = rm_work_align((size_t)p.cop * sizeof(float)) / sizeof(float);
-    const size_t ring_floats = rm_work_align((size_t)(k * p.plane_floats) * sizeof(float)) / sizeof(float);
+    const size_t ring_floats = ring_size(&p);
     float *ws = rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * ring_floats) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
@@ -112,11 +167,7 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
     pack_weights(&p, nth, w, mirrored, b, wp, bp);
 #pragma omp parallel num_threads(nth)
     {
-        float *ring = bp + b_floats + (size_t)omp_get_thread_num() * ring_floats;
-        int64_t held[RM_DIRECT_MAX_K]; /* the plane (n·D + iz) each slot holds, or -1 */
-        memset(ring, 0, ring_floats * sizeof(float));
-        for (int a = 0; a < k; a++)
-            held[a] = -1;
+        plane_ring ring = ring_start(&p, bp + b_floats + (size_t)omp_get_thread_num() * ring_floats);
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < g->n * Do; item++) {
             const int64_t n = item / Do, z = item % Do;
@@ -124,18 +175,7 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
                                .row_stride = p.wp * p.lanes, .ncib = p.ncib, .cop = p.cop, .k = k,
                                .lanes = (int)p.lanes};
             const float *planes[RM_DIRECT_MAX_K];
-            for (int a = 0; a < k; a++) {
-                const int64_t iz = z + a - g->pad, slot = iz % k;
-                planes[a] = NULL;
-                if (iz < 0 || iz >= D)
-                    continue;
-                float *dst = ring + slot * p.plane_floats;
-                if (held[slot] != n * D + iz) {
-                    convert_plane(&p, x + n * g->ci * vin, iz, dst);
-                    held[slot] = n * D + iz;
-                }
-                planes[a] = dst;
-            }
+            ring_planes(&ring, x, n, z, planes);
             for (int64_t oy = 0; oy < Ho; oy++)
                 for (int64_t t = 0; t < ntiles; t++) {
                     const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
@@ -152,5 +192,66 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
                 }
         }
     }
+    return RM_OK;
+}
+
+/* Items are (input channel block, group of O output channels), split into one range per thread; each item owns the
+ * running sums of its weights, [a][b][O][c][16], and every thread walks all output rows in order, so each weight
+ * adds its products in the same order on any number of threads: rows (sample, z, y), then positions. */
+rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
+                                         float *dw)
+{
+    const direct_plan p = plan_of(g);
+    const int nth = ctx->n_threads, k = g->k, o_per = rm_direct_wgrad_channels(ctx->isa, k);
+    const wgrad_kernel kernel = wgrad_kernel_of(ctx->isa);
+    const int64_t k2 = (int64_t)k * k, k3 = k2 * k, ngroups = ceil_div(g->co, o_per), nitems = p.ncib * ngroups;
+    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2];
+    const int64_t item_floats = k3 * o_per * 16;
+    const size_t sums_floats = rm_work_align((size_t)(nitems * item_floats) * sizeof(float)) / sizeof(float);
+    const size_t zeros_floats = rm_work_align((size_t)Wo * sizeof(float)) / sizeof(float), ring_floats = ring_size(&p);
+    float *ws = rm_ctx_workspace(ctx, (sums_floats + zeros_floats + (size_t)nth * ring_floats) * sizeof(float));
+    if (!ws)
+        return RM_ERR_NOMEM;
+    if (!kernel)
+        return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
+    float *sums = ws, *zeros = ws + sums_floats;
+    memset(ws, 0, (sums_floats + zeros_floats) * sizeof(float));
+#pragma omp parallel num_threads(nth)
+    {
+        const int ith = omp_get_thread_num(), nthreads = omp_get_num_threads();
+        plane_ring ring = ring_start(&p, zeros + zeros_floats + (size_t)ith * ring_floats);
+        int64_t i0, i1;
+        rm_split(nitems, ith, nthreads, &i0, &i1);
+        for (int64_t n = 0; n < g->n && i0 < i1; n++)
+            for (int64_t z = 0; z < Do; z++) {
+                const float *planes[RM_DIRECT_MAX_K];
+                ring_planes(&ring, x, n, z, planes);
+                for (int64_t oy = 0; oy < Ho; oy++)
+                    for (int64_t item = i0; item < i1; item++) {
+                        const int64_t cib = item / ngroups, o0 = item % ngroups * o_per;
+                        rm_direct_wgrad_row r = {.wo = Wo, .k = k};
+                        for (int64_t j = 0; j < o_per; j++)
+                            r.dy[j] = o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + oy * Wo
+                                                     : zeros;
+                        for (int64_t a = 0; a < k; a++) {
+                            if (!planes[a])
+                                continue;
+                            for (int64_t b = 0; b < k; b++) {
+                                r.x = planes[a] + (cib * p.hp + oy + b) * p.wp * 16;
+                                r.acc = sums + item * item_floats + (a * k + b) * o_per * k * 16;
+                                kernel(&r);
+                            }
+                        }
+                    }
+            }
+    }
+    /* The sums back into dw (co, ci, k, k, k). */
+#pragma omp parallel for num_threads(nth) schedule(static)
+    for (int64_t o = 0; o < g->co; o++)
+        for (int64_t i = 0; i < g->ci; i++)
+            for (int64_t tap = 0; tap < k3; tap++) {
+                const int64_t item = i / 16 * ngroups + o / o_per, ab = tap / k, c = tap % k;
+                dw[(o * g->ci + i) * k3 + tap] = sums[item * item_floats + ((ab * o_per + o % o_per) * k + c) * 16 + i % 16];
+            }
     return RM_OK;
 }

@@ -45,16 +45,42 @@ typedef struct rm_direct_row {
 /* The kernels (row_kernel.inc, built once per instruction set): any rw from 1 to RM_DIRECT_*_RW and nb from 1 to
  * RM_DIRECT_*_NB, so that the accumulators fill most of the registers (32 zmm, 16 ymm) and hide the FMA latency. */
 enum { RM_DIRECT_AVX512_RW = 12, RM_DIRECT_AVX512_NB = 2, RM_DIRECT_AVX2_RW = 6, RM_DIRECT_AVX2_NB = 1 };
+/* The weight gradient's kernel: one output row's contribution to the running sums of k width taps of `O` output
+ * channels for one block of 16 input channels, at one depth and height tap. O = rm_direct_wgrad_channels(isa, k). */
+#define RM_DIRECT_MAX_O 8
+typedef struct rm_direct_wgrad_row {
+    const float *x;                     /* the padded, blocked input row read at position 0: [Wp][16] */
+    const float *dy[RM_DIRECT_MAX_O];   /* each output channel's row of dy (Wo floats; zeros for missing ones) */
+    float *acc;                         /* [O][k][16] running sums: acc[o][c][l] += Σ_p x[p + c][l]·dy[o][p] */
+    int64_t wo;                         /* positions of the row */
+    int k;                              /* kernel size */
+} rm_direct_wgrad_row;
+
+/* Output channels per weight-gradient call: as many as keep O·k accumulators of 16 channels in registers. */
+static inline int rm_direct_wgrad_channels(rm_isa isa, int k)
+{
+    const int registers = isa >= RM_ISA_AVX512 ? 24 : 12, per_channel = k * (isa >= RM_ISA_AVX512 ? 1 : 2);
+    const int o = registers / per_channel;
+    return o < 1 ? 1 : o > RM_DIRECT_MAX_O ? RM_DIRECT_MAX_O : o;
+}
+
 #if RM_HAVE_DIRECT
 void rm_direct_row_avx512(const rm_direct_row *r);
 void rm_direct_row_avx2(const rm_direct_row *r);
+void rm_direct_wgrad_row_avx512(const rm_direct_wgrad_row *r);
+void rm_direct_wgrad_row_avx2(const rm_direct_wgrad_row *r);
 #endif
 
-/* Whether the direct convolution computes g on this context (its instruction set, the shape). */
+/* Whether the direct convolution computes g's forward (and, with g transposed, its data gradient), and whether it
+ * computes g's weight gradient, on this context (its instruction set, the shape). */
 int rm_conv_direct_suits(const rm_ctx *ctx, const rm_conv_geom *g);
+int rm_conv_direct_suits_weight(const rm_ctx *ctx, const rm_conv_geom *g);
 /* y = conv(x, w) + b, b may be NULL; `mirrored`: w is stored as the adjoint's (ci, co, k, k, k) with its taps
  * reversed, as the data gradient's convolution has it. */
 rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
                                  const float *b, float *y);
+/* dw = the gradient of conv(x, w) with respect to w, given dy (overwritten). */
+rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
+                                         float *dw);
 
 #endif /* REPMODE_CONV_DIRECT_H */
