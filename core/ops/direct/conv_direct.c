@@ -45,22 +45,26 @@ static direct_plan plan_of(const rm_conv_geom *g)
     return p;
 }
 
-/* The packed weights [cib][a][b][c][L][cop] and the bias padded to cop, zero where channels do not exist. */
+/* The packed weights [cib][a][b][c][L][cop] and the bias padded to cop, zero where channels do not exist. Items are
+ * (input channel block, block of 16 output channels): each reads its channels' taps as the contiguous runs they are
+ * in w and writes a few kilobytes of packed rows, so neither side strides through the whole tensor. */
 static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, const float *b, float *wp,
                          float *bp)
 {
     const rm_conv_geom *g = p->g;
-    const int64_t k3 = (int64_t)g->k * g->k * g->k, L = p->lanes, cop = p->cop;
+    const int64_t k3 = (int64_t)g->k * g->k * g->k, L = p->lanes, cop = p->cop, ncob = cop / 16;
 #pragma omp parallel for num_threads(nth) schedule(static)
-    for (int64_t item = 0; item < p->ncib * k3; item++) {
-        const int64_t cib = item / k3, tap = item % k3;
+    for (int64_t item = 0; item < p->ncib * ncob; item++) {
+        const int64_t cib = item / ncob, o0 = item % ncob * 16;
         for (int64_t l = 0; l < L; l++) {
             const int64_t i = cib * L + l;
-            float *row = wp + (item * L + l) * cop;
-            for (int64_t o = 0; o < cop; o++)
-                row[o] = i >= g->ci || o >= g->co ? 0.0f
-                         : mirrored              ? w[(i * g->co + o) * k3 + k3 - 1 - tap]
-                                                 : w[(o * g->ci + i) * k3 + tap];
+            float *dst = wp + (cib * k3 * L + l) * cop + o0; /* tap 0's row */
+            for (int64_t o = o0; o < o0 + 16; o++, dst++) {
+                const int exists = i < g->ci && o < g->co;
+                const float *src = !exists ? NULL : mirrored ? w + (i * g->co + o) * k3 : w + (o * g->ci + i) * k3;
+                for (int64_t tap = 0; tap < k3; tap++)
+                    dst[tap * L * cop] = !exists ? 0.0f : mirrored ? src[k3 - 1 - tap] : src[tap];
+            }
         }
     }
     for (int64_t o = 0; o < cop; o++)
