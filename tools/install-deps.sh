@@ -21,6 +21,7 @@ packages=(
   xvfb                     # render's 3D view without a display: Debian's VTK draws through X11 (GLX) only
   python3-vtk9             # the surface tests read the .vtp meshes with VTK's own reader
   valgrind                 # tests/sanitize: the tool's training step and prediction under memcheck
+  libdnnl-dev              # oneDNN: the yardstick of the layer benchmark (make bench), not an engine
 )
 
 missing=()
