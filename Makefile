@@ -27,6 +27,7 @@ demo: build
 # When the environment forces an OpenBLAS kernel type (some shells here set OPENBLAS_CORETYPE=Haswell), the
 # benchmarks run again with OpenBLAS's own choice for this processor, so both figures are on record.
 bench: build
+	@$(BUILD)/bin/repmode-bench-layers
 	@$(BUILD)/bin/repmode-bench-conv
 	@$(BUILD)/bin/repmode-bench-network
 	@$(BUILD)/bin/repmode-bench-train
