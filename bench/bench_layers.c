@@ -20,7 +20,7 @@
  * default run near 3 minutes on 2 cores). GFLOP/s count 2 × the multiply-adds that meet the input, not the zero
  * padding. After the timed calls oneDNN's output is reordered back to the plain layout and compared with repmode's:
  * a broken setup on either side shows in the "outputs agree" lines and makes the exit status 1. The table comes at
- * the end, when both peak measurements are in; stderr tells the progress meanwhile.
+ * the end, when both peak measurements are in; meanwhile a line on a terminal's stderr tells the progress.
  *
  * usage: repmode-bench-layers [--threads N (2)] [--reps N (5)] [--only fwd|bwd] [--level 1..5]
  */
@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "repmode/repmode.h"
 
@@ -551,6 +552,7 @@ int main(int argc, char **argv)
     rm_ctx *ctx = rm_ctx_create(o.threads);
     if (!ctx)
         die("out of memory");
+    const int progress = isatty(STDERR_FILENO); /* one line, rewritten, and only on a terminal */
     char labels[N_LAYERS][64];
     row rows[N_LAYERS * N_PASSES];
     int n_rows = 0;
@@ -565,7 +567,8 @@ int main(int argc, char **argv)
         for (int which = FWD; which < N_PASSES; which++) {
             if (!o.passes[which])
                 continue;
-            fprintf(stderr, "timing %s %s\n", label, PASS_NAMES[which]);
+            if (progress)
+                fprintf(stderr, "\r\033[Ktiming %s %s", label, PASS_NAMES[which]);
             row *r = &rows[n_rows++];
             onednn_pass dp = {0};
             if (have_dnnl)
@@ -586,6 +589,8 @@ int main(int argc, char **argv)
         }
         layer_data_free(&t);
     }
+    if (progress)
+        fprintf(stderr, "\r\033[K");
     rm_ctx_free(ctx);
     if (have_dnnl)
         onednn_close(&env);
