@@ -71,28 +71,29 @@ static float *random_floats(size_t n, unsigned seed)
 /* The body of an FMA loop for one vector type, leaving the accumulators' sum in `sum`. Each accumulator is its own
  * dependency chain: enough of them cover the FMA latency on every pipe. The loop runs on registers only; the sum,
  * returned, keeps the compiler from dropping it. */
-#define FMA_LOOP_BODY(VEC, ACC, SET1, FMADD, ADD)                                                                  \
-    VEC acc[ACC];                                                                                                   \
-    for (int j = 0; j < ACC; j++)                                                                                   \
-        acc[j] = SET1(seed + 0.01f * (float)j);                                                                     \
-    const VEC m = SET1(0.999999f), c = SET1(1e-6f);                                                                 \
-    for (long i = 0; i < iters; i++) {                                                                              \
-        _Pragma("GCC unroll 16") for (int j = 0; j < ACC; j++) acc[j] = FMADD(acc[j], m, c);                        \
-    }                                                                                                               \
-    VEC sum = acc[0];                                                                                               \
-    for (int j = 1; j < ACC; j++)                                                                                   \
-        sum = ADD(sum, acc[j])
+#define FMA_LOOP_BODY(VEC, ACC, SET1, FMADD, ADD)                                                                      \
+    VEC acc[ACC];                                                                                                      \
+    for (int j = 0; j < ACC; j++)                                                                                      \
+        acc[j] = SET1(seed + 0.01f * (float)j);                                                                        \
+    const VEC m = SET1(0.999999f), c = SET1(1e-6f);                                                                    \
+    for (long i = 0; i < iters; i++) {                                                                                 \
+        _Pragma("GCC unroll 16") for (int j = 0; j < ACC; j++) acc[j] = FMADD(acc[j], m, c);                           \
+    }                                                                                                                  \
+    VEC sum = acc[0];                                                                                                  \
+    for (int j = 1; j < ACC; j++) {                                                                                    \
+        sum = ADD(sum, acc[j]);                                                                                        \
+    }
 
 __attribute__((target("avx512f"))) static float fma_loop_avx512(long iters, float seed)
 {
-    FMA_LOOP_BODY(__m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps);
+    FMA_LOOP_BODY(__m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps)
     return _mm512_reduce_add_ps(sum);
 }
 
 /* 12 of the 16 ymm registers: two more hold the factors. */
 __attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters, float seed)
 {
-    FMA_LOOP_BODY(__m256, 12, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps);
+    FMA_LOOP_BODY(__m256, 12, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps)
     float lanes[8];
     _mm256_storeu_ps(lanes, sum);
     return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
@@ -127,14 +128,15 @@ typedef enum { FWD, BWD_DATA, BWD_WEIGHT, N_PASSES } pass;
 static const char *const PASS_NAMES[N_PASSES] = {"fwd", "bwd data", "bwd weight"};
 
 typedef struct {
-    int level;         /* the level of the input, 5 the bottleneck */
+    int level; /* the level of the input, 5 the bottleneck */
     layer_kind kind;
     int64_t ci, co;
-    int64_t d, h, w;   /* input */
-    int count;         /* how many times `official` has this shape */
+    int64_t d, h, w; /* input */
+    int count;       /* how many times `official` has this shape */
 } layer;
 
-/* `official`: base 32 channels, 4 levels, on its 32×128×128 patch. */
+/* `official`: base 32 channels, 4 levels, on its 32×128×128 patch; a line per level. */
+/* clang-format off */
 static const layer LAYERS[] = {
     {1, CONV, 1, 32, 32, 128, 128, 1},  {1, CONV, 32, 32, 32, 128, 128, 2},  {1, CONV, 64, 32, 32, 128, 128, 1},
     {1, CONV, 32, 1, 32, 128, 128, 1},  {1, DOWN, 32, 32, 32, 128, 128, 1},
@@ -146,9 +148,13 @@ static const layer LAYERS[] = {
     {4, DOWN, 256, 256, 4, 16, 16, 1},  {4, UP, 256, 128, 4, 16, 16, 1},
     {5, CONV, 256, 512, 2, 8, 8, 1},    {5, CONV, 512, 512, 2, 8, 8, 1},     {5, UP, 512, 256, 2, 8, 8, 1},
 };
+/* clang-format on */
 #define N_LAYERS (int)(sizeof LAYERS / sizeof LAYERS[0])
 
-static int kernel_of(const layer *l) { return l->kind == CONV ? 5 : 2; }
+static int kernel_of(const layer *l)
+{
+    return l->kind == CONV ? 5 : 2;
+}
 
 static rm_conv3d_params params_of(const layer *l)
 {
@@ -156,10 +162,19 @@ static rm_conv3d_params params_of(const layer *l)
 }
 
 /* Output length along an axis of input length n. */
-static int64_t out_size(const layer *l, int64_t n) { return l->kind == DOWN ? n / 2 : l->kind == UP ? 2 * n : n; }
+static int64_t out_size(const layer *l, int64_t n)
+{
+    return l->kind == DOWN ? n / 2 : l->kind == UP ? 2 * n : n;
+}
 
-static int64_t x_numel(const layer *l) { return l->ci * l->d * l->h * l->w; }
-static int64_t y_numel(const layer *l) { return l->co * out_size(l, l->d) * out_size(l, l->h) * out_size(l, l->w); }
+static int64_t x_numel(const layer *l)
+{
+    return l->ci * l->d * l->h * l->w;
+}
+static int64_t y_numel(const layer *l)
+{
+    return l->co * out_size(l, l->d) * out_size(l, l->h) * out_size(l, l->w);
+}
 static int64_t w_numel(const layer *l)
 {
     const int64_t k = kernel_of(l);
@@ -184,7 +199,7 @@ static int64_t taps_along(const layer *l, int64_t n)
 }
 
 /* 2 × the multiply-adds that meet the input, the same for the three passes. The padding's are left out: on the
- * small levels a 5³ kernel mostly overhangs the volume (2×8×8: 28% of the taps are inside), and a library that
+ * small levels a 5³ kernel mostly overhangs the volume (2×8×8: 29% of the taps are inside), and a library that
  * skips them would otherwise pass the machine's peak. */
 static double flop_of(const layer *l)
 {
@@ -238,7 +253,8 @@ static void repmode_run(rm_ctx *ctx, const layer *l, pass which, const layer_dat
     const int64_t w0 = l->kind == UP ? l->ci : l->co, w1 = l->kind == UP ? l->co : l->ci;
     const rm_tensor x = rm_tensor_5d(t->x, 1, l->ci, l->d, l->h, l->w), w = rm_tensor_5d(t->w, w0, w1, k, k, k);
     const rm_tensor dy = rm_tensor_5d(t->dy, 1, l->co, od, oh, ow);
-    rm_tensor y = rm_tensor_5d(t->out_rm, 1, l->co, od, oh, ow), dx = rm_tensor_5d(t->out_rm, 1, l->ci, l->d, l->h, l->w);
+    rm_tensor y = rm_tensor_5d(t->out_rm, 1, l->co, od, oh, ow),
+              dx = rm_tensor_5d(t->out_rm, 1, l->ci, l->d, l->h, l->w);
     rm_tensor dw = rm_tensor_5d(t->out_rm, w0, w1, k, k, k);
     const rm_status s = which == FWD        ? forward(ctx, &p, &x, &w, NULL, &y)
                         : which == BWD_DATA ? backward(ctx, &p, &x, &w, &dy, &dx, NULL, NULL)
@@ -251,10 +267,10 @@ static void repmode_run(rm_ctx *ctx, const layer *l, pass which, const layer_dat
 
 #ifdef BENCH_ONEDNN
 
-#define DNNL_CHECK(call)                                                                                            \
-    do {                                                                                                            \
-        if ((call) != dnnl_success)                                                                                 \
-            die("oneDNN failed: " #call);                                                                           \
+#define DNNL_CHECK(call)                                                                                               \
+    do {                                                                                                               \
+        if ((call) != dnnl_success)                                                                                    \
+            die("oneDNN failed: " #call);                                                                              \
     } while (0)
 
 typedef struct {
@@ -358,8 +374,8 @@ static void onednn_pass_create(const onednn_env *env, const layer *l, pass which
         dnnl_memory_t plain;
         DNNL_CHECK(dnnl_memory_create(&plain, a[i].plain, env->engine, a[i].data));
         dp->args[i].arg = a[i].arg;
-        DNNL_CHECK(dnnl_memory_create(&dp->args[i].memory, dnnl_primitive_desc_query_md(pd, a[i].query, 0),
-                                      env->engine, DNNL_MEMORY_ALLOCATE));
+        DNNL_CHECK(dnnl_memory_create(&dp->args[i].memory, dnnl_primitive_desc_query_md(pd, a[i].query, 0), env->engine,
+                                      DNNL_MEMORY_ALLOCATE));
         if (i < 2) {
             onednn_reorder(env, plain, dp->args[i].memory);
             dnnl_memory_destroy(plain);
@@ -408,14 +424,26 @@ static int onednn_open(onednn_env *env, int threads)
     (void)env, (void)threads;
     return 0;
 }
-static void onednn_close(onednn_env *env) { (void)env; }
+static void onednn_close(onednn_env *env)
+{
+    (void)env;
+}
 static void onednn_pass_create(const onednn_env *env, const layer *l, pass which, const layer_data *t, onednn_pass *dp)
 {
     (void)env, (void)l, (void)which, (void)t, (void)dp;
 }
-static void onednn_pass_run(const onednn_env *env, const onednn_pass *dp) { (void)env, (void)dp; }
-static void onednn_pass_output(const onednn_env *env, const onednn_pass *dp) { (void)env, (void)dp; }
-static void onednn_pass_free(onednn_pass *dp) { (void)dp; }
+static void onednn_pass_run(const onednn_env *env, const onednn_pass *dp)
+{
+    (void)env, (void)dp;
+}
+static void onednn_pass_output(const onednn_env *env, const onednn_pass *dp)
+{
+    (void)env, (void)dp;
+}
+static void onednn_pass_free(onednn_pass *dp)
+{
+    (void)dp;
+}
 
 #endif
 
@@ -485,8 +513,8 @@ static void print_row(const char *layer_label, const char *pass_label, double fl
 {
     const double g_rm = flop / s_rm / 1e9, g_dnnl = flop / s_dnnl / 1e9;
     if (isnan(s_dnnl))
-        printf("%-34s %-10s %9.1f %6.1f%% %9s %7s %8s\n", layer_label, pass_label, g_rm, 100.0 * g_rm / peak, "-",
-               "-", "-");
+        printf("%-34s %-10s %9.1f %6.1f%% %9s %7s %8s\n", layer_label, pass_label, g_rm, 100.0 * g_rm / peak, "-", "-",
+               "-");
     else
         printf("%-34s %-10s %9.1f %6.1f%% %9.1f %6.1f%% %7.2fx  %s\n", layer_label, pass_label, g_rm,
                100.0 * g_rm / peak, g_dnnl, 100.0 * g_dnnl / peak, g_rm / g_dnnl, impl);
@@ -494,8 +522,8 @@ static void print_row(const char *layer_label, const char *pass_label, double fl
 
 static void usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [--threads N (2)] [--reps N (5, at most %d)] [--only fwd|bwd] [--level 1..5]\n",
-            argv0, MAX_REPS);
+    fprintf(stderr, "usage: %s [--threads N (2)] [--reps N (5, at most %d)] [--only fwd|bwd] [--level 1..5]\n", argv0,
+            MAX_REPS);
     exit(1);
 }
 
@@ -620,8 +648,7 @@ int main(int argc, char **argv)
         const int ok = tp->worst_rel < AGREE_TOLERANCE;
         agree &= ok;
         printf("%s %s: max |diff| %.1e of max |output| over %d layers (worst: %s)\n",
-               ok ? "outputs agree" : "OUTPUTS DIFFER", PASS_NAMES[which], tp->worst_rel, tp->checked,
-               tp->worst_layer);
+               ok ? "outputs agree" : "OUTPUTS DIFFER", PASS_NAMES[which], tp->worst_rel, tp->checked, tp->worst_layer);
     }
     return agree ? 0 : 1;
 }
