@@ -384,6 +384,8 @@ const ConvCase kDirectCases[] = {
     {"k3_wide_rows", false, rm_conv3d_same(3), {1, 24, 3, 4, 40}, 32, false},
     {"k1_pointwise", false, rm_conv3d_same(1), {2, 19, 3, 5, 7}, 35, true},
     {"k2_even_same", false, rm_conv3d_same(2), {1, 16, 4, 5, 6}, 16, false},
+    // More input channel blocks than one kernel call takes: the sums carried between calls.
+    {"k5_input_channels_in_chunks", false, rm_conv3d_same(5), {1, 70, 3, 4, 9}, 70, true},
     // Few output channels: the forward stays on the portable path, the data gradient (19 channels) is direct.
     {"k5_data_gradient_direct", false, rm_conv3d_same(5), {2, 19, 5, 6, 14}, 3, true},
 };

@@ -2,8 +2,9 @@
  *
  * Items are output planes (sample, z), split into one contiguous range per thread. A thread keeps the k input
  * planes its current output plane reads in a ring of padded, blocked planes, so moving to the next output plane
- * converts one new input plane, not k. Within an item, every output row is cut into tiles of at most the kernel's
- * positions, and every tile runs once per group of output channel blocks.
+ * converts one new input plane, not k. Within an item, for each group of output channel blocks and each chunk of
+ * input channel blocks (whose weights stay in cache over the plane), every output row is cut into tiles of at most
+ * the kernel's positions.
  */
 #include "ops/direct/conv_direct.h"
 
@@ -12,6 +13,9 @@
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+enum { RM_DIRECT_CALL_WEIGHTS = 512 * 1024 }; /* bytes of weights (or sums) one pass over the rows keeps: L2 / 2 */
 
 int rm_conv_direct_suits(const rm_ctx *ctx, const rm_conv_geom *g)
 {
@@ -46,8 +50,10 @@ static direct_plan plan_of(const rm_conv_geom *g)
 }
 
 /* The packed weights [cib][a][b][c][L][cop] and the bias padded to cop, zero where channels do not exist. Items are
- * (input channel block, block of 16 output channels): each reads its channels' taps as the contiguous runs they are
- * in w and writes a few kilobytes of packed rows, so neither side strides through the whole tensor. */
+ * (input channel block, block of 16 output channels). For each input channel, the 16 output channels' taps are read
+ * as the contiguous runs they are in w into a small buffer, then written one whole 64-byte row of 16 channels per
+ * tap: rows a tap apart are L·cop floats apart (32 KB for 512 channels), a stride that maps them all to a few
+ * cache sets, so writing them a float at a time would evict each row before it is complete. */
 static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, const float *b, float *wp,
                          float *bp)
 {
@@ -56,15 +62,23 @@ static void pack_weights(const direct_plan *p, int nth, const float *w, int mirr
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t item = 0; item < p->ncib * ncob; item++) {
         const int64_t cib = item / ncob, o0 = item % ncob * 16;
+        float taps[16][RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K];
         for (int64_t l = 0; l < L; l++) {
             const int64_t i = cib * L + l;
-            float *dst = wp + (cib * k3 * L + l) * cop + o0; /* tap 0's row */
-            for (int64_t o = o0; o < o0 + 16; o++, dst++) {
-                const int exists = i < g->ci && o < g->co;
-                const float *src = !exists ? NULL : mirrored ? w + (i * g->co + o) * k3 : w + (o * g->ci + i) * k3;
-                for (int64_t tap = 0; tap < k3; tap++)
-                    dst[tap * L * cop] = !exists ? 0.0f : mirrored ? src[k3 - 1 - tap] : src[tap];
+            for (int64_t j = 0; j < 16; j++) {
+                const int64_t o = o0 + j;
+                if (i >= g->ci || o >= g->co)
+                    memset(taps[j], 0, (size_t)k3 * sizeof(float));
+                else if (mirrored)
+                    for (int64_t tap = 0; tap < k3; tap++)
+                        taps[j][tap] = w[(i * g->co + o) * k3 + k3 - 1 - tap];
+                else
+                    memcpy(taps[j], w + (o * g->ci + i) * k3, (size_t)k3 * sizeof(float));
             }
+            float *dst = wp + (cib * k3 * L + l) * cop + o0; /* tap 0's row */
+            for (int64_t tap = 0; tap < k3; tap++)
+                for (int64_t j = 0; j < 16; j++)
+                    dst[tap * L * cop + j] = taps[j][tap];
         }
     }
     for (int64_t o = 0; o < cop; o++)
@@ -162,7 +176,11 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
     const size_t w_floats = rm_work_align((size_t)(p.ncib * k3 * p.lanes * p.cop) * sizeof(float)) / sizeof(float);
     const size_t b_floats = rm_work_align((size_t)p.cop * sizeof(float)) / sizeof(float);
     const size_t ring_floats = ring_size(&p);
-    float *ws = rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * ring_floats) * sizeof(float));
+    /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */
+    const int64_t chunk = clamp64(RM_DIRECT_CALL_WEIGHTS / (k3 * p.lanes * nb_max * 16 * (int64_t)sizeof(float)), 1,
+                                  p.ncib);
+    const size_t part_floats = chunk < p.ncib ? (size_t)(Ho * Wo * 32) : 0;
+    float *ws = rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_floats + part_floats)) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
     if (!kernel)
@@ -171,37 +189,45 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
     pack_weights(&p, nth, w, mirrored, b, wp, bp);
 #pragma omp parallel num_threads(nth)
     {
-        plane_ring ring = ring_start(&p, bp + b_floats + (size_t)omp_get_thread_num() * ring_floats);
+        float *mine = bp + b_floats + (size_t)omp_get_thread_num() * (ring_floats + part_floats);
+        plane_ring ring = ring_start(&p, mine);
+        float *part = mine + ring_floats;
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < g->n * Do; item++) {
             const int64_t n = item / Do, z = item % Do;
             rm_direct_row r = {.w = wp, .bias = b ? bp : NULL, .out_stride = vout, .cib_stride = p.hp * p.wp * p.lanes,
-                               .row_stride = p.wp * p.lanes, .ncib = p.ncib, .cop = p.cop, .k = k,
-                               .lanes = (int)p.lanes};
+                               .row_stride = p.wp * p.lanes, .cop = p.cop, .k = k, .lanes = (int)p.lanes};
             const float *planes[RM_DIRECT_MAX_K];
             ring_planes(&ring, x, n, z, planes);
-            for (int64_t oy = 0; oy < Ho; oy++)
-                for (int64_t t = 0; t < ntiles; t++) {
-                    const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
-                    for (int a = 0; a < k; a++)
-                        r.planes[a] = planes[a] ? planes[a] + (oy * p.wp + x0) * p.lanes : NULL;
-                    r.rw = (int)(x1 - x0);
-                    for (int64_t cob = 0; cob < ncob; cob += nb_max) {
-                        r.cob = (int)cob;
-                        r.nb = (int)min64(nb_max, ncob - cob);
-                        r.nco = min64(r.nb * 16, g->co - cob * 16);
-                        r.out = y + (n * g->co + cob * 16) * vout + (z * Ho + oy) * Wo + x0;
-                        kernel(&r);
-                    }
+            for (int64_t cob = 0; cob < ncob; cob += nb_max) {
+                r.cob = (int)cob;
+                r.nb = (int)min64(nb_max, ncob - cob);
+                r.nco = min64(r.nb * 16, g->co - cob * 16);
+                for (r.cib0 = 0; r.cib0 < p.ncib; r.cib0 += chunk) {
+                    r.ncib = min64(chunk, p.ncib - r.cib0);
+                    r.first = r.cib0 == 0;
+                    r.last = r.cib0 + r.ncib == p.ncib;
+                    for (int64_t oy = 0; oy < Ho; oy++)
+                        for (int64_t t = 0; t < ntiles; t++) {
+                            const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
+                            for (int a = 0; a < k; a++)
+                                r.planes[a] = planes[a] ? planes[a] + (oy * p.wp + x0) * p.lanes : NULL;
+                            r.rw = (int)(x1 - x0);
+                            r.part = part + (oy * Wo + x0) * 32;
+                            r.out = y + (n * g->co + cob * 16) * vout + (z * Ho + oy) * Wo + x0;
+                            kernel(&r);
+                        }
                 }
+            }
         }
     }
     return RM_OK;
 }
 
 /* Items are (input channel block, group of O output channels), split into one range per thread; each item owns the
- * running sums of its weights, [a][b][O][c][16], and every thread walks all output rows in order, so each weight
- * adds its products in the same order on any number of threads: rows (sample, z, y), then positions. */
+ * running sums of its weights, [a][b][O][c][16], and every thread walks all output rows in order for each group of
+ * its items, so each weight adds its products in the same order on any number of threads: rows (sample, z, y),
+ * then positions. */
 rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
                                          float *dw)
 {
@@ -211,6 +237,9 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
     const int64_t k2 = (int64_t)k * k, k3 = k2 * k, ngroups = ceil_div(g->co, o_per), nitems = p.ncib * ngroups;
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2];
     const int64_t item_floats = k3 * o_per * 16;
+    /* Items whose sums stay in the L2 cache walk the rows together; a deep layer's many items go in several groups,
+     * each walking the rows again (its input is small). */
+    const int64_t group = clamp64(RM_DIRECT_CALL_WEIGHTS / (item_floats * (int64_t)sizeof(float)), 1, nitems);
     const size_t sums_floats = rm_work_align((size_t)(nitems * item_floats) * sizeof(float)) / sizeof(float);
     const size_t zeros_floats = rm_work_align((size_t)Wo * sizeof(float)) / sizeof(float), ring_floats = ring_size(&p);
     float *ws = rm_ctx_workspace(ctx, (sums_floats + zeros_floats + (size_t)nth * ring_floats) * sizeof(float));
@@ -224,30 +253,33 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
     {
         const int ith = omp_get_thread_num(), nthreads = omp_get_num_threads();
         plane_ring ring = ring_start(&p, zeros + zeros_floats + (size_t)ith * ring_floats);
-        int64_t i0, i1;
-        rm_split(nitems, ith, nthreads, &i0, &i1);
-        for (int64_t n = 0; n < g->n && i0 < i1; n++)
-            for (int64_t z = 0; z < Do; z++) {
-                const float *planes[RM_DIRECT_MAX_K];
-                ring_planes(&ring, x, n, z, planes);
-                for (int64_t oy = 0; oy < Ho; oy++)
-                    for (int64_t item = i0; item < i1; item++) {
+        int64_t first, end;
+        rm_split(nitems, ith, nthreads, &first, &end);
+        for (int64_t i0 = first, i1; i0 < end; i0 = i1) {
+            i1 = min64(end, i0 + group);
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t z = 0; z < Do; z++) {
+                    const float *planes[RM_DIRECT_MAX_K];
+                    ring_planes(&ring, x, n, z, planes);
+                    for (int64_t oy = 0; oy < Ho; oy++)
+                        for (int64_t item = i0; item < i1; item++) {
                         const int64_t cib = item / ngroups, o0 = item % ngroups * o_per;
-                        rm_direct_wgrad_row r = {.wo = Wo, .k = k};
-                        for (int64_t j = 0; j < o_per; j++)
-                            r.dy[j] = o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + oy * Wo
-                                                     : zeros;
-                        for (int64_t a = 0; a < k; a++) {
-                            if (!planes[a])
-                                continue;
-                            for (int64_t b = 0; b < k; b++) {
-                                r.x = planes[a] + (cib * p.hp + oy + b) * p.wp * 16;
-                                r.acc = sums + item * item_floats + (a * k + b) * o_per * k * 16;
-                                kernel(&r);
+                            rm_direct_wgrad_row r = {.wo = Wo, .k = k};
+                            for (int64_t j = 0; j < o_per; j++)
+                                r.dy[j] = o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + oy * Wo
+                                                         : zeros;
+                            for (int64_t a = 0; a < k; a++) {
+                                if (!planes[a])
+                                    continue;
+                                for (int64_t b = 0; b < k; b++) {
+                                    r.x = planes[a] + (cib * p.hp + oy + b) * p.wp * 16;
+                                    r.acc = sums + item * item_floats + (a * k + b) * o_per * k * 16;
+                                    kernel(&r);
+                                }
                             }
                         }
-                    }
-            }
+                }
+        }
     }
     /* The sums back into dw (co, ci, k, k, k). */
 #pragma omp parallel for num_threads(nth) schedule(static)

@@ -28,7 +28,9 @@
 #define RM_DIRECT_MAX_K 7
 
 /* What one call of a row kernel computes: `rw` consecutive output positions of one output row, for `nb` blocks of 16
- * output channels starting at block `cob`, from the padded input planes of the row's depth taps. */
+ * output channels starting at block `cob`, from some input channel blocks of the padded input planes of the row's
+ * depth taps. Deep layers split their input channels into several calls (so that a call's weights stay in the L2
+ * cache over a whole plane), which carry their sums in `part`: float to float, the same sums as one call. */
 typedef struct rm_direct_row {
     const float *planes[RM_DIRECT_MAX_K]; /* depth tap a's padded input plane at the row's first position, or NULL */
     const float *w;                       /* packed weights */
@@ -38,7 +40,9 @@ typedef struct rm_direct_row {
     int64_t nco;                          /* channels of the blocks that exist (≤ nb·16): only these are stored */
     int64_t cib_stride;                   /* floats between input channel blocks of a padded plane: Hp·Wp·L */
     int64_t row_stride;                   /* floats between rows of a padded plane: Wp·L */
-    int64_t ncib, cop;                    /* input channel blocks; output channels, rounded up to 16 */
+    int64_t cib0, ncib, cop;              /* input channel blocks [cib0, cib0 + ncib); output channels, rounded up */
+    float *part;                          /* partial sums between blocks of input channels: [rw][32] */
+    int first, last;                      /* start from the bias (else from part); end in out (else in part) */
     int k, lanes, cob, nb, rw;            /* kernel size, L, first output block, blocks, positions */
 } rm_direct_row;
 
