@@ -1,4 +1,4 @@
-/* The direct convolution's kernels for AVX-512: 32 zmm registers, 24 of them accumulators. */
+/* The direct convolution's kernels for AVX-512: 32 zmm registers, up to 24 of them accumulators. */
 #include "ops/direct/conv_direct.h"
 
 #if RM_HAVE_DIRECT
@@ -14,10 +14,11 @@
 #define RK_STORE(p, v) _mm512_store_ps(p, v)
 #define RK_STOREU(p, v) _mm512_storeu_ps(p, v)
 #define RK_ISA RM_ISA_AVX512
-#define RK_RW 12
+#define RK_RW1 16
+#define RK_RW2 12
 #define RK_NB 2
 #define RK_NAME rm_direct_row_avx512
-_Static_assert(RK_RW == RM_DIRECT_AVX512_RW && RK_NB == RM_DIRECT_AVX512_NB, "the kernel's limits as declared");
+_Static_assert(RK_RW1 == RM_DIRECT_AVX512_RW1 && RK_RW2 == RM_DIRECT_AVX512_RW2 && RK_NB == RM_DIRECT_AVX512_NB, "the kernel's limits as declared");
 #include "ops/direct/row_kernel.inc"
 
 #define WK_NAME rm_direct_wgrad_row_avx512

@@ -168,11 +168,10 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
     const int nth = ctx->n_threads, k = g->k;
     const int avx512 = ctx->isa >= RM_ISA_AVX512;
     const row_kernel kernel = kernel_of(ctx->isa);
-    const int64_t rw_max = avx512 ? RM_DIRECT_AVX512_RW : RM_DIRECT_AVX2_RW;
+    const int64_t rw_one = avx512 ? RM_DIRECT_AVX512_RW1 : RM_DIRECT_AVX2_RW1, rw_pair = RM_DIRECT_AVX512_RW2;
     const int64_t nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB;
     const int64_t k3 = (int64_t)k * k * k, ncob = p.cop / 16;
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
-    const int64_t ntiles = ceil_div(Wo, rw_max);
     const size_t w_floats = rm_work_align((size_t)(p.ncib * k3 * p.lanes * p.cop) * sizeof(float)) / sizeof(float);
     const size_t b_floats = rm_work_align((size_t)p.cop * sizeof(float)) / sizeof(float);
     const size_t ring_floats = ring_size(&p);
@@ -203,6 +202,7 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
                 r.cob = (int)cob;
                 r.nb = (int)min64(nb_max, ncob - cob);
                 r.nco = min64(r.nb * 16, g->co - cob * 16);
+                const int64_t ntiles = ceil_div(Wo, r.nb == 2 ? rw_pair : rw_one);
                 for (r.cib0 = 0; r.cib0 < p.ncib; r.cib0 += chunk) {
                     r.ncib = min64(chunk, p.ncib - r.cib0);
                     r.first = r.cib0 == 0;

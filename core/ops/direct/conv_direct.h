@@ -46,9 +46,13 @@ typedef struct rm_direct_row {
     int k, lanes, cob, nb, rw;            /* kernel size, L, first output block, blocks, positions */
 } rm_direct_row;
 
-/* The kernels (row_kernel.inc, built once per instruction set): any rw from 1 to RM_DIRECT_*_RW and nb from 1 to
- * RM_DIRECT_*_NB, so that the accumulators fill most of the registers (32 zmm, 16 ymm) and hide the FMA latency. */
-enum { RM_DIRECT_AVX512_RW = 12, RM_DIRECT_AVX512_NB = 2, RM_DIRECT_AVX2_RW = 6, RM_DIRECT_AVX2_NB = 1 };
+/* The kernels (row_kernel.inc, built once per instruction set): nb from 1 to RM_DIRECT_*_NB, and rw from 1 to
+ * RM_DIRECT_*_RW1 for one block or RM_DIRECT_*_RW2 for two, so that the accumulators fill most of the registers
+ * (32 zmm, 16 ymm) and hide the FMA latency. Measured here: 16 positions of one block beat 24 (which spills). */
+enum {
+    RM_DIRECT_AVX512_NB = 2, RM_DIRECT_AVX512_RW1 = 16, RM_DIRECT_AVX512_RW2 = 12,
+    RM_DIRECT_AVX2_NB = 1, RM_DIRECT_AVX2_RW1 = 6
+};
 /* The weight gradient's kernel: one output row's contribution to the running sums of k width taps of `O` output
  * channels for one block of 16 input channels, at one depth and height tap. O = rm_direct_wgrad_channels(isa, k). */
 #define RM_DIRECT_MAX_O 8
