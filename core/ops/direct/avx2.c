@@ -15,9 +15,12 @@
 #define RK_STOREU(p, v) _mm256_storeu_ps(p, v)
 #define RK_ISA RM_ISA_AVX2
 #define RK_RW1 6
+#define RK_RW5_1 10
+#define RK_VG5 1
 #define RK_NB 1
 #define RK_NAME rm_direct_row_avx2
-_Static_assert(RK_RW1 == RM_DIRECT_AVX2_RW1 && RK_NB == RM_DIRECT_AVX2_NB, "the kernel's limits as declared");
+_Static_assert(RK_RW5_1 == RM_DIRECT_AVX2_RW5_1 &&
+                   RK_RW1 == RM_DIRECT_AVX2_RW1 && RK_NB == RM_DIRECT_AVX2_NB, "the kernel's limits as declared");
 #include "ops/direct/row_kernel.inc"
 
 #define WK_NAME rm_direct_wgrad_row_avx2

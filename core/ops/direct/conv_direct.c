@@ -168,7 +168,10 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
     const int nth = ctx->n_threads, k = g->k;
     const int avx512 = ctx->isa >= RM_ISA_AVX512;
     const row_kernel kernel = kernel_of(ctx->isa);
-    const int64_t rw_one = avx512 ? RM_DIRECT_AVX512_RW1 : RM_DIRECT_AVX2_RW1, rw_pair = RM_DIRECT_AVX512_RW2;
+    const int k5 = k == 5 && p.lanes == 16;
+    const int64_t rw_one = k5 ? (avx512 ? RM_DIRECT_AVX512_RW5_1 : RM_DIRECT_AVX2_RW5_1)
+                              : (avx512 ? RM_DIRECT_AVX512_RW1 : RM_DIRECT_AVX2_RW1);
+    const int64_t rw_pair = k5 ? RM_DIRECT_AVX512_RW5_2 : RM_DIRECT_AVX512_RW2;
     const int64_t nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB;
     const int64_t k3 = (int64_t)k * k * k, ncob = p.cop / 16;
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
