@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 extern "C" {
 #include "model/model_impl.h"
@@ -150,6 +154,61 @@ TEST_P(DeployForm, EqualsTheTrainingFormInInferenceModeForEveryTask)
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, DeployForm, ::testing::Values(RM_ACT_RELU, RM_ACT_FRELU, RM_ACT_MISH));
+
+std::string file_bytes(const std::string &path)
+{
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    return bytes.str();
+}
+
+// 16 channels: the deploy form keeps its 5³ weights packed for the direct kernels when the context can run them.
+// On every instruction set it equals the training form; a packed form runs on a context of the portable path; and
+// its file holds the plain weights: the bytes of a file saved where nothing is packed, and it loads back to the same
+// outputs, bit for bit.
+TEST(DeployForm, PackedWeightsGiveTheTrainingFormsResultsAndFiles)
+{
+    rmtest::Ctx best(2);
+    Net net(best, 16, 1, RM_ACT_RELU);
+    Tensor x({1, 1, 4, 6, 10});
+    rmtest::fill_uniform(x.data, 9);
+    const int tasks[1] = {1};
+    Tensor want({1, 1, 4, 6, 10});
+    ASSERT_EQ(rm_model_forward_eval(best, net.model, x.p(), tasks, want.p()), RM_OK) << rm_ctx_error(best);
+    char dir[] = "/tmp/repmode-packed-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    const std::string portable_file = std::string(dir) + "/portable.safetensors";
+    const std::string best_file = std::string(dir) + "/best.safetensors";
+    rmtest::Ctx portable(2);
+    ASSERT_EQ(rm_ctx_set_isa(portable, RM_ISA_PORTABLE), RM_OK);
+    ASSERT_EQ(rm_model_save_deploy(portable, net.model, tasks, 1, portable_file.c_str()), RM_OK) << rm_ctx_error(portable);
+    ASSERT_EQ(rm_model_save_deploy(best, net.model, tasks, 1, best_file.c_str()), RM_OK) << rm_ctx_error(best);
+    EXPECT_EQ(file_bytes(best_file), file_bytes(portable_file));
+
+    for (int isa = RM_ISA_PORTABLE; isa <= rm_isa_available(); isa++) {
+        SCOPED_TRACE(rm_isa_name(static_cast<rm_isa>(isa)));
+        rmtest::Ctx ctx(2);
+        ASSERT_EQ(rm_ctx_set_isa(ctx, static_cast<rm_isa>(isa)), RM_OK);
+        rm_deploy *made = nullptr, *loaded = nullptr;
+        ASSERT_EQ(rm_deploy_create(ctx, net.model, 1, &made), RM_OK) << rm_ctx_error(ctx);
+        ASSERT_EQ(rm_deploy_load(ctx, best_file.c_str(), "membrane", &loaded), RM_OK) << rm_ctx_error(ctx);
+        EXPECT_EQ(rm_deploy_unit_packed(made, 1), isa != RM_ISA_PORTABLE); // the 16 -> 16 convolution
+        Tensor got({1, 1, 4, 6, 10}, NAN), again({1, 1, 4, 6, 10}, NAN), elsewhere({1, 1, 4, 6, 10}, NAN);
+        ASSERT_EQ(rm_deploy_forward(ctx, made, x.p(), got.p()), RM_OK) << rm_ctx_error(ctx);
+        ASSERT_EQ(rm_deploy_forward(ctx, loaded, x.p(), again.p()), RM_OK) << rm_ctx_error(ctx);
+        EXPECT_LT(rmtest::max_rel_error(got.data, rmtest::to_double(want.data)), 1e-5);
+        EXPECT_TRUE(rmtest::bit_identical(got.data, again.data));
+        // The same packed form on the portable path: unpacked into working memory, the portable path's result.
+        ASSERT_EQ(rm_deploy_forward(portable, made, x.p(), elsewhere.p()), RM_OK) << rm_ctx_error(portable);
+        EXPECT_LT(rmtest::max_rel_error(elsewhere.data, rmtest::to_double(want.data)), 1e-5);
+        rm_deploy_free(made);
+        rm_deploy_free(loaded);
+    }
+    std::remove(portable_file.c_str());
+    std::remove(best_file.c_str());
+    rmdir(dir);
+}
 
 TEST(DeployForm, MixedTaskEvaluationGivesEachSampleItsOwnTask)
 {

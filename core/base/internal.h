@@ -17,6 +17,7 @@ typedef enum rm_work {
     RM_WORK_SCRATCH, /* an operator's: rm_ctx_workspace */
     RM_WORK_WINDOWS, /* rm_predict_region's windows and region accumulators */
     RM_WORK_ACTIVATIONS, /* a deploy form's forward pass: one sample's activations at every level */
+    RM_WORK_UNPACKED, /* packed weights unpacked for an instruction set that reads them plain (conv_engine.h) */
     RM_WORK_COUNT
 } rm_work;
 

@@ -1,6 +1,7 @@
 /* Model files (docs/model-file.md): the training form under the official tensor names, the deploy form under
  * deploy.<task>.<module path>.{weight,bias}, both with the repmode.* metadata, in safetensors containers. */
 #include "model/config_json.h"
+#include "model/mode_layer.h"
 #include "model/model_impl.h"
 #include "repmode/normalize.h"
 #include "io/safetensors.h"
@@ -275,13 +276,15 @@ rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out)
 
 /* ---- the deploy form ----------------------------------------------------------------------------------------- */
 
-/* The tensors of unit i of deploy form d for task `task`: weight, bias and FReLU bias (when there is one). */
-static int unit_entries(rm_deploy *d, int i, const char *task, char names[3][RM_PARAM_NAME_MAX + 64],
+/* The tensors of unit i of deploy form d for task `task`: weight, bias and FReLU bias (when there is one). The
+ * weight's values are `plain` when given (a packed weight's plain copy), else the deploy form's own. */
+static int unit_entries(rm_deploy *d, int i, const char *task, float *plain, char names[3][RM_PARAM_NAME_MAX + 64],
                         rm_st_entry *e)
 {
     const rm_unit *u = &rm_deploy_structure(d)->units[i];
     float *w, *b, *act;
     rm_deploy_unit_tensors(d, i, &w, &b, &act);
+    w = plain ? plain : w;
     const int resample = u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP;
     const int64_t k = resample ? 2 : 5;
     const int64_t d0 = u->kind == RM_UNIT_UP ? u->ci : u->co, d1 = u->kind == RM_UNIT_UP ? u->co : u->ci;
@@ -305,20 +308,34 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
         if (tasks[j] < 0 || tasks[j] >= model->cfg.n_tasks)
             return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy save: task %d is outside 0..%d", tasks[j],
                            model->cfg.n_tasks - 1);
-    /* One deploy form per task, all alive until the file is written. */
+    /* One deploy form per task, all alive until the file is written, with plain copies of its packed weights. */
     rm_deploy **forms = rm_calloc((size_t)n, sizeof *forms);
     const size_t per_task = (size_t)model->n_units * 3;
     rm_st_entry *entries = rm_calloc(per_task * (size_t)n, sizeof *entries);
     char (*names)[3][RM_PARAM_NAME_MAX + 64] = rm_calloc(per_task / 3 * (size_t)n, sizeof *names);
+    float **plain = rm_calloc(per_task / 3 * (size_t)n, sizeof *plain);
     int *which = rm_malloc((size_t)n * sizeof *which);
-    rm_status s = forms && entries && names && which ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+    rm_status s = forms && entries && names && plain && which ? RM_OK
+                                                               : rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
     size_t count = 0;
     for (int j = 0; s == RM_OK && j < n; j++) {
         which[j] = n_tasks ? tasks[j] : j;
         s = rm_deploy_create(ctx, model, which[j], &forms[j]);
-        for (int i = 0; s == RM_OK && i < model->n_units; i++)
-            count += (size_t)unit_entries(forms[j], i, model->tasks[which[j]].name, names[(size_t)j * model->n_units + i],
-                                          entries + count);
+        for (int i = 0; s == RM_OK && i < model->n_units; i++) {
+            float **copy = &plain[(size_t)j * model->n_units + i];
+            if (rm_deploy_unit_packed(forms[j], i)) {
+                const rm_unit *u = &model->units[i];
+                *copy = rm_malloc((size_t)(u->co * u->ci * RM_MODE_KERNEL * RM_MODE_KERNEL * RM_MODE_KERNEL) *
+                                  sizeof **copy);
+                if (!*copy) {
+                    s = rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
+                    break;
+                }
+                rm_deploy_unit_unpack(forms[j], i, rm_ctx_threads(ctx), *copy);
+            }
+            count += (size_t)unit_entries(forms[j], i, model->tasks[which[j]].name, *copy,
+                                          names[(size_t)j * model->n_units + i], entries + count);
+        }
     }
     if (s == RM_OK) {
         char *task_json = rm_tasks_to_json(model->tasks, which, n);
@@ -327,6 +344,9 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
     }
     for (int j = 0; forms && j < n; j++)
         rm_deploy_free(forms[j]);
+    for (size_t i = 0; plain && i < per_task / 3 * (size_t)n; i++)
+        rm_dealloc(plain[i]);
+    rm_dealloc(plain);
     rm_dealloc(forms);
     rm_dealloc(entries);
     rm_dealloc(names);
@@ -357,18 +377,19 @@ static rm_status load_deploy(rm_ctx *ctx, const char *path, const rm_st_file *f,
     for (int i = 0; s == RM_OK && i < m->n_units; i++) {
         char names[3][RM_PARAM_NAME_MAX + 64];
         rm_st_entry e[3];
-        const int k = unit_entries(d, i, cfg->tasks[task].name, names, e);
+        const int k = unit_entries(d, i, cfg->tasks[task].name, NULL, names, e);
         for (int j = 0; s == RM_OK && j < k; j++)
             s = take_tensor(ctx, path, f, e[j].name, e[j].ndim, e[j].shape, 0, (void *)e[j].data);
     }
     const char *normalization = rm_st_metadata(f, "repmode.normalization");
     if (s == RM_OK && normalization)
         s = rm_deploy_set_normalization_text(ctx, d, normalization);
+    if (s == RM_OK)
+        s = rm_deploy_loaded(ctx, d, task);
     if (s != RM_OK) {
         rm_deploy_free(d);
         return s;
     }
-    rm_deploy_mark_task(d, task);
     *out = d;
     return RM_OK;
 }

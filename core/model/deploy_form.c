@@ -3,11 +3,14 @@
  * the scale goes on weight dimension 1. What is left is a plain U-Net of convolutions with biases.
  *
  * Memory: the folded weights live in one block made at creation and rewritten in place by rm_deploy_set_task;
+ * the 5³ weights the convolution engine's direct kernels take are kept in their packed layout (same size), so a
+ * forward pass does not pack them again;
  * activations of one sample live in per-level buffers made for the largest patch seen. The decoder's
  * concatenation costs nothing: the encoder writes its skip into the first half of the level's [skip, up] buffer
  * and the up-sampling writes the second half.
  */
 #include "model/mode_layer.h"
+#include "ops/conv_engine.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -20,6 +23,7 @@ typedef struct deploy_unit {
     float *w;           /* MODE, FINAL (co, ci, 5, 5, 5); DOWN (co, ci, 2, 2, 2); UP (ci, co, 2, 2, 2) */
     float *b;           /* (co) */
     float *act_bias;    /* FReLU's bias, else NULL */
+    int packed;         /* w is in the convolution engine's packed layout (rm_conv_engine_pack), not the plain one */
 } deploy_unit;
 
 struct rm_deploy {
@@ -47,10 +51,36 @@ static void new_generation(rm_deploy *d)
     d->generation = atomic_fetch_add_explicit(&last_generation, 1, memory_order_relaxed) + 1;
 }
 
+/* n floats rounded up to whole 64-byte lines. */
+static int64_t lines_of(int64_t n) { return (n + 15) / 16 * 16; }
+
 static int64_t unit_weight_numel(const rm_unit *u)
 {
     const int64_t k = (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) ? 2 : RM_MODE_KERNEL;
     return u->ci * u->co * k * k * k;
+}
+
+/* The 5³ convolution of a MODE or FINAL unit on a volume of d×h×w at its level. */
+static rm_conv_geom mode_geom(const rm_unit *u, int64_t d, int64_t h, int64_t w)
+{
+    return (rm_conv_geom){.n = 1, .ci = u->ci, .co = u->co, .in = {d, h, w}, .out = {d, h, w}, .k = RM_MODE_KERNEL,
+                          .s = 1, .pad = RM_MODE_KERNEL / 2};
+}
+
+/* Puts the plain weights of a packed unit into the packed layout, in place. */
+static rm_status pack_unit(rm_ctx *ctx, deploy_unit *du)
+{
+    if (!du->packed)
+        return RM_OK;
+    const rm_conv_geom g = mode_geom(du->src, 1, 1, 1);
+    const int64_t n = unit_weight_numel(du->src);
+    float *plain = rm_malloc((size_t)n * sizeof *plain);
+    if (!plain)
+        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld floats to pack weights", (long long)n);
+    memcpy(plain, du->w, (size_t)n * sizeof *plain);
+    rm_conv_engine_pack(&g, ctx->n_threads, plain, du->w);
+    rm_dealloc(plain);
+    return RM_OK;
 }
 
 /* Scales output channel o of w by s[o]: w is (co, rest) when `outer`, else (ci, co, rest). */
@@ -76,7 +106,7 @@ static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i
     }
     if (u->kind == RM_UNIT_FINAL) {
         memset(d->b, 0, (size_t)u->co * sizeof(float));
-        return RM_OK;
+        return pack_unit(ctx, d);
     }
     const float eps = rm_unit_batchnorm(u).eps;
     for (int64_t o = 0; o < u->co; o++) {
@@ -87,7 +117,7 @@ static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i
     scale_channels(d->w, scale, u->ci, u->co, taps, u->kind != RM_UNIT_UP);
     if (d->act_bias)
         memcpy(d->act_bias, u->act_bias->data, (size_t)u->co * sizeof(float));
-    return RM_OK;
+    return pack_unit(ctx, d);
 }
 
 /* Whether `m` has the structure the deploy form was made for (its tasks may differ: gates are not kept). */
@@ -155,8 +185,11 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
     new_generation(d);
     d->n_units = m->n_units;
     d->units = rm_calloc((size_t)d->n_units, sizeof *d->units);
-    const int64_t floats = rm_deploy_weight_numel(m);
-    d->weights = rm_malloc((size_t)floats * sizeof(float));
+    /* Every tensor starts on a 64-byte line: the direct kernels load the packed weights a line at a time. */
+    int64_t floats = 0;
+    for (int i = 0; i < m->n_units; i++)
+        floats += lines_of(unit_weight_numel(&m->units[i])) + 2 * lines_of(m->units[i].co);
+    d->weights = rm_aligned_alloc(64, (size_t)floats * sizeof(float));
     if (!d->units || !d->weights) {
         rm_deploy_free(d);
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld weights", (long long)floats);
@@ -167,12 +200,15 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
         deploy_unit *du = &d->units[i];
         du->src = u;
         du->w = p;
-        p += unit_weight_numel(u);
+        p += lines_of(unit_weight_numel(u));
         du->b = p;
-        p += u->co;
-        if (u->act_bias) {
+        p += lines_of(u->co);
+        if (u->act_bias)
             du->act_bias = p;
-            p += u->co;
+        p += lines_of(u->co);
+        if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
+            const rm_conv_geom g = mode_geom(u, 1, 1, 1);
+            du->packed = rm_conv_engine_packs(ctx, &g);
         }
     }
     *out = d;
@@ -212,10 +248,13 @@ const rm_config *rm_deploy_config(const rm_deploy *d) { return &d->structure->cf
 
 const rm_model *rm_deploy_structure(const rm_deploy *d) { return d->structure; }
 
-void rm_deploy_mark_task(rm_deploy *d, int task)
+rm_status rm_deploy_loaded(rm_ctx *ctx, rm_deploy *d, int task)
 {
-    d->task = task;
     new_generation(d);
+    for (int i = 0; i < d->n_units; i++)
+        RM_TRY(pack_unit(ctx, &d->units[i]));
+    d->task = task;
+    return RM_OK;
 }
 
 uint64_t rm_deploy_generation(const rm_deploy *d) { return d->generation; }
@@ -230,6 +269,14 @@ void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **a
     *w = d->units[i].w;
     *b = d->units[i].b;
     *act_bias = d->units[i].act_bias;
+}
+
+int rm_deploy_unit_packed(const rm_deploy *d, int i) { return d->units[i].packed; }
+
+void rm_deploy_unit_unpack(const rm_deploy *d, int i, int nth, float *dst)
+{
+    const rm_conv_geom g = mode_geom(d->units[i].src, 1, 1, 1);
+    rm_conv_engine_unpack(&g, nth, d->units[i].w, dst);
 }
 
 void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len)
@@ -282,6 +329,9 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *i
         const rm_tensor w = rm_tensor_5d(du->w, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
         RM_TRY(u->kind == RM_UNIT_DOWN ? rm_conv3d_forward(ctx, &p, &x, &w, du->b, &y)
                                        : rm_conv_transpose3d_forward(ctx, &p, &x, &w, du->b, &y));
+    } else if (du->packed) {
+        const rm_conv_geom g = mode_geom(u, y.ne[2], y.ne[3], y.ne[4]);
+        RM_TRY(rm_conv_engine_forward_packed(ctx, &g, x.data, du->w, du->b, y.data));
     } else {
         const rm_conv3d_params p = rm_conv3d_same(RM_MODE_KERNEL);
         const rm_tensor w = rm_tensor_5d(du->w, u->co, u->ci, 5, 5, 5);

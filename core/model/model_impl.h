@@ -91,10 +91,16 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out);
 int64_t rm_deploy_weight_numel(const rm_model *structure);
 const rm_model *rm_deploy_structure(const rm_deploy *d);
 void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias);
-/* Records which task the weights written through rm_deploy_unit_tensors belong to (a new generation). */
-void rm_deploy_mark_task(rm_deploy *d, int task);
+/* Whether unit i's weight is kept in the convolution engine's packed layout (conv_engine.h); then its plain
+ * (co, ci, 5, 5, 5) values come from rm_deploy_unit_unpack into dst, and a loader writes plain values through
+ * rm_deploy_unit_tensors, which rm_deploy_loaded packs. */
+int rm_deploy_unit_packed(const rm_deploy *d, int i);
+void rm_deploy_unit_unpack(const rm_deploy *d, int i, int nth, float *dst);
+/* After a loader has written every unit's plain weights through rm_deploy_unit_tensors: packs those kept packed and
+ * records the task they belong to (a new generation). */
+rm_status rm_deploy_loaded(rm_ctx *ctx, rm_deploy *d, int task);
 /* The generation of the deploy form's folded weights: a value taken from one process-wide counter each time they
- * are made or rewritten (rm_deploy_alloc, rm_deploy_set_task, rm_deploy_mark_task). Equal generations mean the
+ * are made or rewritten (rm_deploy_alloc, rm_deploy_set_task, rm_deploy_loaded). Equal generations mean the
  * same weights, unlike equal pointers (a form re-merged, or a new one at a freed one's address). */
 uint64_t rm_deploy_generation(const rm_deploy *d);
 /* Replaces the deploy form's normalization (JSON text, as its model's): rm_deploy_normalization reads it. */

@@ -32,4 +32,14 @@ rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const
 rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
                                          float *dw);
 
+/* Weights kept packed for the direct kernels, by a caller that runs them many times (a deploy form). Whether g's
+ * weights are packed on this context: only where the packed layout holds exactly co·ci·k³ floats, so a buffer of the
+ * plain weights can hold them. Then packing, unpacking, and the forward on packed weights (on a context whose
+ * instruction set cannot run the direct kernels, they are unpacked into working memory first). */
+int rm_conv_engine_packs(const rm_ctx *ctx, const rm_conv_geom *g);
+void rm_conv_engine_pack(const rm_conv_geom *g, int nth, const float *w, float *packed);
+void rm_conv_engine_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w);
+rm_status rm_conv_engine_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
+                                        const float *b, float *y);
+
 #endif /* REPMODE_CONV_ENGINE_H */

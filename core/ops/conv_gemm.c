@@ -543,3 +543,30 @@ rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
         return rm_conv_direct_backward_weight(ctx, g, x, dy, dw);
     return g->s == 1 ? backward_weight_planes(ctx, g, x, dy, dw) : backward_weight_3d(ctx, g, x, dy, dw);
 }
+
+int rm_conv_engine_packs(const rm_ctx *ctx, const rm_conv_geom *g)
+{
+    return rm_conv_direct_suits(ctx, g) && rm_conv_direct_packed_numel(g) == g->co * g->ci * cube(g->k);
+}
+
+void rm_conv_engine_pack(const rm_conv_geom *g, int nth, const float *w, float *packed)
+{
+    rm_conv_direct_pack(g, nth, w, packed);
+}
+
+void rm_conv_engine_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w)
+{
+    rm_conv_direct_unpack(g, nth, packed, w);
+}
+
+rm_status rm_conv_engine_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
+                                        const float *b, float *y)
+{
+    if (rm_conv_direct_suits(ctx, g))
+        return rm_conv_direct_forward_packed(ctx, g, x, packed, b, y);
+    float *w = rm_ctx_work(ctx, RM_WORK_UNPACKED, (size_t)(g->co * g->ci * cube(g->k)) * sizeof(float));
+    if (!w)
+        return RM_ERR_NOMEM;
+    rm_conv_engine_unpack(g, ctx->n_threads, packed, w);
+    return rm_conv_engine_forward(ctx, g, x, w, b, y);
+}

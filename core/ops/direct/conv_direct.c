@@ -54,8 +54,7 @@ static direct_plan plan_of(const rm_conv_geom *g)
  * as the contiguous runs they are in w into a small buffer, then written one whole 64-byte row of 16 channels per
  * tap: rows a tap apart are L·cop floats apart (32 KB for 512 channels), a stride that maps them all to a few
  * cache sets, so writing them a float at a time would evict each row before it is complete. */
-static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, const float *b, float *wp,
-                         float *bp)
+static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, float *wp)
 {
     const rm_conv_geom *g = p->g;
     const int64_t k3 = (int64_t)g->k * g->k * g->k, L = p->lanes, cop = p->cop, ncob = cop / 16;
@@ -81,8 +80,29 @@ static void pack_weights(const direct_plan *p, int nth, const float *w, int mirr
                     dst[tap * L * cop + j] = taps[j][tap];
         }
     }
-    for (int64_t o = 0; o < cop; o++)
-        bp[o] = b && o < g->co ? b[o] : 0.0f;
+}
+
+int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g)
+{
+    const direct_plan p = plan_of(g);
+    return p.ncib * g->k * g->k * g->k * p.lanes * p.cop;
+}
+
+void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *packed)
+{
+    const direct_plan p = plan_of(g);
+    pack_weights(&p, nth, w, 0, packed);
+}
+
+void rm_conv_direct_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w)
+{
+    const direct_plan p = plan_of(g);
+    const int64_t k3 = (int64_t)g->k * g->k * g->k, L = p.lanes;
+#pragma omp parallel for num_threads(nth) schedule(static)
+    for (int64_t o = 0; o < g->co; o++)
+        for (int64_t i = 0; i < g->ci; i++)
+            for (int64_t tap = 0; tap < k3; tap++)
+                w[(o * g->ci + i) * k3 + tap] = packed[((i / L * k3 + tap) * L + i % L) * p.cop + o];
 }
 
 /* Writes input plane iz of sample image `img` (ci, in) into `dst`, padded and blocked; the padding and the lanes of
@@ -161,8 +181,10 @@ static row_kernel kernel_of(rm_isa isa) { return (void)isa, NULL; }
 static wgrad_kernel wgrad_kernel_of(rm_isa isa) { return (void)isa, NULL; }
 #endif
 
-rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
-                                 const float *b, float *y)
+/* y = conv(x, w) + b on the packed weights wp, or, when wp is NULL, on w packed into the working memory first
+ * (`mirrored` as rm_conv_direct_forward has it). */
+static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *wp, const float *w,
+                         int mirrored, const float *b, float *y)
 {
     const direct_plan p = plan_of(g);
     const int nth = ctx->n_threads, k = g->k;
@@ -175,7 +197,7 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
     const int64_t nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB;
     const int64_t k3 = (int64_t)k * k * k, ncob = p.cop / 16;
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
-    const size_t w_floats = rm_work_align((size_t)(p.ncib * k3 * p.lanes * p.cop) * sizeof(float)) / sizeof(float);
+    const size_t w_floats = wp ? 0 : rm_work_align((size_t)(p.ncib * k3 * p.lanes * p.cop) * sizeof(float)) / sizeof(float);
     const size_t b_floats = rm_work_align((size_t)p.cop * sizeof(float)) / sizeof(float);
     const size_t ring_floats = ring_size(&p);
     /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */
@@ -187,8 +209,13 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
         return RM_ERR_NOMEM;
     if (!kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
-    float *wp = ws, *bp = ws + w_floats;
-    pack_weights(&p, nth, w, mirrored, b, wp, bp);
+    if (!wp) {
+        pack_weights(&p, nth, w, mirrored, ws);
+        wp = ws;
+    }
+    float *bp = ws + w_floats;
+    for (int64_t o = 0; o < p.cop; o++)
+        bp[o] = b && o < g->co ? b[o] : 0.0f;
 #pragma omp parallel num_threads(nth)
     {
         float *mine = bp + b_floats + (size_t)omp_get_thread_num() * (ring_floats + part_floats);
@@ -225,6 +252,18 @@ rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
         }
     }
     return RM_OK;
+}
+
+rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
+                                 const float *b, float *y)
+{
+    return forward(ctx, g, x, NULL, w, mirrored, b, y);
+}
+
+rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
+                                        const float *b, float *y)
+{
+    return forward(ctx, g, x, packed, NULL, 0, b, y);
 }
 
 /* Items are (input channel block, group of O output channels), split into one range per thread; each item owns the

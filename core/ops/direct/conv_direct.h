@@ -89,6 +89,13 @@ int rm_conv_direct_suits_weight(const rm_ctx *ctx, const rm_conv_geom *g);
  * reversed, as the data gradient's convolution has it. */
 rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
                                  const float *b, float *y);
+/* The packed layout of g's weights (co, ci, k, k, k), for a caller that keeps them packed (a deploy form): its float
+ * count, packing, unpacking, and the forward on them. */
+int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g);
+void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *packed);
+void rm_conv_direct_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w);
+rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
+                                        const float *b, float *y);
 /* dw = the gradient of conv(x, w) with respect to w, given dy (overwritten). */
 rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
                                          float *dw);
