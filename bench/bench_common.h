@@ -1,7 +1,8 @@
 /* What the two comparisons with PyTorch share (bench_network.c, bench_train.c) beyond timing: fatal errors naming
  * the benchmark (BENCH_NAME, defined before this header, with _POSIX_C_SOURCE 200809L), the options, the
- * convolutions' multiply-add count, the process's memory from /proc, raw float files, the temporary folder, and
- * the two child processes (C and PyTorch) that the benchmark drives side by side. */
+ * convolutions' multiply-add count, the machine's FMA peak, the process's memory from /proc, raw float files, the
+ * temporary folder, and the three child processes (C, PyTorch with glibc's default malloc, PyTorch at its best)
+ * that the benchmark drives side by side. */
 #ifndef REPMODE_BENCH_COMMON_H
 #define REPMODE_BENCH_COMMON_H
 
@@ -21,6 +22,7 @@
 #include "repmode/model.h"
 #include "repmode/repmode.h"
 
+#include "bench_peak.h"
 #include "bench_timing.h"
 
 #ifndef BENCH_NAME
@@ -176,7 +178,7 @@ static void write_floats(const char *path, const float *v, size_t n)
         die_errno("cannot write", path);
 }
 
-/* The folder of the files the two sides exchange (bench_temp_make): at most 255 characters, so that the path of a
+/* The folder of the files the sides exchange (bench_temp_make): at most 255 characters, so that the path of a
  * file with a short name in it fits in BENCH_PATH. */
 enum { BENCH_PATH = 320 };
 static char bench_temp[256];
@@ -219,10 +221,10 @@ static void bench_temp_make(void)
     atexit(bench_temp_remove);
 }
 
-/* ---- the two sides as child processes ----------------------------------------------------------------------------
- * Each side runs in a child process of its own (its own address space, so its own VmHWM), and the benchmark drives
- * both at once, a round of one timed call on each side at a time, so that a change of the machine's load falls on
- * both sides alike. The protocol, one line each way:
+/* ---- the sides as child processes -------------------------------------------------------------------------------
+ * Each side (C, and PyTorch twice: bench_torch) runs in a child process of its own (its own address space, so its
+ * own VmHWM and its own malloc settings), and the benchmark drives all at once, a round of one timed call on each
+ * side at a time, so that a change of the machine's load falls on every side alike. The protocol, one line each way:
  *   the child, after its set-up and its warm-up call:  "ready" (a PyTorch script: "ready <PyTorch version>")
  *   "run"   one timed call; the reply: its seconds, then those of its parts if it has any, separated by spaces
  *   "done"  the child's own figures, then it exits: a forked C child writes its result struct (bench_c_finish),
@@ -283,15 +285,16 @@ static bench_child bench_child_fork(void (*fn)(FILE *in, FILE *out, void *arg), 
     return ch;
 }
 
-/* A child that execs argv[0] with its standard input and output on the pipes; exit status 127 if it cannot. */
-static bench_child bench_child_spawn(char *const argv[])
+/* A child that execs argv[0] in the environment env with its standard input and output on the pipes; exit status
+ * 127 if it cannot. */
+static bench_child bench_child_spawn(char *const argv[], char *const env[])
 {
     bench_child ch = {0};
     int in, out;
     if (bench_fork_piped(&ch, &in, &out) == 0) {
         if (dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0)
             _exit(127);
-        execv(argv[0], argv);
+        execve(argv[0], argv, env);
         _exit(127);
     }
     return ch;
@@ -396,14 +399,75 @@ static void bench_c_finish(bench_child *ch, void *result, size_t size)
         die("the C benchmark's child process failed");
 }
 
-/* The PyTorch side: a script run with BENCH_PYTHON. Without PyTorch, or when the script fails, the benchmark
- * still reports the C figures: ok is 0 and why says why. */
+/* The machine's FMA peak with `threads` threads (bench_peak.h), in GFLOP/s, measured in a child process: the
+ * benchmark itself must not start OpenMP threads, its C children are forks of it. */
+static void serve_peak(FILE *in, FILE *out, void *arg)
+{
+    const char *isa;
+    const double gflops = measure_fma_peak(*(const int *)arg, &isa);
+    if (bench_next_command(in)) /* "done" */
+        die("unknown command from the benchmark");
+    bench_say_result(out, &gflops, sizeof gflops);
+}
+
+static double bench_fma_peak(int threads)
+{
+    bench_child ch = bench_child_fork(serve_peak, &threads);
+    double gflops;
+    bench_c_finish(&ch, &gflops, sizeof gflops);
+    return gflops;
+}
+
+/* The PyTorch sides: the same script run twice with BENCH_PYTHON, once with glibc's default malloc and once at its
+ * best: with the two variables below in its environment (and only in its own: the C side and the other PyTorch
+ * process never see them), glibc serves even large blocks from its heap instead of mmap and keeps what is freed,
+ * so PyTorch stops getting fresh zeroed pages from the kernel for every activation of every call. */
+enum { BENCH_TORCH_DEFAULT, BENCH_TORCH_BEST, BENCH_TORCH_SIDES };
+static const char *const bench_torch_label[BENCH_TORCH_SIDES] = {"torch", "best"}; /* in the tables */
+static const char *const bench_torch_title[BENCH_TORCH_SIDES] = {
+    "PyTorch with glibc's default malloc",
+    "PyTorch at its best (MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736)"};
+static char *const bench_best_malloc[] = {"MALLOC_MMAP_THRESHOLD_=4294967296", "MALLOC_TRIM_THRESHOLD_=68719476736"};
+enum { BENCH_BEST_VARS = sizeof bench_best_malloc / sizeof bench_best_malloc[0] };
+
+extern char **environ;
+
+/* This process's environment for a PyTorch side, in a new array (the strings are shared): without the variables of
+ * bench_best_malloc, whatever the shell set them to, so that the default side has glibc's defaults; with them for
+ * the side at its best. */
+static char **bench_torch_env(int side)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = malloc((n + BENCH_BEST_VARS + 1) * sizeof *env);
+    if (!env)
+        die("out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ours = 0;
+        for (int j = 0; j < BENCH_BEST_VARS; j++) {
+            const size_t name = (size_t)(strchr(bench_best_malloc[j], '=') - bench_best_malloc[j]) + 1;
+            ours |= strncmp(environ[i], bench_best_malloc[j], name) == 0;
+        }
+        if (!ours)
+            env[k++] = environ[i];
+    }
+    for (int j = 0; side == BENCH_TORCH_BEST && j < BENCH_BEST_VARS; j++)
+        env[k++] = bench_best_malloc[j];
+    env[k] = NULL;
+    return env;
+}
+
+/* One PyTorch side. Without PyTorch, or when the script fails, the benchmark still reports the other sides'
+ * figures: ok is 0 and why says why. At "done" the script gives the figures of bench_torch_common.serve. */
 typedef struct bench_torch {
     bench_child child;
     int ok;
     char script[64];
     char version[32];
     char why[128];
+    double first, peak_kib, growth_kib; /* its warm-up call, VmHWM over its calls, VmHWM - VmRSS before them */
 } bench_torch;
 
 /* Waits for a script that did not answer as it should, and says why from its exit status. */
@@ -430,8 +494,9 @@ typedef struct bench_torch_args {
     const char *option, *value;
 } bench_torch_args;
 
-/* Starts the script with BENCH_PYTHON and waits for it to be ready; with a NULL, says it was not run. */
-static void bench_torch_start(bench_torch *t, const bench_torch_args *a)
+/* Starts the script with BENCH_PYTHON as the given side (BENCH_TORCH_DEFAULT or _BEST) and waits for it to be
+ * ready; with a NULL, says it was not run. */
+static void bench_torch_start(bench_torch *t, int side, const bench_torch_args *a)
 {
     memset(t, 0, sizeof *t);
     if (!a) {
@@ -448,7 +513,9 @@ static void bench_torch_start(bench_torch *t, const bench_torch_args *a)
     char *const argv[] = {
         BENCH_PYTHON, (char *)a->script, (char *)a->model, (char *)a->task,   dims[0],          dims[1], dims[2],
         threads,      "--input",         (char *)a->input, (char *)a->option, (char *)a->value, NULL};
-    t->child = bench_child_spawn(argv);
+    char **env = bench_torch_env(side);
+    t->child = bench_child_spawn(argv, env);
+    free(env);
     char line[128];
     t->ok = bench_child_ask(&t->child, NULL, line, sizeof line) && sscanf(line, "ready %31s", t->version) == 1;
     if (!t->ok)
@@ -460,38 +527,46 @@ typedef struct bench_key {
     double *value;
 } bench_key;
 
-/* "done": the script's `key value` lines, every key once, into the values; then waits for it to exit. */
-static void bench_torch_finish(bench_torch *t, const bench_key *keys, int n)
+/* "done": the script's `key value` lines, into t's figures and the n values of the script's own keys, every key
+ * once; then waits for it to exit. */
+static void bench_torch_finish(bench_torch *t, const bench_key *own, int n)
 {
     if (!t->ok)
         return;
+    const bench_key common[] = {{"first", &t->first}, {"peak_kib", &t->peak_kib}, {"growth_kib", &t->growth_kib}};
+    enum { N_COMMON = sizeof common / sizeof common[0] };
     int found = 0;
     if (bench_child_tell(&t->child, "done")) {
         char line[128], key[32];
         double v;
         while (fgets(line, sizeof line, t->child.from))
-            for (int k = 0; k < n; k++)
-                if (sscanf(line, "%31s %lf", key, &v) == 2 && strcmp(key, keys[k].key) == 0)
-                    *keys[k].value = v, found++;
+            for (int k = 0; k < N_COMMON + n; k++) {
+                const bench_key *kk = k < N_COMMON ? &common[k] : &own[k - N_COMMON];
+                if (sscanf(line, "%31s %lf", key, &v) == 2 && strcmp(key, kk->key) == 0)
+                    *kk->value = v, found++;
+            }
     }
     const int code = bench_child_wait(&t->child);
-    if (code != 0 || found != n)
+    if (code != 0 || found != N_COMMON + n)
         bench_torch_failed(t, code);
 }
 
-/* rounds rounds, each one timed call on each side: C first in even rounds, PyTorch first in odd ones, so that
- * neither side always follows the other. Round i's n numbers in cv[i·n..] and tv[i·n..]. A script that stops
- * answering is dropped (t->ok 0); without a script (t->ok 0), C alone. */
-static void bench_rounds(bench_child *c, bench_torch *t, int rounds, int n, double *cv, double *tv)
+/* rounds rounds, each one timed call on each side: C, then t[0], t[1] in that cyclic order, round i starting at
+ * side i % 3, so that no side always goes first or last. Round i's n numbers in cv[i·n..] and tv[s][i·n..]. A
+ * script that stops answering is dropped (ok 0); sides without a script (ok 0) are skipped. */
+static void bench_rounds(bench_child *c, bench_torch t[BENCH_TORCH_SIDES], int rounds, int n, double *cv,
+                         double *tv[BENCH_TORCH_SIDES])
 {
     for (int i = 0; i < rounds; i++)
-        for (int k = 0; k < 2; k++)
-            if (k == i % 2) {
+        for (int k = 0; k < 1 + BENCH_TORCH_SIDES; k++) {
+            const int side = (i + k) % (1 + BENCH_TORCH_SIDES);
+            if (side == 0) {
                 if (!bench_child_run(c, n, cv + i * n))
                     die("the C benchmark's child process failed");
-            } else if (t->ok && !bench_child_run(&t->child, n, tv + i * n)) {
-                bench_torch_failed(t, -1);
+            } else if (t[side - 1].ok && !bench_child_run(&t[side - 1].child, n, tv[side - 1] + i * n)) {
+                bench_torch_failed(&t[side - 1], -1);
             }
+        }
 }
 
 /* ---- the figures of the rounds ---- */
@@ -519,6 +594,94 @@ static bench_spread bench_ratios(const double *num, const double *den, int n, in
     const double median = bench_median(r, n); /* sorts r */
     const bench_spread s = {median, r[0], r[n - 1]};
     return s;
+}
+
+/* A PyTorch side against C over the rounds: its median seconds, and C's throughput over its own (the per-round
+ * ratios of its seconds over C's). */
+typedef struct bench_versus {
+    double seconds;
+    bench_spread ratio;
+} bench_versus;
+
+static bench_versus bench_versus_of(const double *cv, const double *tv, int n, int stride)
+{
+    const bench_versus v = {bench_median_of(tv, n, stride), bench_ratios(tv, cv, n, stride)};
+    return v;
+}
+
+/* ---- the tables ---- */
+
+/* The PyTorch sides' columns of a table, heading and rows: per side its seconds, GFLOP/s, C's throughput over its
+ * own (median of the rounds) and their range; dashes for a side that did not run. */
+static void bench_print_torch_heading(void)
+{
+    for (int s = 0; s < BENCH_TORCH_SIDES; s++) {
+        char secs[16], gflops[16], ratio[16];
+        snprintf(secs, sizeof secs, "%s s", bench_torch_label[s]);
+        snprintf(gflops, sizeof gflops, "%s GF/s", bench_torch_label[s]);
+        snprintf(ratio, sizeof ratio, "C/%s", bench_torch_label[s]);
+        printf(" %8s %10s %8s %9s", secs, gflops, ratio, "range");
+    }
+}
+
+static void bench_print_torch_row(const bench_torch t[BENCH_TORCH_SIDES], const bench_versus v[BENCH_TORCH_SIDES],
+                                  double gflop)
+{
+    for (int s = 0; s < BENCH_TORCH_SIDES; s++)
+        if (t[s].ok) {
+            char range[32];
+            snprintf(range, sizeof range, "%.2f-%.2f", v[s].ratio.min, v[s].ratio.max);
+            printf(" %8.3f %10.1f %8.2f %9s", v[s].seconds, gflop / v[s].seconds, v[s].ratio.median, range);
+        } else {
+            printf(" %8s %10s %8s %9s", "-", "-", "-", "-");
+        }
+}
+
+/* The PyTorch sides' peak memory (VmHWM over their calls), heading and rows. */
+static void bench_print_torch_memory_heading(void)
+{
+    for (int s = 0; s < BENCH_TORCH_SIDES; s++) {
+        char name[16];
+        snprintf(name, sizeof name, "%s MiB", bench_torch_label[s]);
+        printf(" %9s", name);
+    }
+}
+
+static void bench_print_torch_memory(const bench_torch t[BENCH_TORCH_SIDES])
+{
+    for (int s = 0; s < BENCH_TORCH_SIDES; s++)
+        if (t[s].ok)
+            printf(" %9.0f", mib(t[s].peak_kib));
+        else
+            printf(" %9s", "-");
+}
+
+/* What the columns mean; `call` names what a round times on each side (a call, a step). */
+static void bench_print_legend(const char *call, double peak)
+{
+    printf("Each round times one %s on each side, the three processes alive side by side, the side that goes first "
+           "rotating by round. Seconds: the medians of the rounds. %% peak: C's GFLOP/s over the FMA peak measured in "
+           "this run (%.1f GFLOP/s). C/torch, C/best: C's throughput over PyTorch's, the median of the per-round "
+           "ratios; range: the smallest and largest of them.\n",
+           call, peak);
+    for (int s = 0; s < BENCH_TORCH_SIDES; s++)
+        printf("%s: %s\n", bench_torch_label[s], bench_torch_title[s]);
+}
+
+/* The FMA peak, measured before and after the rounds (a gap between the two means the machine was busy): the
+ * larger. */
+static double bench_print_peak(double before, double after, int threads)
+{
+    const double peak = fmax(before, after);
+    printf("FMA peak (bench_peak.h, %d threads): %.1f GFLOP/s; before the rounds %.1f, after %.1f\n", threads, peak,
+           before, after);
+    return peak;
+}
+
+/* One line of the targets (reported, not enforced). */
+static void bench_print_target(const char *what, const char *figure, int met)
+{
+    printf("  %-66s %-22s %s\n", what, figure, met ? "met" : "MISSED");
 }
 
 #endif /* REPMODE_BENCH_COMMON_H */
