@@ -1,8 +1,9 @@
 /* The convolution engine: the one place that knows how a 3D convolution is computed.
  *
- * Everything convolution-shaped in the library (rm_conv3d_*, rm_conv_transpose3d_*, and later the networks)
- * reaches the arithmetic only through these three calls, so the engine can change (today: OpenBLAS SGEMM over
- * cache-sized im2col tiles; next: direct kernels on a blocked channel layout) without touching its callers.
+ * Everything convolution-shaped in the library (rm_conv3d_*, rm_conv_transpose3d_*, the networks) reaches the
+ * arithmetic only through these calls, so the engine can change without touching its callers. Today: the direct
+ * kernels of ops/direct (AVX-512 or AVX2, on a blocked channel layout) for stride-1 convolutions with enough
+ * channels, on contexts whose instruction set has them; OpenBLAS SGEMM over cache-sized im2col tiles otherwise.
  *
  * Geometry: a convolution from x (n, ci, in[0..2]) to y (n, co, out[0..2]) with a cubic kernel k, stride s and
  * `pad` zeros before each axis; the output sizes are given, so zeros after each axis are implied by bounds.

@@ -4,7 +4,8 @@
  * planes its current output plane reads in a ring of padded, blocked planes, so moving to the next output plane
  * converts one new input plane, not k. Within an item, for each group of output channel blocks and each chunk of
  * input channel blocks (whose weights stay in cache over the plane), every output row is cut into tiles of at most
- * the kernel's positions.
+ * the kernel's positions. Depth and height taps that fall on the padding are skipped (they would add zeros, a large
+ * share of the work on the deepest levels' small planes); width taps are not (they vary along the row).
  */
 #include "ops/direct/conv_direct.h"
 
@@ -237,7 +238,9 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
                     r.ncib = min64(chunk, p.ncib - r.cib0);
                     r.first = r.cib0 == 0;
                     r.last = r.cib0 + r.ncib == p.ncib;
-                    for (int64_t oy = 0; oy < Ho; oy++)
+                    for (int64_t oy = 0; oy < Ho; oy++) {
+                        r.b0 = (int)clamp64(g->pad - oy, 0, k);
+                        r.b1 = (int)clamp64(g->in[1] + g->pad - oy, r.b0, k);
                         for (int64_t t = 0; t < ntiles; t++) {
                             const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
                             for (int a = 0; a < k; a++)
@@ -247,6 +250,7 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
                             r.out = y + (n * g->co + cob * 16) * vout + (z * Ho + oy) * Wo + x0;
                             kernel(&r);
                         }
+                    }
                 }
             }
         }
@@ -314,6 +318,8 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
                                 if (!planes[a])
                                     continue;
                                 for (int64_t b = 0; b < k; b++) {
+                                    if (oy + b - g->pad < 0 || oy + b - g->pad >= g->in[1])
+                                        continue; /* a row of zeros */
                                     r.x = planes[a] + (cib * p.hp + oy + b) * p.wp * 16;
                                     r.acc = sums + item * item_floats + (a * k + b) * o_per * k * 16;
                                     kernel(&r);

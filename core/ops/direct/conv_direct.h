@@ -44,6 +44,7 @@ typedef struct rm_direct_row {
     float *part;                          /* partial sums between blocks of input channels: [rw][32] */
     int first, last;                      /* start from the bias (else from part); end in out (else in part) */
     int k, lanes, cob, nb, rw;            /* kernel size, L, first output block, blocks, positions */
+    int b0, b1;                           /* the height taps [b0, b1) that meet input rows (the rest read zeros) */
 } rm_direct_row;
 
 /* The kernels (row_kernel.inc, built once per instruction set): nb from 1 to RM_DIRECT_*_NB, and rw from 1 to
