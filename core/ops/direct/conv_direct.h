@@ -8,7 +8,8 @@
  *   one input channel is a contiguous row of output-channel vectors.
  *
  * Every output element starts at its bias and adds, in this order, input channel blocks, depth taps, height taps,
- * width taps and the channels of the block, one fused multiply-add each. The AVX-512 and AVX2 kernels follow the
+ * then the channels of the block and the width taps (for 5³ kernels each channel's five width taps in turn, for
+ * other kernels each width tap's channels), one fused multiply-add each. The AVX-512 and AVX2 kernels follow the
  * same order (AVX2 holds a block of 16 output channels in two registers), so both paths give the same bits, on any
  * number of threads.
  */
