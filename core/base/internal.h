@@ -73,6 +73,17 @@ static inline void *rm_ctx_workspace(rm_ctx *ctx, size_t bytes) { return rm_ctx_
 
 /* `bytes` rounded up to the working memory's alignment, to lay several arrays out in one buffer. */
 static inline size_t rm_work_align(size_t bytes) { return (bytes + RM_WORK_ALIGN - 1) / RM_WORK_ALIGN * RM_WORK_ALIGN; }
+/* The same for a count of floats: `floats` rounded up to whole RM_WORK_ALIGN-byte lines. */
+static inline size_t rm_work_floats(int64_t floats)
+{
+    return rm_work_align((size_t)floats * sizeof(float)) / sizeof(float);
+}
+
+/* Small integer arithmetic of shapes and tiles. */
+static inline int64_t rm_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t rm_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t rm_clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static inline int64_t rm_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* Writes "(n, c, d, h, w)" into buf. */
 const char *rm_shape_str(const int64_t ne[RM_MAX_DIMS], char *buf, size_t len);

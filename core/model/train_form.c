@@ -68,7 +68,7 @@ static size_t layout(rm_model *m, struct rm_train_state *s, float *base)
         const size_t n_ = (size_t)(count);                \
         if (base)                                         \
             (ptr) = base + used;                          \
-        used += (n_ + 15) / 16 * 16; /* 64-byte aligned */ \
+        used += rm_work_floats((int64_t)n_); /* 64-byte aligned */ \
     } while (0)
     for (int i = 0; i < m->n_units; i++) {
         const rm_unit *u = &m->units[i];

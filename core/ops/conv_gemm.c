@@ -40,16 +40,10 @@ enum {
     RM_THIN_ROWS = 16,       /* the thin path below this many plane-path GEMM rows (k·co) */
 };
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t vol3(const int64_t d[3]) { return d[0] * d[1] * d[2]; }
 static int64_t cube(int k) { return (int64_t)k * k * k; }
-/* Floats rounded up to whole 64-byte lines, so buffers carved one after another stay aligned. */
-static size_t lines(int64_t floats) { return (size_t)(floats + 15) / 16 * 16; }
 /* The size of the fewest equal parts of n that are at most `most` each (the last may be smaller). */
-static int64_t even_part(int64_t n, int64_t most) { return ceil_div(n, ceil_div(n, most)); }
+static int64_t even_part(int64_t n, int64_t most) { return rm_ceil_div(n, rm_ceil_div(n, most)); }
 
 /* Moves data between sample image `img` (ci, in) and rows [r0, r1) of the 3D im2col matrix for output voxels
  * [t0, t0 + nt). Row r is input channel r / k³ at tap (a, b, c), the remainder in that order, and column j holds what
@@ -68,14 +62,14 @@ static void col_transfer(const rm_conv_geom *g, float *img, int64_t r0, int64_t 
         float *plane = img + r / taps * D * H * W;
         float *seg = col + (r - r0) * nt;
         for (int64_t t = t0, end = t0 + nt; t < end;) {
-            const int64_t line = t / Wo, ox0 = t % Wo, ox1 = min64(Wo, ox0 + (end - t)), len = ox1 - ox0;
+            const int64_t line = t / Wo, ox0 = t % Wo, ox1 = rm_min64(Wo, ox0 + (end - t)), len = ox1 - ox0;
             const int64_t iz = line / Ho * s + a - pad, iy = line % Ho * s + b - pad;
             if (iz < 0 || iz >= D || iy < 0 || iy >= H) {
                 if (!scatter)
                     memset(seg, 0, (size_t)len * sizeof(float));
             } else if (s == 1) {
                 /* ix = ox + c - pad lies in [0, W) exactly for ox in [lo, hi). */
-                const int64_t lo = clamp64(pad - c, ox0, ox1), hi = clamp64(W + pad - c, lo, ox1);
+                const int64_t lo = rm_clamp64(pad - c, ox0, ox1), hi = rm_clamp64(W + pad - c, lo, ox1);
                 float *src = plane + (iz * H + iy) * W + c - pad;
                 if (scatter) {
                     for (int64_t ox = lo; ox < hi; ox++)
@@ -105,7 +99,7 @@ static void col_transfer(const rm_conv_geom *g, float *img, int64_t r0, int64_t 
 /* ---- the plane path (stride 1) ------------------------------------------------------------------------------- */
 
 /* Floats of the padded line plane_gather works in: output positions plus the kernel's reach, whole lines. */
-static size_t plane_line_floats(const rm_conv_geom *g) { return lines(g->out[2] + g->k - 1); }
+static size_t plane_line_floats(const rm_conv_geom *g) { return rm_work_floats(g->out[2] + g->k - 1); }
 
 /* Gathers rows [r0, r1) of the in-plane im2col of input plane zi of sample image `img` (ci, in), for in-plane
  * output positions [t0, t0 + nt): row r is input channel r / k² at tap (b, c), and column j reads input
@@ -117,14 +111,14 @@ static void plane_gather(const rm_conv_geom *g, int64_t zi, const float *img, in
 {
     const int k = g->k, pad = g->pad;
     const int64_t k2 = (int64_t)k * k, H = g->in[1], W = g->in[2], Wo = g->out[2], span = Wo + k - 1;
-    const int64_t copied = clamp64(span - pad, 0, W); /* input floats of a line that some tap reads */
+    const int64_t copied = rm_clamp64(span - pad, 0, W); /* input floats of a line that some tap reads */
     memset(pline, 0, (size_t)span * sizeof(float));
     for (int64_t r = r0; r < r1;) {
-        const int64_t i = r / k2, b = r % k2 / k, c0 = r % k, c1 = min64(k, c0 + r1 - r);
+        const int64_t i = r / k2, b = r % k2 / k, c0 = r % k, c1 = rm_min64(k, c0 + r1 - r);
         const float *plane = img + (i * g->in[0] + zi) * H * W;
         float *row = col + (r - r0) * nt;
         for (int64_t t = t0, end = t0 + nt, line = t0 / Wo, ox0 = t0 % Wo; t < end; line++, ox0 = 0) {
-            const int64_t len = min64(Wo - ox0, end - t), iy = line + b - pad, j = t - t0;
+            const int64_t len = rm_min64(Wo - ox0, end - t), iy = line + b - pad, j = t - t0;
             if (iy < 0 || iy >= H) {
                 for (int64_t c = c0; c < c1; c++)
                     memset(row + (c - c0) * nt + j, 0, (size_t)len * sizeof(float));
@@ -150,7 +144,7 @@ static void weight_transfer(const rm_conv_geom *g, int nth, float *kernel, int m
     const int64_t k2 = (int64_t)k * k, k3 = cube(k), ci = g->ci, co = g->co;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t o = 0; o < co; o++) {
-        const int64_t o0 = o / block * block, nb = min64(block, co - o0);
+        const int64_t o0 = o / block * block, nb = rm_min64(block, co - o0);
         for (int64_t i = 0; i < ci; i++)
             for (int64_t a = 0; a < k; a++) {
                 /* The k² in-plane taps of depth tap a lie together on both sides (reversed in a mirrored kernel). */
@@ -182,15 +176,15 @@ static void tile_transfer(const rm_conv_geom *g, float *vol, int64_t o0, int64_t
 }
 
 /* Input planes [0, this) reach some output plane. */
-static int64_t plane_inputs(const rm_conv_geom *g) { return min64(g->in[0], g->out[0] + g->k - 1 - g->pad); }
+static int64_t plane_inputs(const rm_conv_geom *g) { return rm_min64(g->in[0], g->out[0] + g->k - 1 - g->pad); }
 
 /* The output planes [*z0, *z1) that input plane zi < plane_inputs(g) reaches (at least one); the first through
  * reversed depth tap *a0. */
 static void reached_planes(const rm_conv_geom *g, int64_t zi, int64_t *z0, int64_t *z1, int64_t *a0)
 {
     const int64_t top = zi + g->pad - (g->k - 1); /* the plane reversed tap 0 would reach */
-    *z0 = max64(0, top);
-    *z1 = min64(g->out[0], zi + g->pad + 1);
+    *z0 = rm_max64(0, top);
+    *z1 = rm_min64(g->out[0], zi + g->pad + 1);
     *a0 = *z0 - top;
 }
 
@@ -199,7 +193,7 @@ static int64_t plane_tile(const rm_conv_geom *g) { return even_part(g->out[1] * 
 /* Input channels per in-plane im2col group: as many as fit RM_COL_FLOATS for one tile, in equal groups. */
 static int64_t plane_channel_group(const rm_conv_geom *g)
 {
-    return even_part(g->ci, clamp64(RM_COL_FLOATS / ((int64_t)g->k * g->k * plane_tile(g)), 1, g->ci));
+    return even_part(g->ci, rm_clamp64(RM_COL_FLOATS / ((int64_t)g->k * g->k * plane_tile(g)), 1, g->ci));
 }
 
 /* Output channels per forward item: equal blocks of at most RM_PLANE_BLOCK, and at least two when the plane is a
@@ -207,7 +201,7 @@ static int64_t plane_channel_group(const rm_conv_geom *g)
 static int64_t plane_out_block(const rm_conv_geom *g)
 {
     const int one_tile = g->out[1] * g->out[2] <= RM_PLANE_TILE;
-    return even_part(g->co, one_tile ? min64(RM_PLANE_BLOCK, ceil_div(g->co, 2)) : RM_PLANE_BLOCK);
+    return even_part(g->co, one_tile ? rm_min64(RM_PLANE_BLOCK, rm_ceil_div(g->co, 2)) : RM_PLANE_BLOCK);
 }
 
 /* Items are (sample, block of output channels, tile of in-plane positions) and cover all depths: each output
@@ -217,12 +211,12 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
 {
     const int nth = ctx->n_threads;
     const int64_t k2 = (int64_t)g->k * g->k, K = g->ci * k2, vin = vol3(g->in), vout = vol3(g->out);
-    const int64_t plane = g->out[1] * g->out[2], tile = plane_tile(g), ntiles = ceil_div(plane, tile);
-    const int64_t block = plane_out_block(g), nblocks = ceil_div(g->co, block);
+    const int64_t plane = g->out[1] * g->out[2], tile = plane_tile(g), ntiles = rm_ceil_div(plane, tile);
+    const int64_t block = plane_out_block(g), nblocks = rm_ceil_div(g->co, block);
     const int64_t group = plane_channel_group(g), nzi = plane_inputs(g);
     /* The weight matrix, then per thread an im2col group and an accumulator of (z, o) rows. */
-    const size_t mat_floats = lines(g->co * K * g->k), col_floats = lines(group * k2 * tile);
-    const size_t acc_floats = lines(g->out[0] * block * tile);
+    const size_t mat_floats = rm_work_floats(g->co * K * g->k), col_floats = rm_work_floats(group * k2 * tile);
+    const size_t acc_floats = rm_work_floats(g->out[0] * block * tile);
     const size_t per_thread = col_floats + acc_floats + plane_line_floats(g);
     float *ws = rm_ctx_workspace(ctx, (mat_floats + (size_t)nth * per_thread) * sizeof(float));
     if (!ws)
@@ -236,7 +230,7 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < g->n * nblocks * ntiles; item++) {
             const int64_t n = item / (nblocks * ntiles), o0 = item / ntiles % nblocks * block;
-            const int64_t nb = min64(block, g->co - o0), p0 = item % ntiles * tile, np = min64(tile, plane - p0);
+            const int64_t nb = rm_min64(block, g->co - o0), p0 = item % ntiles * tile, np = rm_min64(tile, plane - p0);
             const float *wb = ws + o0 * g->k * K; /* this block's rows (a', o) */
             for (int64_t row = 0; row < g->out[0] * nb; row++)
                 for (int64_t j = 0; j < np; j++)
@@ -245,7 +239,7 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
                 int64_t z0, z1, a0;
                 reached_planes(g, zi, &z0, &z1, &a0);
                 for (int64_t c0 = 0; c0 < g->ci; c0 += group) {
-                    const int64_t c1 = min64(g->ci, c0 + group);
+                    const int64_t c1 = rm_min64(g->ci, c0 + group);
                     plane_gather(g, zi, x + n * g->ci * vin, c0 * k2, c1 * k2, p0, np, col, pline);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)((z1 - z0) * nb), (int)np,
                                 (int)((c1 - c0) * k2), 1.0f, wb + a0 * nb * K + c0 * k2, (int)K, col, (int)np, 1.0f,
@@ -266,7 +260,8 @@ static int thin(const rm_conv_geom *g) { return g->k * g->co < RM_THIN_ROWS; }
 
 /* y[p] += Σ_c wt[c]·x[p + c] for p < n, the taps added in order c = 0, 1, …; k = 5 spelled out for the compiler.
  * Fused multiply-adds: one rounding per tap on every path, in hardware where the processor has FMA. */
-RM_MULTIVERSION static void row_taps(float *restrict y, const float *restrict x, const float *restrict wt, int k, int64_t n)
+RM_MULTIVERSION static void row_taps(float *restrict y, const float *restrict x, const float *restrict wt, int k,
+                                     int64_t n)
 {
     if (k == 5) {
         const float w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3], w4 = wt[4];
@@ -289,9 +284,9 @@ static rm_status forward_thin(rm_ctx *ctx, const rm_conv_geom *g, const float *x
     const int nth = ctx->n_threads, k = g->k, pad = g->pad;
     const int64_t k3 = cube(k), ci = g->ci, co = g->co, D = g->in[0], H = g->in[1], W = g->in[2];
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
-    const int64_t Wp = Wo + k - 1, Hp = Ho + k - 1, grid = Ho * Wp, copied = clamp64(Wp - pad, 0, W);
-    const size_t wk_floats = lines(ci * co * k3), padded_floats = lines(Hp * Wp + k);
-    const size_t per_thread = padded_floats + lines(co * grid);
+    const int64_t Wp = Wo + k - 1, Hp = Ho + k - 1, grid = Ho * Wp, copied = rm_clamp64(Wp - pad, 0, W);
+    const size_t wk_floats = rm_work_floats(ci * co * k3), padded_floats = rm_work_floats(Hp * Wp + k);
+    const size_t per_thread = padded_floats + rm_work_floats(co * grid);
     float *ws = rm_ctx_workspace(ctx, (wk_floats + (size_t)nth * per_thread) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
@@ -345,7 +340,7 @@ static int64_t plane_band(const rm_conv_geom *g)
     int64_t nbands = 2;
     while (K > nbands * RM_PLANE_BAND)
         nbands *= 2;
-    return ceil_div(K, nbands);
+    return rm_ceil_div(K, nbands);
 }
 
 /* dw2[(a', o), r] = Σ_n Σ_z' Σ_p dy[n, o, z' + pad - a, p] col_z'[r, p] with a = k-1-a': each item owns a band of
@@ -357,8 +352,9 @@ static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, cons
     const int64_t K = g->ci * g->k * g->k, co = g->co, vin = vol3(g->in), vout = vol3(g->out);
     const int64_t plane = g->out[1] * g->out[2], tile = plane_tile(g), band = plane_band(g), nzi = plane_inputs(g);
     /* The gradient's matrix, then per thread an im2col band and dy's tile as (z, o) rows. */
-    const size_t mat_floats = lines(co * K * g->k), col_floats = lines(band * tile);
-    const size_t dyt_floats = lines(g->out[0] * co * tile), per_thread = col_floats + dyt_floats + plane_line_floats(g);
+    const size_t mat_floats = rm_work_floats(co * K * g->k), col_floats = rm_work_floats(band * tile);
+    const size_t dyt_floats = rm_work_floats(g->out[0] * co * tile),
+                 per_thread = col_floats + dyt_floats + plane_line_floats(g);
     float *ws = rm_ctx_workspace(ctx, (mat_floats + (size_t)nth * per_thread) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
@@ -368,13 +364,13 @@ static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, cons
         float *col = ws + mat_floats + (size_t)omp_get_thread_num() * per_thread, *dyt = col + col_floats;
         float *pline = dyt + dyt_floats;
 #pragma omp for schedule(static)
-        for (int64_t item = 0; item < ceil_div(K, band); item++) {
-            const int64_t r0 = item * band, r1 = min64(K, r0 + band);
+        for (int64_t item = 0; item < rm_ceil_div(K, band); item++) {
+            const int64_t r0 = item * band, r1 = rm_min64(K, r0 + band);
             for (int64_t row = 0; row < g->k * co; row++)
                 memset(ws + row * K + r0, 0, (size_t)(r1 - r0) * sizeof(float));
             for (int64_t n = 0; n < g->n; n++)
                 for (int64_t p0 = 0; p0 < plane; p0 += tile) {
-                    const int64_t np = min64(tile, plane - p0);
+                    const int64_t np = rm_min64(tile, plane - p0);
                     tile_transfer(g, (float *)(dy + n * co * vout), 0, co, p0, np, dyt, 1);
                     for (int64_t zi = 0; zi < nzi; zi++) {
                         int64_t z0, z1, a0;
@@ -425,7 +421,7 @@ static rm_status run_3d(rm_ctx *ctx, const job_3d *j, int64_t nitems, size_t col
 /* Input channels per im2col group: as many as RM_COL_FLOATS holds, and at most a `parts`-th of them. */
 static int64_t col_group(const rm_conv_geom *g, int64_t parts)
 {
-    return clamp64(min64(ceil_div(g->ci, parts), RM_COL_FLOATS / (cube(g->k) * RM_TILE_FWD)), 1, g->ci);
+    return rm_clamp64(rm_min64(rm_ceil_div(g->ci, parts), RM_COL_FLOATS / (cube(g->k) * RM_TILE_FWD)), 1, g->ci);
 }
 
 /* Items are (sample, tile of output voxels); each output element starts at its bias and adds the channel groups
@@ -435,14 +431,14 @@ static void forward_3d_item(const job_3d *j, int64_t item, float *col)
     const rm_conv_geom *g = j->g;
     const float *x = j->x, *w = j->w, *b = j->b;
     const int64_t k3 = cube(g->k), K = g->ci * k3, vin = vol3(g->in), vout = vol3(g->out);
-    const int64_t n = item / j->ntiles, t0 = item % j->ntiles * RM_TILE_FWD, nt = min64(RM_TILE_FWD, vout - t0);
+    const int64_t n = item / j->ntiles, t0 = item % j->ntiles * RM_TILE_FWD, nt = rm_min64(RM_TILE_FWD, vout - t0);
     float *yt = j->out + n * g->co * vout + t0;
     if (b)
         for (int64_t o = 0; o < g->co; o++)
             for (int64_t i = 0; i < nt; i++)
                 yt[o * vout + i] = b[o];
     for (int64_t c0 = 0; c0 < g->ci; c0 += j->group) {
-        const int64_t c1 = min64(g->ci, c0 + j->group);
+        const int64_t c1 = rm_min64(g->ci, c0 + j->group);
         col_transfer(g, (float *)(x + n * g->ci * vin), c0 * k3, c1 * k3, t0, nt, col, 0);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->co, (int)nt, (int)((c1 - c0) * k3), 1.0f,
                     w + c0 * k3, (int)K, col, (int)nt, (b || c0 > 0) ? 1.0f : 0.0f, yt, (int)vout);
@@ -453,7 +449,7 @@ static rm_status forward_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, 
                             float *y)
 {
     const job_3d j = {.g = g, .x = x, .w = w, .b = b, .out = y, .group = col_group(g, 1),
-                      .ntiles = ceil_div(vol3(g->out), RM_TILE_FWD)};
+                      .ntiles = rm_ceil_div(vol3(g->out), RM_TILE_FWD)};
     return run_3d(ctx, &j, g->n * j.ntiles, (size_t)(j.group * cube(g->k) * RM_TILE_FWD), forward_3d_item);
 }
 
@@ -463,12 +459,12 @@ static void backward_data_3d_item(const job_3d *j, int64_t item, float *col)
 {
     const rm_conv_geom *g = j->g;
     const int64_t k3 = cube(g->k), K = g->ci * k3, vin = vol3(g->in), vout = vol3(g->out);
-    const int64_t c0 = item * j->group, c1 = min64(g->ci, c0 + j->group);
+    const int64_t c0 = item * j->group, c1 = rm_min64(g->ci, c0 + j->group);
     for (int64_t n = 0; n < g->n; n++) {
         float *dxn = j->out + n * g->ci * vin;
         memset(dxn + c0 * vin, 0, (size_t)((c1 - c0) * vin) * sizeof(float));
         for (int64_t tile = 0; tile < j->ntiles; tile++) {
-            const int64_t t0 = tile * RM_TILE_FWD, nt = min64(RM_TILE_FWD, vout - t0);
+            const int64_t t0 = tile * RM_TILE_FWD, nt = rm_min64(RM_TILE_FWD, vout - t0);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)((c1 - c0) * k3), (int)nt, (int)g->co, 1.0f,
                         j->w + c0 * k3, (int)K, j->dy + n * g->co * vout + t0, (int)vout, 0.0f, col, (int)nt);
             col_transfer(g, dxn, c0 * k3, c1 * k3, t0, nt, col, 1);
@@ -479,8 +475,8 @@ static void backward_data_3d_item(const job_3d *j, int64_t item, float *col)
 static rm_status backward_data_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy, float *dx)
 {
     const job_3d j = {.g = g, .w = w, .dy = dy, .out = dx, .group = col_group(g, RM_SCATTER_GROUPS),
-                      .ntiles = ceil_div(vol3(g->out), RM_TILE_FWD)};
-    return run_3d(ctx, &j, ceil_div(g->ci, j.group), (size_t)(j.group * cube(g->k) * RM_TILE_FWD),
+                      .ntiles = rm_ceil_div(vol3(g->out), RM_TILE_FWD)};
+    return run_3d(ctx, &j, rm_ceil_div(g->ci, j.group), (size_t)(j.group * cube(g->k) * RM_TILE_FWD),
                   backward_data_3d_item);
 }
 
@@ -490,10 +486,10 @@ static void backward_weight_3d_item(const job_3d *j, int64_t item, float *col)
 {
     const rm_conv_geom *g = j->g;
     const int64_t K = g->ci * cube(g->k), vin = vol3(g->in), vout = vol3(g->out);
-    const int64_t r0 = item * RM_BWD_ROWS, r1 = min64(K, r0 + RM_BWD_ROWS);
+    const int64_t r0 = item * RM_BWD_ROWS, r1 = rm_min64(K, r0 + RM_BWD_ROWS);
     for (int64_t n = 0; n < g->n; n++) {
         for (int64_t tile = 0; tile < j->ntiles; tile++) {
-            const int64_t t0 = tile * RM_TILE_BWD, nt = min64(RM_TILE_BWD, vout - t0);
+            const int64_t t0 = tile * RM_TILE_BWD, nt = rm_min64(RM_TILE_BWD, vout - t0);
             const int first = n == 0 && tile == 0;
             col_transfer(g, (float *)(j->x + n * g->ci * vin), r0, r1, t0, nt, col, 0);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->co, (int)(r1 - r0), (int)nt, 1.0f,
@@ -505,21 +501,27 @@ static void backward_weight_3d_item(const job_3d *j, int64_t item, float *col)
 
 static rm_status backward_weight_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
-    const job_3d j = {.g = g, .x = x, .dy = dy, .out = dw, .ntiles = ceil_div(vol3(g->out), RM_TILE_BWD)};
-    return run_3d(ctx, &j, ceil_div(g->ci * cube(g->k), RM_BWD_ROWS), (size_t)RM_BWD_ROWS * RM_TILE_BWD,
+    const job_3d j = {.g = g, .x = x, .dy = dy, .out = dw, .ntiles = rm_ceil_div(vol3(g->out), RM_TILE_BWD)};
+    return run_3d(ctx, &j, rm_ceil_div(g->ci * cube(g->k), RM_BWD_ROWS), (size_t)RM_BWD_ROWS * RM_TILE_BWD,
                   backward_weight_3d_item);
 }
 
 /* ---- the engine ---------------------------------------------------------------------------------------------- */
 
+/* A stride-1 forward, w stored as g's own kernel or (mirrored) as its adjoint's: the direct kernels where the context
+ * and the shape allow them, else the thin or the plane path. */
+static rm_status forward_stride1(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
+                                 const float *b, float *y)
+{
+    if (rm_conv_direct_suits(ctx, g))
+        return rm_conv_direct_forward(ctx, g, x, w, mirrored, b, y);
+    return thin(g) ? forward_thin(ctx, g, x, w, mirrored, b, y) : forward_planes(ctx, g, x, w, mirrored, b, y);
+}
+
 rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
                                  float *y)
 {
-    if (g->s != 1)
-        return forward_3d(ctx, g, x, w, b, y);
-    if (rm_conv_direct_suits(ctx, g))
-        return rm_conv_direct_forward(ctx, g, x, w, 0, b, y);
-    return thin(g) ? forward_thin(ctx, g, x, w, 0, b, y) : forward_planes(ctx, g, x, w, 0, b, y);
+    return g->s != 1 ? forward_3d(ctx, g, x, w, b, y) : forward_stride1(ctx, g, x, w, 0, b, y);
 }
 
 /* Stride 1: dx[i, p] = Σ_o Σ_tap w[o, i, tap] dy[o, p - tap + pad] is the convolution of dy with the kernel
@@ -531,9 +533,7 @@ rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const
         return backward_data_3d(ctx, g, w, dy, dx);
     const rm_conv_geom t = {.n = g->n, .ci = g->co, .co = g->ci, .in = {g->out[0], g->out[1], g->out[2]},
                             .out = {g->in[0], g->in[1], g->in[2]}, .k = g->k, .s = 1, .pad = g->k - 1 - g->pad};
-    if (rm_conv_direct_suits(ctx, &t))
-        return rm_conv_direct_forward(ctx, &t, dy, w, 1, NULL, dx);
-    return thin(&t) ? forward_thin(ctx, &t, dy, w, 1, NULL, dx) : forward_planes(ctx, &t, dy, w, 1, NULL, dx);
+    return forward_stride1(ctx, &t, dy, w, 1, NULL, dx);
 }
 
 rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,

@@ -89,7 +89,7 @@ static size_t pool_scratch_floats(int r, const int64_t ne[RM_MAX_DIMS])
     const int64_t chunk = hw < POOL_D_CHUNK ? hw : POOL_D_CHUNK;
     const int64_t ring_line = w > chunk ? w : chunk;
     const size_t floats = (size_t)(w + 2 * r) + (size_t)(r + 1) * (size_t)ring_line;
-    return (floats + 15) / 16 * 16;
+    return rm_work_floats((int64_t)floats);
 }
 
 /* One (n, c) slice: y = box(x) / k³. scratch is pool_scratch_floats() floats. y may be x. */

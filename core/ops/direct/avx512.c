@@ -22,7 +22,8 @@
 #define RK_NB 2
 #define RK_NAME rm_direct_row_avx512
 _Static_assert(RK_RW5_1 == RM_DIRECT_AVX512_RW5_1 && RK_RW5_2 == RM_DIRECT_AVX512_RW5_2 &&
-                   RK_RW1 == RM_DIRECT_AVX512_RW1 && RK_RW2 == RM_DIRECT_AVX512_RW2 && RK_NB == RM_DIRECT_AVX512_NB, "the kernel's limits as declared");
+                   RK_RW1 == RM_DIRECT_AVX512_RW1 && RK_RW2 == RM_DIRECT_AVX512_RW2 && RK_NB == RM_DIRECT_AVX512_NB,
+               "the kernel's limits as declared");
 #include "ops/direct/row_kernel.inc"
 
 #define WK_NAME rm_direct_wgrad_row_avx512

@@ -12,10 +12,6 @@
 #include <omp.h>
 #include <string.h>
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
 enum { RM_DIRECT_CALL_WEIGHTS = 512 * 1024 }; /* bytes of weights (or sums) one pass over the rows keeps: L2 / 2 */
 
 int rm_conv_direct_suits(const rm_ctx *ctx, const rm_conv_geom *g)
@@ -41,9 +37,9 @@ typedef struct direct_plan {
 static direct_plan plan_of(const rm_conv_geom *g)
 {
     direct_plan p = {.g = g};
-    p.lanes = min64(g->ci, 16);
-    p.ncib = ceil_div(g->ci, p.lanes);
-    p.cop = ceil_div(g->co, 16) * 16;
+    p.lanes = rm_min64(g->ci, 16);
+    p.ncib = rm_ceil_div(g->ci, p.lanes);
+    p.cop = rm_ceil_div(g->co, 16) * 16;
     p.hp = g->out[1] + g->k - 1;
     p.wp = g->out[2] + g->k - 1;
     p.plane_floats = p.ncib * p.hp * p.wp * p.lanes;
@@ -112,7 +108,7 @@ static void convert_plane(const direct_plan *p, const float *img, int64_t iz, fl
 {
     const rm_conv_geom *g = p->g;
     const int64_t H = g->in[1], W = g->in[2], L = p->lanes, pad = g->pad;
-    const int64_t rows = min64(H, p->hp - pad), cols = min64(W, p->wp - pad);
+    const int64_t rows = rm_min64(H, p->hp - pad), cols = rm_min64(W, p->wp - pad);
     for (int64_t i = 0; i < g->ci; i++) {
         const float *src = img + (i * g->in[0] + iz) * H * W;
         float *block = dst + (i / L) * p->hp * p->wp * L + i % L;
@@ -128,13 +124,13 @@ static void convert_plane(const direct_plan *p, const float *img, int64_t iz, fl
 /* A thread's k padded input planes, in slots by depth modulo k, so that consecutive output planes share them. */
 typedef struct plane_ring {
     const direct_plan *p;
-    float *planes;                   /* k slots of plan_floats */
-    int64_t held[RM_DIRECT_MAX_K];   /* the plane n·D + iz each slot holds, or -1 */
+    float *planes;                 /* k slots of plan_floats */
+    int64_t held[RM_DIRECT_MAX_K]; /* the plane n·D + iz each slot holds, or -1 */
 } plane_ring;
 
 static size_t ring_size(const direct_plan *p)
 {
-    return rm_work_align((size_t)(p->g->k * p->plane_floats) * sizeof(float)) / sizeof(float);
+    return rm_work_floats(p->g->k * p->plane_floats);
 }
 
 /* A ring on `mem` (ring_size floats), all zeros: the padding and the lanes of missing channels stay so. */
@@ -172,14 +168,23 @@ typedef void (*row_kernel)(const rm_direct_row *r);
 typedef void (*wgrad_kernel)(const rm_direct_wgrad_row *r);
 
 #if RM_HAVE_DIRECT
-static row_kernel kernel_of(rm_isa isa) { return isa >= RM_ISA_AVX512 ? rm_direct_row_avx512 : rm_direct_row_avx2; }
+static row_kernel kernel_of(rm_isa isa)
+{
+    return isa >= RM_ISA_AVX512 ? rm_direct_row_avx512 : rm_direct_row_avx2;
+}
 static wgrad_kernel wgrad_kernel_of(rm_isa isa)
 {
     return isa >= RM_ISA_AVX512 ? rm_direct_wgrad_row_avx512 : rm_direct_wgrad_row_avx2;
 }
 #else
-static row_kernel kernel_of(rm_isa isa) { return (void)isa, NULL; }
-static wgrad_kernel wgrad_kernel_of(rm_isa isa) { return (void)isa, NULL; }
+static row_kernel kernel_of(rm_isa isa)
+{
+    return (void)isa, NULL;
+}
+static wgrad_kernel wgrad_kernel_of(rm_isa isa)
+{
+    return (void)isa, NULL;
+}
 #endif
 
 /* y = conv(x, w) + b on the packed weights wp, or, when wp is NULL, on w packed into the working memory first
@@ -198,18 +203,19 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
     const int64_t nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB;
     const int64_t k3 = (int64_t)k * k * k, ncob = p.cop / 16;
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
-    const size_t w_floats = wp ? 0 : rm_work_align((size_t)(p.ncib * k3 * p.lanes * p.cop) * sizeof(float)) / sizeof(float);
-    const size_t b_floats = rm_work_align((size_t)p.cop * sizeof(float)) / sizeof(float);
+    const size_t w_floats = wp ? 0 : rm_work_floats(rm_conv_direct_packed_numel(g));
+    const size_t b_floats = rm_work_floats(p.cop);
     const size_t ring_floats = ring_size(&p);
     /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */
-    const int64_t chunk = clamp64(RM_DIRECT_CALL_WEIGHTS / (k3 * p.lanes * nb_max * 16 * (int64_t)sizeof(float)), 1,
-                                  p.ncib);
+    const int64_t chunk =
+        rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (k3 * p.lanes * nb_max * 16 * (int64_t)sizeof(float)), 1, p.ncib);
     const size_t part_floats = chunk < p.ncib ? (size_t)(Ho * Wo * 32) : 0;
-    float *ws = rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_floats + part_floats)) * sizeof(float));
-    if (!ws)
-        return RM_ERR_NOMEM;
     if (!kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
+    float *ws =
+        rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_floats + part_floats)) * sizeof(float));
+    if (!ws)
+        return RM_ERR_NOMEM;
     if (!wp) {
         pack_weights(&p, nth, w, mirrored, ws);
         wp = ws;
@@ -225,22 +231,28 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < g->n * Do; item++) {
             const int64_t n = item / Do, z = item % Do;
-            rm_direct_row r = {.w = wp, .bias = b ? bp : NULL, .out_stride = vout, .cib_stride = p.hp * p.wp * p.lanes,
-                               .row_stride = p.wp * p.lanes, .cop = p.cop, .k = k, .lanes = (int)p.lanes};
+            rm_direct_row r = {.w = wp,
+                               .bias = b ? bp : NULL,
+                               .out_stride = vout,
+                               .cib_stride = p.hp * p.wp * p.lanes,
+                               .row_stride = p.wp * p.lanes,
+                               .cop = p.cop,
+                               .k = k,
+                               .lanes = (int)p.lanes};
             const float *planes[RM_DIRECT_MAX_K];
             ring_planes(&ring, x, n, z, planes);
             for (int64_t cob = 0; cob < ncob; cob += nb_max) {
                 r.cob = (int)cob;
-                r.nb = (int)min64(nb_max, ncob - cob);
-                r.nco = min64(r.nb * 16, g->co - cob * 16);
-                const int64_t ntiles = ceil_div(Wo, r.nb == 2 ? rw_pair : rw_one);
+                r.nb = (int)rm_min64(nb_max, ncob - cob);
+                r.nco = rm_min64(r.nb * 16, g->co - cob * 16);
+                const int64_t ntiles = rm_ceil_div(Wo, r.nb == 2 ? rw_pair : rw_one);
                 for (r.cib0 = 0; r.cib0 < p.ncib; r.cib0 += chunk) {
-                    r.ncib = min64(chunk, p.ncib - r.cib0);
+                    r.ncib = rm_min64(chunk, p.ncib - r.cib0);
                     r.first = r.cib0 == 0;
                     r.last = r.cib0 + r.ncib == p.ncib;
                     for (int64_t oy = 0; oy < Ho; oy++) {
-                        r.b0 = (int)clamp64(g->pad - oy, 0, k);
-                        r.b1 = (int)clamp64(g->in[1] + g->pad - oy, r.b0, k);
+                        r.b0 = (int)rm_clamp64(g->pad - oy, 0, k);
+                        r.b1 = (int)rm_clamp64(g->in[1] + g->pad - oy, r.b0, k);
                         for (int64_t t = 0; t < ntiles; t++) {
                             const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
                             for (int a = 0; a < k; a++)
@@ -274,25 +286,24 @@ rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, cons
  * running sums of its weights, [a][b][O][c][16], and every thread walks all output rows in order for each group of
  * its items, so each weight adds its products in the same order on any number of threads: rows (sample, z, y),
  * then positions. */
-rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
-                                         float *dw)
+rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
     const direct_plan p = plan_of(g);
     const int nth = ctx->n_threads, k = g->k, o_per = rm_direct_wgrad_channels(ctx->isa, k);
     const wgrad_kernel kernel = wgrad_kernel_of(ctx->isa);
-    const int64_t k2 = (int64_t)k * k, k3 = k2 * k, ngroups = ceil_div(g->co, o_per), nitems = p.ncib * ngroups;
+    const int64_t k3 = (int64_t)k * k * k, ngroups = rm_ceil_div(g->co, o_per), nitems = p.ncib * ngroups;
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2];
     const int64_t item_floats = k3 * o_per * 16;
     /* Items whose sums stay in the L2 cache walk the rows together; a deep layer's many items go in several groups,
      * each walking the rows again (its input is small). */
-    const int64_t group = clamp64(RM_DIRECT_CALL_WEIGHTS / (item_floats * (int64_t)sizeof(float)), 1, nitems);
-    const size_t sums_floats = rm_work_align((size_t)(nitems * item_floats) * sizeof(float)) / sizeof(float);
-    const size_t zeros_floats = rm_work_align((size_t)Wo * sizeof(float)) / sizeof(float), ring_floats = ring_size(&p);
+    const int64_t group = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (item_floats * (int64_t)sizeof(float)), 1, nitems);
+    const size_t sums_floats = rm_work_floats(nitems * item_floats);
+    const size_t zeros_floats = rm_work_floats(Wo), ring_floats = ring_size(&p);
+    if (!kernel)
+        return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
     float *ws = rm_ctx_workspace(ctx, (sums_floats + zeros_floats + (size_t)nth * ring_floats) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
-    if (!kernel)
-        return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
     float *sums = ws, *zeros = ws + sums_floats;
     memset(ws, 0, (sums_floats + zeros_floats) * sizeof(float));
 #pragma omp parallel num_threads(nth)
@@ -302,18 +313,18 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
         int64_t first, end;
         rm_split(nitems, ith, nthreads, &first, &end);
         for (int64_t i0 = first, i1; i0 < end; i0 = i1) {
-            i1 = min64(end, i0 + group);
+            i1 = rm_min64(end, i0 + group);
             for (int64_t n = 0; n < g->n; n++)
                 for (int64_t z = 0; z < Do; z++) {
                     const float *planes[RM_DIRECT_MAX_K];
                     ring_planes(&ring, x, n, z, planes);
                     for (int64_t oy = 0; oy < Ho; oy++)
                         for (int64_t item = i0; item < i1; item++) {
-                        const int64_t cib = item / ngroups, o0 = item % ngroups * o_per;
+                            const int64_t cib = item / ngroups, o0 = item % ngroups * o_per;
                             rm_direct_wgrad_row r = {.wo = Wo, .k = k};
                             for (int64_t j = 0; j < o_per; j++)
-                                r.dy[j] = o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + oy * Wo
-                                                         : zeros;
+                                r.dy[j] =
+                                    o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + oy * Wo : zeros;
                             for (int64_t a = 0; a < k; a++) {
                                 if (!planes[a])
                                     continue;
@@ -335,7 +346,8 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
         for (int64_t i = 0; i < g->ci; i++)
             for (int64_t tap = 0; tap < k3; tap++) {
                 const int64_t item = i / 16 * ngroups + o / o_per, ab = tap / k, c = tap % k;
-                dw[(o * g->ci + i) * k3 + tap] = sums[item * item_floats + ((ab * o_per + o % o_per) * k + c) * 16 + i % 16];
+                dw[(o * g->ci + i) * k3 + tap] =
+                    sums[item * item_floats + ((ab * o_per + o % o_per) * k + c) * 16 + i % 16];
             }
     return RM_OK;
 }

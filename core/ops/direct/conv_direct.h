@@ -52,8 +52,11 @@ typedef struct rm_direct_row {
  * RM_DIRECT_*_RW1 for one block or RM_DIRECT_*_RW2 for two, so that the accumulators fill most of the registers
  * (32 zmm, 16 ymm) and hide the FMA latency. Measured here: 16 positions of one block beat 24 (which spills). */
 enum {
-    RM_DIRECT_AVX512_NB = 2, RM_DIRECT_AVX512_RW1 = 16, RM_DIRECT_AVX512_RW2 = 12,
-    RM_DIRECT_AVX2_NB = 1, RM_DIRECT_AVX2_RW1 = 6
+    RM_DIRECT_AVX512_NB = 2,
+    RM_DIRECT_AVX512_RW1 = 16,
+    RM_DIRECT_AVX512_RW2 = 12,
+    RM_DIRECT_AVX2_NB = 1,
+    RM_DIRECT_AVX2_RW1 = 6
 };
 /* 5 taps of 16 input lanes (the network's kernel) keep the 5 width taps' weights in registers: fewer positions. */
 enum { RM_DIRECT_AVX512_RW5_1 = 16, RM_DIRECT_AVX512_RW5_2 = 9, RM_DIRECT_AVX2_RW5_1 = 10 };
@@ -61,11 +64,11 @@ enum { RM_DIRECT_AVX512_RW5_1 = 16, RM_DIRECT_AVX512_RW5_2 = 9, RM_DIRECT_AVX2_R
  * channels for one block of 16 input channels, at one depth and height tap. O = rm_direct_wgrad_channels(isa, k). */
 #define RM_DIRECT_MAX_O 8
 typedef struct rm_direct_wgrad_row {
-    const float *x;                     /* the padded, blocked input row read at position 0: [Wp][16] */
-    const float *dy[RM_DIRECT_MAX_O];   /* each output channel's row of dy (Wo floats; zeros for missing ones) */
-    float *acc;                         /* [O][k][16] running sums: acc[o][c][l] += Σ_p x[p + c][l]·dy[o][p] */
-    int64_t wo;                         /* positions of the row */
-    int k;                              /* kernel size */
+    const float *x;                   /* the padded, blocked input row read at position 0: [Wp][16] */
+    const float *dy[RM_DIRECT_MAX_O]; /* each output channel's row of dy (Wo floats; zeros for missing ones) */
+    float *acc;                       /* [O][k][16] running sums: acc[o][c][l] += Σ_p x[p + c][l]·dy[o][p] */
+    int64_t wo;                       /* positions of the row */
+    int k;                            /* kernel size */
 } rm_direct_wgrad_row;
 
 /* Output channels per weight-gradient call: as many as keep O·k accumulators of 16 channels in registers. */
