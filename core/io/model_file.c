@@ -1,7 +1,6 @@
 /* Model files (docs/model-file.md): the training form under the official tensor names, the deploy form under
  * deploy.<task>.<module path>.{weight,bias}, both with the repmode.* metadata, in safetensors containers. */
 #include "model/config_json.h"
-#include "model/mode_layer.h"
 #include "model/model_impl.h"
 #include "repmode/normalize.h"
 #include "io/safetensors.h"
@@ -323,18 +322,10 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
         s = rm_deploy_create(ctx, model, which[j], &forms[j]);
         for (int i = 0; s == RM_OK && i < model->n_units; i++) {
             float **copy = &plain[(size_t)j * model->n_units + i];
-            if (rm_deploy_unit_packed(forms[j], i)) {
-                const rm_unit *u = &model->units[i];
-                *copy = rm_malloc((size_t)(u->co * u->ci * RM_MODE_KERNEL * RM_MODE_KERNEL * RM_MODE_KERNEL) *
-                                  sizeof **copy);
-                if (!*copy) {
-                    s = rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
-                    break;
-                }
-                rm_deploy_unit_unpack(forms[j], i, rm_ctx_threads(ctx), *copy);
-            }
-            count += (size_t)unit_entries(forms[j], i, model->tasks[which[j]].name, *copy,
-                                          names[(size_t)j * model->n_units + i], entries + count);
+            s = rm_deploy_unit_plain_copy(ctx, forms[j], i, copy);
+            if (s == RM_OK)
+                count += (size_t)unit_entries(forms[j], i, model->tasks[which[j]].name, *copy,
+                                              names[(size_t)j * model->n_units + i], entries + count);
         }
     }
     if (s == RM_OK) {

@@ -51,9 +51,6 @@ static void new_generation(rm_deploy *d)
     d->generation = atomic_fetch_add_explicit(&last_generation, 1, memory_order_relaxed) + 1;
 }
 
-/* n floats rounded up to whole 64-byte lines. */
-static int64_t lines_of(int64_t n) { return (n + 15) / 16 * 16; }
-
 static int64_t unit_weight_numel(const rm_unit *u)
 {
     const int64_t k = (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) ? 2 : RM_MODE_KERNEL;
@@ -168,6 +165,19 @@ int64_t rm_deploy_weight_numel(const rm_model *structure)
     return floats;
 }
 
+/* Lays unit u's weight, bias and activation bias out from `base`, each on its own 64-byte line (the direct kernels
+ * load packed weights a line at a time), and returns the floats they take; with base NULL, only counts them. */
+static size_t carve_unit(const rm_unit *u, float *base, deploy_unit *du)
+{
+    const size_t w = rm_work_floats(unit_weight_numel(u)), c = rm_work_floats(u->co);
+    if (base) {
+        du->w = base;
+        du->b = base + w;
+        du->act_bias = u->act_bias ? base + w + c : NULL;
+    }
+    return w + 2 * c;
+}
+
 rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
 {
     *out = NULL;
@@ -185,27 +195,20 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out)
     new_generation(d);
     d->n_units = m->n_units;
     d->units = rm_calloc((size_t)d->n_units, sizeof *d->units);
-    /* Every tensor starts on a 64-byte line: the direct kernels load the packed weights a line at a time. */
-    int64_t floats = 0;
+    size_t floats = 0;
     for (int i = 0; i < m->n_units; i++)
-        floats += lines_of(unit_weight_numel(&m->units[i])) + 2 * lines_of(m->units[i].co);
-    d->weights = rm_aligned_alloc(64, (size_t)floats * sizeof(float));
+        floats += carve_unit(&m->units[i], NULL, NULL);
+    d->weights = rm_aligned_alloc(RM_WORK_ALIGN, floats * sizeof(float));
     if (!d->units || !d->weights) {
         rm_deploy_free(d);
-        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld weights", (long long)floats);
+        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %zu weights", floats);
     }
     float *p = d->weights;
     for (int i = 0; i < m->n_units; i++) {
         const rm_unit *u = &m->units[i];
         deploy_unit *du = &d->units[i];
         du->src = u;
-        du->w = p;
-        p += lines_of(unit_weight_numel(u));
-        du->b = p;
-        p += lines_of(u->co);
-        if (u->act_bias)
-            du->act_bias = p;
-        p += lines_of(u->co);
+        p += carve_unit(u, p, du);
         if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
             const rm_conv_geom g = mode_geom(u, 1, 1, 1);
             du->packed = rm_conv_engine_packs(ctx, &g);
@@ -271,12 +274,19 @@ void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **a
     *act_bias = d->units[i].act_bias;
 }
 
-int rm_deploy_unit_packed(const rm_deploy *d, int i) { return d->units[i].packed; }
-
-void rm_deploy_unit_unpack(const rm_deploy *d, int i, int nth, float *dst)
+rm_status rm_deploy_unit_plain_copy(rm_ctx *ctx, const rm_deploy *d, int i, float **plain)
 {
-    const rm_conv_geom g = mode_geom(d->units[i].src, 1, 1, 1);
-    rm_conv_engine_unpack(&g, nth, d->units[i].w, dst);
+    const deploy_unit *du = &d->units[i];
+    *plain = NULL;
+    if (!du->packed)
+        return RM_OK;
+    const int64_t n = unit_weight_numel(du->src);
+    *plain = rm_malloc((size_t)n * sizeof **plain);
+    if (!*plain)
+        return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld floats to unpack weights", (long long)n);
+    const rm_conv_geom g = mode_geom(du->src, 1, 1, 1);
+    rm_conv_engine_unpack(&g, ctx->n_threads, du->w, *plain);
+    return RM_OK;
 }
 
 void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len)
@@ -299,7 +309,7 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t vo
         sizes[2][k] = k <= L ? 2 * ck * v : 0;                          /* cat: [skip, up] */
         sizes[3][k] = k >= 2 ? rm_config_channels(c, k - 1) * v : 0;    /* down: the down-sampling's output */
         for (int j = 0; j < 4; j++)
-            total += (sizes[j][k] + 15) / 16 * 16;
+            total += (int64_t)rm_work_floats(sizes[j][k]);
     }
     float *p = rm_ctx_work(ctx, RM_WORK_ACTIVATIONS, (size_t)total * sizeof(float));
     if (!p)
@@ -309,7 +319,7 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t vo
     for (int k = 1; k <= L + 1; k++)
         for (int j = 0; j < 4; j++) {
             bufs[j][k] = sizes[j][k] ? p : NULL;
-            p += (sizes[j][k] + 15) / 16 * 16;
+            p += rm_work_floats(sizes[j][k]);
         }
     return RM_OK;
 }

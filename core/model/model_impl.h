@@ -91,11 +91,10 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out);
 int64_t rm_deploy_weight_numel(const rm_model *structure);
 const rm_model *rm_deploy_structure(const rm_deploy *d);
 void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias);
-/* Whether unit i's weight is kept in the convolution engine's packed layout (conv_engine.h); then its plain
- * (co, ci, 5, 5, 5) values come from rm_deploy_unit_unpack into dst, and a loader writes plain values through
- * rm_deploy_unit_tensors, which rm_deploy_loaded packs. */
-int rm_deploy_unit_packed(const rm_deploy *d, int i);
-void rm_deploy_unit_unpack(const rm_deploy *d, int i, int nth, float *dst);
+/* Unit i's weight may be kept in the convolution engine's packed layout (conv_engine.h): then rm_deploy_unit_tensors
+ * gives the packed values, a loader writes plain values through it (rm_deploy_loaded packs them), and a writer takes
+ * the plain values from this copy, the caller's (rm_dealloc); *plain is NULL when the unit's weight is plain. */
+rm_status rm_deploy_unit_plain_copy(rm_ctx *ctx, const rm_deploy *d, int i, float **plain);
 /* After a loader has written every unit's plain weights through rm_deploy_unit_tensors: packs those kept packed and
  * records the task they belong to (a new generation). */
 rm_status rm_deploy_loaded(rm_ctx *ctx, rm_deploy *d, int task);
