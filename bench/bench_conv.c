@@ -14,25 +14,13 @@
 
 #include "bench_timing.h"
 
-
-static float *random_floats(size_t n, unsigned seed)
-{
-    float *p = malloc(n * sizeof *p);
-    if (!p)
-        return NULL;
-    srand(seed);
-    for (size_t i = 0; i < n; i++)
-        p[i] = (float)rand() / (float)RAND_MAX - 0.5f;
-    return p;
-}
-
 typedef enum { FORWARD, BACKWARD_DATA, BACKWARD_WEIGHT } pass;
 
 /* Median seconds of one convolution pass, after one warm-up call that sizes the working memory. */
 static double time_conv(rm_ctx *ctx, pass which, int64_t c, int64_t d, int64_t h, int64_t w, int reps)
 {
     const size_t nx = (size_t)(c * d * h * w), nw = (size_t)(c * c * 125);
-    float *xd = random_floats(nx, 1), *wd = random_floats(nw, 2), *yd = random_floats(nx, 3), *gd = random_floats(nw, 4);
+    float *xd = bench_random_floats(nx, 1), *wd = bench_random_floats(nw, 2), *yd = bench_random_floats(nx, 3), *gd = bench_random_floats(nw, 4);
     if (!xd || !wd || !yd || !gd) {
         fprintf(stderr, "bench: out of memory\n");
         exit(1);
@@ -60,7 +48,7 @@ static double time_conv(rm_ctx *ctx, pass which, int64_t c, int64_t d, int64_t h
 static double time_sgemm(int threads, int reps)
 {
     const int n = 1024;
-    float *a = random_floats((size_t)n * n, 5), *b = random_floats((size_t)n * n, 6), *c = random_floats((size_t)n * n, 7);
+    float *a = bench_random_floats((size_t)n * n, 5), *b = bench_random_floats((size_t)n * n, 6), *c = bench_random_floats((size_t)n * n, 7);
     if (!a || !b || !c) {
         fprintf(stderr, "bench: out of memory\n");
         exit(1);

@@ -56,12 +56,9 @@ _Noreturn static void die(const char *what)
 
 static float *random_floats(size_t n, unsigned seed)
 {
-    float *p = malloc(n * sizeof *p);
+    float *p = bench_random_floats(n, seed);
     if (!p)
         die("out of memory");
-    srand(seed);
-    for (size_t i = 0; i < n; i++)
-        p[i] = (float)rand() / (float)RAND_MAX - 0.5f;
     return p;
 }
 
