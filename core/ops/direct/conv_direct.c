@@ -32,6 +32,7 @@ typedef struct direct_plan {
     int64_t lanes, ncib, cop; /* L, input channel blocks, output channels rounded up to 16 */
     int64_t hp, wp;           /* padded plane: Ho + k - 1 rows of Wo + k - 1 positions */
     int64_t plane_floats;     /* one padded, blocked input plane: ncib·Hp·Wp·L */
+    int64_t group_floats;     /* the packed weights of one full group of output channels: ncib·k³·L·32 */
 } direct_plan;
 
 static direct_plan plan_of(const rm_conv_geom *g)
@@ -43,14 +44,29 @@ static direct_plan plan_of(const rm_conv_geom *g)
     p.hp = g->out[1] + g->k - 1;
     p.wp = g->out[2] + g->k - 1;
     p.plane_floats = p.ncib * p.hp * p.wp * p.lanes;
+    p.group_floats = p.ncib * g->k * g->k * g->k * p.lanes * RM_DIRECT_GROUP;
     return p;
 }
 
-/* The packed weights [cib][a][b][c][L][cop] and the bias padded to cop, zero where channels do not exist. Items are
- * (input channel block, block of 16 output channels). For each input channel, the 16 output channels' taps are read
- * as the contiguous runs they are in w into a small buffer, then written one whole 64-byte row of 16 channels per
- * tap: rows a tap apart are L·cop floats apart (32 KB for 512 channels), a stride that maps them all to a few
- * cache sets, so writing them a float at a time would evict each row before it is complete. */
+/* The width of the packed weights' group holding output channel o (the last group may be 16 wide). */
+static int64_t group_width(const direct_plan *p, int64_t o)
+{
+    return rm_min64(RM_DIRECT_GROUP, p->cop - o / RM_DIRECT_GROUP * RM_DIRECT_GROUP);
+}
+
+/* Where weight (output o, input i, tap) is in the packed layout. */
+static int64_t packed_index(const direct_plan *p, int64_t o, int64_t i, int64_t tap)
+{
+    const int64_t k3 = (int64_t)p->g->k * p->g->k * p->g->k, L = p->lanes;
+    return o / RM_DIRECT_GROUP * p->group_floats + ((i / L * k3 + tap) * L + i % L) * group_width(p, o) +
+           o % RM_DIRECT_GROUP;
+}
+
+/* The packed weights (conv_direct.h), zero where channels do not exist. Items are (input channel block, block of 16
+ * output channels). For each input channel, the 16 output channels' taps are read as the contiguous runs they are
+ * in w into a small buffer, then written one whole 64-byte row of 16 channels per tap: rows a tap apart are L·gw
+ * floats apart, a power-of-two stride that maps them all to a few cache sets, so writing them a float at a time
+ * would evict each row before it is complete. */
 static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, float *wp)
 {
     const rm_conv_geom *g = p->g;
@@ -71,10 +87,11 @@ static void pack_weights(const direct_plan *p, int nth, const float *w, int mirr
                 else
                     memcpy(taps[j], w + (o * g->ci + i) * k3, (size_t)k3 * sizeof(float));
             }
-            float *dst = wp + (cib * k3 * L + l) * cop + o0; /* tap 0's row */
+            float *dst = wp + packed_index(p, o0, cib * L + l, 0);
+            const int64_t tap_floats = L * group_width(p, o0);
             for (int64_t tap = 0; tap < k3; tap++)
                 for (int64_t j = 0; j < 16; j++)
-                    dst[tap * L * cop + j] = taps[j][tap];
+                    dst[tap * tap_floats + j] = taps[j][tap];
         }
     }
 }
@@ -94,12 +111,12 @@ void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *
 void rm_conv_direct_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w)
 {
     const direct_plan p = plan_of(g);
-    const int64_t k3 = (int64_t)g->k * g->k * g->k, L = p.lanes;
+    const int64_t k3 = (int64_t)g->k * g->k * g->k;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t o = 0; o < g->co; o++)
         for (int64_t i = 0; i < g->ci; i++)
             for (int64_t tap = 0; tap < k3; tap++)
-                w[(o * g->ci + i) * k3 + tap] = packed[((i / L * k3 + tap) * L + i % L) * p.cop + o];
+                w[(o * g->ci + i) * k3 + tap] = packed[packed_index(&p, o, i, tap)];
 }
 
 /* Writes input plane iz of sample image `img` (ci, in) into `dst`, padded and blocked; the padding and the lanes of
@@ -231,18 +248,18 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < g->n * Do; item++) {
             const int64_t n = item / Do, z = item % Do;
-            rm_direct_row r = {.w = wp,
-                               .bias = b ? bp : NULL,
-                               .out_stride = vout,
+            rm_direct_row r = {.out_stride = vout,
                                .cib_stride = p.hp * p.wp * p.lanes,
                                .row_stride = p.wp * p.lanes,
-                               .cop = p.cop,
                                .k = k,
                                .lanes = (int)p.lanes};
             const float *planes[RM_DIRECT_MAX_K];
             ring_planes(&ring, x, n, z, planes);
             for (int64_t cob = 0; cob < ncob; cob += nb_max) {
                 r.cob = (int)cob;
+                r.w = wp + cob * 16 / RM_DIRECT_GROUP * p.group_floats;
+                r.gw = group_width(&p, cob * 16);
+                r.bias = b ? bp + cob * 16 : NULL;
                 r.nb = (int)rm_min64(nb_max, ncob - cob);
                 r.nco = rm_min64(r.nb * 16, g->co - cob * 16);
                 const int64_t ntiles = rm_ceil_div(Wo, r.nb == 2 ? rw_pair : rw_one);

@@ -4,8 +4,11 @@
  * - input planes, blocked and zero-padded: [cib][Hp][Wp][L] for each input plane, L input channels per block
  *   (16, or the channel count when it is below 16), Hp = H + k - 1 and Wp = W + k - 1 with the zeros of the
  *   padding stored, so the kernels have no boundary tests in height and width;
- * - packed weights: [cib][a][b][c][L][cop] with cop the output channels rounded up to 16, zero-filled, so one tap of
- *   one input channel is a contiguous row of output-channel vectors.
+ * - packed weights: [og][cib][a][b][c][L][gw]: groups og of RM_DIRECT_GROUP output channels (the last group gw =
+ *   16 or 32 wide: the output channels rounded up to 16, zero-filled), so one tap of one input channel is a
+ *   contiguous row of output-channel vectors, and the weights one call reads (one group) are one contiguous run
+ *   that the hardware prefetcher follows (rows of all 512 channels of a deep layer would be 2 KB apart with the
+ *   call reading 128 bytes of each).
  *
  * Every output element starts at its bias and adds, in this order, input channel blocks, depth taps, height taps,
  * then the channels of the block and the width taps (for 5³ kernels each channel's five width taps in turn, for
@@ -28,20 +31,23 @@
 /* The largest kernel the direct convolution takes (the public limit, RM_CONV_MAX_KERNEL in conv.c). */
 #define RM_DIRECT_MAX_K 7
 
+/* Output channels per group of the packed weights: the most one call computes on any instruction set. */
+#define RM_DIRECT_GROUP 32
+
 /* What one call of a row kernel computes: `rw` consecutive output positions of one output row, for `nb` blocks of 16
  * output channels starting at block `cob`, from some input channel blocks of the padded input planes of the row's
  * depth taps. Deep layers split their input channels into several calls (so that a call's weights stay in the L2
  * cache over a whole plane), which carry their sums in `part`: float to float, the same sums as one call. */
 typedef struct rm_direct_row {
     const float *planes[RM_DIRECT_MAX_K]; /* depth tap a's padded input plane at the row's first position, or NULL */
-    const float *w;                       /* packed weights */
-    const float *bias;                    /* cop floats, or NULL for zeros */
+    const float *w;                       /* packed weights of the group of output block cob */
+    const float *bias;                    /* the bias of output block cob's channels, or NULL for zeros */
     float *out;                           /* output channel cob·16's first position; positions are consecutive */
     int64_t out_stride;                   /* floats between two channels of `out` */
     int64_t nco;                          /* channels of the blocks that exist (≤ nb·16): only these are stored */
     int64_t cib_stride;                   /* floats between input channel blocks of a padded plane: Hp·Wp·L */
     int64_t row_stride;                   /* floats between rows of a padded plane: Wp·L */
-    int64_t cib0, ncib, cop;              /* input channel blocks [cib0, cib0 + ncib); output channels, rounded up */
+    int64_t cib0, ncib, gw;               /* input channel blocks [cib0, cib0 + ncib); the group's width */
     float *part;                          /* partial sums between blocks of input channels: [rw][32] */
     int first, last;                      /* start from the bias (else from part); end in out (else in part) */
     int k, lanes, cob, nb, rw;            /* kernel size, L, first output block, blocks, positions */
