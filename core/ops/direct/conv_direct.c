@@ -120,20 +120,23 @@ void rm_conv_direct_unpack(const rm_conv_geom *g, int nth, const float *packed, 
 }
 
 /* Writes input plane iz of sample image `img` (ci, in) into `dst`, padded and blocked; the padding and the lanes of
- * missing channels are left as they are (zero). */
+ * missing channels are left as they are (zero). Row by row, a block's channels in turn: a padded row of a block
+ * (Wp·64 bytes) stays in L1 while its lanes are filled, where a whole block plane (1 MB at 128²) would not. */
 static void convert_plane(const direct_plan *p, const float *img, int64_t iz, float *dst)
 {
     const rm_conv_geom *g = p->g;
-    const int64_t H = g->in[1], W = g->in[2], L = p->lanes, pad = g->pad;
+    const int64_t H = g->in[1], W = g->in[2], L = p->lanes, pad = g->pad, plane = g->in[0] * H * W;
     const int64_t rows = rm_min64(H, p->hp - pad), cols = rm_min64(W, p->wp - pad);
-    for (int64_t i = 0; i < g->ci; i++) {
-        const float *src = img + (i * g->in[0] + iz) * H * W;
-        float *block = dst + (i / L) * p->hp * p->wp * L + i % L;
+    for (int64_t cib = 0; cib < p->ncib; cib++) {
+        const int64_t lanes = rm_min64(L, g->ci - cib * L);
+        const float *src = img + (cib * L * g->in[0] + iz) * H * W;
         for (int64_t h = 0; h < rows; h++) {
-            float *d = block + ((h + pad) * p->wp + pad) * L;
-            const float *s = src + h * W;
-            for (int64_t x = 0; x < cols; x++)
-                d[x * L] = s[x];
+            float *d = dst + ((cib * p->hp + h + pad) * p->wp + pad) * L;
+            for (int64_t l = 0; l < lanes; l++) {
+                const float *s = src + l * plane + h * W;
+                for (int64_t x = 0; x < cols; x++)
+                    d[x * L + l] = s[x];
+            }
         }
     }
 }
