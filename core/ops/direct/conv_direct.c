@@ -216,7 +216,7 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
     const int nth = ctx->n_threads, k = g->k;
     const int avx512 = ctx->isa >= RM_ISA_AVX512;
     const row_kernel kernel = kernel_of(ctx->isa);
-    const int k5 = k == 5 && p.lanes == 16;
+    const int k5 = k == 5;
     const int64_t rw_one = k5 ? (avx512 ? RM_DIRECT_AVX512_RW5_1 : RM_DIRECT_AVX2_RW5_1)
                               : (avx512 ? RM_DIRECT_AVX512_RW1 : RM_DIRECT_AVX2_RW1);
     const int64_t rw_pair = k5 ? RM_DIRECT_AVX512_RW5_2 : RM_DIRECT_AVX512_RW2;
