@@ -373,8 +373,8 @@ namespace {
 
 // ---- every instruction set: the direct kernels (AVX-512, AVX2) and the portable path ----
 
-// Shapes the direct convolution computes (stride 1, at least 16 output channels on the forward or the data
-// gradient's side): one input channel (lanes of 1), channel counts that are not multiples of 16 on either side,
+// Shapes the direct convolution computes (stride 1, at least 16 channels on the forward's or the data gradient's
+// output side, or fewer output channels from at least 16 input channels): one input channel (lanes of 1), channel counts that are not multiples of 16 on either side,
 // rows that do not split evenly into the kernels' tiles, volumes thinner than the kernel, kernels 1, 3 and 5.
 const ConvCase kDirectCases[] = {
     {"k5_16_channels", false, rm_conv3d_same(5), {1, 16, 5, 7, 29}, 16, true},
@@ -386,8 +386,10 @@ const ConvCase kDirectCases[] = {
     {"k2_even_same", false, rm_conv3d_same(2), {1, 16, 4, 5, 6}, 16, false},
     // More input channel blocks than one kernel call takes: the sums carried between calls.
     {"k5_input_channels_in_chunks", false, rm_conv3d_same(5), {1, 70, 3, 4, 9}, 70, true},
-    // Few output channels: the forward stays on the portable path, the data gradient (19 channels) is direct.
+    // Few output channels: the forward on the few-output-channels kernel, the data gradient (19 channels) direct.
     {"k5_data_gradient_direct", false, rm_conv3d_same(5), {2, 19, 5, 6, 14}, 3, true},
+    // The few-output-channels kernel: an input block of one lane, rows of several tiles, thinner than the kernel.
+    {"k5_few_output_channels", false, rm_conv3d_same(5), {2, 33, 3, 4, 53}, 2, true},
 };
 
 std::vector<rm_isa> available_isas()
@@ -437,6 +439,7 @@ INSTANTIATE_TEST_SUITE_P(PortableShapes, ConvEveryIsa, ::testing::ValuesIn(kCase
 
 const ConvCase kLargeDirectCases[] = {
     {"k5_direct", false, rm_conv3d_same(5), {2, 20, 9, 11, 27}, 18, true},
+    {"k5_few_output_channels", false, rm_conv3d_same(5), {2, 32, 9, 11, 30}, 1, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(LargeDirect, ConvReproducible, ::testing::ValuesIn(kLargeDirectCases), case_name);

@@ -515,6 +515,8 @@ static rm_status forward_stride1(rm_ctx *ctx, const rm_conv_geom *g, const float
 {
     if (rm_conv_direct_suits(ctx, g))
         return rm_conv_direct_forward(ctx, g, x, w, mirrored, b, y);
+    if (rm_conv_direct_suits_reduce(ctx, g))
+        return rm_conv_direct_forward_reduce(ctx, g, x, w, mirrored, b, y);
     return thin(g) ? forward_thin(ctx, g, x, w, mirrored, b, y) : forward_planes(ctx, g, x, w, mirrored, b, y);
 }
 

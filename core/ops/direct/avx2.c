@@ -25,4 +25,9 @@ _Static_assert(RK_RW5_1 == RM_DIRECT_AVX2_RW5_1 &&
 
 #define WK_NAME rm_direct_wgrad_row_avx2
 #include "ops/direct/wgrad_kernel.inc"
+
+#define RD_NAME rm_direct_reduce_row_avx2
+#define RD_RW 10
+_Static_assert(RD_RW == RM_DIRECT_AVX2_REDUCE_RW, "the kernel's limit as declared");
+#include "ops/direct/reduce_kernel.inc"
 #endif

@@ -28,4 +28,9 @@ _Static_assert(RK_RW5_1 == RM_DIRECT_AVX512_RW5_1 && RK_RW5_2 == RM_DIRECT_AVX51
 
 #define WK_NAME rm_direct_wgrad_row_avx512
 #include "ops/direct/wgrad_kernel.inc"
+
+#define RD_NAME rm_direct_reduce_row_avx512
+#define RD_RW 24
+_Static_assert(RD_RW == RM_DIRECT_AVX512_REDUCE_RW, "the kernel's limit as declared");
+#include "ops/direct/reduce_kernel.inc"
 #endif

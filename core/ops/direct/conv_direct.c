@@ -26,6 +26,11 @@ int rm_conv_direct_suits_weight(const rm_ctx *ctx, const rm_conv_geom *g)
     return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && g->s == 1 && g->ci >= 16 && g->k <= RM_DIRECT_MAX_K;
 }
 
+int rm_conv_direct_suits_reduce(const rm_ctx *ctx, const rm_conv_geom *g)
+{
+    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && g->s == 1 && g->co < 16 && g->ci >= 16 && g->k == 5;
+}
+
 /* The sizes every part of one call agrees on. */
 typedef struct direct_plan {
     const rm_conv_geom *g;
@@ -183,9 +188,18 @@ static void ring_planes(plane_ring *r, const float *x, int64_t n, int64_t z, con
     }
 }
 
+/* The height taps [b0, b1) of output row oy that meet input rows (the others read the padding's zeros). */
+static void height_taps(const rm_conv_geom *g, int64_t oy, int *b0, int *b1)
+{
+    *b0 = (int)rm_clamp64(g->pad - oy, 0, g->k);
+    *b1 = (int)rm_clamp64(g->in[1] + g->pad - oy, *b0, g->k);
+}
+
 typedef void (*row_kernel)(const rm_direct_row *r);
 
 typedef void (*wgrad_kernel)(const rm_direct_wgrad_row *r);
+
+typedef void (*reduce_kernel)(const rm_direct_reduce_row *r);
 
 #if RM_HAVE_DIRECT
 static row_kernel kernel_of(rm_isa isa)
@@ -196,12 +210,20 @@ static wgrad_kernel wgrad_kernel_of(rm_isa isa)
 {
     return isa >= RM_ISA_AVX512 ? rm_direct_wgrad_row_avx512 : rm_direct_wgrad_row_avx2;
 }
+static reduce_kernel reduce_kernel_of(rm_isa isa)
+{
+    return isa >= RM_ISA_AVX512 ? rm_direct_reduce_row_avx512 : rm_direct_reduce_row_avx2;
+}
 #else
 static row_kernel kernel_of(rm_isa isa)
 {
     return (void)isa, NULL;
 }
 static wgrad_kernel wgrad_kernel_of(rm_isa isa)
+{
+    return (void)isa, NULL;
+}
+static reduce_kernel reduce_kernel_of(rm_isa isa)
 {
     return (void)isa, NULL;
 }
@@ -271,8 +293,7 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
                     r.first = r.cib0 == 0;
                     r.last = r.cib0 + r.ncib == p.ncib;
                     for (int64_t oy = 0; oy < Ho; oy++) {
-                        r.b0 = (int)rm_clamp64(g->pad - oy, 0, k);
-                        r.b1 = (int)rm_clamp64(g->in[1] + g->pad - oy, r.b0, k);
+                        height_taps(g, oy, &r.b0, &r.b1);
                         for (int64_t t = 0; t < ntiles; t++) {
                             const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
                             for (int a = 0; a < k; a++)
@@ -300,6 +321,88 @@ rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, cons
                                         const float *b, float *y)
 {
     return forward(ctx, g, x, packed, NULL, 0, b, y);
+}
+
+/* The few-output-channels weights [o][cib][tap][16], zero in the lanes of missing input channels (`mirrored` as
+ * rm_conv_direct_forward has it). */
+static void pack_reduce_weights(const direct_plan *p, int nth, const float *w, int mirrored, float *wr)
+{
+    const rm_conv_geom *g = p->g;
+    const int64_t k3 = 125;
+#pragma omp parallel for num_threads(nth) schedule(static)
+    for (int64_t o = 0; o < g->co; o++)
+        for (int64_t cib = 0; cib < p->ncib; cib++)
+            for (int64_t tap = 0; tap < k3; tap++)
+                for (int64_t l = 0; l < 16; l++) {
+                    const int64_t i = cib * 16 + l;
+                    wr[((o * p->ncib + cib) * k3 + tap) * 16 + l] =
+                        i >= g->ci ? 0.0f
+                        : mirrored ? w[(i * g->co + o) * k3 + k3 - 1 - tap]
+                                   : w[(o * g->ci + i) * k3 + tap];
+                }
+}
+
+/* The sum of 16 lane sums, in one fixed order (a pairwise tree) on every instruction set. */
+static float lane_total(const float *s)
+{
+    float t[8];
+    for (int i = 0; i < 8; i++)
+        t[i] = s[i] + s[i + 8];
+    for (int n = 4; n >= 1; n /= 2)
+        for (int i = 0; i < n; i++)
+            t[i] += t[i + n];
+    return t[0];
+}
+
+rm_status rm_conv_direct_forward_reduce(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w,
+                                        int mirrored, const float *b, float *y)
+{
+    const direct_plan p = plan_of(g);
+    const int nth = ctx->n_threads;
+    const reduce_kernel kernel = reduce_kernel_of(ctx->isa);
+    const int64_t rw_max = ctx->isa >= RM_ISA_AVX512 ? RM_DIRECT_AVX512_REDUCE_RW : RM_DIRECT_AVX2_REDUCE_RW;
+    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo, ntiles = rm_ceil_div(Wo, rw_max);
+    const size_t w_floats = rm_work_floats(g->co * p.ncib * 125 * 16), ring_floats = ring_size(&p);
+    const size_t sums_floats = rm_work_floats(rw_max * 16);
+    if (!kernel)
+        return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
+    float *ws = rm_ctx_workspace(ctx, (w_floats + (size_t)nth * (ring_floats + sums_floats)) * sizeof(float));
+    if (!ws)
+        return RM_ERR_NOMEM;
+    pack_reduce_weights(&p, nth, w, mirrored, ws);
+#pragma omp parallel num_threads(nth)
+    {
+        float *mine = ws + w_floats + (size_t)omp_get_thread_num() * (ring_floats + sums_floats);
+        plane_ring ring = ring_start(&p, mine);
+        float *sums = mine + ring_floats;
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < g->n * Do; item++) {
+            const int64_t n = item / Do, z = item % Do;
+            const float *planes[RM_DIRECT_MAX_K];
+            ring_planes(&ring, x, n, z, planes);
+            rm_direct_reduce_row r = {.lane_sums = sums,
+                                      .cib_stride = p.hp * p.wp * 16,
+                                      .row_stride = p.wp * 16,
+                                      .ncib = p.ncib};
+            for (int64_t o = 0; o < g->co; o++) {
+                r.w = ws + o * p.ncib * 125 * 16;
+                float *out = y + (n * g->co + o) * vout + z * Ho * Wo;
+                for (int64_t oy = 0; oy < Ho; oy++) {
+                    height_taps(g, oy, &r.b0, &r.b1);
+                    for (int64_t t = 0; t < ntiles; t++) {
+                        const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
+                        for (int a = 0; a < 5; a++)
+                            r.planes[a] = planes[a] ? planes[a] + (oy * p.wp + x0) * 16 : NULL;
+                        r.rw = (int)(x1 - x0);
+                        kernel(&r);
+                        for (int64_t i = 0; i < r.rw; i++)
+                            out[oy * Wo + x0 + i] = (b ? b[o] : 0.0f) + lane_total(sums + i * 16);
+                    }
+                }
+            }
+        }
+    }
+    return RM_OK;
 }
 
 /* Items are (input channel block, group of O output channels), split into one range per thread; each item owns the

@@ -14,7 +14,8 @@
  * then the channels of the block and the width taps (for 5³ kernels each channel's five width taps in turn, for
  * other kernels each width tap's channels), one fused multiply-add each. The AVX-512 and AVX2 kernels follow the
  * same order (AVX2 holds a block of 16 output channels in two registers), so both paths give the same bits, on any
- * number of threads.
+ * number of threads. The few-output-channels kernel adds the same products per input lane, then the 16 lanes in
+ * one fixed order, then the bias.
  */
 #ifndef REPMODE_CONV_DIRECT_H
 #define REPMODE_CONV_DIRECT_H
@@ -85,21 +86,40 @@ static inline int rm_direct_wgrad_channels(rm_isa isa, int k)
     return o < 1 ? 1 : o > RM_DIRECT_MAX_O ? RM_DIRECT_MAX_O : o;
 }
 
+/* The few-output-channels kernel (reduce_kernel.inc): for one output channel of a 5³ kernel over blocks of 16 input
+ * lanes, `rw` consecutive positions of one output row, each as 16 lane sums (lane l adds the products of input
+ * channels l, l + 16, ... in the forward's order); the caller adds the lanes. */
+typedef struct rm_direct_reduce_row {
+    const float *planes[RM_DIRECT_MAX_K]; /* depth tap a's padded input plane at the row's first position, or NULL */
+    const float *w;                       /* the output channel's weights, [cib][a][b][c][16] */
+    float *lane_sums;                     /* [rw][16], out */
+    int64_t cib_stride, row_stride, ncib; /* as rm_direct_row's; input channel blocks */
+    int rw, b0, b1;                       /* positions; the height taps that meet input rows */
+} rm_direct_reduce_row;
+enum { RM_DIRECT_AVX512_REDUCE_RW = 24, RM_DIRECT_AVX2_REDUCE_RW = 10 };
+
 #if RM_HAVE_DIRECT
 void rm_direct_row_avx512(const rm_direct_row *r);
 void rm_direct_row_avx2(const rm_direct_row *r);
 void rm_direct_wgrad_row_avx512(const rm_direct_wgrad_row *r);
 void rm_direct_wgrad_row_avx2(const rm_direct_wgrad_row *r);
+void rm_direct_reduce_row_avx512(const rm_direct_reduce_row *r);
+void rm_direct_reduce_row_avx2(const rm_direct_reduce_row *r);
 #endif
 
 /* Whether the direct convolution computes g's forward (and, with g transposed, its data gradient), and whether it
  * computes g's weight gradient, on this context (its instruction set, the shape). */
 int rm_conv_direct_suits(const rm_ctx *ctx, const rm_conv_geom *g);
+int rm_conv_direct_suits_reduce(const rm_ctx *ctx, const rm_conv_geom *g);
 int rm_conv_direct_suits_weight(const rm_ctx *ctx, const rm_conv_geom *g);
 /* y = conv(x, w) + b, b may be NULL; `mirrored`: w is stored as the adjoint's (ci, co, k, k, k) with its taps
  * reversed, as the data gradient's convolution has it. */
 rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
                                  const float *b, float *y);
+/* The same for 1 to 15 output channels of a 5³ kernel over at least 16 input channels (the network's last layer),
+ * where rm_conv_direct_suits does not hold: the weights are packed per call (they are few). */
+rm_status rm_conv_direct_forward_reduce(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w,
+                                        int mirrored, const float *b, float *y);
 /* The packed layout of g's weights (co, ci, k, k, k), for a caller that keeps them packed (a deploy form): its float
  * count, packing, unpacking, and the forward on them. */
 int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g);
