@@ -405,22 +405,30 @@ rm_status rm_conv_direct_forward_reduce(rm_ctx *ctx, const rm_conv_geom *g, cons
     return RM_OK;
 }
 
-/* Items are (input channel block, group of O output channels), split into one range per thread; each item owns the
- * running sums of its weights, [a][b][O][c][16], and every thread walks all output rows in order for each group of
- * its items, so each weight adds its products in the same order on any number of threads: rows (sample, z, y),
- * then positions. */
+/* Items are (input channel block, group of O output channels). A layer with few items (the last layer's one or
+ * two) also splits its output planes into RANGES fixed ranges, so that every thread has work; work
+ * units (range, item) are split into one contiguous run per thread. Each unit owns the running sums of its item's
+ * weights, [a][b][O][c][16], and walks its range's output rows in order, so each weight adds its products in the
+ * same order on any number of threads: rows (sample, z, y), then positions; then the ranges' sums in range order. */
+enum { RM_DIRECT_WGRAD_RANGES = 8 };
+
 rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
     const direct_plan p = plan_of(g);
-    const int nth = ctx->n_threads, k = g->k, o_per = rm_direct_wgrad_channels(ctx->isa, k);
+    const int nth = ctx->n_threads, k = g->k;
+    const int o_per = (int)rm_min64(rm_direct_wgrad_channels(ctx->isa, k), g->co);
     const wgrad_kernel kernel = wgrad_kernel_of(ctx->isa);
     const int64_t k3 = (int64_t)k * k * k, ngroups = rm_ceil_div(g->co, o_per), nitems = p.ncib * ngroups;
-    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2];
-    const int64_t item_floats = k3 * o_per * 16;
-    /* Items whose sums stay in the L2 cache walk the rows together; a deep layer's many items go in several groups,
+    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], nplanes = g->n * Do;
+    /* Counted in items of RM_DIRECT_MAX_O channels, whatever this instruction set's O: the same ranges, the same
+     * sums on every instruction set. */
+    const int64_t few = p.ncib * rm_ceil_div(g->co, RM_DIRECT_MAX_O) < RM_DIRECT_WGRAD_RANGES;
+    const int64_t nranges = few ? rm_min64(RM_DIRECT_WGRAD_RANGES, nplanes) : 1;
+    const int64_t nunits = nranges * nitems, item_floats = k3 * o_per * 16;
+    /* Units whose sums stay in the L2 cache walk the rows together; a deep layer's many items go in several groups,
      * each walking the rows again (its input is small). */
     const int64_t group = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (item_floats * (int64_t)sizeof(float)), 1, nitems);
-    const size_t sums_floats = rm_work_floats(nitems * item_floats);
+    const size_t sums_floats = rm_work_floats(nunits * item_floats);
     const size_t zeros_floats = rm_work_floats(Wo), ring_floats = ring_size(&p);
     if (!kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
@@ -434,43 +442,46 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
         const int ith = omp_get_thread_num(), nthreads = omp_get_num_threads();
         plane_ring ring = ring_start(&p, zeros + zeros_floats + (size_t)ith * ring_floats);
         int64_t first, end;
-        rm_split(nitems, ith, nthreads, &first, &end);
-        for (int64_t i0 = first, i1; i0 < end; i0 = i1) {
-            i1 = rm_min64(end, i0 + group);
-            for (int64_t n = 0; n < g->n; n++)
-                for (int64_t z = 0; z < Do; z++) {
-                    const float *planes[RM_DIRECT_MAX_K];
-                    ring_planes(&ring, x, n, z, planes);
-                    for (int64_t oy = 0; oy < Ho; oy++)
-                        for (int64_t item = i0; item < i1; item++) {
-                            const int64_t cib = item / ngroups, o0 = item % ngroups * o_per;
-                            rm_direct_wgrad_row r = {.wo = Wo, .k = k};
-                            for (int64_t j = 0; j < o_per; j++)
-                                r.dy[j] =
-                                    o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + oy * Wo : zeros;
-                            for (int64_t a = 0; a < k; a++) {
-                                if (!planes[a])
-                                    continue;
-                                for (int64_t b = 0; b < k; b++) {
-                                    if (oy + b - g->pad < 0 || oy + b - g->pad >= g->in[1])
-                                        continue; /* a row of zeros */
-                                    r.x = planes[a] + (cib * p.hp + oy + b) * p.wp * 16;
-                                    r.acc = sums + item * item_floats + (a * k + b) * o_per * k * 16;
-                                    kernel(&r);
-                                }
+        rm_split(nunits, ith, nthreads, &first, &end);
+        for (int64_t u0 = first, u1; u0 < end; u0 = u1) {
+            const int64_t range = u0 / nitems;
+            u1 = rm_min64(rm_min64(end, u0 + group), (range + 1) * nitems);
+            for (int64_t pl = nplanes * range / nranges; pl < nplanes * (range + 1) / nranges; pl++) {
+                const int64_t n = pl / Do, z = pl % Do;
+                const float *planes[RM_DIRECT_MAX_K];
+                ring_planes(&ring, x, n, z, planes);
+                for (int64_t oy = 0; oy < Ho; oy++)
+                    for (int64_t unit = u0; unit < u1; unit++) {
+                        const int64_t item = unit % nitems, cib = item / ngroups, o0 = item % ngroups * o_per;
+                        rm_direct_wgrad_row r = {.wo = Wo, .k = k, .o = o_per};
+                        for (int64_t j = 0; j < o_per; j++)
+                            r.dy[j] = o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + oy * Wo : zeros;
+                        for (int64_t a = 0; a < k; a++) {
+                            if (!planes[a])
+                                continue;
+                            for (int64_t b = 0; b < k; b++) {
+                                if (oy + b - g->pad < 0 || oy + b - g->pad >= g->in[1])
+                                    continue; /* a row of zeros */
+                                r.x = planes[a] + (cib * p.hp + oy + b) * p.wp * 16;
+                                r.acc = sums + unit * item_floats + (a * k + b) * o_per * k * 16;
+                                kernel(&r);
                             }
                         }
-                }
+                    }
+            }
         }
     }
-    /* The sums back into dw (co, ci, k, k, k). */
+    /* The sums back into dw (co, ci, k, k, k), the ranges' in order. */
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t o = 0; o < g->co; o++)
         for (int64_t i = 0; i < g->ci; i++)
             for (int64_t tap = 0; tap < k3; tap++) {
                 const int64_t item = i / 16 * ngroups + o / o_per, ab = tap / k, c = tap % k;
-                dw[(o * g->ci + i) * k3 + tap] =
-                    sums[item * item_floats + ((ab * o_per + o % o_per) * k + c) * 16 + i % 16];
+                const float *s = sums + item * item_floats + ((ab * o_per + o % o_per) * k + c) * 16 + i % 16;
+                float total = s[0];
+                for (int64_t range = 1; range < nranges; range++)
+                    total += s[range * nitems * item_floats];
+                dw[(o * g->ci + i) * k3 + tap] = total;
             }
     return RM_OK;
 }

@@ -68,14 +68,15 @@ enum {
 /* 5-tap kernels (the network's) keep the 5 width taps' weights in registers: fewer positions. */
 enum { RM_DIRECT_AVX512_RW5_1 = 16, RM_DIRECT_AVX512_RW5_2 = 9, RM_DIRECT_AVX2_RW5_1 = 10 };
 /* The weight gradient's kernel: one output row's contribution to the running sums of k width taps of `O` output
- * channels for one block of 16 input channels, at one depth and height tap. O = rm_direct_wgrad_channels(isa, k). */
+ * channels for one block of 16 input channels, at one depth and height tap; O is at most
+ * rm_direct_wgrad_channels(isa, k), fewer when the layer has fewer output channels. */
 #define RM_DIRECT_MAX_O 8
 typedef struct rm_direct_wgrad_row {
     const float *x;                   /* the padded, blocked input row read at position 0: [Wp][16] */
     const float *dy[RM_DIRECT_MAX_O]; /* each output channel's row of dy (Wo floats; zeros for missing ones) */
     float *acc;                       /* [O][k][16] running sums: acc[o][c][l] += Σ_p x[p + c][l]·dy[o][p] */
     int64_t wo;                       /* positions of the row */
-    int k;                            /* kernel size */
+    int k, o;                         /* kernel size; output channels, 1 to rm_direct_wgrad_channels(isa, k) */
 } rm_direct_wgrad_row;
 
 /* Output channels per weight-gradient call: as many as keep O·k accumulators of 16 channels in registers. */
