@@ -163,14 +163,17 @@ std::string file_bytes(const std::string &path)
     return bytes.str();
 }
 
-// 16 channels: the deploy form keeps its 5³ weights packed for the direct kernels when the context can run them.
-// On every instruction set it equals the training form; a packed form runs on a context of the portable path; and
-// its file holds the plain weights: the bytes of a file saved where nothing is packed, and it loads back to the same
+// 32 channels (two blocks of 16): the deploy form keeps its 5³ weights packed for the direct kernels when the
+// context can run them, with the activation fused into the convolutions' stores. For every activation and on every
+// instruction set it equals the training form; a packed form runs on a context of the portable path; and its file
+// holds the plain weights: the bytes of a file saved where nothing is packed, and it loads back to the same
 // outputs, bit for bit.
-TEST(DeployForm, PackedWeightsGiveTheTrainingFormsResultsAndFiles)
+class PackedDeployForm : public ::testing::TestWithParam<rm_activation> {};
+
+TEST_P(PackedDeployForm, GivesTheTrainingFormsResultsAndFiles)
 {
     rmtest::Ctx best(2);
-    Net net(best, 16, 1, RM_ACT_RELU);
+    Net net(best, 32, 1, GetParam());
     Tensor x({1, 1, 4, 6, 10});
     rmtest::fill_uniform(x.data, 9);
     const int tasks[1] = {1};
@@ -195,7 +198,7 @@ TEST(DeployForm, PackedWeightsGiveTheTrainingFormsResultsAndFiles)
         ASSERT_EQ(rm_deploy_load(ctx, best_file.c_str(), "membrane", &loaded), RM_OK) << rm_ctx_error(ctx);
         float *plain = nullptr; // non-NULL exactly when the unit's weight is kept packed
         ASSERT_EQ(rm_deploy_unit_plain_copy(ctx, made, 1, &plain), RM_OK) << rm_ctx_error(ctx);
-        EXPECT_EQ(plain != nullptr, isa != RM_ISA_PORTABLE); // the 16 -> 16 convolution
+        EXPECT_EQ(plain != nullptr, isa != RM_ISA_PORTABLE); // the 32 -> 32 convolution
         std::free(plain);
         Tensor got({1, 1, 4, 6, 10}, NAN), again({1, 1, 4, 6, 10}, NAN), elsewhere({1, 1, 4, 6, 10}, NAN);
         ASSERT_EQ(rm_deploy_forward(ctx, made, x.p(), got.p()), RM_OK) << rm_ctx_error(ctx);
@@ -212,6 +215,8 @@ TEST(DeployForm, PackedWeightsGiveTheTrainingFormsResultsAndFiles)
     std::remove(best_file.c_str());
     rmdir(dir);
 }
+
+INSTANTIATE_TEST_SUITE_P(Activations, PackedDeployForm, ::testing::Values(RM_ACT_RELU, RM_ACT_FRELU, RM_ACT_MISH));
 
 TEST(DeployForm, MixedTaskEvaluationGivesEachSampleItsOwnTask)
 {

@@ -324,7 +324,8 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t vo
     return RM_OK;
 }
 
-/* One unit on one sample: convolution with bias, then the activation in place (not for the final layer). */
+/* One unit on one sample: convolution with bias, then the activation (not for the final layer): fused into the
+ * convolution's stores where the weights are packed, else in place after it. */
 static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *in, float *out, const int64_t dims[3])
 {
     const deploy_unit *du = &d->units[i];
@@ -340,8 +341,11 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *i
         RM_TRY(u->kind == RM_UNIT_DOWN ? rm_conv3d_forward(ctx, &p, &x, &w, du->b, &y)
                                        : rm_conv_transpose3d_forward(ctx, &p, &x, &w, du->b, &y));
     } else if (du->packed) {
+        /* The activation fused into the convolution's stores. */
         const rm_conv_geom g = mode_geom(u, y.ne[2], y.ne[3], y.ne[4]);
-        RM_TRY(rm_conv_engine_forward_packed(ctx, &g, x.data, du->w, du->b, y.data));
+        const rm_conv_act act = {d->cfg->activation, du->act_bias};
+        return rm_conv_engine_forward_packed(ctx, &g, x.data, du->w, du->b, u->kind == RM_UNIT_FINAL ? NULL : &act,
+                                             y.data);
     } else {
         const rm_conv3d_params p = rm_conv3d_same(RM_MODE_KERNEL);
         const rm_tensor w = rm_tensor_5d(du->w, u->co, u->ci, 5, 5, 5);

@@ -5,6 +5,7 @@
  * bias gradient sums each block in double into its own slot and then adds the slots of a channel in block order.
  */
 #include "base/chunks.h"
+#include "ops/activation_apply.h"
 #include "repmode/ops.h"
 
 #include <math.h>
@@ -26,19 +27,9 @@ static void act_block_range(const chunk_grid *b, int64_t channels, int64_t k, in
     *c = plane % channels;
 }
 
-/* tanh(softplus(x)) with one exponential and no overflow. With n = e^x, tanh(log(1 + n)) = n(n + 2) / (n(n + 2) + 2);
- * for x >= 0 numerator and denominator are divided by n², leaving e = e^-x <= 1 in place of n. */
-static inline float mish_tanh_sp(float x, float e)
-{
-    if (x >= 0.0f)
-        return (1.0f + 2.0f * e) / (1.0f + 2.0f * e + 2.0f * e * e);
-    const float q = e * (e + 2.0f);
-    return q / (q + 2.0f);
-}
-
 /* d/dx x·tanh(sp(x)) = t + x·sech²(sp)·sigmoid(x). In the same terms, sech²(sp)·sigmoid(x) is 4e²(1+e)/D² for
- * x >= 0 and 4e(1+e)/D² for x < 0 (D the denominator above), so no term overflows and the limits are exact: 1 for
- * large x (e underflows to 0), 0 for very negative x. */
+ * x >= 0 and 4e(1+e)/D² for x < 0 (D the denominator of rm_mish_tanh_sp), so no term overflows and the limits are
+ * exact: 1 for large x (e underflows to 0), 0 for very negative x. */
 static inline float mish_grad(float x)
 {
     const float e = expf(-fabsf(x));
@@ -76,25 +67,7 @@ rm_status rm_activation_forward(rm_ctx *ctx, rm_activation act, const rm_tensor 
     for (int64_t k = 0; k < blk.count; k++) {
         int64_t i0, i1, c;
         act_block_range(&blk, channels, k, &i0, &i1, &c);
-        switch (act) {
-        case RM_ACT_RELU:
-            /* `x < 0 ? 0 : x` rather than fmaxf so that NaN propagates, as in PyTorch. */
-            for (int64_t i = i0; i < i1; i++)
-                yd[i] = xd[i] < 0.0f ? 0.0f : xd[i];
-            break;
-        case RM_ACT_FRELU: {
-            const float b = bias[c];
-            for (int64_t i = i0; i < i1; i++)
-                yd[i] = (xd[i] < 0.0f ? 0.0f : xd[i]) + b;
-            break;
-        }
-        case RM_ACT_MISH:
-            for (int64_t i = i0; i < i1; i++) {
-                const float v = xd[i];
-                yd[i] = v * mish_tanh_sp(v, expf(-fabsf(v)));
-            }
-            break;
-        }
+        rm_act_apply(act, act == RM_ACT_FRELU ? bias[c] : 0.0f, xd + i0, yd + i0, i1 - i0);
     }
     return RM_OK;
 }

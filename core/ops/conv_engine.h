@@ -23,6 +23,13 @@ typedef struct rm_conv_geom {
     int k, s, pad;
 } rm_conv_geom;
 
+/* An activation applied to a forward's outputs as they are stored (a deploy form's units), with FReLU's per-channel
+ * bias: the same bits as rm_activation_forward after the convolution, without the separate pass. */
+typedef struct rm_conv_act {
+    rm_activation kind;
+    const float *bias;
+} rm_conv_act;
+
 /* y = conv(x, w) + b; b may be NULL. */
 rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
                                  float *y);
@@ -35,12 +42,13 @@ rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
 
 /* Weights kept packed for the direct kernels, by a caller that runs them many times (a deploy form). Whether g's
  * weights are packed on this context: only where the packed layout holds exactly co·ci·k³ floats, so a buffer of the
- * plain weights can hold them. Then packing, unpacking, and the forward on packed weights (on a context whose
- * instruction set cannot run the direct kernels, they are unpacked into working memory first). */
+ * plain weights can hold them. Then packing, unpacking, and the forward on packed weights, followed by `act` unless
+ * it is NULL (on a context whose instruction set cannot run the direct kernels, they are unpacked into working
+ * memory first and the activation is a pass of its own). */
 int rm_conv_engine_packs(const rm_ctx *ctx, const rm_conv_geom *g);
 void rm_conv_engine_pack(const rm_conv_geom *g, int nth, const float *w, float *packed);
 void rm_conv_engine_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w);
 rm_status rm_conv_engine_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
-                                        const float *b, float *y);
+                                        const float *b, const rm_conv_act *act, float *y);
 
 #endif /* REPMODE_CONV_ENGINE_H */

@@ -562,13 +562,17 @@ void rm_conv_engine_unpack(const rm_conv_geom *g, int nth, const float *packed, 
 }
 
 rm_status rm_conv_engine_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
-                                        const float *b, float *y)
+                                        const float *b, const rm_conv_act *act, float *y)
 {
     if (rm_conv_direct_suits(ctx, g))
-        return rm_conv_direct_forward_packed(ctx, g, x, packed, b, y);
+        return rm_conv_direct_forward_packed(ctx, g, x, packed, b, act, y);
     float *w = rm_ctx_work(ctx, RM_WORK_UNPACKED, (size_t)(g->co * g->ci * cube(g->k)) * sizeof(float));
     if (!w)
         return RM_ERR_NOMEM;
     rm_conv_engine_unpack(g, ctx->n_threads, packed, w);
-    return rm_conv_engine_forward(ctx, g, x, w, b, y);
+    RM_TRY(rm_conv_engine_forward(ctx, g, x, w, b, y));
+    if (!act)
+        return RM_OK;
+    rm_tensor t = rm_tensor_5d(y, g->n, g->co, g->out[0], g->out[1], g->out[2]);
+    return rm_activation_forward(ctx, act->kind, &t, act->bias, &t);
 }

@@ -8,6 +8,7 @@
  * share of the work on the deepest levels' small planes); width taps are not (they vary along the row).
  */
 #include "ops/direct/conv_direct.h"
+#include "ops/activation_apply.h"
 
 #include <omp.h>
 #include <string.h>
@@ -229,10 +230,11 @@ static reduce_kernel reduce_kernel_of(rm_isa isa)
 }
 #endif
 
-/* y = conv(x, w) + b on the packed weights wp, or, when wp is NULL, on w packed into the working memory first
- * (`mirrored` as rm_conv_direct_forward has it). */
+/* y = act(conv(x, w) + b) on the packed weights wp, or, when wp is NULL, on w packed into the working memory first
+ * (`mirrored` as rm_conv_direct_forward has it); act may be NULL. The activation is applied to each tile as soon as
+ * its sums are complete, while it is in the L1 cache. */
 static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *wp, const float *w,
-                         int mirrored, const float *b, float *y)
+                         int mirrored, const float *b, const rm_conv_act *act, float *y)
 {
     const direct_plan p = plan_of(g);
     const int nth = ctx->n_threads, k = g->k;
@@ -302,6 +304,10 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
                             r.part = part + (oy * Wo + x0) * 32;
                             r.out = y + (n * g->co + cob * 16) * vout + (z * Ho + oy) * Wo + x0;
                             kernel(&r);
+                            if (act && r.last)
+                                for (int64_t ch = 0; ch < r.nco; ch++)
+                                    rm_act_apply(act->kind, act->bias ? act->bias[cob * 16 + ch] : 0.0f,
+                                                 r.out + ch * vout, r.out + ch * vout, r.rw);
                         }
                     }
                 }
@@ -314,13 +320,13 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
 rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
                                  const float *b, float *y)
 {
-    return forward(ctx, g, x, NULL, w, mirrored, b, y);
+    return forward(ctx, g, x, NULL, w, mirrored, b, NULL, y);
 }
 
 rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
-                                        const float *b, float *y)
+                                        const float *b, const rm_conv_act *act, float *y)
 {
-    return forward(ctx, g, x, packed, NULL, 0, b, y);
+    return forward(ctx, g, x, packed, NULL, 0, b, act, y);
 }
 
 /* The few-output-channels weights [o][cib][tap][16], zero in the lanes of missing input channels (`mirrored` as

@@ -127,7 +127,7 @@ int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g);
 void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *packed);
 void rm_conv_direct_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w);
 rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
-                                        const float *b, float *y);
+                                        const float *b, const rm_conv_act *act, float *y);
 /* dw = the gradient of conv(x, w) with respect to w, given dy (overwritten). */
 rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
                                          float *dw);
