@@ -412,11 +412,41 @@ rm_status rm_conv_direct_forward_reduce(rm_ctx *ctx, const rm_conv_geom *g, cons
 }
 
 /* Items are (input channel block, group of O output channels). A layer with few items (the last layer's one or
- * two) also splits its output planes into RANGES fixed ranges, so that every thread has work; work
- * units (range, item) are split into one contiguous run per thread. Each unit owns the running sums of its item's
- * weights, [a][b][O][c][16], and walks its range's output rows in order, so each weight adds its products in the
- * same order on any number of threads: rows (sample, z, y), then positions; then the ranges' sums in range order. */
+ * two) also splits its output planes into RANGES fixed ranges, so that every thread has work; work units (range,
+ * item) are split into one contiguous run per thread. Each unit owns the running sums of its item's weights,
+ * [a][b][O][c][16], and walks its range's output rows in order, so each weight adds its products in the same order
+ * on any number of threads: rows (sample, z, y), then positions; then the ranges' sums in range order. */
 enum { RM_DIRECT_WGRAD_RANGES = 8 };
+
+/* The shape of one weight-gradient call's items and their sums. */
+typedef struct wgrad_items {
+    const rm_conv_geom *g;
+    int64_t o_per, ngroups, item_floats;
+} wgrad_items;
+
+/* dw of items [i0, i1) from their sums (item i0's at s, each next item's after it); with several ranges, each
+ * range's sums are range_stride floats after the previous range's, added in range order. */
+static void sums_to_dw(const wgrad_items *it, int64_t i0, int64_t i1, const float *s, int64_t nranges,
+                       int64_t range_stride, float *dw)
+{
+    const rm_conv_geom *g = it->g;
+    const int64_t k = g->k, k3 = k * k * k;
+    for (int64_t item = i0; item < i1; item++) {
+        const int64_t cib = item / it->ngroups, o0 = item % it->ngroups * it->o_per;
+        const float *si = s + (item - i0) * it->item_floats;
+        for (int64_t j = 0; j < it->o_per && o0 + j < g->co; j++)
+            for (int64_t l = 0; l < 16 && cib * 16 + l < g->ci; l++) {
+                float *d = dw + ((o0 + j) * g->ci + cib * 16 + l) * k3;
+                for (int64_t tap = 0; tap < k3; tap++) {
+                    const float *v = si + ((tap / k * it->o_per + j) * k + tap % k) * 16 + l;
+                    float total = v[0];
+                    for (int64_t range = 1; range < nranges; range++)
+                        total += v[range * range_stride];
+                    d[tap] = total;
+                }
+            }
+    }
+}
 
 rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
@@ -425,24 +455,31 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
     const int o_per = (int)rm_min64(rm_direct_wgrad_channels(ctx->isa, k), g->co);
     const wgrad_kernel kernel = wgrad_kernel_of(ctx->isa);
     const int64_t k3 = (int64_t)k * k * k, ngroups = rm_ceil_div(g->co, o_per), nitems = p.ncib * ngroups;
-    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], nplanes = g->n * Do;
+    const wgrad_items items = {.g = g, .o_per = o_per, .ngroups = ngroups, .item_floats = k3 * o_per * 16};
+    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], nplanes = g->n * Do, item_floats = items.item_floats;
     /* Counted in items of RM_DIRECT_MAX_O channels, whatever this instruction set's O: the same ranges, the same
      * sums on every instruction set. */
     const int64_t few = p.ncib * rm_ceil_div(g->co, RM_DIRECT_MAX_O) < RM_DIRECT_WGRAD_RANGES;
-    const int64_t nranges = few ? rm_min64(RM_DIRECT_WGRAD_RANGES, nplanes) : 1;
-    const int64_t nunits = nranges * nitems, item_floats = k3 * o_per * 16;
+    const int64_t nranges = few ? rm_min64(RM_DIRECT_WGRAD_RANGES, nplanes) : 1, nunits = nranges * nitems;
+    /* Output rows per kernel call: enough for 64 positions, so that short rows do not spend their time loading and
+     * storing the sums. */
+    const int64_t rows = rm_clamp64(rm_ceil_div(64, Wo), 1, Ho);
     /* Units whose sums stay in the L2 cache walk the rows together; a deep layer's many items go in several groups,
-     * each walking the rows again (its input is small). */
+     * each walking the rows again (its input is small). With one range, a group's sums are zeroed before and
+     * written into dw after its walk, while they are in cache, in a buffer of the thread's; with several, every
+     * unit keeps its sums until the ranges are added. */
     const int64_t group = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (item_floats * (int64_t)sizeof(float)), 1, nitems);
-    const size_t sums_floats = rm_work_floats(nunits * item_floats);
-    const size_t zeros_floats = rm_work_floats(Wo), ring_floats = ring_size(&p);
+    const size_t sums_floats = rm_work_floats(nranges > 1 ? nunits * item_floats : nth * group * item_floats);
+    const size_t zeros_floats = rm_work_floats(rows * Wo), ring_floats = ring_size(&p);
     if (!kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
     float *ws = rm_ctx_workspace(ctx, (sums_floats + zeros_floats + (size_t)nth * ring_floats) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
     float *sums = ws, *zeros = ws + sums_floats;
-    memset(ws, 0, (sums_floats + zeros_floats) * sizeof(float));
+    memset(zeros, 0, zeros_floats * sizeof(float));
+    if (nranges > 1)
+        memset(sums, 0, sums_floats * sizeof(float));
 #pragma omp parallel num_threads(nth)
     {
         const int ith = omp_get_thread_num(), nthreads = omp_get_num_threads();
@@ -452,42 +489,47 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
         for (int64_t u0 = first, u1; u0 < end; u0 = u1) {
             const int64_t range = u0 / nitems;
             u1 = rm_min64(rm_min64(end, u0 + group), (range + 1) * nitems);
+            /* Unit u0's sums; the next units' follow. */
+            float *s0 = nranges > 1 ? sums + u0 * item_floats : sums + (size_t)ith * group * item_floats;
+            if (nranges == 1)
+                memset(s0, 0, (size_t)((u1 - u0) * item_floats) * sizeof(float));
             for (int64_t pl = nplanes * range / nranges; pl < nplanes * (range + 1) / nranges; pl++) {
                 const int64_t n = pl / Do, z = pl % Do;
                 const float *planes[RM_DIRECT_MAX_K];
                 ring_planes(&ring, x, n, z, planes);
-                for (int64_t oy = 0; oy < Ho; oy++)
+                for (int64_t oy0 = 0; oy0 < Ho; oy0 += rows) {
+                    const int64_t oy1 = rm_min64(Ho, oy0 + rows);
                     for (int64_t unit = u0; unit < u1; unit++) {
                         const int64_t item = unit % nitems, cib = item / ngroups, o0 = item % ngroups * o_per;
-                        rm_direct_wgrad_row r = {.wo = Wo, .k = k, .o = o_per};
-                        for (int64_t j = 0; j < o_per; j++)
-                            r.dy[j] = o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + oy * Wo : zeros;
+                        rm_direct_wgrad_row r = {.wo = Wo, .x_rows = p.wp * 16, .dy_rows = Wo, .k = k, .o = o_per};
                         for (int64_t a = 0; a < k; a++) {
                             if (!planes[a])
                                 continue;
                             for (int64_t b = 0; b < k; b++) {
-                                if (oy + b - g->pad < 0 || oy + b - g->pad >= g->in[1])
-                                    continue; /* a row of zeros */
-                                r.x = planes[a] + (cib * p.hp + oy + b) * p.wp * 16;
-                                r.acc = sums + unit * item_floats + (a * k + b) * o_per * k * 16;
+                                /* The rows whose height tap b meets the input (the others would add zeros). */
+                                const int64_t lo = rm_max64(oy0, g->pad - b), hi = rm_min64(oy1, g->in[1] + g->pad - b);
+                                if (lo >= hi)
+                                    continue;
+                                for (int64_t j = 0; j < o_per; j++)
+                                    r.dy[j] = o0 + j < g->co ? dy + ((n * g->co + o0 + j) * Do + z) * Ho * Wo + lo * Wo
+                                                             : zeros;
+                                r.rows = hi - lo;
+                                r.x = planes[a] + (cib * p.hp + lo + b) * p.wp * 16;
+                                r.acc = s0 + (unit - u0) * item_floats + (a * k + b) * o_per * k * 16;
                                 kernel(&r);
                             }
                         }
                     }
+                }
             }
+            if (nranges == 1)
+                sums_to_dw(&items, u0, u1, s0, 1, 0, dw);
         }
     }
-    /* The sums back into dw (co, ci, k, k, k), the ranges' in order. */
+    if (nranges > 1) {
 #pragma omp parallel for num_threads(nth) schedule(static)
-    for (int64_t o = 0; o < g->co; o++)
-        for (int64_t i = 0; i < g->ci; i++)
-            for (int64_t tap = 0; tap < k3; tap++) {
-                const int64_t item = i / 16 * ngroups + o / o_per, ab = tap / k, c = tap % k;
-                const float *s = sums + item * item_floats + ((ab * o_per + o % o_per) * k + c) * 16 + i % 16;
-                float total = s[0];
-                for (int64_t range = 1; range < nranges; range++)
-                    total += s[range * nitems * item_floats];
-                dw[(o * g->ci + i) * k3 + tap] = total;
-            }
+        for (int64_t item = 0; item < nitems; item++)
+            sums_to_dw(&items, item, item + 1, sums + item * item_floats, nranges, nitems * item_floats, dw);
+    }
     return RM_OK;
 }

@@ -68,15 +68,16 @@ enum {
 /* 5-tap kernels (the network's) keep the 5 width taps' weights in registers. Measured here (the kernel alone, the
  * best of 30): one block, 22 positions beat 16 by 1-4% and 24 spills; two blocks, 10 beat 8 and 9 by 2-7%. */
 enum { RM_DIRECT_AVX512_RW5_1 = 22, RM_DIRECT_AVX512_RW5_2 = 10, RM_DIRECT_AVX2_RW5_1 = 10 };
-/* The weight gradient's kernel: one output row's contribution to the running sums of k width taps of `O` output
+/* The weight gradient's kernel: some output rows' contribution to the running sums of k width taps of `O` output
  * channels for one block of 16 input channels, at one depth and height tap; O is at most
  * rm_direct_wgrad_channels(isa, k), fewer when the layer has fewer output channels. */
 #define RM_DIRECT_MAX_O 8
 typedef struct rm_direct_wgrad_row {
-    const float *x;                   /* the padded, blocked input row read at position 0: [Wp][16] */
-    const float *dy[RM_DIRECT_MAX_O]; /* each output channel's row of dy (Wo floats; zeros for missing ones) */
-    float *acc;                       /* [O][k][16] running sums: acc[o][c][l] += Σ_p x[p + c][l]·dy[o][p] */
-    int64_t wo;                       /* positions of the row */
+    const float *x;                   /* the first row's padded, blocked input row read at position 0: [Wp][16] */
+    const float *dy[RM_DIRECT_MAX_O]; /* each output channel's first row of dy (zeros for missing ones) */
+    float *acc;                       /* [O][k][16] running sums: acc[o][c][l] += Σ_row Σ_p x[p + c][l]·dy[o][p] */
+    int64_t wo, rows;                 /* positions of a row; consecutive rows (short rows go several per call) */
+    int64_t x_rows, dy_rows;          /* floats between consecutive rows of x and of dy */
     int k, o;                         /* kernel size; output channels, 1 to rm_direct_wgrad_channels(isa, k) */
 } rm_direct_wgrad_row;
 
