@@ -551,15 +551,25 @@ static void bench_torch_finish(bench_torch *t, const bench_key *own, int n)
         bench_torch_failed(t, code);
 }
 
+/* A pause before each timed call: after a call, each side's idle OpenMP threads spin-wait for a while (libgomp's
+ * default policy) before they sleep, and would take cores from the next side's timed call. */
+static void bench_settle(void)
+{
+    const struct timespec pause = {.tv_sec = 0, .tv_nsec = 300 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+}
+
 /* rounds rounds, each one timed call on each side: C, then t[0], t[1] in that cyclic order, round i starting at
- * side i % 3, so that no side always goes first or last. Round i's n numbers in cv[i·n..] and tv[s][i·n..]. A
- * script that stops answering is dropped (ok 0); sides without a script (ok 0) are skipped. */
+ * side i % 3, so that no side always goes first or last, each after a pause (bench_settle). Round i's n numbers in
+ * cv[i·n..] and tv[s][i·n..]. A script that stops answering is dropped (ok 0); sides without a script (ok 0) are
+ * skipped. */
 static void bench_rounds(bench_child *c, bench_torch t[BENCH_TORCH_SIDES], int rounds, int n, double *cv,
                          double *tv[BENCH_TORCH_SIDES])
 {
     for (int i = 0; i < rounds; i++)
         for (int k = 0; k < 1 + BENCH_TORCH_SIDES; k++) {
             const int side = (i + k) % (1 + BENCH_TORCH_SIDES);
+            bench_settle();
             if (side == 0) {
                 if (!bench_child_run(c, n, cv + i * n))
                     die("the C benchmark's child process failed");
