@@ -374,8 +374,9 @@ namespace {
 // ---- every instruction set: the direct kernels (AVX-512, AVX2) and the portable path ----
 
 // Shapes the direct convolution computes (stride 1, at least 16 channels on the forward's or the data gradient's
-// output side, or fewer output channels from at least 16 input channels): one input channel (lanes of 1), channel counts that are not multiples of 16 on either side,
-// rows that do not split evenly into the kernels' tiles, volumes thinner than the kernel, kernels 1, 3 and 5.
+// output side, or fewer output channels from at least 16 input channels): one input channel (lanes of 1), channel
+// counts that are not multiples of 16 on either side, rows that do not split evenly into the kernels' tiles,
+// volumes thinner than the kernel, kernels 1, 3 and 5.
 const ConvCase kDirectCases[] = {
     {"k5_16_channels", false, rm_conv3d_same(5), {1, 16, 5, 7, 29}, 16, true},
     {"k5_odd_channels", false, rm_conv3d_same(5), {2, 17, 6, 5, 13}, 33, true},

@@ -34,8 +34,7 @@ typedef struct rm_conv_act {
 rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
                                  float *y);
 /* dx = the gradient of conv(x, w) with respect to x, given dy (overwritten, not accumulated). */
-rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy,
-                                       float *dx);
+rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy, float *dx);
 /* dw = the gradient with respect to w, given x and dy (overwritten). */
 rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
                                          float *dw);

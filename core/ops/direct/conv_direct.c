@@ -196,6 +196,30 @@ static void height_taps(const rm_conv_geom *g, int64_t oy, int *b0, int *b1)
     *b1 = (int)rm_clamp64(g->in[1] + g->pad - oy, *b0, g->k);
 }
 
+/* The work of one output plane (n, z) of a forward, given the padded input planes its depth taps read (NULL
+ * outside the volume) and `extra`, floats of the calling thread's own. */
+typedef void (*plane_work)(const void *job, int64_t n, int64_t z, const float *planes[RM_DIRECT_MAX_K], float *extra);
+
+/* Runs `work` on every output plane of p's convolution, split into one contiguous range per thread; each thread
+ * has a ring of padded input planes and extra_floats of its own, at mem (nth · (ring_size + extra_floats)). */
+static void over_planes(const direct_plan *p, int nth, float *mem, size_t extra_floats, const float *x, plane_work work,
+                        const void *job)
+{
+    const int64_t Do = p->g->out[0];
+#pragma omp parallel num_threads(nth)
+    {
+        float *mine = mem + (size_t)omp_get_thread_num() * (ring_size(p) + extra_floats);
+        plane_ring ring = ring_start(p, mine);
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < p->g->n * Do; item++) {
+            const int64_t n = item / Do, z = item % Do;
+            const float *planes[RM_DIRECT_MAX_K];
+            ring_planes(&ring, x, n, z, planes);
+            work(job, n, z, planes, mine + ring_size(p));
+        }
+    }
+}
+
 typedef void (*row_kernel)(const rm_direct_row *r);
 
 typedef void (*wgrad_kernel)(const rm_direct_wgrad_row *r);
@@ -230,6 +254,60 @@ static reduce_kernel reduce_kernel_of(rm_isa isa)
 }
 #endif
 
+/* What every output plane of one forward shares. */
+typedef struct forward_job {
+    const direct_plan *p;
+    row_kernel kernel;
+    const float *wp, *bias; /* packed weights; the bias padded to cop, or NULL */
+    const rm_conv_act *act;
+    float *y;
+    int64_t chunk, nb_max, rw_one, rw_pair; /* input blocks per call; output blocks per call; positions */
+} forward_job;
+
+/* One output plane: for each group of output blocks and each chunk of input blocks, every row in tiles. */
+static void forward_plane(const void *arg, int64_t n, int64_t z, const float *planes[RM_DIRECT_MAX_K], float *part)
+{
+    const forward_job *j = arg;
+    const direct_plan *p = j->p;
+    const rm_conv_geom *g = p->g;
+    const int64_t Ho = g->out[1], Wo = g->out[2], vout = g->out[0] * Ho * Wo, ncob = p->cop / 16;
+    rm_direct_row r = {.out_stride = vout,
+                       .cib_stride = p->hp * p->wp * p->lanes,
+                       .row_stride = p->wp * p->lanes,
+                       .k = g->k,
+                       .lanes = (int)p->lanes};
+    for (int64_t cob = 0; cob < ncob; cob += j->nb_max) {
+        r.cob = (int)cob;
+        r.w = j->wp + cob * 16 / RM_DIRECT_GROUP * p->group_floats;
+        r.gw = group_width(p, cob * 16);
+        r.bias = j->bias ? j->bias + cob * 16 : NULL;
+        r.nb = (int)rm_min64(j->nb_max, ncob - cob);
+        r.nco = rm_min64(r.nb * 16, g->co - cob * 16);
+        const int64_t ntiles = rm_ceil_div(Wo, r.nb == 2 ? j->rw_pair : j->rw_one);
+        for (r.cib0 = 0; r.cib0 < p->ncib; r.cib0 += j->chunk) {
+            r.ncib = rm_min64(j->chunk, p->ncib - r.cib0);
+            r.first = r.cib0 == 0;
+            r.last = r.cib0 + r.ncib == p->ncib;
+            for (int64_t oy = 0; oy < Ho; oy++) {
+                height_taps(g, oy, &r.b0, &r.b1);
+                for (int64_t t = 0; t < ntiles; t++) {
+                    const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
+                    for (int a = 0; a < g->k; a++)
+                        r.planes[a] = planes[a] ? planes[a] + (oy * p->wp + x0) * p->lanes : NULL;
+                    r.rw = (int)(x1 - x0);
+                    r.part = part + (oy * Wo + x0) * 32;
+                    r.out = j->y + (n * g->co + cob * 16) * vout + (z * Ho + oy) * Wo + x0;
+                    j->kernel(&r);
+                    if (j->act && r.last)
+                        for (int64_t ch = 0; ch < r.nco; ch++)
+                            rm_act_apply(j->act->kind, j->act->bias ? j->act->bias[cob * 16 + ch] : 0.0f,
+                                         r.out + ch * vout, r.out + ch * vout, r.rw);
+                }
+            }
+        }
+    }
+}
+
 /* y = act(conv(x, w) + b) on the packed weights wp, or, when wp is NULL, on w packed into the working memory first
  * (`mirrored` as rm_conv_direct_forward has it); act may be NULL. The activation is applied to each tile as soon as
  * its sums are complete, while it is in the L1 cache. */
@@ -237,27 +315,25 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
                          int mirrored, const float *b, const rm_conv_act *act, float *y)
 {
     const direct_plan p = plan_of(g);
-    const int nth = ctx->n_threads, k = g->k;
-    const int avx512 = ctx->isa >= RM_ISA_AVX512;
-    const row_kernel kernel = kernel_of(ctx->isa);
-    const int k5 = k == 5;
-    const int64_t rw_one = k5 ? (avx512 ? RM_DIRECT_AVX512_RW5_1 : RM_DIRECT_AVX2_RW5_1)
-                              : (avx512 ? RM_DIRECT_AVX512_RW1 : RM_DIRECT_AVX2_RW1);
-    const int64_t rw_pair = k5 ? RM_DIRECT_AVX512_RW5_2 : RM_DIRECT_AVX512_RW2;
-    const int64_t nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB;
-    const int64_t k3 = (int64_t)k * k * k, ncob = p.cop / 16;
-    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
+    const int nth = ctx->n_threads, k5 = g->k == 5, avx512 = ctx->isa >= RM_ISA_AVX512;
+    forward_job j = {.p = &p,
+                     .kernel = kernel_of(ctx->isa),
+                     .act = act,
+                     .y = y,
+                     .nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB,
+                     .rw_one = k5 ? (avx512 ? RM_DIRECT_AVX512_RW5_1 : RM_DIRECT_AVX2_RW5_1)
+                                  : (avx512 ? RM_DIRECT_AVX512_RW1 : RM_DIRECT_AVX2_RW1),
+                     .rw_pair = k5 ? RM_DIRECT_AVX512_RW5_2 : RM_DIRECT_AVX512_RW2};
+    const int64_t k3 = (int64_t)g->k * g->k * g->k;
     const size_t w_floats = wp ? 0 : rm_work_floats(rm_conv_direct_packed_numel(g));
     const size_t b_floats = rm_work_floats(p.cop);
-    const size_t ring_floats = ring_size(&p);
     /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */
-    const int64_t chunk =
-        rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (k3 * p.lanes * nb_max * 16 * (int64_t)sizeof(float)), 1, p.ncib);
-    const size_t part_floats = chunk < p.ncib ? (size_t)(Ho * Wo * 32) : 0;
-    if (!kernel)
+    j.chunk = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (k3 * p.lanes * j.nb_max * 16 * (int64_t)sizeof(float)), 1, p.ncib);
+    const size_t part_floats = j.chunk < p.ncib ? (size_t)(g->out[1] * g->out[2] * 32) : 0;
+    if (!j.kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
     float *ws =
-        rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_floats + part_floats)) * sizeof(float));
+        rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_size(&p) + part_floats)) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
     if (!wp) {
@@ -267,53 +343,9 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
     float *bp = ws + w_floats;
     for (int64_t o = 0; o < p.cop; o++)
         bp[o] = b && o < g->co ? b[o] : 0.0f;
-#pragma omp parallel num_threads(nth)
-    {
-        float *mine = bp + b_floats + (size_t)omp_get_thread_num() * (ring_floats + part_floats);
-        plane_ring ring = ring_start(&p, mine);
-        float *part = mine + ring_floats;
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < g->n * Do; item++) {
-            const int64_t n = item / Do, z = item % Do;
-            rm_direct_row r = {.out_stride = vout,
-                               .cib_stride = p.hp * p.wp * p.lanes,
-                               .row_stride = p.wp * p.lanes,
-                               .k = k,
-                               .lanes = (int)p.lanes};
-            const float *planes[RM_DIRECT_MAX_K];
-            ring_planes(&ring, x, n, z, planes);
-            for (int64_t cob = 0; cob < ncob; cob += nb_max) {
-                r.cob = (int)cob;
-                r.w = wp + cob * 16 / RM_DIRECT_GROUP * p.group_floats;
-                r.gw = group_width(&p, cob * 16);
-                r.bias = b ? bp + cob * 16 : NULL;
-                r.nb = (int)rm_min64(nb_max, ncob - cob);
-                r.nco = rm_min64(r.nb * 16, g->co - cob * 16);
-                const int64_t ntiles = rm_ceil_div(Wo, r.nb == 2 ? rw_pair : rw_one);
-                for (r.cib0 = 0; r.cib0 < p.ncib; r.cib0 += chunk) {
-                    r.ncib = rm_min64(chunk, p.ncib - r.cib0);
-                    r.first = r.cib0 == 0;
-                    r.last = r.cib0 + r.ncib == p.ncib;
-                    for (int64_t oy = 0; oy < Ho; oy++) {
-                        height_taps(g, oy, &r.b0, &r.b1);
-                        for (int64_t t = 0; t < ntiles; t++) {
-                            const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
-                            for (int a = 0; a < k; a++)
-                                r.planes[a] = planes[a] ? planes[a] + (oy * p.wp + x0) * p.lanes : NULL;
-                            r.rw = (int)(x1 - x0);
-                            r.part = part + (oy * Wo + x0) * 32;
-                            r.out = y + (n * g->co + cob * 16) * vout + (z * Ho + oy) * Wo + x0;
-                            kernel(&r);
-                            if (act && r.last)
-                                for (int64_t ch = 0; ch < r.nco; ch++)
-                                    rm_act_apply(act->kind, act->bias ? act->bias[cob * 16 + ch] : 0.0f,
-                                                 r.out + ch * vout, r.out + ch * vout, r.rw);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    j.wp = wp;
+    j.bias = b ? bp : NULL;
+    over_planes(&p, nth, bp + b_floats, part_floats, x, forward_plane, &j);
     return RM_OK;
 }
 
@@ -341,10 +373,9 @@ static void pack_reduce_weights(const direct_plan *p, int nth, const float *w, i
             for (int64_t tap = 0; tap < k3; tap++)
                 for (int64_t l = 0; l < 16; l++) {
                     const int64_t i = cib * 16 + l;
-                    wr[((o * p->ncib + cib) * k3 + tap) * 16 + l] =
-                        i >= g->ci ? 0.0f
-                        : mirrored ? w[(i * g->co + o) * k3 + k3 - 1 - tap]
-                                   : w[(o * g->ci + i) * k3 + tap];
+                    wr[((o * p->ncib + cib) * k3 + tap) * 16 + l] = i >= g->ci ? 0.0f
+                                                                    : mirrored ? w[(i * g->co + o) * k3 + k3 - 1 - tap]
+                                                                               : w[(o * g->ci + i) * k3 + tap];
                 }
 }
 
@@ -360,54 +391,61 @@ static float lane_total(const float *s)
     return t[0];
 }
 
+/* What every output plane of one few-output-channels forward shares. */
+typedef struct reduce_job {
+    const direct_plan *p;
+    reduce_kernel kernel;
+    const float *wr, *b; /* the packed weights; the bias or NULL */
+    float *y;
+    int64_t rw_max;
+} reduce_job;
+
+/* One output plane: each output channel's rows in tiles, each tile's lane sums added into the output. */
+static void reduce_plane(const void *arg, int64_t n, int64_t z, const float *planes[RM_DIRECT_MAX_K], float *sums)
+{
+    const reduce_job *j = arg;
+    const direct_plan *p = j->p;
+    const rm_conv_geom *g = p->g;
+    const int64_t Ho = g->out[1], Wo = g->out[2], ntiles = rm_ceil_div(Wo, j->rw_max);
+    rm_direct_reduce_row r = {
+        .lane_sums = sums, .cib_stride = p->hp * p->wp * 16, .row_stride = p->wp * 16, .ncib = p->ncib};
+    for (int64_t o = 0; o < g->co; o++) {
+        r.w = j->wr + o * p->ncib * 125 * 16;
+        float *out = j->y + ((n * g->co + o) * g->out[0] + z) * Ho * Wo;
+        for (int64_t oy = 0; oy < Ho; oy++) {
+            height_taps(g, oy, &r.b0, &r.b1);
+            for (int64_t t = 0; t < ntiles; t++) {
+                const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
+                for (int a = 0; a < 5; a++)
+                    r.planes[a] = planes[a] ? planes[a] + (oy * p->wp + x0) * 16 : NULL;
+                r.rw = (int)(x1 - x0);
+                j->kernel(&r);
+                for (int64_t i = 0; i < r.rw; i++)
+                    out[oy * Wo + x0 + i] = (j->b ? j->b[o] : 0.0f) + lane_total(sums + i * 16);
+            }
+        }
+    }
+}
+
 rm_status rm_conv_direct_forward_reduce(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w,
                                         int mirrored, const float *b, float *y)
 {
     const direct_plan p = plan_of(g);
     const int nth = ctx->n_threads;
-    const reduce_kernel kernel = reduce_kernel_of(ctx->isa);
-    const int64_t rw_max = ctx->isa >= RM_ISA_AVX512 ? RM_DIRECT_AVX512_REDUCE_RW : RM_DIRECT_AVX2_REDUCE_RW;
-    const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo, ntiles = rm_ceil_div(Wo, rw_max);
-    const size_t w_floats = rm_work_floats(g->co * p.ncib * 125 * 16), ring_floats = ring_size(&p);
-    const size_t sums_floats = rm_work_floats(rw_max * 16);
-    if (!kernel)
+    reduce_job j = {.p = &p,
+                    .kernel = reduce_kernel_of(ctx->isa),
+                    .b = b,
+                    .y = y,
+                    .rw_max = ctx->isa >= RM_ISA_AVX512 ? RM_DIRECT_AVX512_REDUCE_RW : RM_DIRECT_AVX2_REDUCE_RW};
+    const size_t w_floats = rm_work_floats(g->co * p.ncib * 125 * 16), sums_floats = rm_work_floats(j.rw_max * 16);
+    if (!j.kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
-    float *ws = rm_ctx_workspace(ctx, (w_floats + (size_t)nth * (ring_floats + sums_floats)) * sizeof(float));
+    float *ws = rm_ctx_workspace(ctx, (w_floats + (size_t)nth * (ring_size(&p) + sums_floats)) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
     pack_reduce_weights(&p, nth, w, mirrored, ws);
-#pragma omp parallel num_threads(nth)
-    {
-        float *mine = ws + w_floats + (size_t)omp_get_thread_num() * (ring_floats + sums_floats);
-        plane_ring ring = ring_start(&p, mine);
-        float *sums = mine + ring_floats;
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < g->n * Do; item++) {
-            const int64_t n = item / Do, z = item % Do;
-            const float *planes[RM_DIRECT_MAX_K];
-            ring_planes(&ring, x, n, z, planes);
-            rm_direct_reduce_row r = {.lane_sums = sums,
-                                      .cib_stride = p.hp * p.wp * 16,
-                                      .row_stride = p.wp * 16,
-                                      .ncib = p.ncib};
-            for (int64_t o = 0; o < g->co; o++) {
-                r.w = ws + o * p.ncib * 125 * 16;
-                float *out = y + (n * g->co + o) * vout + z * Ho * Wo;
-                for (int64_t oy = 0; oy < Ho; oy++) {
-                    height_taps(g, oy, &r.b0, &r.b1);
-                    for (int64_t t = 0; t < ntiles; t++) {
-                        const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
-                        for (int a = 0; a < 5; a++)
-                            r.planes[a] = planes[a] ? planes[a] + (oy * p.wp + x0) * 16 : NULL;
-                        r.rw = (int)(x1 - x0);
-                        kernel(&r);
-                        for (int64_t i = 0; i < r.rw; i++)
-                            out[oy * Wo + x0 + i] = (b ? b[o] : 0.0f) + lane_total(sums + i * 16);
-                    }
-                }
-            }
-        }
-    }
+    j.wr = ws;
+    over_planes(&p, nth, ws + w_floats, sums_floats, x, reduce_plane, &j);
     return RM_OK;
 }
 
