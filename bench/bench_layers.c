@@ -12,7 +12,10 @@
  * at 2×8×8 (so up 512→256 is level 5, up 64→32 level 2).
  *
  * oneDNN (Debian's 2.6, its v2 C API) is given format `any` for every tensor, so it picks its own blocked layouts
- * (its best case); the inputs are reordered into them once, outside the timed calls. Its OpenMP runtime takes the
+ * (its best case); the inputs are reordered into them once, outside the timed calls. repmode's forward of a 5³
+ * layer likewise runs on weights packed once outside the timed calls, as a deploy form keeps them (the engine's
+ * packed forward, internal: this benchmark links the static library); its backward passes pack the weights inside
+ * each call, as training must. Its OpenMP runtime takes the
  * thread count from omp_set_num_threads. Timing: one untimed warm-up call each, then rounds of one repmode call
  * and one oneDNN call, which goes first alternating by round, so that a change of the shared machine's load falls
  * on both sides alike; each side's median (of 3 rounds at most where a round takes over a second, which keeps the
@@ -32,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ops/conv_engine.h" /* the engine's packed weights, as a deploy form keeps them */
 #include "repmode/repmode.h"
 
 #include "bench_peak.h"
@@ -154,23 +158,39 @@ static void label_of(const layer *l, char *buf, size_t size)
              (long long)l->co, (long long)l->d, (long long)l->h, (long long)l->w, l->count > 1 ? " x2" : "");
 }
 
+/* The engine's geometry of a 5³ layer. */
+static rm_conv_geom conv5_geom(const layer *l)
+{
+    return (rm_conv_geom){.n = 1, .ci = l->ci, .co = l->co, .in = {l->d, l->h, l->w}, .out = {l->d, l->h, l->w},
+                          .k = 5, .s = 1, .pad = 2};
+}
+
 /* The plain tensors of one layer, PyTorch's layouts, shared by both sides: the inputs of every pass (x, w, dy) and
- * one output buffer per side, sized for the largest of y, dx and dw. */
+ * one output buffer per side, sized for the largest of y, dx and dw; and for a 5³ layer whose weights the engine
+ * keeps packed, those packed weights (else NULL). */
 typedef struct {
-    float *x, *w, *dy, *out_rm, *out_dnnl;
+    float *x, *w, *dy, *out_rm, *out_dnnl, *w_packed;
 } layer_data;
 
-static layer_data layer_data_make(const layer *l)
+static layer_data layer_data_make(const rm_ctx *ctx, int threads, const layer *l)
 {
     const int64_t a = x_numel(l), b = w_numel(l), c = y_numel(l);
     const size_t out = (size_t)(a > b ? (a > c ? a : c) : (b > c ? b : c));
-    return (layer_data){random_floats((size_t)a, 1), random_floats((size_t)b, 2), random_floats((size_t)c, 3),
-                        random_floats(out, 4), random_floats(out, 5)};
+    layer_data t = {random_floats((size_t)a, 1), random_floats((size_t)b, 2), random_floats((size_t)c, 3),
+                    random_floats(out, 4), random_floats(out, 5), NULL};
+    const rm_conv_geom g = conv5_geom(l);
+    if (l->kind == CONV && rm_conv_engine_packs(ctx, &g)) {
+        t.w_packed = malloc((size_t)b * sizeof(float)); /* the packed layout holds as many floats (conv_engine.h) */
+        if (!t.w_packed)
+            die("out of memory");
+        rm_conv_engine_pack(&g, threads, t.w, t.w_packed);
+    }
+    return t;
 }
 
 static void layer_data_free(layer_data *t)
 {
-    free(t->x), free(t->w), free(t->dy), free(t->out_rm), free(t->out_dnnl);
+    free(t->x), free(t->w), free(t->dy), free(t->out_rm), free(t->out_dnnl), free(t->w_packed);
 }
 
 static int64_t out_numel(const layer *l, pass which)
@@ -197,7 +217,10 @@ static void repmode_run(rm_ctx *ctx, const layer *l, pass which, const layer_dat
     rm_tensor y = rm_tensor_5d(t->out_rm, 1, l->co, od, oh, ow),
               dx = rm_tensor_5d(t->out_rm, 1, l->ci, l->d, l->h, l->w);
     rm_tensor dw = rm_tensor_5d(t->out_rm, w0, w1, k, k, k);
-    const rm_status s = which == FWD        ? forward(ctx, &p, &x, &w, NULL, &y)
+    const rm_conv_geom g = conv5_geom(l);
+    const rm_status s = which == FWD && t->w_packed
+                            ? rm_conv_engine_forward_packed(ctx, &g, t->x, t->w_packed, NULL, NULL, t->out_rm)
+                        : which == FWD      ? forward(ctx, &p, &x, &w, NULL, &y)
                         : which == BWD_DATA ? backward(ctx, &p, &x, &w, &dy, &dx, NULL, NULL)
                                             : backward(ctx, &p, &x, &w, &dy, NULL, &dw, NULL);
     if (s != RM_OK)
@@ -532,7 +555,7 @@ int main(int argc, char **argv)
             continue;
         char *label = labels[i];
         label_of(l, label, sizeof labels[i]);
-        layer_data t = layer_data_make(l);
+        layer_data t = layer_data_make(ctx, o.threads, l);
         for (int which = FWD; which < N_PASSES; which++) {
             if (!o.passes[which])
                 continue;
