@@ -20,7 +20,8 @@ typedef enum { FORWARD, BACKWARD_DATA, BACKWARD_WEIGHT } pass;
 static double time_conv(rm_ctx *ctx, pass which, int64_t c, int64_t d, int64_t h, int64_t w, int reps)
 {
     const size_t nx = (size_t)(c * d * h * w), nw = (size_t)(c * c * 125);
-    float *xd = bench_random_floats(nx, 1), *wd = bench_random_floats(nw, 2), *yd = bench_random_floats(nx, 3), *gd = bench_random_floats(nw, 4);
+    float *xd = bench_random_floats(nx, 1), *wd = bench_random_floats(nw, 2);
+    float *yd = bench_random_floats(nx, 3), *gd = bench_random_floats(nw, 4);
     if (!xd || !wd || !yd || !gd) {
         fprintf(stderr, "bench: out of memory\n");
         exit(1);
@@ -48,7 +49,8 @@ static double time_conv(rm_ctx *ctx, pass which, int64_t c, int64_t d, int64_t h
 static double time_sgemm(int threads, int reps)
 {
     const int n = 1024;
-    float *a = bench_random_floats((size_t)n * n, 5), *b = bench_random_floats((size_t)n * n, 6), *c = bench_random_floats((size_t)n * n, 7);
+    float *a = bench_random_floats((size_t)n * n, 5), *b = bench_random_floats((size_t)n * n, 6);
+    float *c = bench_random_floats((size_t)n * n, 7);
     if (!a || !b || !c) {
         fprintf(stderr, "bench: out of memory\n");
         exit(1);

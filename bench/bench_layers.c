@@ -15,11 +15,10 @@
  * (its best case); the inputs are reordered into them once, outside the timed calls. repmode's forward of a 5³
  * layer likewise runs on weights packed once outside the timed calls, as a deploy form keeps them (the engine's
  * packed forward, internal: this benchmark links the static library); its backward passes pack the weights inside
- * each call, as training must. Its OpenMP runtime takes the
- * thread count from omp_set_num_threads. Timing: one untimed warm-up call each, then rounds of one repmode call
- * and one oneDNN call, which goes first alternating by round, so that a change of the shared machine's load falls
- * on both sides alike; each side's median (of 3 rounds at most where a round takes over a second, which keeps the
- * default run near 3 minutes on 2 cores). GFLOP/s count 2 × the multiply-adds that meet the input, not the zero
+ * each call, as training must. oneDNN's OpenMP runtime takes the thread count from omp_set_num_threads. Timing:
+ * one untimed warm-up call each, then rounds of one repmode call and one oneDNN call, which goes first alternating
+ * by round, so that a change of the shared machine's load falls on both sides alike; each side's median (of 3
+ * rounds at most where a round takes over a second, which keeps the default run near 3 minutes on 2 cores). GFLOP/s count 2 × the multiply-adds that meet the input, not the zero
  * padding. After the timed calls oneDNN's output is reordered back to the plain layout and compared with repmode's:
  * a broken setup on either side shows in the "outputs agree" lines and makes the exit status 1. The table comes at
  * the end, when both peak measurements are in; meanwhile a line on a terminal's stderr tells the progress.

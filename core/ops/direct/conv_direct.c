@@ -361,6 +361,12 @@ rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, cons
     return forward(ctx, g, x, packed, NULL, 0, b, act, y);
 }
 
+/* The few-output-channels weights of one output channel: [cib][tap][16] for the 125 taps of a 5³ kernel. */
+static int64_t reduce_channel_floats(const direct_plan *p)
+{
+    return p->ncib * 125 * 16;
+}
+
 /* The few-output-channels weights [o][cib][tap][16], zero in the lanes of missing input channels (`mirrored` as
  * rm_conv_direct_forward has it). */
 static void pack_reduce_weights(const direct_plan *p, int nth, const float *w, int mirrored, float *wr)
@@ -373,9 +379,10 @@ static void pack_reduce_weights(const direct_plan *p, int nth, const float *w, i
             for (int64_t tap = 0; tap < k3; tap++)
                 for (int64_t l = 0; l < 16; l++) {
                     const int64_t i = cib * 16 + l;
-                    wr[((o * p->ncib + cib) * k3 + tap) * 16 + l] = i >= g->ci ? 0.0f
-                                                                    : mirrored ? w[(i * g->co + o) * k3 + k3 - 1 - tap]
-                                                                               : w[(o * g->ci + i) * k3 + tap];
+                    wr[o * reduce_channel_floats(p) + (cib * k3 + tap) * 16 + l] =
+                        i >= g->ci ? 0.0f
+                        : mirrored ? w[(i * g->co + o) * k3 + k3 - 1 - tap]
+                                   : w[(o * g->ci + i) * k3 + tap];
                 }
 }
 
@@ -410,7 +417,7 @@ static void reduce_plane(const void *arg, int64_t n, int64_t z, const float *pla
     rm_direct_reduce_row r = {
         .lane_sums = sums, .cib_stride = p->hp * p->wp * 16, .row_stride = p->wp * 16, .ncib = p->ncib};
     for (int64_t o = 0; o < g->co; o++) {
-        r.w = j->wr + o * p->ncib * 125 * 16;
+        r.w = j->wr + o * reduce_channel_floats(p);
         float *out = j->y + ((n * g->co + o) * g->out[0] + z) * Ho * Wo;
         for (int64_t oy = 0; oy < Ho; oy++) {
             height_taps(g, oy, &r.b0, &r.b1);
@@ -437,7 +444,8 @@ rm_status rm_conv_direct_forward_reduce(rm_ctx *ctx, const rm_conv_geom *g, cons
                     .b = b,
                     .y = y,
                     .rw_max = ctx->isa >= RM_ISA_AVX512 ? RM_DIRECT_AVX512_REDUCE_RW : RM_DIRECT_AVX2_REDUCE_RW};
-    const size_t w_floats = rm_work_floats(g->co * p.ncib * 125 * 16), sums_floats = rm_work_floats(j.rw_max * 16);
+    const size_t w_floats = rm_work_floats(g->co * reduce_channel_floats(&p)),
+                 sums_floats = rm_work_floats(j.rw_max * 16);
     if (!j.kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
     float *ws = rm_ctx_workspace(ctx, (w_floats + (size_t)nth * (ring_size(&p) + sums_floats)) * sizeof(float));
