@@ -18,10 +18,11 @@
  * each call, as training must. oneDNN's OpenMP runtime takes the thread count from omp_set_num_threads. Timing:
  * one untimed warm-up call each, then rounds of one repmode call and one oneDNN call, which goes first alternating
  * by round, so that a change of the shared machine's load falls on both sides alike; each side's median (of 3
- * rounds at most where a round takes over a second, which keeps the default run near 3 minutes on 2 cores). GFLOP/s count 2 × the multiply-adds that meet the input, not the zero
- * padding. After the timed calls oneDNN's output is reordered back to the plain layout and compared with repmode's:
- * a broken setup on either side shows in the "outputs agree" lines and makes the exit status 1. The table comes at
- * the end, when both peak measurements are in; meanwhile a line on a terminal's stderr tells the progress.
+ * rounds at most where a round takes over a second, which keeps the default run near 3 minutes on 2 cores). GFLOP/s
+ * count 2 × the multiply-adds that meet the input, not the zero padding. After the timed calls oneDNN's output is
+ * reordered back to the plain layout and compared with repmode's: a broken setup on either side shows in the "outputs
+ * agree" lines and makes the exit status 1. The table comes at the end, when both peak measurements are in; meanwhile a
+ * line on a terminal's stderr tells the progress.
  *
  * usage: repmode-bench-layers [--threads N (2)] [--reps N (5)] [--only fwd|bwd] [--level 1..5]
  */
@@ -160,8 +161,14 @@ static void label_of(const layer *l, char *buf, size_t size)
 /* The engine's geometry of a 5³ layer. */
 static rm_conv_geom conv5_geom(const layer *l)
 {
-    return (rm_conv_geom){.n = 1, .ci = l->ci, .co = l->co, .in = {l->d, l->h, l->w}, .out = {l->d, l->h, l->w},
-                          .k = 5, .s = 1, .pad = 2};
+    return (rm_conv_geom){.n = 1,
+                          .ci = l->ci,
+                          .co = l->co,
+                          .in = {l->d, l->h, l->w},
+                          .out = {l->d, l->h, l->w},
+                          .k = 5,
+                          .s = 1,
+                          .pad = 2};
 }
 
 /* The plain tensors of one layer, PyTorch's layouts, shared by both sides: the inputs of every pass (x, w, dy) and
@@ -176,7 +183,7 @@ static layer_data layer_data_make(const rm_ctx *ctx, int threads, const layer *l
     const int64_t a = x_numel(l), b = w_numel(l), c = y_numel(l);
     const size_t out = (size_t)(a > b ? (a > c ? a : c) : (b > c ? b : c));
     layer_data t = {random_floats((size_t)a, 1), random_floats((size_t)b, 2), random_floats((size_t)c, 3),
-                    random_floats(out, 4), random_floats(out, 5), NULL};
+                    random_floats(out, 4),       random_floats(out, 5),       NULL};
     const rm_conv_geom g = conv5_geom(l);
     if (l->kind == CONV && rm_conv_engine_packs(ctx, &g)) {
         t.w_packed = malloc((size_t)b * sizeof(float)); /* the packed layout holds as many floats (conv_engine.h) */

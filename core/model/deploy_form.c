@@ -60,8 +60,14 @@ static int64_t unit_weight_numel(const rm_unit *u)
 /* The 5³ convolution of a MODE or FINAL unit on a volume of d×h×w at its level. */
 static rm_conv_geom mode_geom(const rm_unit *u, int64_t d, int64_t h, int64_t w)
 {
-    return (rm_conv_geom){.n = 1, .ci = u->ci, .co = u->co, .in = {d, h, w}, .out = {d, h, w}, .k = RM_MODE_KERNEL,
-                          .s = 1, .pad = RM_MODE_KERNEL / 2};
+    return (rm_conv_geom){.n = 1,
+                          .ci = u->ci,
+                          .co = u->co,
+                          .in = {d, h, w},
+                          .out = {d, h, w},
+                          .k = RM_MODE_KERNEL,
+                          .s = 1,
+                          .pad = RM_MODE_KERNEL / 2};
 }
 
 /* Puts the plain weights of a packed unit into the packed layout, in place. */
@@ -91,8 +97,7 @@ static void scale_channels(float *w, const double *s, int64_t ci, int64_t co, in
         }
 }
 
-static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i, int task, double *scale,
-                           float *gate)
+static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i, int task, double *scale, float *gate)
 {
     const rm_unit *u = &m->units[i];
     if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
@@ -245,11 +250,20 @@ void rm_deploy_free(rm_deploy *d)
     rm_dealloc(d);
 }
 
-int rm_deploy_task(const rm_deploy *d) { return d->task; }
+int rm_deploy_task(const rm_deploy *d)
+{
+    return d->task;
+}
 
-const rm_config *rm_deploy_config(const rm_deploy *d) { return &d->structure->cfg; }
+const rm_config *rm_deploy_config(const rm_deploy *d)
+{
+    return &d->structure->cfg;
+}
 
-const rm_model *rm_deploy_structure(const rm_deploy *d) { return d->structure; }
+const rm_model *rm_deploy_structure(const rm_deploy *d)
+{
+    return d->structure;
+}
 
 rm_status rm_deploy_loaded(rm_ctx *ctx, rm_deploy *d, int task)
 {
@@ -260,7 +274,10 @@ rm_status rm_deploy_loaded(rm_ctx *ctx, rm_deploy *d, int task)
     return RM_OK;
 }
 
-uint64_t rm_deploy_generation(const rm_deploy *d) { return d->generation; }
+uint64_t rm_deploy_generation(const rm_deploy *d)
+{
+    return d->generation;
+}
 
 rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char *json)
 {
@@ -304,10 +321,10 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t vo
     int64_t sizes[4][RM_MAX_LEVELS + 2] = {{0}}, total = 0;
     for (int k = 1; k <= L + 1; k++) {
         const int64_t v = voxels >> (3 * (k - 1)), ck = rm_config_channels(c, k);
-        sizes[0][k] = ck * v;                                           /* t: first convolution's output */
-        sizes[1][k] = ck * v;                                           /* o: second convolution's output */
-        sizes[2][k] = k <= L ? 2 * ck * v : 0;                          /* cat: [skip, up] */
-        sizes[3][k] = k >= 2 ? rm_config_channels(c, k - 1) * v : 0;    /* down: the down-sampling's output */
+        sizes[0][k] = ck * v;                                        /* t: first convolution's output */
+        sizes[1][k] = ck * v;                                        /* o: second convolution's output */
+        sizes[2][k] = k <= L ? 2 * ck * v : 0;                       /* cat: [skip, up] */
+        sizes[3][k] = k >= 2 ? rm_config_channels(c, k - 1) * v : 0; /* down: the down-sampling's output */
         for (int j = 0; j < 4; j++)
             total += (int64_t)rm_work_floats(sizes[j][k]);
     }
@@ -333,8 +350,8 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *i
     const int in_level = rm_unit_input_level(u);
     const rm_tensor x = rm_tensor_5d((float *)in, 1, u->ci, dims[0] >> (in_level - 1), dims[1] >> (in_level - 1),
                                      dims[2] >> (in_level - 1));
-    rm_tensor y = rm_tensor_5d(out, 1, u->co, dims[0] >> (u->level - 1), dims[1] >> (u->level - 1),
-                               dims[2] >> (u->level - 1));
+    rm_tensor y =
+        rm_tensor_5d(out, 1, u->co, dims[0] >> (u->level - 1), dims[1] >> (u->level - 1), dims[2] >> (u->level - 1));
     if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
         const rm_conv3d_params p = rm_conv3d_strided(2, 2);
         const rm_tensor w = rm_tensor_5d(du->w, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
@@ -393,7 +410,7 @@ rm_status rm_deploy_forward(rm_ctx *ctx, const rm_deploy *d, const rm_tensor *x,
     activations a;
     RM_TRY(reserve_activations(ctx, d, dims[0] * dims[1] * dims[2], &a));
     for (int64_t n = 0; n < x->ne[0]; n++)
-        RM_TRY(forward_sample(ctx, d, &a, x->data + n * rm_tensor_sample_numel(x), y->data + n * rm_tensor_sample_numel(y),
-                              dims));
+        RM_TRY(forward_sample(ctx, d, &a, x->data + n * rm_tensor_sample_numel(x),
+                              y->data + n * rm_tensor_sample_numel(y), dims));
     return RM_OK;
 }

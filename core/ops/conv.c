@@ -59,8 +59,10 @@ static rm_status check_blas_limits(rm_ctx *ctx, const char *op, const rm_conv_ge
     const int64_t big[] = {g->ci * k3, g->co * k3, g->in[0] * g->in[1] * g->in[2], g->out[0] * g->out[1] * g->out[2]};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         if (big[i] > INT_MAX)
-            return rm_fail(ctx, RM_ERR_SHAPE, "%s: %lld elements in one dimension exceed the limit of one call (%d); "
-                           "split the volume into patches", op, (long long)big[i], INT_MAX);
+            return rm_fail(ctx, RM_ERR_SHAPE,
+                           "%s: %lld elements in one dimension exceed the limit of one call (%d); "
+                           "split the volume into patches",
+                           op, (long long)big[i], INT_MAX);
     return RM_OK;
 }
 
@@ -69,8 +71,8 @@ static rm_status conv_geometry(rm_ctx *ctx, const char *op, const rm_conv3d_para
                                const rm_tensor *w, rm_conv_geom *g, int64_t y_ne[RM_MAX_DIMS])
 {
     RM_TRY(check_args(ctx, op, p, 0, x, w));
-    *g = (rm_conv_geom){.n = x->ne[0], .ci = x->ne[1], .co = w->ne[0], .k = p->kernel, .s = p->stride,
-                        .pad = p->pad_before};
+    *g = (rm_conv_geom){
+        .n = x->ne[0], .ci = x->ne[1], .co = w->ne[0], .k = p->kernel, .s = p->stride, .pad = p->pad_before};
     for (int a = 0; a < 3; a++) {
         g->in[a] = x->ne[2 + a];
         g->out[a] = rm_conv3d_out_size(p, g->in[a]);
@@ -165,8 +167,8 @@ rm_status rm_conv3d_backward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_te
     return RM_OK;
 }
 
-rm_status rm_conv_transpose3d_forward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x,
-                                      const rm_tensor *w, const float *b, rm_tensor *y)
+rm_status rm_conv_transpose3d_forward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x, const rm_tensor *w,
+                                      const float *b, rm_tensor *y)
 {
     rm_conv_geom g;
     int64_t y_ne[RM_MAX_DIMS];
@@ -178,9 +180,8 @@ rm_status rm_conv_transpose3d_forward(rm_ctx *ctx, const rm_conv3d_params *p, co
     return RM_OK;
 }
 
-rm_status rm_conv_transpose3d_backward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x,
-                                       const rm_tensor *w, const rm_tensor *dy, rm_tensor *dx, rm_tensor *dw,
-                                       float *db)
+rm_status rm_conv_transpose3d_backward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x, const rm_tensor *w,
+                                       const rm_tensor *dy, rm_tensor *dx, rm_tensor *dw, float *db)
 {
     rm_conv_geom g;
     int64_t y_ne[RM_MAX_DIMS];

@@ -40,10 +40,19 @@ enum {
     RM_THIN_ROWS = 16,       /* the thin path below this many plane-path GEMM rows (k·co) */
 };
 
-static int64_t vol3(const int64_t d[3]) { return d[0] * d[1] * d[2]; }
-static int64_t cube(int k) { return (int64_t)k * k * k; }
+static int64_t vol3(const int64_t d[3])
+{
+    return d[0] * d[1] * d[2];
+}
+static int64_t cube(int k)
+{
+    return (int64_t)k * k * k;
+}
 /* The size of the fewest equal parts of n that are at most `most` each (the last may be smaller). */
-static int64_t even_part(int64_t n, int64_t most) { return rm_ceil_div(n, rm_ceil_div(n, most)); }
+static int64_t even_part(int64_t n, int64_t most)
+{
+    return rm_ceil_div(n, rm_ceil_div(n, most));
+}
 
 /* Moves data between sample image `img` (ci, in) and rows [r0, r1) of the 3D im2col matrix for output voxels
  * [t0, t0 + nt). Row r is input channel r / k³ at tap (a, b, c), the remainder in that order, and column j holds what
@@ -99,7 +108,10 @@ static void col_transfer(const rm_conv_geom *g, float *img, int64_t r0, int64_t 
 /* ---- the plane path (stride 1) ------------------------------------------------------------------------------- */
 
 /* Floats of the padded line plane_gather works in: output positions plus the kernel's reach, whole lines. */
-static size_t plane_line_floats(const rm_conv_geom *g) { return rm_work_floats(g->out[2] + g->k - 1); }
+static size_t plane_line_floats(const rm_conv_geom *g)
+{
+    return rm_work_floats(g->out[2] + g->k - 1);
+}
 
 /* Gathers rows [r0, r1) of the in-plane im2col of input plane zi of sample image `img` (ci, in), for in-plane
  * output positions [t0, t0 + nt): row r is input channel r / k² at tap (b, c), and column j reads input
@@ -148,8 +160,8 @@ static void weight_transfer(const rm_conv_geom *g, int nth, float *kernel, int m
         for (int64_t i = 0; i < ci; i++)
             for (int64_t a = 0; a < k; a++) {
                 /* The k² in-plane taps of depth tap a lie together on both sides (reversed in a mirrored kernel). */
-                float *kv = mirrored ? kernel + (i * co + o) * k3 + k3 - 1 - a * k2
-                                     : kernel + (o * ci + i) * k3 + a * k2;
+                float *kv =
+                    mirrored ? kernel + (i * co + o) * k3 + k3 - 1 - a * k2 : kernel + (o * ci + i) * k3 + a * k2;
                 float *mv = mat + (o0 * k + (k - 1 - a) * nb + o - o0) * ci * k2 + i * k2;
                 for (int64_t bc = 0; bc < k2; bc++) {
                     float *kt = mirrored ? kv - bc : kv + bc;
@@ -176,7 +188,10 @@ static void tile_transfer(const rm_conv_geom *g, float *vol, int64_t o0, int64_t
 }
 
 /* Input planes [0, this) reach some output plane. */
-static int64_t plane_inputs(const rm_conv_geom *g) { return rm_min64(g->in[0], g->out[0] + g->k - 1 - g->pad); }
+static int64_t plane_inputs(const rm_conv_geom *g)
+{
+    return rm_min64(g->in[0], g->out[0] + g->k - 1 - g->pad);
+}
 
 /* The output planes [*z0, *z1) that input plane zi < plane_inputs(g) reaches (at least one); the first through
  * reversed depth tap *a0. */
@@ -188,7 +203,10 @@ static void reached_planes(const rm_conv_geom *g, int64_t zi, int64_t *z0, int64
     *a0 = *z0 - top;
 }
 
-static int64_t plane_tile(const rm_conv_geom *g) { return even_part(g->out[1] * g->out[2], RM_PLANE_TILE); }
+static int64_t plane_tile(const rm_conv_geom *g)
+{
+    return even_part(g->out[1] * g->out[2], RM_PLANE_TILE);
+}
 
 /* Input channels per in-plane im2col group: as many as fit RM_COL_FLOATS for one tile, in equal groups. */
 static int64_t plane_channel_group(const rm_conv_geom *g)
@@ -256,7 +274,10 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
 
 /* The plane path's GEMM uses each gathered column for its k·co rows only: with one output channel (the final layer)
  * that is k, and the gathering and packing cost more than the arithmetic. Such convolutions are computed directly. */
-static int thin(const rm_conv_geom *g) { return g->k * g->co < RM_THIN_ROWS; }
+static int thin(const rm_conv_geom *g)
+{
+    return g->k * g->co < RM_THIN_ROWS;
+}
 
 /* y[p] += Σ_c wt[c]·x[p + c] for p < n, the taps added in order c = 0, 1, …; k = 5 spelled out for the compiler.
  * Fused multiply-adds: one rounding per tap on every path, in hardware where the processor has FMA. */
@@ -345,8 +366,7 @@ static int64_t plane_band(const rm_conv_geom *g)
 
 /* dw2[(a', o), r] = Σ_n Σ_z' Σ_p dy[n, o, z' + pad - a, p] col_z'[r, p] with a = k-1-a': each item owns a band of
  * columns r = (i, b, c) and walks every sample, tile and input plane in order. */
-static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
-                                        float *dw)
+static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
     const int nth = ctx->n_threads;
     const int64_t K = g->ci * g->k * g->k, co = g->co, vin = vol3(g->in), vout = vol3(g->out);
@@ -448,7 +468,12 @@ static void forward_3d_item(const job_3d *j, int64_t item, float *col)
 static rm_status forward_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
                             float *y)
 {
-    const job_3d j = {.g = g, .x = x, .w = w, .b = b, .out = y, .group = col_group(g, 1),
+    const job_3d j = {.g = g,
+                      .x = x,
+                      .w = w,
+                      .b = b,
+                      .out = y,
+                      .group = col_group(g, 1),
                       .ntiles = rm_ceil_div(vol3(g->out), RM_TILE_FWD)};
     return run_3d(ctx, &j, g->n * j.ntiles, (size_t)(j.group * cube(g->k) * RM_TILE_FWD), forward_3d_item);
 }
@@ -474,7 +499,11 @@ static void backward_data_3d_item(const job_3d *j, int64_t item, float *col)
 
 static rm_status backward_data_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy, float *dx)
 {
-    const job_3d j = {.g = g, .w = w, .dy = dy, .out = dx, .group = col_group(g, RM_SCATTER_GROUPS),
+    const job_3d j = {.g = g,
+                      .w = w,
+                      .dy = dy,
+                      .out = dx,
+                      .group = col_group(g, RM_SCATTER_GROUPS),
                       .ntiles = rm_ceil_div(vol3(g->out), RM_TILE_FWD)};
     return run_3d(ctx, &j, rm_ceil_div(g->ci, j.group), (size_t)(j.group * cube(g->k) * RM_TILE_FWD),
                   backward_data_3d_item);
@@ -528,18 +557,22 @@ rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
 
 /* Stride 1: dx[i, p] = Σ_o Σ_tap w[o, i, tap] dy[o, p - tap + pad] is the convolution of dy with the kernel
  * wf[i, o, a, b, c] = w[o, i, k-1-a, k-1-b, k-1-c] and padding k-1-pad. */
-rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy,
-                                       float *dx)
+rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy, float *dx)
 {
     if (g->s != 1)
         return backward_data_3d(ctx, g, w, dy, dx);
-    const rm_conv_geom t = {.n = g->n, .ci = g->co, .co = g->ci, .in = {g->out[0], g->out[1], g->out[2]},
-                            .out = {g->in[0], g->in[1], g->in[2]}, .k = g->k, .s = 1, .pad = g->k - 1 - g->pad};
+    const rm_conv_geom t = {.n = g->n,
+                            .ci = g->co,
+                            .co = g->ci,
+                            .in = {g->out[0], g->out[1], g->out[2]},
+                            .out = {g->in[0], g->in[1], g->in[2]},
+                            .k = g->k,
+                            .s = 1,
+                            .pad = g->k - 1 - g->pad};
     return forward_stride1(ctx, &t, dy, w, 1, NULL, dx);
 }
 
-rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
-                                         float *dw)
+rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
     if (rm_conv_direct_suits_weight(ctx, g))
         return rm_conv_direct_backward_weight(ctx, g, x, dy, dw);
