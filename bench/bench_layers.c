@@ -161,14 +161,7 @@ static void label_of(const layer *l, char *buf, size_t size)
 /* The engine's geometry of a 5³ layer. */
 static rm_conv_geom conv5_geom(const layer *l)
 {
-    return (rm_conv_geom){.n = 1,
-                          .ci = l->ci,
-                          .co = l->co,
-                          .in = {l->d, l->h, l->w},
-                          .out = {l->d, l->h, l->w},
-                          .k = 5,
-                          .s = 1,
-                          .pad = 2};
+    return rm_conv_geom_same(l->ci, l->co, l->d, l->h, l->w, 5, 5);
 }
 
 /* The plain tensors of one layer, PyTorch's layouts, shared by both sides: the inputs of every pass (x, w, dy) and

@@ -28,17 +28,25 @@ void PrintTo(const ConvCase &c, std::ostream *os) { *os << c.name; }
 
 Shape weight_shape(const ConvCase &c)
 {
-    const int64_t k = c.p.kernel;
-    return c.transposed ? Shape{c.x[1], c.co, k, k, k} : Shape{c.co, c.x[1], k, k, k};
+    const int64_t k = c.p.kernel, kd = c.p.planar ? 1 : k;
+    return c.transposed ? Shape{c.x[1], c.co, kd, k, k} : Shape{c.co, c.x[1], kd, k, k};
 }
 
 Shape output_shape(const ConvCase &c)
 {
     Shape y{c.x[0], c.co, 0, 0, 0};
-    for (int a = 2; a < 5; a++)
-        y[a] = c.transposed ? (c.x[a] - 1) * c.p.stride + c.p.kernel : rm_conv3d_out_size(&c.p, c.x[a]);
+    for (int a = 2; a < 5; a++) {
+        const bool depth_kept = a == 2 && c.p.planar;
+        y[a] = !c.transposed ? rm_conv3d_out_size(&c.p, a - 2, c.x[a])
+               : depth_kept  ? c.x[a]
+                             : (c.x[a] - 1) * c.p.stride + c.p.kernel;
+    }
     return y;
 }
+
+// The 2D layers: 1×k×k kernels, each depth slice alone.
+rm_conv3d_params planar_same(int k) { return rm_conv3d_planar(rm_conv3d_same(k)); }
+rm_conv3d_params planar_strided(int k, int s) { return rm_conv3d_planar(rm_conv3d_strided(k, s)); }
 
 // Random inputs of one case, in float for the fast path and double for the reference.
 struct ConvData {
@@ -115,6 +123,12 @@ const ConvCase kCases[] = {
     {"t_k2_s2_one_channel", true, rm_conv3d_strided(2, 2), {1, 1, 3, 3, 3}, 1, false},
     {"t_k2_s2_wide", true, rm_conv3d_strided(2, 2), {1, 19, 5, 12, 35}, 13, false},
     {"t_k3_s2", true, rm_conv3d_strided(3, 2), {2, 3, 3, 4, 2}, 5, true},
+    // Planar kernels on one plane and on several (each convolved alone), strided, transposed, one output channel.
+    {"p5_same", false, planar_same(5), {2, 3, 4, 9, 11}, 5, true},
+    {"p3_same_one_plane", false, planar_same(3), {2, 4, 1, 8, 7}, 3, false},
+    {"p5_one_output_channel", false, planar_same(5), {1, 6, 3, 9, 13}, 1, true},
+    {"p2_s2", false, planar_strided(2, 2), {2, 3, 3, 8, 6}, 4, true},
+    {"t_p2_s2", true, planar_strided(2, 2), {2, 3, 2, 4, 5}, 6, true},
 };
 
 // Small enough for finite differences over every element.
@@ -127,6 +141,9 @@ const ConvCase kGradCases[] = {
     {"k3_s2", false, rm_conv3d_strided(3, 2), {2, 2, 5, 4, 5}, 3, true},
     {"t_k2_s2", true, rm_conv3d_strided(2, 2), {2, 2, 2, 3, 2}, 3, true},
     {"t_k3_s2", true, rm_conv3d_strided(3, 2), {2, 2, 2, 2, 3}, 3, true},
+    {"p5_same", false, planar_same(5), {2, 2, 2, 5, 6}, 3, true},
+    {"p2_s2", false, planar_strided(2, 2), {2, 2, 2, 4, 4}, 3, true},
+    {"t_p2_s2", true, planar_strided(2, 2), {2, 2, 2, 2, 3}, 3, true},
 };
 
 class ConvForward : public ::testing::TestWithParam<ConvCase> {};
@@ -210,6 +227,25 @@ TEST(Conv, SameKernelThreeOnOnesCountsTheTapsInside)
     EXPECT_EQ(y.data[0], 8.0f);   // corner
     EXPECT_EQ(y.data[1], 12.0f);  // edge
     EXPECT_EQ(y.data[4], 18.0f);  // face
+}
+
+TEST(Conv, PlanarKernelConvolvesEachSliceAlone)
+{
+    // All-ones 3×3×3 input, all-ones 1×3×3 kernel: each output counts the in-plane taps inside its own slice, the
+    // same on every slice (a cubic kernel would count 27 at the centre).
+    Tensor x({1, 1, 3, 3, 3}, 1.0f), w({1, 1, 1, 3, 3}, 1.0f), y({1, 1, 3, 3, 3});
+    rmtest::Ctx ctx(1);
+    const rm_conv3d_params p = planar_same(3);
+    ASSERT_EQ(rm_conv3d_forward(ctx, &p, x.p(), w.p(), nullptr, y.p()), RM_OK) << rm_ctx_error(ctx);
+    for (int z = 0; z < 3; z++) {
+        EXPECT_EQ(y.data[z * 9 + 4], 9.0f); // centre
+        EXPECT_EQ(y.data[z * 9 + 0], 4.0f); // corner
+        EXPECT_EQ(y.data[z * 9 + 1], 6.0f); // edge
+    }
+    EXPECT_EQ(rm_conv3d_out_size(&p, 0, 3), 3);
+    const rm_conv3d_params down = planar_strided(2, 2);
+    EXPECT_EQ(rm_conv3d_out_size(&down, 0, 3), 3);
+    EXPECT_EQ(rm_conv3d_out_size(&down, 1, 8), 4);
 }
 
 TEST(Conv, EvenSamePaddingPadsAfterAsPyTorchDoes)
@@ -302,8 +338,17 @@ TEST_F(ConvErrors, BadKernelStrideAndPaddingAreRejected)
     bad.pad_before = 3;
     expect_failure(rm_conv3d_forward(ctx, &bad, x.p(), w.p(), nullptr, y.p()), RM_ERR_ARGUMENT, "padding");
     bad = rm_conv3d_same(3);
+    bad.planar = 2;
+    expect_failure(rm_conv3d_forward(ctx, &bad, x.p(), w.p(), nullptr, y.p()), RM_ERR_ARGUMENT, "planar is 2");
+    bad = rm_conv3d_same(3);
     expect_failure(rm_conv_transpose3d_forward(ctx, &bad, x.p(), w.p(), nullptr, y.p()), RM_ERR_ARGUMENT,
                    "padding is not supported");
+}
+
+TEST_F(ConvErrors, CubicWeightForAPlanarKernelIsRejected)
+{
+    const rm_conv3d_params planar = planar_same(3);
+    expect_failure(rm_conv3d_forward(ctx, &planar, x.p(), w.p(), nullptr, y.p()), RM_ERR_SHAPE, "w has shape");
 }
 
 TEST_F(ConvErrors, InputSmallerThanUnpaddedKernelIsRejected)
@@ -363,6 +408,8 @@ const ConvCase kLargeCases[] = {
     {"k5_one_output_channel", false, rm_conv3d_same(5), {2, 7, 13, 15, 19}, 1, true},
     {"k2_s2", false, rm_conv3d_strided(2, 2), {2, 7, 18, 20, 22}, 5, true},
     {"t_k2_s2", true, rm_conv3d_strided(2, 2), {2, 7, 9, 10, 11}, 5, true},
+    {"p5_same", false, planar_same(5), {2, 5, 4, 19, 23}, 6, true},
+    {"t_p2_s2", true, planar_strided(2, 2), {2, 7, 3, 10, 11}, 5, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Large, ConvReproducible, ::testing::ValuesIn(kLargeCases), case_name);
@@ -391,6 +438,10 @@ const ConvCase kDirectCases[] = {
     {"k5_data_gradient_direct", false, rm_conv3d_same(5), {2, 19, 5, 6, 14}, 3, true},
     // The few-output-channels kernel: an input block of one lane, rows of several tiles, thinner than the kernel.
     {"k5_few_output_channels", false, rm_conv3d_same(5), {2, 33, 3, 4, 53}, 2, true},
+    // Planar kernels: the 2D decoder's 5×5 and 3×3 on one plane and on several, and its few-output-channels head.
+    {"p5_planar", false, planar_same(5), {2, 20, 3, 7, 19}, 33, true},
+    {"p3_planar_one_plane", false, planar_same(3), {1, 17, 1, 6, 21}, 16, false},
+    {"p5_few_output_channels", false, planar_same(5), {2, 33, 2, 5, 30}, 2, true},
 };
 
 std::vector<rm_isa> available_isas()
@@ -441,6 +492,8 @@ INSTANTIATE_TEST_SUITE_P(PortableShapes, ConvEveryIsa, ::testing::ValuesIn(kCase
 const ConvCase kLargeDirectCases[] = {
     {"k5_direct", false, rm_conv3d_same(5), {2, 20, 9, 11, 27}, 18, true},
     {"k5_few_output_channels", false, rm_conv3d_same(5), {2, 32, 9, 11, 30}, 1, true},
+    {"p5_direct", false, planar_same(5), {2, 20, 4, 11, 27}, 18, true},
+    {"p5_few_output_channels", false, planar_same(5), {2, 32, 3, 11, 30}, 1, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(LargeDirect, ConvReproducible, ::testing::ValuesIn(kLargeDirectCases), case_name);

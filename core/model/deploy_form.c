@@ -60,14 +60,7 @@ static int64_t unit_weight_numel(const rm_unit *u)
 /* The 5³ convolution of a MODE or FINAL unit on a volume of d×h×w at its level. */
 static rm_conv_geom mode_geom(const rm_unit *u, int64_t d, int64_t h, int64_t w)
 {
-    return (rm_conv_geom){.n = 1,
-                          .ci = u->ci,
-                          .co = u->co,
-                          .in = {d, h, w},
-                          .out = {d, h, w},
-                          .k = RM_MODE_KERNEL,
-                          .s = 1,
-                          .pad = RM_MODE_KERNEL / 2};
+    return rm_conv_geom_same(u->ci, u->co, d, h, w, RM_MODE_KERNEL, RM_MODE_KERNEL);
 }
 
 /* Puts the plain weights of a packed unit into the packed layout, in place. */

@@ -1,14 +1,14 @@
 /* The convolution engine on OpenBLAS: SGEMM over im2col tiles small enough to stay in cache.
  *
- * Stride 1, the plane path: input plane z' reaches output planes z = z' + pad - a through the k depth taps a. So
- * one GEMM per input plane multiplies the im2col of only its in-plane taps (rows (i, b, c): k times less gathering
- * than the 3D im2col) by all depth taps of the weight at once: M = k·co rows instead of co, which is what makes a
- * GEMM with few output channels fast. The depth taps are stacked in reverse, so the product's rows fall on
- * consecutive output planes of a tile kept as (z, o) rows, and the GEMM accumulates straight into it. The weight
- * gradient is the same product turned around (dy's (z, o) rows times the in-plane im2col transposed), and the data
- * gradient is the forward convolution of dy with the mirrored, transposed kernel.
+ * Stride 1, the plane path: input plane z' reaches output planes z = z' + pad_d - a through the kd depth taps a.
+ * So one GEMM per input plane multiplies the im2col of only its in-plane taps (rows (i, b, c): kd times less
+ * gathering than the 3D im2col) by all depth taps of the weight at once: M = kd·co rows instead of co, which is
+ * what makes a GEMM with few output channels fast. The depth taps are stacked in reverse, so the product's rows
+ * fall on consecutive output planes of a tile kept as (z, o) rows, and the GEMM accumulates straight into it. The
+ * weight gradient is the same product turned around (dy's (z, o) rows times the in-plane im2col transposed), and
+ * the data gradient is the forward convolution of dy with the mirrored, transposed kernel.
  *
- * Stride 1 with k·co below RM_THIN_ROWS (the final layer's single output channel), the thin path: too few GEMM rows
+ * Stride 1 with kd·co below RM_THIN_ROWS (the final layer's single output channel), the thin path: too few GEMM rows
  * to pay for gathering, so a direct loop over a zero-padded copy of each input plane, without BLAS.
  *
  * Other strides, the 3D path: for each sample and tile of output voxels, the im2col rows of a group of input
@@ -44,10 +44,6 @@ static int64_t vol3(const int64_t d[3])
 {
     return d[0] * d[1] * d[2];
 }
-static int64_t cube(int k)
-{
-    return (int64_t)k * k * k;
-}
 /* The size of the fewest equal parts of n that are at most `most` each (the last may be smaller). */
 static int64_t even_part(int64_t n, int64_t most)
 {
@@ -55,15 +51,15 @@ static int64_t even_part(int64_t n, int64_t most)
 }
 
 /* Moves data between sample image `img` (ci, in) and rows [r0, r1) of the 3D im2col matrix for output voxels
- * [t0, t0 + nt). Row r is input channel r / k³ at tap (a, b, c), the remainder in that order, and column j holds what
- * the tap reads for output voxel t0 + j = (z, y, x): input (z·s + a - pad, y·s + b - pad, x·s + c - pad). Gathering
- * writes col (zero where the tap falls outside the image); scattering adds col into img. One walker for both
- * directions keeps their index arithmetic identical. */
+ * [t0, t0 + nt). Row r is input channel r / (kd·k²) at tap (a, b, c), the remainder in that order, and column j
+ * holds what the tap reads for output voxel t0 + j = (z, y, x): input (z·sd + a - pad_d, y·s + b - pad,
+ * x·s + c - pad). Gathering writes col (zero where the tap falls outside the image); scattering adds col into img.
+ * One walker for both directions keeps their index arithmetic identical. */
 static void col_transfer(const rm_conv_geom *g, float *img, int64_t r0, int64_t r1, int64_t t0, int64_t nt, float *col,
                          int scatter)
 {
     const int k = g->k, s = g->s, pad = g->pad;
-    const int64_t taps = cube(k), D = g->in[0], H = g->in[1], W = g->in[2];
+    const int64_t taps = rm_conv_taps(g), D = g->in[0], H = g->in[1], W = g->in[2];
     const int64_t Ho = g->out[1], Wo = g->out[2];
     for (int64_t r = r0; r < r1; r++) {
         const int64_t tap = r % taps;
@@ -72,7 +68,7 @@ static void col_transfer(const rm_conv_geom *g, float *img, int64_t r0, int64_t 
         float *seg = col + (r - r0) * nt;
         for (int64_t t = t0, end = t0 + nt; t < end;) {
             const int64_t line = t / Wo, ox0 = t % Wo, ox1 = rm_min64(Wo, ox0 + (end - t)), len = ox1 - ox0;
-            const int64_t iz = line / Ho * s + a - pad, iy = line % Ho * s + b - pad;
+            const int64_t iz = line / Ho * g->sd + a - g->pad_d, iy = line % Ho * s + b - pad;
             if (iz < 0 || iz >= D || iy < 0 || iy >= H) {
                 if (!scatter)
                     memset(seg, 0, (size_t)len * sizeof(float));
@@ -145,24 +141,23 @@ static void plane_gather(const rm_conv_geom *g, int64_t zi, const float *img, in
     }
 }
 
-/* Moves the kernel (co, ci, k, k, k) of g to or from the plane path's weight matrix: for each block of `block`
- * output channels, rows (a', o) by columns (i, b, c), where a' = k-1-a reverses the depth tap so that consecutive
- * rows land on consecutive output planes. `mirrored`: the kernel is stored as its adjoint's (ci, co, k, k, k) with
+/* Moves the kernel (co, ci, kd, k, k) of g to or from the plane path's weight matrix: for each block of `block`
+ * output channels, rows (a', o) by columns (i, b, c), where a' = kd-1-a reverses the depth tap so that consecutive
+ * rows land on consecutive output planes. `mirrored`: the kernel is stored as its adjoint's (ci, co, kd, k, k) with
  * the taps reversed, as the data gradient's convolution has it. */
 static void weight_transfer(const rm_conv_geom *g, int nth, float *kernel, int mirrored, float *mat, int64_t block,
                             int to_kernel)
 {
-    const int k = g->k;
-    const int64_t k2 = (int64_t)k * k, k3 = cube(k), ci = g->ci, co = g->co;
+    const int64_t kd = g->kd, k2 = (int64_t)g->k * g->k, taps = rm_conv_taps(g), ci = g->ci, co = g->co;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t o = 0; o < co; o++) {
         const int64_t o0 = o / block * block, nb = rm_min64(block, co - o0);
         for (int64_t i = 0; i < ci; i++)
-            for (int64_t a = 0; a < k; a++) {
+            for (int64_t a = 0; a < kd; a++) {
                 /* The k² in-plane taps of depth tap a lie together on both sides (reversed in a mirrored kernel). */
                 float *kv =
-                    mirrored ? kernel + (i * co + o) * k3 + k3 - 1 - a * k2 : kernel + (o * ci + i) * k3 + a * k2;
-                float *mv = mat + (o0 * k + (k - 1 - a) * nb + o - o0) * ci * k2 + i * k2;
+                    mirrored ? kernel + (i * co + o) * taps + taps - 1 - a * k2 : kernel + (o * ci + i) * taps + a * k2;
+                float *mv = mat + (o0 * kd + (kd - 1 - a) * nb + o - o0) * ci * k2 + i * k2;
                 for (int64_t bc = 0; bc < k2; bc++) {
                     float *kt = mirrored ? kv - bc : kv + bc;
                     if (to_kernel)
@@ -190,16 +185,16 @@ static void tile_transfer(const rm_conv_geom *g, float *vol, int64_t o0, int64_t
 /* Input planes [0, this) reach some output plane. */
 static int64_t plane_inputs(const rm_conv_geom *g)
 {
-    return rm_min64(g->in[0], g->out[0] + g->k - 1 - g->pad);
+    return rm_min64(g->in[0], g->out[0] + g->kd - 1 - g->pad_d);
 }
 
 /* The output planes [*z0, *z1) that input plane zi < plane_inputs(g) reaches (at least one); the first through
  * reversed depth tap *a0. */
 static void reached_planes(const rm_conv_geom *g, int64_t zi, int64_t *z0, int64_t *z1, int64_t *a0)
 {
-    const int64_t top = zi + g->pad - (g->k - 1); /* the plane reversed tap 0 would reach */
+    const int64_t top = zi + g->pad_d - (g->kd - 1); /* the plane reversed tap 0 would reach */
     *z0 = rm_max64(0, top);
-    *z1 = rm_min64(g->out[0], zi + g->pad + 1);
+    *z1 = rm_min64(g->out[0], zi + g->pad_d + 1);
     *a0 = *z0 - top;
 }
 
@@ -233,7 +228,7 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
     const int64_t block = plane_out_block(g), nblocks = rm_ceil_div(g->co, block);
     const int64_t group = plane_channel_group(g), nzi = plane_inputs(g);
     /* The weight matrix, then per thread an im2col group and an accumulator of (z, o) rows. */
-    const size_t mat_floats = rm_work_floats(g->co * K * g->k), col_floats = rm_work_floats(group * k2 * tile);
+    const size_t mat_floats = rm_work_floats(g->co * K * g->kd), col_floats = rm_work_floats(group * k2 * tile);
     const size_t acc_floats = rm_work_floats(g->out[0] * block * tile);
     const size_t per_thread = col_floats + acc_floats + plane_line_floats(g);
     float *ws = rm_ctx_workspace(ctx, (mat_floats + (size_t)nth * per_thread) * sizeof(float));
@@ -249,7 +244,7 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
         for (int64_t item = 0; item < g->n * nblocks * ntiles; item++) {
             const int64_t n = item / (nblocks * ntiles), o0 = item / ntiles % nblocks * block;
             const int64_t nb = rm_min64(block, g->co - o0), p0 = item % ntiles * tile, np = rm_min64(tile, plane - p0);
-            const float *wb = ws + o0 * g->k * K; /* this block's rows (a', o) */
+            const float *wb = ws + o0 * g->kd * K; /* this block's rows (a', o) */
             for (int64_t row = 0; row < g->out[0] * nb; row++)
                 for (int64_t j = 0; j < np; j++)
                     acc[row * np + j] = b ? b[o0 + row % nb] : 0.0f;
@@ -272,11 +267,11 @@ static rm_status forward_planes(rm_ctx *ctx, const rm_conv_geom *g, const float 
 
 /* ---- the thin path (stride 1, few channels on one side) ------------------------------------------------------- */
 
-/* The plane path's GEMM uses each gathered column for its k·co rows only: with one output channel (the final layer)
- * that is k, and the gathering and packing cost more than the arithmetic. Such convolutions are computed directly. */
+/* The plane path's GEMM uses each gathered column for its kd·co rows only: with one output channel (the final layer)
+ * that is kd, and the gathering and packing cost more than the arithmetic. Such convolutions are computed directly. */
 static int thin(const rm_conv_geom *g)
 {
-    return g->k * g->co < RM_THIN_ROWS;
+    return g->kd * g->co < RM_THIN_ROWS;
 }
 
 /* y[p] += Σ_c wt[c]·x[p + c] for p < n, the taps added in order c = 0, 1, …; k = 5 spelled out for the compiler.
@@ -303,10 +298,10 @@ static rm_status forward_thin(rm_ctx *ctx, const rm_conv_geom *g, const float *x
                               const float *b, float *y)
 {
     const int nth = ctx->n_threads, k = g->k, pad = g->pad;
-    const int64_t k3 = cube(k), ci = g->ci, co = g->co, D = g->in[0], H = g->in[1], W = g->in[2];
+    const int64_t taps = rm_conv_taps(g), ci = g->ci, co = g->co, D = g->in[0], H = g->in[1], W = g->in[2];
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], vout = Do * Ho * Wo;
     const int64_t Wp = Wo + k - 1, Hp = Ho + k - 1, grid = Ho * Wp, copied = rm_clamp64(Wp - pad, 0, W);
-    const size_t wk_floats = rm_work_floats(ci * co * k3), padded_floats = rm_work_floats(Hp * Wp + k);
+    const size_t wk_floats = rm_work_floats(ci * co * taps), padded_floats = rm_work_floats(Hp * Wp + k);
     const size_t per_thread = padded_floats + rm_work_floats(co * grid);
     float *ws = rm_ctx_workspace(ctx, (wk_floats + (size_t)nth * per_thread) * sizeof(float));
     if (!ws)
@@ -314,9 +309,9 @@ static rm_status forward_thin(rm_ctx *ctx, const rm_conv_geom *g, const float *x
     /* The weights as (i, a, b, o, c): the taps one padded plane meets lie together. */
     for (int64_t o = 0; o < co; o++)
         for (int64_t i = 0; i < ci; i++)
-            for (int64_t tap = 0; tap < k3; tap++)
-                ws[(i * k3 + tap - tap % k) * co + o * k + tap % k] =
-                    mirrored ? w[(i * co + o) * k3 + k3 - 1 - tap] : w[(o * ci + i) * k3 + tap];
+            for (int64_t tap = 0; tap < taps; tap++)
+                ws[(i * taps + tap - tap % k) * co + o * k + tap % k] =
+                    mirrored ? w[(i * co + o) * taps + taps - 1 - tap] : w[(o * ci + i) * taps + tap];
 #pragma omp parallel num_threads(nth)
     {
         float *padded = ws + wk_floats + (size_t)omp_get_thread_num() * per_thread, *acc = padded + padded_floats;
@@ -328,8 +323,8 @@ static rm_status forward_thin(rm_ctx *ctx, const rm_conv_geom *g, const float *x
                 for (int64_t p = 0; p < grid; p++)
                     acc[o * grid + p] = b ? b[o] : 0.0f;
             for (int64_t i = 0; i < ci; i++)
-                for (int64_t a = 0; a < k; a++) {
-                    const int64_t iz = z + a - pad;
+                for (int64_t a = 0; a < g->kd; a++) {
+                    const int64_t iz = z + a - g->pad_d;
                     if (iz < 0 || iz >= D)
                         continue;
                     const float *src = x + ((n * ci + i) * D + iz) * H * W;
@@ -339,7 +334,7 @@ static rm_status forward_thin(rm_ctx *ctx, const rm_conv_geom *g, const float *x
                             memcpy(padded + r * Wp + pad, src + iy * W, (size_t)copied * sizeof(float));
                     }
                     for (int64_t bb = 0; bb < k; bb++) {
-                        const float *wt = ws + (i * k3 + (a * k + bb) * k) * co;
+                        const float *wt = ws + (i * taps + (a * k + bb) * k) * co;
                         for (int64_t o = 0; o < co; o++)
                             row_taps(acc + o * grid, padded + bb * Wp, wt + o * k, k, grid);
                     }
@@ -364,7 +359,7 @@ static int64_t plane_band(const rm_conv_geom *g)
     return rm_ceil_div(K, nbands);
 }
 
-/* dw2[(a', o), r] = Σ_n Σ_z' Σ_p dy[n, o, z' + pad - a, p] col_z'[r, p] with a = k-1-a': each item owns a band of
+/* dw2[(a', o), r] = Σ_n Σ_z' Σ_p dy[n, o, z' + pad_d - a, p] col_z'[r, p] with a = kd-1-a': each item owns a band of
  * columns r = (i, b, c) and walks every sample, tile and input plane in order. */
 static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
@@ -372,7 +367,7 @@ static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, cons
     const int64_t K = g->ci * g->k * g->k, co = g->co, vin = vol3(g->in), vout = vol3(g->out);
     const int64_t plane = g->out[1] * g->out[2], tile = plane_tile(g), band = plane_band(g), nzi = plane_inputs(g);
     /* The gradient's matrix, then per thread an im2col band and dy's tile as (z, o) rows. */
-    const size_t mat_floats = rm_work_floats(co * K * g->k), col_floats = rm_work_floats(band * tile);
+    const size_t mat_floats = rm_work_floats(co * K * g->kd), col_floats = rm_work_floats(band * tile);
     const size_t dyt_floats = rm_work_floats(g->out[0] * co * tile),
                  per_thread = col_floats + dyt_floats + plane_line_floats(g);
     float *ws = rm_ctx_workspace(ctx, (mat_floats + (size_t)nth * per_thread) * sizeof(float));
@@ -386,7 +381,7 @@ static rm_status backward_weight_planes(rm_ctx *ctx, const rm_conv_geom *g, cons
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < rm_ceil_div(K, band); item++) {
             const int64_t r0 = item * band, r1 = rm_min64(K, r0 + band);
-            for (int64_t row = 0; row < g->k * co; row++)
+            for (int64_t row = 0; row < g->kd * co; row++)
                 memset(ws + row * K + r0, 0, (size_t)(r1 - r0) * sizeof(float));
             for (int64_t n = 0; n < g->n; n++)
                 for (int64_t p0 = 0; p0 < plane; p0 += tile) {
@@ -441,7 +436,7 @@ static rm_status run_3d(rm_ctx *ctx, const job_3d *j, int64_t nitems, size_t col
 /* Input channels per im2col group: as many as RM_COL_FLOATS holds, and at most a `parts`-th of them. */
 static int64_t col_group(const rm_conv_geom *g, int64_t parts)
 {
-    return rm_clamp64(rm_min64(rm_ceil_div(g->ci, parts), RM_COL_FLOATS / (cube(g->k) * RM_TILE_FWD)), 1, g->ci);
+    return rm_clamp64(rm_min64(rm_ceil_div(g->ci, parts), RM_COL_FLOATS / (rm_conv_taps(g) * RM_TILE_FWD)), 1, g->ci);
 }
 
 /* Items are (sample, tile of output voxels); each output element starts at its bias and adds the channel groups
@@ -450,7 +445,7 @@ static void forward_3d_item(const job_3d *j, int64_t item, float *col)
 {
     const rm_conv_geom *g = j->g;
     const float *x = j->x, *w = j->w, *b = j->b;
-    const int64_t k3 = cube(g->k), K = g->ci * k3, vin = vol3(g->in), vout = vol3(g->out);
+    const int64_t taps = rm_conv_taps(g), K = g->ci * taps, vin = vol3(g->in), vout = vol3(g->out);
     const int64_t n = item / j->ntiles, t0 = item % j->ntiles * RM_TILE_FWD, nt = rm_min64(RM_TILE_FWD, vout - t0);
     float *yt = j->out + n * g->co * vout + t0;
     if (b)
@@ -459,9 +454,9 @@ static void forward_3d_item(const job_3d *j, int64_t item, float *col)
                 yt[o * vout + i] = b[o];
     for (int64_t c0 = 0; c0 < g->ci; c0 += j->group) {
         const int64_t c1 = rm_min64(g->ci, c0 + j->group);
-        col_transfer(g, (float *)(x + n * g->ci * vin), c0 * k3, c1 * k3, t0, nt, col, 0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->co, (int)nt, (int)((c1 - c0) * k3), 1.0f,
-                    w + c0 * k3, (int)K, col, (int)nt, (b || c0 > 0) ? 1.0f : 0.0f, yt, (int)vout);
+        col_transfer(g, (float *)(x + n * g->ci * vin), c0 * taps, c1 * taps, t0, nt, col, 0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->co, (int)nt, (int)((c1 - c0) * taps), 1.0f,
+                    w + c0 * taps, (int)K, col, (int)nt, (b || c0 > 0) ? 1.0f : 0.0f, yt, (int)vout);
     }
 }
 
@@ -475,7 +470,7 @@ static rm_status forward_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, 
                       .out = y,
                       .group = col_group(g, 1),
                       .ntiles = rm_ceil_div(vol3(g->out), RM_TILE_FWD)};
-    return run_3d(ctx, &j, g->n * j.ntiles, (size_t)(j.group * cube(g->k) * RM_TILE_FWD), forward_3d_item);
+    return run_3d(ctx, &j, g->n * j.ntiles, (size_t)(j.group * rm_conv_taps(g) * RM_TILE_FWD), forward_3d_item);
 }
 
 /* dcol = wᵀ·dy per tile, scattered back into dx. Items own whole input channels, so no two threads write the same
@@ -483,16 +478,16 @@ static rm_status forward_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, 
 static void backward_data_3d_item(const job_3d *j, int64_t item, float *col)
 {
     const rm_conv_geom *g = j->g;
-    const int64_t k3 = cube(g->k), K = g->ci * k3, vin = vol3(g->in), vout = vol3(g->out);
+    const int64_t taps = rm_conv_taps(g), K = g->ci * taps, vin = vol3(g->in), vout = vol3(g->out);
     const int64_t c0 = item * j->group, c1 = rm_min64(g->ci, c0 + j->group);
     for (int64_t n = 0; n < g->n; n++) {
         float *dxn = j->out + n * g->ci * vin;
         memset(dxn + c0 * vin, 0, (size_t)((c1 - c0) * vin) * sizeof(float));
         for (int64_t tile = 0; tile < j->ntiles; tile++) {
             const int64_t t0 = tile * RM_TILE_FWD, nt = rm_min64(RM_TILE_FWD, vout - t0);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)((c1 - c0) * k3), (int)nt, (int)g->co, 1.0f,
-                        j->w + c0 * k3, (int)K, j->dy + n * g->co * vout + t0, (int)vout, 0.0f, col, (int)nt);
-            col_transfer(g, dxn, c0 * k3, c1 * k3, t0, nt, col, 1);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)((c1 - c0) * taps), (int)nt, (int)g->co, 1.0f,
+                        j->w + c0 * taps, (int)K, j->dy + n * g->co * vout + t0, (int)vout, 0.0f, col, (int)nt);
+            col_transfer(g, dxn, c0 * taps, c1 * taps, t0, nt, col, 1);
         }
     }
 }
@@ -505,7 +500,7 @@ static rm_status backward_data_3d(rm_ctx *ctx, const rm_conv_geom *g, const floa
                       .out = dx,
                       .group = col_group(g, RM_SCATTER_GROUPS),
                       .ntiles = rm_ceil_div(vol3(g->out), RM_TILE_FWD)};
-    return run_3d(ctx, &j, rm_ceil_div(g->ci, j.group), (size_t)(j.group * cube(g->k) * RM_TILE_FWD),
+    return run_3d(ctx, &j, rm_ceil_div(g->ci, j.group), (size_t)(j.group * rm_conv_taps(g) * RM_TILE_FWD),
                   backward_data_3d_item);
 }
 
@@ -514,7 +509,7 @@ static rm_status backward_data_3d(rm_ctx *ctx, const rm_conv_geom *g, const floa
 static void backward_weight_3d_item(const job_3d *j, int64_t item, float *col)
 {
     const rm_conv_geom *g = j->g;
-    const int64_t K = g->ci * cube(g->k), vin = vol3(g->in), vout = vol3(g->out);
+    const int64_t K = g->ci * rm_conv_taps(g), vin = vol3(g->in), vout = vol3(g->out);
     const int64_t r0 = item * RM_BWD_ROWS, r1 = rm_min64(K, r0 + RM_BWD_ROWS);
     for (int64_t n = 0; n < g->n; n++) {
         for (int64_t tile = 0; tile < j->ntiles; tile++) {
@@ -531,7 +526,7 @@ static void backward_weight_3d_item(const job_3d *j, int64_t item, float *col)
 static rm_status backward_weight_3d(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
     const job_3d j = {.g = g, .x = x, .dy = dy, .out = dw, .ntiles = rm_ceil_div(vol3(g->out), RM_TILE_BWD)};
-    return run_3d(ctx, &j, rm_ceil_div(g->ci * cube(g->k), RM_BWD_ROWS), (size_t)RM_BWD_ROWS * RM_TILE_BWD,
+    return run_3d(ctx, &j, rm_ceil_div(g->ci * rm_conv_taps(g), RM_BWD_ROWS), (size_t)RM_BWD_ROWS * RM_TILE_BWD,
                   backward_weight_3d_item);
 }
 
@@ -552,14 +547,14 @@ static rm_status forward_stride1(rm_ctx *ctx, const rm_conv_geom *g, const float
 rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
                                  float *y)
 {
-    return g->s != 1 ? forward_3d(ctx, g, x, w, b, y) : forward_stride1(ctx, g, x, w, 0, b, y);
+    return rm_conv_stride1(g) ? forward_stride1(ctx, g, x, w, 0, b, y) : forward_3d(ctx, g, x, w, b, y);
 }
 
 /* Stride 1: dx[i, p] = Σ_o Σ_tap w[o, i, tap] dy[o, p - tap + pad] is the convolution of dy with the kernel
- * wf[i, o, a, b, c] = w[o, i, k-1-a, k-1-b, k-1-c] and padding k-1-pad. */
+ * wf[i, o, a, b, c] = w[o, i, kd-1-a, k-1-b, k-1-c] and padding kd-1-pad_d, k-1-pad. */
 rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy, float *dx)
 {
-    if (g->s != 1)
+    if (!rm_conv_stride1(g))
         return backward_data_3d(ctx, g, w, dy, dx);
     const rm_conv_geom t = {.n = g->n,
                             .ci = g->co,
@@ -568,7 +563,10 @@ rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const
                             .out = {g->in[0], g->in[1], g->in[2]},
                             .k = g->k,
                             .s = 1,
-                            .pad = g->k - 1 - g->pad};
+                            .pad = g->k - 1 - g->pad,
+                            .kd = g->kd,
+                            .sd = 1,
+                            .pad_d = g->kd - 1 - g->pad_d};
     return forward_stride1(ctx, &t, dy, w, 1, NULL, dx);
 }
 
@@ -576,12 +574,12 @@ rm_status rm_conv_engine_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
 {
     if (rm_conv_direct_suits_weight(ctx, g))
         return rm_conv_direct_backward_weight(ctx, g, x, dy, dw);
-    return g->s == 1 ? backward_weight_planes(ctx, g, x, dy, dw) : backward_weight_3d(ctx, g, x, dy, dw);
+    return rm_conv_stride1(g) ? backward_weight_planes(ctx, g, x, dy, dw) : backward_weight_3d(ctx, g, x, dy, dw);
 }
 
 int rm_conv_engine_packs(const rm_ctx *ctx, const rm_conv_geom *g)
 {
-    return rm_conv_direct_suits(ctx, g) && rm_conv_direct_packed_numel(g) == g->co * g->ci * cube(g->k);
+    return rm_conv_direct_suits(ctx, g) && rm_conv_direct_packed_numel(g) == g->co * g->ci * rm_conv_taps(g);
 }
 
 void rm_conv_engine_pack(const rm_conv_geom *g, int nth, const float *w, float *packed)
@@ -599,7 +597,7 @@ rm_status rm_conv_engine_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, cons
 {
     if (rm_conv_direct_suits(ctx, g))
         return rm_conv_direct_forward_packed(ctx, g, x, packed, b, act, y);
-    float *w = rm_ctx_work(ctx, RM_WORK_UNPACKED, (size_t)(g->co * g->ci * cube(g->k)) * sizeof(float));
+    float *w = rm_ctx_work(ctx, RM_WORK_UNPACKED, (size_t)(g->co * g->ci * rm_conv_taps(g)) * sizeof(float));
     if (!w)
         return RM_ERR_NOMEM;
     rm_conv_engine_unpack(g, ctx->n_threads, packed, w);

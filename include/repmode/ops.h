@@ -24,12 +24,15 @@ extern "C" {
 
 /* ---- 3D convolution ------------------------------------------------------------------------------------------ */
 
-/* A cubic kernel: the same size, stride and zero padding on the three spatial axes. */
+/* A cubic kernel: the same size, stride and zero padding on the three spatial axes; or a planar one, 1×k×k: the
+ * size, stride and padding on height and width only, depth untouched (kernel 1, stride 1, no padding), so that
+ * each depth slice is convolved alone: the 2D layers, on (N, C, 1, H, W) or on every slice of a volume. */
 typedef struct rm_conv3d_params {
-    int kernel;     /* k: the kernel is k×k×k */
+    int kernel;     /* k: the kernel is k×k×k, or 1×k×k when planar */
     int stride;     /* s */
-    int pad_before; /* zeros added before each spatial axis */
-    int pad_after;  /* zeros added after each spatial axis */
+    int pad_before; /* zeros added before each spatial axis (height and width only when planar) */
+    int pad_after;  /* zeros added after each spatial axis (height and width only when planar) */
+    int planar;     /* 0 or 1 */
 } rm_conv3d_params;
 
 /* Stride 1 with "same" zero padding: the output has the input's size (even k pads one more after than before).
@@ -37,13 +40,16 @@ typedef struct rm_conv3d_params {
 RM_API rm_conv3d_params rm_conv3d_same(int kernel);
 /* The given stride with no padding, e.g. the learned 2×2×2 stride-2 down-sampling of the U-Net. */
 RM_API rm_conv3d_params rm_conv3d_strided(int kernel, int stride);
-/* Output length along one axis, (in + pad_before + pad_after - k) / s + 1, or -1 when the input is too short. */
-RM_API int64_t rm_conv3d_out_size(const rm_conv3d_params *p, int64_t in);
+/* p made planar: rm_conv3d_planar(rm_conv3d_same(5)) is the 5×5 "same" convolution of each depth slice. */
+RM_API rm_conv3d_params rm_conv3d_planar(rm_conv3d_params p);
+/* Output length along spatial axis `axis` (0 depth, 1 height, 2 width), (in + pad_before + pad_after - k) / s + 1
+ * (in itself along a planar kernel's depth), or -1 when the input is too short. */
+RM_API int64_t rm_conv3d_out_size(const rm_conv3d_params *p, int axis, int64_t in);
 
-/* y (N, Co, Do, Ho, Wo) = conv(x (N, Ci, D, H, W), w (Co, Ci, k, k, k)) + b (Co,). b may be NULL.
- * RM_ERR_ARGUMENT: p NULL, kernel or stride outside 1..7, padding outside 0..k-1. RM_ERR_SHAPE: w or y of another
- * shape, an input shorter than the kernel, or one BLAS call's matrix past INT_MAX elements along a side (split the
- * volume). RM_ERR_NOMEM. */
+/* y (N, Co, Do, Ho, Wo) = conv(x (N, Ci, D, H, W), w (Co, Ci, k, k, k) or, planar, (Co, Ci, 1, k, k)) + b (Co,).
+ * b may be NULL. RM_ERR_ARGUMENT: p NULL, kernel or stride outside 1..7, padding outside 0..k-1, planar not 0 or
+ * 1. RM_ERR_SHAPE: w or y of another shape, an input shorter than the kernel, or one BLAS call's matrix past
+ * INT_MAX elements along a side (split the volume). RM_ERR_NOMEM. */
 RM_API rm_status rm_conv3d_forward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x, const rm_tensor *w,
                                    const float *b, rm_tensor *y);
 /* Gradients of rm_conv3d_forward: dx like x, dw like w, db (Co,); each may be NULL. Statuses as the forward's
@@ -54,6 +60,7 @@ RM_API rm_status rm_conv3d_backward(rm_ctx *ctx, const rm_conv3d_params *p, cons
 /* Transposed convolution without padding (the U-Net's 2×2×2 stride-2 up-sampling):
  * y[o, s·z+a, s·y+b, s·x+c] += x[i, z, y, x] · w[i, o, a, b, c], output length (in - 1)·s + k.
  * x (N, Ci, D, H, W), w (Ci, Co, k, k, k) as torch.nn.ConvTranspose3d, b (Co,) or NULL. p must have no padding.
+ * Planar: w (Ci, Co, 1, k, k), each depth slice up-sampled alone (the 2D decoder's 2×2 stride-2 up-sampling).
  * Forward and backward (dx, dw, db each may be NULL): RM_ERR_ARGUMENT as rm_conv3d_forward's, and for any
  * padding; RM_ERR_SHAPE; RM_ERR_NOMEM. */
 RM_API rm_status rm_conv_transpose3d_forward(rm_ctx *ctx, const rm_conv3d_params *p, const rm_tensor *x,

@@ -1,8 +1,8 @@
 /* The direct convolution (conv_direct.h): packing, the padded input planes, threads, and the choice of kernel.
  *
- * Items are output planes (sample, z), split into one contiguous range per thread. A thread keeps the k input
+ * Items are output planes (sample, z), split into one contiguous range per thread. A thread keeps the kd input
  * planes its current output plane reads in a ring of padded, blocked planes, so moving to the next output plane
- * converts one new input plane, not k. Within an item, for each group of output channel blocks and each chunk of
+ * converts one new input plane, not kd. Within an item, for each group of output channel blocks and each chunk of
  * input channel blocks (whose weights stay in cache over the plane), every output row is cut into tiles of at most
  * the kernel's positions. Depth and height taps that fall on the padding are skipped (they would add zeros, a large
  * share of the work on the deepest levels' small planes); width taps are not (they vary along the row).
@@ -18,18 +18,21 @@ enum { RM_DIRECT_CALL_WEIGHTS = 512 * 1024 }; /* bytes of weights (or sums) one 
 int rm_conv_direct_suits(const rm_ctx *ctx, const rm_conv_geom *g)
 {
     /* Output channels are computed in blocks of 16: below that, most of each vector would be padding. */
-    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && g->s == 1 && g->co >= 16 && g->k <= RM_DIRECT_MAX_K;
+    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && rm_conv_stride1(g) && g->co >= 16 && g->k <= RM_DIRECT_MAX_K &&
+           g->kd <= RM_DIRECT_MAX_K;
 }
 
 int rm_conv_direct_suits_weight(const rm_ctx *ctx, const rm_conv_geom *g)
 {
     /* Vectors run over 16 input channels: below that, most of each vector would be padding. */
-    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && g->s == 1 && g->ci >= 16 && g->k <= RM_DIRECT_MAX_K;
+    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && rm_conv_stride1(g) && g->ci >= 16 && g->k <= RM_DIRECT_MAX_K &&
+           g->kd <= RM_DIRECT_MAX_K;
 }
 
 int rm_conv_direct_suits_reduce(const rm_ctx *ctx, const rm_conv_geom *g)
 {
-    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && g->s == 1 && g->co < 16 && g->ci >= 16 && g->k == 5;
+    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && rm_conv_stride1(g) && g->co < 16 && g->ci >= 16 && g->k == 5 &&
+           g->kd <= RM_DIRECT_MAX_K;
 }
 
 /* The sizes every part of one call agrees on. */
@@ -38,7 +41,7 @@ typedef struct direct_plan {
     int64_t lanes, ncib, cop; /* L, input channel blocks, output channels rounded up to 16 */
     int64_t hp, wp;           /* padded plane: Ho + k - 1 rows of Wo + k - 1 positions */
     int64_t plane_floats;     /* one padded, blocked input plane: ncib·Hp·Wp·L */
-    int64_t group_floats;     /* the packed weights of one full group of output channels: ncib·k³·L·32 */
+    int64_t group_floats;     /* the packed weights of one full group of output channels: ncib·kd·k²·L·32 */
 } direct_plan;
 
 static direct_plan plan_of(const rm_conv_geom *g)
@@ -50,7 +53,7 @@ static direct_plan plan_of(const rm_conv_geom *g)
     p.hp = g->out[1] + g->k - 1;
     p.wp = g->out[2] + g->k - 1;
     p.plane_floats = p.ncib * p.hp * p.wp * p.lanes;
-    p.group_floats = p.ncib * g->k * g->k * g->k * p.lanes * RM_DIRECT_GROUP;
+    p.group_floats = p.ncib * rm_conv_taps(g) * p.lanes * RM_DIRECT_GROUP;
     return p;
 }
 
@@ -63,8 +66,8 @@ static int64_t group_width(const direct_plan *p, int64_t o)
 /* Where weight (output o, input i, tap) is in the packed layout. */
 static int64_t packed_index(const direct_plan *p, int64_t o, int64_t i, int64_t tap)
 {
-    const int64_t k3 = (int64_t)p->g->k * p->g->k * p->g->k, L = p->lanes;
-    return o / RM_DIRECT_GROUP * p->group_floats + ((i / L * k3 + tap) * L + i % L) * group_width(p, o) +
+    const int64_t taps = rm_conv_taps(p->g), L = p->lanes;
+    return o / RM_DIRECT_GROUP * p->group_floats + ((i / L * taps + tap) * L + i % L) * group_width(p, o) +
            o % RM_DIRECT_GROUP;
 }
 
@@ -76,28 +79,28 @@ static int64_t packed_index(const direct_plan *p, int64_t o, int64_t i, int64_t 
 static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, float *wp)
 {
     const rm_conv_geom *g = p->g;
-    const int64_t k3 = (int64_t)g->k * g->k * g->k, L = p->lanes, cop = p->cop, ncob = cop / 16;
+    const int64_t taps = rm_conv_taps(g), L = p->lanes, cop = p->cop, ncob = cop / 16;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t item = 0; item < p->ncib * ncob; item++) {
         const int64_t cib = item / ncob, o0 = item % ncob * 16;
-        float taps[16][RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K];
+        float w16[16][RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K];
         for (int64_t l = 0; l < L; l++) {
             const int64_t i = cib * L + l;
             for (int64_t j = 0; j < 16; j++) {
                 const int64_t o = o0 + j;
                 if (i >= g->ci || o >= g->co)
-                    memset(taps[j], 0, (size_t)k3 * sizeof(float));
+                    memset(w16[j], 0, (size_t)taps * sizeof(float));
                 else if (mirrored)
-                    for (int64_t tap = 0; tap < k3; tap++)
-                        taps[j][tap] = w[(i * g->co + o) * k3 + k3 - 1 - tap];
+                    for (int64_t tap = 0; tap < taps; tap++)
+                        w16[j][tap] = w[(i * g->co + o) * taps + taps - 1 - tap];
                 else
-                    memcpy(taps[j], w + (o * g->ci + i) * k3, (size_t)k3 * sizeof(float));
+                    memcpy(w16[j], w + (o * g->ci + i) * taps, (size_t)taps * sizeof(float));
             }
             float *dst = wp + packed_index(p, o0, cib * L + l, 0);
             const int64_t tap_floats = L * group_width(p, o0);
-            for (int64_t tap = 0; tap < k3; tap++)
+            for (int64_t tap = 0; tap < taps; tap++)
                 for (int64_t j = 0; j < 16; j++)
-                    dst[tap * tap_floats + j] = taps[j][tap];
+                    dst[tap * tap_floats + j] = w16[j][tap];
         }
     }
 }
@@ -105,7 +108,7 @@ static void pack_weights(const direct_plan *p, int nth, const float *w, int mirr
 int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g)
 {
     const direct_plan p = plan_of(g);
-    return p.ncib * g->k * g->k * g->k * p.lanes * p.cop;
+    return p.ncib * rm_conv_taps(g) * p.lanes * p.cop;
 }
 
 void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *packed)
@@ -117,12 +120,12 @@ void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *
 void rm_conv_direct_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w)
 {
     const direct_plan p = plan_of(g);
-    const int64_t k3 = (int64_t)g->k * g->k * g->k;
+    const int64_t taps = rm_conv_taps(g);
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t o = 0; o < g->co; o++)
         for (int64_t i = 0; i < g->ci; i++)
-            for (int64_t tap = 0; tap < k3; tap++)
-                w[(o * g->ci + i) * k3 + tap] = packed[packed_index(&p, o, i, tap)];
+            for (int64_t tap = 0; tap < taps; tap++)
+                w[(o * g->ci + i) * taps + tap] = packed[packed_index(&p, o, i, tap)];
 }
 
 /* Writes input plane iz of sample image `img` (ci, in) into `dst`, padded and blocked; the padding and the lanes of
@@ -147,16 +150,16 @@ static void convert_plane(const direct_plan *p, const float *img, int64_t iz, fl
     }
 }
 
-/* A thread's k padded input planes, in slots by depth modulo k, so that consecutive output planes share them. */
+/* A thread's kd padded input planes, in slots by depth modulo kd, so that consecutive output planes share them. */
 typedef struct plane_ring {
     const direct_plan *p;
-    float *planes;                 /* k slots of plan_floats */
+    float *planes;                 /* kd slots of plane_floats */
     int64_t held[RM_DIRECT_MAX_K]; /* the plane n·D + iz each slot holds, or -1 */
 } plane_ring;
 
 static size_t ring_size(const direct_plan *p)
 {
-    return rm_work_floats(p->g->k * p->plane_floats);
+    return rm_work_floats(p->g->kd * p->plane_floats);
 }
 
 /* A ring on `mem` (ring_size floats), all zeros: the padding and the lanes of missing channels stay so. */
@@ -174,9 +177,9 @@ static plane_ring ring_start(const direct_plan *p, float *mem)
 static void ring_planes(plane_ring *r, const float *x, int64_t n, int64_t z, const float *planes[RM_DIRECT_MAX_K])
 {
     const direct_plan *p = r->p;
-    const int64_t k = p->g->k, D = p->g->in[0], vin = D * p->g->in[1] * p->g->in[2];
-    for (int64_t a = 0; a < k; a++) {
-        const int64_t iz = z + a - p->g->pad, slot = iz % k;
+    const int64_t kd = p->g->kd, D = p->g->in[0], vin = D * p->g->in[1] * p->g->in[2];
+    for (int64_t a = 0; a < kd; a++) {
+        const int64_t iz = z + a - p->g->pad_d, slot = iz % kd;
         planes[a] = NULL;
         if (iz < 0 || iz >= D)
             continue;
@@ -275,6 +278,7 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
                        .cib_stride = p->hp * p->wp * p->lanes,
                        .row_stride = p->wp * p->lanes,
                        .k = g->k,
+                       .kd = g->kd,
                        .lanes = (int)p->lanes};
     for (int64_t cob = 0; cob < ncob; cob += j->nb_max) {
         r.cob = (int)cob;
@@ -292,7 +296,7 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
                 height_taps(g, oy, &r.b0, &r.b1);
                 for (int64_t t = 0; t < ntiles; t++) {
                     const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
-                    for (int a = 0; a < g->k; a++)
+                    for (int a = 0; a < g->kd; a++)
                         r.planes[a] = planes[a] ? planes[a] + (oy * p->wp + x0) * p->lanes : NULL;
                     r.rw = (int)(x1 - x0);
                     r.part = part + (oy * Wo + x0) * 32;
@@ -324,11 +328,11 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
                      .rw_one = k5 ? (avx512 ? RM_DIRECT_AVX512_RW5_1 : RM_DIRECT_AVX2_RW5_1)
                                   : (avx512 ? RM_DIRECT_AVX512_RW1 : RM_DIRECT_AVX2_RW1),
                      .rw_pair = k5 ? RM_DIRECT_AVX512_RW5_2 : RM_DIRECT_AVX512_RW2};
-    const int64_t k3 = (int64_t)g->k * g->k * g->k;
     const size_t w_floats = wp ? 0 : rm_work_floats(rm_conv_direct_packed_numel(g));
     const size_t b_floats = rm_work_floats(p.cop);
     /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */
-    j.chunk = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (k3 * p.lanes * j.nb_max * 16 * (int64_t)sizeof(float)), 1, p.ncib);
+    j.chunk = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (rm_conv_taps(g) * p.lanes * j.nb_max * 16 * (int64_t)sizeof(float)),
+                         1, p.ncib);
     const size_t part_floats = j.chunk < p.ncib ? (size_t)(g->out[1] * g->out[2] * 32) : 0;
     if (!j.kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
@@ -361,10 +365,10 @@ rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, cons
     return forward(ctx, g, x, packed, NULL, 0, b, act, y);
 }
 
-/* The few-output-channels weights of one output channel: [cib][tap][16] for the 125 taps of a 5³ kernel. */
+/* The few-output-channels weights of one output channel: [cib][tap][16] for the kd·25 taps of a kd×5×5 kernel. */
 static int64_t reduce_channel_floats(const direct_plan *p)
 {
-    return p->ncib * 125 * 16;
+    return p->ncib * rm_conv_taps(p->g) * 16;
 }
 
 /* The few-output-channels weights [o][cib][tap][16], zero in the lanes of missing input channels (`mirrored` as
@@ -372,17 +376,17 @@ static int64_t reduce_channel_floats(const direct_plan *p)
 static void pack_reduce_weights(const direct_plan *p, int nth, const float *w, int mirrored, float *wr)
 {
     const rm_conv_geom *g = p->g;
-    const int64_t k3 = 125;
+    const int64_t taps = rm_conv_taps(g);
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t o = 0; o < g->co; o++)
         for (int64_t cib = 0; cib < p->ncib; cib++)
-            for (int64_t tap = 0; tap < k3; tap++)
+            for (int64_t tap = 0; tap < taps; tap++)
                 for (int64_t l = 0; l < 16; l++) {
                     const int64_t i = cib * 16 + l;
-                    wr[o * reduce_channel_floats(p) + (cib * k3 + tap) * 16 + l] =
+                    wr[o * reduce_channel_floats(p) + (cib * taps + tap) * 16 + l] =
                         i >= g->ci ? 0.0f
-                        : mirrored ? w[(i * g->co + o) * k3 + k3 - 1 - tap]
-                                   : w[(o * g->ci + i) * k3 + tap];
+                        : mirrored ? w[(i * g->co + o) * taps + taps - 1 - tap]
+                                   : w[(o * g->ci + i) * taps + tap];
                 }
 }
 
@@ -415,7 +419,7 @@ static void reduce_plane(const void *arg, int64_t n, int64_t z, const float *pla
     const rm_conv_geom *g = p->g;
     const int64_t Ho = g->out[1], Wo = g->out[2], ntiles = rm_ceil_div(Wo, j->rw_max);
     rm_direct_reduce_row r = {
-        .lane_sums = sums, .cib_stride = p->hp * p->wp * 16, .row_stride = p->wp * 16, .ncib = p->ncib};
+        .lane_sums = sums, .cib_stride = p->hp * p->wp * 16, .row_stride = p->wp * 16, .ncib = p->ncib, .kd = g->kd};
     for (int64_t o = 0; o < g->co; o++) {
         r.w = j->wr + o * reduce_channel_floats(p);
         float *out = j->y + ((n * g->co + o) * g->out[0] + z) * Ho * Wo;
@@ -423,7 +427,7 @@ static void reduce_plane(const void *arg, int64_t n, int64_t z, const float *pla
             height_taps(g, oy, &r.b0, &r.b1);
             for (int64_t t = 0; t < ntiles; t++) {
                 const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
-                for (int a = 0; a < 5; a++)
+                for (int a = 0; a < g->kd; a++)
                     r.planes[a] = planes[a] ? planes[a] + (oy * p->wp + x0) * 16 : NULL;
                 r.rw = (int)(x1 - x0);
                 j->kernel(&r);
@@ -476,14 +480,14 @@ static void sums_to_dw(const wgrad_items *it, int64_t i0, int64_t i1, const floa
                        int64_t range_stride, float *dw)
 {
     const rm_conv_geom *g = it->g;
-    const int64_t k = g->k, k3 = k * k * k;
+    const int64_t k = g->k, taps = rm_conv_taps(g);
     for (int64_t item = i0; item < i1; item++) {
         const int64_t cib = item / it->ngroups, o0 = item % it->ngroups * it->o_per;
         const float *si = s + (item - i0) * it->item_floats;
         for (int64_t j = 0; j < it->o_per && o0 + j < g->co; j++)
             for (int64_t l = 0; l < 16 && cib * 16 + l < g->ci; l++) {
-                float *d = dw + ((o0 + j) * g->ci + cib * 16 + l) * k3;
-                for (int64_t tap = 0; tap < k3; tap++) {
+                float *d = dw + ((o0 + j) * g->ci + cib * 16 + l) * taps;
+                for (int64_t tap = 0; tap < taps; tap++) {
                     const float *v = si + ((tap / k * it->o_per + j) * k + tap % k) * 16 + l;
                     float total = v[0];
                     for (int64_t range = 1; range < nranges; range++)
@@ -500,8 +504,8 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
     const int nth = ctx->n_threads, k = g->k;
     const int o_per = (int)rm_min64(rm_direct_wgrad_channels(ctx->isa, k), g->co);
     const wgrad_kernel kernel = wgrad_kernel_of(ctx->isa);
-    const int64_t k3 = (int64_t)k * k * k, ngroups = rm_ceil_div(g->co, o_per), nitems = p.ncib * ngroups;
-    const wgrad_items items = {.g = g, .o_per = o_per, .ngroups = ngroups, .item_floats = k3 * o_per * 16};
+    const int64_t ngroups = rm_ceil_div(g->co, o_per), nitems = p.ncib * ngroups;
+    const wgrad_items items = {.g = g, .o_per = o_per, .ngroups = ngroups, .item_floats = rm_conv_taps(g) * o_per * 16};
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], nplanes = g->n * Do, item_floats = items.item_floats;
     /* Counted in items of RM_DIRECT_MAX_O channels, whatever this instruction set's O: the same ranges, the same
      * sums on every instruction set. */
@@ -548,7 +552,7 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
                     for (int64_t unit = u0; unit < u1; unit++) {
                         const int64_t item = unit % nitems, cib = item / ngroups, o0 = item % ngroups * o_per;
                         rm_direct_wgrad_row r = {.wo = Wo, .x_rows = p.wp * 16, .dy_rows = Wo, .k = k, .o = o_per};
-                        for (int64_t a = 0; a < k; a++) {
+                        for (int64_t a = 0; a < g->kd; a++) {
                             if (!planes[a])
                                 continue;
                             for (int64_t b = 0; b < k; b++) {

@@ -2,7 +2,7 @@
  *
  * Layouts (all float32):
  * - input planes, blocked and zero-padded: [cib][Hp][Wp][L] for each input plane, L input channels per block
- *   (16, or the channel count when it is below 16), Hp = H + k - 1 and Wp = W + k - 1 with the zeros of the
+ *   (16, or the channel count when it is below 16), Hp = Ho + k - 1 and Wp = Wo + k - 1 with the zeros of the
  *   padding stored, so the kernels have no boundary tests in height and width;
  * - packed weights: [og][cib][a][b][c][L][gw]: groups og of RM_DIRECT_GROUP output channels (the last group gw =
  *   16 or 32 wide: the output channels rounded up to 16, zero-filled), so one tap of one input channel is a
@@ -11,7 +11,7 @@
  *   call reading 128 bytes of each).
  *
  * Every output element starts at its bias and adds, in this order, input channel blocks, depth taps, height taps,
- * then the channels of the block and the width taps (for 5³ kernels each channel's five width taps in turn, for
+ * then the channels of the block and the width taps (for kernels 5 wide each channel's five width taps in turn, for
  * other kernels each width tap's channels), one fused multiply-add each. The AVX-512 and AVX2 kernels follow the
  * same order (AVX2 holds a block of 16 output channels in two registers), so both paths give the same bits, on any
  * number of threads. The few-output-channels kernel adds the same products per input lane, then the 16 lanes in
@@ -41,7 +41,7 @@
  * cache over a whole plane), which carry their sums in `part`: float to float, the same sums as one call. */
 typedef struct rm_direct_row {
     const float *planes[RM_DIRECT_MAX_K]; /* depth tap a's padded input plane at the row's first position, or NULL */
-    const float *w;                       /* packed weights of the group of output block cob */
+    const float *w;                       /* packed weights of the group of output block cob: [cib][a][b][c][L][gw] */
     const float *bias;                    /* the bias of output block cob's channels, or NULL for zeros */
     float *out;                           /* output channel cob·16's first position; positions are consecutive */
     int64_t out_stride;                   /* floats between two channels of `out` */
@@ -51,7 +51,7 @@ typedef struct rm_direct_row {
     int64_t cib0, ncib, gw;               /* input channel blocks [cib0, cib0 + ncib); the group's width */
     float *part;                          /* partial sums between blocks of input channels: [rw][32] */
     int first, last;                      /* start from the bias (else from part); end in out (else in part) */
-    int k, lanes, cob, nb, rw;            /* kernel size, L, first output block, blocks, positions */
+    int k, kd, lanes, cob, nb, rw;        /* kernel: k² in-plane, kd deep; L; first output block, blocks, positions */
     int b0, b1;                           /* the height taps [b0, b1) that meet input rows (the rest read zeros) */
 } rm_direct_row;
 
@@ -89,15 +89,15 @@ static inline int rm_direct_wgrad_channels(rm_isa isa, int k)
     return o < 1 ? 1 : o > RM_DIRECT_MAX_O ? RM_DIRECT_MAX_O : o;
 }
 
-/* The few-output-channels kernel (reduce_kernel.inc): for one output channel of a 5³ kernel over blocks of 16 input
- * lanes, `rw` consecutive positions of one output row, each as 16 lane sums (lane l adds the products of input
+/* The few-output-channels kernel (reduce_kernel.inc): for one output channel of a kd×5×5 kernel over blocks of 16
+ * input lanes, `rw` consecutive positions of one output row, each as 16 lane sums (lane l adds the products of input
  * channels l, l + 16, ... in the forward's order); the caller adds the lanes. */
 typedef struct rm_direct_reduce_row {
     const float *planes[RM_DIRECT_MAX_K]; /* depth tap a's padded input plane at the row's first position, or NULL */
     const float *w;                       /* the output channel's weights, [cib][a][b][c][16] */
     float *lane_sums;                     /* [rw][16], out */
     int64_t cib_stride, row_stride, ncib; /* as rm_direct_row's; input channel blocks */
-    int rw, b0, b1;                       /* positions; the height taps that meet input rows */
+    int kd, rw, b0, b1;                   /* depth taps; positions; the height taps that meet input rows */
 } rm_direct_reduce_row;
 enum { RM_DIRECT_AVX512_REDUCE_RW = 24, RM_DIRECT_AVX2_REDUCE_RW = 10 };
 
@@ -119,11 +119,11 @@ int rm_conv_direct_suits_weight(const rm_ctx *ctx, const rm_conv_geom *g);
  * reversed, as the data gradient's convolution has it. */
 rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
                                  const float *b, float *y);
-/* The same for 1 to 15 output channels of a 5³ kernel over at least 16 input channels (the network's last layer),
+/* The same for 1 to 15 output channels of a kd×5×5 kernel over at least 16 input channels (the network's last layer),
  * where rm_conv_direct_suits does not hold: the weights are packed per call (they are few). */
 rm_status rm_conv_direct_forward_reduce(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w,
                                         int mirrored, const float *b, float *y);
-/* The packed layout of g's weights (co, ci, k, k, k), for a caller that keeps them packed (a deploy form): its float
+/* The packed layout of g's weights (co, ci, kd, k, k), for a caller that keeps them packed (a deploy form): its float
  * count, packing, unpacking, and the forward on them. */
 int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g);
 void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *packed);

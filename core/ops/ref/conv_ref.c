@@ -3,10 +3,24 @@
 
 #include <string.h>
 
-/* Input index along one axis that kernel tap `a` of output position `o` reads, or -1 outside the input. */
-static int64_t ref_tap(int64_t o, int a, const rm_conv3d_params *p, int64_t len)
+/* The kernel's depth: a planar kernel spans one plane. */
+static int ref_depth(const rm_conv3d_params *p)
 {
-    int64_t i = o * p->stride + a - p->pad_before;
+    return p->planar ? 1 : p->kernel;
+}
+
+/* The stride along spatial axis `axis` (0 depth). */
+static int64_t ref_stride(const rm_conv3d_params *p, int axis)
+{
+    return axis == 0 && p->planar ? 1 : p->stride;
+}
+
+/* Input index along spatial axis `axis` (0 depth) that kernel tap `a` of output position `o` reads, or -1 outside
+ * the input. A planar kernel has no depth padding. */
+static int64_t ref_tap(int64_t o, int a, const rm_conv3d_params *p, int axis, int64_t len)
+{
+    const int64_t pad = axis == 0 && p->planar ? 0 : p->pad_before;
+    const int64_t i = o * ref_stride(p, axis) + a - pad;
     return (i >= 0 && i < len) ? i : -1;
 }
 
@@ -21,10 +35,11 @@ void rm_ref_conv3d_forward(const rm_conv3d_params *p, const rm_dtensor *x, const
     for (int64_t c = 0; c < y->ne[4]; c++) {
         double acc = b ? b[o] : 0.0;
         for (int64_t i = 0; i < x->ne[1]; i++)
-        for (int a = 0; a < k; a++)
+        for (int a = 0; a < ref_depth(p); a++)
         for (int bb = 0; bb < k; bb++)
         for (int cc = 0; cc < k; cc++) {
-            int64_t iz = ref_tap(z, a, p, x->ne[2]), iy = ref_tap(r, bb, p, x->ne[3]), ix = ref_tap(c, cc, p, x->ne[4]);
+            int64_t iz = ref_tap(z, a, p, 0, x->ne[2]), iy = ref_tap(r, bb, p, 1, x->ne[3]),
+                    ix = ref_tap(c, cc, p, 2, x->ne[4]);
             if (iz < 0 || iy < 0 || ix < 0)
                 continue;
             acc += *rm_ref_at(w, o, i, a, bb, cc) * *rm_ref_at(x, n, i, iz, iy, ix);
@@ -53,10 +68,11 @@ void rm_ref_conv3d_backward(const rm_conv3d_params *p, const rm_dtensor *x, cons
         if (db)
             db[o] += g;
         for (int64_t i = 0; i < x->ne[1]; i++)
-        for (int a = 0; a < k; a++)
+        for (int a = 0; a < ref_depth(p); a++)
         for (int bb = 0; bb < k; bb++)
         for (int cc = 0; cc < k; cc++) {
-            int64_t iz = ref_tap(z, a, p, x->ne[2]), iy = ref_tap(r, bb, p, x->ne[3]), ix = ref_tap(c, cc, p, x->ne[4]);
+            int64_t iz = ref_tap(z, a, p, 0, x->ne[2]), iy = ref_tap(r, bb, p, 1, x->ne[3]),
+                    ix = ref_tap(c, cc, p, 2, x->ne[4]);
             if (iz < 0 || iy < 0 || ix < 0)
                 continue;
             if (dx)
@@ -82,10 +98,10 @@ void rm_ref_conv_transpose3d_forward(const rm_conv3d_params *p, const rm_dtensor
     for (int64_t r = 0; r < x->ne[3]; r++)
     for (int64_t c = 0; c < x->ne[4]; c++)
     for (int64_t o = 0; o < y->ne[1]; o++)
-    for (int a = 0; a < k; a++)
+    for (int a = 0; a < ref_depth(p); a++)
     for (int bb = 0; bb < k; bb++)
     for (int cc = 0; cc < k; cc++)
-        *rm_ref_at(y, n, o, z * s + a, r * s + bb, c * s + cc) +=
+        *rm_ref_at(y, n, o, z * ref_stride(p, 0) + a, r * s + bb, c * s + cc) +=
             *rm_ref_at(x, n, i, z, r, c) * *rm_ref_at(w, i, o, a, bb, cc);
 }
 
@@ -111,10 +127,10 @@ void rm_ref_conv_transpose3d_backward(const rm_conv3d_params *p, const rm_dtenso
     for (int64_t c = 0; c < x->ne[4]; c++) {
         double acc = 0.0;
         for (int64_t o = 0; o < dy->ne[1]; o++)
-        for (int a = 0; a < k; a++)
+        for (int a = 0; a < ref_depth(p); a++)
         for (int bb = 0; bb < k; bb++)
         for (int cc = 0; cc < k; cc++) {
-            const double g = *rm_ref_at(dy, n, o, z * s + a, r * s + bb, c * s + cc);
+            const double g = *rm_ref_at(dy, n, o, z * ref_stride(p, 0) + a, r * s + bb, c * s + cc);
             acc += g * *rm_ref_at(w, i, o, a, bb, cc);
             if (dw)
                 *rm_ref_at(dw, i, o, a, bb, cc) += g * *rm_ref_at(x, n, i, z, r, c);
