@@ -487,12 +487,15 @@ static void sums_to_dw(const wgrad_items *it, int64_t i0, int64_t i1, const floa
         for (int64_t j = 0; j < it->o_per && o0 + j < g->co; j++)
             for (int64_t l = 0; l < 16 && cib * 16 + l < g->ci; l++) {
                 float *d = dw + ((o0 + j) * g->ci + cib * 16 + l) * taps;
-                for (int64_t tap = 0; tap < taps; tap++) {
-                    const float *v = si + ((tap / k * it->o_per + j) * k + tap % k) * 16 + l;
-                    float total = v[0];
-                    for (int64_t range = 1; range < nranges; range++)
-                        total += v[range * range_stride];
-                    d[tap] = total;
+                /* Tap (ab, c) of the sums, ab = a·k + b: no divisions in this loop over all of dw. */
+                for (int64_t ab = 0; ab < taps / k; ab++) {
+                    const float *v = si + (ab * it->o_per + j) * k * 16 + l;
+                    for (int64_t c = 0; c < k; c++) {
+                        float total = v[c * 16];
+                        for (int64_t range = 1; range < nranges; range++)
+                            total += v[c * 16 + range * range_stride];
+                        d[ab * k + c] = total;
+                    }
                 }
             }
     }
