@@ -71,15 +71,16 @@ static int64_t packed_index(const direct_plan *p, int64_t o, int64_t i, int64_t 
            o % RM_DIRECT_GROUP;
 }
 
-/* The packed weights (conv_direct.h), zero where channels do not exist. Items are (input channel block, block of 16
- * output channels). For each input channel, the 16 output channels' taps are read as the contiguous runs they are
- * in w into a small buffer, then written one whole 64-byte row of 16 channels per tap: rows a tap apart are L·gw
- * floats apart, a power-of-two stride that maps them all to a few cache sets, so writing them a float at a time
- * would evict each row before it is complete. */
-static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, float *wp)
+/* The packed weights (conv_direct.h) of depth taps [a0, a1) (the others are left as they are), zero where channels
+ * do not exist. Items are (input channel block, block of 16 output channels). For each input channel, the 16 output
+ * channels' taps are read as the contiguous runs they are in w into a small buffer, then written one whole 64-byte row
+ * of 16 channels per tap: rows a tap apart are L·gw floats apart, a power-of-two stride that maps them all to a few
+ * cache sets, so writing them a float at a time would evict each row before it is complete. */
+static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, int a0, int a1, float *wp)
 {
     const rm_conv_geom *g = p->g;
     const int64_t taps = rm_conv_taps(g), L = p->lanes, cop = p->cop, ncob = cop / 16;
+    const int64_t t0 = a0 * taps / g->kd, t1 = a1 * taps / g->kd, nt = t1 - t0;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t item = 0; item < p->ncib * ncob; item++) {
         const int64_t cib = item / ncob, o0 = item % ncob * 16;
@@ -89,20 +90,27 @@ static void pack_weights(const direct_plan *p, int nth, const float *w, int mirr
             for (int64_t j = 0; j < 16; j++) {
                 const int64_t o = o0 + j;
                 if (i >= g->ci || o >= g->co)
-                    memset(w16[j], 0, (size_t)taps * sizeof(float));
+                    memset(w16[j], 0, (size_t)nt * sizeof(float));
                 else if (mirrored)
-                    for (int64_t tap = 0; tap < taps; tap++)
-                        w16[j][tap] = w[(i * g->co + o) * taps + taps - 1 - tap];
+                    for (int64_t tap = t0; tap < t1; tap++)
+                        w16[j][tap - t0] = w[(i * g->co + o) * taps + taps - 1 - tap];
                 else
-                    memcpy(w16[j], w + (o * g->ci + i) * taps, (size_t)taps * sizeof(float));
+                    memcpy(w16[j], w + (o * g->ci + i) * taps + t0, (size_t)nt * sizeof(float));
             }
-            float *dst = wp + packed_index(p, o0, cib * L + l, 0);
+            float *dst = wp + packed_index(p, o0, cib * L + l, t0);
             const int64_t tap_floats = L * group_width(p, o0);
-            for (int64_t tap = 0; tap < taps; tap++)
+            for (int64_t tap = 0; tap < nt; tap++)
                 for (int64_t j = 0; j < 16; j++)
                     dst[tap * tap_floats + j] = w16[j][tap];
         }
     }
+}
+
+/* The depth taps [*a0, *a1) that meet some input plane of g: the kernels skip the others. */
+static void reached_depth_taps(const rm_conv_geom *g, int *a0, int *a1)
+{
+    *a0 = (int)rm_clamp64(g->pad_d - g->out[0] + 1, 0, g->kd);
+    *a1 = (int)rm_clamp64(g->pad_d + g->in[0], *a0, g->kd);
 }
 
 int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g)
@@ -114,7 +122,7 @@ int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g)
 void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *packed)
 {
     const direct_plan p = plan_of(g);
-    pack_weights(&p, nth, w, 0, packed);
+    pack_weights(&p, nth, w, 0, 0, g->kd, packed);
 }
 
 void rm_conv_direct_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w)
@@ -341,7 +349,10 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
     if (!ws)
         return RM_ERR_NOMEM;
     if (!wp) {
-        pack_weights(&p, nth, w, mirrored, ws);
+        /* Only the depth taps that meet the input: the deepest levels, thinner than the kernel, read 3 of 5. */
+        int a0, a1;
+        reached_depth_taps(g, &a0, &a1);
+        pack_weights(&p, nth, w, mirrored, a0, a1, ws);
         wp = ws;
     }
     float *bp = ws + w_floats;
