@@ -1,7 +1,8 @@
-// Evaluation metrics: regression (MSE, MAE, R², Pearson) and binary (F0.5, Dice, precision, recall, ROC AUC)
-// against naive implementations written here (the AUC against an O(n²) count of pairs), hand cases, masks, constant
-// inputs, the documented conventions for empty classes, bad input and thread-count independence. The F0.5-best
-// threshold against a brute force over every distinct value, and the model's task threshold through a file.
+// Evaluation metrics: regression (MSE, MAE, R², Pearson, SSIM against its voxel-by-voxel definition) and binary
+// (F0.5, Dice, precision, recall, ROC AUC) against naive implementations written here (the AUC against an O(n²)
+// count of pairs), hand cases, masks, constant inputs, the documented conventions for empty classes, bad input and
+// thread-count independence. The F0.5-best threshold against a brute force over every distinct value, and the
+// model's task threshold through a file.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -646,7 +647,7 @@ TEST(Metrics, RejectNonFiniteInputWithAClearError)
     Ctx ctx(2);
     const Shape s{1, 1, 37, 41, 53}; // several chunks: the first bad element is named, whatever the threads
     Tensor p(s, 0.25f), t(s, 1.0f), m(s, 1.0f);
-    const rm_regression_metrics reg0{7, 7, 7, 7, 7};
+    const rm_regression_metrics reg0{7, 7, 7, 7, 7, 7, 7};
     const rm_binary_metrics bin0{7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
     auto expect_fail = [&](const char *tensor, const char *value, size_t index) {
         rm_regression_metrics reg = reg0;
@@ -684,7 +685,7 @@ TEST(Metrics, RejectBadArgumentsAndLeaveOutputUntouched)
     Ctx ctx(1);
     const Shape s{1, 2, 3, 3, 3};
     Tensor p(s, 0.2f), t(s, 1.0f), m(s, 1.0f), wrong({1, 2, 3, 3, 1});
-    const rm_regression_metrics reg0{7, 7, 7, 7, 7};
+    const rm_regression_metrics reg0{7, 7, 7, 7, 7, 7, 7};
     const rm_binary_metrics bin0{7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
     rm_regression_metrics reg = reg0;
     rm_binary_metrics bin = bin0;
@@ -734,6 +735,166 @@ TEST(Metrics, BitIdenticalOnOneAndTwoThreads)
         EXPECT_TRUE(same_bits(&reg, &reg_ref, sizeof reg));
         EXPECT_TRUE(same_bits(&bin, &bin_ref, sizeof bin));
     }
+}
+
+// ---- SSIM ----------------------------------------------------------------------------------------------------
+
+// The definition, voxel by voxel: the Gaussian-weighted moments over each whole window (11 taps of σ = 1.5 per axis
+// of more than one voxel), the index, and its mean over the selected voxels whose window lies inside.
+double naive_ssim(const Tensor &p, const Tensor &t, const Tensor *mask, double range)
+{
+    const Shape s = p.shape();
+    double g[11], gsum = 0;
+    for (int i = 0; i < 11; i++)
+        gsum += g[i] = std::exp(-(i - 5) * (i - 5) / (2 * 1.5 * 1.5));
+    const int r[3] = {s[2] > 1 ? 5 : 0, s[3] > 1 ? 5 : 0, s[4] > 1 ? 5 : 0};
+    auto weight = [&](int axis, int i) { return r[axis] ? g[i] / gsum : 1.0; };
+    const double c1 = (0.01 * range) * (0.01 * range), c2 = (0.03 * range) * (0.03 * range);
+    const int64_t vox = s[2] * s[3] * s[4];
+    double sum = 0;
+    int64_t count = 0;
+    for (int64_t v = 0; v < s[0] * s[1]; v++)
+        for (int64_t z = r[0]; z < s[2] - r[0]; z++)
+            for (int64_t y = r[1]; y < s[3] - r[1]; y++)
+                for (int64_t x = r[2]; x < s[4] - r[2]; x++) {
+                    const int64_t centre = v * vox + (z * s[3] + y) * s[4] + x;
+                    if (!selected(mask, static_cast<size_t>(centre)))
+                        continue;
+                    double mp = 0, mt = 0, pp = 0, tt = 0, pt = 0;
+                    for (int a = -r[0]; a <= r[0]; a++)
+                        for (int b = -r[1]; b <= r[1]; b++)
+                            for (int c = -r[2]; c <= r[2]; c++) {
+                                const double wt = weight(0, a + 5) * weight(1, b + 5) * weight(2, c + 5);
+                                const int64_t i = v * vox + ((z + a) * s[3] + y + b) * s[4] + x + c;
+                                const double pv = p.data[i], tv = t.data[i];
+                                mp += wt * pv, mt += wt * tv, pp += wt * pv * pv, tt += wt * tv * tv, pt += wt * pv * tv;
+                            }
+                    const double vp = pp - mp * mp, vt = tt - mt * mt, cov = pt - mp * mt;
+                    sum += (2 * mp * mt + c1) * (2 * cov + c2) / ((mp * mp + mt * mt + c1) * (vp + vt + c2));
+                    count++;
+                }
+    return count ? sum / static_cast<double>(count) : NAN;
+}
+
+// A target with structure and a prediction that follows it loosely, far from zero (a variance computed as a
+// difference of large moments in float would show it).
+void ssim_pair(Tensor &p, Tensor &t, uint32_t seed)
+{
+    rmtest::fill_uniform(t.data, seed, -2.0f, 3.0f);
+    rmtest::fill_uniform(p.data, seed + 1, -1.0f, 1.0f);
+    for (size_t i = 0; i < p.data.size(); i++) {
+        t.data[i] += 200.0f + 2.0f * std::sin(0.3f * static_cast<float>(i % 97));
+        p.data[i] += 0.7f * t.data[i] + 60.0f;
+    }
+}
+
+TEST(Ssim, MatchesTheDefinitionWithAndWithoutMask)
+{
+    Ctx ctx(2);
+    // One volume, several volumes (N·C), a 2D image (depth 1), windows that just fit (11 along an axis).
+    for (const Shape &s : {Shape{1, 1, 13, 14, 15}, Shape{2, 2, 12, 11, 16}, Shape{1, 1, 1, 20, 23}}) {
+        for (bool masked : {false, true}) {
+            SCOPED_TRACE("numel=" + std::to_string(rmtest::numel(s)) + (masked ? " masked" : ""));
+            Tensor p(s), t(s), m = random_mask(s, 611);
+            ssim_pair(p, t, 612);
+            const double range = 7.5;
+            double got = 0;
+            ASSERT_EQ(rm_ssim_compute(ctx, p.p(), t.p(), masked ? m.p() : nullptr, range, &got), RM_OK)
+                << rm_ctx_error(ctx);
+            const double want = naive_ssim(p, t, masked ? &m : nullptr, range);
+            EXPECT_NEAR(got, want, 1e-9 * std::fabs(want));
+            EXPECT_GT(want, 0.05); // a real similarity, not a degenerate one
+            EXPECT_LT(want, 0.95);
+        }
+    }
+}
+
+TEST(Ssim, ClosedForms)
+{
+    Ctx ctx(1);
+    const Shape s{1, 1, 12, 13, 11};
+    Tensor p(s), t(s);
+    ssim_pair(p, t, 621);
+    double got = 0;
+    // A volume against itself: 1.
+    ASSERT_EQ(rm_ssim_compute(ctx, t.p(), t.p(), nullptr, 5.0, &got), RM_OK);
+    EXPECT_NEAR(got, 1.0, 1e-12);
+    // Two constant volumes a and b: no variance, so only the luminance term (2ab + C1) / (a² + b² + C1) is left.
+    const double a = 3.0, b = 5.0, L = 2.0, c1 = (0.01 * L) * (0.01 * L);
+    Tensor pa(s, static_cast<float>(a)), tb(s, static_cast<float>(b));
+    ASSERT_EQ(rm_ssim_compute(ctx, pa.p(), tb.p(), nullptr, L, &got), RM_OK);
+    EXPECT_NEAR(got, (2 * a * b + c1) / (a * a + b * b + c1), 1e-10); // variances of rounding error over C2
+    // The index is symmetric in its two volumes.
+    double swapped = 0;
+    ASSERT_EQ(rm_ssim_compute(ctx, p.p(), t.p(), nullptr, L, &got), RM_OK);
+    ASSERT_EQ(rm_ssim_compute(ctx, t.p(), p.p(), nullptr, L, &swapped), RM_OK);
+    EXPECT_EQ(got, swapped);
+}
+
+TEST(Ssim, NoWindowOrNoSelectedVoxelGivesNaN)
+{
+    Ctx ctx(1);
+    const Shape thin{1, 1, 10, 20, 20}; // 10 voxels: no 11-tap window fits along depth
+    Tensor p(thin, 1.0f), t(thin, 2.0f);
+    double got = 0;
+    ASSERT_EQ(rm_ssim_compute(ctx, p.p(), t.p(), nullptr, 1.0, &got), RM_OK);
+    EXPECT_TRUE(std::isnan(got));
+    const Shape s{1, 1, 11, 11, 11};
+    Tensor q(s, 1.0f), u(s, 2.0f), none(s, 0.0f);
+    ASSERT_EQ(rm_ssim_compute(ctx, q.p(), u.p(), none.p(), 1.0, &got), RM_OK);
+    EXPECT_TRUE(std::isnan(got));
+}
+
+TEST(Ssim, RejectsNonFiniteValuesAndABadRange)
+{
+    Ctx ctx(1);
+    const Shape s{1, 1, 11, 12, 13};
+    Tensor p(s), t(s), m(s, 1.0f);
+    ssim_pair(p, t, 631);
+    double got = 7;
+    for (double bad : {0.0, -1.0, static_cast<double>(NAN), static_cast<double>(INFINITY)}) {
+        EXPECT_EQ(rm_ssim_compute(ctx, p.p(), t.p(), nullptr, bad, &got), RM_ERR_ARGUMENT);
+        EXPECT_NE(std::string(rm_ctx_error(ctx)).find("data range"), std::string::npos) << rm_ctx_error(ctx);
+    }
+    // A NaN outside the mask still meets the windows of selected voxels.
+    t.data[5] = NAN;
+    m.data[5] = 0.0f;
+    EXPECT_EQ(rm_ssim_compute(ctx, p.p(), t.p(), m.p(), 1.0, &got), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("target has 1 values that are not finite, the first at element 5"),
+              std::string::npos)
+        << rm_ctx_error(ctx);
+    EXPECT_EQ(got, 7.0);
+    // The regression metrics measure the selected voxels and leave SSIM undefined.
+    rm_regression_metrics r{};
+    ASSERT_EQ(rm_regression_metrics_compute(ctx, p.p(), t.p(), m.p(), &r), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_TRUE(std::isfinite(r.mse));
+    EXPECT_TRUE(std::isnan(r.ssim));
+}
+
+TEST(RegressionMetrics, ReportSsimOverTheTargetsRange)
+{
+    Ctx ctx(2);
+    const Shape s{1, 1, 14, 12, 13};
+    Tensor p(s), t(s), m = random_mask(s, 641);
+    ssim_pair(p, t, 642);
+    for (bool masked : {false, true}) {
+        const Tensor *mask = masked ? &m : nullptr;
+        float lo = INFINITY, hi = -INFINITY;
+        for (size_t i = 0; i < t.data.size(); i++)
+            if (selected(mask, i))
+                lo = std::min(lo, t.data[i]), hi = std::max(hi, t.data[i]);
+        rm_regression_metrics r{};
+        ASSERT_EQ(rm_regression_metrics_compute(ctx, p.p(), t.p(), masked ? m.p() : nullptr, &r), RM_OK);
+        EXPECT_EQ(r.ssim_range, static_cast<double>(hi) - lo);
+        const double want = naive_ssim(p, t, mask, r.ssim_range);
+        EXPECT_NEAR(r.ssim, want, 1e-9 * std::fabs(want));
+    }
+    // A constant target has no range: SSIM is undefined, the range 0.
+    Tensor c(s, 4.0f);
+    rm_regression_metrics r{};
+    ASSERT_EQ(rm_regression_metrics_compute(ctx, p.p(), c.p(), nullptr, &r), RM_OK);
+    EXPECT_EQ(r.ssim_range, 0.0);
+    EXPECT_TRUE(std::isnan(r.ssim));
 }
 
 } // namespace

@@ -1,5 +1,5 @@
-/* Evaluation metrics: MSE, MAE, R², Pearson r for regression tasks; F0.5, Dice, precision, recall, ROC AUC for
- * binary tasks (see include/repmode/metrics.h).
+/* Evaluation metrics: MSE, MAE, R², Pearson r (and SSIM, from ssim.c) for regression tasks; F0.5, Dice, precision,
+ * recall, ROC AUC for binary tasks (see include/repmode/metrics.h).
  *
  * Every pass cuts the tensor into chunks of a fixed size whose sums go into their own slots, in double (counts in
  * int64), added in chunk order afterwards: the results are the same for any thread count. The first pass also
@@ -12,6 +12,7 @@
  */
 #include "base/chunks.h"
 #include "repmode/metrics.h"
+#include "repmode/nonfinite.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -156,6 +157,14 @@ static void reg_second(const void *arg, void *slot, int64_t i0, int64_t i1)
     r->pt = pt;
 }
 
+/* Whether every value of x is finite (the selected ones are checked already; SSIM's windows read the others). */
+static int all_finite(const rm_tensor *x)
+{
+    rm_nonfinite_census census = rm_nonfinite_census_init();
+    rm_nonfinite_census_add(&census, x->data, rm_tensor_numel(x));
+    return census.nonfinite == 0;
+}
+
 rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target,
                                         const rm_tensor *mask, rm_regression_metrics *out)
 {
@@ -181,7 +190,7 @@ rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, cons
         tmin = fminf(tmin, part[k].tmin);
         tmax = fmaxf(tmax, part[k].tmax);
     }
-    rm_regression_metrics r = {NAN, NAN, NAN, NAN, count};
+    rm_regression_metrics r = {NAN, NAN, NAN, NAN, count, NAN, NAN};
     if (count == 0) {
         *out = r;
         return RM_OK;
@@ -210,6 +219,9 @@ rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, cons
         const double c = pt / sqrt(pp * tt);
         r.pearson = c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c; /* rounding can step just outside [−1, 1] */
     }
+    r.ssim_range = (double)tmax - (double)tmin;
+    if (!t_constant && all_finite(pred) && all_finite(target))
+        RM_TRY(rm_ssim_compute(ctx, pred, target, mask, r.ssim_range, &r.ssim));
     *out = r;
     return RM_OK;
 }

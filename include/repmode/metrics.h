@@ -1,5 +1,5 @@
-/* repmode evaluation metrics: what `repmode eval` reports for regression tasks (fluorescence) and binary tasks (ink),
- * and the F0.5-best threshold of a binary task (`repmode train --tune-threshold`).
+/* repmode evaluation metrics: what `repmode eval` reports for regression tasks (fluorescence, SSIM included) and
+ * binary tasks (ink), and the F0.5-best threshold of a binary task (`repmode train --tune-threshold`).
  *
  *     rm_binary_metrics bm;
  *     if (rm_binary_metrics_compute(ctx, &prob, &ink, &fragment, RM_BINARY_THRESHOLD, &bm) != RM_OK)
@@ -38,11 +38,26 @@ typedef struct rm_regression_metrics {
                        voxel and 0 otherwise */
     double pearson; /* Pearson correlation of p and t, in [−1, 1]; 0 when either p or t is constant */
     int64_t count;  /* selected voxels */
+    double ssim;       /* rm_ssim_compute with ssim_range as the data range; NaN when the target is constant over the
+                          selected voxels, when no window fits in the volume, or when a voxel outside the mask that a
+                          window reads is not finite */
+    double ssim_range; /* max t − min t over the selected voxels */
 } rm_regression_metrics;
 
 /* The regression metrics; statuses as above (RM_ERR_ARGUMENT, RM_ERR_SHAPE, RM_ERR_NOMEM). */
 RM_API rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target,
                                                const rm_tensor *mask, rm_regression_metrics *out);
+
+/* The mean structural similarity (SSIM, Wang et al. 2004) of p and t, in 3D: local means, variances (without the
+ * sample correction) and covariance weighted by a Gaussian window of σ = 1.5 truncated to 11 taps per axis (as
+ * scikit-image's gaussian_weights=True), constants C1 = (0.01·L)², C2 = (0.03·L)² with L = data_range, averaged over
+ * the selected voxels whose whole window lies inside their volume (each of the N·C volumes of the tensor alone).
+ * An axis of length 1 has no window along it, so a (1, H, W) image gets the 2D index; an axis of 2 to 10 voxels
+ * leaves no voxel, and *out is NaN, as it is when the mask selects none. The windows read every voxel, selected or
+ * not: a NaN or infinite value anywhere in p or t is RM_ERR_ARGUMENT naming it, and so is a data range that is not a
+ * positive number. Statuses otherwise as above; the working memory is 5·(12·H·W) doubles, freed on return. */
+RM_API rm_status rm_ssim_compute(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target, const rm_tensor *mask,
+                                 double data_range, double *out);
 
 /* ---- binary -------------------------------------------------------------------------------------------------- */
 

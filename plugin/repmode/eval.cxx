@@ -26,7 +26,8 @@ namespace repmode::cli {
 int run_eval(int argc, char **argv)
 {
     CommandLine cmd("eval", "Predicts an image whole with the sliding window and prints one JSON object of metrics "
-                            "against a target: regression tasks mse, mae, r2, pearson (input and target normalized "
+                            "against a target: regression tasks mse, mae, r2, pearson, ssim (3D, 11-voxel Gaussian "
+                            "window, the target's range as data range; input and target normalized "
                             "over the whole volume with the model's method, z-score as the official code or "
                             "percentile clipping); binary tasks f05, dice, precision, "
                             "recall, auc (sigmoid of the prediction against target > 0.5). A task with 2D labels "

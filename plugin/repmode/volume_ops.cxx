@@ -158,6 +158,8 @@ double add_metrics(const Context &ctx, cJSON *o, const rm_task &task, Volume &pr
     add_number(o, "mae", rm.mae);
     add_number(o, "r2", rm.r2);
     add_number(o, "pearson", rm.pearson);
+    add_number(o, "ssim", rm.ssim);
+    add_number(o, "ssim_range", rm.ssim_range);
     cJSON_AddNumberToObject(o, "voxels", static_cast<double>(rm.count));
     return rm.mse;
 }

@@ -71,6 +71,22 @@ def regression_metrics(p, t):
             "pearson": float(np.corrcoef(p.ravel(), t.ravel())[0, 1]), "voxels": p.size}
 
 
+def ssim_2d(p, t, data_range):
+    """Mean SSIM of two 2D images by its definition (Wang et al. 2004): Gaussian weights of sigma 1.5 over every
+    whole 11 x 11 window, variances without the sample correction, C1 = (0.01 L)^2, C2 = (0.03 L)^2."""
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5 ** 2))
+    w = np.outer(g, g) / g.sum() ** 2
+    p, t = np.asarray(p, np.float64), np.asarray(t, np.float64)
+
+    def mean(a):
+        return np.einsum("ijkl,kl->ij", np.lib.stride_tricks.sliding_window_view(a, (11, 11)), w)
+
+    mp, mt = mean(p), mean(t)
+    vp, vt, cov = mean(p * p) - mp * mp, mean(t * t) - mt * mt, mean(p * t) - mp * mt
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return float(np.mean((2 * mp * mt + c1) * (2 * cov + c2) / ((mp * mp + mt * mt + c1) * (vp + vt + c2))))
+
+
 def auc(prob, positive):
     """Mann-Whitney U / (positives·negatives), ties counting one half (average ranks)."""
     order = np.argsort(prob, kind="stable")
@@ -119,6 +135,9 @@ def test_regression_metrics_match_the_reference(tmp_path, task):
     assert got["task"] == task and got["kind"] == "regression"
     expected = regression_metrics(reference_prediction(task, signal), zscore(target))
     assert_metrics(got, expected)
+    # 8 layers are fewer than SSIM's 11-voxel window: undefined, with the range it would have used.
+    assert got["ssim"] is None
+    assert got["ssim_range"] == pytest.approx(np.ptp(zscore(target)), rel=1e-5)
 
 
 def test_nrrd_input_and_a_mask_select_voxels(tmp_path):
@@ -349,6 +368,27 @@ def test_2d_labels_are_measured_on_the_mean_over_depth(tmp_path):
     assert got["kind"] == "binary" and got["voxels"] == int(sel.sum())
     assert got["threshold"] == pytest.approx(threshold, rel=1e-7)
     assert_metrics(got, binary_metrics(prob[sel], target[sel], threshold))
+
+
+def test_ssim_of_a_regression_task_with_2d_labels(tmp_path):
+    """A 2D label (12 x 16) holds whole 11 x 11 windows: the 2D index against its definition."""
+    tasks = json.loads(st.read(SMALL)[1]["repmode.tasks"])
+    for t in tasks:
+        if t["name"] == "dna":
+            t["output"] = "2d"
+    model = fixture_with(tmp_path, "dna2d.safetensors", tasks=tasks)
+    signal, target = sample(8)
+    target2d = target.mean(axis=0)
+    write_mha(tmp_path / "in.mha", signal)
+    write_mha(tmp_path / "gt.mha", target2d)
+    r = run("eval", "--model", model, "--task", "dna", "--input", str(tmp_path / "in.mha"), "--target",
+            str(tmp_path / "gt.mha"), "--patch", PATCH)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    p, t = reference_prediction("dna", signal).mean(axis=0), zscore(target2d)
+    assert got["ssim_range"] == pytest.approx(np.ptp(t), rel=1e-5)
+    assert got["ssim"] == pytest.approx(ssim_2d(p, t, np.ptp(t)), rel=1e-4, abs=1e-6)
+    assert_metrics(got, regression_metrics(p, t))
 
 
 def test_2d_and_3d_labels_are_refused_for_the_other_kind_of_task(tmp_path):

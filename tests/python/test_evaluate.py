@@ -57,6 +57,22 @@ def zscore(a):
     return ((a - a.mean()) / a.std()).astype(np.float32)
 
 
+def ssim_3d(p, t, data_range):
+    """Mean SSIM by its definition (Wang et al. 2004), in 3D: Gaussian weights of sigma 1.5 over every whole
+    11 x 11 x 11 window, variances without the sample correction, C1 = (0.01 L)^2, C2 = (0.03 L)^2."""
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5 ** 2))
+    g /= g.sum()
+    w = g[:, None, None] * g[None, :, None] * g[None, None, :]
+
+    def mean(a):
+        return np.einsum("ijklmn,lmn->ijk", np.lib.stride_tricks.sliding_window_view(a, (11, 11, 11)), w)
+
+    mp, mt = mean(p), mean(t)
+    vp, vt, cov = mean(p * p) - mp * mp, mean(t * t) - mt * mt, mean(p * t) - mp * mt
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return float(np.mean((2 * mp * mt + c1) * (2 * cov + c2) / ((mp * mp + mt * mt + c1) * (vp + vt + c2))))
+
+
 def test_regression_metrics_equal_eval_and_numpy(cells, tmp_path):
     volume, signal, folder = cells
     target, _ = repmode.read_image(folder / "nuclei.nrrd")
@@ -72,6 +88,9 @@ def test_regression_metrics_equal_eval_and_numpy(cells, tmp_path):
         # NumPy, from the prediction (normalized intensities) and the target z-scored over the whole volume.
         p = repmode.Model(CELLS).predict(volume, "nuclei").astype(np.float64)
         t = zscore(target).astype(np.float64)
+        if m is None:
+            assert got["ssim_range"] == pytest.approx(np.ptp(t), rel=1e-6)
+            assert got["ssim"] == pytest.approx(ssim_3d(p, t, np.ptp(t)), rel=1e-5)
         if m is not None:
             p, t = p[m > 0], t[m > 0]
         assert got["mse"] == pytest.approx(np.mean((p - t) ** 2), rel=1e-5)

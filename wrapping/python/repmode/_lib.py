@@ -83,7 +83,8 @@ class TrainOptions(Structure):
 
 # metrics.h
 class RegressionMetrics(Structure):
-    _fields_ = [("mse", c_double), ("mae", c_double), ("r2", c_double), ("pearson", c_double), ("count", c_int64)]
+    _fields_ = [("mse", c_double), ("mae", c_double), ("r2", c_double), ("pearson", c_double), ("count", c_int64),
+                ("ssim", c_double), ("ssim_range", c_double)]
 
 
 class BinaryMetrics(Structure):

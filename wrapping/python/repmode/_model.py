@@ -236,9 +236,10 @@ class Model:
         same names and values (docs/cli.md §3.6), computed by the core's metrics (rm_regression_metrics_compute,
         rm_binary_metrics_compute):
 
-        - regression: ``{"task", "kind": "regression", "mse", "mae", "r2", "pearson", "voxels"}``; the input and
-          the target are both normalized with the model's method (each with its own volume's parameters), so the
-          metrics are in normalized units, as the command line and the official code report them;
+        - regression: ``{"task", "kind": "regression", "mse", "mae", "r2", "pearson", "ssim", "ssim_range",
+          "voxels"}``; the input and the target are both normalized with the model's method (each with its own
+          volume's parameters), so the metrics are in normalized units, as the command line and the official code
+          report them; ``ssim`` (None where undefined) uses the target's range ``ssim_range``;
         - binary: ``{"task", "kind": "binary", "f05", "dice", "precision", "recall", "auc", "threshold",
           "voxels"}``: the probabilities thresholded at ``threshold`` (default: the task's, else 0.5) against
           ``target > 0.5``; ``auc`` is the ROC AUC of the probabilities.
@@ -506,7 +507,7 @@ def _metrics(ctx, task, pred, gt, mask, threshold):
     rm = _lib.RegressionMetrics()
     ctx.check(lib.rm_regression_metrics_compute(ctx.ptr, ctypes.byref(_lib.tensor(pred)), ctypes.byref(_lib.tensor(gt)),
                                                 mask_tensor, ctypes.byref(rm)))
-    for name in ("mse", "mae", "r2", "pearson"):
+    for name in ("mse", "mae", "r2", "pearson", "ssim", "ssim_range"):
         result[name] = _finite(getattr(rm, name))
     result["voxels"] = int(rm.count)
     return result
