@@ -39,14 +39,16 @@ struct SmallModel {
     rm_unit *unit() { return &model->units[0]; }
 };
 
-std::vector<double> softmax_gate(const rm_unit *u, int task, int n_tasks)
+// The gate by its definition; with noise[row] added to each logit when given.
+std::vector<double> softmax_gate(const rm_unit *u, int task, int n_tasks, const std::vector<double> *noise = nullptr)
 {
     std::vector<double> g(RM_N_EXPERTS * u->co);
     for (int64_t o = 0; o < u->co; o++) {
         double sum = 0.0;
         for (int e = 0; e < RM_N_EXPERTS; e++) {
             const int64_t row = e * u->co + o;
-            g[row] = std::exp((double)u->gate_w->data[row * n_tasks + task] + u->gate_b->data[row]);
+            const double shift = noise ? (*noise)[row] : 0.0;
+            g[row] = std::exp((double)u->gate_w->data[row * n_tasks + task] + u->gate_b->data[row] + shift);
             sum += g[row];
         }
         for (int e = 0; e < RM_N_EXPERTS; e++)
@@ -71,6 +73,35 @@ TEST(ModeGate, SumsToOneAndEqualsSoftmaxOfTheTaskColumnPlusBias)
             EXPECT_NEAR(sum, 1.0, 1e-6);
         }
     }
+}
+
+// Monte Carlo passes: every logit moves by σ·ε, ε a standard normal of (key, row) alone.
+TEST(ModeGate, NoisyGateIsTheSoftmaxOfLogitsPlusScaledStandardNormals)
+{
+    SmallModel m;
+    const rm_unit *u = m.unit();
+    const double sigma = 0.7;
+    std::vector<double> noise(RM_N_EXPERTS * u->co);
+    for (size_t row = 0; row < noise.size(); row++)
+        noise[row] = sigma * rm_mode_gate_normal(99, row);
+    std::vector<float> g(RM_N_EXPERTS * u->co), plain(g.size());
+    rm_mode_gate_noisy(u, 1, 3, sigma, 99, g.data());
+    EXPECT_LT(rmtest::max_rel_error(g, softmax_gate(u, 1, 3, &noise)), 1e-6);
+    rm_mode_gate_noisy(u, 1, 3, 0.0, 99, g.data());
+    rm_mode_gate(u, 1, 3, plain.data());
+    EXPECT_TRUE(rmtest::bit_identical(g, plain));
+    // ε is standard normal: mean 0, variance 1, 5% beyond ±1.96, within four standard errors; and keys differ.
+    const int n = 200000;
+    double sum = 0, sq = 0, tails = 0, same = 0;
+    for (int i = 0; i < n; i++) {
+        const double e = rm_mode_gate_normal(7, (uint64_t)i);
+        sum += e, sq += e * e, tails += std::fabs(e) > 1.959964;
+        same += e == rm_mode_gate_normal(8, (uint64_t)i);
+    }
+    EXPECT_NEAR(sum / n, 0.0, 4.0 / std::sqrt(n));
+    EXPECT_NEAR(sq / n, 1.0, 4.0 * std::sqrt(2.0 / n));
+    EXPECT_NEAR(tails / n, 0.05, 4.0 * std::sqrt(0.05 * 0.95 / n));
+    EXPECT_EQ(same, 0.0);
 }
 
 // The five experts as separate branches on x, mixed per output channel by g: Σ_e g[e, o] · branch_e(x)[o].

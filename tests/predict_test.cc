@@ -1,6 +1,6 @@
 // Sliding-window prediction: the official window grid, the blending weights' closed form, sub-regions equal to
 // the whole run bit for bit, a window cache that follows the weights, volumes smaller than the patch, progress and
-// abort, and bad arguments.
+// abort, and bad arguments; Monte Carlo dropout's passes, seeds, regions and one layer's closed forms.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -446,6 +446,169 @@ TEST(Predict, BadArgumentsAreRejectedByName)
     EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, failing_read, &v, start, v.size, out.data(), nullptr,
                                 nullptr),
               RM_ERR_IO);
+}
+
+// ---- Monte Carlo dropout --------------------------------------------------------------------------------------
+
+struct McRun {
+    std::vector<float> mean, std;
+};
+
+McRun predict_mc(Net &net, Volume &v, const rm_mc_params &mc, const int64_t start[3], const int64_t size[3],
+                 bool with_model = true)
+{
+    const int64_t patch[3] = {8, 8, 8};
+    const rm_window_params p = rm_window_params_make(patch);
+    const size_t n = (size_t)(size[0] * size[1] * size[2]);
+    McRun r{std::vector<float>(n, NAN), std::vector<float>(n, NAN)};
+    EXPECT_EQ(rm_predict_region_mc(net.ctx, net.deploy, with_model ? net.model : nullptr, 0, &p, &mc, v.size,
+                                   read_volume, &v, start, size, r.mean.data(), r.std.data(), nullptr, nullptr),
+              RM_OK)
+        << rm_ctx_error(net.ctx);
+    return r;
+}
+
+double mean_of(const std::vector<float> &v)
+{
+    double s = 0;
+    for (float x : v)
+        s += x;
+    return s / static_cast<double>(v.size());
+}
+
+TEST(McDropout, WithoutDropoutAndNoiseEveryPassIsThePlainPrediction)
+{
+    Net net;
+    Volume v = random_volume(12, 16, 20, 21);
+    const int64_t patch[3] = {8, 8, 8}, start[3] = {0, 0, 0};
+    const rm_window_params p = rm_window_params_make(patch);
+    std::vector<float> plain(v.data.size());
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, plain.data(),
+                                nullptr, nullptr),
+              RM_OK);
+    for (int64_t samples : {1, 3}) {
+        const McRun r = predict_mc(net, v, {samples, 7, 0.0f, 0.0f, 0}, start, v.size);
+        EXPECT_TRUE(rmtest::bit_identical(r.mean, plain)) << samples << " passes";
+        EXPECT_EQ(*std::max_element(r.std.begin(), r.std.end()), 0.0f);
+    }
+    // The deploy form is left plain: the next ordinary prediction is unchanged.
+    std::vector<float> after(v.data.size());
+    const McRun noisy = predict_mc(net, v, {2, 7, 0.3f, 0.5f, 0}, start, v.size);
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, after.data(),
+                                nullptr, nullptr),
+              RM_OK);
+    EXPECT_TRUE(rmtest::bit_identical(after, plain));
+    EXPECT_FALSE(rmtest::bit_identical(noisy.mean, plain));
+}
+
+TEST(McDropout, SameSeedSameBytesOnAnyThreadCountAndAnotherSeedDiffers)
+{
+    Volume v = random_volume(12, 16, 20, 22);
+    const int64_t start[3] = {0, 0, 0};
+    const rm_mc_params mc{3, 11, 0.2f, 0.4f, 0};
+    Net one, two;
+    rm_ctx_set_threads(one.ctx, 1);
+    const McRun a = predict_mc(one, v, mc, start, v.size), b = predict_mc(two, v, mc, start, v.size);
+    EXPECT_TRUE(rmtest::bit_identical(a.mean, b.mean));
+    EXPECT_TRUE(rmtest::bit_identical(a.std, b.std));
+    rm_mc_params other = mc;
+    other.seed = 12;
+    const McRun c = predict_mc(two, v, other, start, v.size);
+    EXPECT_FALSE(rmtest::bit_identical(a.mean, c.mean));
+    EXPECT_GT(mean_of(a.std), 0.0);
+}
+
+TEST(McDropout, ARegionEqualsTheSameRegionOfTheWholeRunBitForBit)
+{
+    Net net;
+    Volume v = random_volume(13, 20, 17, 23);
+    const int64_t whole_start[3] = {0, 0, 0};
+    const rm_mc_params mc{2, 5, 0.25f, 0.3f, 1};
+    const McRun whole = predict_mc(net, v, mc, whole_start, v.size);
+    const int64_t start[3] = {3, 5, 2}, size[3] = {6, 9, 11};
+    const McRun part = predict_mc(net, v, mc, start, size);
+    for (int64_t z = 0; z < size[0]; z++)
+        for (int64_t y = 0; y < size[1]; y++)
+            for (int64_t x = 0; x < size[2]; x++) {
+                const size_t i = (size_t)((z * size[1] + y) * size[2] + x);
+                const size_t j = (size_t)(((start[0] + z) * 20 + start[1] + y) * 17 + start[2] + x);
+                ASSERT_EQ(std::memcmp(&part.mean[i], &whole.mean[j], sizeof(float)), 0);
+                ASSERT_EQ(std::memcmp(&part.std[i], &whole.std[j], sizeof(float)), 0);
+            }
+    // Probabilities: each pass's sigmoid is averaged, so the mean lies in (0, 1).
+    EXPECT_GT(*std::min_element(whole.mean.begin(), whole.mean.end()), 0.0f);
+    EXPECT_LT(*std::max_element(whole.mean.begin(), whole.mean.end()), 1.0f);
+}
+
+TEST(McDropout, TheSpreadIsZeroWithoutNoiseAndGrowsWithTheGateNoise)
+{
+    Net net;
+    Volume v = random_volume(8, 16, 16, 24);
+    const int64_t start[3] = {0, 0, 0};
+    double previous = -1.0;
+    for (float sigma : {0.0f, 0.2f, 1.0f}) {
+        const McRun r = predict_mc(net, v, {6, 3, 0.0f, sigma, 0}, start, v.size);
+        const double spread = mean_of(r.std);
+        if (sigma == 0.0f) {
+            EXPECT_EQ(spread, 0.0);
+        }
+        EXPECT_GT(spread, previous) << "sigma " << sigma;
+        previous = spread;
+    }
+}
+
+TEST(McDropout, ADeployFormFileTakesDropoutButNotGateNoise)
+{
+    Net net;
+    Volume v = random_volume(8, 8, 8, 25);
+    const int64_t start[3] = {0, 0, 0};
+    const McRun r = predict_mc(net, v, {2, 3, 0.3f, 0.0f, 0}, start, v.size, false);
+    EXPECT_GT(mean_of(r.std), 0.0);
+    const int64_t patch[3] = {8, 8, 8};
+    const rm_window_params p = rm_window_params_make(patch);
+    std::vector<float> mean(v.data.size()), std(v.data.size());
+    const rm_mc_params noisy{2, 3, 0.0f, 0.5f, 0}, none{0, 3, 0.0f, 0.0f, 0}, bad{1, 3, 1.0f, 0.0f, 0};
+    EXPECT_EQ(rm_predict_region_mc(net.ctx, net.deploy, nullptr, 0, &p, &noisy, v.size, read_volume, &v, start, v.size,
+                                   mean.data(), std.data(), nullptr, nullptr),
+              RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("gate noise needs"), std::string::npos) << rm_ctx_error(net.ctx);
+    EXPECT_EQ(rm_predict_region_mc(net.ctx, net.deploy, net.model, 0, &p, &none, v.size, read_volume, &v, start,
+                                   v.size, mean.data(), std.data(), nullptr, nullptr),
+              RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("samples"), std::string::npos);
+    EXPECT_EQ(rm_predict_region_mc(net.ctx, net.deploy, net.model, 0, &p, &bad, v.size, read_volume, &v, start,
+                                   v.size, mean.data(), std.data(), nullptr, nullptr),
+              RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("dropout"), std::string::npos);
+}
+
+// One layer, y = conv(dropout_p(x), w): over many seeds the mean is conv(x, w) and the variance
+// p / (1 − p) · Σ w² x² (independent Bernoulli masks scaled by 1 / (1 − p)), within their sampling error.
+TEST(McDropout, OneLayerMeanAndVarianceMatchTheirClosedForms)
+{
+    rmtest::Ctx ctx(2);
+    const float p = 0.3f;
+    Tensor x({1, 2, 3, 3, 3}), w({1, 2, 3, 3, 3}), xd({1, 2, 3, 3, 3}), y({1, 1, 3, 3, 3});
+    rmtest::fill_uniform(x.data, 31, 0.5f, 1.5f);
+    rmtest::fill_uniform(w.data, 32, -1.0f, 1.0f);
+    const rm_conv3d_params same = rm_conv3d_same(3);
+    const int samples = 20000;
+    std::vector<double> sum(27), sq(27);
+    for (int k = 0; k < samples; k++) {
+        ASSERT_EQ(rm_dropout_forward(ctx, p, 1000 + static_cast<uint64_t>(k), x.p(), xd.p()), RM_OK);
+        ASSERT_EQ(rm_conv3d_forward(ctx, &same, xd.p(), w.p(), nullptr, y.p()), RM_OK);
+        for (size_t i = 0; i < 27; i++)
+            sum[i] += y.data[i], sq[i] += (double)y.data[i] * y.data[i];
+    }
+    // The centre voxel: all 54 taps inside.
+    double mu = 0, var = 0;
+    for (size_t i = 0; i < 54; i++)
+        mu += (double)w.data[i] * x.data[i], var += (double)w.data[i] * w.data[i] * x.data[i] * x.data[i];
+    var *= p / (1.0 - p);
+    const double mean = sum[13] / samples, got_var = sq[13] / samples - mean * mean;
+    EXPECT_NEAR(mean, mu, 4.0 * std::sqrt(var / samples));
+    // The variance of a sample variance of a near-normal sum: about 2·σ⁴ / n.
+    EXPECT_NEAR(got_var, var, 4.0 * std::sqrt(2.0 / samples) * var);
 }
 
 } // namespace

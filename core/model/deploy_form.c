@@ -9,6 +9,7 @@
  * concatenation costs nothing: the encoder writes its skip into the first half of the level's [skip, up] buffer
  * and the up-sampling writes the second half.
  */
+#include "base/rng.h"
 #include "model/mode_layer.h"
 #include "ops/conv_engine.h"
 
@@ -34,12 +35,15 @@ struct rm_deploy {
     deploy_unit *units;
     int n_units;
     float *weights;
+    float mc_dropout; /* a Monte Carlo pass's dropout on the input of every MoDE block (rm_deploy_set_mc), or 0 */
+    uint64_t mc_key;  /* that pass's key */
 };
 
 /* One sample's activations, per level 1..levels+1, laid out in the calling context's working memory: a deploy form
  * holds nothing that a forward pass writes, so threads may share one, each with its own context. */
 typedef struct activations {
     float *t[RM_MAX_LEVELS + 2], *o[RM_MAX_LEVELS + 2], *cat[RM_MAX_LEVELS + 2], *down[RM_MAX_LEVELS + 2];
+    float *dropped; /* a MoDE block's input after a Monte Carlo pass's dropout (the largest: level 1's [skip, up]) */
 } activations;
 
 /* One counter for the whole process, so that no two states of folded weights share a generation, whichever deploy
@@ -90,11 +94,19 @@ static void scale_channels(float *w, const double *s, int64_t ci, int64_t co, in
         }
 }
 
-static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i, int task, double *scale, float *gate)
+/* The key of unit i's gate noise in a pass keyed `key`. */
+static uint64_t unit_key(uint64_t key, int i)
+{
+    return rm_mix64(key ^ rm_mix64((uint64_t)i * RM_GOLDEN + UINT64_C(7)));
+}
+
+/* Folds unit i of m for `task`, its gate logits with noise of σ `sigma` under the pass key `key` (σ 0: none). */
+static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i, int task, double sigma, uint64_t key,
+                           double *scale, float *gate)
 {
     const rm_unit *u = &m->units[i];
     if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
-        rm_mode_gate(u, task, m->cfg.n_tasks, gate);
+        rm_mode_gate_noisy(u, task, m->cfg.n_tasks, sigma, unit_key(key, i), gate);
         rm_mode_merge(ctx, u, gate, d->w);
     } else {
         memcpy(d->w, u->weight->data, (size_t)unit_weight_numel(u) * sizeof(float));
@@ -127,7 +139,8 @@ static int same_structure(const rm_deploy *d, const rm_model *m)
     return 1;
 }
 
-rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, int task)
+/* Merges and folds `task` into d, the gate logits with noise of σ `sigma` under `key`. */
+static rm_status set_weights(rm_ctx *ctx, rm_deploy *d, const rm_model *model, int task, double sigma, uint64_t key)
 {
     if (!d || !model)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
@@ -144,13 +157,53 @@ rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, i
     float *gate = rm_malloc((size_t)(RM_N_EXPERTS * max_co) * sizeof *gate);
     rm_status s = scale && gate ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
     for (int i = 0; s == RM_OK && i < d->n_units; i++)
-        s = fold_unit(ctx, model, &d->units[i], i, task, scale, gate);
+        s = fold_unit(ctx, model, &d->units[i], i, task, sigma, key, scale, gate);
     rm_dealloc(scale);
     rm_dealloc(gate);
     new_generation(d); /* even a failed merge may have rewritten some weights */
     if (s == RM_OK)
         d->task = task;
     return s;
+}
+
+rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *d, const rm_model *model, int task)
+{
+    RM_TRY(set_weights(ctx, d, model, task, 0.0, 0));
+    d->mc_dropout = 0.0f;
+    return RM_OK;
+}
+
+/* The keys of one pass: the gate noise's, and the dropout's (different streams of the same seed and pass). */
+static uint64_t pass_key(const rm_mc_pass *mc, uint64_t stream)
+{
+    return rm_mix64(rm_mix64(mc->seed + RM_GOLDEN) ^ rm_mix64((uint64_t)mc->pass * RM_GOLDEN + stream));
+}
+
+rm_status rm_deploy_set_mc(rm_ctx *ctx, rm_deploy *d, const rm_model *model, int task, const rm_mc_pass *mc)
+{
+    if (!d || !mc)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
+    if (!(mc->dropout >= 0.0f && mc->dropout < 1.0f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: Monte Carlo dropout %g is outside [0, 1)", (double)mc->dropout);
+    if (!(mc->gate_noise >= 0.0f) || !isfinite(mc->gate_noise))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: gate noise %g is not a finite number >= 0",
+                       (double)mc->gate_noise);
+    if (model)
+        RM_TRY(set_weights(ctx, d, model, task, mc->gate_noise, pass_key(mc, 1)));
+    else if (mc->gate_noise > 0.0f)
+        return rm_fail(ctx, RM_ERR_ARGUMENT,
+                       "deploy: gate noise needs the gates and experts of a training-form model; "
+                       "this deploy form has them merged already");
+    else if (task != d->task)
+        return rm_fail(ctx, RM_ERR_ARGUMENT,
+                       "deploy: the deploy form holds task %d, not %d, and no model was given to "
+                       "merge it",
+                       d->task, task);
+    else
+        new_generation(d); /* the same weights, another computation */
+    d->mc_dropout = mc->dropout;
+    d->mc_key = pass_key(mc, 2);
+    return RM_OK;
 }
 
 int64_t rm_deploy_weight_numel(const rm_model *structure)
@@ -321,10 +374,22 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t vo
         for (int j = 0; j < 4; j++)
             total += (int64_t)rm_work_floats(sizes[j][k]);
     }
+    /* A Monte Carlo pass's dropped input: as large as the largest MoDE block's input. */
+    int64_t dropped = 0;
+    for (int i = 0; d->mc_dropout > 0.0f && i < d->n_units; i++) {
+        const rm_unit *u = d->units[i].src;
+        if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
+            const int64_t in = u->ci * (voxels >> (3 * (rm_unit_input_level(u) - 1)));
+            dropped = in > dropped ? in : dropped;
+        }
+    }
+    total += (int64_t)rm_work_floats(dropped);
     float *p = rm_ctx_work(ctx, RM_WORK_ACTIVATIONS, (size_t)total * sizeof(float));
     if (!p)
         return RM_ERR_NOMEM; /* rm_ctx_work set the message */
     memset(a, 0, sizeof *a);
+    a->dropped = dropped ? p : NULL;
+    p += rm_work_floats(dropped);
     float **bufs[4] = {a->t, a->o, a->cat, a->down};
     for (int k = 1; k <= L + 1; k++)
         for (int j = 0; j < 4; j++) {
@@ -334,15 +399,33 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t vo
     return RM_OK;
 }
 
+/* The seed of unit i's dropout in the window at `origin` of the volume: every draw is keyed by the pass, the unit,
+ * the window and (in rm_dropout_forward) the element, never by the order of work. */
+static uint64_t dropout_seed(const rm_deploy *d, int i, const int64_t origin[3])
+{
+    uint64_t h = unit_key(d->mc_key, i);
+    for (int a = 0; a < 3; a++)
+        h = rm_mix64(h ^ rm_mix64((uint64_t)origin[a] * RM_GOLDEN + (uint64_t)a));
+    return h;
+}
+
 /* One unit on one sample: convolution with bias, then the activation (not for the final layer): fused into the
- * convolution's stores where the weights are packed, else in place after it. */
-static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *in, float *out, const int64_t dims[3])
+ * convolution's stores where the weights are packed, else in place after it. In a Monte Carlo pass a MoDE block's
+ * input goes through dropout first (into a->dropped), keyed by the window's origin. */
+static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, const activations *a, int i, const float *in, float *out,
+                          const int64_t dims[3], const int64_t origin[3])
 {
     const deploy_unit *du = &d->units[i];
     const rm_unit *u = du->src;
     const int in_level = rm_unit_input_level(u);
-    const rm_tensor x = rm_tensor_5d((float *)in, 1, u->ci, dims[0] >> (in_level - 1), dims[1] >> (in_level - 1),
-                                     dims[2] >> (in_level - 1));
+    rm_tensor x = rm_tensor_5d((float *)in, 1, u->ci, dims[0] >> (in_level - 1), dims[1] >> (in_level - 1),
+                               dims[2] >> (in_level - 1));
+    if (d->mc_dropout > 0.0f && (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL)) {
+        rm_tensor dropped = x;
+        dropped.data = a->dropped;
+        RM_TRY(rm_dropout_forward(ctx, d->mc_dropout, dropout_seed(d, i, origin), &x, &dropped));
+        x = dropped;
+    }
     rm_tensor y =
         rm_tensor_5d(out, 1, u->co, dims[0] >> (u->level - 1), dims[1] >> (u->level - 1), dims[2] >> (u->level - 1));
     if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
@@ -367,34 +450,41 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, int i, const float *i
 }
 
 static rm_status forward_sample(rm_ctx *ctx, const rm_deploy *d, const activations *a, const float *x, float *y,
-                                const int64_t dims[3])
+                                const int64_t dims[3], const int64_t origin[3])
 {
     const rm_config *c = d->cfg;
     const int L = c->levels;
     const float *h = x;
     for (int k = 1; k <= L; k++) {
         const int e = rm_unit_encoder(k);
-        RM_TRY(run_unit(ctx, d, e, h, a->t[k], dims));
-        RM_TRY(run_unit(ctx, d, e + 1, a->t[k], a->cat[k], dims)); /* the skip: first half of [skip, up] */
-        RM_TRY(run_unit(ctx, d, e + 2, a->cat[k], a->down[k + 1], dims));
+        RM_TRY(run_unit(ctx, d, a, e, h, a->t[k], dims, origin));
+        RM_TRY(run_unit(ctx, d, a, e + 1, a->t[k], a->cat[k], dims, origin)); /* the skip: first half of [skip, up] */
+        RM_TRY(run_unit(ctx, d, a, e + 2, a->cat[k], a->down[k + 1], dims, origin));
         h = a->down[k + 1];
     }
     const int b = rm_unit_bottleneck(L);
-    RM_TRY(run_unit(ctx, d, b, h, a->t[L + 1], dims));
-    RM_TRY(run_unit(ctx, d, b + 1, a->t[L + 1], a->o[L + 1], dims));
+    RM_TRY(run_unit(ctx, d, a, b, h, a->t[L + 1], dims, origin));
+    RM_TRY(run_unit(ctx, d, a, b + 1, a->t[L + 1], a->o[L + 1], dims, origin));
     h = a->o[L + 1];
     for (int k = L; k >= 1; k--) {
         const int u = rm_unit_decoder(L, k);
         const int64_t half = rm_config_channels(c, k) * ((dims[0] * dims[1] * dims[2]) >> (3 * (k - 1)));
-        RM_TRY(run_unit(ctx, d, u, h, a->cat[k] + half, dims));
-        RM_TRY(run_unit(ctx, d, u + 1, a->cat[k], a->t[k], dims));
-        RM_TRY(run_unit(ctx, d, u + 2, a->t[k], a->o[k], dims));
+        RM_TRY(run_unit(ctx, d, a, u, h, a->cat[k] + half, dims, origin));
+        RM_TRY(run_unit(ctx, d, a, u + 1, a->cat[k], a->t[k], dims, origin));
+        RM_TRY(run_unit(ctx, d, a, u + 2, a->t[k], a->o[k], dims, origin));
         h = a->o[k];
     }
-    return run_unit(ctx, d, d->n_units - 1, h, y, dims);
+    return run_unit(ctx, d, a, d->n_units - 1, h, y, dims, origin);
 }
 
 rm_status rm_deploy_forward(rm_ctx *ctx, const rm_deploy *d, const rm_tensor *x, rm_tensor *y)
+{
+    static const int64_t origin[3] = {0, 0, 0};
+    return rm_deploy_forward_window(ctx, d, x, origin, y);
+}
+
+rm_status rm_deploy_forward_window(rm_ctx *ctx, const rm_deploy *d, const rm_tensor *x, const int64_t origin[3],
+                                   rm_tensor *y)
 {
     if (!d)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "deploy: NULL argument");
@@ -404,6 +494,6 @@ rm_status rm_deploy_forward(rm_ctx *ctx, const rm_deploy *d, const rm_tensor *x,
     RM_TRY(reserve_activations(ctx, d, dims[0] * dims[1] * dims[2], &a));
     for (int64_t n = 0; n < x->ne[0]; n++)
         RM_TRY(forward_sample(ctx, d, &a, x->data + n * rm_tensor_sample_numel(x),
-                              y->data + n * rm_tensor_sample_numel(y), dims));
+                              y->data + n * rm_tensor_sample_numel(y), dims, origin));
     return RM_OK;
 }

@@ -1,13 +1,29 @@
 /* The MoDE layer: gate, merge and merge gradient. Every loop is split by output channel o: all that one o
  * touches (its kernels, its gate entries) belongs to it alone, so threads never share a sum. */
 #include "model/mode_layer.h"
+#include "base/rng.h"
 
 #include <math.h>
 
 /* Index of tap (a, b, c) in a 5³ kernel. */
-static inline int tap5(int a, int b, int c) { return (a * 5 + b) * 5 + c; }
+static inline int tap5(int a, int b, int c)
+{
+    return (a * 5 + b) * 5 + c;
+}
+
+double rm_mode_gate_normal(uint64_t key, uint64_t counter)
+{
+    const uint64_t h = rm_mix64(key ^ rm_mix64(counter * RM_GOLDEN + UINT64_C(1)));
+    /* u1 in (0, 1] keeps the logarithm finite. */
+    return rm_box_muller(1.0 - rm_u01d(h), rm_u01d(rm_mix64(h + RM_GOLDEN)));
+}
 
 void rm_mode_gate(const rm_unit *u, int task, int n_tasks, float *g)
+{
+    rm_mode_gate_noisy(u, task, n_tasks, 0.0, 0, g);
+}
+
+void rm_mode_gate_noisy(const rm_unit *u, int task, int n_tasks, double sigma, uint64_t key, float *g)
 {
     const int64_t co = u->co;
     const float *w = u->gate_w->data, *b = u->gate_b->data;
@@ -16,6 +32,8 @@ void rm_mode_gate(const rm_unit *u, int task, int n_tasks, float *g)
         for (int e = 0; e < RM_N_EXPERTS; e++) {
             const int64_t row = e * co + o;
             logit[e] = (double)w[row * n_tasks + task] + (double)b[row];
+            if (sigma > 0.0)
+                logit[e] += sigma * rm_mode_gate_normal(key, (uint64_t)row);
             top = logit[e] > top ? logit[e] : top;
         }
         for (int e = 0; e < RM_N_EXPERTS; e++)

@@ -11,6 +11,13 @@
 /* g (5, co) = softmax over experts of gate.weight[:, task] + gate.bias, for every output channel. */
 void rm_mode_gate(const rm_unit *u, int task, int n_tasks, float *g);
 
+/* The same with σ·ε added to every logit, ε standard normal drawn from (key, expert, channel) alone: one Monte
+ * Carlo pass's gate (docs/network.md §6.3). σ = 0 is rm_mode_gate. */
+void rm_mode_gate_noisy(const rm_unit *u, int task, int n_tasks, double sigma, uint64_t key, float *g);
+
+/* The standard normal of (key, counter): Box–Muller on two hashes, the same on every machine. */
+double rm_mode_gate_normal(uint64_t key, uint64_t counter);
+
 /* w (co, ci, 5, 5, 5) = Σ_e g[e, o] · expert e zero-padded to 5³ (A-experts as 1³ conv times their pool). */
 void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, const float *g, float *w);
 

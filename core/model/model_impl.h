@@ -98,8 +98,12 @@ rm_status rm_deploy_unit_plain_copy(rm_ctx *ctx, const rm_deploy *d, int i, floa
 /* After a loader has written every unit's plain weights through rm_deploy_unit_tensors: packs those kept packed and
  * records the task they belong to (a new generation). */
 rm_status rm_deploy_loaded(rm_ctx *ctx, rm_deploy *d, int task);
+/* rm_deploy_forward of a window whose first voxel is `origin` in the volume: a Monte Carlo pass's dropout draws are
+ * keyed by it (rm_deploy_forward is the window at the origin). */
+rm_status rm_deploy_forward_window(rm_ctx *ctx, const rm_deploy *d, const rm_tensor *x, const int64_t origin[3],
+                                   rm_tensor *y);
 /* The generation of the deploy form's folded weights: a value taken from one process-wide counter each time they
- * are made or rewritten (rm_deploy_alloc, rm_deploy_set_task, rm_deploy_loaded). Equal generations mean the
+ * are made or rewritten (rm_deploy_alloc, rm_deploy_set_task, rm_deploy_set_mc, rm_deploy_loaded). Equal generations mean the
  * same weights, unlike equal pointers (a form re-merged, or a new one at a freed one's address). */
 uint64_t rm_deploy_generation(const rm_deploy *d);
 /* Replaces the deploy form's normalization (JSON text, as its model's): rm_deploy_normalization reads it. */

@@ -353,7 +353,7 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, const rm_deploy *d, const rm_win
                             (long long)st[0], (long long)st[1], (long long)st[2]);
                 break;
             }
-            s = rm_deploy_forward(ctx, d, &x, &y);
+            s = rm_deploy_forward_window(ctx, d, &x, st, &y);
             if (s != RM_OK)
                 break;
             if (cache && reaches_outside(st, win, out_start, out_size))

@@ -197,6 +197,26 @@ RM_API rm_status rm_deploy_create(rm_ctx *ctx, const rm_model *model, int task, 
  * RM_ERR_ARGUMENT: deploy or model NULL, task out of range, a model of another network. RM_ERR_NOMEM. A failure may
  * leave the weights partly rewritten: merge again before predicting. */
 RM_API rm_status rm_deploy_set_task(rm_ctx *ctx, rm_deploy *deploy, const rm_model *model, int task);
+/* One pass of Monte Carlo dropout (docs/network.md §6.3): dropout kept active on the input of every MoDE block and
+ * Gaussian noise on every gate logit, so that repeated passes spread as the model is unsure. Every draw is a hash of
+ * (seed, pass, layer, and the gate's expert and channel or the window's origin and the element), never of the
+ * order of work: a pass gives the same bytes on any thread count and whichever region of a volume is predicted. */
+typedef struct rm_mc_pass {
+    float dropout;    /* p in [0, 1): each input element of a MoDE block zeroed with probability p, the rest scaled by
+                         1 / (1 − p), as in training */
+    float gate_noise; /* σ_g ≥ 0: σ_g·ε added to every gate logit before the softmax, ε standard normal */
+    uint64_t seed;    /* the run's seed */
+    int64_t pass;     /* the pass's index: each pass draws its own numbers */
+} rm_mc_pass;
+
+/* Makes the deploy form compute pass `mc` of `task`: the experts merged under the noisy gates (from `model`), and the
+ * dropout applied in every forward until the next rm_deploy_set_mc or rm_deploy_set_task (which ends it). model may
+ * be NULL when gate_noise is 0: the weights (those of `task`, already merged) stay. A dropout of 0 and a gate noise
+ * of 0 give the plain deploy form's bytes. RM_ERR_ARGUMENT: deploy or mc NULL, a dropout outside [0, 1), a negative
+ * or non-finite noise, gate noise without a model, a task the deploy form does not hold without a model; and
+ * rm_deploy_set_task's statuses. */
+RM_API rm_status rm_deploy_set_mc(rm_ctx *ctx, rm_deploy *deploy, const rm_model *model, int task,
+                                  const rm_mc_pass *mc);
 /* The deploy form of the task named `task` from a model file of either form (a training-form file is merged and
  * folded on loading). Free it with rm_deploy_free. Statuses as rm_model_load's (RM_ERR_IO, RM_ERR_FORMAT,
  * RM_ERR_NOMEM), and RM_ERR_ARGUMENT for path, task or out NULL and for a task the model does not have (the

@@ -98,6 +98,31 @@ RM_API rm_status rm_predict_region_cached(rm_ctx *ctx, const rm_deploy *d, const
                                           const int64_t out_start[3], const int64_t out_size[3], float *out,
                                           rm_progress_fn progress, void *progress_user, rm_window_cache *cache);
 
+/* ---- Monte Carlo dropout: uncertainty ------------------------------------------------------------------------ */
+
+/* N passes of rm_deploy_set_mc (model.h), their mean and per-voxel standard deviation. */
+typedef struct rm_mc_params {
+    int64_t samples;   /* N ≥ 1 */
+    uint64_t seed;     /* same seed, same bytes */
+    float dropout;     /* p in [0, 1) on the input of every MoDE block */
+    float gate_noise;  /* σ_g ≥ 0 on every gate logit; needs a training-form model */
+    int probabilities; /* 1: the passes' sigmoids are averaged (a binary task's probabilities), 0: their outputs */
+} rm_mc_params;
+
+/* Predicts output voxels [out_start, out_start + out_size) as rm_predict_region does, N times, pass k with
+ * rm_deploy_set_mc(d, model, task, {dropout, gate_noise, seed, k}), and writes the passes' mean into `mean` and
+ * their standard deviation (over N, not N − 1: 0 for one pass) into `std` (NULL: not wanted), each out_channels ×
+ * out_size. model NULL: d is a deploy form of `task` from a deploy-form file, and gate_noise must be 0. d is left the
+ * plain deploy form of `task` (merged again from model when there is one). Any region computed alone equals the
+ * same region of the whole volume bit for bit, as for rm_predict_region. Statuses: RM_ERR_ARGUMENT for d, mc or mean
+ * NULL and for fewer than 1 sample, rm_deploy_set_mc's and rm_predict_region's; RM_ERR_NOMEM for the statistics (two
+ * doubles and a float per output voxel). */
+RM_API rm_status rm_predict_region_mc(rm_ctx *ctx, rm_deploy *d, const rm_model *model, int task,
+                                      const rm_window_params *p, const rm_mc_params *mc, const int64_t volume[3],
+                                      rm_read_fn read, void *read_user, const int64_t out_start[3],
+                                      const int64_t out_size[3], float *mean, float *std, rm_progress_fn progress,
+                                      void *progress_user);
+
 #ifdef __cplusplus
 }
 #endif
