@@ -19,10 +19,18 @@
  * index (it would spread through every window that sees it); itk::RepModeNonFiniteImageFilter in front replaces
  * such voxels.
  * The core's work runs on its own OpenMP threads (NumberOfThreads; 0: all cores), not ITK's thread pool.
+ *
+ * Uncertainty (Monte Carlo dropout, docs/network.md §6.3): with MonteCarloSamples N ≥ 1 the filter runs N seeded
+ * stochastic passes (dropout MonteCarloDropout on the input of every MoDE block, Gaussian noise GateNoise on the gate
+ * logits, each pass merging its own kernels); the output is their mean (of probabilities for a binary task) and the
+ * second output, GetUncertaintyOutput(), their per-voxel standard deviation. Streaming still gives the whole run's
+ * bytes: the draws are keyed by window and voxel. Gate noise needs a training-form model (file or SetModel). With
+ * N = 0 (the default) the filter predicts once and the second output holds zeros.
  */
 #ifndef itkRepModeImageFilter_h
 #define itkRepModeImageFilter_h
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -105,6 +113,25 @@ public:
   itkSetMacro(OutputLogits, bool);
   itkGetConstMacro(OutputLogits, bool);
   itkBooleanMacro(OutputLogits);
+  /** Monte Carlo passes; 0 (the default): one plain prediction. */
+  itkSetMacro(MonteCarloSamples, unsigned int);
+  itkGetConstMacro(MonteCarloSamples, unsigned int);
+  /** The passes' seed: the same seed gives the same bytes. */
+  itkSetMacro(MonteCarloSeed, uint64_t);
+  itkGetConstMacro(MonteCarloSeed, uint64_t);
+  /** Dropout probability on the input of every MoDE block during the passes, in [0, 1); default 0.1. */
+  itkSetMacro(MonteCarloDropout, double);
+  itkGetConstMacro(MonteCarloDropout, double);
+  /** Standard deviation of the Gaussian noise added to every gate logit during the passes, >= 0; default 0.1. */
+  itkSetMacro(GateNoise, double);
+  itkGetConstMacro(GateNoise, double);
+
+  /** The per-voxel standard deviation of the Monte Carlo passes (zeros without them). */
+  OutputImageType *
+  GetUncertaintyOutput()
+  {
+    return static_cast<OutputImageType *>(this->ProcessObject::GetOutput(1));
+  }
 
   /** Mean and population standard deviation of the whole input, for a model that z-scores it (the official
    * method): SetInputNormalization of their z-score. NaN (the default): computed by the filter, which then needs
@@ -187,6 +214,14 @@ private:
       rm_deploy_free(deploy);
     }
   };
+  struct ModelDeleter
+  {
+    void
+    operator()(rm_model * model) const
+    {
+      rm_model_free(model);
+    }
+  };
 
   /** Throws an itk::ExceptionObject with the core's message unless status is RM_OK. */
   void
@@ -203,6 +238,15 @@ private:
   /** The input's normalization: the one given, or computed over the whole (buffered) input. */
   rm_norm_params
   InputNormalization() const;
+  /** Throws for a prediction that failed: a non-finite input voxel, an abort (itk::ProcessAborted), the core's
+   * message. */
+  template <typename TReading>
+  void
+  CheckPrediction(rm_status status, const TReading & reading) const;
+  /** The training form the Monte Carlo passes merge their noisy gates from: SetModel's, or the file's when it is
+   * one (loaded once); NULL for a deploy-form file. */
+  const rm_model *
+  TrainingForm();
 
   std::string       m_ModelFileName{};
   ModelPointer      m_Model{ nullptr };
@@ -212,6 +256,10 @@ private:
   BlendingEnum      m_Blending{ BlendingEnum::Gaussian };
   int               m_NumberOfThreads{ 0 };
   bool              m_OutputLogits{ false };
+  unsigned int      m_MonteCarloSamples{ 0 };
+  uint64_t          m_MonteCarloSeed{ 0 };
+  double            m_MonteCarloDropout{ 0.1 };
+  double            m_GateNoise{ 0.1 };
   SizeValueType     m_WindowCacheBytes{ SizeValueType{ 512 } << 20 };
   double            m_InputMean;
   double            m_InputStandardDeviation;
@@ -220,6 +268,7 @@ private:
 
   std::unique_ptr<rm_ctx, ContextDeleter>       m_Context;
   std::unique_ptr<rm_deploy, DeployDeleter>     m_Deploy;
+  std::unique_ptr<rm_model, ModelDeleter>       m_TrainingForm; // the file's, for gate noise; m_DeployKey's too
   std::unique_ptr<rm_window_cache, CacheDeleter> m_WindowCache; // windows between the pieces of one update
   std::string                                   m_DeployKey{}; // the model and task m_Deploy was made from
   rm_task                                       m_TaskDescription{};

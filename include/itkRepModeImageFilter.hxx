@@ -19,7 +19,10 @@ RepModeImageFilter<TInputImage, TOutputImage>::RepModeImageFilter()
   : m_InputMean(std::numeric_limits<double>::quiet_NaN())
   , m_InputStandardDeviation(std::numeric_limits<double>::quiet_NaN())
   , m_InputNormalization{ std::numeric_limits<double>::quiet_NaN(), 1.0, 0 }
-{}
+{
+  this->SetNumberOfRequiredOutputs(2);
+  this->SetNthOutput(1, this->MakeOutput(1));
+}
 
 template <typename TInputImage, typename TOutputImage>
 void
@@ -73,6 +76,14 @@ RepModeImageFilter<TInputImage, TOutputImage>::VerifyPreconditions() ITKv5_CONST
   if (!(m_Overlap >= 0.0 && m_Overlap < 1.0))
   {
     itkExceptionMacro(<< "overlap " << m_Overlap << " is outside [0, 1)");
+  }
+  if (!(m_MonteCarloDropout >= 0.0 && m_MonteCarloDropout < 1.0))
+  {
+    itkExceptionMacro(<< "Monte Carlo dropout " << m_MonteCarloDropout << " is outside [0, 1)");
+  }
+  if (!(m_GateNoise >= 0.0) || !std::isfinite(m_GateNoise))
+  {
+    itkExceptionMacro(<< "gate noise " << m_GateNoise << " is not a finite number >= 0");
   }
   if (m_NumberOfThreads < 0 || m_NumberOfThreads > RM_MAX_THREADS)
   {
@@ -128,6 +139,7 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateOutputInformation()
       Check(rm_deploy_load(m_Context.get(), m_ModelFileName.c_str(), m_Task.c_str(), &deploy));
     }
     m_Deploy.reset(deploy);
+    m_TrainingForm.reset();
     m_DeployKey = key.str();
   }
   const rm_config * cfg = rm_deploy_config(m_Deploy.get());
@@ -163,7 +175,33 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateOutputInformation()
     OutputRegionType region = this->GetInput()->GetLargestPossibleRegion();
     region.SetSize(2, 1);
     this->GetOutput()->SetLargestPossibleRegion(region);
+    this->GetUncertaintyOutput()->SetLargestPossibleRegion(region);
   }
+}
+
+template <typename TInputImage, typename TOutputImage>
+const rm_model *
+RepModeImageFilter<TInputImage, TOutputImage>::TrainingForm()
+{
+  if (m_Model)
+  {
+    return m_Model;
+  }
+  if (!m_TrainingForm)
+  {
+    rm_model_info info;
+    Check(rm_model_info_read(m_Context.get(), m_ModelFileName.c_str(), &info));
+    const bool deploy = info.deploy != 0;
+    rm_model_info_free(&info);
+    if (deploy)
+    {
+      return nullptr;
+    }
+    rm_model * model = nullptr;
+    Check(rm_model_load(m_Context.get(), m_ModelFileName.c_str(), &model));
+    m_TrainingForm.reset(model);
+  }
+  return m_TrainingForm.get();
 }
 
 template <typename TInputImage, typename TOutputImage>
@@ -307,6 +345,25 @@ struct Reading
 } // namespace repmode_detail
 
 template <typename TInputImage, typename TOutputImage>
+template <typename TReading>
+void
+RepModeImageFilter<TInputImage, TOutputImage>::CheckPrediction(rm_status status, const TReading & reading) const
+{
+  if (reading.nonFinite)
+  {
+    itkExceptionMacro(<< "input voxel " << reading.where << " is not finite (NaN or infinite); "
+                      << "itk::RepModeNonFiniteImageFilter in front replaces such voxels");
+  }
+  if (status == RM_ERR_CANCELLED) // Reading::Progress cancels when AbortGenerateData is on
+  {
+    ProcessAborted e(__FILE__, __LINE__);
+    e.SetDescription("RepModeImageFilter: aborted");
+    throw e;
+  }
+  Check(status);
+}
+
+template <typename TInputImage, typename TOutputImage>
 void
 RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
 {
@@ -322,6 +379,25 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
   VolumeSize(volume);
   CoreRegion(output->GetRequestedRegion(), start, size);
   float *           out = output->GetBufferPointer();
+  float *           spread = this->GetUncertaintyOutput()->GetBufferPointer();
+  const size_t      n = output->GetRequestedRegion().GetNumberOfPixels();
+  const bool        binary = m_TaskDescription.kind == RM_TASK_BINARY;
+  if (m_MonteCarloSamples > 0)
+  {
+    const rm_model *   model = m_GateNoise > 0.0 ? TrainingForm() : nullptr;
+    const rm_mc_params mc{ static_cast<int64_t>(m_MonteCarloSamples),
+                           m_MonteCarloSeed,
+                           static_cast<float>(m_MonteCarloDropout),
+                           static_cast<float>(m_GateNoise),
+                           binary && !m_OutputLogits,
+                           m_TaskDescription.output_2d };
+    const rm_status    status =
+      rm_predict_region_mc(m_Context.get(), m_Deploy.get(), model, rm_deploy_task(m_Deploy.get()), &p, &mc, volume,
+                           &Reading::Read, &reading, start, size, out, spread, &Reading::Progress, &reading);
+    CheckPrediction(status, reading);
+    return;
+  }
+  std::fill(spread, spread + n, 0.0f);
   std::vector<float> layers; // a task with 2D labels: the logits of every layer, averaged into `out`
   if (m_TaskDescription.output_2d)
   {
@@ -330,27 +406,15 @@ RepModeImageFilter<TInputImage, TOutputImage>::GenerateData()
   const rm_status status =
     rm_predict_region_cached(m_Context.get(), m_Deploy.get(), &p, volume, &Reading::Read, &reading, start, size,
                              layers.empty() ? out : layers.data(), &Reading::Progress, &reading, m_WindowCache.get());
-  if (reading.nonFinite)
-  {
-    itkExceptionMacro(<< "input voxel " << reading.where << " is not finite (NaN or infinite); "
-                      << "itk::RepModeNonFiniteImageFilter in front replaces such voxels");
-  }
-  if (status == RM_ERR_CANCELLED) // Reading::Progress cancels when AbortGenerateData is on
-  {
-    ProcessAborted e(__FILE__, __LINE__);
-    e.SetDescription("RepModeImageFilter: aborted");
-    throw e;
-  }
-  Check(status);
+  CheckPrediction(status, reading);
   if (!layers.empty())
   {
     const rm_tensor all = rm_tensor_5d(layers.data(), 1, 1, size[0], size[1], size[2]);
     rm_tensor       mean = rm_tensor_5d(out, 1, 1, 1, size[1], size[2]);
     Check(rm_depth_mean_forward(m_Context.get(), &all, &mean));
   }
-  if (m_TaskDescription.kind == RM_TASK_BINARY && !m_OutputLogits)
+  if (binary && !m_OutputLogits)
   {
-    const size_t n = output->GetRequestedRegion().GetNumberOfPixels();
     for (size_t i = 0; i < n; ++i)
     {
       out[i] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(out[i]))));
@@ -371,6 +435,10 @@ RepModeImageFilter<TInputImage, TOutputImage>::PrintSelf(std::ostream & os, Inde
   os << indent << "Blending: " << (m_Blending == BlendingEnum::Gaussian ? "Gaussian" : "Constant") << std::endl;
   os << indent << "NumberOfThreads: " << m_NumberOfThreads << std::endl;
   os << indent << "OutputLogits: " << (m_OutputLogits ? "On" : "Off") << std::endl;
+  os << indent << "MonteCarloSamples: " << m_MonteCarloSamples << std::endl;
+  os << indent << "MonteCarloSeed: " << m_MonteCarloSeed << std::endl;
+  os << indent << "MonteCarloDropout: " << m_MonteCarloDropout << std::endl;
+  os << indent << "GateNoise: " << m_GateNoise << std::endl;
   os << indent << "WindowCacheBytes: " << m_WindowCacheBytes << " (holding "
      << rm_window_cache_bytes(m_WindowCache.get()) << ")" << std::endl;
   os << indent << "InputMean: " << m_InputMean << std::endl;
@@ -384,6 +452,7 @@ RepModeImageFilter<TInputImage, TOutputImage>::PrintSelf(std::ostream & os, Inde
   std::string key = m_DeployKey;
   std::replace(key.begin(), key.end(), '\n', ' ');
   os << indent << "Deploy: " << static_cast<const void *>(m_Deploy.get()) << std::endl;
+  os << indent << "TrainingForm: " << static_cast<const void *>(m_TrainingForm.get()) << std::endl;
   os << indent << "DeployKey: " << key << std::endl;
   os << indent << "TaskDescription: " << m_TaskDescription.name
      << (m_TaskDescription.kind == RM_TASK_BINARY ? " (binary" : " (regression")

@@ -547,6 +547,60 @@ TEST(RepModeImageFilter, BadParametersAreRefusedByName)
     f = make_filter(net, "signal", image);
     f->SetInputNormalization({0.1, 2.0, 1}); // percentile parameters for a z-score model
     expect_refused(f, "z-score");
+    f = make_filter(net, "signal", image);
+    f->SetMonteCarloDropout(1.0);
+    expect_refused(f, "Monte Carlo dropout 1 is outside [0, 1)");
+    f = make_filter(net, "signal", image);
+    f->SetGateNoise(-0.5);
+    expect_refused(f, "gate noise -0.5");
+}
+
+TEST(RepModeImageFilter, MonteCarloPassesGiveAMeanAndAnUncertaintyThatStreamBitForBit)
+{
+    register_io();
+    Net net;
+    auto image = random_image(19, 13, 10, 12);
+    auto plain = make_filter(net, "ink", image);
+    plain->Update();
+    const std::vector<float> none = pixels(plain->GetUncertaintyOutput());
+    EXPECT_EQ(*std::max_element(none.begin(), none.end()), 0.0f); // one plain pass: no spread
+    // One pass without dropout or noise is the plain prediction (probabilities of a binary task).
+    auto one = make_filter(net, "ink", image);
+    one->SetMonteCarloSamples(1);
+    one->SetMonteCarloDropout(0.0);
+    one->SetGateNoise(0.0);
+    one->Update();
+    EXPECT_TRUE(bit_identical(pixels(one->GetOutput()), pixels(plain->GetOutput())));
+    // Several noisy passes: the whole run, then streamed pieces of each output, and the core's own passes.
+    auto whole = make_filter(net, "ink", image);
+    whole->SetMonteCarloSamples(3);
+    whole->SetMonteCarloSeed(5);
+    whole->SetMonteCarloDropout(0.2);
+    whole->SetGateNoise(0.3);
+    whole->Update();
+    const std::vector<float> mean = pixels(whole->GetOutput()), spread = pixels(whole->GetUncertaintyOutput());
+    EXPECT_GT(*std::max_element(spread.begin(), spread.end()), 0.0f);
+    EXPECT_FALSE(bit_identical(mean, pixels(plain->GetOutput())));
+    for (unsigned divisions : {3u, 7u}) {
+        auto f = make_filter(net, "ink", image);
+        f->SetMonteCarloSamples(3);
+        f->SetMonteCarloSeed(5);
+        f->SetMonteCarloDropout(0.2);
+        f->SetGateNoise(0.3);
+        EXPECT_TRUE(bit_identical(pixels(read_float(write_file(f->GetOutput(), "mc_mean.mha", divisions))), mean))
+            << divisions;
+        EXPECT_TRUE(
+            bit_identical(pixels(read_float(write_file(f->GetUncertaintyOutput(), "mc_sd.mha", divisions))), spread))
+            << divisions;
+    }
+    // A task with 2D labels: one layer of each.
+    auto map = make_filter(net, "ink2d", image);
+    map->SetMonteCarloSamples(2);
+    map->Update();
+    EXPECT_EQ(map->GetUncertaintyOutput()->GetLargestPossibleRegion().GetSize(2), 1u);
+    EXPECT_EQ(map->GetUncertaintyOutput()->GetBufferedRegion().GetNumberOfPixels(), 19u * 13u);
+    const std::vector<float> map_sd = pixels(map->GetUncertaintyOutput());
+    EXPECT_GT(*std::max_element(map_sd.begin(), map_sd.end()), 0.0f);
 }
 
 TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
@@ -557,7 +611,8 @@ TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
     f->Print(os);
     for (const char *name : {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending",
                              "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean",
-                             "InputStandardDeviation", "InputNormalization",
+                             "InputStandardDeviation", "InputNormalization", "MonteCarloSamples",
+                             "MonteCarloSeed", "MonteCarloDropout", "GateNoise", "TrainingForm",
                              "Normalization: {\"method\":\"zscore\"}"})
         EXPECT_NE(os.str().find(name), std::string::npos) << name;
 }

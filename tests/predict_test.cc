@@ -487,13 +487,25 @@ TEST(McDropout, WithoutDropoutAndNoiseEveryPassIsThePlainPrediction)
                                 nullptr, nullptr),
               RM_OK);
     for (int64_t samples : {1, 3}) {
-        const McRun r = predict_mc(net, v, {samples, 7, 0.0f, 0.0f, 0}, start, v.size);
+        const McRun r = predict_mc(net, v, {samples, 7, 0.0f, 0.0f, 0, 0}, start, v.size);
         EXPECT_TRUE(rmtest::bit_identical(r.mean, plain)) << samples << " passes";
         EXPECT_EQ(*std::max_element(r.std.begin(), r.std.end()), 0.0f);
     }
+    // A task with 2D labels: each pass averaged over depth first; one plain pass is the plain prediction's mean.
+    std::vector<float> layer(16 * 20), mean2d(layer.size()), std2d(layer.size());
+    const rm_tensor all = rm_tensor_5d(plain.data(), 1, 1, 12, 16, 20);
+    rm_tensor flat = rm_tensor_5d(layer.data(), 1, 1, 1, 16, 20);
+    ASSERT_EQ(rm_depth_mean_forward(net.ctx, &all, &flat), RM_OK);
+    const rm_mc_params depth_mean{1, 7, 0.0f, 0.0f, 0, 1};
+    ASSERT_EQ(rm_predict_region_mc(net.ctx, net.deploy, net.model, 0, &p, &depth_mean, v.size, read_volume, &v, start,
+                                   v.size, mean2d.data(), std2d.data(), nullptr, nullptr),
+              RM_OK)
+        << rm_ctx_error(net.ctx);
+    EXPECT_TRUE(rmtest::bit_identical(mean2d, layer));
+    EXPECT_EQ(*std::max_element(std2d.begin(), std2d.end()), 0.0f);
     // The deploy form is left plain: the next ordinary prediction is unchanged.
     std::vector<float> after(v.data.size());
-    const McRun noisy = predict_mc(net, v, {2, 7, 0.3f, 0.5f, 0}, start, v.size);
+    const McRun noisy = predict_mc(net, v, {2, 7, 0.3f, 0.5f, 0, 0}, start, v.size);
     ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, after.data(),
                                 nullptr, nullptr),
               RM_OK);
@@ -505,7 +517,7 @@ TEST(McDropout, SameSeedSameBytesOnAnyThreadCountAndAnotherSeedDiffers)
 {
     Volume v = random_volume(12, 16, 20, 22);
     const int64_t start[3] = {0, 0, 0};
-    const rm_mc_params mc{3, 11, 0.2f, 0.4f, 0};
+    const rm_mc_params mc{3, 11, 0.2f, 0.4f, 0, 0};
     Net one, two;
     rm_ctx_set_threads(one.ctx, 1);
     const McRun a = predict_mc(one, v, mc, start, v.size), b = predict_mc(two, v, mc, start, v.size);
@@ -523,7 +535,7 @@ TEST(McDropout, ARegionEqualsTheSameRegionOfTheWholeRunBitForBit)
     Net net;
     Volume v = random_volume(13, 20, 17, 23);
     const int64_t whole_start[3] = {0, 0, 0};
-    const rm_mc_params mc{2, 5, 0.25f, 0.3f, 1};
+    const rm_mc_params mc{2, 5, 0.25f, 0.3f, 1, 0};
     const McRun whole = predict_mc(net, v, mc, whole_start, v.size);
     const int64_t start[3] = {3, 5, 2}, size[3] = {6, 9, 11};
     const McRun part = predict_mc(net, v, mc, start, size);
@@ -547,7 +559,7 @@ TEST(McDropout, TheSpreadIsZeroWithoutNoiseAndGrowsWithTheGateNoise)
     const int64_t start[3] = {0, 0, 0};
     double previous = -1.0;
     for (float sigma : {0.0f, 0.2f, 1.0f}) {
-        const McRun r = predict_mc(net, v, {6, 3, 0.0f, sigma, 0}, start, v.size);
+        const McRun r = predict_mc(net, v, {6, 3, 0.0f, sigma, 0, 0}, start, v.size);
         const double spread = mean_of(r.std);
         if (sigma == 0.0f) {
             EXPECT_EQ(spread, 0.0);
@@ -562,12 +574,12 @@ TEST(McDropout, ADeployFormFileTakesDropoutButNotGateNoise)
     Net net;
     Volume v = random_volume(8, 8, 8, 25);
     const int64_t start[3] = {0, 0, 0};
-    const McRun r = predict_mc(net, v, {2, 3, 0.3f, 0.0f, 0}, start, v.size, false);
+    const McRun r = predict_mc(net, v, {2, 3, 0.3f, 0.0f, 0, 0}, start, v.size, false);
     EXPECT_GT(mean_of(r.std), 0.0);
     const int64_t patch[3] = {8, 8, 8};
     const rm_window_params p = rm_window_params_make(patch);
     std::vector<float> mean(v.data.size()), std(v.data.size());
-    const rm_mc_params noisy{2, 3, 0.0f, 0.5f, 0}, none{0, 3, 0.0f, 0.0f, 0}, bad{1, 3, 1.0f, 0.0f, 0};
+    const rm_mc_params noisy{2, 3, 0.0f, 0.5f, 0, 0}, none{0, 3, 0.0f, 0.0f, 0, 0}, bad{1, 3, 1.0f, 0.0f, 0, 0};
     EXPECT_EQ(rm_predict_region_mc(net.ctx, net.deploy, nullptr, 0, &p, &noisy, v.size, read_volume, &v, start, v.size,
                                    mean.data(), std.data(), nullptr, nullptr),
               RM_ERR_ARGUMENT);

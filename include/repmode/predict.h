@@ -107,12 +107,14 @@ typedef struct rm_mc_params {
     float dropout;     /* p in [0, 1) on the input of every MoDE block */
     float gate_noise;  /* σ_g ≥ 0 on every gate logit; needs a training-form model */
     int probabilities; /* 1: the passes' sigmoids are averaged (a binary task's probabilities), 0: their outputs */
+    int depth_mean;    /* 1: each pass is first averaged over depth (a task with 2D labels, before the sigmoid) */
 } rm_mc_params;
 
 /* Predicts output voxels [out_start, out_start + out_size) as rm_predict_region does, N times, pass k with
  * rm_deploy_set_mc(d, model, task, {dropout, gate_noise, seed, k}), and writes the passes' mean into `mean` and
  * their standard deviation (over N, not N − 1: 0 for one pass) into `std` (NULL: not wanted), each out_channels ×
- * out_size. model NULL: d is a deploy form of `task` from a deploy-form file, and gate_noise must be 0. d is left the
+ * out_size, or out_channels × 1 × out_size[1] × out_size[2] with depth_mean (then the region must span the whole
+ * depth of the volume). model NULL: d is a deploy form of `task` from a deploy-form file, and gate_noise must be 0. d is left the
  * plain deploy form of `task` (merged again from model when there is one). Any region computed alone equals the
  * same region of the whole volume bit for bit, as for rm_predict_region. Statuses: RM_ERR_ARGUMENT for d, mc or mean
  * NULL and for fewer than 1 sample, rm_deploy_set_mc's and rm_predict_region's; RM_ERR_NOMEM for the statistics (two
