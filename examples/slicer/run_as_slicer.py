@@ -10,7 +10,8 @@ percentage and its return parameters.
 Each value is NAME=VALUE for a parameter of the description; the others keep their defaults. The command line
 follows Slicer's vtkSlicerCLIModuleLogic: flagged parameters first, in the description's order (a string, file,
 directory or vector parameter with an empty value is left out, a boolean is its bare flag when true), then the
-parameters with an <index>, in index order, each of which must have a value (Slicer passes images as files)."""
+parameters with an <index>, in index order, each of which must have a value (Slicer passes images as files), but
+an output image with no volume chosen, which is an empty argument."""
 import os
 import re
 import subprocess
@@ -49,7 +50,8 @@ def command_line(module, xml, values, return_file=None):
         name = p.findtext("name")
         value = str(values.get(name, p.findtext("default") or ""))
         if p.find("index") is not None:
-            if not value:
+            optional = p.tag == "image" and p.findtext("channel") == "output"  # no node chosen: an empty argument
+            if not value and not optional:
                 raise ValueError(f"no value for {name} (parameter {p.findtext('index')} of the command line)")
             indexed.append((int(p.findtext("index")), value))
             continue

@@ -185,6 +185,17 @@ class PredictionProgress : public itk::Command {
     unsigned pieces_ = 1;
 };
 
+// Runs a prediction filter over its whole output; its problems (the input's, an interruption) are Failures, as a
+// writer's are.
+void update_or_fail(Prediction *filter)
+{
+    try {
+        filter->Update();
+    } catch (const itk::ExceptionObject &e) {
+        throw Failure(describe(e), kBadInput);
+    }
+}
+
 // The predictions written to `path` (one component per task), read back as one scalar image per task.
 std::vector<FloatImage::Pointer> read_predictions(const std::string &path, size_t tasks,
                                                   std::vector<itk::ProcessObject::Pointer> &pipeline)
@@ -360,6 +371,23 @@ int run_predict(int argc, char **argv)
     TCLAP::ValueArg<std::string> mask("", "mask", "predictions and labels are 0 where MASK is not above 0.5 (e.g. a "
                                                   "fragment mask); sized as the prediction",
                                       false, "", "MASK", cmd);
+    TCLAP::ValueArg<std::string> uncertainty("", "uncertainty", "Monte Carlo dropout: the passes' per-voxel standard "
+                                                                "deviation (float; one component per task); OUT is "
+                                                                "then their mean",
+                                             false, "", "U", cmd);
+    TCLAP::ValueArg<unsigned> mc_samples("", "mc-samples", "Monte Carlo passes (default 10 with --uncertainty, else "
+                                                           "0: one plain pass)",
+                                         false, 0, "N", cmd);
+    TCLAP::ValueArg<unsigned long long> seed("", "seed", "seed of the passes' dropout and gate noise: same seed, same "
+                                                         "bytes",
+                                             false, 0, "S", cmd);
+    TCLAP::ValueArg<double> mc_dropout("", "mc-dropout", "dropout probability on the input of every MoDE block "
+                                                         "during the passes, in [0, 1)",
+                                       false, 0.1, "P", cmd);
+    TCLAP::ValueArg<double> gate_noise("", "gate-noise", "standard deviation of the Gaussian noise on the gate logits "
+                                                         "during the passes (a training-form model; 0 for a deploy "
+                                                         "form)",
+                                       false, 0.1, "SIGMA", cmd);
     cmd.parse_or_fail(argc, argv);
 
     PredictRequest request;
@@ -377,6 +405,15 @@ int run_predict(int argc, char **argv)
     request.divisions = divisions.getValue();
     request.mask = mask.getValue();
     request.non_finite = non_finite.value();
+    request.uncertainty = uncertainty.getValue();
+    request.mc_samples = mc_samples.isSet() ? mc_samples.getValue() : (uncertainty.isSet() ? 10u : 0u);
+    request.seed = seed.getValue();
+    request.mc_dropout = mc_dropout.getValue();
+    request.gate_noise = gate_noise.getValue();
+    const bool mc_options = seed.isSet() || mc_dropout.isSet() || gate_noise.isSet();
+    if (mc_options && request.mc_samples == 0)
+        throw Failure("--seed, --mc-dropout and --gate-noise shape Monte Carlo passes: give --mc-samples N or "
+                      "--uncertainty U too", kBadInput);
     if (surface_format.isSet() && !surfaces.isSet())
         throw Failure("--surface-format names the formats of --surfaces: give --surfaces too", kBadInput);
     request.surfaces = surfaces.getValue();
@@ -399,6 +436,14 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
     check_image_output(request.output, "--output");
     if (!request.labels.empty())
         check_image_output(request.labels, "--labels");
+    if (!request.uncertainty.empty())
+        check_image_output(request.uncertainty, "--uncertainty");
+    if (!request.uncertainty.empty() && request.mc_samples == 0)
+        throw Failure("--uncertainty needs at least one Monte Carlo pass: --mc-samples 0 gives none", kBadInput);
+    if (!(request.mc_dropout >= 0.0 && request.mc_dropout < 1.0))
+        throw Failure("--mc-dropout must be in [0, 1)", kBadInput);
+    if (!(request.gate_noise >= 0.0) || !std::isfinite(request.gate_noise))
+        throw Failure("--gate-noise must be a finite number >= 0", kBadInput);
     if (!request.colors.empty())
         check_output_path(request.colors, "--colors");
     if (!request.segmentation.empty()) {
@@ -406,7 +451,7 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
         check_image_output(request.segmentation, "--segmentation");
     }
     check_distinct({{request.output, "--output"}, {request.labels, "--labels"}, {request.colors, "--colors"},
-                    {request.segmentation, "--segmentation"}},
+                    {request.segmentation, "--segmentation"}, {request.uncertainty, "--uncertainty"}},
                    {{request.model, "--model"}, {request.input, "--input"}, {request.mask, "--mask"}});
     std::vector<std::string> surface_formats;
     if (!request.surfaces.empty()) {
@@ -442,6 +487,10 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
         f->SetBlending(request.blend == "constant" ? Prediction::BlendingEnum::Constant
                                                       : Prediction::BlendingEnum::Gaussian);
         f->SetNumberOfThreads(request.threads);
+        f->SetMonteCarloSamples(request.mc_samples);
+        f->SetMonteCarloSeed(request.seed);
+        f->SetMonteCarloDropout(request.mc_dropout);
+        f->SetGateNoise(request.gate_noise);
         try {
             f->UpdateOutputInformation(); // loads the task's network and checks the windows before any work
         } catch (const itk::ExceptionObject &e) {
@@ -456,10 +505,21 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
         mask_source = std::make_unique<VolumeSource>(request.mask);
         mask_image = mask_on(*mask_source, filters.front()->GetOutput(), masking);
     }
-    // A task's output as written: the prediction, masked when asked.
-    const auto written = [&](size_t i) -> FloatImage::Pointer {
-        FloatImage *out = filters[i]->GetOutput();
+    // A task's output as written: the prediction (or its uncertainty), masked when asked.
+    const auto written = [&](size_t i, bool uncertainty = false) -> FloatImage::Pointer {
+        FloatImage *out = uncertainty ? filters[i]->GetUncertaintyOutput() : filters[i]->GetOutput();
         return mask_image ? masked<FloatImage>(out, mask_image, masking) : FloatImage::Pointer(out);
+    };
+    // Writes every task's image (one component per task) to `path`.
+    const auto write_tasks = [&](const std::string &path, bool uncertainty) {
+        if (filters.size() == 1) {
+            write_image(written(0, uncertainty).GetPointer(), path, outputs, pieces);
+            return;
+        }
+        auto compose = itk::ComposeImageFilter<FloatImage, Components>::New();
+        for (size_t i = 0; i < filters.size(); i++)
+            compose->SetInput(static_cast<unsigned>(i), written(i, uncertainty));
+        write_image(compose->GetOutput(), path, outputs, pieces);
     };
 
     // Every task of a model shares its normalization: computed once, streamed, then given to every filter so that
@@ -481,15 +541,20 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
     std::string names;
     for (const rm_task &t : tasks)
         names += std::string(names.empty() ? "" : ", ") + t.name + (t.kind == RM_TASK_BINARY ? " (binary)" : "");
-    progress.stage("predicting " + names + " in " + std::to_string(pieces) + " piece(s)");
-    if (filters.size() == 1) {
-        write_image(written(0).GetPointer(), request.output, outputs, pieces);
+    if (request.mc_samples > 0)
+        names += " (" + std::to_string(request.mc_samples) + " Monte Carlo passes, seed " +
+                 std::to_string(request.seed) + ")";
+    if (!request.uncertainty.empty()) {
+        // Both images come from the same passes: computed once, whole, then written from memory.
+        progress.stage("predicting " + names + " in one piece (the mean and the uncertainty of the same passes)");
+        for (const auto &f : filters)
+            update_or_fail(f);
     } else {
-        auto compose = itk::ComposeImageFilter<FloatImage, Components>::New();
-        for (size_t i = 0; i < filters.size(); i++)
-            compose->SetInput(static_cast<unsigned>(i), written(i));
-        write_image(compose->GetOutput(), request.output, outputs, pieces);
+        progress.stage("predicting " + names + " in " + std::to_string(pieces) + " piece(s)");
     }
+    write_tasks(request.output, false);
+    if (!request.uncertainty.empty())
+        write_tasks(request.uncertainty, true);
     progress.bar(1.0, "done");
 
     auto label_map = LabelMap::New();

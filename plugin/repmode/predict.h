@@ -21,6 +21,12 @@ struct PredictRequest {
     unsigned divisions = 0; // 0: pieces of about 8 M voxels
     int threads = 0;        // 0: all cores
     std::string non_finite = "refuse"; // non-finite input voxels: refuse, zero or mean
+    // Monte Carlo dropout (docs/cli.md §3.5): the passes' standard deviation, their count, seed and noise.
+    std::string uncertainty;  // the standard deviation image (one component per task)
+    unsigned mc_samples = 0;  // 0: one plain pass, or 10 when `uncertainty` is asked for
+    unsigned long long seed = 0;
+    double mc_dropout = 0.1;
+    double gate_noise = 0.1;
 };
 
 // Checks the request, predicts and writes the outputs as staged files of `outputs`, reporting to `progress`; problems

@@ -92,9 +92,11 @@ bool has_flag(int argc, char **argv, const char *flag)
 }
 
 // Slicer's return-parameter file: one "name = value" line per output parameter.
-std::string return_parameters(const std::string &output, const std::string &labels, const std::string &segmentation)
+std::string return_parameters(const std::string &output, const std::string &labels, const std::string &segmentation,
+                              const std::string &uncertainty)
 {
-    return "outputVolume = " + output + "\nlabelMap = " + labels + "\nsegmentation = " + segmentation + "\n";
+    return "outputVolume = " + output + "\nlabelMap = " + labels + "\nsegmentation = " + segmentation +
+           "\nuncertaintyVolume = " + uncertainty + "\n";
 }
 
 // The first component of the predictions in `components` (one per task), written as the output `path`.
@@ -143,6 +145,13 @@ int run(int argc, char **argv)
     TCLAP::ValueArg<int> threads("", "threads", "worker threads (0: all cores)", false, 0, "int", cmd);
     TCLAP::ValueArg<std::string> non_finite("", "non-finite", "non-finite input voxels: refuse, zero or mean", false,
                                             "refuse", "string", cmd);
+    TCLAP::ValueArg<int> mc_samples("", "mc-samples", "Monte Carlo passes, with an uncertainty volume", false, 10,
+                                    "int", cmd);
+    TCLAP::ValueArg<long long> seed("", "seed", "seed of the passes", false, 0, "int", cmd);
+    TCLAP::ValueArg<double> mc_dropout("", "mc-dropout", "dropout probability during the passes, in [0, 1)", false,
+                                       0.1, "double", cmd);
+    TCLAP::ValueArg<double> gate_noise("", "gate-noise", "gate-logit noise during the passes, >= 0", false, 0.1,
+                                       "double", cmd);
     // Positional arguments in the order of their <index>; TCLAP orders them by declaration.
     TCLAP::UnlabeledValueArg<std::string> model("modelFile", "model file (.safetensors)", true, "", "modelFile", cmd);
     TCLAP::UnlabeledValueArg<std::string> input("inputVolume", "input volume", true, "", "inputVolume", cmd);
@@ -150,6 +159,10 @@ int run(int argc, char **argv)
     TCLAP::UnlabeledValueArg<std::string> labels("labelMap", "label map", true, "", "labelMap", cmd);
     TCLAP::UnlabeledValueArg<std::string> segmentation("segmentation", "segmentation (.seg.nrrd)", true, "",
                                                        "segmentation", cmd);
+    // The last positional argument, left out when no volume is chosen for it.
+    TCLAP::UnlabeledValueArg<std::string> uncertainty("uncertaintyVolume", "uncertainty volume: the Monte Carlo "
+                                                      "passes' standard deviation (none: one plain prediction)",
+                                                      false, "", "uncertaintyVolume", cmd);
     try {
         cmd.parse(argc, argv);
     } catch (const TCLAP::ArgException &e) {
@@ -157,6 +170,8 @@ int run(int argc, char **argv)
     }
     if (divisions.getValue() < 0 || threads.getValue() < 0)
         throw Failure("--divisions and --threads must be 0 or more", kBadInput);
+    if (mc_samples.getValue() < 1 || seed.getValue() < 0)
+        throw Failure("--mc-samples must be 1 or more and --seed 0 or more", kBadInput);
 
     if (echo.getValue()) {
         std::printf("modelFile: %s\ninputVolume: %s\noutputVolume: %s\nlabelMap: %s\nsegmentation: %s\ntask: %s\n"
@@ -183,12 +198,21 @@ int run(int argc, char **argv)
     request.divisions = static_cast<unsigned>(divisions.getValue());
     request.threads = threads.getValue();
     request.non_finite = non_finite.getValue();
+    // The passes run only for an uncertainty volume; their options always come, with Slicer's defaults.
+    request.uncertainty = uncertainty.getValue();
+    request.mc_samples = request.uncertainty.empty() ? 0u : static_cast<unsigned>(mc_samples.getValue());
+    request.seed = static_cast<unsigned long long>(seed.getValue());
+    request.mc_dropout = mc_dropout.getValue();
+    request.gate_noise = gate_noise.getValue();
     // Several tasks: predict's components are staged next to the output, and dropped once the output, their first
     // component, is written.
     const bool several = request.tasks.find(',') != std::string::npos;
     const std::filesystem::path out(request.output);
+    const std::filesystem::path spread(request.uncertainty);
     if (several)
         request.output = (out.parent_path() / ("." + out.filename().string() + ".tasks.nrrd")).string();
+    if (several && !request.uncertainty.empty())
+        request.uncertainty = (spread.parent_path() / ("." + spread.filename().string() + ".tasks.nrrd")).string();
 
     SlicerProgress progress;
     const auto began = std::chrono::steady_clock::now();
@@ -199,9 +223,15 @@ int run(int argc, char **argv)
         write_first_task(outputs.staged(request.output), output.getValue(), outputs);
         outputs.discard(request.output);
     }
+    if (several && !request.uncertainty.empty()) {
+        write_first_task(outputs.staged(request.uncertainty), uncertainty.getValue(), outputs);
+        outputs.discard(request.uncertainty);
+    }
     if (return_file.isSet())
         repmode::cli::write_text(return_file.getValue(),
-                                 return_parameters(output.getValue(), request.labels, request.segmentation), outputs);
+                                 return_parameters(output.getValue(), request.labels, request.segmentation,
+                                                   uncertainty.getValue()),
+                                 outputs);
     outputs.commit();
     progress.bar(1.0, "done");
     progress.end(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());

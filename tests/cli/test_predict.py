@@ -232,3 +232,66 @@ def test_a_percentile_model_refuses_non_finite_voxels(tmp_path):
     assert r.returncode == 1, r.stderr
     assert r.stderr.splitlines()[-1].startswith("repmode: ") and "inf.mha" in r.stderr and "finite" in r.stderr
     assert not out.exists()
+
+
+# ---- Monte Carlo dropout ----
+
+def mc_run(tmp_path, path, name, *args):
+    out, sd = tmp_path / (name + ".mha"), tmp_path / (name + "_sd.mha")
+    r = run("predict", "--model", SMALL, "--task", "ink", "--input", str(path), "--output", str(out), "--patch",
+            "8,12,16", "--uncertainty", str(sd), *args)
+    assert r.returncode == 0, r.stderr
+    return out, sd
+
+
+def test_monte_carlo_passes_give_a_seeded_mean_and_uncertainty(tmp_path):
+    x, path = volume(tmp_path, 5)
+    a = mc_run(tmp_path, path, "a", "--mc-samples", "4", "--seed", "3")
+    b = mc_run(tmp_path, path, "b", "--mc-samples", "4", "--seed", "3", "--threads", "1")
+    c = mc_run(tmp_path, path, "c", "--mc-samples", "4", "--seed", "4")
+    assert a[0].read_bytes() == b[0].read_bytes() and a[1].read_bytes() == b[1].read_bytes()
+    assert a[1].read_bytes() != c[1].read_bytes()
+    mean, header = read_mha(str(a[0]))
+    sd, sd_header = read_mha(str(a[1]))
+    assert mean.shape == sd.shape == x.shape
+    assert sd_header["ElementSpacing"] == header["ElementSpacing"] and sd_header["Offset"] == header["Offset"]
+    assert 0 < mean.min() and mean.max() < 1  # the mean of probabilities
+    assert sd.min() >= 0 and sd.max() > 0
+    # One pass without dropout or noise is the plain prediction, with no spread.
+    quiet = mc_run(tmp_path, path, "quiet", "--mc-samples", "1", "--mc-dropout", "0", "--gate-noise", "0")
+    plain = tmp_path / "plain.mha"
+    r = run("predict", "--model", SMALL, "--task", "ink", "--input", str(path), "--output", str(plain), "--patch",
+            "8,12,16")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(read_mha(str(quiet[0]))[0], read_mha(str(plain))[0])
+    assert not read_mha(str(quiet[1]))[0].any()
+
+
+def test_monte_carlo_mean_streams_in_pieces(tmp_path):
+    x = np.random.default_rng(6).normal(0.0, 1.0, size=(40, 12, 16)).astype(np.float32)
+    path = tmp_path / "tall.mha"
+    write_mha(str(path), x)
+    outputs = []
+    for pieces in ["1", "3"]:
+        out = tmp_path / ("p%s.mha" % pieces)
+        r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output", str(out),
+                "--patch", "8,12,16", "--divisions", pieces, "--mc-samples", "3", "--seed", "9")
+        assert r.returncode == 0, r.stderr
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mc-samples", "2", "--mc-dropout", "1"], "--mc-dropout must be in [0, 1)"),
+    (["--mc-samples", "2", "--gate-noise", "-1"], "--gate-noise must be a finite number >= 0"),
+    (["--seed", "3"], "give --mc-samples N or --uncertainty U too"),
+    (["--uncertainty", "SD", "--mc-samples", "0"], "--uncertainty needs at least one Monte Carlo pass"),
+])
+def test_monte_carlo_errors_exit_1_and_write_nothing(tmp_path, args, words):
+    _, path = volume(tmp_path, 7)
+    out = tmp_path / "p.mha"
+    args = [str(tmp_path / "sd.mha") if a == "SD" else a for a in args]
+    r = run("predict", "--model", SMALL, "--task", "ink", "--input", str(path), "--output", str(out), "--patch",
+            "8,12,16", *args)
+    assert r.returncode == 1 and words in r.stderr, r.stderr
+    assert not out.exists() and not (tmp_path / "sd.mha").exists()

@@ -37,7 +37,7 @@ SLICER_IMAGE_TYPES = {"any", "scalar", "label", "tensor", "diffusion-weighted", 
 C, S = np.cos(np.pi / 6), np.sin(np.pi / 6)
 DIRECTION = np.array([[C, -S, 0.0], [S, C, 0.0], [0.0, 0.0, 1.0]])
 ORIGIN = (12.5, -40.25, 7.0)
-OUTPUTS = ("outputVolume", "labelMap", "segmentation")
+OUTPUTS = ("outputVolume", "labelMap", "segmentation", "uncertaintyVolume")
 
 
 # --- NRRD headers read here (no ITK in Python): the geometry of raw NRRD files as ITK writes them.
@@ -206,7 +206,7 @@ def run_as_slicer(tmp_path, xml, model, task, voxels, spacing, values=None, extr
     returned = read_return_parameters(returns)
     output_names = {p.findtext("name") for p in parameters(xml) if p.findtext("channel") == "output"}
     assert set(returned) == output_names == set(OUTPUTS)
-    assert returned == outputs
+    assert returned == {**outputs, "uncertaintyVolume": ""}  # none chosen: an empty argument
 
     # Geometry: the input's spacing, origin and direction on every output.
     for path in outputs.values():
@@ -339,6 +339,37 @@ def test_several_tasks_as_slicer_runs_them(tmp_path, description, cells):
     assert set(np.unique(run.labels)) == {0, 1, 2}  # both real tasks present, so the check above means something
     check_segmentation(run, tasks, spacing, model_colors)
     assert run.fields["Segment2_Extent"] == "0 -1 0 -1 0 -1"
+
+
+def test_uncertainty_as_slicer_runs_it(tmp_path, description, cells):
+    # An uncertainty volume chosen: the module runs Monte Carlo passes with its defaults and the options given, and
+    # writes predict --uncertainty's images, the input's geometry kept.
+    signal, spacing, _, _ = read_nrrd(str(cells / "signal.nrrd"))
+    source = tmp_path / "input.nrrd"
+    write_nrrd(str(source), signal.astype(np.float32), spacing, ORIGIN, DIRECTION)
+    outputs = {"outputVolume": str(tmp_path / "prediction.nrrd"), "labelMap": str(tmp_path / "labels.nrrd"),
+               "segmentation": str(tmp_path / "segmentation.seg.nrrd"),
+               "uncertaintyVolume": str(tmp_path / "uncertainty.nrrd")}
+    returns = str(tmp_path / "returns.params")
+    command = command_line(MODULE, description, {"modelFile": CELLS, "task": "nuclei", "inputVolume": str(source),
+                                                 "mcSamples": "3", "seed": "4", **outputs}, returns)
+    assert command[-1] == outputs["uncertaintyVolume"]  # the last positional argument
+    r = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    progress_lines(r.stdout)
+    assert read_return_parameters(returns) == outputs
+    want_p, want_sd = str(tmp_path / "want-p.nrrd"), str(tmp_path / "want-sd.nrrd")
+    r2 = subprocess.run([REPMODE, "predict", "--model", CELLS, "--task", "nuclei", "--input", str(source), "--output",
+                         want_p, "--uncertainty", want_sd, "--mc-samples", "3", "--seed", "4", "--mc-dropout", "0.1",
+                         "--gate-noise", "0.1"], capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0, r2.stderr
+    sd, sd_spacing, sd_origin, sd_direction = read_nrrd(outputs["uncertaintyVolume"])
+    assert np.array_equal(sd.view(np.uint32), read_nrrd(want_sd)[0].view(np.uint32))
+    assert np.array_equal(read_nrrd(outputs["outputVolume"])[0].view(np.uint32), read_nrrd(want_p)[0].view(np.uint32))
+    assert sd.shape == signal.shape and sd.min() >= 0 and sd.max() > 0
+    np.testing.assert_allclose(sd_spacing, spacing, rtol=1e-6)
+    np.testing.assert_allclose(sd_origin, ORIGIN, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(sd_direction, DIRECTION, atol=1e-6)
 
 
 def test_real_ct_keeps_its_geometry(tmp_path, description):
