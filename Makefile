@@ -32,6 +32,7 @@ bench: build
 	@$(BUILD)/bin/repmode-bench-network
 	@$(BUILD)/bin/repmode-bench-train
 	@$(BUILD)/bin/repmode-bench-predict
+	@$(BUILD)/bin/repmode-bench-mc
 	@if [ -n "$$OPENBLAS_CORETYPE" ]; then \
 	  echo "== again with OpenBLAS choosing its kernels itself (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset)"; \
 	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bin/repmode-bench-conv && \

@@ -1,5 +1,5 @@
 """repmode.Model over NumPy volumes against `repmode predict` on the same volumes, bit for bit: predictions and label
-maps, a regression model with several tasks and a binary task with 2D labels."""
+maps, a regression model with several tasks and a binary task with 2D labels, and Monte Carlo uncertainty."""
 import os
 import threading
 import time
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import repmode
-from conftest import MODELS, cli_predict
+from conftest import MODELS, REPMODE, cli_predict, read_mha, run
 
 
 def test_model_describes_tasks_and_configuration():
@@ -50,6 +50,32 @@ def test_binary_task_with_2d_labels_equals_the_command_line(scroll):
     assert model.thresholds_used == [pytest.approx(0.8476064)]
     assert np.array_equal(labels, expected_labels) and labels.any()
     assert np.array_equal(model.labels(got, "ink", threshold=0.5), (got > 0.5).astype(np.uint8))
+
+
+def test_uncertainty_equals_the_command_line_and_is_seeded(cells, tmp_path):
+    volume, signal, folder = cells
+    out, sd = tmp_path / "mean.mha", tmp_path / "sd.mha"
+    run([REPMODE, "predict", "--model", os.path.join(MODELS, "cells.safetensors"), "--task", "nuclei", "--input",
+         signal, "--output", out, "--uncertainty", sd, "--mc-samples", "3", "--seed", "5"])
+    model = repmode.Model(os.path.join(MODELS, "cells.safetensors"))
+    mean, spread = model.predict(volume, "nuclei", uncertainty={"samples": 3, "seed": 5}, threads=2)
+    assert np.array_equal(mean, read_mha(str(out))[0]) and np.array_equal(spread, read_mha(str(sd))[0])
+    assert spread.min() >= 0 and spread.max() > 0
+    again = model.predict(volume, "nuclei", uncertainty={"samples": 3, "seed": 5}, threads=1)
+    assert np.array_equal(again[0], mean) and np.array_equal(again[1], spread)
+    # One pass without dropout or noise: the plain prediction and no spread; several tasks stack both.
+    quiet = model.predict(volume, ["nuclei", "membranes"], uncertainty={"samples": 1, "dropout": 0, "gate_noise": 0})
+    assert np.array_equal(quiet[0], model.predict(volume, ["nuclei", "membranes"])) and not quiet[1].any()
+    with pytest.raises(repmode.Error, match="unknown option"):
+        model.predict(volume, "nuclei", uncertainty={"passes": 3})
+
+
+def test_uncertainty_of_a_task_with_2d_labels_is_one_layer(scroll):
+    layers, _, _ = scroll
+    model = repmode.Model(os.path.join(MODELS, "ink.safetensors"))
+    mean, spread = model.predict(layers, "ink", uncertainty=True)
+    assert mean.shape == spread.shape == (1, 64, 64)
+    assert 0 < mean.min() and mean.max() < 1 and spread.max() > 0
 
 
 def test_the_gil_is_released_while_the_core_computes():

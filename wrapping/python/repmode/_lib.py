@@ -52,6 +52,11 @@ class WindowParams(Structure):
     _fields_ = [("patch", c_int64 * 3), ("overlap", c_double), ("blend", c_int)]
 
 
+class McParams(Structure):
+    _fields_ = [("samples", c_int64), ("seed", c_uint64), ("dropout", c_float), ("gate_noise", c_float),
+                ("probabilities", c_int), ("depth_mean", c_int)]
+
+
 class Tensor(Structure):
     _fields_ = [("data", POINTER(c_float)), ("ne", c_int64 * 5)]
 
@@ -120,6 +125,10 @@ _FUNCTIONS = {
     "rm_predict_region": (_status, [_ctx, c_void_p, POINTER(WindowParams), POINTER(c_int64), READ_FN, c_void_p,
                                     POINTER(c_int64), POINTER(c_int64), POINTER(c_float), PROGRESS_FN, c_void_p]),
     "rm_depth_mean_forward": (_status, [_ctx, POINTER(Tensor), POINTER(Tensor)]),
+    "rm_predict_region_mc": (_status, [_ctx, c_void_p, c_void_p, c_int, POINTER(WindowParams), POINTER(McParams),
+                                       POINTER(c_int64), READ_FN, c_void_p, POINTER(c_int64), POINTER(c_int64),
+                                       POINTER(c_float), POINTER(c_float), PROGRESS_FN, c_void_p]),
+    "rm_deploy_task": (c_int, [c_void_p]),
     "rm_norm_params_zscore": (NormParams, [c_double, c_double]),
     "rm_normalization_ranks": (None, [POINTER(Normalization), c_int64, POINTER(c_int64)]),
     "rm_norm_params_percentile": (NormParams, [POINTER(Normalization), c_int64, POINTER(c_float)]),

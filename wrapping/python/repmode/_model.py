@@ -1,4 +1,5 @@
 """repmode.Model: a model file's tasks and configuration, and its predictions over NumPy volumes."""
+import contextlib
 import ctypes
 import json
 import math
@@ -168,7 +169,7 @@ class Model:
         return tasks
 
     def predict(self, array, task, patch=None, overlap=0.5, threads=None, progress=None, normalization=None,
-                non_finite="refuse"):
+                non_finite="refuse", uncertainty=None):
         """The sliding-window prediction of ``task`` over a 3D volume, as ``repmode predict`` computes it.
 
         array: (Z, Y, X), X fastest, any real dtype (converted to float32 as the command line reads images); it is
@@ -186,6 +187,14 @@ class Model:
         Returns float32: probabilities for binary tasks, normalized intensities for regression tasks; shaped as the
         input, or (1, Y, X) for a task with 2D labels (the mean over depth of the logits, then the probability: the
         one-layer image the command line writes).
+
+        uncertainty: Monte Carlo dropout (docs/network.md §6.3), as ``repmode predict --uncertainty``: True for the
+        defaults, or a dict with any of ``samples`` (10), ``seed`` (0), ``dropout`` (0.1) and ``gate_noise`` (0.1;
+        needs a training-form model). Then predict returns ``(mean, sd)``: the passes' mean (of probabilities for a
+        binary task) and their per-voxel standard deviation, each shaped as above; the same seed gives the same
+        arrays.
+
+        >>> mean, sd = model.predict(volume, "nuclei", uncertainty={"samples": 8, "seed": 1})
 
         >>> volume = np.random.default_rng(0).random((16, 64, 64))
         >>> model.predict(volume, ["nuclei", "membranes"]).shape
@@ -205,20 +214,34 @@ class Model:
         tasks = self.predicted_tasks(task)
         volume = _volume(array)  # a copy, normalized in place below
         window = _window(self.config, patch, overlap)
-        outputs = []
+        mc = _mc_params(uncertainty)
+        outputs, spreads = [], []
         with _Context(threads) as ctx:
             _replace_non_finite(ctx, volume, non_finite)
-            for i, t in enumerate(tasks):
-                with _Deploy(ctx, self.path, t.name) as net:
-                    if i == 0:  # the tasks of a model share its normalization
-                        _normalize(ctx, net, volume, normalization)
-                    out = _predict_whole(ctx, net, window, volume, progress, i, 1.0 / len(tasks))
-                if t.output_2d:  # 2D labels: the mean over depth of the logits (docs/network.md §7)
-                    out = _depth_mean(ctx, out)
-                if t.kind == "binary":
-                    out = _probability(out)
-                outputs.append(out)
-        return outputs[0] if isinstance(task, str) else np.stack(outputs)
+            gates = mc is not None and mc.gate_noise > 0 and not self.deploy_form  # noisy gates need the experts
+            with _TrainingForm(ctx, self.path) if gates else contextlib.nullcontext() as training:
+                for i, t in enumerate(tasks):
+                    with _Deploy(ctx, self.path, t.name) as net:
+                        if i == 0:  # the tasks of a model share its normalization
+                            _normalize(ctx, net, volume, normalization)
+                        if mc:
+                            mc.probabilities, mc.depth_mean = t.kind == "binary", t.output_2d
+                            out, sd = _predict_mc(ctx, net, training, window, mc, volume, progress, i,
+                                                  1.0 / len(tasks))
+                            outputs.append(out)
+                            spreads.append(sd)
+                            continue
+                        out = _predict_whole(ctx, net, window, volume, progress, i, 1.0 / len(tasks))
+                    if t.output_2d:  # 2D labels: the mean over depth of the logits (docs/network.md §7)
+                        out = _depth_mean(ctx, out)
+                    if t.kind == "binary":
+                        out = _probability(out)
+                    outputs.append(out)
+        if not mc:
+            return outputs[0] if isinstance(task, str) else np.stack(outputs)
+        if isinstance(task, str):
+            return outputs[0], spreads[0]
+        return np.stack(outputs), np.stack(spreads)
 
     def normalization(self, array):
         """The NormParams with which predict normalizes ``array`` (the model's method, ``config``'s
@@ -469,6 +492,41 @@ def _predict_whole(ctx, net, window, volume, progress, done, share):
     calls.reraise()
     ctx.check(status)
     return out
+
+
+def _mc_params(uncertainty):
+    """The core's Monte Carlo parameters of predict's ``uncertainty`` (None when it asks for none)."""
+    if uncertainty is None or uncertainty is False:
+        return None
+    options = {} if uncertainty is True else dict(uncertainty)
+    unknown = set(options) - {"samples", "seed", "dropout", "gate_noise"}
+    if unknown:
+        raise Error("uncertainty: unknown option(s) %s; known: samples, seed, dropout, gate_noise"
+                    % ", ".join(sorted(unknown)))
+    mc = _lib.McParams()
+    mc.samples = int(options.get("samples", 10))
+    mc.seed = int(options.get("seed", 0))
+    mc.dropout = float(options.get("dropout", 0.1))
+    mc.gate_noise = float(options.get("gate_noise", 0.1))
+    if mc.samples < 1:
+        raise Error("uncertainty: samples=%d; at least 1 pass is needed" % mc.samples)
+    return mc
+
+
+def _predict_mc(ctx, net, training, window, mc, volume, progress, done, share):
+    """The passes' mean and standard deviation over the whole (normalized) volume, shaped as predict returns them
+    (one layer for a task with 2D labels)."""
+    size = _lib.int64s(volume.shape)
+    shape = ((1,) + volume.shape[1:]) if mc.depth_mean else volume.shape
+    mean, sd = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
+    calls = _Callbacks(volume, progress, done, share)
+    status = lib.rm_predict_region_mc(ctx.ptr, net.ptr, training.ptr if training else None, lib.rm_deploy_task(net.ptr),
+                                      ctypes.byref(window), ctypes.byref(mc), size, calls.read, None,
+                                      _lib.int64s((0, 0, 0)), size, _lib.floats(mean), _lib.floats(sd), calls.report,
+                                      None)
+    calls.reraise()
+    ctx.check(status)
+    return mean, sd
 
 
 def _depth_mean(ctx, logits):
