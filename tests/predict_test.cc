@@ -99,17 +99,26 @@ Volume random_volume(int64_t d, int64_t h, int64_t w, uint32_t seed)
     return v;
 }
 
+// The whole volume's plain prediction with 8³ windows and the official overlap and blending.
+std::vector<float> predict_whole(Net &net, Volume &v)
+{
+    const int64_t patch[3] = {8, 8, 8}, start[3] = {0, 0, 0};
+    const rm_window_params p = rm_window_params_make(patch);
+    std::vector<float> out(v.data.size(), NAN);
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(), nullptr,
+                                nullptr),
+              RM_OK)
+        << rm_ctx_error(net.ctx);
+    return out;
+}
+
 TEST(Predict, AnySubRegionEqualsTheSameRegionOfTheWholeRunBitForBit)
 {
     Net net;
     Volume v = random_volume(13, 20, 17, 1);
-    const int64_t patch[3] = {8, 8, 8}, whole_start[3] = {0, 0, 0};
+    const int64_t patch[3] = {8, 8, 8};
     const rm_window_params p = rm_window_params_make(patch);
-    std::vector<float> whole(v.data.size());
-    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, whole_start, v.size, whole.data(),
-                                nullptr, nullptr),
-              RM_OK)
-        << rm_ctx_error(net.ctx);
+    const std::vector<float> whole = predict_whole(net, v);
     const int64_t regions[][6] = {{0, 0, 0, 13, 20, 17}, {3, 5, 2, 6, 9, 11}, {12, 19, 16, 1, 1, 1}, {0, 10, 0, 13, 10, 17}};
     for (const auto &r : regions) {
         const int64_t start[3] = {r[0], r[1], r[2]}, size[3] = {r[3], r[4], r[5]};
@@ -177,10 +186,7 @@ TEST(Predict, CachedSlabsComputeEveryWindowOnceAndEqualTheWholeRun)
     Volume v = random_volume(40, 20, 17, 6);
     const int64_t patch[3] = {8, 8, 8}, whole_start[3] = {0, 0, 0};
     const rm_window_params p = rm_window_params_make(patch);
-    std::vector<float> whole(v.data.size());
-    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, whole_start, v.size, whole.data(),
-                                nullptr, nullptr),
-              RM_OK);
+    const std::vector<float> whole = predict_whole(net, v);
     const int windows = v.reads; // the whole run computes each window once
     // Slabs along Z, as a streamed writer asks for them, thinner and thicker than the window.
     const int64_t cuts[] = {0, 5, 13, 27, 30, 40};
@@ -482,10 +488,7 @@ TEST(McDropout, WithoutDropoutAndNoiseEveryPassIsThePlainPrediction)
     Volume v = random_volume(12, 16, 20, 21);
     const int64_t patch[3] = {8, 8, 8}, start[3] = {0, 0, 0};
     const rm_window_params p = rm_window_params_make(patch);
-    std::vector<float> plain(v.data.size());
-    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, plain.data(),
-                                nullptr, nullptr),
-              RM_OK);
+    std::vector<float> plain = predict_whole(net, v);
     for (int64_t samples : {1, 3}) {
         const McRun r = predict_mc(net, v, {samples, 7, 0.0f, 0.0f, 0, 0}, start, v.size);
         EXPECT_TRUE(rmtest::bit_identical(r.mean, plain)) << samples << " passes";
@@ -504,12 +507,8 @@ TEST(McDropout, WithoutDropoutAndNoiseEveryPassIsThePlainPrediction)
     EXPECT_TRUE(rmtest::bit_identical(mean2d, layer));
     EXPECT_EQ(*std::max_element(std2d.begin(), std2d.end()), 0.0f);
     // The deploy form is left plain: the next ordinary prediction is unchanged.
-    std::vector<float> after(v.data.size());
     const McRun noisy = predict_mc(net, v, {2, 7, 0.3f, 0.5f, 0, 0}, start, v.size);
-    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, after.data(),
-                                nullptr, nullptr),
-              RM_OK);
-    EXPECT_TRUE(rmtest::bit_identical(after, plain));
+    EXPECT_TRUE(rmtest::bit_identical(predict_whole(net, v), plain));
     EXPECT_FALSE(rmtest::bit_identical(noisy.mean, plain));
 }
 
