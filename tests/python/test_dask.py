@@ -112,6 +112,30 @@ def test_2d_labels_are_predicted_in_blocks_of_the_whole_depth():
         assert np.array_equal(result.compute(), model.predict(v, "ink"))
 
 
+def test_uncertainty_in_blocks_equals_model_predict():
+    # Monte Carlo passes block by block: the draws are keyed by window and voxel, so the blocks are the whole run's.
+    model = repmode.Model(PARITY)
+    v = volume((20, 30, 37), 3)
+    options = {"samples": 3, "seed": 4, "dropout": 0.2, "gate_noise": 0.3}
+    want = model.predict(v, ["dna", "ink"], uncertainty=options)
+    with dask.config.set(scheduler="threads"):
+        mean, sd = repmode.dask.predict(da.from_array(v, chunks=(7, 11, 13)), model, ["dna", "ink"],
+                                        block=(10, 14, 18), uncertainty=options)
+        assert mean.shape == sd.shape == (2, 20, 30, 37)
+        assert np.array_equal(mean.compute(), want[0]) and np.array_equal(sd.compute(), want[1])
+    assert want[1].max() > 0
+    # A task with 2D labels: one layer of each.
+    ink = repmode.Model(INK)
+    w = volume((16, 80, 70), 5)
+    with dask.config.set(scheduler="threads"):
+        mean2d, sd2d = repmode.dask.predict(da.from_array(w, chunks=(4, 40, 35)), ink, "ink", block=(16, 64, 64),
+                                            uncertainty={"samples": 2})
+        got = (mean2d.compute(), sd2d.compute())
+    expected = ink.predict(w, "ink", uncertainty={"samples": 2})
+    assert got[0].shape == (1, 80, 70)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
 def test_a_halo_too_small_is_caught(monkeypatch):
     # Half the patch would do for blocks on the window grid (stride patch / 2 here); a quarter is too little.
     monkeypatch.setattr(repmode.dask, "halo", lambda patch: tuple(p // 4 for p in patch))

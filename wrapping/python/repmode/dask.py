@@ -52,7 +52,8 @@ import numpy as np
 
 from . import _lib
 from ._lib import lib
-from ._model import Error, Model, NormParams, _Context, _Deploy, _probability, check_volume_shape, norm_params
+from ._model import (Error, Model, NormParams, _Context, _Deploy, _mc_params, _probability, _TrainingForm,
+                     check_volume_shape, norm_params)
 
 # Worker processes started from here (LocalCluster, processes=True) find the library this process loaded.
 os.environ.setdefault("REPMODE_LIBRARY", _lib.path)
@@ -217,27 +218,35 @@ def normalization(array, model):
 _local = threading.local()
 
 
-def _deploy(path, task, threads):
-    """This thread's context and deploy form of (path, task), kept for the next block."""
-    key = (path, task, threads, os.stat(path).st_mtime_ns)
+def _deploy(path, task, threads, training=False):
+    """This thread's context, deploy form of (path, task) and, when asked, training form of path (None otherwise),
+    kept for the next block."""
+    key = (path, task, threads, training, os.stat(path).st_mtime_ns)
     held = getattr(_local, "held", None)
     if held is None or held[0] != key:
         if held is not None:
-            held[2].__exit__()
-            held[1].__exit__()
+            for part in reversed(held[1:]):
+                if part is not None:
+                    part.__exit__()
         ctx = _Context(threads)
+        net = model = None
         try:
             net = _Deploy(ctx, path, task)
+            model = _TrainingForm(ctx, path) if training else None
         except BaseException:
+            if net is not None:
+                net.__exit__()
             ctx.__exit__()
             raise
-        _local.held = held = (key, ctx, net)
-    return held[1], held[2]
+        _local.held = held = (key, ctx, net, model)
+    return held[1], held[2], held[3]
 
 
 def _predict_block(block, *, path, task, patch, overlap, shape, starts, depth, params, threads, output_2d, binary,
-                   block_info=None):
-    """The prediction of one output block from the block with its halo (`block`)."""
+                   mc=None, block_info=None):
+    """The prediction of one output block from the block with its halo (`block`); with `mc` (the McParams fields
+    as a tuple, and whether the gates need the training form), the passes' mean and standard deviation stacked along
+    a new first axis."""
     loc = block_info[0]["chunk-location"]
     out_start = [int(starts[a][loc[a]]) for a in range(3)]
     out_size = [int(starts[a][loc[a] + 1] - starts[a][loc[a]]) for a in range(3)]
@@ -273,7 +282,20 @@ def _predict_block(block, *, path, task, patch, overlap, shape, starts, depth, p
     window.overlap = overlap
     window.blend = 0
     out = np.empty(out_size, dtype=np.float32)
-    ctx, net = _deploy(path, task, threads)
+    ctx, net, training = _deploy(path, task, threads, mc is not None and mc[1])
+    if mc is not None:
+        params_mc = _lib.McParams(*mc[0])
+        shape_mc = ((1,) + tuple(out_size[1:])) if output_2d else tuple(out_size)
+        mean, sd = np.empty(shape_mc, dtype=np.float32), np.empty(shape_mc, dtype=np.float32)
+        status = lib.rm_predict_region_mc(ctx.ptr, net.ptr, training.ptr if training else None,
+                                          lib.rm_deploy_task(net.ptr), ctypes.byref(window), ctypes.byref(params_mc),
+                                          _lib.int64s(shape), reader, None, _lib.int64s(out_start),
+                                          _lib.int64s(out_size), _lib.floats(mean), _lib.floats(sd), no_progress,
+                                          None)
+        if errors:
+            raise errors[0]
+        ctx.check(status)
+        return np.stack([mean, sd])
     status = lib.rm_predict_region(ctx.ptr, net.ptr, ctypes.byref(window), _lib.int64s(shape), reader, None,
                                    _lib.int64s(out_start), _lib.int64s(out_size), _lib.floats(out), no_progress, None)
     if errors:
@@ -296,7 +318,8 @@ def _axis_blocks(length, size, depth):
     return tuple(sizes)
 
 
-def predict(array, model, task, patch=None, overlap=0.5, normalization=None, block=None, chunks=None, threads=1):
+def predict(array, model, task, patch=None, overlap=0.5, normalization=None, block=None, chunks=None, threads=1,
+            uncertainty=None):
     """The prediction of ``task`` over a chunked volume, as a lazy Dask array: float32, equal bit for bit to
     ``Model.predict(array, task, patch, overlap)`` on the whole volume (probabilities for binary tasks, normalized
     intensities for regression tasks; (1, Y, X) for a task with 2D labels).
@@ -311,6 +334,10 @@ def predict(array, model, task, patch=None, overlap=0.5, normalization=None, blo
 
     The returned array is computed by whatever Dask scheduler runs it, e.g. ``result.to_zarr(path)`` on a
     ``dask.distributed`` cluster, block by block; the volume is never gathered in one place.
+
+    uncertainty: Monte Carlo dropout as ``Model.predict``'s (True, or a dict of samples, seed, dropout, gate_noise);
+    then the result is a pair of lazy arrays ``(mean, sd)``, equal bit for bit to ``Model.predict``'s (the passes'
+    draws are keyed by window and voxel, so blocks give the whole run's values).
     """
     model = _model(model)
     x = check_volume_shape(_as_dask(array))
@@ -346,16 +373,30 @@ def predict(array, model, task, patch=None, overlap=0.5, normalization=None, blo
     overlap_depth = {a: (depth[a] if len(core_chunks[a]) > 1 else 0) for a in range(3)}
     padded = da.overlap.overlap(xb, depth=overlap_depth, boundary={a: "none" for a in range(3)})
     out_chunks = ((1,), core_chunks[1], core_chunks[2]) if output_2d else core_chunks
-    outputs = []
+    mc = _mc_params(uncertainty)
+    gates = mc is not None and mc.gate_noise > 0 and not model.deploy_form
+    outputs, spreads = [], []
     for t in tasks:
-        out = padded.map_blocks(_predict_block, dtype=np.float32, chunks=out_chunks,
-                                path=os.path.abspath(model.path), task=t.name, patch=tuple(patch),
-                                overlap=float(overlap), shape=shape, starts=starts,
-                                depth=tuple(overlap_depth[a] for a in range(3)), params=params,
-                                threads=int(threads or 0), output_2d=output_2d, binary=t.kind == "binary")
+        fields = None
+        if mc is not None:
+            fields = ((mc.samples, mc.seed, mc.dropout, mc.gate_noise, int(t.kind == "binary"), int(output_2d)), gates)
+        arguments = dict(path=os.path.abspath(model.path), task=t.name, patch=tuple(patch), overlap=float(overlap),
+                         shape=shape, starts=starts, depth=tuple(overlap_depth[a] for a in range(3)), params=params,
+                         threads=int(threads or 0), output_2d=output_2d, binary=t.kind == "binary", mc=fields)
         if chunks is None:
             target = ((1,), x.chunks[1], x.chunks[2]) if output_2d else x.chunks
         else:
             target = chunks
-        outputs.append(out.rechunk(target))
-    return outputs[0] if isinstance(task, str) else da.stack(outputs)
+        if mc is None:
+            out = padded.map_blocks(_predict_block, dtype=np.float32, chunks=out_chunks, **arguments)
+            outputs.append(out.rechunk(target))
+            continue
+        both = padded.map_blocks(_predict_block, dtype=np.float32, chunks=((2,),) + out_chunks, new_axis=0,
+                                 **arguments)
+        outputs.append(both[0].rechunk(target))
+        spreads.append(both[1].rechunk(target))
+    if mc is None:
+        return outputs[0] if isinstance(task, str) else da.stack(outputs)
+    if isinstance(task, str):
+        return outputs[0], spreads[0]
+    return da.stack(outputs), da.stack(spreads)
