@@ -12,7 +12,7 @@
  */
 #include "base/chunks.h"
 #include "repmode/metrics.h"
-#include "repmode/nonfinite.h"
+#include "volume/ssim.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -157,14 +157,6 @@ static void reg_second(const void *arg, void *slot, int64_t i0, int64_t i1)
     r->pt = pt;
 }
 
-/* Whether every value of x is finite (the selected ones are checked already; SSIM's windows read the others). */
-static int all_finite(const rm_tensor *x)
-{
-    rm_nonfinite_census census = rm_nonfinite_census_init();
-    rm_nonfinite_census_add(&census, x->data, rm_tensor_numel(x));
-    return census.nonfinite == 0;
-}
-
 rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target,
                                         const rm_tensor *mask, rm_regression_metrics *out)
 {
@@ -220,8 +212,9 @@ rm_status rm_regression_metrics_compute(rm_ctx *ctx, const rm_tensor *pred, cons
         r.pearson = c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c; /* rounding can step just outside [−1, 1] */
     }
     r.ssim_range = (double)tmax - (double)tmin;
-    if (!t_constant && all_finite(pred) && all_finite(target))
-        RM_TRY(rm_ssim_compute(ctx, pred, target, mask, r.ssim_range, &r.ssim));
+    /* The selected values are checked already; SSIM's windows read the others too. */
+    if (!t_constant && rm_tensor_census(pred).nonfinite == 0 && rm_tensor_census(target).nonfinite == 0)
+        RM_TRY(rm_ssim_checked(ctx, pred, target, mask, r.ssim_range, &r.ssim));
     *out = r;
     return RM_OK;
 }

@@ -10,9 +10,8 @@
  * difference of two large terms when the intensities are far from zero), the SSIM of each output row is summed in
  * order, the rows in order, the planes in order: the result does not depend on the thread count.
  */
-#include "base/internal.h"
+#include "volume/ssim.h"
 #include "repmode/metrics.h"
-#include "repmode/nonfinite.h"
 
 #include <math.h>
 #include <string.h>
@@ -125,8 +124,7 @@ static void output_plane(rm_ctx *ctx, const ssim_volume *v, int64_t z, double *r
 /* Every voxel a window reads must be finite, inside the mask or not. */
 static rm_status check_finite(rm_ctx *ctx, const rm_tensor *x, const char *name)
 {
-    rm_nonfinite_census census = rm_nonfinite_census_init();
-    rm_nonfinite_census_add(&census, x->data, rm_tensor_numel(x));
+    const rm_nonfinite_census census = rm_tensor_census(x);
     if (census.nonfinite)
         return rm_fail(ctx, RM_ERR_ARGUMENT,
                        "ssim: %s has %lld values that are not finite, the first at element %lld "
@@ -155,7 +153,12 @@ rm_status rm_ssim_compute(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *t
         return rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the data range %g is not a positive number", what, data_range);
     RM_TRY(check_finite(ctx, pred, "pred"));
     RM_TRY(check_finite(ctx, target, "target"));
+    return rm_ssim_checked(ctx, pred, target, mask, data_range, out);
+}
 
+rm_status rm_ssim_checked(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *target, const rm_tensor *mask,
+                          double data_range, double *out)
+{
     ssim_volume v = {.d = pred->ne[2], .h = pred->ne[3], .w = pred->ne[4]};
     v.rd = axis_radius(v.d);
     v.rh = axis_radius(v.h);
@@ -175,7 +178,7 @@ rm_status rm_ssim_compute(rm_ctx *ctx, const rm_tensor *pred, const rm_tensor *t
     double *mem =
         rm_malloc((row_floats + ring_floats + (size_t)v.oh) * sizeof(double) + (size_t)v.oh * sizeof(int64_t));
     if (!mem)
-        return rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory for the filtered planes", what);
+        return rm_fail(ctx, RM_ERR_NOMEM, "ssim: out of memory for the filtered planes");
     v.row = mem;
     v.ring = mem + row_floats;
     double *row_sums = v.ring + ring_floats;
