@@ -22,12 +22,15 @@ struct SmallModel {
     rmtest::Ctx ctx{2};
     rm_model *model = nullptr;
 
-    SmallModel()
+    // added_kernel > 0: with an added expert of that kernel, used by tasks b and c (from task 1 on).
+    explicit SmallModel(int added_kernel = 0)
     {
         rm_config cfg = rm_config_lite(tasks.data(), 3);
         cfg.base_channels = 4;
         cfg.levels = 1;
         cfg.in_channels = 3;
+        cfg.added_expert_kernel = added_kernel;
+        cfg.added_expert_task = 1;
         cfg.patch[0] = cfg.patch[1] = cfg.patch[2] = 8;
         EXPECT_EQ(rm_model_create(ctx, &cfg, 42, &model), RM_OK) << rm_ctx_error(ctx);
         // Gate logits of the default init are small: spread them so the experts' weights differ clearly.
@@ -39,19 +42,22 @@ struct SmallModel {
     rm_unit *unit() { return &model->units[0]; }
 };
 
-// The gate by its definition; with noise[row] added to each logit when given.
-std::vector<double> softmax_gate(const rm_unit *u, int task, int n_tasks, const std::vector<double> *noise = nullptr)
+// The gate by its definition, over the first `experts` experts (the rest get 0); with noise[row] added to each
+// logit when given.
+std::vector<double> softmax_gate(const rm_unit *u, int task, int n_tasks, const std::vector<double> *noise = nullptr,
+                                 int experts = RM_N_EXPERTS)
 {
-    std::vector<double> g(RM_N_EXPERTS * u->co);
+    const int rows = u->expert[RM_EXPERT_ADDED] ? RM_MAX_EXPERTS : RM_N_EXPERTS; // the gate's, whatever the task uses
+    std::vector<double> g(rows * u->co, 0.0);
     for (int64_t o = 0; o < u->co; o++) {
         double sum = 0.0;
-        for (int e = 0; e < RM_N_EXPERTS; e++) {
+        for (int e = 0; e < experts; e++) {
             const int64_t row = e * u->co + o;
             const double shift = noise ? (*noise)[row] : 0.0;
             g[row] = std::exp((double)u->gate_w->data[row * n_tasks + task] + u->gate_b->data[row] + shift);
             sum += g[row];
         }
-        for (int e = 0; e < RM_N_EXPERTS; e++)
+        for (int e = 0; e < experts; e++)
             g[e * u->co + o] /= sum;
     }
     return g;
@@ -104,13 +110,14 @@ TEST(ModeGate, NoisyGateIsTheSoftmaxOfLogitsPlusScaledStandardNormals)
     EXPECT_EQ(same, 0.0);
 }
 
-// The five experts as separate branches on x, mixed per output channel by g: Σ_e g[e, o] · branch_e(x)[o].
+// The experts (five, and the added one when the unit has it) as separate branches on x, mixed per output channel by
+// g: Σ_e g[e, o] · branch_e(x)[o].
 DTensor branches(const rm_unit *u, const std::vector<double> &g, DTensor &x)
 {
     const rmtest::Shape ys{x.view.ne[0], u->co, x.view.ne[2], x.view.ne[3], x.view.ne[4]};
     DTensor y(ys);
-    const int kernel[RM_N_EXPERTS] = {5, 3, 1, 1, 1};
-    for (int e = 0; e < RM_N_EXPERTS; e++) {
+    const int kernel[RM_MAX_EXPERTS] = {5, 3, 1, 1, 1, u->added_k};
+    for (int e = 0; e < RM_MAX_EXPERTS && u->expert[e]; e++) {
         const int k = kernel[e];
         Tensor wf({u->co, u->ci, k, k, k});
         wf.data.assign(u->expert[e]->data, u->expert[e]->data + u->expert[e]->numel);
@@ -141,7 +148,7 @@ TEST(ModeMerge, MergedKernelConvolutionEqualsTheFiveBranchesMixed)
         std::vector<float> g(RM_N_EXPERTS * u->co);
         rm_mode_gate(u, t, 3, g.data());
         Tensor w({u->co, u->ci, 5, 5, 5}, NAN), y({2, u->co, 7, 6, 5});
-        rm_mode_merge(m.ctx, u, g.data(), w.data.data());
+        rm_mode_merge(m.ctx, u, t, g.data(), w.data.data());
         const rm_conv3d_params p = rm_conv3d_same(5);
         ASSERT_EQ(rm_conv3d_forward(m.ctx, &p, x.p(), w.p(), nullptr, y.p()), RM_OK);
         const DTensor want = branches(u, softmax_gate(u, t, 3), xd);
@@ -197,7 +204,7 @@ TEST(ModeMerge, GradientMatchesFiniteDifferencesOfAnIndependentMerge)
     // The fast merge agrees with the independent one.
     std::vector<float> g(RM_N_EXPERTS * co), w((size_t)(co * ci * 125));
     rm_mode_gate(u, task, n_tasks, g.data());
-    rm_mode_merge(m.ctx, u, g.data(), w.data());
+    rm_mode_merge(m.ctx, u, task, g.data(), w.data());
     EXPECT_LT(rmtest::max_rel_error(w, merge_double(experts, gw, gb, co, ci, task, n_tasks)), 1e-6);
 
     // L = Σ r · W_task: the analytic gradient from the fast backward, the numerical one from the double merge.
@@ -225,6 +232,88 @@ TEST(ModeMerge, GradientMatchesFiniteDifferencesOfAnIndependentMerge)
             }
         }
     }
+}
+
+// Task-incremental learning's added expert (docs/network.md §8): tasks from its own on mix six experts; the tasks
+// before it mix the five exactly as a unit without it does, bit for bit.
+TEST(ModeMerge, AddedExpertJoinsTheMixOnlyFromItsTaskOn)
+{
+    for (int k : {1, 3, 5}) {
+        SmallModel m(k);
+        rm_unit *u = m.unit();
+        ASSERT_NE(u->expert[RM_EXPERT_ADDED], nullptr);
+        Tensor x({2, u->ci, 7, 6, 5});
+        rmtest::fill_uniform(x.data, 3);
+        DTensor xd(x);
+        for (int t = 0; t < 3; t++) {
+            std::vector<float> g(RM_MAX_EXPERTS * u->co, NAN);
+            rm_mode_gate(u, t, 3, g.data());
+            const std::vector<double> want_g = softmax_gate(u, t, 3, nullptr, t >= 1 ? RM_MAX_EXPERTS : RM_N_EXPERTS);
+            EXPECT_LT(rmtest::max_rel_error(g, want_g), 1e-6) << "kernel " << k << " task " << t;
+            Tensor w({u->co, u->ci, 5, 5, 5}, NAN), y({2, u->co, 7, 6, 5});
+            rm_mode_merge(m.ctx, u, t, g.data(), w.data.data());
+            const rm_conv3d_params p = rm_conv3d_same(5);
+            ASSERT_EQ(rm_conv3d_forward(m.ctx, &p, x.p(), w.p(), nullptr, y.p()), RM_OK);
+            EXPECT_LT(rmtest::max_rel_error(y.data, branches(u, want_g, xd).data), 1e-5) << "kernel " << k;
+            if (t == 0) {
+                for (int64_t o = 0; o < u->co; o++)
+                    EXPECT_EQ(g[RM_EXPERT_ADDED * u->co + o], 0.0f);
+                // Without the added expert the same unit gives task 0 the same bits.
+                rm_param *added = u->expert[RM_EXPERT_ADDED];
+                u->expert[RM_EXPERT_ADDED] = nullptr;
+                std::vector<float> g5(RM_N_EXPERTS * u->co);
+                Tensor w5({u->co, u->ci, 5, 5, 5}, NAN);
+                rm_mode_gate(u, t, 3, g5.data());
+                rm_mode_merge(m.ctx, u, t, g5.data(), w5.data.data());
+                u->expert[RM_EXPERT_ADDED] = added;
+                EXPECT_TRUE(rmtest::bit_identical(w.data, w5.data));
+                EXPECT_TRUE(rmtest::bit_identical(std::vector<float>(g.begin(), g.begin() + RM_N_EXPERTS * u->co), g5));
+            }
+        }
+    }
+}
+
+// L = Σ r · W_task(added expert, gate): the merge's gradient into the added expert and the gate against central
+// differences of the merged kernel, which the test above holds to the branches.
+TEST(ModeMerge, AddedExpertGradientMatchesFiniteDifferences)
+{
+    SmallModel m(3);
+    rm_unit *u = m.unit();
+    const int task = 2, n_tasks = 3;
+    const int64_t co = u->co, ci = u->ci;
+    ASSERT_EQ(rm_model_ensure_grads(m.ctx, m.model), RM_OK);
+    std::vector<float> r((size_t)(co * ci * 125));
+    rmtest::fill_uniform(r, 9);
+    auto loss = [&] {
+        std::vector<double> g = softmax_gate(u, task, n_tasks, nullptr, RM_MAX_EXPERTS);
+        std::vector<float> gf(g.begin(), g.end()), w(r.size());
+        rm_mode_merge(m.ctx, u, task, gf.data(), w.data());
+        double l = 0.0;
+        for (size_t j = 0; j < w.size(); j++)
+            l += (double)r[j] * w[j];
+        return l;
+    };
+    std::vector<float> g(RM_MAX_EXPERTS * co);
+    rm_mode_gate(u, task, n_tasks, g.data());
+    rm_mode_merge_backward(m.ctx, u, task, n_tasks, g.data(), r.data());
+    for (rm_param *p : {u->expert[RM_EXPERT_ADDED], u->gate_w, u->gate_b}) {
+        double scale = 0.0;
+        for (int64_t j = 0; j < p->numel; j++)
+            scale = std::max(scale, (double)std::fabs(p->grad[j]));
+        for (int64_t j = 0; j < p->numel; j++) {
+            const float saved = p->data[j], h = 1e-2f;
+            p->data[j] = saved + h;
+            const double up = loss();
+            p->data[j] = saved - h;
+            const double down = loss();
+            p->data[j] = saved;
+            EXPECT_NEAR(p->grad[j], (up - down) / (2.0 * h), 2e-3 * scale + 1e-5) << p->name << "[" << j << "]";
+        }
+    }
+    // A frozen tensor (no gradient buffer) is skipped: the merge's backward writes nothing for it.
+    u->gate_b->grad = nullptr;
+    u->expert[RM_EXPERT_K5]->grad = nullptr;
+    rm_mode_merge_backward(m.ctx, u, task, n_tasks, g.data(), r.data());
 }
 
 } // namespace

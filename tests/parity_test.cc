@@ -127,7 +127,7 @@ TEST_P(Parity, GateAndMergedKernelMatchPyTorch)
         if (gate) {
             EXPECT_LT(rmtest::max_rel_error(g, f.values(name)), 1e-5) << name;
         } else {
-            rm_mode_merge(f.ctx, u, g.data(), w.data());
+            rm_mode_merge(f.ctx, u, t, g.data(), w.data());
             EXPECT_LT(rmtest::max_rel_error(w, f.values(name)), 1e-5) << name;
         }
     }

@@ -80,6 +80,12 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
                        "\"nuclei\", \"kind\": \"regression\"}]");
     if (cfg->n_tasks > RM_MAX_TASKS)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: %d tasks; a model has at most %d", cfg->n_tasks, RM_MAX_TASKS);
+    if (cfg->added_expert_kernel != 0 && cfg->added_expert_kernel != 1 && cfg->added_expert_kernel != 3 &&
+        cfg->added_expert_kernel != 5)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: added_expert kernel = %d (1, 3 or 5)", cfg->added_expert_kernel);
+    if (cfg->added_expert_kernel && (cfg->added_expert_task < 0 || cfg->added_expert_task >= cfg->n_tasks))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: added_expert first_task = %d is not a task index (0..%d)",
+                       cfg->added_expert_task, cfg->n_tasks - 1);
     for (int t = 0; t < cfg->n_tasks; t++) {
         const rm_task *task = &cfg->tasks[t];
         const char *end = memchr(task->name, '\0', RM_NAME_MAX);

@@ -49,7 +49,7 @@ char *rm_config_json(const rm_config *cfg)
     if (!root)
         return NULL;
     const double patch[3] = {(double)cfg->patch[0], (double)cfg->patch[1], (double)cfg->patch[2]};
-    const int ok = put(root, "base_channels", cJSON_CreateNumber((double)cfg->base_channels)) &&
+    int ok = put(root, "base_channels", cJSON_CreateNumber((double)cfg->base_channels)) &&
                    put(root, "levels", cJSON_CreateNumber(cfg->levels)) &&
                    put(root, "in_channels", cJSON_CreateNumber((double)cfg->in_channels)) &&
                    put(root, "out_channels", cJSON_CreateNumber((double)cfg->out_channels)) &&
@@ -59,6 +59,12 @@ char *rm_config_json(const rm_config *cfg)
                    put(root, "dropout", float_number(cfg->dropout)) &&
                    put(root, "decoder", cJSON_CreateString("3d")) &&
                    put(root, "patch", cJSON_CreateDoubleArray(patch, 3));
+    if (ok && cfg->added_expert_kernel) { /* absent without one, so other files keep their bytes */
+        cJSON *added = cJSON_CreateObject();
+        ok = put(root, "added_expert", added) &&
+             put(added, "kernel", cJSON_CreateNumber(cfg->added_expert_kernel)) &&
+             put(added, "first_task", cJSON_CreateNumber(cfg->added_expert_task));
+    }
     return print_and_free(root, ok);
 }
 
@@ -228,6 +234,19 @@ static rm_status read_patch(rm_ctx *ctx, const char *where, const cJSON *v, rm_c
     return RM_OK;
 }
 
+/* {"kernel": k, "first_task": t}: the expert task-incremental learning added, and the index of the task it was
+ * added with (docs/network.md §8). */
+static rm_status read_added_expert(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "kernel"), *t = cJSON_GetObjectItemCaseSensitive(v, "first_task");
+    if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) != 2 || !is_whole(k) || !is_whole(t))
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'added_expert' must be {\"kernel\": 1, 3 or 5, \"first_task\": a "
+                       "task index}", where);
+    cfg->added_expert_kernel = (int)k->valuedouble;
+    cfg->added_expert_task = (int)t->valuedouble;
+    return RM_OK;
+}
+
 typedef rm_status (*rm_field_reader)(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg);
 
 static const struct {
@@ -237,7 +256,7 @@ static const struct {
     {"base_channels", read_base_channels}, {"levels", read_levels},   {"in_channels", read_in_channels},
     {"out_channels", read_out_channels},   {"experts", read_experts}, {"norm", read_norm},
     {"activation", read_activation},       {"dropout", read_dropout}, {"decoder", read_decoder},
-    {"patch", read_patch},
+    {"patch", read_patch},                 {"added_expert", read_added_expert},
 };
 
 rm_status rm_config_read_object(rm_ctx *ctx, const char *where, const cJSON *obj, const char *const *others,

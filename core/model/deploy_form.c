@@ -107,7 +107,7 @@ static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i
     const rm_unit *u = &m->units[i];
     if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
         rm_mode_gate_noisy(u, task, m->cfg.n_tasks, sigma, unit_key(key, i), gate);
-        rm_mode_merge(ctx, u, gate, d->w);
+        rm_mode_merge(ctx, u, task, gate, d->w);
     } else {
         memcpy(d->w, u->weight->data, (size_t)unit_weight_numel(u) * sizeof(float));
     }
@@ -154,7 +154,7 @@ static rm_status set_weights(rm_ctx *ctx, rm_deploy *d, const rm_model *model, i
     for (int i = 0; i < d->n_units; i++)
         max_co = d->units[i].src->co > max_co ? d->units[i].src->co : max_co;
     double *scale = rm_malloc((size_t)max_co * sizeof *scale);
-    float *gate = rm_malloc((size_t)(RM_N_EXPERTS * max_co) * sizeof *gate);
+    float *gate = rm_malloc((size_t)(RM_MAX_EXPERTS * max_co) * sizeof *gate);
     rm_status s = scale && gate ? RM_OK : rm_fail(ctx, RM_ERR_NOMEM, "deploy: out of memory");
     for (int i = 0; s == RM_OK && i < d->n_units; i++)
         s = fold_unit(ctx, model, &d->units[i], i, task, sigma, key, scale, gate);

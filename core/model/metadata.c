@@ -19,6 +19,8 @@ rm_status rm_model_set_text(rm_ctx *ctx, char **field, const char *json)
     return RM_OK;
 }
 
+const char *rm_model_provenance(const rm_model *model) { return model->provenance; }
+
 rm_status rm_model_set_provenance(rm_ctx *ctx, rm_model *model, const char *json)
 {
     if (!model || !json)

@@ -18,6 +18,16 @@ double rm_mode_gate_normal(uint64_t key, uint64_t counter)
     return rm_box_muller(1.0 - rm_u01d(h), rm_u01d(rm_mix64(h + RM_GOLDEN)));
 }
 
+int rm_mode_uses_added(const rm_unit *u, int task)
+{
+    return u->expert[RM_EXPERT_ADDED] != NULL && task >= u->added_from;
+}
+
+int rm_mode_gate_rows(const rm_unit *u)
+{
+    return u->expert[RM_EXPERT_ADDED] ? RM_MAX_EXPERTS : RM_N_EXPERTS;
+}
+
 void rm_mode_gate(const rm_unit *u, int task, int n_tasks, float *g)
 {
     rm_mode_gate_noisy(u, task, n_tasks, 0.0, 0, g);
@@ -26,29 +36,41 @@ void rm_mode_gate(const rm_unit *u, int task, int n_tasks, float *g)
 void rm_mode_gate_noisy(const rm_unit *u, int task, int n_tasks, double sigma, uint64_t key, float *g)
 {
     const int64_t co = u->co;
+    const int used = rm_mode_uses_added(u, task) ? RM_MAX_EXPERTS : RM_N_EXPERTS;
     const float *w = u->gate_w->data, *b = u->gate_b->data;
     for (int64_t o = 0; o < co; o++) {
-        double logit[RM_N_EXPERTS], top = -INFINITY, sum = 0.0;
-        for (int e = 0; e < RM_N_EXPERTS; e++) {
+        double logit[RM_MAX_EXPERTS], top = -INFINITY, sum = 0.0;
+        for (int e = 0; e < used; e++) {
             const int64_t row = e * co + o;
             logit[e] = (double)w[row * n_tasks + task] + (double)b[row];
             if (sigma > 0.0)
                 logit[e] += sigma * rm_mode_gate_normal(key, (uint64_t)row);
             top = logit[e] > top ? logit[e] : top;
         }
-        for (int e = 0; e < RM_N_EXPERTS; e++)
+        for (int e = 0; e < used; e++)
             sum += logit[e] = exp(logit[e] - top);
-        for (int e = 0; e < RM_N_EXPERTS; e++)
+        for (int e = 0; e < used; e++)
             g[e * co + o] = (float)(logit[e] / sum);
+        for (int e = used; e < rm_mode_gate_rows(u); e++)
+            g[e * co + o] = 0.0f;
     }
 }
 
-void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, const float *g, float *w)
+/* The added expert's k³ taps sit in the centre of the 5³ kernel: tap t of it is tap added_tap(k, t) of the 5³. */
+static inline int added_tap(int k, int t)
+{
+    const int off = (RM_MODE_KERNEL - k) / 2;
+    return tap5(t / (k * k) + off, t / k % k + off, t % k + off);
+}
+
+void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, int task, const float *g, float *w)
 {
     const int64_t co = u->co, ci = u->ci;
     const float *k5 = u->expert[RM_EXPERT_K5]->data, *k3 = u->expert[RM_EXPERT_K3]->data;
     const float *k1 = u->expert[RM_EXPERT_K1]->data, *a3 = u->expert[RM_EXPERT_A3]->data;
     const float *a5 = u->expert[RM_EXPERT_A5]->data, *p3 = u->pool3->data, *p5 = u->pool5->data;
+    const float *ka = rm_mode_uses_added(u, task) ? u->expert[RM_EXPERT_ADDED]->data : NULL;
+    const int k = u->added_k, taps_a = k * k * k;
 #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int64_t o = 0; o < co; o++) {
         const float g0 = g[o], g1 = g[co + o], g2 = g[2 * co + o], g3 = g[3 * co + o], g4 = g[4 * co + o];
@@ -66,8 +88,17 @@ void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, const float *g, float *w)
                         wo[tap5(a + 1, b + 1, c + 1)] += g1 * k3[oi * 27 + t3] + g3 * (a3[oi] * p3[t3]);
                     }
             wo[tap5(2, 2, 2)] += g2 * k1[oi];
+            for (int t = 0; ka && t < taps_a; t++)
+                wo[added_tap(k, t)] += g[RM_EXPERT_ADDED * co + o] * ka[oi * taps_a + t];
         }
     }
+}
+
+/* Adds a·b to *acc when acc is not NULL (a frozen tensor's gradient is not kept). */
+static inline void add_grad(float *acc, float a, float b)
+{
+    if (acc)
+        *acc += a * b;
 }
 
 void rm_mode_merge_backward(rm_ctx *ctx, const rm_unit *u, int task, int n_tasks, const float *g, const float *dw)
@@ -80,17 +111,23 @@ void rm_mode_merge_backward(rm_ctx *ctx, const rm_unit *u, int task, int n_tasks
     float *dk1 = u->expert[RM_EXPERT_K1]->grad, *da3 = u->expert[RM_EXPERT_A3]->grad;
     float *da5 = u->expert[RM_EXPERT_A5]->grad;
     float *dgw = u->gate_w->grad, *dgb = u->gate_b->grad;
+    const int used = rm_mode_uses_added(u, task) ? RM_MAX_EXPERTS : RM_N_EXPERTS;
+    const rm_param *added = used > RM_N_EXPERTS ? u->expert[RM_EXPERT_ADDED] : NULL;
+    const float *ka = added ? added->data : NULL;
+    float *dka = added ? added->grad : NULL;
+    const int k = u->added_k, taps_a = k * k * k;
 #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int64_t o = 0; o < co; o++) {
         const float g0 = g[o], g1 = g[co + o], g2 = g[2 * co + o], g3 = g[3 * co + o], g4 = g[4 * co + o];
+        const float ga = added ? g[RM_EXPERT_ADDED * co + o] : 0.0f;
         /* dg[e]: the gradient of the gate weight g[e, o], = <expert e padded, dw[o]> over (i, taps). */
-        double dg[RM_N_EXPERTS] = {0};
+        double dg[RM_MAX_EXPERTS] = {0};
         for (int64_t i = 0; i < ci; i++) {
             const int64_t oi = o * ci + i;
             const float *d = dw + oi * RM_MODE_TAPS;
             double s5 = 0.0, sp5 = 0.0, s3 = 0.0, sp3 = 0.0;
             for (int t = 0; t < RM_MODE_TAPS; t++) {
-                dk5[oi * RM_MODE_TAPS + t] += g0 * d[t];
+                add_grad(dk5 ? &dk5[oi * RM_MODE_TAPS + t] : NULL, g0, d[t]);
                 s5 += (double)k5[oi * RM_MODE_TAPS + t] * d[t];
                 sp5 += (double)p5[t] * d[t];
             }
@@ -99,29 +136,39 @@ void rm_mode_merge_backward(rm_ctx *ctx, const rm_unit *u, int task, int n_tasks
                     for (int c = 0; c < 3; c++) {
                         const int t3 = (a * 3 + b) * 3 + c;
                         const float dc = d[tap5(a + 1, b + 1, c + 1)];
-                        dk3[oi * 27 + t3] += g1 * dc;
+                        add_grad(dk3 ? &dk3[oi * 27 + t3] : NULL, g1, dc);
                         s3 += (double)k3[oi * 27 + t3] * dc;
                         sp3 += (double)p3[t3] * dc;
                     }
             const float dcentre = d[tap5(2, 2, 2)];
-            dk1[oi] += g2 * dcentre;
-            da3[oi] += (float)(g3 * sp3);
-            da5[oi] += (float)(g4 * sp5);
+            add_grad(dk1 ? &dk1[oi] : NULL, g2, dcentre);
+            if (da3)
+                da3[oi] += (float)(g3 * sp3);
+            if (da5)
+                da5[oi] += (float)(g4 * sp5);
             dg[RM_EXPERT_K5] += s5;
             dg[RM_EXPERT_K3] += s3;
             dg[RM_EXPERT_K1] += (double)k1[oi] * dcentre;
             dg[RM_EXPERT_A3] += (double)a3[oi] * sp3;
             dg[RM_EXPERT_A5] += (double)a5[oi] * sp5;
+            for (int t = 0; added && t < taps_a; t++) {
+                const float dc = d[added_tap(k, t)];
+                add_grad(dka ? &dka[oi * taps_a + t] : NULL, ga, dc);
+                dg[RM_EXPERT_ADDED] += (double)ka[oi * taps_a + t] * dc;
+            }
         }
-        /* Softmax over experts, then the linear gate: only column `task` and the bias see the one-hot input. */
+        /* Softmax over the task's experts, then the linear gate: only column `task` and the bias see the one-hot
+         * input. */
         double mean = 0.0;
-        for (int e = 0; e < RM_N_EXPERTS; e++)
+        for (int e = 0; e < used; e++)
             mean += (double)g[e * co + o] * dg[e];
-        for (int e = 0; e < RM_N_EXPERTS; e++) {
+        for (int e = 0; e < used; e++) {
             const int64_t row = e * co + o;
             const float dlogit = (float)((double)g[row] * (dg[e] - mean));
-            dgw[row * n_tasks + task] += dlogit;
-            dgb[row] += dlogit;
+            if (dgw)
+                dgw[row * n_tasks + task] += dlogit;
+            if (dgb)
+                dgb[row] += dlogit;
         }
     }
 }

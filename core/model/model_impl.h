@@ -9,8 +9,12 @@
 #define RM_PARAM_NAME_MAX 192
 #define RM_UNIT_PATH_MAX 96
 
-/* The MoDE experts, in the official order (docs/network.md §3.2). */
-enum { RM_EXPERT_K5, RM_EXPERT_K3, RM_EXPERT_K1, RM_EXPERT_A3, RM_EXPERT_A5, RM_N_EXPERTS };
+/* The MoDE experts, in the official order (docs/network.md §3.2), then the one task-incremental learning may add
+ * (docs/network.md §8), which only the tasks from cfg.added_expert_task on use. */
+enum {
+    RM_EXPERT_K5, RM_EXPERT_K3, RM_EXPERT_K1, RM_EXPERT_A3, RM_EXPERT_A5, RM_N_EXPERTS,
+    RM_EXPERT_ADDED = RM_N_EXPERTS, RM_MAX_EXPERTS
+};
 
 typedef enum rm_unit_kind {
     RM_UNIT_MODE,  /* MoDE conv 5³ (stride 1, same) → BatchNorm → activation */
@@ -24,9 +28,10 @@ typedef struct rm_unit {
     char path[RM_UNIT_PATH_MAX]; /* module path of the convolution, e.g. "encoder_block1.conv_more.conv1" */
     int level;                   /* resolution level of the output: 1 is the input's, levels + 1 the bottleneck */
     int64_t ci, co;
-    rm_param *expert[RM_N_EXPERTS]; /* MODE, FINAL */
+    rm_param *expert[RM_MAX_EXPERTS]; /* MODE, FINAL; expert[RM_EXPERT_ADDED] NULL unless the model has one */
+    int added_k, added_from;        /* MODE, FINAL with an added expert: its kernel and the first task using it */
     rm_param *pool3, *pool5;        /* MODE, FINAL: the constant averaging kernels */
-    rm_param *gate_w, *gate_b;      /* MODE, FINAL: (5·co, T) and (5·co,) */
+    rm_param *gate_w, *gate_b;      /* MODE, FINAL: (E·co, T) and (E·co,), E = 5, or 6 with an added expert */
     rm_param *weight;               /* DOWN (co, ci, 2, 2, 2), UP (ci, co, 2, 2, 2) */
     rm_param *bn_w, *bn_b, *bn_mean, *bn_var, *bn_count; /* all but FINAL */
     rm_param *act_bias;             /* FReLU's per-channel bias */
@@ -46,6 +51,7 @@ struct rm_model {
     rm_unit *units;
     int n_units;
     struct rm_train_state *train; /* activations kept for the backward; NULL until a training forward */
+    int only_task;                /* -1, or the one task that trains (rm_model_train_only_task): BatchNorm frozen */
     char *normalization;          /* repmode.normalization and repmode.provenance: JSON text, kept verbatim */
     char *provenance;
 };

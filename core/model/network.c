@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* At most this many tensors per unit: 5 experts, 2 pools, 5 BatchNorm, an activation bias, 2 gate. */
+/* At most this many tensors per unit: 5 experts and an added one, 2 pools, 5 BatchNorm, an activation bias, 2 gate. */
 #define RM_MAX_PARAMS_PER_UNIT 16
 
 static const char *const rm_expert_names[RM_N_EXPERTS] = {
@@ -100,13 +100,22 @@ static void add_mode(rm_builder *b, rm_unit *u)
     u->pool5 = add_tensor(b, u, "expert_avg5x5_pool", 3, p5, 0, RM_INIT_CONSTANT, 1.0f / 125.0f);
     if (u->kind == RM_UNIT_MODE)
         add_batchnorm(b, u, "subsequent_layer.0");
+    const int added = b->m->cfg.added_expert_kernel;
+    const int64_t rows = (added ? RM_MAX_EXPERTS : RM_N_EXPERTS) * u->co;
     const float bound = (float)(1.0 / sqrt((double)n_tasks)); /* nn.Linear(T, 5·co) */
-    const int64_t gw[2] = {RM_N_EXPERTS * u->co, n_tasks};
+    const int64_t gw[2] = {rows, n_tasks};
     u->gate_w = add_tensor(b, u, "gate.weight", 2, gw, 1, RM_INIT_UNIFORM, bound);
-    u->gate_b = add_vector(b, u, "gate.bias", RM_N_EXPERTS * u->co, 1, RM_INIT_UNIFORM, bound);
-    /* FReLU's bias is an extension: the official tree has no slot, so it follows the layer's own tensors. */
+    u->gate_b = add_vector(b, u, "gate.bias", rows, 1, RM_INIT_UNIFORM, bound);
+    /* FReLU's bias and the added expert are extensions: the official tree has no slot for them, so they follow the
+     * layer's own tensors. */
     if (u->kind == RM_UNIT_MODE)
         add_activation(b, u);
+    if (added) {
+        u->added_k = added;
+        u->added_from = b->m->cfg.added_expert_task;
+        u->expert[RM_EXPERT_ADDED] = add_4d_or_5d(b, u, "expert_added_conv", u->co, u->ci, added, 1, RM_INIT_UNIFORM,
+                                                  (float)(1.0 / sqrt((double)(u->ci * added * added * added))));
+    }
 }
 
 /* Down: Conv3d(k2, s2) fan_in = ci·8; Up: ConvTranspose3d, whose fan_in PyTorch takes from weight dim 1 (= co). */
@@ -268,6 +277,7 @@ rm_status rm_model_build(rm_ctx *ctx, const rm_config *cfg, uint64_t seed, int w
     if (!m->tasks || !m->units || !m->params || !m->names || !init) {
         s = rm_fail(ctx, RM_ERR_NOMEM, "model: out of memory");
     } else {
+        m->only_task = -1;
         memcpy(m->tasks, cfg->tasks, (size_t)cfg->n_tasks * sizeof *m->tasks);
         m->cfg.tasks = m->tasks;
         rm_builder b = {m, init};

@@ -104,7 +104,7 @@ static size_t layout(rm_model *m, struct rm_train_state *s, float *base)
     TAKE(s->w, max_kernel);
     TAKE(s->dw, max_kernel);
     TAKE(s->dw_sample, max_kernel);
-    TAKE(s->gate, RM_N_EXPERTS * max_co);
+    TAKE(s->gate, RM_MAX_EXPERTS * max_co);
 #undef TAKE
     return used;
 }
@@ -211,7 +211,7 @@ static rm_status mode_conv_forward(rm_ctx *ctx, rm_model *m, struct rm_train_sta
     const int n_distinct = distinct_tasks(s->tasks, in->ne[0], order);
     for (int k = 0; k < n_distinct; k++) {
         rm_mode_gate(u, order[k], m->cfg.n_tasks, s->gate);
-        rm_mode_merge(ctx, u, s->gate, s->w);
+        rm_mode_merge(ctx, u, order[k], s->gate, s->w);
         for (int64_t n = 0; n < in->ne[0]; n++) {
             if (s->tasks[n] != order[k])
                 continue;
@@ -251,7 +251,7 @@ static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s
 
     const rm_batchnorm3d bn = rm_unit_batchnorm(u);
     rm_tensor pre = view(c->u, N, u->co, s->shape, u->level), a = view(c->a, N, u->co, s->shape, u->level);
-    if (s->training) {
+    if (s->training && m->only_task < 0) {
         RM_TRY(rm_batchnorm3d_forward_train(ctx, &bn, &z, &pre, c->mean, c->invstd));
         ++*u->bn_count->count;
     } else {
@@ -269,6 +269,10 @@ static rm_status forward(rm_ctx *ctx, rm_model *m, const rm_tensor *x, const int
     if (x->ne[0] > RM_MAX_BATCH)
         return rm_fail(ctx, RM_ERR_SHAPE, "a batch of %lld samples is more than %d", (long long)x->ne[0],
                        RM_MAX_BATCH);
+    for (int64_t n = 0; training && m->only_task >= 0 && n < x->ne[0]; n++)
+        if (tasks[n] != m->only_task)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "sample %lld has task '%s'; the model trains only '%s'",
+                           (long long)n, m->tasks[tasks[n]].name, m->tasks[m->only_task].name);
     struct rm_train_state *s = NULL;
     if (training)
         RM_TRY(rm_model_ensure_grads(ctx, m));
@@ -321,7 +325,7 @@ static rm_status mode_conv_backward(rm_ctx *ctx, rm_model *m, struct rm_train_st
     const int n_distinct = distinct_tasks(s->tasks, in->ne[0], order);
     for (int k = 0; k < n_distinct; k++) {
         rm_mode_gate(u, order[k], m->cfg.n_tasks, s->gate);
-        rm_mode_merge(ctx, u, s->gate, s->w);
+        rm_mode_merge(ctx, u, order[k], s->gate, s->w);
         memset(s->dw, 0, kernel * sizeof(float));
         for (int64_t n = 0; n < in->ne[0]; n++) {
             if (s->tasks[n] != order[k])
@@ -355,15 +359,18 @@ static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *
         rm_tensor z = view(c->z, N, u->co, s->shape, u->level), pre = view(c->u, N, u->co, s->shape, u->level);
         rm_tensor ga = view(c->ga, N, u->co, s->shape, u->level);
         RM_TRY(rm_activation_backward(ctx, m->cfg.activation, &pre, &ga, &ga, u->act_bias ? u->act_bias->grad : NULL));
-        RM_TRY(rm_batchnorm3d_backward_train(ctx, &bn, &z, c->mean, c->invstd, &ga, &gz, u->bn_w->grad,
-                                             u->bn_b->grad));
+        /* Frozen (rm_model_train_only_task), BatchNorm ran in inference mode: a fixed affine map per channel. */
+        RM_TRY(m->only_task < 0 ? rm_batchnorm3d_backward_train(ctx, &bn, &z, c->mean, c->invstd, &ga, &gz,
+                                                                u->bn_w->grad, u->bn_b->grad)
+                                : rm_batchnorm3d_backward_infer(ctx, &bn, &z, &ga, &gz, NULL, NULL));
     }
     if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
         const rm_conv3d_params p = rm_conv3d_strided(2, 2);
         const rm_tensor w = rm_tensor_5d(u->weight->data, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
         rm_tensor dw = rm_tensor_5d(u->weight->grad, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
-        return u->kind == RM_UNIT_DOWN ? rm_conv3d_backward(ctx, &p, &in, &w, &gz, &gin, &dw, NULL)
-                                       : rm_conv_transpose3d_backward(ctx, &p, &in, &w, &gz, &gin, &dw, NULL);
+        rm_tensor *pdw = u->weight->grad ? &dw : NULL; /* frozen: no weight gradient to compute */
+        return u->kind == RM_UNIT_DOWN ? rm_conv3d_backward(ctx, &p, &in, &w, &gz, &gin, pdw, NULL)
+                                       : rm_conv_transpose3d_backward(ctx, &p, &in, &w, &gz, &gin, pdw, NULL);
     }
     if (!c->dropped)
         return mode_conv_backward(ctx, m, s, u, &in, &gz, gin_data ? &gin : NULL);

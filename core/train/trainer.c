@@ -111,6 +111,9 @@ static rm_status check_volumes(rm_ctx *ctx, const rm_model *m, const rm_train_vo
         if (v[i].task < 0 || v[i].task >= m->cfg.n_tasks)
             return rm_fail(ctx, RM_ERR_ARGUMENT, "train: volume %d has task %d; the model has tasks 0..%d", i,
                            v[i].task, m->cfg.n_tasks - 1);
+        if (m->only_task >= 0 && v[i].task != m->only_task)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "train: volume %d is of task '%s'; the model trains only '%s'", i,
+                           m->cfg.tasks[v[i].task].name, m->cfg.tasks[m->only_task].name);
         for (int a = 0; a < 3; a++)
             if (v[i].size[a] < 1)
                 return rm_fail(ctx, RM_ERR_SHAPE, "train: volume %d has size %lld along axis %d", i,

@@ -59,6 +59,11 @@ typedef struct rm_config {
     int64_t patch[3]; /* default patch (Z, Y, X) for training and sliding-window inference */
     int n_tasks;
     rm_task *tasks;
+    /* Task-incremental learning's added expert (docs/network.md §8): 0 for none (the official network), else the
+     * kernel (1, 3 or 5) of one more expert in every MoDE layer, used by the tasks from added_expert_task on (that
+     * task trained it) and never by the ones before, whose gates and merged kernels are those of the five experts. */
+    int added_expert_kernel;
+    int added_expert_task;
 } rm_config;
 
 /* The official network (base 32, 4 levels, the 12 tasks of the paper, ReLU, patch 32×128×128). `tasks` must hold
@@ -135,6 +140,28 @@ RM_API rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor
 RM_API rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks,
                                        rm_tensor *y);
 
+/* ---- task-incremental learning (docs/network.md §8) ---------------------------------------------------------- */
+
+/* A new model (the caller's: rm_model_free): `model`'s network, weights, normalization and provenance with one more
+ * task, `task` (copied), last in the task list. Every MoDE gate gains the task's column, 0 (its gate starts as the
+ * softmax of the gate bias). With added_kernel 1, 3 or 5 every MoDE layer also gains an expert of that kernel,
+ * initialized from `seed` as a new model's conv weights are, with gate rows of 0 (weight and bias); the new task and
+ * any added after it use it, the old tasks never do. Nothing an old task reads changes: their predictions are
+ * bit-identical. added_kernel 0: no new expert. RM_ERR_ARGUMENT: model, task or out NULL, a task the configuration
+ * refuses (a name the model has, a bad field), added_kernel not 0, 1, 3 or 5, an added expert when the model has one
+ * already, a model with RM_MAX_TASKS tasks. RM_ERR_NOMEM. */
+RM_API rm_status rm_model_add_task(rm_ctx *ctx, const rm_model *model, const rm_task *task, int added_kernel,
+                                   uint64_t seed, rm_model **out);
+/* Restricts training to `task`: only its own parameters stay trainable, its column of every MoDE gate (the gate's
+ * weight trains whole, but its other columns never receive a gradient and gates never decay, so an optimizer leaves
+ * them bit-identical) and the added expert if `task` is the one it was added with. Every other tensor is frozen
+ * (trainable 0, grad NULL: its gradient is not computed), BatchNorm runs in inference mode in training forwards too
+ * (running statistics used, not updated), and a training forward refuses samples of other tasks. Every other task's
+ * predictions stay bit-identical however long `task` trains. Call it before making an optimizer or a trainer of
+ * the model; it lasts for the model's life (files do not record it). RM_ERR_ARGUMENT: model NULL, task out of
+ * range. */
+RM_API rm_status rm_model_train_only_task(rm_ctx *ctx, rm_model *model, int task);
+
 /* ---- model files (safetensors, docs/model-file.md) ----------------------------------------------------------- */
 
 /* Reads a training-form model file; a file without metadata is read as the official configuration. A missing,
@@ -160,6 +187,9 @@ RM_API rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const 
  * its files carry; the model keeps a copy. Anything but a JSON object is refused with RM_ERR_ARGUMENT (model or
  * json NULL, or a parse that runs out of memory, too), and the model is unchanged. RM_ERR_NOMEM: the copy. */
 RM_API rm_status rm_model_set_provenance(rm_ctx *ctx, rm_model *model, const char *json);
+/* The model's repmode.provenance, JSON text owned by the model (valid until it changes or rm_model_free). model must
+ * not be NULL. */
+RM_API const char *rm_model_provenance(const rm_model *model);
 
 /* What a model file holds, read and checked whole. */
 typedef struct rm_model_info {

@@ -97,6 +97,7 @@ int run_info(int argc, char **argv);
 int run_reparam(int argc, char **argv);
 int run_synth(int argc, char **argv);
 int run_train(int argc, char **argv);
+int run_add_task(int argc, char **argv);
 int run_predict(int argc, char **argv);
 int run_eval(int argc, char **argv);
 int run_render(int argc, char **argv);

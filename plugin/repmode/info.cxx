@@ -33,6 +33,9 @@ void print_text(const std::string &path, const rm_model_info &info)
                 static_cast<long long>(c.out_channels), activation_name(c.activation), static_cast<double>(c.dropout));
     std::printf("patch:       %lld x %lld x %lld (Z x Y x X)\n", static_cast<long long>(c.patch[0]),
                 static_cast<long long>(c.patch[1]), static_cast<long long>(c.patch[2]));
+    if (c.added_expert_kernel)
+        std::printf("experts:     conv5, conv3, conv1, avg3, avg5, and an added conv%d used from task %d (%s) on\n",
+                    c.added_expert_kernel, c.added_expert_task, c.tasks[c.added_expert_task].name);
     const std::string heading = "tasks (" + std::to_string(c.n_tasks) + "):";
     for (int t = 0; t < c.n_tasks; t++)
         std::printf("%-13s%2d %s (%s%s)\n", t ? "" : heading.c_str(), t, c.tasks[t].name,

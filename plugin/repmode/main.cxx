@@ -17,6 +17,7 @@ const Subcommand kSubcommands[] = {
     {"reparam", repmode::cli::run_reparam, "write the deploy form (experts merged, BatchNorm folded)"},
     {"synth", repmode::cli::run_synth, "write a synthetic sample (cells or scroll) with its ground truth and data.csv"},
     {"train", repmode::cli::run_train, "train a model on a CSV of volumes (signal,target,task[,mask])"},
+    {"add-task", repmode::cli::run_add_task, "teach a trained model one more task, its old tasks unchanged bit for bit"},
     {"predict", repmode::cli::run_predict, "predict one task over a volume: prediction, label map, colour table"},
     {"eval", repmode::cli::run_eval, "predict an image and print metrics against its target as JSON"},
     {"render", repmode::cli::run_render, "draw a volume as a PNG: orthogonal slices, label overlay, 3D view"},

@@ -324,9 +324,143 @@ struct TrainArgs {
     bool tune_threshold = false;
     std::optional<std::array<int64_t, 3>> patch; // --patch, else the configuration's
     rm_train_options opt{};                      // all but the patch, which build_training sets
+    // add-task: the trained model, the task it learns, and the kernel of the expert it adds (0: none).
+    std::string base_model;
+    std::optional<rm_task> new_task;
+    int added_kernel = 0;
 };
 
-// The command line of `repmode train`, every option checked on its own (usage errors: a Failure with exit code 1).
+// The options `train` and `add-task` share: how to train, validate and checkpoint. Registered on a command line, read
+// into TrainArgs once it is parsed.
+struct TrainingOptions {
+    TCLAP::ValueArg<std::string> data{"", "data", "training CSV: signal,target,task[,mask]", true, "", "D.csv"};
+    TCLAP::ValueArg<std::string> out{"", "out", "model file to write (the best on --val if given, else the last)",
+                                     true, "", "M"};
+    TCLAP::ValueArg<long long> steps{"", "steps", "total optimizer steps (default 100)", false, 100, "N"};
+    TCLAP::ValueArg<int> batch{"", "batch", "samples per step (default 4)", false, 4, "B"};
+    TCLAP::ValueArg<double> lr{"", "lr", "base learning rate (default: the optimizer's, 1e-3 AdamW, 1e-4 Adam)", false,
+                               0.0, "F"};
+    TCLAP::ValueArg<std::string> optimizer{"", "optimizer", "adamw (default) or adam (official)", false, "adamw",
+                                           "adam|adamw"};
+    TCLAP::ValueArg<long long> warmup{"", "warmup", "0: constant rate (default); W > 0: linear warm-up over W steps, "
+                                                    "then cosine decay to 0.1 lr at the last step",
+                                      false, 0, "W"};
+    TCLAP::ValueArg<unsigned long long> seed{"", "seed", "seed of the initialization and of every random draw "
+                                                         "(default 0)",
+                                             false, 0, "S"};
+    TCLAP::ValueArg<std::string> patch{"", "patch", "training patch Z,Y,X (default: the configuration's)", false, "",
+                                       "Z,Y,X"};
+    TCLAP::SwitchArg rotations{"", "rotations", "augment with random in-plane 90-degree rotations (square patch)"};
+    TCLAP::ValueArg<double> jitter{"", "jitter", "augment the input's intensity: scaled by 1 +- J and shifted by +- J "
+                                                 "(normalized units; default 0: off)",
+                                   false, 0.0, "J"};
+    TCLAP::ValueArg<double> noise{"", "noise", "augment the input with Gaussian noise of this standard deviation "
+                                               "(normalized units; default 0: off)",
+                                  false, 0.0, "S"};
+    TCLAP::ValueArg<std::string> sampling{"", "sampling", "where crops are taken: random (default, official) or "
+                                                          "buckets: crops of binary tasks drawn evenly from those "
+                                                          "without positives, with a few (up to 10%) and with many",
+                                          false, "random", "random|buckets"};
+    TCLAP::ValueArg<std::string> log{"", "log", "JSON lines: one per step, one per validation", false, "",
+                                     "LOG.jsonl"};
+    TCLAP::ValueArg<std::string> val{"", "val", "validation CSV, same columns as --data", false, "", "D2.csv"};
+    TCLAP::ValueArg<long long> val_every{"", "val-every", "validate every K steps (default 0: at the end only)", false,
+                                         0, "K"};
+    TCLAP::SwitchArg tune_threshold{"", "tune-threshold", "at every validation (needs --val), set each binary task's "
+                                                          "threshold to the one that maximizes F0.5 over all its "
+                                                          "validation voxels, measure the validation at it and save "
+                                                          "it in the model file"};
+    TCLAP::ValueArg<std::string> checkpoint{"", "checkpoint", "checkpoint file (default: <out>.ckpt)", false, "",
+                                            "CKPT"};
+    TCLAP::ValueArg<long long> checkpoint_every{"", "checkpoint-every",
+                                                "write the checkpoint every K steps (default 50; 0: at the end only)",
+                                                false, 50, "K"};
+    TCLAP::ValueArg<std::string> resume{"", "resume", "continue the run saved in this checkpoint (same config, data "
+                                                      "and seed) up to --steps",
+                                        false, "", "CKPT"};
+
+    explicit TrainingOptions(TCLAP::CmdLine &cmd)
+    {
+        for (TCLAP::Arg *a : std::initializer_list<TCLAP::Arg *>{
+                 &data, &out, &steps, &batch, &lr, &optimizer, &warmup, &seed, &patch, &rotations, &jitter, &noise,
+                 &sampling, &log, &val, &val_every, &tune_threshold, &checkpoint, &checkpoint_every, &resume})
+            cmd.add(a);
+    }
+
+    // Every option checked on its own (usage errors: a Failure with exit code 1) and the output paths before
+    // anything is read; `inputs` are the files the run reads besides the data.
+    TrainArgs read(int threads, const std::vector<NamedPath> &inputs) const
+    {
+        if (steps.getValue() < 1)
+            throw Failure("--steps must be 1 or more", kBadInput);
+        if (batch.getValue() < 1)
+            throw Failure("--batch must be 1 or more", kBadInput);
+        if (lr.isSet() && !(std::isfinite(lr.getValue()) && lr.getValue() > 0))
+            throw Failure("--lr must be a positive number", kBadInput);
+        if (optimizer.getValue() != "adam" && optimizer.getValue() != "adamw")
+            throw Failure("--optimizer must be adam or adamw, not '" + optimizer.getValue() + "'", kBadInput);
+        if (warmup.getValue() < 0)
+            throw Failure("--warmup must be 0 or more", kBadInput);
+        if (warmup.getValue() > 0 && steps.getValue() < warmup.getValue() + 1)
+            throw Failure("--warmup " + std::to_string(warmup.getValue()) + " needs --steps of at least " +
+                              std::to_string(warmup.getValue() + 1),
+                          kBadInput);
+        if (val_every.getValue() < 0)
+            throw Failure("--val-every must be 0 or more", kBadInput);
+        if (val_every.isSet() && !val.isSet())
+            throw Failure("--val-every needs --val", kBadInput);
+        if (tune_threshold.getValue() && !val.isSet())
+            throw Failure("--tune-threshold needs --val (the thresholds are tuned on the validation data)", kBadInput);
+        if (!(jitter.getValue() >= 0.0 && jitter.getValue() < 1.0))
+            throw Failure("--jitter must be in [0, 1)", kBadInput);
+        if (!(noise.getValue() >= 0.0 && std::isfinite(noise.getValue())))
+            throw Failure("--noise must be a finite number, 0 or more", kBadInput);
+        if (checkpoint_every.getValue() < 0)
+            throw Failure("--checkpoint-every must be 0 or more", kBadInput);
+        if (sampling.getValue() != "random" && sampling.getValue() != "buckets")
+            throw Failure("--sampling must be random or buckets, not '" + sampling.getValue() + "'", kBadInput);
+
+        TrainArgs args;
+        args.threads = threads;
+        args.data = data.getValue();
+        args.out = out.getValue();
+        args.val = val.getValue();
+        args.log = log.getValue();
+        args.checkpoint = checkpoint.isSet() ? checkpoint.getValue() : out.getValue() + ".ckpt";
+        args.resume = resume.getValue();
+        args.steps = steps.getValue();
+        args.val_every = val_every.getValue();
+        args.checkpoint_every = checkpoint_every.getValue();
+        args.tune_threshold = tune_threshold.getValue();
+        if (patch.isSet())
+            args.patch = parse_sizes(patch.getValue(), "--patch");
+        // The files a run writes, checked before it reads anything: a bad --out used to fail after the last step.
+        check_output_path(args.out, "--out");
+        check_output_path(args.checkpoint, "--checkpoint");
+        if (!args.log.empty())
+            check_output_path(args.log, "--log");
+        std::vector<NamedPath> read = inputs;
+        read.insert(read.end(), {{args.data, "--data"}, {args.val, "--val"}});
+        check_distinct({{args.out, "--out"}, {args.checkpoint, "--checkpoint"}, {args.log, "--log"}}, read);
+        const int64_t no_patch[3] = {0, 0, 0}; // the configuration's or --patch: build_training sets it
+        rm_train_options &opt = args.opt;
+        opt = rm_train_options_official(no_patch);
+        opt.batch = batch.getValue();
+        opt.seed = seed.getValue();
+        opt.optim = optimizer.getValue() == "adam" ? rm_optim_adam_official() : rm_optim_adamw_default();
+        if (lr.isSet())
+            opt.optim.lr = static_cast<float>(lr.getValue());
+        opt.rotations = rotations.getValue();
+        opt.intensity_jitter = static_cast<float>(jitter.getValue());
+        opt.noise = static_cast<float>(noise.getValue());
+        opt.sampling = sampling.getValue() == "buckets" ? RM_SAMPLING_BUCKETS : RM_SAMPLING_RANDOM;
+        opt.schedule = warmup.getValue() > 0 ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
+                                             : rm_schedule_constant();
+        return args;
+    }
+};
+
+// The command line of `repmode train`.
 TrainArgs parse_train_args(int argc, char **argv)
 {
     CommandLine cmd("train", "Trains a RepMode model on volumes listed in a CSV (signal,target,task[,mask], paths "
@@ -346,119 +480,56 @@ TrainArgs parse_train_args(int argc, char **argv)
                                                       "\"normalization\": \"zscore\" or \"percentile\" or "
                                                       "{\"method\", \"low\", \"high\"})",
                                         true, "", "C.json", cmd);
-    TCLAP::ValueArg<std::string> data("", "data", "training CSV: signal,target,task[,mask]", true, "", "D.csv", cmd);
-    TCLAP::ValueArg<std::string> out("", "out", "model file to write (the best on --val if given, else the last)",
-                                     true, "", "M", cmd);
-    TCLAP::ValueArg<long long> steps("", "steps", "total optimizer steps (default 100)", false, 100, "N", cmd);
-    TCLAP::ValueArg<int> batch("", "batch", "samples per step (default 4)", false, 4, "B", cmd);
-    TCLAP::ValueArg<double> lr("", "lr", "base learning rate (default: the optimizer's, 1e-3 AdamW, 1e-4 Adam)", false,
-                               0.0, "F", cmd);
-    TCLAP::ValueArg<std::string> optimizer("", "optimizer", "adamw (default) or adam (official)", false, "adamw",
-                                           "adam|adamw", cmd);
-    TCLAP::ValueArg<long long> warmup("", "warmup", "0: constant rate (default); W > 0: linear warm-up over W steps, "
-                                                    "then cosine decay to 0.1 lr at the last step",
-                                      false, 0, "W", cmd);
-    TCLAP::ValueArg<unsigned long long> seed("", "seed", "seed of the initialization and of every random draw "
-                                                         "(default 0)",
-                                             false, 0, "S", cmd);
-    TCLAP::ValueArg<std::string> patch_arg("", "patch", "training patch Z,Y,X (default: the configuration's)", false,
-                                           "", "Z,Y,X", cmd);
-    TCLAP::SwitchArg rotations("", "rotations", "augment with random in-plane 90-degree rotations (square patch)", cmd);
-    TCLAP::ValueArg<double> jitter("", "jitter", "augment the input's intensity: scaled by 1 +- J and shifted by +- J "
-                                                 "(normalized units; default 0: off)",
-                                   false, 0.0, "J", cmd);
-    TCLAP::ValueArg<double> noise("", "noise", "augment the input with Gaussian noise of this standard deviation "
-                                               "(normalized units; default 0: off)",
-                                  false, 0.0, "S", cmd);
-    TCLAP::ValueArg<std::string> sampling("", "sampling", "where crops are taken: random (default, official) or "
-                                                          "buckets: crops of binary tasks drawn evenly from those "
-                                                          "without positives, with a few (up to 10%) and with many",
-                                          false, "random", "random|buckets", cmd);
-    TCLAP::ValueArg<std::string> log("", "log", "JSON lines: one per step, one per validation", false, "",
-                                     "LOG.jsonl", cmd);
-    TCLAP::ValueArg<std::string> val("", "val", "validation CSV, same columns as --data", false, "", "D2.csv", cmd);
-    TCLAP::ValueArg<long long> val_every("", "val-every", "validate every K steps (default 0: at the end only)",
-                                         false, 0, "K", cmd);
-    TCLAP::SwitchArg tune_threshold("", "tune-threshold", "at every validation (needs --val), set each binary task's "
-                                                          "threshold to the one that maximizes F0.5 over all its "
-                                                          "validation voxels, measure the validation at it and save "
-                                                          "it in the model file",
-                                    cmd);
-    TCLAP::ValueArg<std::string> checkpoint("", "checkpoint", "checkpoint file (default: <out>.ckpt)", false, "",
-                                            "CKPT", cmd);
-    TCLAP::ValueArg<long long> checkpoint_every("", "checkpoint-every",
-                                                "write the checkpoint every K steps (default 50; 0: at the end only)",
-                                                false, 50, "K", cmd);
-    TCLAP::ValueArg<std::string> resume("", "resume", "continue the run saved in this checkpoint (same config, data "
-                                                      "and seed) up to --steps",
-                                        false, "", "CKPT", cmd);
+    const TrainingOptions options(cmd);
     cmd.parse_or_fail(argc, argv);
-
-    if (steps.getValue() < 1)
-        throw Failure("--steps must be 1 or more", kBadInput);
-    if (batch.getValue() < 1)
-        throw Failure("--batch must be 1 or more", kBadInput);
-    if (lr.isSet() && !(std::isfinite(lr.getValue()) && lr.getValue() > 0))
-        throw Failure("--lr must be a positive number", kBadInput);
-    if (optimizer.getValue() != "adam" && optimizer.getValue() != "adamw")
-        throw Failure("--optimizer must be adam or adamw, not '" + optimizer.getValue() + "'", kBadInput);
-    if (warmup.getValue() < 0)
-        throw Failure("--warmup must be 0 or more", kBadInput);
-    if (warmup.getValue() > 0 && steps.getValue() < warmup.getValue() + 1)
-        throw Failure("--warmup " + std::to_string(warmup.getValue()) + " needs --steps of at least " +
-                          std::to_string(warmup.getValue() + 1),
-                      kBadInput);
-    if (val_every.getValue() < 0)
-        throw Failure("--val-every must be 0 or more", kBadInput);
-    if (val_every.isSet() && !val.isSet())
-        throw Failure("--val-every needs --val", kBadInput);
-    if (tune_threshold.getValue() && !val.isSet())
-        throw Failure("--tune-threshold needs --val (the thresholds are tuned on the validation data)", kBadInput);
-    if (!(jitter.getValue() >= 0.0 && jitter.getValue() < 1.0))
-        throw Failure("--jitter must be in [0, 1)", kBadInput);
-    if (!(noise.getValue() >= 0.0 && std::isfinite(noise.getValue())))
-        throw Failure("--noise must be a finite number, 0 or more", kBadInput);
-    if (checkpoint_every.getValue() < 0)
-        throw Failure("--checkpoint-every must be 0 or more", kBadInput);
-    if (sampling.getValue() != "random" && sampling.getValue() != "buckets")
-        throw Failure("--sampling must be random or buckets, not '" + sampling.getValue() + "'", kBadInput);
-
-    TrainArgs args;
-    args.threads = cmd.threads();
+    TrainArgs args = options.read(cmd.threads(), {{config.getValue(), "--config"}});
     args.config = config.getValue();
-    args.data = data.getValue();
-    args.out = out.getValue();
-    args.val = val.getValue();
-    args.log = log.getValue();
-    args.checkpoint = checkpoint.isSet() ? checkpoint.getValue() : out.getValue() + ".ckpt";
-    args.resume = resume.getValue();
-    args.steps = steps.getValue();
-    args.val_every = val_every.getValue();
-    args.checkpoint_every = checkpoint_every.getValue();
-    args.tune_threshold = tune_threshold.getValue();
-    if (patch_arg.isSet())
-        args.patch = parse_sizes(patch_arg.getValue(), "--patch");
-    // The files a run writes, checked before it reads anything: a bad --out used to fail after the last step.
-    check_output_path(args.out, "--out");
-    check_output_path(args.checkpoint, "--checkpoint");
-    if (!args.log.empty())
-        check_output_path(args.log, "--log");
-    check_distinct({{args.out, "--out"}, {args.checkpoint, "--checkpoint"}, {args.log, "--log"}},
-                   {{args.config, "--config"}, {args.data, "--data"}, {args.val, "--val"}});
-    const int64_t no_patch[3] = {0, 0, 0}; // the configuration's or --patch: build_training sets it
-    rm_train_options &opt = args.opt;
-    opt = rm_train_options_official(no_patch);
-    opt.batch = batch.getValue();
-    opt.seed = seed.getValue();
-    opt.optim = optimizer.getValue() == "adam" ? rm_optim_adam_official() : rm_optim_adamw_default();
-    if (lr.isSet())
-        opt.optim.lr = static_cast<float>(lr.getValue());
-    opt.rotations = rotations.getValue();
-    opt.intensity_jitter = static_cast<float>(jitter.getValue());
-    opt.noise = static_cast<float>(noise.getValue());
-    opt.sampling = sampling.getValue() == "buckets" ? RM_SAMPLING_BUCKETS : RM_SAMPLING_RANDOM;
-    opt.schedule = warmup.getValue() > 0 ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
-                                         : rm_schedule_constant();
+    return args;
+}
+
+// The command line of `repmode add-task`.
+TrainArgs parse_add_task_args(int argc, char **argv)
+{
+    CommandLine cmd("add-task", "Teaches a trained model one more task without changing any of its tasks "
+                                "(task-incremental learning, docs/network.md section 8): every MoDE gate gains a "
+                                "column for the new task, and with --new-expert every MoDE layer gains one more "
+                                "expert that only the new task uses. Only those train (the network's weights, the "
+                                "gate biases and BatchNorm stay frozen, BatchNorm in inference mode), so the old "
+                                "tasks predict the same bytes as before. The data CSV (signal,target,task[,mask]) "
+                                "lists volumes of the new task; they are normalized as the model's own.");
+    TCLAP::ValueArg<std::string> model("", "model", "trained model (training form)", true, "", "M", cmd);
+    TCLAP::ValueArg<std::string> task("", "task", "name of the new task (letters, digits, '_', '-')", true, "", "NAME",
+                                      cmd);
+    TCLAP::ValueArg<std::string> kind("", "kind", "regression (default) or binary", false, "regression",
+                                      "regression|binary", cmd);
+    TCLAP::ValueArg<std::string> output("", "output",
+                                        "3d (volume labels, default) or 2d (2D labels of a surface "
+                                        "volume)",
+                                        false, "3d", "3d|2d", cmd);
+    TCLAP::SwitchArg new_expert("", "new-expert", "add one more expert to every MoDE layer, for the new task only",
+                                cmd);
+    TCLAP::ValueArg<int> expert_kernel("", "expert-kernel", "kernel of the new expert: 1, 3 (default) or 5", false, 3,
+                                       "K", cmd);
+    const TrainingOptions options(cmd);
+    cmd.parse_or_fail(argc, argv);
+    if (kind.getValue() != "regression" && kind.getValue() != "binary")
+        throw Failure("--kind must be regression or binary, not '" + kind.getValue() + "'", kBadInput);
+    if (output.getValue() != "3d" && output.getValue() != "2d")
+        throw Failure("--output must be 3d or 2d, not '" + output.getValue() + "'", kBadInput);
+    const int k = expert_kernel.getValue();
+    if (k != 1 && k != 3 && k != 5)
+        throw Failure("--expert-kernel must be 1, 3 or 5, not " + std::to_string(k), kBadInput);
+    if (expert_kernel.isSet() && !new_expert.getValue())
+        throw Failure("--expert-kernel needs --new-expert", kBadInput);
+    TrainArgs args = options.read(cmd.threads(), {{model.getValue(), "--model"}});
+    args.base_model = model.getValue();
+    rm_task t =
+        rm_task_make(task.getValue().c_str(), kind.getValue() == "binary" ? RM_TASK_BINARY : RM_TASK_REGRESSION);
+    if (task.getValue().size() >= RM_NAME_MAX)
+        throw Failure("--task: the name is longer than " + std::to_string(RM_NAME_MAX - 1) + " characters", kBadInput);
+    t.output_2d = output.getValue() == "2d";
+    args.new_task = t;
+    args.added_kernel = new_expert.getValue() ? k : 0;
     return args;
 }
 
@@ -467,22 +538,60 @@ using Trainer = std::unique_ptr<rm_trainer, void (*)(rm_trainer *)>;
 
 // Everything a run needs, read and checked before its first step.
 struct Training {
-    Config config;
+    Config config;               // train: the configuration file; add-task: null (the model is the configuration)
     std::vector<Sample> samples, val_samples;
     rm_train_options opt;
     Model model;
-    Trainer trainer; // trains `model`, which outlives it (members are destroyed in reverse order)
+    Trainer trainer;             // trains `model`, which outlives it (members are destroyed in reverse order)
+    std::string base_provenance; // add-task: the provenance of the model it extends
 };
 
-// Reads the configuration and the data, and makes the model and its trainer (restored from --resume if given).
+// add-task: the trained model with the new task added, training only it, and the configuration and normalization
+// the data is read with (views into the model, which must outlive them).
+Model add_task_model(const Context &ctx, const TrainArgs &args, rm_train_config &setup, const Progress &progress)
+{
+    progress.stage("reading " + args.base_model);
+    rm_model *raw = nullptr;
+    ctx.check(rm_model_load(ctx, args.base_model.c_str(), &raw), args.base_model);
+    Model base(raw, rm_model_free);
+    const rm_config *old = rm_model_config(base.get());
+    if (rm_model_task_index(base.get(), args.new_task->name) >= 0) {
+        std::string known;
+        for (int t = 0; t < old->n_tasks; t++)
+            known += std::string(t ? ", " : "") + old->tasks[t].name;
+        throw Failure("--task " + std::string(args.new_task->name) + ": " + args.base_model +
+                          " has this task already (its tasks: " + known + ")",
+                      kBadInput);
+    }
+    ctx.check(rm_model_add_task(ctx, base.get(), &*args.new_task, args.added_kernel, args.opt.seed, &raw), "--task");
+    Model model(raw, rm_model_free);
+    ctx.check(rm_model_train_only_task(ctx, model.get(), old->n_tasks));
+    setup = rm_train_config{};
+    setup.cfg = *rm_model_config(model.get());
+    setup.tasks = setup.cfg.tasks;
+    ctx.check(rm_model_normalization(ctx, model.get(), &setup.normalization), args.base_model);
+    return model;
+}
+
+// Reads the configuration (or the model add-task extends) and the data, and makes the model and its trainer
+// (restored from --resume if given).
 Training build_training(const Context &ctx, const TrainArgs &args, const Progress &progress)
 {
-    progress.stage("reading " + args.config);
-    Config config = read_config(ctx, args.config);
-    const rm_config &cfg = config->cfg;
+    Config config(nullptr, [](rm_train_config *) {});
+    Model model(nullptr, rm_model_free);
+    rm_train_config added{};
+    if (args.new_task) {
+        model = add_task_model(ctx, args, added, progress);
+    } else {
+        progress.stage("reading " + args.config);
+        config = read_config(ctx, args.config);
+    }
+    const rm_train_config &setup = args.new_task ? added : *config;
+    const rm_config &cfg = setup.cfg;
+    const std::string &source = args.new_task ? args.base_model : args.config;
     if (args.tune_threshold &&
         std::none_of(cfg.tasks, cfg.tasks + cfg.n_tasks, [](const rm_task &t) { return t.kind == RM_TASK_BINARY; }))
-        throw Failure("--tune-threshold needs a binary task; " + args.config + " has none", kBadInput);
+        throw Failure("--tune-threshold needs a binary task; " + source + " has none", kBadInput);
     rm_train_options opt = args.opt;
     const std::array<int64_t, 3> patch = args.patch.value_or(std::array<int64_t, 3>{cfg.patch[0], cfg.patch[1],
                                                                                      cfg.patch[2]});
@@ -497,15 +606,17 @@ Training build_training(const Context &ctx, const TrainArgs &args, const Progres
     if (opt.rotations && patch[1] != patch[2])
         throw Failure("--rotations needs a square patch in Y and X, not " + size_string(patch), kBadInput);
 
-    std::vector<Sample> samples = read_data(ctx, args.data, *config, progress);
+    std::vector<Sample> samples = read_data(ctx, args.data, setup, progress);
     std::vector<Sample> val_samples;
     if (!args.val.empty())
-        val_samples = read_data(ctx, args.val, *config, progress);
+        val_samples = read_data(ctx, args.val, setup, progress);
 
-    rm_model *raw_model = nullptr;
-    ctx.check(rm_model_create(ctx, &cfg, opt.seed, &raw_model));
-    Model model(raw_model, rm_model_free);
-    ctx.check(rm_model_set_normalization(ctx, model.get(), &config->normalization));
+    if (!model) {
+        rm_model *raw_model = nullptr;
+        ctx.check(rm_model_create(ctx, &cfg, opt.seed, &raw_model));
+        model.reset(raw_model);
+        ctx.check(rm_model_set_normalization(ctx, model.get(), &setup.normalization));
+    }
     std::vector<rm_train_volume> volumes; // the trainer keeps a copy
     for (const Sample &s : samples) {
         rm_train_volume v{};
@@ -530,18 +641,29 @@ Training build_training(const Context &ctx, const TrainArgs &args, const Progres
                               ", past --steps " + std::to_string(args.steps),
                           kBadInput);
     }
+    std::string base_provenance = args.new_task ? rm_model_provenance(model.get()) : "";
     return Training{std::move(config), std::move(samples), std::move(val_samples), opt, std::move(model),
-                    std::move(trainer)};
+                    std::move(trainer), std::move(base_provenance)};
 }
 
-// The model file, with how it was made: software, training data, steps and seed.
-void save_model(const Context &ctx, const TrainArgs &args, rm_model *model, int64_t done)
+// The model file, with how it was made: software, training data, steps and seed; for add-task also the task added,
+// the model it extends and that model's own provenance.
+void save_model(const Context &ctx, const TrainArgs &args, const Training &t, int64_t done)
 {
+    rm_model *model = t.model.get();
     Json provenance = object();
     cJSON_AddStringToObject(provenance.get(), "software", "repmode " REPMODE_VERSION);
     cJSON_AddStringToObject(provenance.get(), "data", args.data.substr(args.data.rfind('/') + 1).c_str());
     cJSON_AddNumberToObject(provenance.get(), "steps", static_cast<double>(done));
     cJSON_AddNumberToObject(provenance.get(), "seed", static_cast<double>(args.opt.seed));
+    if (args.new_task) {
+        cJSON_AddStringToObject(provenance.get(), "added_task", args.new_task->name);
+        cJSON_AddStringToObject(provenance.get(), "base_model",
+                                args.base_model.substr(args.base_model.rfind('/') + 1).c_str());
+        cJSON *base = cJSON_Parse(t.base_provenance.c_str());
+        if (base)
+            cJSON_AddItemToObject(provenance.get(), "base_provenance", base);
+    }
     std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(provenance.get()), cJSON_free);
     if (!text)
         throw std::bad_alloc();
@@ -573,7 +695,7 @@ void validate_and_keep_best(const Context &ctx, const TrainArgs &args, Training 
     if (better) {
         best = score;
         rm_trainer_set_best_score(t.trainer.get(), best);
-        save_model(ctx, args, t.model.get(), done);
+        save_model(ctx, args, t, done);
     }
 }
 
@@ -626,21 +748,28 @@ void run_training(const Context &ctx, const TrainArgs &args, Training &t, const 
     if (first == total)
         ctx.check(rm_trainer_save_checkpoint(ctx, t.trainer.get(), args.checkpoint.c_str()));
     if (!std::isfinite(best)) {
-        save_model(ctx, args, t.model.get(), total);
+        save_model(ctx, args, t, total);
         progress.stage("wrote " + args.out);
     }
 }
 
 } // namespace
 
-int run_train(int argc, char **argv)
+namespace {
+
+int train_with(const TrainArgs &args, const char *command)
 {
-    const TrainArgs args = parse_train_args(argc, argv);
     Context ctx(args.threads);
-    const Progress progress("train");
+    const Progress progress(command);
     Training training = build_training(ctx, args, progress);
     run_training(ctx, args, training, progress);
     return 0;
 }
+
+} // namespace
+
+int run_train(int argc, char **argv) { return train_with(parse_train_args(argc, argv), "train"); }
+
+int run_add_task(int argc, char **argv) { return train_with(parse_add_task_args(argc, argv), "add-task"); }
 
 } // namespace repmode::cli
