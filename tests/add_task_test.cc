@@ -1,4 +1,4 @@
-// Task-incremental learning (docs/network.md §8): a model gains a task, optionally with an added expert, and trains
+// Task-incremental learning (docs/network.md §5.5): a model gains a task, optionally with an added expert, and trains
 // it alone. The old tasks' predictions are compared byte for byte with those made before; the new task's gradients
 // with the frozen network against finite differences of its forward.
 #include <gtest/gtest.h>
@@ -64,9 +64,7 @@ struct Case {
     float dropout;
 };
 
-class AddTask : public ::testing::TestWithParam<Case>
-{
-};
+class AddTask : public ::testing::TestWithParam<Case> {};
 
 // Old tasks: the same bytes before adding, after adding and after training the new task; only the new task's gate
 // column and its added expert moved; BatchNorm's statistics and counters did not.

@@ -234,7 +234,7 @@ TEST(ModeMerge, GradientMatchesFiniteDifferencesOfAnIndependentMerge)
     }
 }
 
-// Task-incremental learning's added expert (docs/network.md §8): tasks from its own on mix six experts; the tasks
+// Task-incremental learning's added expert (docs/network.md §5.5): tasks from its own on mix six experts; the tasks
 // before it mix the five exactly as a unit without it does, bit for bit.
 TEST(ModeMerge, AddedExpertJoinsTheMixOnlyFromItsTaskOn)
 {

@@ -1,4 +1,4 @@
-/* Task-incremental learning (docs/network.md §8): a trained model gains a task, optionally with one more expert per
+/* Task-incremental learning (docs/network.md §5.5): a trained model gains a task, optionally with one more expert per
  * MoDE layer, and trains it alone while every old task's merged kernels stay bit for bit what they were. */
 #include "model/mode_layer.h"
 

@@ -235,7 +235,7 @@ static rm_status read_patch(rm_ctx *ctx, const char *where, const cJSON *v, rm_c
 }
 
 /* {"kernel": k, "first_task": t}: the expert task-incremental learning added, and the index of the task it was
- * added with (docs/network.md §8). */
+ * added with (docs/network.md §5.5). */
 static rm_status read_added_expert(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "kernel"), *t = cJSON_GetObjectItemCaseSensitive(v, "first_task");

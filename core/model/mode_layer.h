@@ -8,7 +8,7 @@
 #define RM_MODE_KERNEL 5
 #define RM_MODE_TAPS 125
 
-/* Whether `task` uses the unit's added expert (task-incremental learning, docs/network.md §8): the unit has one and
+/* Whether `task` uses the unit's added expert (task-incremental learning, docs/network.md §5.5): the unit has one and
  * the task is the one it was added with or a later one. */
 int rm_mode_uses_added(const rm_unit *u, int task);
 

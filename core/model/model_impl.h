@@ -10,7 +10,7 @@
 #define RM_UNIT_PATH_MAX 96
 
 /* The MoDE experts, in the official order (docs/network.md §3.2), then the one task-incremental learning may add
- * (docs/network.md §8), which only the tasks from cfg.added_expert_task on use. */
+ * (docs/network.md §5.5), which only the tasks from cfg.added_expert_task on use. */
 enum {
     RM_EXPERT_K5, RM_EXPERT_K3, RM_EXPERT_K1, RM_EXPERT_A3, RM_EXPERT_A5, RM_N_EXPERTS,
     RM_EXPERT_ADDED = RM_N_EXPERTS, RM_MAX_EXPERTS

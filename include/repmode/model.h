@@ -59,7 +59,7 @@ typedef struct rm_config {
     int64_t patch[3]; /* default patch (Z, Y, X) for training and sliding-window inference */
     int n_tasks;
     rm_task *tasks;
-    /* Task-incremental learning's added expert (docs/network.md §8): 0 for none (the official network), else the
+    /* Task-incremental learning's added expert (docs/network.md §5.5): 0 for none (the official network), else the
      * kernel (1, 3 or 5) of one more expert in every MoDE layer, used by the tasks from added_expert_task on (that
      * task trained it) and never by the ones before, whose gates and merged kernels are those of the five experts. */
     int added_expert_kernel;
@@ -140,7 +140,7 @@ RM_API rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor
 RM_API rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_tensor *x, const int *tasks,
                                        rm_tensor *y);
 
-/* ---- task-incremental learning (docs/network.md §8) ---------------------------------------------------------- */
+/* ---- task-incremental learning (docs/network.md §5.5) ---------------------------------------------------------- */
 
 /* A new model (the caller's: rm_model_free): `model`'s network, weights, normalization and provenance with one more
  * task, `task` (copied), last in the task list. Every MoDE gate gains the task's column, 0 (its gate starts as the

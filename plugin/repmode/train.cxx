@@ -491,7 +491,7 @@ TrainArgs parse_train_args(int argc, char **argv)
 TrainArgs parse_add_task_args(int argc, char **argv)
 {
     CommandLine cmd("add-task", "Teaches a trained model one more task without changing any of its tasks "
-                                "(task-incremental learning, docs/network.md section 8): every MoDE gate gains a "
+                                "(task-incremental learning, docs/network.md section 5.5): every MoDE gate gains a "
                                 "column for the new task, and with --new-expert every MoDE layer gains one more "
                                 "expert that only the new task uses. Only those train (the network's weights, the "
                                 "gate biases and BatchNorm stay frozen, BatchNorm in inference mode), so the old "

@@ -1,4 +1,4 @@
-"""repmode add-task (docs/cli.md §3.5, docs/network.md §8): a tiny model trained on two structures of a
+"""repmode add-task (docs/cli.md §3.10, docs/network.md §5.5): a tiny model trained on two structures of a
 `repmode synth cells` sample learns a third. The old tasks' predictions are compared byte for byte with those the
 model made before (predict's output files, and the model's tensors of the old tasks against the file read with the
 reference safetensors reader); the new task's loss must fall; and the errors on bad input leave no model file."""

@@ -143,6 +143,11 @@ _FUNCTIONS = {
     "rm_model_save_deploy": (_status, [_ctx, c_void_p, POINTER(c_int), c_int, c_char_p]),
     "rm_model_set_provenance": (_status, [_ctx, c_void_p, c_char_p]),
     "rm_model_set_normalization": (_status, [_ctx, c_void_p, POINTER(Normalization)]),
+    "rm_model_normalization": (_status, [_ctx, c_void_p, POINTER(Normalization)]),
+    "rm_model_provenance": (c_char_p, [c_void_p]),
+    "rm_model_add_task": (_status, [_ctx, c_void_p, POINTER(Task), c_int, c_uint64, POINTER(c_void_p)]),
+    "rm_model_train_only_task": (_status, [_ctx, c_void_p, c_int]),
+    "rm_task_make": (Task, [c_char_p, c_int]),
     # training (trainer.h, optim.h)
     "rm_train_config_parse": (_status, [_ctx, c_char_p, POINTER(TrainConfig)]),
     "rm_train_config_free": (None, [POINTER(TrainConfig)]),

@@ -122,8 +122,8 @@ def _label(array, signal_shape, task, what, where):
 class _Volumes:
     """The training volumes, normalized, as the trainer takes them; keeps the arrays alive while it trains."""
 
-    def __init__(self, ctx, tc, tasks):
-        self.ctx, self.method, self.tasks = ctx, tc.normalization, tasks
+    def __init__(self, ctx, method, tasks):
+        self.ctx, self.method, self.tasks = ctx, method, tasks
         self.items = []  # (signal, target, mask, task index)
 
     def task_index(self, name, where):
@@ -299,6 +299,117 @@ def _read_samples(vols, samples):
     return spacings[0] if spacings and spacings[0] is not None and all(x == spacings[0] for x in spacings) else None
 
 
+def _check_options(steps, batch, lr, optimizer, warmup, jitter, noise, sampling, checkpoint_every):
+    """The training options the command line checks before reading anything, with its messages."""
+    if int(steps) < 1:
+        raise Error("steps must be 1 or more")
+    if int(batch) < 1:
+        raise Error("batch must be 1 or more")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise Error("lr must be a positive number")
+    if optimizer not in ("adam", "adamw"):
+        raise Error("optimizer must be adam or adamw, not '%s'" % optimizer)
+    if int(warmup) < 0:
+        raise Error("warmup must be 0 or more")
+    if warmup > 0 and steps < warmup + 1:
+        raise Error("warmup %d needs steps of at least %d" % (warmup, warmup + 1))
+    if not (0.0 <= jitter < 1.0):
+        raise Error("jitter must be in [0, 1)")
+    if not (noise >= 0.0 and math.isfinite(noise)):
+        raise Error("noise must be a finite number, 0 or more")
+    if sampling not in ("random", "buckets"):
+        raise Error("sampling must be random or buckets, not '%s'" % sampling)
+    if int(checkpoint_every) < 0:
+        raise Error("checkpoint_every must be 0 or more")
+
+
+def _train_options(cfg, steps, batch, optimizer, lr, warmup, seed, patch, rotations, jitter, noise, sampling):
+    """rm_train_options for a network of `cfg` (its patch unless `patch` is given)."""
+    opt = lib.rm_train_options_official(_lib.int64s((0, 0, 0)))
+    patch = list(cfg.patch) if patch is None else [int(p) for p in patch]
+    multiple = 1 << cfg.levels
+    if len(patch) != 3 or any(p % multiple for p in patch):
+        raise Error("the patch %s must be a multiple of 2^levels = %d on each axis" % (patch, multiple))
+    if rotations and patch[1] != patch[2]:
+        raise Error("rotations needs a square patch in Y and X, not %s" % (patch,))
+    opt.patch[:] = patch
+    opt.batch = int(batch)
+    opt.seed = seed
+    opt.optim = lib.rm_optim_adam_official() if optimizer == "adam" else lib.rm_optim_adamw_default()
+    if lr is not None:
+        opt.optim.lr = float(lr)
+    opt.rotations = int(bool(rotations))
+    opt.intensity_jitter = float(jitter)
+    opt.noise = float(noise)
+    opt.sampling = 1 if sampling == "buckets" else 0
+    opt.schedule = (lib.rm_schedule_warmup_cosine(int(warmup), steps, 0.1) if warmup > 0
+                    else lib.rm_schedule_constant())
+    return opt
+
+
+def _tasks_of(cfg):
+    return [{"name": cfg.tasks[k].name.decode("utf-8"), "binary": cfg.tasks[k].kind == _lib.TASK_BINARY,
+             "output_2d": bool(cfg.tasks[k].output_2d)} for k in range(cfg.n_tasks)]
+
+
+def _read_data(vols, data):
+    """Reads a data CSV's path or NumPy samples into vols; returns the provenance of the data."""
+    if isinstance(data, (str, os.PathLike)):
+        data_path = os.fspath(data)
+        _read_csv(vols, data_path)
+        return {"data": os.path.basename(data_path)}
+    spacing = _read_samples(vols, data)
+    provenance = {"data": "arrays"}
+    if spacing is not None:
+        provenance["spacing"] = list(spacing)
+    return provenance
+
+
+def _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, checkpoint_every, resume):
+    """The core's trainer on `model` up to `steps` steps, then the model with its provenance written to `out`: what
+    ``repmode train`` and ``repmode add-task`` do after reading their inputs. Returns the losses of the steps run."""
+    trainer = ctypes.c_void_p()
+    try:
+        volumes = vols.structs()
+        ctx.check(lib.rm_trainer_create(ctx.ptr, model, ctypes.byref(opt), volumes, len(vols.items),
+                                        ctypes.byref(trainer)))
+        if resume is not None:
+            ctx.check(lib.rm_trainer_load_checkpoint(ctx.ptr, trainer, os.fspath(resume).encode()))
+            if lib.rm_trainer_steps_done(trainer) > steps:
+                raise Error("%s is at step %d, past steps %d"
+                            % (os.fspath(resume), lib.rm_trainer_steps_done(trainer), steps))
+        ckpt = None if checkpoint is None else os.fspath(checkpoint).encode()
+        losses = []
+        loss = ctypes.c_float()
+        first = lib.rm_trainer_steps_done(trainer)
+        for s in range(first, steps):
+            ctx.check(lib.rm_trainer_step(ctx.ptr, trainer, ctypes.byref(loss)))  # the GIL is released
+            done = s + 1
+            value = float(loss.value)
+            losses.append(value)
+            if not math.isfinite(value):
+                raise Error("the loss is not finite at step %d (try a lower lr)" % done)
+            if progress is not None and progress(done, steps, value):
+                if ckpt:
+                    ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
+                raise Cancelled("training stopped by the progress callback at step %d of %d" % (done, steps))
+            if ckpt and (done == steps or (checkpoint_every > 0 and done % checkpoint_every == 0)):
+                ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
+        if ckpt and first == steps:
+            ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
+        # The command line's provenance: software, data, steps, seed, then the rest (cJSON's compact text; same key
+        # order).
+        record = {"software": _software(), "data": provenance.pop("data"), "steps": steps, "seed": opt.seed}
+        record.update(provenance)
+        ctx.check(lib.rm_model_set_provenance(ctx.ptr, model, json.dumps(record, separators=(",", ":"),
+                                                                          ensure_ascii=False).encode("utf-8")))
+        ctx.check(lib.rm_model_save(ctx.ptr, model, out.encode()))
+    finally:
+        if trainer:
+            lib.rm_trainer_free(trainer)
+    return np.array(losses, dtype=np.float32)
+
+
 def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, warmup=0, seed=0, patch=None,
           rotations=False, jitter=0.0, noise=0.0, sampling="random", threads=None, progress=None, checkpoint=None,
           checkpoint_every=50, resume=None):
@@ -341,114 +452,87 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
     >>> repmode.Model(result.path).predict(x, "double")
     """
     out = os.fspath(out)
-    if int(steps) < 1:
-        raise Error("steps must be 1 or more")
-    if int(batch) < 1:
-        raise Error("batch must be 1 or more")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise Error("lr must be a positive number")
-    if optimizer not in ("adam", "adamw"):
-        raise Error("optimizer must be adam or adamw, not '%s'" % optimizer)
-    if int(warmup) < 0:
-        raise Error("warmup must be 0 or more")
-    if warmup > 0 and steps < warmup + 1:
-        raise Error("warmup %d needs steps of at least %d" % (warmup, warmup + 1))
-    if not (0.0 <= jitter < 1.0):
-        raise Error("jitter must be in [0, 1)")
-    if not (noise >= 0.0 and math.isfinite(noise)):
-        raise Error("noise must be a finite number, 0 or more")
-    if sampling not in ("random", "buckets"):
-        raise Error("sampling must be random or buckets, not '%s'" % sampling)
-    if int(checkpoint_every) < 0:
-        raise Error("checkpoint_every must be 0 or more")
+    _check_options(steps, batch, lr, optimizer, warmup, jitter, noise, sampling, checkpoint_every)
     steps, seed = int(steps), int(seed)
     text, config_path = _config_text(config)
 
     with _Context(threads) as ctx:
         tc = _parse_config(ctx, text, config_path)
         model = ctypes.c_void_p()
-        trainer = ctypes.c_void_p()
         try:
             cfg = tc.cfg
             where = config_path or "config"
             if cfg.in_channels != 1 or cfg.out_channels != 1:
                 raise Error("%s: 'in_channels' and 'out_channels' must be 1 (train reads single-channel volumes)"
                             % where)
-            tasks = [{"name": cfg.tasks[k].name.decode("utf-8"), "binary": cfg.tasks[k].kind == _lib.TASK_BINARY,
-                      "output_2d": bool(cfg.tasks[k].output_2d)} for k in range(cfg.n_tasks)]
-            opt = lib.rm_train_options_official(_lib.int64s((0, 0, 0)))
-            patch = list(cfg.patch) if patch is None else [int(p) for p in patch]
-            multiple = 1 << cfg.levels
-            if len(patch) != 3 or any(p % multiple for p in patch):
-                raise Error("the patch %s must be a multiple of 2^levels = %d on each axis" % (patch, multiple))
-            if rotations and patch[1] != patch[2]:
-                raise Error("rotations needs a square patch in Y and X, not %s" % (patch,))
-            opt.patch[:] = patch
-            opt.batch = int(batch)
-            opt.seed = seed
-            opt.optim = lib.rm_optim_adam_official() if optimizer == "adam" else lib.rm_optim_adamw_default()
-            if lr is not None:
-                opt.optim.lr = float(lr)
-            opt.rotations = int(bool(rotations))
-            opt.intensity_jitter = float(jitter)
-            opt.noise = float(noise)
-            opt.sampling = 1 if sampling == "buckets" else 0
-            opt.schedule = (lib.rm_schedule_warmup_cosine(int(warmup), steps, 0.1) if warmup > 0
-                            else lib.rm_schedule_constant())
-
-            vols = _Volumes(ctx, tc, tasks)
-            if isinstance(data, (str, os.PathLike)):
-                data_path = os.fspath(data)
-                _read_csv(vols, data_path)
-                provenance = {"data": os.path.basename(data_path)}
-            else:
-                spacing = _read_samples(vols, data)
-                provenance = {"data": "arrays"}
-                if spacing is not None:
-                    provenance["spacing"] = list(spacing)
-
+            opt = _train_options(cfg, steps, batch, optimizer, lr, warmup, seed, patch, rotations, jitter, noise,
+                                 sampling)
+            vols = _Volumes(ctx, tc.normalization, _tasks_of(cfg))
+            provenance = _read_data(vols, data)
             ctx.check(lib.rm_model_create(ctx.ptr, ctypes.byref(cfg), seed, ctypes.byref(model)))
             ctx.check(lib.rm_model_set_normalization(ctx.ptr, model, ctypes.byref(tc.normalization)))
-            volumes = vols.structs()
-            ctx.check(lib.rm_trainer_create(ctx.ptr, model, ctypes.byref(opt), volumes, len(vols.items),
-                                            ctypes.byref(trainer)))
-            if resume is not None:
-                ctx.check(lib.rm_trainer_load_checkpoint(ctx.ptr, trainer, os.fspath(resume).encode()))
-                if lib.rm_trainer_steps_done(trainer) > steps:
-                    raise Error("%s is at step %d, past steps %d"
-                                % (os.fspath(resume), lib.rm_trainer_steps_done(trainer), steps))
-            ckpt = None if checkpoint is None else os.fspath(checkpoint).encode()
-            losses = []
-            loss = ctypes.c_float()
-            first = lib.rm_trainer_steps_done(trainer)
-            for s in range(first, steps):
-                ctx.check(lib.rm_trainer_step(ctx.ptr, trainer, ctypes.byref(loss)))  # the GIL is released
-                done = s + 1
-                value = float(loss.value)
-                losses.append(value)
-                if not math.isfinite(value):
-                    raise Error("the loss is not finite at step %d (try a lower lr)" % done)
-                if progress is not None and progress(done, steps, value):
-                    if ckpt:
-                        ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
-                    raise Cancelled("training stopped by the progress callback at step %d of %d" % (done, steps))
-                if ckpt and (done == steps or (checkpoint_every > 0 and done % checkpoint_every == 0)):
-                    ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
-            if ckpt and first == steps:
-                ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
-            # The command line's provenance: software, data, steps, seed (cJSON's compact text; same key order).
-            record = {"software": _software(), "data": provenance.pop("data"), "steps": steps, "seed": seed}
-            record.update(provenance)
-            ctx.check(lib.rm_model_set_provenance(ctx.ptr, model, json.dumps(record, separators=(",", ":"),
-                                                                              ensure_ascii=False).encode("utf-8")))
-            ctx.check(lib.rm_model_save(ctx.ptr, model, out.encode()))
+            losses = _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, checkpoint_every,
+                          resume)
         finally:
-            if trainer:
-                lib.rm_trainer_free(trainer)
             if model:
                 lib.rm_model_free(model)
             lib.rm_train_config_free(ctypes.byref(tc))
-    return TrainResult(out, np.array(losses, dtype=np.float32), steps)
+    return TrainResult(out, losses, steps)
 
 
-__all__ = ["train", "Sample", "TrainResult"]
+def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d", new_expert=False, expert_kernel=3,
+             batch=4, optimizer="adamw", lr=None, warmup=0, seed=0, patch=None, rotations=False, jitter=0.0, noise=0.0,
+             sampling="random", threads=None, progress=None, checkpoint=None, checkpoint_every=50, resume=None):
+    """Teaches the trained model file ``model`` one more task, ``task``, without changing any of its tasks
+    (task-incremental learning, docs/network.md §5.5; the same run as ``repmode add-task``, docs/cli.md §3.10), and
+    writes the result (training form) to ``out``.
+
+    Every MoDE gate gains a column for the new task; with ``new_expert`` every MoDE layer also gains an expert of
+    kernel ``expert_kernel`` (1, 3 or 5) that only the new task uses. Only those train: the network's weights, the
+    gate biases and BatchNorm stay frozen (BatchNorm in inference mode), so the old tasks predict the same bytes as
+    before. kind: "regression" or "binary"; output: "3d" (volume labels) or "2d" (2D labels of a surface volume).
+
+    data: as repmode.train's, every volume of the new task, normalized with the model's own normalization. The other
+    arguments are repmode.train's. Same inputs and seed: the same file, byte for byte, as the command line writes.
+    Returns a TrainResult.
+    """
+    out, base_path = os.fspath(out), os.fspath(model)
+    _check_options(steps, batch, lr, optimizer, warmup, jitter, noise, sampling, checkpoint_every)
+    if kind not in ("regression", "binary"):
+        raise Error("kind must be regression or binary, not '%s'" % kind)
+    if output not in ("3d", "2d"):
+        raise Error("output must be 3d or 2d, not '%s'" % output)
+    if expert_kernel not in (1, 3, 5):
+        raise Error("expert_kernel must be 1, 3 or 5, not %s" % (expert_kernel,))
+    steps, seed = int(steps), int(seed)
+    with _Context(threads) as ctx:
+        base, grown = ctypes.c_void_p(), ctypes.c_void_p()
+        try:
+            ctx.check(lib.rm_model_load(ctx.ptr, base_path.encode(), ctypes.byref(base)))
+            old = _tasks_of(lib.rm_model_config(base).contents)
+            if any(t["name"] == task for t in old):
+                raise Error("task %s: %s has this task already (its tasks: %s)"
+                            % (task, base_path, ", ".join(t["name"] for t in old)))
+            spec = lib.rm_task_make(task.encode("utf-8"), _lib.TASK_BINARY if kind == "binary" else 0)
+            spec.output_2d = int(output == "2d")
+            ctx.check(lib.rm_model_add_task(ctx.ptr, base, ctypes.byref(spec), expert_kernel if new_expert else 0,
+                                            seed, ctypes.byref(grown)))
+            ctx.check(lib.rm_model_train_only_task(ctx.ptr, grown, len(old)))
+            cfg = lib.rm_model_config(grown).contents
+            opt = _train_options(cfg, steps, batch, optimizer, lr, warmup, seed, patch, rotations, jitter, noise,
+                                 sampling)
+            method = _lib.Normalization()
+            ctx.check(lib.rm_model_normalization(ctx.ptr, grown, ctypes.byref(method)))
+            vols = _Volumes(ctx, method, _tasks_of(cfg))
+            provenance = _read_data(vols, data)
+            provenance.update({"added_task": task, "base_model": os.path.basename(base_path),
+                               "base_provenance": json.loads(lib.rm_model_provenance(base).decode("utf-8"))})
+            losses = _run(ctx, grown, vols, opt, steps, out, provenance, progress, checkpoint, checkpoint_every,
+                          resume)
+        finally:
+            lib.rm_model_free(grown)
+            lib.rm_model_free(base)
+    return TrainResult(out, losses, steps)
+
+
+__all__ = ["train", "add_task", "Sample", "TrainResult"]
