@@ -52,16 +52,20 @@ rm_task task_2d(const char *name)
     return t;
 }
 
-// A small random network with a regression task, a binary one and a binary one with 2D labels, patch 8³.
+// A small random network with a regression task, a binary one and a binary one with 2D labels, patch 8³; with
+// decoder_2d, the 2D decoder (docs/network.md §7.2), every task's labels 2D.
 struct Net {
     std::vector<rm_task> tasks{rm_task_make("signal", RM_TASK_REGRESSION), rm_task_make("ink", RM_TASK_BINARY),
                                task_2d("ink2d")};
     rm_ctx *ctx = rm_ctx_create(2);
     rm_model *model = nullptr;
     rm_deploy *deploy[3] = {nullptr, nullptr, nullptr};
-    Net()
+    explicit Net(bool decoder_2d = false)
     {
+        for (rm_task &t : tasks)
+            t.output_2d |= decoder_2d;
         rm_config cfg = rm_config_lite(tasks.data(), 3);
+        cfg.decoder_2d = decoder_2d;
         cfg.base_channels = 2;
         cfg.levels = 2;
         for (int64_t &p : cfg.patch)
@@ -301,6 +305,25 @@ TEST(RepModeImageFilter, ATaskWith2DLabelsGivesOneLayerStreamedByRows)
     EXPECT_TRUE(bit_identical(pixels(read_float(write_file(f->GetOutput(), "map.mha", 5))), want));
     EXPECT_EQ(image->GetRequestedRegion().GetSize(2), 12u) << "every layer is read";
     EXPECT_LT(image->GetRequestedRegion().GetSize(1), 37u) << "rows are streamed";
+}
+
+// The 2D decoder: one layer per task, the core's sliding window (windows along depth too: 10 layers, patch 8) and its
+// depth mean, bit for bit, and streamed by rows to the same bytes.
+TEST(RepModeImageFilter, The2dDecoderGivesOneLayerEqualToTheCoresSlidingWindow)
+{
+    register_io();
+    Net net(true);
+    auto image = random_image(19, 13, 10, 4);
+    const int64_t patch[3] = {8, 8, 8};
+    for (int task = 0; task < 3; task++) {
+        auto f = make_filter(net, net.tasks[(size_t)task].name, image);
+        f->Update();
+        EXPECT_EQ(f->GetOutput()->GetLargestPossibleRegion().GetSize(2), 1u);
+        const std::vector<float> got = pixels(f->GetOutput());
+        EXPECT_TRUE(bit_identical(got, core_prediction(net, task, image, patch))) << net.tasks[(size_t)task].name;
+        auto streamed = make_filter(net, net.tasks[(size_t)task].name, image);
+        EXPECT_TRUE(bit_identical(pixels(read_float(write_file(streamed->GetOutput(), "map2d.mha", 4))), got));
+    }
 }
 
 TEST(RepModeImageFilter, ASubRegionEqualsTheWholeRunAndReadsOnlyItsHalo)

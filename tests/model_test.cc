@@ -312,6 +312,44 @@ TEST_P(TrainGradient, MatchesFiniteDifferencesForEveryKindOfParameter)
 
 INSTANTIATE_TEST_SUITE_P(Dropout, TrainGradient, ::testing::Values(0.0f, 0.25f));
 
+// The multiply-adds of a forward pass: docs/network.md §8's figures for `official`, and for the 2D decoder a count by
+// hand (the encoder and bottleneck as in 3D; each decoder level k a 2×2 transposed convolution per input pixel of
+// level k+1, then 5² MoDE layers 2c→c and c→c per pixel of level k; conv_out c→1 per pixel).
+TEST(Model, ForwardMultiplyAddsAreTheSpecificationsAndTheHandCountOfThe2dDecoder)
+{
+    rmtest::Ctx ctx(1);
+    rm_task tasks[12];
+    rm_config cfg = rm_config_official(tasks);
+    double macs = 0.0;
+    const int64_t small[3] = {32, 64, 64}, cube[3] = {64, 64, 64};
+    ASSERT_EQ(rm_config_forward_macs(ctx, &cfg, small, &macs), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_NEAR(macs / 136.55e9, 1.0, 1e-4);
+    ASSERT_EQ(rm_config_forward_macs(ctx, &cfg, cube, &macs), RM_OK);
+    EXPECT_NEAR(macs / 273.1e9, 1.0, 2e-4);
+
+    rm_task ink = rm_task_make("ink", RM_TASK_BINARY);
+    ink.output_2d = 1;
+    cfg = rm_config_lite(&ink, 1);
+    cfg.base_channels = 8;
+    cfg.levels = 2;
+    cfg.decoder_2d = 1;
+    const int64_t d = 16, h = 64, w = 64;
+    const int64_t size[3] = {d, h, w};
+    double want = 0.0;
+    for (int k = 1; k <= 2; k++) {
+        const double c = 8 << (k - 1), cin = k == 1 ? 1 : 8 << (k - 2), v = (double)(d * h * w) / (1 << (3 * (k - 1)));
+        const double pixels = (double)(h * w) / (1 << (2 * (k - 1)));
+        want += (cin * c + c * c) * 125 * v + c * c * 8 * v / 8;       // encoder and its down-sampling
+        want += 2 * c * c * 4 * pixels / 4 + (2 * c * c + c * c) * 25 * pixels; // 2D up-sampling and MoDE layers
+    }
+    want += (16.0 * 32 + 32.0 * 32) * 125 * (double)(d * h * w) / 64; // bottleneck 16 -> 32 at level 3
+    want += 8.0 * 1 * 25 * (double)(h * w);                            // conv_out
+    ASSERT_EQ(rm_config_forward_macs(ctx, &cfg, size, &macs), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_NEAR(macs, want, 1e-9 * want);
+    const int64_t odd[3] = {16, 64, 62};
+    EXPECT_EQ(rm_config_forward_macs(ctx, &cfg, odd, &macs), RM_ERR_ARGUMENT);
+}
+
 TEST(Model, BadInputsAreRejected)
 {
     rmtest::Ctx ctx(1);

@@ -122,7 +122,7 @@ TEST_P(Parity, GateAndMergedKernelMatchPyTorch)
             if (path == f.model->units[k].path)
                 u = &f.model->units[k];
         ASSERT_NE(u, nullptr) << path;
-        std::vector<float> g(RM_N_EXPERTS * u->co), w((size_t)(u->co * u->ci * 125));
+        std::vector<float> g(RM_N_EXPERTS * u->co), w((size_t)rm_unit_weight_numel(u));
         rm_mode_gate(u, t, rm_model_config(f.model)->n_tasks, g.data());
         if (gate) {
             EXPECT_LT(rmtest::max_rel_error(g, f.values(name)), 1e-5) << name;
@@ -221,7 +221,7 @@ TEST_P(Parity, DeployFormFileGivesTheSameNetworkForEveryTask)
     EXPECT_NE(std::string(rm_ctx_error(f.ctx)).find("deploy-form"), std::string::npos);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("parity_small", "parity_frelu"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("parity_small", "parity_frelu", "parity_2d"));
 
 // ---- malformed model files ----
 

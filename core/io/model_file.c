@@ -284,12 +284,13 @@ static int unit_entries(rm_deploy *d, int i, const char *task, float *plain, cha
     float *w, *b, *act;
     rm_deploy_unit_tensors(d, i, &w, &b, &act);
     w = plain ? plain : w;
-    const int resample = u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP;
-    const int64_t k = resample ? 2 : 5;
+    const int64_t k = rm_unit_kernel(u);
     const int64_t d0 = u->kind == RM_UNIT_UP ? u->ci : u->co, d1 = u->kind == RM_UNIT_UP ? u->co : u->ci;
     rm_deploy_tensor_name(u, task, "weight", names[0], sizeof names[0]);
     rm_deploy_tensor_name(u, task, "bias", names[1], sizeof names[1]);
-    e[0] = (rm_st_entry){.name = names[0], .dtype = RM_ST_F32, .ndim = 5, .shape = {d0, d1, k, k, k}, .data = w};
+    /* (d0, d1, k, k, k), or (d0, d1, k, k) for a planar unit, as PyTorch's Conv2d */
+    e[0] = (rm_st_entry){.name = names[0], .dtype = RM_ST_F32, .ndim = u->planar ? 4 : 5, .shape = {d0, d1, k, k, k},
+                         .data = w};
     e[1] = (rm_st_entry){.name = names[1], .dtype = RM_ST_F32, .ndim = 1, .shape = {u->co}, .data = b};
     if (!act)
         return 2;
@@ -440,8 +441,7 @@ rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info)
         s = load_deploy(ctx, path, mf.st, &mf.cfg, t, &d);
         for (int i = 0; s == RM_OK && t == 0 && i < rm_deploy_structure(d)->n_units; i++) {
             const rm_unit *u = &rm_deploy_structure(d)->units[i];
-            const int64_t k = (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) ? 2 : 5;
-            info->parameters += u->ci * u->co * k * k * k + u->co + (u->act_bias ? u->co : 0);
+            info->parameters += rm_unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
         }
         rm_deploy_free(d);
     }

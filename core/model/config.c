@@ -68,6 +68,8 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
                        (long long)cfg->in_channels, (long long)cfg->out_channels);
     if (cfg->activation != RM_ACT_RELU && cfg->activation != RM_ACT_FRELU && cfg->activation != RM_ACT_MISH)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: unknown activation %d", (int)cfg->activation);
+    if (cfg->decoder_2d != 0 && cfg->decoder_2d != 1)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: decoder_2d = %d (0 or 1)", cfg->decoder_2d);
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: dropout = %g is outside [0, 1)", (double)cfg->dropout);
     const int64_t unit = (int64_t)1 << cfg->levels;
@@ -106,6 +108,9 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
         if (task->output_2d != 0 && task->output_2d != 1)
             return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s' has output_2d %d (0 or 1)", task->name,
                            task->output_2d);
+        if (cfg->decoder_2d && !task->output_2d)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "config: task '%s' needs 2D labels (\"output\": \"2d\"): the 2D "
+                           "decoder predicts one 2D map per sample", task->name);
         RM_TRY(rm_task_check_threshold(ctx, "config", task->name, task->threshold));
         for (int k = 0; task->has_color && k < 3; k++)
             if (!(task->color[k] >= 0.0f && task->color[k] <= 1.0f))

@@ -57,7 +57,7 @@ char *rm_config_json(const rm_config *cfg)
                    put(root, "norm", cJSON_CreateString("batch")) &&
                    put(root, "activation", cJSON_CreateString(rm_activation_keys[cfg->activation])) &&
                    put(root, "dropout", float_number(cfg->dropout)) &&
-                   put(root, "decoder", cJSON_CreateString("3d")) &&
+                   put(root, "decoder", cJSON_CreateString(cfg->decoder_2d ? "2d" : "3d")) &&
                    put(root, "patch", cJSON_CreateDoubleArray(patch, 3));
     if (ok && cfg->added_expert_kernel) { /* absent without one, so other files keep their bytes */
         cJSON *added = cJSON_CreateObject();
@@ -212,11 +212,11 @@ static rm_status read_dropout(rm_ctx *ctx, const char *where, const cJSON *v, rm
 
 static rm_status read_decoder(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
-    (void)cfg;
-    static const char *const three_d[1] = {"3d"};
-    int unused;
-    return one_of(ctx, where, v, three_d, 1, "\"3d\" (the 2D decoder is not available yet; 2D labels of a surface "
-                  "volume train a task with \"output\": \"2d\")", &unused);
+    int choice = 0;
+    RM_TRY(one_of(ctx, where, v, rm_output_keys, 2, "\"3d\" (the official decoder) or \"2d\" (depth-averaged skips "
+                  "and a 2D decoder, for 2D labels of a surface volume)", &choice));
+    cfg->decoder_2d = choice;
+    return RM_OK;
 }
 
 static rm_status read_patch(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)

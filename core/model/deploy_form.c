@@ -43,6 +43,7 @@ struct rm_deploy {
  * holds nothing that a forward pass writes, so threads may share one, each with its own context. */
 typedef struct activations {
     float *t[RM_MAX_LEVELS + 2], *o[RM_MAX_LEVELS + 2], *cat[RM_MAX_LEVELS + 2], *down[RM_MAX_LEVELS + 2];
+    float *bottom, *map; /* 2D decoder: the bottleneck's depth mean, and the 2D map before it is repeated over depth */
     float *dropped; /* a MoDE block's input after a Monte Carlo pass's dropout (the largest: level 1's [skip, up]) */
 } activations;
 
@@ -57,14 +58,13 @@ static void new_generation(rm_deploy *d)
 
 static int64_t unit_weight_numel(const rm_unit *u)
 {
-    const int64_t k = (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) ? 2 : RM_MODE_KERNEL;
-    return u->ci * u->co * k * k * k;
+    return rm_unit_weight_numel(u);
 }
 
-/* The 5³ convolution of a MODE or FINAL unit on a volume of d×h×w at its level. */
+/* The 5³ (5², planar) convolution of a MODE or FINAL unit on a volume of d×h×w at its level. */
 static rm_conv_geom mode_geom(const rm_unit *u, int64_t d, int64_t h, int64_t w)
 {
-    return rm_conv_geom_same(u->ci, u->co, d, h, w, RM_MODE_KERNEL, RM_MODE_KERNEL);
+    return rm_conv_geom_same(u->ci, u->co, d, h, w, RM_MODE_KERNEL, rm_unit_kernel_depth(u));
 }
 
 /* Puts the plain weights of a packed unit into the packed layout, in place. */
@@ -359,27 +359,33 @@ void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what,
 
 /* ---- forward ------------------------------------------------------------------------------------------------- */
 
-/* Per-level activation buffers for one sample of `voxels` voxels at full resolution, in the context's memory. */
-static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t voxels, activations *a)
+/* Per-level activation buffers for one sample of dims (D, H, W) at full resolution, in the context's memory. */
+static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, const int64_t dims[3], activations *a)
 {
     const rm_config *c = d->cfg;
     const int L = c->levels;
+    const int64_t voxels = dims[0] * dims[1] * dims[2];
     int64_t sizes[4][RM_MAX_LEVELS + 2] = {{0}}, total = 0;
     for (int k = 1; k <= L + 1; k++) {
         const int64_t v = voxels >> (3 * (k - 1)), ck = rm_config_channels(c, k);
+        const int64_t plane = (dims[1] >> (k - 1)) * (dims[2] >> (k - 1)), cat = c->decoder_2d ? plane : v;
         sizes[0][k] = ck * v;                                        /* t: first convolution's output */
         sizes[1][k] = ck * v;                                        /* o: second convolution's output */
-        sizes[2][k] = k <= L ? 2 * ck * v : 0;                       /* cat: [skip, up] */
+        sizes[2][k] = k <= L ? 2 * ck * cat : 0;                     /* cat: [skip, up] (2D in a 2D decoder) */
         sizes[3][k] = k >= 2 ? rm_config_channels(c, k - 1) * v : 0; /* down: the down-sampling's output */
         for (int j = 0; j < 4; j++)
             total += (int64_t)rm_work_floats(sizes[j][k]);
     }
+    const int64_t bottom = c->decoder_2d ? rm_config_channels(c, L + 1) * ((dims[1] >> L) * (dims[2] >> L)) : 0;
+    const int64_t map = c->decoder_2d ? c->out_channels * dims[1] * dims[2] : 0;
+    total += (int64_t)(rm_work_floats(bottom) + rm_work_floats(map));
     /* A Monte Carlo pass's dropped input: as large as the largest MoDE block's input. */
     int64_t dropped = 0;
     for (int i = 0; d->mc_dropout > 0.0f && i < d->n_units; i++) {
         const rm_unit *u = d->units[i].src;
         if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
-            const int64_t in = u->ci * (voxels >> (3 * (rm_unit_input_level(u) - 1)));
+            const int64_t shift = rm_unit_input_level(u) - 1;
+            const int64_t in = u->ci * rm_unit_in_depth(u, dims[0]) * (dims[1] >> shift) * (dims[2] >> shift);
             dropped = in > dropped ? in : dropped;
         }
     }
@@ -390,6 +396,10 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, int64_t vo
     memset(a, 0, sizeof *a);
     a->dropped = dropped ? p : NULL;
     p += rm_work_floats(dropped);
+    a->bottom = bottom ? p : NULL;
+    p += rm_work_floats(bottom);
+    a->map = map ? p : NULL;
+    p += rm_work_floats(map);
     float **bufs[4] = {a->t, a->o, a->cat, a->down};
     for (int k = 1; k <= L + 1; k++)
         for (int j = 0; j < 4; j++) {
@@ -418,7 +428,7 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, const activations *a,
     const deploy_unit *du = &d->units[i];
     const rm_unit *u = du->src;
     const int in_level = rm_unit_input_level(u);
-    rm_tensor x = rm_tensor_5d((float *)in, 1, u->ci, dims[0] >> (in_level - 1), dims[1] >> (in_level - 1),
+    rm_tensor x = rm_tensor_5d((float *)in, 1, u->ci, rm_unit_in_depth(u, dims[0]), dims[1] >> (in_level - 1),
                                dims[2] >> (in_level - 1));
     if (d->mc_dropout > 0.0f && (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL)) {
         rm_tensor dropped = x;
@@ -426,11 +436,12 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, const activations *a,
         RM_TRY(rm_dropout_forward(ctx, d->mc_dropout, dropout_seed(d, i, origin), &x, &dropped));
         x = dropped;
     }
-    rm_tensor y =
-        rm_tensor_5d(out, 1, u->co, dims[0] >> (u->level - 1), dims[1] >> (u->level - 1), dims[2] >> (u->level - 1));
+    rm_tensor y = rm_tensor_5d(out, 1, u->co, rm_unit_out_depth(u, dims[0]), dims[1] >> (u->level - 1),
+                               dims[2] >> (u->level - 1));
+    const rm_conv3d_params p = rm_unit_conv_params(u);
+    const int kd = rm_unit_kernel_depth(u);
     if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
-        const rm_conv3d_params p = rm_conv3d_strided(2, 2);
-        const rm_tensor w = rm_tensor_5d(du->w, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
+        const rm_tensor w = rm_tensor_5d(du->w, u->weight->shape[0], u->weight->shape[1], kd, 2, 2);
         RM_TRY(u->kind == RM_UNIT_DOWN ? rm_conv3d_forward(ctx, &p, &x, &w, du->b, &y)
                                        : rm_conv_transpose3d_forward(ctx, &p, &x, &w, du->b, &y));
     } else if (du->packed) {
@@ -440,8 +451,7 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, const activations *a,
         return rm_conv_engine_forward_packed(ctx, &g, x.data, du->w, du->b, u->kind == RM_UNIT_FINAL ? NULL : &act,
                                              y.data);
     } else {
-        const rm_conv3d_params p = rm_conv3d_same(RM_MODE_KERNEL);
-        const rm_tensor w = rm_tensor_5d(du->w, u->co, u->ci, 5, 5, 5);
+        const rm_tensor w = rm_tensor_5d(du->w, u->co, u->ci, kd, 5, 5);
         RM_TRY(rm_conv3d_forward(ctx, &p, &x, &w, du->b, &y));
     }
     if (u->kind == RM_UNIT_FINAL)
@@ -449,32 +459,63 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, const activations *a,
     return rm_activation_forward(ctx, d->cfg->activation, &y, du->act_bias, &y);
 }
 
+/* y (1, C, D, H, W) = the 2D map (1, C, 1, H, W) at every depth. */
+static void repeat_map(const float *map, int64_t channels, const int64_t dims[3], float *y)
+{
+    const int64_t plane = dims[1] * dims[2];
+    for (int64_t c = 0; c < channels; c++)
+        for (int64_t z = 0; z < dims[0]; z++)
+            memcpy(y + (c * dims[0] + z) * plane, map + c * plane, (size_t)plane * sizeof(float));
+}
+
+/* The depth mean of `channels` channels of the level-k features at x into y (2D features of that level). */
+static rm_status mean_over_depth(rm_ctx *ctx, const float *x, int64_t channels, const int64_t dims[3], int k, float *y)
+{
+    const int64_t h = dims[1] >> (k - 1), w = dims[2] >> (k - 1);
+    rm_tensor t3 = rm_tensor_5d((float *)x, 1, channels, dims[0] >> (k - 1), h, w);
+    rm_tensor t2 = rm_tensor_5d(y, 1, channels, 1, h, w);
+    return rm_depth_mean_forward(ctx, &t3, &t2);
+}
+
 static rm_status forward_sample(rm_ctx *ctx, const rm_deploy *d, const activations *a, const float *x, float *y,
                                 const int64_t dims[3], const int64_t origin[3])
 {
     const rm_config *c = d->cfg;
-    const int L = c->levels;
+    const int L = c->levels, d2 = c->decoder_2d;
     const float *h = x;
     for (int k = 1; k <= L; k++) {
         const int e = rm_unit_encoder(k);
+        /* The skip: the first half of [skip, up], or (2D decoder) a volume whose depth mean goes there. */
+        float *skip = d2 ? a->o[k] : a->cat[k];
         RM_TRY(run_unit(ctx, d, a, e, h, a->t[k], dims, origin));
-        RM_TRY(run_unit(ctx, d, a, e + 1, a->t[k], a->cat[k], dims, origin)); /* the skip: first half of [skip, up] */
-        RM_TRY(run_unit(ctx, d, a, e + 2, a->cat[k], a->down[k + 1], dims, origin));
+        RM_TRY(run_unit(ctx, d, a, e + 1, a->t[k], skip, dims, origin));
+        RM_TRY(run_unit(ctx, d, a, e + 2, skip, a->down[k + 1], dims, origin));
         h = a->down[k + 1];
     }
     const int b = rm_unit_bottleneck(L);
     RM_TRY(run_unit(ctx, d, a, b, h, a->t[L + 1], dims, origin));
     RM_TRY(run_unit(ctx, d, a, b + 1, a->t[L + 1], a->o[L + 1], dims, origin));
     h = a->o[L + 1];
+    if (d2) {
+        RM_TRY(mean_over_depth(ctx, h, rm_config_channels(c, L + 1), dims, L + 1, a->bottom));
+        h = a->bottom;
+    }
     for (int k = L; k >= 1; k--) {
         const int u = rm_unit_decoder(L, k);
-        const int64_t half = rm_config_channels(c, k) * ((dims[0] * dims[1] * dims[2]) >> (3 * (k - 1)));
+        const int64_t ck = rm_config_channels(c, k), plane = (dims[1] >> (k - 1)) * (dims[2] >> (k - 1));
+        const int64_t half = ck * (d2 ? plane : (dims[0] >> (k - 1)) * plane);
+        if (d2)
+            RM_TRY(mean_over_depth(ctx, a->o[k], ck, dims, k, a->cat[k]));
         RM_TRY(run_unit(ctx, d, a, u, h, a->cat[k] + half, dims, origin));
         RM_TRY(run_unit(ctx, d, a, u + 1, a->cat[k], a->t[k], dims, origin));
-        RM_TRY(run_unit(ctx, d, a, u + 2, a->t[k], a->o[k], dims, origin));
+        RM_TRY(run_unit(ctx, d, a, u + 2, a->t[k], a->o[k], dims, origin)); /* the skip is used: o[k] is free */
         h = a->o[k];
     }
-    return run_unit(ctx, d, a, d->n_units - 1, h, y, dims, origin);
+    if (!d2)
+        return run_unit(ctx, d, a, d->n_units - 1, h, y, dims, origin);
+    RM_TRY(run_unit(ctx, d, a, d->n_units - 1, h, a->map, dims, origin));
+    repeat_map(a->map, c->out_channels, dims, y);
+    return RM_OK;
 }
 
 rm_status rm_deploy_forward(rm_ctx *ctx, const rm_deploy *d, const rm_tensor *x, rm_tensor *y)
@@ -491,7 +532,7 @@ rm_status rm_deploy_forward_window(rm_ctx *ctx, const rm_deploy *d, const rm_ten
     RM_TRY(rm_model_check_input(ctx, d->cfg, x, NULL, y));
     const int64_t dims[3] = {x->ne[2], x->ne[3], x->ne[4]};
     activations a;
-    RM_TRY(reserve_activations(ctx, d, dims[0] * dims[1] * dims[2], &a));
+    RM_TRY(reserve_activations(ctx, d, dims, &a));
     for (int64_t n = 0; n < x->ne[0]; n++)
         RM_TRY(forward_sample(ctx, d, &a, x->data + n * rm_tensor_sample_numel(x),
                               y->data + n * rm_tensor_sample_numel(y), dims, origin));

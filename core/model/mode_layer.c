@@ -56,11 +56,35 @@ void rm_mode_gate_noisy(const rm_unit *u, int task, int n_tasks, double sigma, u
     }
 }
 
-/* The added expert's k³ taps sit in the centre of the 5³ kernel: tap t of it is tap added_tap(k, t) of the 5³. */
-static inline int added_tap(int k, int t)
+/* Tap t of a centred k³ (k², planar) kernel as a tap of the 5³ (5²) kernel. */
+static int embed_tap(int planar, int k, int t)
 {
     const int off = (RM_MODE_KERNEL - k) / 2;
+    if (planar)
+        return (t / k + off) * RM_MODE_KERNEL + t % k + off;
     return tap5(t / (k * k) + off, t / k % k + off, t % k + off);
+}
+
+/* Where a unit's smaller experts sit in its merged kernel: the 3³ (3²) taps, the centre, the added expert's taps. */
+typedef struct merge_layout {
+    int taps, taps3, taps_added; /* 125 or 25; 27 or 9; k³ or k² of the added expert (0 without one) */
+    int centre;
+    int at3[27], at_added[RM_MODE_TAPS];
+} merge_layout;
+
+static merge_layout layout_of(const rm_unit *u)
+{
+    merge_layout l;
+    const int dims = u->planar ? 2 : 3, k = u->added_k;
+    l.taps = dims == 2 ? 25 : RM_MODE_TAPS;
+    l.taps3 = dims == 2 ? 9 : 27;
+    l.taps_added = !k ? 0 : dims == 2 ? k * k : k * k * k;
+    l.centre = embed_tap(u->planar, 1, 0);
+    for (int t = 0; t < l.taps3; t++)
+        l.at3[t] = embed_tap(u->planar, 3, t);
+    for (int t = 0; t < l.taps_added; t++)
+        l.at_added[t] = embed_tap(u->planar, k, t);
+    return l;
 }
 
 void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, int task, const float *g, float *w)
@@ -70,26 +94,23 @@ void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, int task, const float *g, floa
     const float *k1 = u->expert[RM_EXPERT_K1]->data, *a3 = u->expert[RM_EXPERT_A3]->data;
     const float *a5 = u->expert[RM_EXPERT_A5]->data, *p3 = u->pool3->data, *p5 = u->pool5->data;
     const float *ka = rm_mode_uses_added(u, task) ? u->expert[RM_EXPERT_ADDED]->data : NULL;
-    const int k = u->added_k, taps_a = k * k * k;
+    const merge_layout l = layout_of(u);
+    const int T = l.taps, T3 = l.taps3, TA = l.taps_added;
 #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int64_t o = 0; o < co; o++) {
         const float g0 = g[o], g1 = g[co + o], g2 = g[2 * co + o], g3 = g[3 * co + o], g4 = g[4 * co + o];
         for (int64_t i = 0; i < ci; i++) {
             const int64_t oi = o * ci + i;
-            float *wo = w + oi * RM_MODE_TAPS;
+            float *wo = w + oi * T;
             /* The 5³ expert and the averaging 1³→avg5³ expert cover every tap. */
-            for (int t = 0; t < RM_MODE_TAPS; t++)
-                wo[t] = g0 * k5[oi * RM_MODE_TAPS + t] + g4 * (a5[oi] * p5[t]);
+            for (int t = 0; t < T; t++)
+                wo[t] = g0 * k5[oi * T + t] + g4 * (a5[oi] * p5[t]);
             /* The 3³ experts sit in the centre 3³, the 1³ expert at the centre. */
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++)
-                    for (int c = 0; c < 3; c++) {
-                        const int t3 = (a * 3 + b) * 3 + c;
-                        wo[tap5(a + 1, b + 1, c + 1)] += g1 * k3[oi * 27 + t3] + g3 * (a3[oi] * p3[t3]);
-                    }
-            wo[tap5(2, 2, 2)] += g2 * k1[oi];
-            for (int t = 0; ka && t < taps_a; t++)
-                wo[added_tap(k, t)] += g[RM_EXPERT_ADDED * co + o] * ka[oi * taps_a + t];
+            for (int t3 = 0; t3 < T3; t3++)
+                wo[l.at3[t3]] += g1 * k3[oi * T3 + t3] + g3 * (a3[oi] * p3[t3]);
+            wo[l.centre] += g2 * k1[oi];
+            for (int t = 0; ka && t < TA; t++)
+                wo[l.at_added[t]] += g[RM_EXPERT_ADDED * co + o] * ka[oi * TA + t];
         }
     }
 }
@@ -115,7 +136,8 @@ void rm_mode_merge_backward(rm_ctx *ctx, const rm_unit *u, int task, int n_tasks
     const rm_param *added = used > RM_N_EXPERTS ? u->expert[RM_EXPERT_ADDED] : NULL;
     const float *ka = added ? added->data : NULL;
     float *dka = added ? added->grad : NULL;
-    const int k = u->added_k, taps_a = k * k * k;
+    const merge_layout l = layout_of(u);
+    const int T = l.taps, T3 = l.taps3, TA = l.taps_added;
 #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int64_t o = 0; o < co; o++) {
         const float g0 = g[o], g1 = g[co + o], g2 = g[2 * co + o], g3 = g[3 * co + o], g4 = g[4 * co + o];
@@ -124,23 +146,20 @@ void rm_mode_merge_backward(rm_ctx *ctx, const rm_unit *u, int task, int n_tasks
         double dg[RM_MAX_EXPERTS] = {0};
         for (int64_t i = 0; i < ci; i++) {
             const int64_t oi = o * ci + i;
-            const float *d = dw + oi * RM_MODE_TAPS;
+            const float *d = dw + oi * T;
             double s5 = 0.0, sp5 = 0.0, s3 = 0.0, sp3 = 0.0;
-            for (int t = 0; t < RM_MODE_TAPS; t++) {
-                add_grad(dk5 ? &dk5[oi * RM_MODE_TAPS + t] : NULL, g0, d[t]);
-                s5 += (double)k5[oi * RM_MODE_TAPS + t] * d[t];
+            for (int t = 0; t < T; t++) {
+                add_grad(dk5 ? &dk5[oi * T + t] : NULL, g0, d[t]);
+                s5 += (double)k5[oi * T + t] * d[t];
                 sp5 += (double)p5[t] * d[t];
             }
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++)
-                    for (int c = 0; c < 3; c++) {
-                        const int t3 = (a * 3 + b) * 3 + c;
-                        const float dc = d[tap5(a + 1, b + 1, c + 1)];
-                        add_grad(dk3 ? &dk3[oi * 27 + t3] : NULL, g1, dc);
-                        s3 += (double)k3[oi * 27 + t3] * dc;
-                        sp3 += (double)p3[t3] * dc;
-                    }
-            const float dcentre = d[tap5(2, 2, 2)];
+            for (int t3 = 0; t3 < T3; t3++) {
+                const float dc = d[l.at3[t3]];
+                add_grad(dk3 ? &dk3[oi * T3 + t3] : NULL, g1, dc);
+                s3 += (double)k3[oi * T3 + t3] * dc;
+                sp3 += (double)p3[t3] * dc;
+            }
+            const float dcentre = d[l.centre];
             add_grad(dk1 ? &dk1[oi] : NULL, g2, dcentre);
             if (da3)
                 da3[oi] += (float)(g3 * sp3);
@@ -151,10 +170,10 @@ void rm_mode_merge_backward(rm_ctx *ctx, const rm_unit *u, int task, int n_tasks
             dg[RM_EXPERT_K1] += (double)k1[oi] * dcentre;
             dg[RM_EXPERT_A3] += (double)a3[oi] * sp3;
             dg[RM_EXPERT_A5] += (double)a5[oi] * sp5;
-            for (int t = 0; added && t < taps_a; t++) {
-                const float dc = d[added_tap(k, t)];
-                add_grad(dka ? &dka[oi * taps_a + t] : NULL, ga, dc);
-                dg[RM_EXPERT_ADDED] += (double)ka[oi * taps_a + t] * dc;
+            for (int t = 0; added && t < TA; t++) {
+                const float dc = d[l.at_added[t]];
+                add_grad(dka ? &dka[oi * TA + t] : NULL, ga, dc);
+                dg[RM_EXPERT_ADDED] += (double)ka[oi * TA + t] * dc;
             }
         }
         /* Softmax over the task's experts, then the linear gate: only column `task` and the bias see the one-hot

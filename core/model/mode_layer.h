@@ -27,8 +27,8 @@ void rm_mode_gate_noisy(const rm_unit *u, int task, int n_tasks, double sigma, u
 double rm_mode_gate_normal(uint64_t key, uint64_t counter);
 
 /* w (co, ci, 5, 5, 5) = Σ_e g[e, o] · expert e zero-padded to 5³ (A-experts as 1³ conv times their pool), over the
- * experts `task` uses: an old task's kernel is made by exactly the operations it was made by before an expert was
- * added. */
+ * experts `task` uses (a planar unit: w (co, ci, 1, 5, 5) from its 2D experts, 5², 3², 1²): an old task's kernel is
+ * made by exactly the operations it was made by before an expert was added. */
 void rm_mode_merge(rm_ctx *ctx, const rm_unit *u, int task, const float *g, float *w);
 
 /* Given dw, the gradient of the merged kernel of `task` (gate g), adds the gradients of the experts `task` uses and

@@ -28,6 +28,7 @@ typedef struct rm_unit {
     char path[RM_UNIT_PATH_MAX]; /* module path of the convolution, e.g. "encoder_block1.conv_more.conv1" */
     int level;                   /* resolution level of the output: 1 is the input's, levels + 1 the bottleneck */
     int64_t ci, co;
+    int planar;                       /* a 2D decoder's layer (docs/network.md §7.2): 2D kernels, outputs of depth 1 */
     rm_param *expert[RM_MAX_EXPERTS]; /* MODE, FINAL; expert[RM_EXPERT_ADDED] NULL unless the model has one */
     int added_k, added_from;        /* MODE, FINAL with an added expert: its kernel and the first task using it */
     rm_param *pool3, *pool5;        /* MODE, FINAL: the constant averaging kernels */
@@ -76,6 +77,37 @@ static inline int rm_unit_decoder(int levels, int k) { return 3 * levels + 2 + 3
 static inline int rm_unit_input_level(const rm_unit *u)
 {
     return u->kind == RM_UNIT_DOWN ? u->level - 1 : u->kind == RM_UNIT_UP ? u->level + 1 : u->level;
+}
+
+/* The kernel of a unit's convolution along height and width (5 for MoDE layers, 2 for down- and up-sampling), and
+ * along depth (1 for a planar unit); its weight's element count. */
+static inline int rm_unit_kernel(const rm_unit *u) { return u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP ? 2 : 5; }
+static inline int rm_unit_kernel_depth(const rm_unit *u) { return u->planar ? 1 : rm_unit_kernel(u); }
+static inline int64_t rm_unit_weight_numel(const rm_unit *u)
+{
+    const int64_t k = rm_unit_kernel(u);
+    return u->ci * u->co * rm_unit_kernel_depth(u) * k * k;
+}
+
+/* The convolution parameters of a MoDE unit (5³ or 5², same) and of a down- or up-sampling (2³ or 2², stride 2). */
+static inline rm_conv3d_params rm_unit_conv_params(const rm_unit *u)
+{
+    const rm_conv3d_params p = u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP ? rm_conv3d_strided(2, 2)
+                                                                                 : rm_conv3d_same(5);
+    return u->planar ? rm_conv3d_planar(p) : p;
+}
+
+/* The depth of a unit's output at full input depth `depth`: 1 for a planar unit, else its level's. */
+static inline int64_t rm_unit_out_depth(const rm_unit *u, int64_t depth)
+{
+    return u->planar ? 1 : depth >> (u->level - 1);
+}
+
+/* The depth of a unit's input: a planar unit reads 2D features (the first up-sampling of a 2D decoder reads the
+ * bottleneck's depth mean). */
+static inline int64_t rm_unit_in_depth(const rm_unit *u, int64_t depth)
+{
+    return u->planar ? 1 : depth >> (rm_unit_input_level(u) - 1);
 }
 
 /* Whether unit i is a decoder's first convolution, the one that reads the level's [skip, up] concatenation. */

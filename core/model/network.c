@@ -50,11 +50,18 @@ static rm_param *add_tensor(rm_builder *b, const rm_unit *u, const char *suffix,
     return p;
 }
 
-static rm_param *add_4d_or_5d(rm_builder *b, const rm_unit *u, const char *suffix, int64_t d0, int64_t d1, int k,
-                              int trainable, rm_init init, float value)
+/* A conv weight (d0, d1, k, k, k), or (d0, d1, k, k) in a planar unit (PyTorch's Conv2d and ConvTranspose2d). */
+static rm_param *add_conv_weight(rm_builder *b, const rm_unit *u, const char *suffix, int64_t d0, int64_t d1, int k,
+                                 int trainable, rm_init init, float value)
 {
     const int64_t shape[5] = {d0, d1, k, k, k};
-    return add_tensor(b, u, suffix, 5, shape, trainable, init, value);
+    return add_tensor(b, u, suffix, u->planar ? 4 : 5, shape, trainable, init, value);
+}
+
+/* k^dims: a kernel's taps in the unit's dimensions. */
+static int64_t taps(const rm_unit *u, int k)
+{
+    return u->planar ? k * k : k * k * k;
 }
 
 static rm_param *add_vector(rm_builder *b, const rm_unit *u, const char *suffix, int64_t n, int trainable, rm_init init,
@@ -85,19 +92,20 @@ static void add_activation(rm_builder *b, rm_unit *u)
         u->act_bias = add_vector(b, u, "activation.bias", u->co, 1, RM_INIT_ZEROS, 0.0f);
 }
 
-/* MoDEConv(ci → co): experts, pools, BatchNorm and activation (not for the final layer), gate. */
+/* MoDEConv(ci → co), 3D or 2D: experts, pools, BatchNorm and activation (not for the final layer), gate. */
 static void add_mode(rm_builder *b, rm_unit *u)
 {
     const int n_tasks = b->m->cfg.n_tasks;
     for (int e = 0; e < RM_N_EXPERTS; e++) {
         const int k = rm_expert_kernel[e];
         /* kaiming_uniform(a = √5) bounds a conv weight by 1/√fan_in. */
-        u->expert[e] = add_4d_or_5d(b, u, rm_expert_names[e], u->co, u->ci, k, 1, RM_INIT_UNIFORM,
-                                    (float)(1.0 / sqrt((double)(u->ci * k * k * k))));
+        u->expert[e] = add_conv_weight(b, u, rm_expert_names[e], u->co, u->ci, k, 1, RM_INIT_UNIFORM,
+                                       (float)(1.0 / sqrt((double)(u->ci * taps(u, k)))));
     }
     const int64_t p3[3] = {3, 3, 3}, p5[3] = {5, 5, 5};
-    u->pool3 = add_tensor(b, u, "expert_avg3x3_pool", 3, p3, 0, RM_INIT_CONSTANT, 1.0f / 27.0f);
-    u->pool5 = add_tensor(b, u, "expert_avg5x5_pool", 3, p5, 0, RM_INIT_CONSTANT, 1.0f / 125.0f);
+    const int dims = u->planar ? 2 : 3;
+    u->pool3 = add_tensor(b, u, "expert_avg3x3_pool", dims, p3, 0, RM_INIT_CONSTANT, 1.0f / (float)taps(u, 3));
+    u->pool5 = add_tensor(b, u, "expert_avg5x5_pool", dims, p5, 0, RM_INIT_CONSTANT, 1.0f / (float)taps(u, 5));
     if (u->kind == RM_UNIT_MODE)
         add_batchnorm(b, u, "subsequent_layer.0");
     const int added = b->m->cfg.added_expert_kernel;
@@ -113,28 +121,31 @@ static void add_mode(rm_builder *b, rm_unit *u)
     if (added) {
         u->added_k = added;
         u->added_from = b->m->cfg.added_expert_task;
-        u->expert[RM_EXPERT_ADDED] = add_4d_or_5d(b, u, "expert_added_conv", u->co, u->ci, added, 1, RM_INIT_UNIFORM,
-                                                  (float)(1.0 / sqrt((double)(u->ci * added * added * added))));
+        u->expert[RM_EXPERT_ADDED] = add_conv_weight(b, u, "expert_added_conv", u->co, u->ci, added, 1,
+                                                     RM_INIT_UNIFORM, (float)(1.0 / sqrt((double)(u->ci * taps(u, added)))));
     }
 }
 
-/* Down: Conv3d(k2, s2) fan_in = ci·8; Up: ConvTranspose3d, whose fan_in PyTorch takes from weight dim 1 (= co). */
+/* Down: Conv3d(k2, s2) fan_in = ci·8; Up: ConvTranspose3d (2d), whose fan_in PyTorch takes from weight dim 1 (= co)
+ * times the taps. */
 static void add_resample(rm_builder *b, rm_unit *u)
 {
     const int down = u->kind == RM_UNIT_DOWN;
-    const int64_t fan_in = (down ? u->ci : u->co) * 8;
-    u->weight = add_4d_or_5d(b, u, "0.weight", down ? u->co : u->ci, down ? u->ci : u->co, 2, 1, RM_INIT_UNIFORM,
-                             (float)(1.0 / sqrt((double)fan_in)));
+    const int64_t fan_in = (down ? u->ci : u->co) * taps(u, 2);
+    u->weight = add_conv_weight(b, u, "0.weight", down ? u->co : u->ci, down ? u->ci : u->co, 2, 1, RM_INIT_UNIFORM,
+                                (float)(1.0 / sqrt((double)fan_in)));
     add_batchnorm(b, u, "1");
     add_activation(b, u);
 }
 
-static void add_unit(rm_builder *b, rm_unit_kind kind, int level, int64_t ci, int64_t co, const char *path)
+static void add_unit(rm_builder *b, rm_unit_kind kind, int level, int64_t ci, int64_t co, const char *path,
+                     int planar)
 {
     rm_model *m = b->m;
     rm_unit *u = &m->units[m->n_units++];
     memset(u, 0, sizeof *u);
     u->kind = kind;
+    u->planar = planar;
     u->level = level;
     u->ci = ci;
     u->co = co;
@@ -149,30 +160,30 @@ static void add_unit(rm_builder *b, rm_unit_kind kind, int level, int64_t ci, in
 static void build_units(rm_builder *b)
 {
     const rm_config *c = &b->m->cfg;
-    const int L = c->levels;
+    const int L = c->levels, d2 = c->decoder_2d; /* the decoder's layers are planar in a 2D decoder */
     char path[RM_UNIT_PATH_MAX];
     for (int k = 1; k <= L; k++) {
         const int64_t ci = k == 1 ? c->in_channels : rm_config_channels(c, k - 1), co = rm_config_channels(c, k);
         snprintf(path, sizeof path, "encoder_block%d.conv_more.conv1", k);
-        add_unit(b, RM_UNIT_MODE, k, ci, co, path);
+        add_unit(b, RM_UNIT_MODE, k, ci, co, path, 0);
         snprintf(path, sizeof path, "encoder_block%d.conv_more.conv2", k);
-        add_unit(b, RM_UNIT_MODE, k, co, co, path);
+        add_unit(b, RM_UNIT_MODE, k, co, co, path, 0);
         snprintf(path, sizeof path, "encoder_block%d.conv_down", k);
-        add_unit(b, RM_UNIT_DOWN, k + 1, co, co, path);
+        add_unit(b, RM_UNIT_DOWN, k + 1, co, co, path, 0);
     }
     const int64_t cl = rm_config_channels(c, L), cb = rm_config_channels(c, L + 1);
-    add_unit(b, RM_UNIT_MODE, L + 1, cl, cb, "bottle_block.conv1");
-    add_unit(b, RM_UNIT_MODE, L + 1, cb, cb, "bottle_block.conv2");
+    add_unit(b, RM_UNIT_MODE, L + 1, cl, cb, "bottle_block.conv1", 0);
+    add_unit(b, RM_UNIT_MODE, L + 1, cb, cb, "bottle_block.conv2", 0);
     for (int k = L; k >= 1; k--) {
         const int64_t ck = rm_config_channels(c, k);
         snprintf(path, sizeof path, "decoder_block%d.convt", k);
-        add_unit(b, RM_UNIT_UP, k, 2 * ck, ck, path);
+        add_unit(b, RM_UNIT_UP, k, 2 * ck, ck, path, d2);
         snprintf(path, sizeof path, "decoder_block%d.conv_less.conv1", k);
-        add_unit(b, RM_UNIT_MODE, k, 2 * ck, ck, path);
+        add_unit(b, RM_UNIT_MODE, k, 2 * ck, ck, path, d2);
         snprintf(path, sizeof path, "decoder_block%d.conv_less.conv2", k);
-        add_unit(b, RM_UNIT_MODE, k, ck, ck, path);
+        add_unit(b, RM_UNIT_MODE, k, ck, ck, path, d2);
     }
-    add_unit(b, RM_UNIT_FINAL, 1, rm_config_channels(c, 1), c->out_channels, "conv_out");
+    add_unit(b, RM_UNIT_FINAL, 1, rm_config_channels(c, 1), c->out_channels, "conv_out", d2);
 }
 
 /* ---- initialization ------------------------------------------------------------------------------------------ */
@@ -317,6 +328,32 @@ void rm_model_free(rm_model *model)
     rm_dealloc(model->normalization);
     rm_dealloc(model->provenance);
     rm_dealloc(model);
+}
+
+rm_status rm_config_forward_macs(rm_ctx *ctx, const rm_config *cfg, const int64_t size[3], double *macs)
+{
+    if (!cfg || !size || !macs)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "forward macs: NULL argument");
+    RM_TRY(rm_config_validate(ctx, cfg));
+    const int64_t unit = (int64_t)1 << cfg->levels;
+    for (int a = 0; a < 3; a++)
+        if (size[a] < unit || size[a] % unit != 0)
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "forward macs: size %lld along axis %d is not a positive multiple of "
+                           "2^levels = %lld", (long long)size[a], a, (long long)unit);
+    rm_model *m = NULL;
+    RM_TRY(rm_model_build(ctx, cfg, 0, 0, &m));
+    double total = 0.0;
+    for (int i = 0; i < m->n_units; i++) {
+        const rm_unit *u = &m->units[i];
+        /* Every weight meets every output position once, but a transposed convolution's meets every input one. */
+        const int level = u->kind == RM_UNIT_UP ? rm_unit_input_level(u) : u->level;
+        const int64_t depth = u->kind == RM_UNIT_UP ? rm_unit_in_depth(u, size[0]) : rm_unit_out_depth(u, size[0]);
+        const double positions = (double)depth * (double)(size[1] >> (level - 1)) * (double)(size[2] >> (level - 1));
+        total += (double)rm_unit_weight_numel(u) * positions;
+    }
+    rm_model_free(m);
+    *macs = total;
+    return RM_OK;
 }
 
 /* ---- queries ------------------------------------------------------------------------------------------------- */

@@ -25,6 +25,8 @@ struct rm_train_state {
     int64_t shape[RM_MAX_DIMS]; /* the input shape the buffers are sized for */
     unit_cache *cache;
     float **cat, **gcat, **gskip; /* per level 1..L */
+    float **skip2d, **gskip2d;    /* per level 1..L, 2D decoder: the skip's depth mean and its gradient */
+    float *bottom2d, *gbottom2d;  /* 2D decoder: the bottleneck's depth mean and its gradient */
     float *x;                      /* the last training input (copied: its weight gradient needs it) */
     float *gdrop;                  /* the gradient of a dropped input, before the dropout's backward */
     float *w, *dw, *dw_sample;     /* one merged kernel, its gradient, one sample's share */
@@ -46,22 +48,22 @@ void rm_train_state_free(struct rm_train_state *s)
     rm_dealloc(s);
 }
 
-/* Voxels per channel of one sample at `level` (1: the input's resolution). */
-static int64_t level_voxels(const int64_t shape[RM_MAX_DIMS], int level)
+/* Voxels per channel of one sample at `level` (1: the input's resolution), of 2D features (depth 1) when planar. */
+static int64_t level_voxels(const int64_t shape[RM_MAX_DIMS], int level, int planar)
 {
-    return (shape[2] >> (level - 1)) * (shape[3] >> (level - 1)) * (shape[4] >> (level - 1));
+    return (planar ? 1 : shape[2] >> (level - 1)) * (shape[3] >> (level - 1)) * (shape[4] >> (level - 1));
 }
 
 static int64_t unit_in_voxels(const rm_unit *u, const int64_t shape[RM_MAX_DIMS])
 {
-    return level_voxels(shape, rm_unit_input_level(u));
+    return level_voxels(shape, rm_unit_input_level(u), u->planar);
 }
 
 /* Carves the state's buffers out of one block (or, with base NULL, counts the floats they need). */
 static size_t layout(rm_model *m, struct rm_train_state *s, float *base)
 {
     const int64_t N = s->shape[0];
-    const int dropout = m->cfg.dropout > 0.0f;
+    const int dropout = m->cfg.dropout > 0.0f, d2 = m->cfg.decoder_2d;
     size_t used = 0, max_kernel = 0, max_in = 0, max_co = 0;
 #define TAKE(ptr, count)                                  \
     do {                                                  \
@@ -73,7 +75,12 @@ static size_t layout(rm_model *m, struct rm_train_state *s, float *base)
     for (int i = 0; i < m->n_units; i++) {
         const rm_unit *u = &m->units[i];
         unit_cache *c = &s->cache[i];
-        const int64_t out = N * u->co * level_voxels(s->shape, u->level), in = N * u->ci * unit_in_voxels(u, s->shape);
+        const int64_t out = N * u->co * level_voxels(s->shape, u->level, u->planar);
+        const int64_t in = N * u->ci * unit_in_voxels(u, s->shape);
+        if (u->kind == RM_UNIT_FINAL && u->planar) { /* its 2D map, before it is repeated over depth into y */
+            TAKE(c->z, out);
+            TAKE(c->gz, out);
+        }
         if (u->kind != RM_UNIT_FINAL) {
             TAKE(c->z, out);
             TAKE(c->u, out);
@@ -86,19 +93,30 @@ static size_t layout(rm_model *m, struct rm_train_state *s, float *base)
         if (dropout && (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL))
             TAKE(c->dropped, in);
         if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
-            const size_t k = (size_t)(u->co * u->ci * RM_MODE_TAPS);
+            const size_t k = (size_t)rm_unit_weight_numel(u);
             max_kernel = k > max_kernel ? k : max_kernel;
             max_co = (size_t)u->co > max_co ? (size_t)u->co : max_co;
         }
         max_in = (size_t)in > max_in ? (size_t)in : max_in;
     }
     for (int k = 1; k <= m->cfg.levels; k++) {
-        const int64_t half = N * rm_config_channels(&m->cfg, k) * level_voxels(s->shape, k);
-        TAKE(s->cat[k], 2 * half);
-        TAKE(s->gcat[k], 2 * half);
+        const int64_t ck = rm_config_channels(&m->cfg, k), half = N * ck * level_voxels(s->shape, k, 0);
+        const int64_t half2d = N * ck * level_voxels(s->shape, k, 1);
+        TAKE(s->cat[k], 2 * (d2 ? half2d : half));
+        TAKE(s->gcat[k], 2 * (d2 ? half2d : half));
         TAKE(s->gskip[k], half);
+        if (d2) {
+            TAKE(s->skip2d[k], half2d);
+            TAKE(s->gskip2d[k], half2d);
+        }
     }
-    TAKE(s->x, N * m->cfg.in_channels * level_voxels(s->shape, 1));
+    if (d2) {
+        const int L = m->cfg.levels;
+        const int64_t bottom = N * rm_config_channels(&m->cfg, L + 1) * level_voxels(s->shape, L + 1, 1);
+        TAKE(s->bottom2d, bottom);
+        TAKE(s->gbottom2d, bottom);
+    }
+    TAKE(s->x, N * m->cfg.in_channels * level_voxels(s->shape, 1, 0));
     if (dropout)
         TAKE(s->gdrop, max_in);
     TAKE(s->w, max_kernel);
@@ -125,11 +143,13 @@ static rm_status train_state_for(rm_ctx *ctx, rm_model *m, const rm_tensor *x, s
     memcpy(s->shape, x->ne, sizeof s->shape);
     const int L = m->cfg.levels;
     s->cache = rm_calloc((size_t)m->n_units, sizeof *s->cache);
-    s->cat = rm_calloc((size_t)(3 * (L + 1)), sizeof *s->cat);
+    s->cat = rm_calloc((size_t)(5 * (L + 1)), sizeof *s->cat);
     s->tasks = rm_calloc((size_t)x->ne[0], sizeof *s->tasks);
     if (s->cache && s->cat) {
         s->gcat = s->cat + (L + 1);
         s->gskip = s->cat + 2 * (L + 1);
+        s->skip2d = s->cat + 3 * (L + 1);
+        s->gskip2d = s->cat + 4 * (L + 1);
     }
     const size_t floats = s->cache && s->cat ? layout(m, s, NULL) : 0;
     s->block = floats ? rm_aligned_alloc(64, floats * sizeof(float)) : NULL;
@@ -147,9 +167,11 @@ static rm_status train_state_for(rm_ctx *ctx, rm_model *m, const rm_tensor *x, s
 
 /* ---- unit wiring --------------------------------------------------------------------------------------------- */
 
-static rm_tensor view(float *data, int64_t n, int64_t c, const int64_t shape[RM_MAX_DIMS], int level)
+/* n samples of c channels at `level`: of the level's depth, or 2D features (depth 1) when planar. */
+static rm_tensor view(float *data, int64_t n, int64_t c, const int64_t shape[RM_MAX_DIMS], int level, int planar)
 {
-    return rm_tensor_5d(data, n, c, shape[2] >> (level - 1), shape[3] >> (level - 1), shape[4] >> (level - 1));
+    return rm_tensor_5d(data, n, c, planar ? 1 : shape[2] >> (level - 1), shape[3] >> (level - 1),
+                        shape[4] >> (level - 1));
 }
 
 /* Sample n of a batch tensor. */
@@ -171,6 +193,9 @@ static void unit_input(rm_model *m, struct rm_train_state *s, int i, float **in,
     } else if (rm_unit_reads_concat(m, i)) {
         *in = s->cat[u->level];
         *gin = s->gcat[u->level];
+    } else if (u->planar && i == rm_unit_decoder(m->cfg.levels, m->cfg.levels)) {
+        *in = s->bottom2d; /* the 2D decoder starts from the bottleneck's depth mean */
+        *gin = s->gbottom2d;
     } else {
         *in = s->cache[i - 1].a;
         *gin = s->cache[i - 1].ga;
@@ -199,14 +224,37 @@ static int distinct_tasks(const int *tasks, int64_t n, int *out)
     return count;
 }
 
+/* y (N, C, D, H, W) = z (N, C, 1, H, W) at every depth: a 2D decoder's map, as the network's output. */
+static rm_status repeat_over_depth(const rm_tensor *z, rm_tensor *y)
+{
+    const int64_t plane = y->ne[3] * y->ne[4], maps = y->ne[0] * y->ne[1];
+    for (int64_t j = 0; j < maps; j++)
+        for (int64_t d = 0; d < y->ne[2]; d++)
+            memcpy(y->data + (j * y->ne[2] + d) * plane, z->data + j * plane, (size_t)plane * sizeof(float));
+    return RM_OK;
+}
+
+/* gz (N, C, 1, H, W) = Σ over depth of dy (N, C, D, H, W), in order, in double: the backward of the repetition. */
+static void sum_over_depth(const rm_tensor *dy, rm_tensor *gz)
+{
+    const int64_t plane = dy->ne[3] * dy->ne[4], maps = dy->ne[0] * dy->ne[1];
+    for (int64_t j = 0; j < maps; j++)
+        for (int64_t v = 0; v < plane; v++) {
+            double sum = 0.0;
+            for (int64_t d = 0; d < dy->ne[2]; d++)
+                sum += dy->data[(j * dy->ne[2] + d) * plane + v];
+            gz->data[j * plane + v] = (float)sum;
+        }
+}
+
 /* ---- forward ------------------------------------------------------------------------------------------------- */
 
 /* A MoDE convolution: every sample with its own task's merged kernel. */
 static rm_status mode_conv_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s, const rm_unit *u,
                                    const rm_tensor *in, rm_tensor *out)
 {
-    const rm_conv3d_params p = rm_conv3d_same(RM_MODE_KERNEL);
-    const rm_tensor w = rm_tensor_5d(s->w, u->co, u->ci, 5, 5, 5);
+    const rm_conv3d_params p = rm_unit_conv_params(u);
+    const rm_tensor w = rm_tensor_5d(s->w, u->co, u->ci, rm_unit_kernel_depth(u), 5, 5);
     int order[RM_MAX_BATCH];
     const int n_distinct = distinct_tasks(s->tasks, in->ne[0], order);
     for (int k = 0; k < n_distinct; k++) {
@@ -230,27 +278,30 @@ static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s
     const int in_level = rm_unit_input_level(u);
     float *in_data, *gin;
     unit_input(m, s, i, &in_data, &gin);
-    rm_tensor in = view(in_data, N, u->ci, s->shape, in_level);
-    rm_tensor z = u->kind == RM_UNIT_FINAL ? *y : view(c->z, N, u->co, s->shape, u->level);
+    rm_tensor in = view(in_data, N, u->ci, s->shape, in_level, u->planar);
+    const int direct_out = u->kind == RM_UNIT_FINAL && !u->planar;
+    rm_tensor z = direct_out ? *y : view(c->z, N, u->co, s->shape, u->level, u->planar);
 
     if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
-        const rm_conv3d_params p = rm_conv3d_strided(2, 2);
-        const rm_tensor w = rm_tensor_5d(u->weight->data, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
+        const rm_conv3d_params p = rm_unit_conv_params(u);
+        const rm_tensor w =
+            rm_tensor_5d(u->weight->data, u->weight->shape[0], u->weight->shape[1], rm_unit_kernel_depth(u), 2, 2);
         RM_TRY(u->kind == RM_UNIT_DOWN ? rm_conv3d_forward(ctx, &p, &in, &w, NULL, &z)
                                        : rm_conv_transpose3d_forward(ctx, &p, &in, &w, NULL, &z));
     } else {
         if (s->training && c->dropped) {
-            rm_tensor dropped = view(c->dropped, N, u->ci, s->shape, in_level);
+            rm_tensor dropped = view(c->dropped, N, u->ci, s->shape, in_level, u->planar);
             RM_TRY(rm_dropout_forward(ctx, m->cfg.dropout, unit_seed(s->seed, i), &in, &dropped));
             in = dropped;
         }
         RM_TRY(mode_conv_forward(ctx, m, s, u, &in, &z));
     }
     if (u->kind == RM_UNIT_FINAL)
-        return RM_OK;
+        return direct_out ? RM_OK : repeat_over_depth(&z, y);
 
     const rm_batchnorm3d bn = rm_unit_batchnorm(u);
-    rm_tensor pre = view(c->u, N, u->co, s->shape, u->level), a = view(c->a, N, u->co, s->shape, u->level);
+    rm_tensor pre = view(c->u, N, u->co, s->shape, u->level, u->planar);
+    rm_tensor a = view(c->a, N, u->co, s->shape, u->level, u->planar);
     if (s->training && m->only_task < 0) {
         RM_TRY(rm_batchnorm3d_forward_train(ctx, &bn, &z, &pre, c->mean, c->invstd));
         ++*u->bn_count->count;
@@ -284,13 +335,27 @@ static rm_status forward(rm_ctx *ctx, rm_model *m, const rm_tensor *x, const int
 
     for (int i = 0; i < m->n_units; i++) {
         const rm_unit *u = &m->units[i];
+        const int64_t N = s->shape[0];
+        if (u->planar && i == rm_unit_decoder(m->cfg.levels, m->cfg.levels)) {
+            /* The 2D decoder starts from the bottleneck's output averaged over depth. */
+            const int L = m->cfg.levels;
+            const int64_t cb = rm_config_channels(&m->cfg, L + 1);
+            rm_tensor bottom = view(s->cache[i - 1].a, N, cb, s->shape, L + 1, 0);
+            rm_tensor bottom2d = view(s->bottom2d, N, cb, s->shape, L + 1, 1);
+            RM_TRY(rm_depth_mean_forward(ctx, &bottom, &bottom2d));
+        }
         if (rm_unit_reads_concat(m, i)) {
-            /* The decoder's first convolution reads [skip, up]: the encoder's output at this level, then the
-             * up-sampled features. */
-            const int64_t N = s->shape[0], ck = u->co;
-            rm_tensor skip = view(s->cache[rm_unit_encoder(u->level) + 1].a, N, ck, s->shape, u->level);
-            rm_tensor up = view(s->cache[i - 1].a, N, ck, s->shape, u->level);
-            rm_tensor cat = view(s->cat[u->level], N, 2 * ck, s->shape, u->level);
+            /* The decoder's first convolution reads [skip, up]: the encoder's output at this level (its depth mean
+             * in a 2D decoder), then the up-sampled features. */
+            const int64_t ck = u->co;
+            rm_tensor skip = view(s->cache[rm_unit_encoder(u->level) + 1].a, N, ck, s->shape, u->level, 0);
+            if (u->planar) {
+                rm_tensor skip2d = view(s->skip2d[u->level], N, ck, s->shape, u->level, 1);
+                RM_TRY(rm_depth_mean_forward(ctx, &skip, &skip2d));
+                skip = skip2d;
+            }
+            rm_tensor up = view(s->cache[i - 1].a, N, ck, s->shape, u->level, u->planar);
+            rm_tensor cat = view(s->cat[u->level], N, 2 * ck, s->shape, u->level, u->planar);
             const rm_tensor *parts[2] = {&skip, &up};
             RM_TRY(rm_concat_forward(ctx, parts, 2, &cat));
         }
@@ -317,10 +382,11 @@ rm_status rm_model_forward_eval(rm_ctx *ctx, rm_model *model, const rm_tensor *x
 static rm_status mode_conv_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s, const rm_unit *u,
                                     const rm_tensor *in, const rm_tensor *gz, rm_tensor *gin)
 {
-    const rm_conv3d_params p = rm_conv3d_same(RM_MODE_KERNEL);
-    const rm_tensor w = rm_tensor_5d(s->w, u->co, u->ci, 5, 5, 5);
-    rm_tensor dws = rm_tensor_5d(s->dw_sample, u->co, u->ci, 5, 5, 5);
-    const size_t kernel = (size_t)(u->co * u->ci * RM_MODE_TAPS);
+    const rm_conv3d_params p = rm_unit_conv_params(u);
+    const int kd = rm_unit_kernel_depth(u);
+    const rm_tensor w = rm_tensor_5d(s->w, u->co, u->ci, kd, 5, 5);
+    rm_tensor dws = rm_tensor_5d(s->dw_sample, u->co, u->ci, kd, 5, 5);
+    const size_t kernel = (size_t)rm_unit_weight_numel(u);
     int order[RM_MAX_BATCH];
     const int n_distinct = distinct_tasks(s->tasks, in->ne[0], order);
     for (int k = 0; k < n_distinct; k++) {
@@ -350,14 +416,18 @@ static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *
     const int in_level = rm_unit_input_level(u);
     float *in_data, *gin_data;
     unit_input(m, s, i, &in_data, &gin_data);
-    rm_tensor in = view(in_data, N, u->ci, s->shape, in_level);
-    rm_tensor gin = view(gin_data ? gin_data : in_data, N, u->ci, s->shape, in_level);
-    rm_tensor gz = u->kind == RM_UNIT_FINAL ? *dy : view(c->gz, N, u->co, s->shape, u->level);
+    rm_tensor in = view(in_data, N, u->ci, s->shape, in_level, u->planar);
+    rm_tensor gin = view(gin_data ? gin_data : in_data, N, u->ci, s->shape, in_level, u->planar);
+    const int direct_out = u->kind == RM_UNIT_FINAL && !u->planar;
+    rm_tensor gz = direct_out ? *dy : view(c->gz, N, u->co, s->shape, u->level, u->planar);
 
+    if (u->kind == RM_UNIT_FINAL && u->planar)
+        sum_over_depth(dy, &gz); /* the 2D map was repeated over depth */
     if (u->kind != RM_UNIT_FINAL) {
         const rm_batchnorm3d bn = rm_unit_batchnorm(u);
-        rm_tensor z = view(c->z, N, u->co, s->shape, u->level), pre = view(c->u, N, u->co, s->shape, u->level);
-        rm_tensor ga = view(c->ga, N, u->co, s->shape, u->level);
+        rm_tensor z = view(c->z, N, u->co, s->shape, u->level, u->planar);
+        rm_tensor pre = view(c->u, N, u->co, s->shape, u->level, u->planar);
+        rm_tensor ga = view(c->ga, N, u->co, s->shape, u->level, u->planar);
         RM_TRY(rm_activation_backward(ctx, m->cfg.activation, &pre, &ga, &ga, u->act_bias ? u->act_bias->grad : NULL));
         /* Frozen (rm_model_train_only_task), BatchNorm ran in inference mode: a fixed affine map per channel. */
         RM_TRY(m->only_task < 0 ? rm_batchnorm3d_backward_train(ctx, &bn, &z, c->mean, c->invstd, &ga, &gz,
@@ -365,9 +435,10 @@ static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *
                                 : rm_batchnorm3d_backward_infer(ctx, &bn, &z, &ga, &gz, NULL, NULL));
     }
     if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
-        const rm_conv3d_params p = rm_conv3d_strided(2, 2);
-        const rm_tensor w = rm_tensor_5d(u->weight->data, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
-        rm_tensor dw = rm_tensor_5d(u->weight->grad, u->weight->shape[0], u->weight->shape[1], 2, 2, 2);
+        const rm_conv3d_params p = rm_unit_conv_params(u);
+        const int kd = rm_unit_kernel_depth(u);
+        const rm_tensor w = rm_tensor_5d(u->weight->data, u->weight->shape[0], u->weight->shape[1], kd, 2, 2);
+        rm_tensor dw = rm_tensor_5d(u->weight->grad, u->weight->shape[0], u->weight->shape[1], kd, 2, 2);
         rm_tensor *pdw = u->weight->grad ? &dw : NULL; /* frozen: no weight gradient to compute */
         return u->kind == RM_UNIT_DOWN ? rm_conv3d_backward(ctx, &p, &in, &w, &gz, &gin, pdw, NULL)
                                        : rm_conv_transpose3d_backward(ctx, &p, &in, &w, &gz, &gin, pdw, NULL);
@@ -375,8 +446,8 @@ static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *
     if (!c->dropped)
         return mode_conv_backward(ctx, m, s, u, &in, &gz, gin_data ? &gin : NULL);
     /* With dropout the convolution saw the dropped input; its gradient goes back through the same mask. */
-    rm_tensor dropped = view(c->dropped, N, u->ci, s->shape, in_level);
-    rm_tensor gdrop = view(s->gdrop, N, u->ci, s->shape, in_level);
+    rm_tensor dropped = view(c->dropped, N, u->ci, s->shape, in_level, u->planar);
+    rm_tensor gdrop = view(s->gdrop, N, u->ci, s->shape, in_level, u->planar);
     RM_TRY(mode_conv_backward(ctx, m, s, u, &dropped, &gz, gin_data ? &gdrop : NULL));
     return gin_data ? rm_dropout_backward(ctx, m->cfg.dropout, unit_seed(s->seed, i), &gdrop, &gin) : RM_OK;
 }
@@ -406,16 +477,26 @@ rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor *dy)
         if (rm_unit_reads_concat(model, i)) {
             /* Split [skip, up]'s gradient: the up-sampling's share now, the skip's when the encoder is reached. */
             const int64_t ck = u->co;
-            rm_tensor gcat = view(s->gcat[u->level], N, 2 * ck, s->shape, u->level);
-            rm_tensor gskip = view(s->gskip[u->level], N, ck, s->shape, u->level);
-            rm_tensor gup = view(s->cache[i - 1].ga, N, ck, s->shape, u->level);
-            rm_tensor *parts[2] = {&gskip, &gup};
+            rm_tensor gcat = view(s->gcat[u->level], N, 2 * ck, s->shape, u->level, u->planar);
+            rm_tensor gskip = view(s->gskip[u->level], N, ck, s->shape, u->level, 0);
+            rm_tensor gskip2d = view(s->gskip2d[u->level], N, ck, s->shape, u->level, 1);
+            rm_tensor gup = view(s->cache[i - 1].ga, N, ck, s->shape, u->level, u->planar);
+            rm_tensor *parts[2] = {u->planar ? &gskip2d : &gskip, &gup};
             RM_TRY(rm_concat_backward(ctx, &gcat, parts, 2));
+            if (u->planar)
+                RM_TRY(rm_depth_mean_backward(ctx, &gskip2d, &gskip));
+        } else if (u->planar && i == rm_unit_decoder(model->cfg.levels, model->cfg.levels)) {
+            /* Back through the bottleneck's depth mean. */
+            const int L = model->cfg.levels;
+            const int64_t cb = rm_config_channels(&model->cfg, L + 1);
+            rm_tensor g2d = view(s->gbottom2d, N, cb, s->shape, L + 1, 1);
+            rm_tensor g = view(s->cache[i - 1].ga, N, cb, s->shape, L + 1, 0);
+            RM_TRY(rm_depth_mean_backward(ctx, &g2d, &g));
         } else if (u->kind == RM_UNIT_DOWN) {
             /* The encoder's output fed both the down-sampling and the skip connection. */
             const int k = u->level - 1;
-            add_into(ctx, s->cache[i - 1].ga, s->gskip[k], N * rm_config_channels(&model->cfg, k) *
-                                                                level_voxels(s->shape, k));
+            add_into(ctx, s->cache[i - 1].ga, s->gskip[k],
+                     N * rm_config_channels(&model->cfg, k) * level_voxels(s->shape, k, 0));
         }
     }
     return RM_OK;

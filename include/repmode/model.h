@@ -64,6 +64,11 @@ typedef struct rm_config {
      * task trained it) and never by the ones before, whose gates and merged kernels are those of the five experts. */
     int added_expert_kernel;
     int added_expert_task;
+    /* 1: `decoder: 2d` (docs/network.md §7.2): the 3D encoder and bottleneck, every skip and the bottleneck's output
+     * averaged over depth, and a 2D decoder of 2D MoDE layers; its one 2D map per sample is repeated over the input's
+     * depth, so the network's output keeps the input's shape. Every task then has 2D labels (output_2d). 0: the
+     * official 3D decoder. */
+    int decoder_2d;
 } rm_config;
 
 /* The official network (base 32, 4 levels, the 12 tasks of the paper, ReLU, patch 32×128×128). `tasks` must hold
@@ -79,6 +84,12 @@ RM_API rm_task rm_task_make(const char *name, rm_task_kind kind);
 RM_API rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg);
 /* Channels at level k (1..levels), and levels + 1 for the bottleneck. cfg must not be NULL. */
 RM_API int64_t rm_config_channels(const rm_config *cfg, int level);
+
+/* The multiply-adds of one forward pass (its convolutions) of the network of cfg on one input of size[0..2] (Z, Y, X;
+ * multiples of 2^levels), into *macs: what `repmode info` and the benchmarks print per voxel. The 3D decoder's
+ * count for `official` is docs/network.md §8's (136.55 G on 32×64×64). RM_ERR_ARGUMENT: NULL, cfg refused by
+ * rm_config_validate, a size that is not a positive multiple of 2^levels. RM_ERR_NOMEM. */
+RM_API rm_status rm_config_forward_macs(rm_ctx *ctx, const rm_config *cfg, const int64_t size[3], double *macs);
 
 /* ---- the training form --------------------------------------------------------------------------------------- */
 

@@ -21,7 +21,15 @@ const char *activation_name(rm_activation a)
     return "?";
 }
 
-void print_text(const std::string &path, const rm_model_info &info)
+// Multiply-adds of one forward pass per voxel of the model's patch (rm_config_forward_macs).
+double macs_per_voxel(const Context &ctx, const rm_config &c)
+{
+    double macs = 0.0;
+    ctx.check(rm_config_forward_macs(ctx, &c, c.patch, &macs));
+    return macs / static_cast<double>(c.patch[0] * c.patch[1] * c.patch[2]);
+}
+
+void print_text(const Context &ctx, const std::string &path, const rm_model_info &info)
 {
     const rm_config &c = info.cfg;
     std::printf("model:       %s\n", path.c_str());
@@ -33,6 +41,10 @@ void print_text(const std::string &path, const rm_model_info &info)
                 static_cast<long long>(c.out_channels), activation_name(c.activation), static_cast<double>(c.dropout));
     std::printf("patch:       %lld x %lld x %lld (Z x Y x X)\n", static_cast<long long>(c.patch[0]),
                 static_cast<long long>(c.patch[1]), static_cast<long long>(c.patch[2]));
+    std::printf("cost:        %.4g k multiply-adds per voxel (one forward pass of the patch)\n",
+                macs_per_voxel(ctx, c) / 1e3);
+    if (c.decoder_2d)
+        std::printf("decoder:     2d (the skips and the bottleneck averaged over depth, 2D layers, one 2D map)\n");
     if (c.added_expert_kernel)
         std::printf("experts:     conv5, conv3, conv1, avg3, avg5, and an added conv%d used from task %d (%s) on\n",
                     c.added_expert_kernel, c.added_expert_task, c.tasks[c.added_expert_task].name);
@@ -43,7 +55,7 @@ void print_text(const std::string &path, const rm_model_info &info)
                     c.tasks[t].output_2d ? ", 2D labels: mean over depth" : "");
 }
 
-void print_json(const std::string &path, const rm_model_info &info)
+void print_json(const Context &ctx, const std::string &path, const rm_model_info &info)
 {
     std::unique_ptr<char, void (*)(void *)> config(rm_config_json(&info.cfg), rm_free);
     std::unique_ptr<char, void (*)(void *)> tasks(rm_tasks_json(&info.cfg), rm_free);
@@ -53,6 +65,7 @@ void print_json(const std::string &path, const rm_model_info &info)
     cJSON_AddStringToObject(root.get(), "file", path.c_str());
     cJSON_AddStringToObject(root.get(), "form", info.deploy ? "deploy" : "training");
     cJSON_AddNumberToObject(root.get(), "parameters", static_cast<double>(info.parameters));
+    cJSON_AddNumberToObject(root.get(), "macs_per_voxel", macs_per_voxel(ctx, info.cfg));
     cJSON_AddItemToObject(root.get(), "config", cJSON_CreateRaw(config.get()));
     cJSON_AddItemToObject(root.get(), "tasks", cJSON_CreateRaw(tasks.get()));
     std::unique_ptr<char, void (*)(void *)> text(cJSON_Print(root.get()), cJSON_free);
@@ -75,9 +88,9 @@ int run_info(int argc, char **argv)
     ctx.check(rm_model_info_read(ctx, model.getValue().c_str(), &info));
     std::unique_ptr<rm_model_info, void (*)(rm_model_info *)> owned(&info, rm_model_info_free);
     if (json.getValue())
-        print_json(model.getValue(), info);
+        print_json(ctx, model.getValue(), info);
     else
-        print_text(model.getValue(), info);
+        print_text(ctx, model.getValue(), info);
     return 0;
 }
 

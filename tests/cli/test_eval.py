@@ -56,7 +56,8 @@ def reference_prediction(task, x, normalize=zscore, model=SMALL):
     tensors, metadata = st.read(str(model))
     config = json.loads(metadata["repmode.config"])
     names = [t["name"] for t in json.loads(metadata["repmode.tasks"])]
-    net = rt.RepModeNet(config["base_channels"], config["levels"], len(names), activation=config["activation"])
+    net = rt.RepModeNet(config["base_channels"], config["levels"], len(names), activation=config["activation"],
+                        decoder=config.get("decoder", "3d"))
     net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
     net = net.double().eval()
     with torch.no_grad():

@@ -29,6 +29,26 @@ def volume(tmp_path, seed=0):
     return x, path
 
 
+def test_the_2d_decoder_predicts_the_reference_map(tmp_path):
+    """decoder 2d (docs/network.md §7.2, fixture parity_2d): one window covers the volume, so predict writes the
+    reference network's 2D map (a probability for the binary task, the logit map for the regression one), with the
+    surface's in-plane geometry."""
+    model = os.path.join(HERE, "..", "fixtures", "parity_2d.model.safetensors")
+    x, path = volume(tmp_path, seed=3)
+    for task, to_output in (("ink", lambda v: 1 / (1 + np.exp(-v))), ("sheet", lambda v: v)):
+        out = tmp_path / (task + ".mha")
+        r = run("predict", "--model", model, "--task", task, "--input", str(path), "--output", str(out),
+                "--patch", "8,12,16")
+        assert r.returncode == 0, r.stderr
+        got, header = read_mha(str(out))
+        want = reference_prediction(task, x, model=model)
+        assert want.shape == x.shape and np.array_equal(want, np.broadcast_to(want[:1], want.shape))
+        assert got.shape == (1,) + x.shape[1:]
+        want = to_output(want[:1])
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), task
+        assert [float(v) for v in header["ElementSpacing"].split()] == pytest.approx(list(SPACING))
+
+
 def test_prediction_matches_the_reference_and_keeps_the_geometry(tmp_path):
     x, path = volume(tmp_path)
     out = tmp_path / "pred.mha"

@@ -333,6 +333,33 @@ def test_synth_scroll_data_trains_an_ink_task_on_2d_labels(scroll, tmp_path):
         assert (got[key] is None and item[key] is None) or got[key] == pytest.approx(item[key], abs=1e-6), key
 
 
+def test_the_2d_decoder_trains_reproducibly_and_predicts_one_map(scroll, tmp_path):
+    """decoder 2d (docs/network.md §7.2): the configuration, the same bytes on 1 and 2 threads, a one-layer map from
+    predict on a volume deeper than the patch (windows along depth blended), and a 3D task refused."""
+    cfg = tmp_path / "2d.json"
+    cfg.write_text(json.dumps(dict(INK_CONFIG, decoder="2d")))
+    models = []
+    for threads in (1, 2):
+        out = tmp_path / ("m%d.safetensors" % threads)
+        r = run("train", "--config", cfg, "--data", scroll / "data.csv", "--out", out, "--steps", 6, "--batch", 2,
+                "--threads", threads, "--patch", "8,32,32")
+        assert r.returncode == 0, r.stderr
+        models.append(out.read_bytes())
+    assert models[0] == models[1]
+    info = run("info", tmp_path / "m1.safetensors").stdout
+    assert "decoder:     2d" in info
+    assert json.loads(run("info", "--json", tmp_path / "m1.safetensors").stdout)["config"]["decoder"] == "2d"
+    pred = tmp_path / "ink.nrrd"
+    r = run("predict", "--model", tmp_path / "m1.safetensors", "--task", "ink", "--input", scroll / "surface_volume",
+            "--output", pred, "--patch", "8,32,32")
+    assert r.returncode == 0, r.stderr
+    prob = read_nrrd(pred)
+    assert prob.shape == (1, 64, 64) and np.all((prob >= 0) & (prob <= 1))
+    cfg.write_text(json.dumps(dict(INK_CONFIG, decoder="2d", tasks=[{"name": "ink", "kind": "binary"}])))
+    r = run("train", "--config", cfg, "--data", scroll / "data.csv", "--out", tmp_path / "x.safetensors")
+    assert r.returncode == 1 and "task 'ink' needs 2D labels" in r.stderr, r.stderr
+
+
 def test_2d_labels_train_reproducibly_across_threads_and_a_resume(scroll, tmp_path):
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
     assert train_ink(scroll, one, "--threads", 1, "--seed", 4).returncode == 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import repmode
-from conftest import MODELS, REPMODE, cli_predict, read_mha, run
+from conftest import MODELS, REPMODE, ROOT, cli_predict, read_mha, run
 
 
 def test_model_describes_tasks_and_configuration():
@@ -50,6 +50,20 @@ def test_binary_task_with_2d_labels_equals_the_command_line(scroll):
     assert model.thresholds_used == [pytest.approx(0.8476064)]
     assert np.array_equal(labels, expected_labels) and labels.any()
     assert np.array_equal(model.labels(got, "ink", threshold=0.5), (got > 0.5).astype(np.uint8))
+
+
+def test_the_2d_decoder_equals_the_command_line(scroll, tmp_path):
+    """decoder 2d (fixture parity_2d; windows along depth too): Model.predict writes the command line's map."""
+    layers, surface, _ = scroll
+    model_file = os.path.join(ROOT, "tests", "fixtures", "parity_2d.model.safetensors")
+    out = tmp_path / "ink.mha"
+    run([REPMODE, "predict", "--model", model_file, "--task", "ink", "--input", surface, "--output", out])
+    model = repmode.Model(model_file)
+    assert model.config["decoder"] == "2d"
+    got = model.predict(layers, "ink", threads=2)
+    assert got.shape == (1, 64, 64) and np.array_equal(got, read_mha(str(out))[0])
+    mean, spread = model.predict(layers, "ink", uncertainty={"samples": 2, "seed": 1})
+    assert mean.shape == spread.shape == (1, 64, 64) and spread.max() > 0
 
 
 def test_uncertainty_equals_the_command_line_and_is_seeded(cells, tmp_path):

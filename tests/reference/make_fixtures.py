@@ -50,6 +50,18 @@ FIXTURES = [
         "gate": (0, "encoder_block1.conv_more.conv1"),
         "merged": (1, "encoder_block1.conv_more.conv2"),
     },
+    {
+        "name": "parity_2d",  # decoder 2d (docs/network.md §7.2): 3D encoder, depth-averaged skips, 2D decoder
+        "seed": 3,
+        "base_channels": 4, "levels": 2, "activation": "frelu", "decoder": "2d",
+        "tasks": [{"name": "ink", "kind": "binary", "output": "2d"},
+                  {"name": "sheet", "kind": "regression", "output": "2d"}],
+        "input": (2, 1, 8, 12, 16),
+        "eval_tasks": [0, 1],
+        "train_tasks": [1, 0],
+        "gate": (0, "decoder_block1.conv_less.conv1"),
+        "merged": (1, "decoder_block2.conv_less.conv2"),
+    },
 ]
 
 
@@ -63,14 +75,15 @@ def make(fx):
     torch.manual_seed(seed)                       # PyTorch default init of experts, gates, Down/Up convs
     gen = torch.Generator().manual_seed(seed)     # BatchNorm/FReLU values, input, target
     n_tasks = len(fx["tasks"])
-    net = rt.RepModeNet(fx["base_channels"], fx["levels"], n_tasks, activation=fx["activation"])
+    decoder = fx.get("decoder", "3d")
+    net = rt.RepModeNet(fx["base_channels"], fx["levels"], n_tasks, activation=fx["activation"], decoder=decoder)
     rt.randomize_batchnorm(net, gen)
     x = torch.randn(fx["input"], generator=gen, dtype=torch.float32)
     target = torch.randn(fx["input"], generator=gen, dtype=torch.float32)
 
     # -- the model file (float32, exactly what the double computations below start from) --
     model_tensors = list(net.state_dict().items())
-    config = rt.model_config(fx["base_channels"], fx["levels"], 1, 1, fx["activation"], fx["input"][2:])
+    config = rt.model_config(fx["base_channels"], fx["levels"], 1, 1, fx["activation"], fx["input"][2:], decoder)
     model_meta = st.model_metadata(config, fx["tasks"], {"method": "zscore"},
                                    {"software": SOFTWARE, "seed": seed})
 

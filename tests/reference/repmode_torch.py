@@ -48,7 +48,7 @@ class FReLU(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels, device=device, dtype=dtype))
 
     def forward(self, x):
-        return torch.relu(x) + self.bias.view(1, -1, 1, 1, 1)
+        return torch.relu(x) + self.bias.view(1, -1, *([1] * (x.dim() - 2)))
 
 
 class Mish(nn.Module):
@@ -73,37 +73,43 @@ def parameter_free_activation(activation):
 # ---------------------------------------------------------------------------------------------------------------
 # MoDEConv
 
+# The convolutions, pools and BatchNorm of 3D layers and of the 2D decoder's layers (docs/network.md §7.2).
+CONV = {3: F.conv3d, 2: F.conv2d}
+AVG_POOL = {3: F.avg_pool3d, 2: F.avg_pool2d}
+BATCH_NORM = {3: nn.BatchNorm3d, 2: nn.BatchNorm2d}
+
+
 class MoDEConv(nn.Module):
-    """One Mixture-of-Diverse-Experts convolution ci -> co (docs/network.md §3).
+    """One Mixture-of-Diverse-Experts convolution ci -> co (docs/network.md §3), 3D or (dims 2) 2D.
 
     kind "normal": merged 5x5x5 conv -> BatchNorm3d -> activation.  kind "final": merged conv only.
 
     Tensors, in state_dict order: expert_conv5x5_conv, expert_conv3x3_conv, expert_conv1x1_conv,
     expert_avg3x3_conv, expert_avg5x5_conv (parameters), expert_avg3x3_pool, expert_avg5x5_pool (constant
     buffers 1/27, 1/125), subsequent_layer.0.* (BatchNorm3d, normal only), gate.weight (5*co, T), gate.bias,
-    and with FReLU activation.bias (co,) last.
+    and with FReLU activation.bias (co,) last. In 2D: kernels (co, ci, k, k), pools (K, K) of 1/K², BatchNorm2d.
     """
 
-    def __init__(self, ci, co, n_tasks, kind="normal", activation="relu", device=None, dtype=None):
+    def __init__(self, ci, co, n_tasks, kind="normal", activation="relu", device=None, dtype=None, dims=3):
         super().__init__()
         if kind not in ("normal", "final"):
             raise ValueError("kind must be 'normal' or 'final'")
-        self.ci, self.co, self.n_tasks, self.kind = ci, co, n_tasks, kind
+        self.ci, self.co, self.n_tasks, self.kind, self.dims = ci, co, n_tasks, kind, dims
         fk = {"device": device, "dtype": dtype}
-        self.expert_conv5x5_conv = nn.Parameter(torch.empty(co, ci, 5, 5, 5, **fk))
-        self.expert_conv3x3_conv = nn.Parameter(torch.empty(co, ci, 3, 3, 3, **fk))
-        self.expert_conv1x1_conv = nn.Parameter(torch.empty(co, ci, 1, 1, 1, **fk))
-        self.expert_avg3x3_conv = nn.Parameter(torch.empty(co, ci, 1, 1, 1, **fk))
-        self.expert_avg5x5_conv = nn.Parameter(torch.empty(co, ci, 1, 1, 1, **fk))
-        self.register_buffer("expert_avg3x3_pool", torch.full((3, 3, 3), 1.0 / 27.0, **fk))
-        self.register_buffer("expert_avg5x5_pool", torch.full((5, 5, 5), 1.0 / 125.0, **fk))
+        self.expert_conv5x5_conv = nn.Parameter(torch.empty(co, ci, *(5,) * dims, **fk))
+        self.expert_conv3x3_conv = nn.Parameter(torch.empty(co, ci, *(3,) * dims, **fk))
+        self.expert_conv1x1_conv = nn.Parameter(torch.empty(co, ci, *(1,) * dims, **fk))
+        self.expert_avg3x3_conv = nn.Parameter(torch.empty(co, ci, *(1,) * dims, **fk))
+        self.expert_avg5x5_conv = nn.Parameter(torch.empty(co, ci, *(1,) * dims, **fk))
+        self.register_buffer("expert_avg3x3_pool", torch.full((3,) * dims, 1.0 / 3 ** dims, **fk))
+        self.register_buffer("expert_avg5x5_pool", torch.full((5,) * dims, 1.0 / 5 ** dims, **fk))
+        bn = BATCH_NORM[dims]
         if kind == "normal":
             act = parameter_free_activation(activation)
             if act is None:   # frelu: the activation (with its bias) is a sibling, see README.md
-                self.subsequent_layer = nn.Sequential(nn.BatchNorm3d(co, eps=BN_EPS, momentum=BN_MOMENTUM, **fk))
+                self.subsequent_layer = nn.Sequential(bn(co, eps=BN_EPS, momentum=BN_MOMENTUM, **fk))
             else:             # official: Sequential(BatchNorm3d, ReLU)
-                self.subsequent_layer = nn.Sequential(
-                    nn.BatchNorm3d(co, eps=BN_EPS, momentum=BN_MOMENTUM, **fk), act)
+                self.subsequent_layer = nn.Sequential(bn(co, eps=BN_EPS, momentum=BN_MOMENTUM, **fk), act)
         else:
             self.subsequent_layer = None
         self.gate = nn.Linear(n_tasks, N_EXPERTS * co, **fk)
@@ -135,10 +141,10 @@ class MoDEConv(nn.Module):
         """The 5 expert kernels as 5x5x5 kernels (co, ci, 5, 5, 5): serial merge of the A-convs with their
         average pools, then symmetric zero padding (parallel merge without the gate)."""
         k5 = self.expert_conv5x5_conv
-        k3 = F.pad(self.expert_conv3x3_conv, (1, 1, 1, 1, 1, 1))
-        k1 = F.pad(self.expert_conv1x1_conv, (2, 2, 2, 2, 2, 2))
+        k3 = F.pad(self.expert_conv3x3_conv, (1, 1) * self.dims)
+        k1 = F.pad(self.expert_conv1x1_conv, (2, 2) * self.dims)
         # (co, ci, 1, 1, 1) * (K, K, K) broadcasts to (co, ci, K, K, K): A[o,i] / K^3 over the whole window.
-        a3 = F.pad(self.expert_avg3x3_conv * self.expert_avg3x3_pool, (1, 1, 1, 1, 1, 1))
+        a3 = F.pad(self.expert_avg3x3_conv * self.expert_avg3x3_pool, (1, 1) * self.dims)
         a5 = self.expert_avg5x5_conv * self.expert_avg5x5_pool
         return [k5, k3, k1, a3, a5]
 
@@ -146,7 +152,7 @@ class MoDEConv(nn.Module):
         """g (5, co) gate weights of one task -> merged kernel W_t (co, ci, 5, 5, 5)."""
         w = None
         for e, k in enumerate(self.padded_experts()):
-            term = g[e].view(-1, 1, 1, 1, 1) * k
+            term = g[e].view(-1, *([1] * (self.dims + 1))) * k
             w = term if w is None else w + term
         return w
 
@@ -167,25 +173,27 @@ class MoDEConv(nn.Module):
         # One merged kernel per sample (its own task), one conv3d per sample, in training and in eval mode.
         # (The official eval mode convolves the whole batch with the first sample's kernel; we do not.)
         g = self.gate_weights(task_ids)
-        y = torch.cat([F.conv3d(x[n:n + 1], self.merge(g[n]), padding=2) for n in range(x.shape[0])], dim=0)
+        conv = CONV[self.dims]
+        y = torch.cat([conv(x[n:n + 1], self.merge(g[n]), padding=2) for n in range(x.shape[0])], dim=0)
         return self.post(y)  # BatchNorm statistics (train mode) are shared over the mixed-task batch
 
     def forward_branches(self, x, task_ids):
         """The un-merged form: 5 separate branches mixed per output channel by the gate (§3.4)."""
         g = self.gate_weights(task_ids)
+        conv, pool = CONV[self.dims], AVG_POOL[self.dims]
         outs = []
         for n in range(x.shape[0]):
             xn = x[n:n + 1]
             branches = [
-                F.conv3d(xn, self.expert_conv5x5_conv, padding=2),
-                F.conv3d(xn, self.expert_conv3x3_conv, padding=1),
-                F.conv3d(xn, self.expert_conv1x1_conv),
-                F.avg_pool3d(F.conv3d(xn, self.expert_avg3x3_conv), 3, stride=1, padding=1, count_include_pad=True),
-                F.avg_pool3d(F.conv3d(xn, self.expert_avg5x5_conv), 5, stride=1, padding=2, count_include_pad=True),
+                conv(xn, self.expert_conv5x5_conv, padding=2),
+                conv(xn, self.expert_conv3x3_conv, padding=1),
+                conv(xn, self.expert_conv1x1_conv),
+                pool(conv(xn, self.expert_avg3x3_conv), 3, stride=1, padding=1, count_include_pad=True),
+                pool(conv(xn, self.expert_avg5x5_conv), 5, stride=1, padding=2, count_include_pad=True),
             ]
             y = None
             for e, b in enumerate(branches):
-                term = g[n, e].view(1, -1, 1, 1, 1) * b
+                term = g[n, e].view(1, -1, *([1] * self.dims)) * b
                 y = term if y is None else y + term
             outs.append(y)
         return self.post(torch.cat(outs, dim=0))
@@ -194,11 +202,11 @@ class MoDEConv(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # Blocks
 
-def sampling_block(conv, channels, activation, device=None, dtype=None):
+def sampling_block(conv, channels, activation, device=None, dtype=None, dims=3):
     """Down/Up: Sequential(conv, BatchNorm3d, activation). Children are named "0", "1" and "2" (relu/mish, as
     the official nn.Sequential) or "activation" (frelu, whose bias is then `<block>.activation.bias`)."""
-    mods = [("0", conv), ("1", nn.BatchNorm3d(channels, eps=BN_EPS, momentum=BN_MOMENTUM,
-                                              device=device, dtype=dtype))]
+    mods = [("0", conv), ("1", BATCH_NORM[dims](channels, eps=BN_EPS, momentum=BN_MOMENTUM,
+                                                device=device, dtype=dtype))]
     act = parameter_free_activation(activation)
     if act is None:
         mods.append(("activation", FReLU(channels, device=device, dtype=dtype)))
@@ -212,18 +220,19 @@ def down_block(c, activation, device=None, dtype=None):
     return sampling_block(conv, c, activation, device, dtype)
 
 
-def up_block(ci, co, activation, device=None, dtype=None):
-    conv = nn.ConvTranspose3d(ci, co, kernel_size=2, stride=2, padding=0, bias=False, device=device, dtype=dtype)
-    return sampling_block(conv, co, activation, device, dtype)
+def up_block(ci, co, activation, device=None, dtype=None, dims=3):
+    transposed = nn.ConvTranspose3d if dims == 3 else nn.ConvTranspose2d
+    conv = transposed(ci, co, kernel_size=2, stride=2, padding=0, bias=False, device=device, dtype=dtype)
+    return sampling_block(conv, co, activation, device, dtype, dims)
 
 
 class SubBlock(nn.Module):
     """Sub2(ci -> co) = MoDE(ci -> co) then MoDE(co -> co), children conv1, conv2."""
 
-    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None):
+    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None, dims=3):
         super().__init__()
-        self.conv1 = MoDEConv(ci, co, n_tasks, "normal", activation, device, dtype)
-        self.conv2 = MoDEConv(co, co, n_tasks, "normal", activation, device, dtype)
+        self.conv1 = MoDEConv(ci, co, n_tasks, "normal", activation, device, dtype, dims)
+        self.conv2 = MoDEConv(co, co, n_tasks, "normal", activation, device, dtype, dims)
 
     def forward(self, x, task_ids):
         return self.conv2(self.conv1(x, task_ids), task_ids)
@@ -241,10 +250,10 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None):
+    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None, dims=3):
         super().__init__()
-        self.convt = up_block(ci, co, activation, device, dtype)
-        self.conv_less = SubBlock(2 * co, co, n_tasks, activation, device, dtype)
+        self.convt = up_block(ci, co, activation, device, dtype, dims)
+        self.conv_less = SubBlock(2 * co, co, n_tasks, activation, device, dtype, dims)
 
     def forward(self, x, skip, task_ids):
         up = self.convt(x)
@@ -259,10 +268,14 @@ class RepModeNet(nn.Module):
 
     Children in registration (= state_dict) order: encoder_block1..L, bottle_block, decoder_blockL..1, conv_out.
     Spatial sizes must be divisible by 2^levels.
+
+    decoder "2d" (docs/network.md §7.2): the decoder's blocks and conv_out are 2D (Conv2d-shaped experts,
+    ConvTranspose2d, BatchNorm2d); the bottleneck's output and every skip are averaged over depth first, and the
+    2D map conv_out makes is repeated over the input's depth, so the output has the input's shape.
     """
 
     def __init__(self, base_channels, levels, n_tasks, in_channels=1, out_channels=1, activation="relu",
-                 device=None, dtype=None):
+                 device=None, dtype=None, decoder="3d"):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError("unknown activation %r" % (activation,))
@@ -270,14 +283,19 @@ class RepModeNet(nn.Module):
             raise ValueError("base_channels, levels, n_tasks, in_channels and out_channels must be >= 1")
         self.base_channels, self.levels, self.n_tasks = base_channels, levels, n_tasks
         self.in_channels, self.out_channels, self.activation = in_channels, out_channels, activation
+        if decoder not in ("3d", "2d"):
+            raise ValueError("unknown decoder %r" % (decoder,))
+        self.decoder_dims = 3 if decoder == "3d" else 2
+        dd = self.decoder_dims
         ch = [base_channels * 2 ** k for k in range(levels + 1)]   # ch[k-1] = width of level k, ch[L] = bottleneck
         for k in range(1, levels + 1):
             ci = in_channels if k == 1 else ch[k - 2]
             self.add_module("encoder_block%d" % k, EncoderBlock(ci, ch[k - 1], n_tasks, activation, device, dtype))
         self.bottle_block = SubBlock(ch[levels - 1], ch[levels], n_tasks, activation, device, dtype)
         for k in range(levels, 0, -1):
-            self.add_module("decoder_block%d" % k, DecoderBlock(ch[k], ch[k - 1], n_tasks, activation, device, dtype))
-        self.conv_out = MoDEConv(ch[0], out_channels, n_tasks, "final", activation, device, dtype)
+            self.add_module("decoder_block%d" % k,
+                            DecoderBlock(ch[k], ch[k - 1], n_tasks, activation, device, dtype, dd))
+        self.conv_out = MoDEConv(ch[0], out_channels, n_tasks, "final", activation, device, dtype, dd)
 
     def encoder(self, k):
         return getattr(self, "encoder_block%d" % k)
@@ -298,14 +316,17 @@ class RepModeNet(nn.Module):
         f = 2 ** self.levels
         if any(s % f for s in x.shape[2:]):
             raise ValueError("spatial size %s is not divisible by %d" % (tuple(x.shape[2:]), f))
+        depth = x.shape[2]
+        flat = (lambda t: t.mean(dim=2)) if self.decoder_dims == 2 else (lambda t: t)
         skips = []
         for k in range(1, self.levels + 1):
             skip, x = self.encoder(k)(x, task_ids)
-            skips.append(skip)
-        x = self.bottle_block(x, task_ids)
+            skips.append(flat(skip))
+        x = flat(self.bottle_block(x, task_ids))
         for k in range(self.levels, 0, -1):
             x = self.decoder(k)(x, skips[k - 1], task_ids)
-        return self.conv_out(x, task_ids)
+        y = self.conv_out(x, task_ids)
+        return y if self.decoder_dims == 3 else y.unsqueeze(2).expand(-1, -1, depth, -1, -1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,12 +356,14 @@ class DeployConv(nn.Module):
             self.activation = parameter_free_activation(activation)
 
     def forward(self, x):
+        planar = self.weight.dim() == 4  # a 2D decoder's layer
+        conv = F.conv2d if planar else F.conv3d
         if self.op == "conv5":
-            y = F.conv3d(x, self.weight, self.bias, padding=2)
+            y = conv(x, self.weight, self.bias, padding=2)
         elif self.op == "down":
-            y = F.conv3d(x, self.weight, self.bias, stride=2)
+            y = conv(x, self.weight, self.bias, stride=2)
         else:
-            y = F.conv_transpose3d(x, self.weight, self.bias, stride=2)
+            y = (F.conv_transpose2d if planar else F.conv_transpose3d)(x, self.weight, self.bias, stride=2)
         return y if self.activation is None else self.activation(y)
 
 
@@ -352,7 +375,11 @@ class DeployNet(nn.Module):
 
     def __init__(self, net, task):
         super().__init__()
-        self.levels = net.levels
+        self.levels, self.decoder_dims = net.levels, net.decoder_dims
+
+        def per_out(s, w):  # s as a scale of w's dim 0
+            return s.view(-1, *([1] * (w.dim() - 1)))
+
         act = net.activation
         mods = collections.OrderedDict()
         with torch.no_grad():
@@ -363,18 +390,18 @@ class DeployNet(nn.Module):
                     continue
                 s, b = bn_scale_shift(m.subsequent_layer[0])
                 fb = m.activation.bias if m.activation is not None else None
-                mods[path] = DeployConv("conv5", w * s.view(-1, 1, 1, 1, 1), b, act, fb)
+                mods[path] = DeployConv("conv5", w * per_out(s, w), b, act, fb)
             for k in range(1, net.levels + 1):
                 seq = net.encoder(k).conv_down
                 s, b = bn_scale_shift(seq[1])
                 fb = seq.activation.bias if act == "frelu" else None
                 mods["encoder_block%d.conv_down" % k] = DeployConv(
-                    "down", seq[0].weight * s.view(-1, 1, 1, 1, 1), b, act, fb)
+                    "down", seq[0].weight * per_out(s, seq[0].weight), b, act, fb)
                 seq = net.decoder(k).convt
                 s, b = bn_scale_shift(seq[1])
                 fb = seq.activation.bias if act == "frelu" else None
                 mods["decoder_block%d.convt" % k] = DeployConv(
-                    "up", seq[0].weight * s.view(1, -1, 1, 1, 1), b, act, fb)
+                    "up", seq[0].weight * per_out(s, seq[0].weight).transpose(0, 1), b, act, fb)
         self.layers = nn.ModuleDict({p.replace(".", "/"): m for p, m in mods.items()})
 
     def layer(self, path):
@@ -390,39 +417,44 @@ class DeployNet(nn.Module):
         return out
 
     def forward(self, x):
+        depth = x.shape[2]
+        flat = (lambda t: t.mean(dim=2)) if self.decoder_dims == 2 else (lambda t: t)
         skips = []
         for k in range(1, self.levels + 1):
             x = self.layer("encoder_block%d.conv_more.conv1" % k)(x)
             x = self.layer("encoder_block%d.conv_more.conv2" % k)(x)
-            skips.append(x)
+            skips.append(flat(x))
             x = self.layer("encoder_block%d.conv_down" % k)(x)
         x = self.layer("bottle_block.conv1")(x)
-        x = self.layer("bottle_block.conv2")(x)
+        x = flat(self.layer("bottle_block.conv2")(x))
         for k in range(self.levels, 0, -1):
             up = self.layer("decoder_block%d.convt" % k)(x)
             x = torch.cat([skips[k - 1], up], dim=1)
             x = self.layer("decoder_block%d.conv_less.conv1" % k)(x)
             x = self.layer("decoder_block%d.conv_less.conv2" % k)(x)
-        return self.layer("conv_out")(x)
+        y = self.layer("conv_out")(x)
+        return y if self.decoder_dims == 3 else y.unsqueeze(2).expand(-1, -1, depth, -1, -1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Name lists, checks
 
-def model_config(base_channels, levels, in_channels=1, out_channels=1, activation="relu", patch=(32, 128, 128)):
+def model_config(base_channels, levels, in_channels=1, out_channels=1, activation="relu", patch=(32, 128, 128),
+                 decoder="3d"):
     """The `repmode.config` object of a model file (docs/model-file.md §2.3), keys in this order."""
     return {"base_channels": base_channels, "levels": levels, "in_channels": in_channels,
             "out_channels": out_channels, "experts": list(EXPERTS), "norm": "batch", "activation": activation,
-            "dropout": 0, "decoder": "3d", "patch": [int(p) for p in patch]}
+            "dropout": 0, "decoder": decoder, "patch": [int(p) for p in patch]}
 
 
 DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.float64: "float64"}
 
 
-def state_dict_spec(base_channels, levels, n_tasks, in_channels=1, out_channels=1, activation="relu"):
+def state_dict_spec(base_channels, levels, n_tasks, in_channels=1, out_channels=1, activation="relu", decoder="3d"):
     """[(name, shape tuple, dtype name)] of a configuration's state_dict, in order, without allocating the
     weights (the network is built on the meta device)."""
-    net = RepModeNet(base_channels, levels, n_tasks, in_channels, out_channels, activation, device="meta")
+    net = RepModeNet(base_channels, levels, n_tasks, in_channels, out_channels, activation, device="meta",
+                     decoder=decoder)
     return [(k, tuple(v.shape), DTYPE_NAMES[v.dtype]) for k, v in net.state_dict(keep_vars=True).items()]
 
 
@@ -491,14 +523,15 @@ def self_test(seed=0):
 
 
 def to_float64(module):
-    """module.double(), then the average-pool buffers set to the exact float64 1/27 and 1/125 (.double() alone
-    would keep the float32-rounded constants, a 3e-8 relative error that the float64 fixtures must not carry)."""
+    """module.double(), then the average-pool buffers set to the exact float64 1/27 and 1/125 (1/9 and 1/25 in
+    2D; .double() alone would keep the float32-rounded constants, a 3e-8 relative error that the float64 fixtures
+    must not carry)."""
     module.double()
     with torch.no_grad():
         for mod in module.modules():
             if isinstance(mod, MoDEConv):
-                mod.expert_avg3x3_pool.fill_(1.0 / 27.0)
-                mod.expert_avg5x5_pool.fill_(1.0 / 125.0)
+                mod.expert_avg3x3_pool.fill_(1.0 / 3 ** mod.dims)
+                mod.expert_avg5x5_pool.fill_(1.0 / 5 ** mod.dims)
     return module
 
 
@@ -510,7 +543,7 @@ def randomize_batchnorm(module, generator, frelu=True):
 
     with torch.no_grad():
         for mod in module.modules():
-            if isinstance(mod, nn.BatchNorm3d):
+            if isinstance(mod, (nn.BatchNorm3d, nn.BatchNorm2d)):
                 uniform(mod.weight, 0.5, 1.5)
                 uniform(mod.bias, -0.2, 0.2)
                 uniform(mod.running_mean, -0.2, 0.2)

@@ -25,16 +25,16 @@ import repmode_torch as rt  # noqa: E402
 LISTING = os.path.join(HERE, "..", "data", "repmode-state-dict.txt")
 
 
-def tiny_mode(seed=0, ci=3, co=4, n_tasks=3, activation="relu"):
+def tiny_mode(seed=0, ci=3, co=4, n_tasks=3, activation="relu", dims=3):
     torch.manual_seed(seed)
-    m = rt.to_float64(rt.MoDEConv(ci, co, n_tasks, "normal", activation))
+    m = rt.to_float64(rt.MoDEConv(ci, co, n_tasks, "normal", activation, dims=dims))
     rt.randomize_batchnorm(m, torch.Generator().manual_seed(seed))
     return m
 
 
-def tiny_net(activation, seed=0, base=4, levels=2, n_tasks=3):
+def tiny_net(activation, seed=0, base=4, levels=2, n_tasks=3, decoder="3d"):
     torch.manual_seed(seed)
-    net = rt.to_float64(rt.RepModeNet(base, levels, n_tasks, activation=activation))
+    net = rt.to_float64(rt.RepModeNet(base, levels, n_tasks, activation=activation, decoder=decoder))
     rt.randomize_batchnorm(net, torch.Generator().manual_seed(seed + 100))
     return net
 
@@ -110,15 +110,32 @@ def test_merge_formula():
     assert torch.allclose(w, want, atol=1e-15, rtol=1e-13)
 
 
+@pytest.mark.parametrize("dims", [3, 2])
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("activation", rt.ACTIVATIONS)
-def test_branch_equivalence(mode, activation):
-    m = tiny_mode(activation=activation)
+def test_branch_equivalence(mode, activation, dims):
+    m = tiny_mode(activation=activation, dims=dims)
     m.train(mode == "train")
-    x = torch.randn(3, 3, 7, 6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(3, 3, *(7, 6, 5)[3 - dims:], dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     t = torch.tensor([2, 0, 2])
     a, b = m(x, t), m.forward_branches(x, t)
     assert torch.allclose(a, b, atol=1e-12, rtol=1e-10), (a - b).abs().max()
+
+
+def test_2d_decoder_averages_skips_over_depth_and_repeats_its_map():
+    """decoder 2d: 2D layers (Conv2d-shaped experts and pools, ConvTranspose2d) where the decoder is, 3D ones in the
+    encoder, and an output of the input's shape that is one map repeated over depth."""
+    net = tiny_net("relu", decoder="2d").eval()
+    names = dict((n, tuple(v.shape)) for n, v in net.state_dict().items())
+    assert names["decoder_block1.conv_less.conv1.expert_conv5x5_conv"] == (4, 8, 5, 5)
+    assert names["decoder_block1.conv_less.conv1.expert_avg3x3_pool"] == (3, 3)
+    assert names["decoder_block2.convt.0.weight"] == (16, 8, 2, 2)
+    assert names["encoder_block1.conv_more.conv1.expert_conv5x5_conv"] == (4, 1, 5, 5, 5)
+    x = torch.randn(2, 1, 8, 4, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y = net(x, [0, 2])
+    assert y.shape == x.shape
+    assert torch.equal(y, y[:, :, :1].expand_as(y))
 
 
 def test_final_layer_has_no_bn_or_activation():
@@ -133,9 +150,10 @@ def test_final_layer_has_no_bn_or_activation():
 # ---------------------------------------------------------------------------------------------------------------
 # The network
 
+@pytest.mark.parametrize("decoder", ["3d", "2d"])
 @pytest.mark.parametrize("activation", rt.ACTIVATIONS)
-def test_eval_equals_bn_folded_deploy_net(activation):
-    net = tiny_net(activation).eval()
+def test_eval_equals_bn_folded_deploy_net(activation, decoder):
+    net = tiny_net(activation, decoder=decoder).eval()
     x = torch.randn(2, 1, 8, 4, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         for t in range(3):
@@ -282,13 +300,15 @@ def test_fixtures_are_current(fx, regenerated):
 def test_fixture_contents(fx):
     import json
     tensors, meta = st.read(os.path.join(FIXTURE_DIR, fx["name"] + ".model.safetensors"))
-    spec = rt.state_dict_spec(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"])
+    decoder = fx.get("decoder", "3d")
+    spec = rt.state_dict_spec(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"],
+                              decoder=decoder)
     assert [(n, tuple(s)) for n, s, _ in spec] == [(k, v.shape) for k, v in tensors.items()]
     assert meta["repmode.format"] == "1" and meta["repmode.form"] == "training"
     cfg = json.loads(meta["repmode.config"])
     assert cfg == {"base_channels": fx["base_channels"], "levels": fx["levels"], "in_channels": 1,
                    "out_channels": 1, "experts": ["conv5", "conv3", "conv1", "avg3", "avg5"], "norm": "batch",
-                   "activation": fx["activation"], "dropout": 0, "decoder": "3d", "patch": list(fx["input"][2:])}
+                   "activation": fx["activation"], "dropout": 0, "decoder": decoder, "patch": list(fx["input"][2:])}
     assert json.loads(meta["repmode.tasks"]) == fx["tasks"]
     assert json.loads(meta["repmode.normalization"]) == {"method": "zscore"}
     assert json.loads(meta["repmode.provenance"])["seed"] == fx["seed"]
@@ -318,7 +338,8 @@ def test_fixture_contents(fx):
         assert np.abs(io["train.after." + bn + stat] - want).max() <= 1e-6 * np.abs(want).max()
     assert not np.allclose(io["train.after." + bn + "running_mean"], tensors[bn + "running_mean"])
     # the stored model, evaluated in float64, reproduces the stored eval outputs
-    net = rt.RepModeNet(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"])
+    net = rt.RepModeNet(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"],
+                        decoder=decoder)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
     net = rt.to_float64(net).eval()
     x = torch.from_numpy(io["input"]).double()
