@@ -284,4 +284,62 @@ TEST(DepthMean, HandComputedAndBadShapes)
         EXPECT_EQ(v, 42.0f);
 }
 
+// Max pooling by its definition: every window scanned in (depth, height, width) order, out-of-range positions
+// skipped, the first strict maximum taken; the backward sends each dy to that element.
+void naive_maxpool(int k, const Tensor &x, std::vector<double> &y, std::vector<double> &dx, const std::vector<float> &dy)
+{
+    const int64_t D = x.view.ne[2], H = x.view.ne[3], W = x.view.ne[4], vol = D * H * W, r = k / 2;
+    y.assign(x.data.size(), 0.0);
+    dx.assign(x.data.size(), 0.0);
+    for (int64_t sl = 0; sl < x.view.ne[0] * x.view.ne[1]; sl++)
+        for (int64_t z = 0; z < D; z++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t w = 0; w < W; w++) {
+                    int64_t at = -1;
+                    for (int64_t a = std::max<int64_t>(0, z - r); a <= std::min(D - 1, z + r); a++)
+                        for (int64_t b = std::max<int64_t>(0, h - r); b <= std::min(H - 1, h + r); b++)
+                            for (int64_t c = std::max<int64_t>(0, w - r); c <= std::min(W - 1, w + r); c++) {
+                                const int64_t i = sl * vol + (a * H + b) * W + c;
+                                if (at < 0 || x.data[(size_t)i] > x.data[(size_t)at])
+                                    at = i;
+                            }
+                    const int64_t o = sl * vol + (z * H + h) * W + w;
+                    y[(size_t)o] = x.data[(size_t)at];
+                    dx[(size_t)at] += dy[(size_t)o];
+                }
+}
+
+TEST(MaxPool, ForwardAndBackwardEqualTheirDefinitionOnOddSizes)
+{
+    for (int k : {3, 5}) {
+        rmtest::Ctx ctx(2);
+        const Shape s{2, 3, 5, 7, 4};
+        Tensor x(s), y(s, NAN), dy(s), dx(s, NAN);
+        rmtest::fill_uniform(x.data, 11 + k);
+        rmtest::fill_uniform(dy.data, 12 + k);
+        ASSERT_EQ(rm_maxpool3d_forward(ctx, k, x.p(), y.p()), RM_OK) << rm_ctx_error(ctx);
+        ASSERT_EQ(rm_maxpool3d_backward(ctx, k, x.p(), dy.p(), dx.p()), RM_OK) << rm_ctx_error(ctx);
+        std::vector<double> want_y, want_dx;
+        naive_maxpool(k, x, want_y, want_dx, dy.data);
+        EXPECT_EQ(rmtest::to_double(y.data), want_y) << "kernel " << k;
+        EXPECT_LT(rmtest::max_rel_error(dx.data, want_dx), 1e-6) << "kernel " << k;
+    }
+}
+
+TEST(MaxPool, TiesGoToTheFirstElementOfTheWindowAndBadArgumentsAreRefused)
+{
+    rmtest::Ctx ctx(1);
+    const Shape s{1, 1, 1, 1, 3};
+    Tensor x(s, 2.0f), y(s), dy(s, 1.0f), dx(s);
+    ASSERT_EQ(rm_maxpool3d_forward(ctx, 3, x.p(), y.p()), RM_OK);
+    ASSERT_EQ(rm_maxpool3d_backward(ctx, 3, x.p(), dy.p(), dx.p()), RM_OK);
+    // windows {0, 1}, {0, 1, 2}, {1, 2}: the first of each wins
+    EXPECT_EQ(dx.data, (std::vector<float>{2.0f, 1.0f, 0.0f}));
+    EXPECT_EQ(rm_maxpool3d_forward(ctx, 2, x.p(), y.p()), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("kernel 2"), std::string::npos);
+    Tensor small(Shape{1, 1, 1, 1, 2});
+    EXPECT_EQ(rm_maxpool3d_forward(ctx, 3, x.p(), small.p()), RM_ERR_SHAPE);
+    EXPECT_EQ(rm_maxpool3d_backward(ctx, 3, x.p(), dy.p(), small.p()), RM_ERR_SHAPE);
+}
+
 } // namespace

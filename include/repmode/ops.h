@@ -76,6 +76,15 @@ RM_API rm_status rm_conv_transpose3d_backward(rm_ctx *ctx, const rm_conv3d_param
 RM_API rm_status rm_avgpool3d_forward(rm_ctx *ctx, int kernel, const rm_tensor *x, rm_tensor *y);
 RM_API rm_status rm_avgpool3d_backward(rm_ctx *ctx, int kernel, const rm_tensor *dy, rm_tensor *dx);
 
+/* ---- max pooling --------------------------------------------------------------------------------------------- */
+
+/* k×k×k maximum filter, k odd (the Inception block's 3), stride 1, padding (k-1)/2 that never wins; y like x. Each
+ * output is its window's first maximum in (depth, height, width) order (NaN wins), as PyTorch's max_pool3d. The
+ * backward adds each dy to the element its output took, in x: dx like x. RM_ERR_ARGUMENT (another k), RM_ERR_SHAPE. */
+RM_API rm_status rm_maxpool3d_forward(rm_ctx *ctx, int kernel, const rm_tensor *x, rm_tensor *y);
+RM_API rm_status rm_maxpool3d_backward(rm_ctx *ctx, int kernel, const rm_tensor *x, const rm_tensor *dy,
+                                       rm_tensor *dx);
+
 /* The mean over depth, y (N, C, 1, H, W) of x (N, C, D, H, W): the 2D map of a 3D prediction of a surface volume
  * (docs/network.md §7). Each output sums its D inputs in order, in double. RM_ERR_ARGUMENT, RM_ERR_SHAPE. */
 RM_API rm_status rm_depth_mean_forward(rm_ctx *ctx, const rm_tensor *x, rm_tensor *y);
