@@ -33,8 +33,7 @@ static int64_t window_argmax(const float *s, const int64_t dims[3], int r, int64
     return best;
 }
 
-static rm_status check(rm_ctx *ctx, int kernel, const rm_tensor *x, const rm_tensor *y, const char *xn,
-                       const char *yn)
+static rm_status check(rm_ctx *ctx, int kernel, const rm_tensor *x, const rm_tensor *y, const char *xn, const char *yn)
 {
     if (kernel < 1 || kernel > MAXPOOL_MAX_KERNEL || kernel % 2 == 0)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "maxpool3d: kernel %d is not odd in 1..%d", kernel, MAXPOOL_MAX_KERNEL);
@@ -47,7 +46,7 @@ rm_status rm_maxpool3d_forward(rm_ctx *ctx, int kernel, const rm_tensor *x, rm_t
     RM_TRY(check(ctx, kernel, x, y, "maxpool3d: x", "maxpool3d: y"));
     const int64_t dims[3] = {x->ne[2], x->ne[3], x->ne[4]}, vol = dims[0] * dims[1] * dims[2];
     const int r = kernel / 2;
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int64_t sl = 0; sl < x->ne[0] * x->ne[1]; sl++) {
         const float *s = x->data + sl * vol;
         float *d = y->data + sl * vol;
@@ -65,7 +64,7 @@ rm_status rm_maxpool3d_backward(rm_ctx *ctx, int kernel, const rm_tensor *x, con
     RM_TRY(rm_check_shape(ctx, dx, "maxpool3d: dx", x->ne));
     const int64_t dims[3] = {x->ne[2], x->ne[3], x->ne[4]}, vol = dims[0] * dims[1] * dims[2];
     const int r = kernel / 2;
-    #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int64_t sl = 0; sl < x->ne[0] * x->ne[1]; sl++) {
         const float *s = x->data + sl * vol, *g = dy->data + sl * vol;
         float *d = dx->data + sl * vol;
