@@ -263,6 +263,17 @@ TEST(AddTask, BadRequestsAreRefusedWithAMessage)
     EXPECT_EQ(rm_model_config(again)->added_expert_task, 2);
     EXPECT_EQ(rm_model_train_only_task(ctx, again, 4), RM_ERR_ARGUMENT);
     EXPECT_EQ(rm_model_add_task(ctx, nullptr, &cells, 0, 1, &m), RM_ERR_ARGUMENT);
+    // A network without gates cannot take a task.
+    rm_task one = rm_task_make("dna", RM_TASK_REGRESSION);
+    rm_config cfg = rm_config_lite(&one, 1);
+    cfg.base_channels = 4;
+    cfg.levels = 1;
+    cfg.block = RM_BLOCK_INCEPTION;
+    rm_model *inception = nullptr, *grown = nullptr;
+    ASSERT_EQ(rm_model_create(ctx, &cfg, 1, &inception), RM_OK) << rm_ctx_error(ctx);
+    EXPECT_EQ(rm_model_add_task(ctx, inception, &cells, 0, 1, &grown), RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(ctx)).find("without task gates"), std::string::npos) << rm_ctx_error(ctx);
+    rm_model_free(inception);
     rm_model_free(again);
     rm_model_free(m);
     rm_model_free(old);

@@ -2,6 +2,7 @@
 // model files: save → load → save byte-identical, deploy-form files, and malformed files refused by name.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -101,7 +102,7 @@ TEST_P(Parity, InferenceOutputsMatchPyTorchForEveryStoredTask)
         rm_deploy_free(d);
         checked++;
     }
-    EXPECT_GE(checked, 2);
+    EXPECT_GE(checked, std::min(2, rm_model_config(f.model)->n_tasks));
 }
 
 TEST_P(Parity, GateAndMergedKernelMatchPyTorch)
@@ -152,21 +153,36 @@ TEST_P(Parity, TrainingStepMatchesPyTorchLossGradientsAndRunningStatistics)
     ASSERT_EQ(rm_mse_backward(f.ctx, y.p(), target.p(), 1.0f, dy.p()), RM_OK);
     ASSERT_EQ(rm_model_backward(f.ctx, f.model, dy.p()), RM_OK) << rm_ctx_error(f.ctx);
 
+    // Some gradients are zero in exact arithmetic (in the Inception network, a bias before 1³ convolutions and a
+    // max-pool that feed batch-statistics BatchNorm, a single-weight 1³ convolution before one): each is measured
+    // against its own largest value, or 1e-2 of the largest gradient of the network when that is larger.
+    double largest = 0.0;
+    for (size_t i = 0; i < rm_model_n_params(f.model); i++)
+        if (rm_model_param(f.model, i)->trainable)
+            for (double g : f.values(std::string("train.grad.") + rm_model_param(f.model, i)->name))
+                largest = std::max(largest, std::fabs(g));
     int grads = 0, stats = 0;
     for (size_t i = 0; i < rm_model_n_params(f.model); i++) {
         const rm_param *p = rm_model_param(f.model, i);
         if (p->trainable) {
-            EXPECT_LT(rmtest::max_rel_error(p->grad, f.values(std::string("train.grad.") + p->name).data(),
-                                            (size_t)p->numel),
-                      1e-4)
-                << p->name;
+            const std::vector<double> want = f.values(std::string("train.grad.") + p->name);
+            double scale = 1e-2 * largest, error = 0.0;
+            for (size_t j = 0; j < want.size(); j++) {
+                scale = std::max(scale, std::fabs(want[j]));
+                error = std::max(error, std::fabs(p->grad[j] - want[j]));
+            }
+            EXPECT_LT(error / scale, 1e-4) << p->name;
             grads++;
         } else if (const rm_st_entry *after = rm_st_find(f.io, (std::string("train.after.") + p->name).c_str())) {
             EXPECT_LT(rmtest::max_rel_error(p->data, f.values(after->name).data(), (size_t)p->numel), 1e-5) << p->name;
             stats++;
         }
     }
-    EXPECT_GT(grads, 50);
+    size_t stored = 0; // every trainable tensor's gradient is in the fixture, and was compared
+    for (size_t i = 0; i < rm_st_count(f.io); i++)
+        stored += std::string(rm_st_at(f.io, i)->name).rfind("train.grad.", 0) == 0;
+    EXPECT_EQ((size_t)grads, stored);
+    EXPECT_GT(grads, 40);
     EXPECT_GT(stats, 10);
 }
 
@@ -221,7 +237,8 @@ TEST_P(Parity, DeployFormFileGivesTheSameNetworkForEveryTask)
     EXPECT_NE(std::string(rm_ctx_error(f.ctx)).find("deploy-form"), std::string::npos);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("parity_small", "parity_frelu", "parity_2d"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, Parity,
+                         ::testing::Values("parity_small", "parity_frelu", "parity_2d", "parity_inception", "parity_plain"));
 
 // ---- malformed model files ----
 

@@ -277,26 +277,53 @@ rm_status rm_model_load(rm_ctx *ctx, const char *path, rm_model **out)
 
 /* The tensors of unit i of deploy form d for task `task`: weight, bias and FReLU bias (when there is one). The
  * weight's values are `plain` when given (a packed weight's plain copy), else the deploy form's own. */
-static int unit_entries(rm_deploy *d, int i, const char *task, float *plain, char names[3][RM_PARAM_NAME_MAX + 64],
-                        rm_st_entry *e)
+/* The most tensors one unit has in a deploy-form file: an Inception block's six convolutions, three each. */
+#define RM_UNIT_ENTRIES (3 * RM_INC_CONVS)
+typedef char rm_entry_name[RM_PARAM_NAME_MAX + 64];
+
+/* One convolution's entries: `prefix`weight (ndim, shape), `prefix`bias (co) and `prefix`activation.bias (co, FReLU). */
+static int conv_entries(const rm_unit *u, const char *task, const char *prefix, int ndim, const int64_t shape[5],
+                        int64_t co, float *w, float *b, float *act, rm_entry_name *names, rm_st_entry *e)
+{
+    static const char *const what[3] = {"weight", "bias", "activation.bias"};
+    const int n = act ? 3 : 2;
+    float *data[3] = {w, b, act};
+    for (int j = 0; j < n; j++) {
+        char full[RM_PARAM_NAME_MAX];
+        snprintf(full, sizeof full, "%s%s", prefix, what[j]);
+        rm_deploy_tensor_name(u, task, full, names[j], sizeof names[j]);
+        e[j] = (rm_st_entry){.name = names[j], .dtype = RM_ST_F32, .ndim = j ? 1 : ndim, .data = data[j]};
+        if (j)
+            e[j].shape[0] = co;
+        else
+            memcpy(e[j].shape, shape, 5 * sizeof *shape);
+    }
+    return n;
+}
+
+/* The deploy-form file entries of unit i (weights plain: `plain` when the unit keeps them packed); returns how many. */
+static int unit_entries(rm_deploy *d, int i, const char *task, float *plain, rm_entry_name *names, rm_st_entry *e)
 {
     const rm_unit *u = &rm_deploy_structure(d)->units[i];
     float *w, *b, *act;
+    if (rm_unit_subconvs(u)) {
+        int n = 0;
+        for (int j = 0; j < rm_unit_subconvs(u); j++) {
+            const rm_subconv *c = &u->sub[j];
+            const int64_t shape[5] = {c->co, c->ci, c->k, c->k, c->k};
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "%s%s", rm_subconv_prefix(u, j), *rm_subconv_prefix(u, j) ? "." : "");
+            rm_deploy_sub_tensors(d, i, j, &w, &b, &act);
+            n += conv_entries(u, task, prefix, 5, shape, c->co, w, b, act, names + n, e + n);
+        }
+        return n;
+    }
     rm_deploy_unit_tensors(d, i, &w, &b, &act);
-    w = plain ? plain : w;
     const int64_t k = rm_unit_kernel(u);
     const int64_t d0 = u->kind == RM_UNIT_UP ? u->ci : u->co, d1 = u->kind == RM_UNIT_UP ? u->co : u->ci;
-    rm_deploy_tensor_name(u, task, "weight", names[0], sizeof names[0]);
-    rm_deploy_tensor_name(u, task, "bias", names[1], sizeof names[1]);
     /* (d0, d1, k, k, k), or (d0, d1, k, k) for a planar unit, as PyTorch's Conv2d */
-    e[0] = (rm_st_entry){.name = names[0], .dtype = RM_ST_F32, .ndim = u->planar ? 4 : 5, .shape = {d0, d1, k, k, k},
-                         .data = w};
-    e[1] = (rm_st_entry){.name = names[1], .dtype = RM_ST_F32, .ndim = 1, .shape = {u->co}, .data = b};
-    if (!act)
-        return 2;
-    rm_deploy_tensor_name(u, task, "activation.bias", names[2], sizeof names[2]);
-    e[2] = (rm_st_entry){.name = names[2], .dtype = RM_ST_F32, .ndim = 1, .shape = {u->co}, .data = act};
-    return 3;
+    const int64_t shape[5] = {d0, d1, k, k, k};
+    return conv_entries(u, task, "", u->planar ? 4 : 5, shape, u->co, plain ? plain : w, b, act, names, e);
 }
 
 rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *tasks, int n_tasks, const char *path)
@@ -310,10 +337,10 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
                            model->cfg.n_tasks - 1);
     /* One deploy form per task, all alive until the file is written, with plain copies of its packed weights. */
     rm_deploy **forms = rm_calloc((size_t)n, sizeof *forms);
-    const size_t per_task = (size_t)model->n_units * 3;
+    const size_t per_task = (size_t)model->n_units * RM_UNIT_ENTRIES;
     rm_st_entry *entries = rm_calloc(per_task * (size_t)n, sizeof *entries);
-    char (*names)[3][RM_PARAM_NAME_MAX + 64] = rm_calloc(per_task / 3 * (size_t)n, sizeof *names);
-    float **plain = rm_calloc(per_task / 3 * (size_t)n, sizeof *plain);
+    rm_entry_name *names = rm_calloc(per_task * (size_t)n, sizeof *names);
+    float **plain = rm_calloc((size_t)model->n_units * (size_t)n, sizeof *plain);
     int *which = rm_malloc((size_t)n * sizeof *which);
     rm_status s = forms && entries && names && plain && which ? RM_OK
                                                                : rm_fail(ctx, RM_ERR_NOMEM, "%s: out of memory", path);
@@ -325,8 +352,8 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
             float **copy = &plain[(size_t)j * model->n_units + i];
             s = rm_deploy_unit_plain_copy(ctx, forms[j], i, copy);
             if (s == RM_OK)
-                count += (size_t)unit_entries(forms[j], i, model->tasks[which[j]].name, *copy,
-                                              names[(size_t)j * model->n_units + i], entries + count);
+                count += (size_t)unit_entries(forms[j], i, model->tasks[which[j]].name, *copy, names + count,
+                                              entries + count);
         }
     }
     if (s == RM_OK) {
@@ -336,7 +363,7 @@ rm_status rm_model_save_deploy(rm_ctx *ctx, const rm_model *model, const int *ta
     }
     for (int j = 0; forms && j < n; j++)
         rm_deploy_free(forms[j]);
-    for (size_t i = 0; plain && i < per_task / 3 * (size_t)n; i++)
+    for (size_t i = 0; plain && i < (size_t)model->n_units * (size_t)n; i++)
         rm_dealloc(plain[i]);
     rm_dealloc(plain);
     rm_dealloc(forms);
@@ -367,8 +394,8 @@ static rm_status load_deploy(rm_ctx *ctx, const char *path, const rm_st_file *f,
     const rm_model *m = rm_deploy_structure(d);
     rm_status s = RM_OK;
     for (int i = 0; s == RM_OK && i < m->n_units; i++) {
-        char names[3][RM_PARAM_NAME_MAX + 64];
-        rm_st_entry e[3];
+        rm_entry_name names[RM_UNIT_ENTRIES];
+        rm_st_entry e[RM_UNIT_ENTRIES];
         const int k = unit_entries(d, i, cfg->tasks[task].name, NULL, names, e);
         for (int j = 0; s == RM_OK && j < k; j++)
             s = take_tensor(ctx, path, f, e[j].name, e[j].ndim, e[j].shape, 0, (void *)e[j].data);
@@ -439,10 +466,8 @@ rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info)
     for (int t = 0; s == RM_OK && info->deploy && t < mf.cfg.n_tasks; t++) {
         rm_deploy *d = NULL;
         s = load_deploy(ctx, path, mf.st, &mf.cfg, t, &d);
-        for (int i = 0; s == RM_OK && t == 0 && i < rm_deploy_structure(d)->n_units; i++) {
-            const rm_unit *u = &rm_deploy_structure(d)->units[i];
-            info->parameters += rm_unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
-        }
+        if (s == RM_OK && t == 0)
+            info->parameters = rm_deploy_weight_numel(rm_deploy_structure(d));
         rm_deploy_free(d);
     }
     if (s == RM_OK) {

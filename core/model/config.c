@@ -68,6 +68,15 @@ rm_status rm_config_validate(rm_ctx *ctx, const rm_config *cfg)
                        (long long)cfg->in_channels, (long long)cfg->out_channels);
     if (cfg->activation != RM_ACT_RELU && cfg->activation != RM_ACT_FRELU && cfg->activation != RM_ACT_MISH)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: unknown activation %d", (int)cfg->activation);
+    if (cfg->block != RM_BLOCK_MODE && cfg->block != RM_BLOCK_INCEPTION && cfg->block != RM_BLOCK_PLAIN)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: unknown block %d", (int)cfg->block);
+    if (cfg->block != RM_BLOCK_MODE && (cfg->n_tasks != 1 || cfg->decoder_2d || cfg->added_expert_kernel))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: block \"%s\" is a single-task network without gates: it takes "
+                       "one task, the 3D decoder and no added expert",
+                       cfg->block == RM_BLOCK_PLAIN ? "plain" : "inception");
+    if (cfg->block == RM_BLOCK_INCEPTION && cfg->base_channels % 4 != 0)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: block \"inception\" splits every layer into 4 branches: "
+                       "base_channels = %lld must be a multiple of 4", (long long)cfg->base_channels);
     if (cfg->decoder_2d != 0 && cfg->decoder_2d != 1)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: decoder_2d = %d (0 or 1)", cfg->decoder_2d);
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))

@@ -13,6 +13,7 @@ static const char *const rm_expert_keys[5] = {"conv5", "conv3", "conv1", "avg3",
 static const char *const rm_activation_keys[3] = {"relu", "frelu", "mish"};
 static const char *const rm_kind_keys[2] = {"regression", "binary"};
 static const char *const rm_output_keys[2] = {"3d", "2d"};
+static const char *const rm_block_keys[3] = {"mode", "inception", "plain"};
 
 /* The shortest decimal that reads back as the same float: 0.1f prints as 0.1, not 0.10000000149011612. */
 static cJSON *float_number(float v)
@@ -59,6 +60,8 @@ char *rm_config_json(const rm_config *cfg)
                    put(root, "dropout", float_number(cfg->dropout)) &&
                    put(root, "decoder", cJSON_CreateString(cfg->decoder_2d ? "2d" : "3d")) &&
                    put(root, "patch", cJSON_CreateDoubleArray(patch, 3));
+    if (ok && cfg->block != RM_BLOCK_MODE) /* absent for MoDE layers, so RepMode files keep their bytes */
+        ok = put(root, "block", cJSON_CreateString(rm_block_keys[cfg->block]));
     if (ok && cfg->added_expert_kernel) { /* absent without one, so other files keep their bytes */
         cJSON *added = cJSON_CreateObject();
         ok = put(root, "added_expert", added) &&
@@ -247,6 +250,15 @@ static rm_status read_added_expert(rm_ctx *ctx, const char *where, const cJSON *
     return RM_OK;
 }
 
+static rm_status read_block(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
+{
+    int choice = 0;
+    RM_TRY(one_of(ctx, where, v, rm_block_keys, 3, "\"mode\" (RepMode's MoDE layers, the default), \"inception\" or "
+                  "\"plain\" (the single-task comparison networks)", &choice));
+    cfg->block = (rm_block)choice;
+    return RM_OK;
+}
+
 typedef rm_status (*rm_field_reader)(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg);
 
 static const struct {
@@ -256,7 +268,7 @@ static const struct {
     {"base_channels", read_base_channels}, {"levels", read_levels},   {"in_channels", read_in_channels},
     {"out_channels", read_out_channels},   {"experts", read_experts}, {"norm", read_norm},
     {"activation", read_activation},       {"dropout", read_dropout}, {"decoder", read_decoder},
-    {"patch", read_patch},                 {"added_expert", read_added_expert},
+    {"patch", read_patch},                 {"added_expert", read_added_expert}, {"block", read_block},
 };
 
 rm_status rm_config_read_object(rm_ctx *ctx, const char *where, const cJSON *obj, const char *const *others,

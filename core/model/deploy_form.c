@@ -25,6 +25,7 @@ typedef struct deploy_unit {
     float *b;           /* (co) */
     float *act_bias;    /* FReLU's bias, else NULL */
     int packed;         /* w is in the convolution engine's packed layout (rm_conv_engine_pack), not the plain one */
+    float *sw[RM_INC_CONVS], *sb[RM_INC_CONVS], *sact[RM_INC_CONVS]; /* INCEPTION: each convolution's, folded */
 } deploy_unit;
 
 struct rm_deploy {
@@ -44,6 +45,7 @@ struct rm_deploy {
 typedef struct activations {
     float *t[RM_MAX_LEVELS + 2], *o[RM_MAX_LEVELS + 2], *cat[RM_MAX_LEVELS + 2], *down[RM_MAX_LEVELS + 2];
     float *bottom, *map; /* 2D decoder: the bottleneck's depth mean, and the 2D map before it is repeated over depth */
+    float *inception;    /* an Inception block's pooled input and the output of a branch's first convolution */
     float *dropped; /* a MoDE block's input after a Monte Carlo pass's dropout (the largest: level 1's [skip, up]) */
 } activations;
 
@@ -100,11 +102,46 @@ static uint64_t unit_key(uint64_t key, int i)
     return rm_mix64(key ^ rm_mix64((uint64_t)i * RM_GOLDEN + UINT64_C(7)));
 }
 
+/* Folds a BatchNorm into the convolution before it: w (co, ci, taps) when `outer`, else (ci, co, taps), scaled per
+ * output channel by s = γ / √(σ² + ε), and b = β − μ·s. */
+static void fold_batchnorm(const rm_batchnorm3d *bn, int64_t ci, int64_t co, int64_t taps, int outer, double *scale,
+                           float *w, float *b)
+{
+    for (int64_t o = 0; o < co; o++) {
+        scale[o] = (double)bn->weight[o] / sqrt((double)bn->running_var[o] + (double)bn->eps);
+        b[o] = (float)((double)bn->bias[o] - (double)bn->running_mean[o] * scale[o]);
+    }
+    scale_channels(w, scale, ci, co, taps, outer);
+}
+
+/* An Inception block's six convolutions or a plain layer's one, each with its BatchNorm folded; those networks' 1³
+ * output layer as it is. */
+static void fold_other(const rm_unit *u, deploy_unit *d, double *scale)
+{
+    if (u->kind == RM_UNIT_OUT) {
+        memcpy(d->w, u->weight->data, (size_t)unit_weight_numel(u) * sizeof(float));
+        memcpy(d->b, u->bias->data, (size_t)u->co * sizeof(float));
+        return;
+    }
+    for (int j = 0; j < rm_unit_subconvs(u); j++) {
+        const rm_subconv *c = &u->sub[j];
+        memcpy(d->sw[j], c->weight->data, (size_t)rm_subconv_weight_numel(c) * sizeof(float));
+        const rm_batchnorm3d bn = rm_batchnorm3d_make(c->bn_w->data, c->bn_b->data, c->bn_mean->data, c->bn_var->data);
+        fold_batchnorm(&bn, c->ci, c->co, c->k * c->k * c->k, 1, scale, d->sw[j], d->sb[j]);
+        if (d->sact[j])
+            memcpy(d->sact[j], c->act_bias->data, (size_t)c->co * sizeof(float));
+    }
+}
+
 /* Folds unit i of m for `task`, its gate logits with noise of σ `sigma` under the pass key `key` (σ 0: none). */
 static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i, int task, double sigma, uint64_t key,
                            double *scale, float *gate)
 {
     const rm_unit *u = &m->units[i];
+    if (rm_unit_subconvs(u) || u->kind == RM_UNIT_OUT) {
+        fold_other(u, d, scale);
+        return RM_OK;
+    }
     if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
         rm_mode_gate_noisy(u, task, m->cfg.n_tasks, sigma, unit_key(key, i), gate);
         rm_mode_merge(ctx, u, task, gate, d->w);
@@ -115,13 +152,8 @@ static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i
         memset(d->b, 0, (size_t)u->co * sizeof(float));
         return pack_unit(ctx, d);
     }
-    const float eps = rm_unit_batchnorm(u).eps;
-    for (int64_t o = 0; o < u->co; o++) {
-        scale[o] = (double)u->bn_w->data[o] / sqrt((double)u->bn_var->data[o] + (double)eps);
-        d->b[o] = (float)((double)u->bn_b->data[o] - (double)u->bn_mean->data[o] * scale[o]);
-    }
-    const int64_t taps = unit_weight_numel(u) / (u->ci * u->co);
-    scale_channels(d->w, scale, u->ci, u->co, taps, u->kind != RM_UNIT_UP);
+    const rm_batchnorm3d bn = rm_unit_batchnorm(u);
+    fold_batchnorm(&bn, u->ci, u->co, unit_weight_numel(u) / (u->ci * u->co), u->kind != RM_UNIT_UP, scale, d->w, d->b);
     if (d->act_bias)
         memcpy(d->act_bias, u->act_bias->data, (size_t)u->co * sizeof(float));
     return pack_unit(ctx, d);
@@ -211,7 +243,10 @@ int64_t rm_deploy_weight_numel(const rm_model *structure)
     int64_t floats = 0;
     for (int i = 0; i < structure->n_units; i++) {
         const rm_unit *u = &structure->units[i];
-        floats += unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
+        if (!rm_unit_subconvs(u))
+            floats += unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
+        for (int j = 0; j < rm_unit_subconvs(u); j++)
+            floats += rm_subconv_weight_numel(&u->sub[j]) + u->sub[j].co * (u->sub[j].act_bias ? 2 : 1);
     }
     return floats;
 }
@@ -220,6 +255,20 @@ int64_t rm_deploy_weight_numel(const rm_model *structure)
  * load packed weights a line at a time), and returns the floats they take; with base NULL, only counts them. */
 static size_t carve_unit(const rm_unit *u, float *base, deploy_unit *du)
 {
+    if (rm_unit_subconvs(u)) { /* each convolution's triple */
+        size_t used = 0;
+        for (int j = 0; j < rm_unit_subconvs(u); j++) {
+            const rm_subconv *c = &u->sub[j];
+            const size_t w = rm_work_floats(rm_subconv_weight_numel(c)), co = rm_work_floats(c->co);
+            if (base) {
+                du->sw[j] = base + used;
+                du->sb[j] = base + used + w;
+                du->sact[j] = c->act_bias ? base + used + w + co : NULL;
+            }
+            used += w + 2 * co;
+        }
+        return used;
+    }
     const size_t w = rm_work_floats(unit_weight_numel(u)), c = rm_work_floats(u->co);
     if (base) {
         du->w = base;
@@ -330,6 +379,13 @@ rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char
     return rm_model_set_text(ctx, &d->structure->normalization, json);
 }
 
+void rm_deploy_sub_tensors(rm_deploy *d, int i, int j, float **w, float **b, float **act_bias)
+{
+    *w = d->units[i].sw[j];
+    *b = d->units[i].sb[j];
+    *act_bias = d->units[i].sact[j];
+}
+
 void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias)
 {
     *w = d->units[i].w;
@@ -378,12 +434,18 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, const int6
     }
     const int64_t bottom = c->decoder_2d ? rm_config_channels(c, L + 1) * ((dims[1] >> L) * (dims[2] >> L)) : 0;
     const int64_t map = c->decoder_2d ? c->out_channels * dims[1] * dims[2] : 0;
-    total += (int64_t)(rm_work_floats(bottom) + rm_work_floats(map));
+    int64_t inception = 0; /* the largest block's pooled input and one branch's first output */
+    for (int i = 0; i < d->n_units; i++) {
+        const rm_unit *u = d->units[i].src;
+        const int64_t need = (u->ci + u->co / 4) * (voxels >> (3 * (u->level - 1)));
+        inception = u->kind == RM_UNIT_INCEPTION && need > inception ? need : inception;
+    }
+    total += (int64_t)(rm_work_floats(bottom) + rm_work_floats(map) + rm_work_floats(inception));
     /* A Monte Carlo pass's dropped input: as large as the largest MoDE block's input. */
     int64_t dropped = 0;
     for (int i = 0; d->mc_dropout > 0.0f && i < d->n_units; i++) {
         const rm_unit *u = d->units[i].src;
-        if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
+        if (u->kind != RM_UNIT_DOWN && u->kind != RM_UNIT_UP) { /* every block, and the output layer */
             const int64_t shift = rm_unit_input_level(u) - 1;
             const int64_t in = u->ci * rm_unit_in_depth(u, dims[0]) * (dims[1] >> shift) * (dims[2] >> shift);
             dropped = in > dropped ? in : dropped;
@@ -400,6 +462,8 @@ static rm_status reserve_activations(rm_ctx *ctx, const rm_deploy *d, const int6
     p += rm_work_floats(bottom);
     a->map = map ? p : NULL;
     p += rm_work_floats(map);
+    a->inception = inception ? p : NULL;
+    p += rm_work_floats(inception);
     float **bufs[4] = {a->t, a->o, a->cat, a->down};
     for (int k = 1; k <= L + 1; k++)
         for (int j = 0; j < 4; j++) {
@@ -419,6 +483,39 @@ static uint64_t dropout_seed(const rm_deploy *d, int i, const int64_t origin[3])
     return h;
 }
 
+/* An Inception block's convolution j (a plain layer's: 0), folded (with bias), and its activation, from x into y. */
+static rm_status run_branch_conv(rm_ctx *ctx, const rm_deploy *d, const deploy_unit *du, int j, const rm_tensor *x,
+                                 rm_tensor *y)
+{
+    const rm_subconv *c = &du->src->sub[j];
+    const rm_conv3d_params p = rm_conv3d_same(c->k);
+    const rm_tensor w = rm_tensor_5d(du->sw[j], c->co, c->ci, c->k, c->k, c->k);
+    RM_TRY(rm_conv3d_forward(ctx, &p, x, &w, du->sb[j], y));
+    return rm_activation_forward(ctx, d->cfg->activation, y, du->sact[j], y);
+}
+
+/* An Inception block on one sample: each branch writes its channels of y (the concatenation costs nothing). */
+static rm_status run_inception(rm_ctx *ctx, const rm_deploy *d, const activations *a, const deploy_unit *du,
+                               const rm_tensor *x, rm_tensor *y)
+{
+    const int64_t c4 = du->src->co / 4, v = x->ne[2] * x->ne[3] * x->ne[4];
+    rm_tensor pool = *x, first = *x, out[4];
+    pool.data = a->inception;
+    first.data = a->inception + x->ne[1] * v;
+    first.ne[1] = c4;
+    for (int k = 0; k < 4; k++) {
+        out[k] = first;
+        out[k].data = y->data + k * c4 * v;
+    }
+    RM_TRY(run_branch_conv(ctx, d, du, RM_INC_B0, x, &out[0]));
+    RM_TRY(run_branch_conv(ctx, d, du, RM_INC_B1A, x, &first));
+    RM_TRY(run_branch_conv(ctx, d, du, RM_INC_B1B, &first, &out[1]));
+    RM_TRY(run_branch_conv(ctx, d, du, RM_INC_B2A, x, &first));
+    RM_TRY(run_branch_conv(ctx, d, du, RM_INC_B2B, &first, &out[2]));
+    RM_TRY(rm_maxpool3d_forward(ctx, 3, x, &pool));
+    return run_branch_conv(ctx, d, du, RM_INC_B3, &pool, &out[3]);
+}
+
 /* One unit on one sample: convolution with bias, then the activation (not for the final layer): fused into the
  * convolution's stores where the weights are packed, else in place after it. In a Monte Carlo pass a MoDE block's
  * input goes through dropout first (into a->dropped), keyed by the window's origin. */
@@ -430,7 +527,7 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, const activations *a,
     const int in_level = rm_unit_input_level(u);
     rm_tensor x = rm_tensor_5d((float *)in, 1, u->ci, rm_unit_in_depth(u, dims[0]), dims[1] >> (in_level - 1),
                                dims[2] >> (in_level - 1));
-    if (d->mc_dropout > 0.0f && (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL)) {
+    if (d->mc_dropout > 0.0f && u->kind != RM_UNIT_DOWN && u->kind != RM_UNIT_UP) {
         rm_tensor dropped = x;
         dropped.data = a->dropped;
         RM_TRY(rm_dropout_forward(ctx, d->mc_dropout, dropout_seed(d, i, origin), &x, &dropped));
@@ -438,8 +535,16 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, const activations *a,
     }
     rm_tensor y = rm_tensor_5d(out, 1, u->co, rm_unit_out_depth(u, dims[0]), dims[1] >> (u->level - 1),
                                dims[2] >> (u->level - 1));
+    if (u->kind == RM_UNIT_INCEPTION)
+        return run_inception(ctx, d, a, du, &x, &y);
+    if (u->kind == RM_UNIT_PLAIN)
+        return run_branch_conv(ctx, d, du, 0, &x, &y);
     const rm_conv3d_params p = rm_unit_conv_params(u);
     const int kd = rm_unit_kernel_depth(u);
+    if (u->kind == RM_UNIT_OUT) {
+        const rm_tensor w = rm_tensor_5d(du->w, u->co, u->ci, 1, 1, 1);
+        return rm_conv3d_forward(ctx, &p, &x, &w, du->b, &y);
+    }
     if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
         const rm_tensor w = rm_tensor_5d(du->w, u->weight->shape[0], u->weight->shape[1], kd, 2, 2);
         RM_TRY(u->kind == RM_UNIT_DOWN ? rm_conv3d_forward(ctx, &p, &x, &w, du->b, &y)

@@ -17,11 +17,27 @@ enum {
 };
 
 typedef enum rm_unit_kind {
-    RM_UNIT_MODE,  /* MoDE conv 5³ (stride 1, same) → BatchNorm → activation */
-    RM_UNIT_FINAL, /* MoDE conv 5³ alone: no BatchNorm, no activation, no bias */
-    RM_UNIT_DOWN,  /* conv 2³ stride 2 → BatchNorm → activation */
-    RM_UNIT_UP,    /* transposed conv 2³ stride 2 → BatchNorm → activation */
+    RM_UNIT_MODE,      /* MoDE conv 5³ (stride 1, same) → BatchNorm → activation */
+    RM_UNIT_FINAL,     /* MoDE conv 5³ alone: no BatchNorm, no activation, no bias */
+    RM_UNIT_DOWN,      /* conv 2³ stride 2 → BatchNorm → activation */
+    RM_UNIT_UP,        /* transposed conv 2³ stride 2 → BatchNorm → activation */
+    RM_UNIT_INCEPTION, /* an Inception block (block "inception", in place of MODE): four branches, concatenated */
+    RM_UNIT_PLAIN,     /* conv 3³ (same) → BatchNorm → activation (block "plain", in place of MODE) */
+    RM_UNIT_OUT,       /* conv 1³ with bias (blocks "inception" and "plain", in place of FINAL) */
 } rm_unit_kind;
+
+/* An Inception block's convolutions, each conv (same, no bias) → BatchNorm → activation: branch0 1³; branch1 1³ →
+ * 3³; branch2 1³ → 3³; branch3 1³ after a 3³ max-pool. Branch outputs of co/4 channels, concatenated in order. */
+enum { RM_INC_B0, RM_INC_B1A, RM_INC_B1B, RM_INC_B2A, RM_INC_B2B, RM_INC_B3, RM_INC_CONVS };
+/* Their module paths inside the block: "branch0", "branch1.0", "branch1.1", "branch2.0", "branch2.1", "branch3";
+ * rm_subconv_prefix gives them, and "" for a plain layer's one convolution (its tensors are the layer's). */
+extern const char *const rm_inception_branches[RM_INC_CONVS];
+
+typedef struct rm_subconv {
+    int k;          /* 1 or 3 */
+    int64_t ci, co;
+    rm_param *weight, *bn_w, *bn_b, *bn_mean, *bn_var, *bn_count, *act_bias;
+} rm_subconv;
 
 typedef struct rm_unit {
     rm_unit_kind kind;
@@ -33,7 +49,9 @@ typedef struct rm_unit {
     int added_k, added_from;        /* MODE, FINAL with an added expert: its kernel and the first task using it */
     rm_param *pool3, *pool5;        /* MODE, FINAL: the constant averaging kernels */
     rm_param *gate_w, *gate_b;      /* MODE, FINAL: (E·co, T) and (E·co,), E = 5, or 6 with an added expert */
-    rm_param *weight;               /* DOWN (co, ci, 2, 2, 2), UP (ci, co, 2, 2, 2) */
+    rm_param *weight;               /* DOWN (co, ci, 2, 2, 2), UP (ci, co, 2, 2, 2), OUT (co, ci, 1, 1, 1) */
+    rm_param *bias;                 /* OUT (co,) */
+    rm_subconv sub[RM_INC_CONVS];   /* INCEPTION (6), PLAIN (1) */
     rm_param *bn_w, *bn_b, *bn_mean, *bn_var, *bn_count; /* all but FINAL */
     rm_param *act_bias;             /* FReLU's per-channel bias */
 } rm_unit;
@@ -66,6 +84,11 @@ rm_status rm_task_check_threshold(rm_ctx *ctx, const char *who, const char *task
 /* Replaces one of the model's JSON text fields with a copy of `json`. */
 rm_status rm_model_set_text(rm_ctx *ctx, char **field, const char *json);
 
+static inline const char *rm_subconv_prefix(const rm_unit *u, int j)
+{
+    return u->kind == RM_UNIT_INCEPTION ? rm_inception_branches[j] : "";
+}
+
 /* The units in execution order: encoder k = 1..L (conv1, conv2, down), bottleneck (conv1, conv2), decoder
  * k = L..1 (up, conv1, conv2), final. */
 static inline int rm_unit_encoder(int k) { return 3 * (k - 1); }
@@ -81,19 +104,36 @@ static inline int rm_unit_input_level(const rm_unit *u)
 
 /* The kernel of a unit's convolution along height and width (5 for MoDE layers, 2 for down- and up-sampling), and
  * along depth (1 for a planar unit); its weight's element count. */
-static inline int rm_unit_kernel(const rm_unit *u) { return u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP ? 2 : 5; }
+static inline int rm_unit_kernel(const rm_unit *u)
+{
+    return u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP ? 2 : u->kind == RM_UNIT_OUT ? 1 : 5;
+}
 static inline int rm_unit_kernel_depth(const rm_unit *u) { return u->planar ? 1 : rm_unit_kernel(u); }
+static inline int64_t rm_subconv_weight_numel(const rm_subconv *c) { return c->ci * c->co * c->k * c->k * c->k; }
+/* The convolutions a unit keeps in sub[]: an Inception block's six, a plain layer's one, none for the others. */
+static inline int rm_unit_subconvs(const rm_unit *u)
+{
+    return u->kind == RM_UNIT_INCEPTION ? RM_INC_CONVS : u->kind == RM_UNIT_PLAIN ? 1 : 0;
+}
+/* An Inception block's or a plain layer's: the sum of its convolutions'. */
 static inline int64_t rm_unit_weight_numel(const rm_unit *u)
 {
+    if (rm_unit_subconvs(u)) {
+        int64_t n = 0;
+        for (int j = 0; j < rm_unit_subconvs(u); j++)
+            n += rm_subconv_weight_numel(&u->sub[j]);
+        return n;
+    }
     const int64_t k = rm_unit_kernel(u);
     return u->ci * u->co * rm_unit_kernel_depth(u) * k * k;
 }
 
-/* The convolution parameters of a MoDE unit (5³ or 5², same) and of a down- or up-sampling (2³ or 2², stride 2). */
+/* The convolution parameters of a MoDE unit (5³ or 5², same), the Inception network's output (1³) and a down- or
+ * up-sampling (2³ or 2², stride 2). */
 static inline rm_conv3d_params rm_unit_conv_params(const rm_unit *u)
 {
     const rm_conv3d_params p = u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP ? rm_conv3d_strided(2, 2)
-                                                                                 : rm_conv3d_same(5);
+                                                                                 : rm_conv3d_same(rm_unit_kernel(u));
     return u->planar ? rm_conv3d_planar(p) : p;
 }
 
@@ -114,7 +154,9 @@ static inline int64_t rm_unit_in_depth(const rm_unit *u, int64_t depth)
 static inline int rm_unit_reads_concat(const rm_model *m, int i)
 {
     const rm_unit *u = &m->units[i];
-    return u->kind == RM_UNIT_MODE && u->level <= m->cfg.levels && i == rm_unit_decoder(m->cfg.levels, u->level) + 1;
+    return (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_INCEPTION || u->kind == RM_UNIT_PLAIN) &&
+           u->level <= m->cfg.levels &&
+           i == rm_unit_decoder(m->cfg.levels, u->level) + 1;
 }
 
 void rm_train_state_free(struct rm_train_state *state);
@@ -129,6 +171,8 @@ rm_status rm_deploy_alloc(rm_ctx *ctx, const rm_config *cfg, rm_deploy **out);
 int64_t rm_deploy_weight_numel(const rm_model *structure);
 const rm_model *rm_deploy_structure(const rm_deploy *d);
 void rm_deploy_unit_tensors(rm_deploy *d, int i, float **w, float **b, float **act_bias);
+/* Convolution j of an Inception block, unit i: its folded weight (co, ci, k, k, k), bias and FReLU bias (or NULL). */
+void rm_deploy_sub_tensors(rm_deploy *d, int i, int j, float **w, float **b, float **act_bias);
 /* Unit i's weight may be kept in the convolution engine's packed layout (conv_engine.h): then rm_deploy_unit_tensors
  * gives the packed values, a loader writes plain values through it (rm_deploy_loaded packs them), and a writer takes
  * the plain values from this copy, the caller's (rm_dealloc); *plain is NULL when the unit's weight is plain. */

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* At most this many tensors per unit: 5 experts and an added one, 2 pools, 5 BatchNorm, an activation bias, 2 gate. */
-#define RM_MAX_PARAMS_PER_UNIT 16
+/* At most this many tensors per unit: an Inception block's 6 convolutions with 5 BatchNorm tensors and an activation
+ * bias each (a MoDE layer has at most 16: 5 experts and an added one, 2 pools, 5 BatchNorm, an activation bias, 2
+ * gate). */
+#define RM_MAX_PARAMS_PER_UNIT 42
 
 static const char *const rm_expert_names[RM_N_EXPERTS] = {
     "expert_conv5x5_conv", "expert_conv3x3_conv", "expert_conv1x1_conv", "expert_avg3x3_conv", "expert_avg5x5_conv",
@@ -70,20 +72,26 @@ static rm_param *add_vector(rm_builder *b, const rm_unit *u, const char *suffix,
     return add_tensor(b, u, suffix, 1, &n, trainable, init, value);
 }
 
-/* BatchNorm3d(co) under `prefix` ("subsequent_layer.0", "1"). */
-static void add_batchnorm(rm_builder *b, rm_unit *u, const char *prefix)
+/* BatchNorm3d(co) under `prefix` ("subsequent_layer.0", "1", "branch0.bn") into the five pointers. */
+static void add_batchnorm_of(rm_builder *b, const rm_unit *u, const char *prefix, int64_t co, rm_param **w,
+                             rm_param **bias, rm_param **mean, rm_param **var, rm_param **count)
 {
     char s[64];
     snprintf(s, sizeof s, "%s.weight", prefix);
-    u->bn_w = add_vector(b, u, s, u->co, 1, RM_INIT_ONES, 0.0f);
+    *w = add_vector(b, u, s, co, 1, RM_INIT_ONES, 0.0f);
     snprintf(s, sizeof s, "%s.bias", prefix);
-    u->bn_b = add_vector(b, u, s, u->co, 1, RM_INIT_ZEROS, 0.0f);
+    *bias = add_vector(b, u, s, co, 1, RM_INIT_ZEROS, 0.0f);
     snprintf(s, sizeof s, "%s.running_mean", prefix);
-    u->bn_mean = add_vector(b, u, s, u->co, 0, RM_INIT_ZEROS, 0.0f);
+    *mean = add_vector(b, u, s, co, 0, RM_INIT_ZEROS, 0.0f);
     snprintf(s, sizeof s, "%s.running_var", prefix);
-    u->bn_var = add_vector(b, u, s, u->co, 0, RM_INIT_ONES, 0.0f);
+    *var = add_vector(b, u, s, co, 0, RM_INIT_ONES, 0.0f);
     snprintf(s, sizeof s, "%s.num_batches_tracked", prefix);
-    u->bn_count = add_tensor(b, u, s, 0, NULL, 0, RM_INIT_ZEROS, 0.0f);
+    *count = add_tensor(b, u, s, 0, NULL, 0, RM_INIT_ZEROS, 0.0f);
+}
+
+static void add_batchnorm(rm_builder *b, rm_unit *u, const char *prefix)
+{
+    add_batchnorm_of(b, u, prefix, u->co, &u->bn_w, &u->bn_b, &u->bn_mean, &u->bn_var, &u->bn_count);
 }
 
 static void add_activation(rm_builder *b, rm_unit *u)
@@ -126,6 +134,46 @@ static void add_mode(rm_builder *b, rm_unit *u)
     }
 }
 
+/* One convolution of an Inception block under `prefix` ("branch0", "branch1.1"; "" for a plain layer's):
+ * conv.weight (co, ci, k, k, k), as PyTorch's Conv3d initializes it, bn.*, and FReLU's activation.bias. */
+static void add_subconv(rm_builder *b, const rm_unit *u, const char *prefix, int64_t ci, int64_t co, int k,
+                        rm_subconv *c)
+{
+    char s[64];
+    const char *dot = *prefix ? "." : ""; /* a plain layer's convolution has no prefix */
+    c->k = k;
+    c->ci = ci;
+    c->co = co;
+    const int64_t shape[5] = {co, ci, k, k, k};
+    snprintf(s, sizeof s, "%s%sconv.weight", prefix, dot);
+    c->weight = add_tensor(b, u, s, 5, shape, 1, RM_INIT_UNIFORM, (float)(1.0 / sqrt((double)(ci * k * k * k))));
+    snprintf(s, sizeof s, "%s%sbn", prefix, dot);
+    add_batchnorm_of(b, u, s, co, &c->bn_w, &c->bn_b, &c->bn_mean, &c->bn_var, &c->bn_count);
+    snprintf(s, sizeof s, "%s%sactivation.bias", prefix, dot);
+    c->act_bias = b->m->cfg.activation == RM_ACT_FRELU ? add_vector(b, u, s, co, 1, RM_INIT_ZEROS, 0.0f) : NULL;
+}
+
+const char *const rm_inception_branches[RM_INC_CONVS] = {"branch0",   "branch1.0", "branch1.1",
+                                                          "branch2.0", "branch2.1", "branch3"};
+
+/* An Inception block ci → co: four branches of co/4 channels (docs/network.md §9). */
+static void add_inception(rm_builder *b, rm_unit *u)
+{
+    const int64_t c4 = u->co / 4;
+    for (int j = 0; j < RM_INC_CONVS; j++) {
+        const int second = j == RM_INC_B1B || j == RM_INC_B2B; /* the 3³ after a 1³ */
+        add_subconv(b, u, rm_inception_branches[j], second ? c4 : u->ci, c4, second ? 3 : 1, &u->sub[j]);
+    }
+}
+
+/* The Inception network's output: Conv3d(ci, co, 1) with its bias, PyTorch's initialization. */
+static void add_out(rm_builder *b, rm_unit *u)
+{
+    const float bound = (float)(1.0 / sqrt((double)u->ci));
+    u->weight = add_conv_weight(b, u, "weight", u->co, u->ci, 1, 1, RM_INIT_UNIFORM, bound);
+    u->bias = add_vector(b, u, "bias", u->co, 1, RM_INIT_UNIFORM, bound);
+}
+
 /* Down: Conv3d(k2, s2) fan_in = ci·8; Up: ConvTranspose3d (2d), whose fan_in PyTorch takes from weight dim 1 (= co)
  * times the taps. */
 static void add_resample(rm_builder *b, rm_unit *u)
@@ -152,6 +200,12 @@ static void add_unit(rm_builder *b, rm_unit_kind kind, int level, int64_t ci, in
     snprintf(u->path, sizeof u->path, "%s", path);
     if (kind == RM_UNIT_MODE || kind == RM_UNIT_FINAL)
         add_mode(b, u);
+    else if (kind == RM_UNIT_INCEPTION)
+        add_inception(b, u);
+    else if (kind == RM_UNIT_PLAIN)
+        add_subconv(b, u, "", ci, co, 3, &u->sub[0]);
+    else if (kind == RM_UNIT_OUT)
+        add_out(b, u);
     else
         add_resample(b, u);
 }
@@ -161,29 +215,33 @@ static void build_units(rm_builder *b)
 {
     const rm_config *c = &b->m->cfg;
     const int L = c->levels, d2 = c->decoder_2d; /* the decoder's layers are planar in a 2D decoder */
+    const int gated = c->block == RM_BLOCK_MODE; /* the others end with a 1³ convolution */
+    const rm_unit_kind layer = c->block == RM_BLOCK_INCEPTION ? RM_UNIT_INCEPTION
+                               : c->block == RM_BLOCK_PLAIN   ? RM_UNIT_PLAIN
+                                                              : RM_UNIT_MODE;
     char path[RM_UNIT_PATH_MAX];
     for (int k = 1; k <= L; k++) {
         const int64_t ci = k == 1 ? c->in_channels : rm_config_channels(c, k - 1), co = rm_config_channels(c, k);
         snprintf(path, sizeof path, "encoder_block%d.conv_more.conv1", k);
-        add_unit(b, RM_UNIT_MODE, k, ci, co, path, 0);
+        add_unit(b, layer, k, ci, co, path, 0);
         snprintf(path, sizeof path, "encoder_block%d.conv_more.conv2", k);
-        add_unit(b, RM_UNIT_MODE, k, co, co, path, 0);
+        add_unit(b, layer, k, co, co, path, 0);
         snprintf(path, sizeof path, "encoder_block%d.conv_down", k);
         add_unit(b, RM_UNIT_DOWN, k + 1, co, co, path, 0);
     }
     const int64_t cl = rm_config_channels(c, L), cb = rm_config_channels(c, L + 1);
-    add_unit(b, RM_UNIT_MODE, L + 1, cl, cb, "bottle_block.conv1", 0);
-    add_unit(b, RM_UNIT_MODE, L + 1, cb, cb, "bottle_block.conv2", 0);
+    add_unit(b, layer, L + 1, cl, cb, "bottle_block.conv1", 0);
+    add_unit(b, layer, L + 1, cb, cb, "bottle_block.conv2", 0);
     for (int k = L; k >= 1; k--) {
         const int64_t ck = rm_config_channels(c, k);
         snprintf(path, sizeof path, "decoder_block%d.convt", k);
         add_unit(b, RM_UNIT_UP, k, 2 * ck, ck, path, d2);
         snprintf(path, sizeof path, "decoder_block%d.conv_less.conv1", k);
-        add_unit(b, RM_UNIT_MODE, k, 2 * ck, ck, path, d2);
+        add_unit(b, layer, k, 2 * ck, ck, path, d2);
         snprintf(path, sizeof path, "decoder_block%d.conv_less.conv2", k);
-        add_unit(b, RM_UNIT_MODE, k, ck, ck, path, d2);
+        add_unit(b, layer, k, ck, ck, path, d2);
     }
-    add_unit(b, RM_UNIT_FINAL, 1, rm_config_channels(c, 1), c->out_channels, "conv_out", d2);
+    add_unit(b, gated ? RM_UNIT_FINAL : RM_UNIT_OUT, 1, rm_config_channels(c, 1), c->out_channels, "conv_out", d2);
 }
 
 /* ---- initialization ------------------------------------------------------------------------------------------ */

@@ -6,6 +6,7 @@
  * sized for the batch's shape and kept while shapes do not grow. Merged kernels are made one task at a time into
  * one scratch buffer, so a mixed batch never holds more than one merged kernel per layer.
  */
+#include "model/inception.h"
 #include "model/mode_layer.h"
 
 #include <stdlib.h>
@@ -19,6 +20,7 @@ typedef struct unit_cache {
     float *gz, *ga;       /* gradients of z and of a (ga also serves u: the activation's backward runs in place) */
     float *dropped;       /* the input after dropout, when dropout is on */
     float *mean, *invstd; /* BatchNorm's batch statistics */
+    rm_inception_cache inc; /* INCEPTION: its branches' buffers */
 } unit_cache;
 
 struct rm_train_state {
@@ -81,16 +83,22 @@ static size_t layout(rm_model *m, struct rm_train_state *s, float *base)
             TAKE(c->z, out);
             TAKE(c->gz, out);
         }
-        if (u->kind != RM_UNIT_FINAL) {
+        const int conv_bn = u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP;
+        const int block = u->kind != RM_UNIT_DOWN && u->kind != RM_UNIT_UP; /* MoDE or Inception, or their last */
+        if (conv_bn) {
             TAKE(c->z, out);
             TAKE(c->u, out);
-            TAKE(c->a, out);
-            TAKE(c->gz, out);
-            TAKE(c->ga, out);
             TAKE(c->mean, u->co);
             TAKE(c->invstd, u->co);
+            TAKE(c->gz, out);
         }
-        if (dropout && (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL))
+        if (conv_bn || rm_unit_subconvs(u)) {
+            TAKE(c->a, out);
+            TAKE(c->ga, out);
+        }
+        if (rm_unit_subconvs(u))
+            used += rm_inception_layout(u, N, level_voxels(s->shape, u->level, 0), base ? base + used : NULL, &c->inc);
+        if (dropout && block)
             TAKE(c->dropped, in);
         if (u->kind == RM_UNIT_MODE || u->kind == RM_UNIT_FINAL) {
             const size_t k = (size_t)rm_unit_weight_numel(u);
@@ -279,7 +287,7 @@ static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s
     float *in_data, *gin;
     unit_input(m, s, i, &in_data, &gin);
     rm_tensor in = view(in_data, N, u->ci, s->shape, in_level, u->planar);
-    const int direct_out = u->kind == RM_UNIT_FINAL && !u->planar;
+    const int direct_out = (u->kind == RM_UNIT_FINAL && !u->planar) || u->kind == RM_UNIT_OUT;
     rm_tensor z = direct_out ? *y : view(c->z, N, u->co, s->shape, u->level, u->planar);
 
     if (u->kind == RM_UNIT_DOWN || u->kind == RM_UNIT_UP) {
@@ -293,6 +301,15 @@ static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s
             rm_tensor dropped = view(c->dropped, N, u->ci, s->shape, in_level, u->planar);
             RM_TRY(rm_dropout_forward(ctx, m->cfg.dropout, unit_seed(s->seed, i), &in, &dropped));
             in = dropped;
+        }
+        if (rm_unit_subconvs(u)) {
+            rm_tensor a = view(c->a, N, u->co, s->shape, u->level, 0);
+            return rm_inception_forward(ctx, u, m->cfg.activation, s->training && m->only_task < 0, &in, &c->inc, &a);
+        }
+        if (u->kind == RM_UNIT_OUT) {
+            const rm_conv3d_params p = rm_conv3d_same(1);
+            const rm_tensor w = rm_tensor_5d(u->weight->data, u->co, u->ci, 1, 1, 1);
+            return rm_conv3d_forward(ctx, &p, &in, &w, u->bias->data, y);
         }
         RM_TRY(mode_conv_forward(ctx, m, s, u, &in, &z));
     }
@@ -408,6 +425,32 @@ static rm_status mode_conv_backward(rm_ctx *ctx, rm_model *m, struct rm_train_st
     return RM_OK;
 }
 
+/* The backward of an Inception block or a plain layer (from its activation's gradient) or of those networks' output
+ * layer (from dy, in gz), through the block's dropout when it has one. */
+static rm_status other_block_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s, int i, const rm_tensor *in,
+                                      rm_tensor *gin, const rm_tensor *gz)
+{
+    const rm_unit *u = &m->units[i];
+    unit_cache *c = &s->cache[i];
+    const int64_t N = s->shape[0];
+    rm_tensor seen = *in, gdrop = *in;
+    if (c->dropped) { /* the block saw the dropped input; its gradient goes back through the same mask */
+        seen.data = c->dropped;
+        gdrop.data = s->gdrop;
+    }
+    rm_tensor *gx = gin ? (c->dropped ? &gdrop : gin) : NULL;
+    if (rm_unit_subconvs(u)) {
+        rm_tensor ga = view(c->ga, N, u->co, s->shape, u->level, 0);
+        RM_TRY(rm_inception_backward(ctx, u, m->cfg.activation, &seen, &c->inc, &ga, gx));
+    } else {
+        const rm_conv3d_params p = rm_conv3d_same(1);
+        const rm_tensor w = rm_tensor_5d(u->weight->data, u->co, u->ci, 1, 1, 1);
+        rm_tensor dw = rm_tensor_5d(u->weight->grad, u->co, u->ci, 1, 1, 1);
+        RM_TRY(rm_conv3d_backward(ctx, &p, &seen, &w, gz, gx, &dw, u->bias->grad));
+    }
+    return c->dropped && gin ? rm_dropout_backward(ctx, m->cfg.dropout, unit_seed(s->seed, i), &gdrop, gin) : RM_OK;
+}
+
 static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s, int i, const rm_tensor *dy)
 {
     const rm_unit *u = &m->units[i];
@@ -418,9 +461,11 @@ static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *
     unit_input(m, s, i, &in_data, &gin_data);
     rm_tensor in = view(in_data, N, u->ci, s->shape, in_level, u->planar);
     rm_tensor gin = view(gin_data ? gin_data : in_data, N, u->ci, s->shape, in_level, u->planar);
-    const int direct_out = u->kind == RM_UNIT_FINAL && !u->planar;
+    const int direct_out = (u->kind == RM_UNIT_FINAL && !u->planar) || u->kind == RM_UNIT_OUT;
     rm_tensor gz = direct_out ? *dy : view(c->gz, N, u->co, s->shape, u->level, u->planar);
 
+    if (rm_unit_subconvs(u) || u->kind == RM_UNIT_OUT)
+        return other_block_backward(ctx, m, s, i, &in, gin_data ? &gin : NULL, &gz);
     if (u->kind == RM_UNIT_FINAL && u->planar)
         sum_over_depth(dy, &gz); /* the 2D map was repeated over depth */
     if (u->kind != RM_UNIT_FINAL) {

@@ -49,6 +49,13 @@ typedef struct rm_task {
 /* The most down-sampling stages (config.levels): a 256-voxel patch side already reaches 1 voxel at 8. */
 #define RM_MAX_LEVELS 8
 
+/* Append only: model files store these. */
+typedef enum rm_block {
+    RM_BLOCK_MODE = 0,      /* MoDE layers (RepMode, official) */
+    RM_BLOCK_INCEPTION = 1, /* Inception blocks (docs/network.md §9): the study's comparison, one task, no gate */
+    RM_BLOCK_PLAIN = 2,     /* a plain U-Net: one 3³ conv, BatchNorm and activation per layer; one task, no gate */
+} rm_block;
+
 /* The network's shape and options. Tasks are owned by whoever built the struct; a model keeps its own copy. */
 typedef struct rm_config {
     int64_t base_channels; /* channels of level 1; level k has base·2^(k-1), the bottleneck base·2^levels */
@@ -69,6 +76,9 @@ typedef struct rm_config {
      * depth, so the network's output keeps the input's shape. Every task then has 2D labels (output_2d). 0: the
      * official 3D decoder. */
     int decoder_2d;
+    /* What each of the U-Net's layers is (docs/network.md §9): MoDE layers, Inception blocks, or plain 3³ layers,
+     * the last two with a 1³ output convolution, one task, the 3D decoder and no added expert. */
+    rm_block block;
 } rm_config;
 
 /* The official network (base 32, 4 levels, the 12 tasks of the paper, ReLU, patch 32×128×128). `tasks` must hold

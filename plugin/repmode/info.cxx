@@ -43,6 +43,9 @@ void print_text(const Context &ctx, const std::string &path, const rm_model_info
                 static_cast<long long>(c.patch[1]), static_cast<long long>(c.patch[2]));
     std::printf("cost:        %.4g k multiply-adds per voxel (one forward pass of the patch)\n",
                 macs_per_voxel(ctx, c) / 1e3);
+    if (c.block != RM_BLOCK_MODE)
+        std::printf("layers:      %s (single task, no gates: the comparison network of docs/network.md section 9)\n",
+                    c.block == RM_BLOCK_PLAIN ? "plain 3x3x3 convolutions" : "Inception blocks");
     if (c.decoder_2d)
         std::printf("decoder:     2d (the skips and the bottleneck averaged over depth, 2D layers, one 2D map)\n");
     if (c.added_expert_kernel)

@@ -57,11 +57,12 @@ def reference_prediction(task, x, normalize=zscore, model=SMALL):
     config = json.loads(metadata["repmode.config"])
     names = [t["name"] for t in json.loads(metadata["repmode.tasks"])]
     net = rt.RepModeNet(config["base_channels"], config["levels"], len(names), activation=config["activation"],
-                        decoder=config.get("decoder", "3d"))
+                        decoder=config.get("decoder", "3d"), block=config.get("block", "mode"))
     net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
     net = net.double().eval()
-    with torch.no_grad():
-        y = rt.DeployNet(net, names.index(task))(torch.from_numpy(normalize(x)[None, None]))
+    x = torch.from_numpy(normalize(x)[None, None])
+    with torch.no_grad():  # the deploy form of RepMode; the comparison networks have no other than their own
+        y = rt.DeployNet(net, names.index(task))(x) if net.block == "mode" else net(x, [names.index(task)])
     return y[0, 0].numpy()
 
 

@@ -49,6 +49,20 @@ def test_the_2d_decoder_predicts_the_reference_map(tmp_path):
         assert [float(v) for v in header["ElementSpacing"].split()] == pytest.approx(list(SPACING))
 
 
+@pytest.mark.parametrize("block", ["inception", "plain"])
+def test_the_comparison_networks_predict_the_reference(tmp_path, block):
+    """blocks "inception" and "plain" (docs/network.md §9, fixtures parity_inception and parity_plain), one window."""
+    model = os.path.join(HERE, "..", "fixtures", "parity_%s.model.safetensors" % block)
+    x, path = volume(tmp_path, seed=5)
+    out = tmp_path / "dna.mha"
+    r = run("predict", "--model", model, "--task", "dna", "--input", str(path), "--output", str(out),
+            "--patch", "8,12,16")
+    assert r.returncode == 0, r.stderr
+    got, _ = read_mha(str(out))
+    want = reference_prediction("dna", x, model=model)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
 def test_prediction_matches_the_reference_and_keeps_the_geometry(tmp_path):
     x, path = volume(tmp_path)
     out = tmp_path / "pred.mha"

@@ -360,6 +360,33 @@ def test_the_2d_decoder_trains_reproducibly_and_predicts_one_map(scroll, tmp_pat
     assert r.returncode == 1 and "task 'ink' needs 2D labels" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("block", ["inception", "plain"])
+def test_the_comparison_networks_train_reproducibly(sample, tmp_path, block):
+    """blocks "inception" and "plain" (docs/network.md §9): one task, the same bytes on 1 and 2 threads, their
+    layers in info, and add-task refused (no gates)."""
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(dict(CONFIG, block=block, tasks=[{"name": "nuclei"}])))
+    csv = sample / ("nuclei-%s.csv" % block)  # beside the images it names
+    csv.write_text("\n".join(l for l in (sample / "train.csv").read_text().splitlines()
+                             if l.split(",")[-1] in ("task", "nuclei")) + "\n")
+    models = []
+    for threads in (1, 2):
+        out = tmp_path / ("m%d.safetensors" % threads)
+        r = run("train", "--config", cfg, "--data", csv, "--out", out, "--steps", 4, "--batch", 2,
+                "--threads", threads)
+        assert r.returncode == 0, r.stderr
+        models.append(out.read_bytes())
+    assert models[0] == models[1]
+    info = run("info", tmp_path / "m1.safetensors").stdout
+    assert ("Inception blocks" if block == "inception" else "plain 3x3x3") in info
+    r = run("add-task", "--model", tmp_path / "m1.safetensors", "--task", "membranes", "--data", csv,
+            "--out", tmp_path / "x.safetensors")
+    assert r.returncode == 1 and "without task gates" in r.stderr, r.stderr
+    cfg.write_text(json.dumps(dict(CONFIG, block=block)))
+    r = run("train", "--config", cfg, "--data", csv, "--out", tmp_path / "x.safetensors")
+    assert r.returncode == 1 and "single-task" in r.stderr, r.stderr
+
+
 def test_2d_labels_train_reproducibly_across_threads_and_a_resume(scroll, tmp_path):
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
     assert train_ink(scroll, one, "--threads", 1, "--seed", 4).returncode == 0

@@ -62,6 +62,24 @@ FIXTURES = [
         "gate": (0, "decoder_block1.conv_less.conv1"),
         "merged": (1, "decoder_block2.conv_less.conv2"),
     },
+    {
+        "name": "parity_inception",  # block inception (docs/network.md §9): one task, no gate, no merged kernel
+        "seed": 4,
+        "base_channels": 4, "levels": 2, "activation": "frelu", "block": "inception",
+        "tasks": [{"name": "dna", "kind": "regression"}],
+        "input": (2, 1, 8, 12, 16),
+        "eval_tasks": [0],
+        "train_tasks": [0, 0],
+    },
+    {
+        "name": "parity_plain",  # block plain: one 3³ conv, BatchNorm and activation per layer, a 1³ output
+        "seed": 5,
+        "base_channels": 4, "levels": 2, "activation": "mish", "block": "plain",
+        "tasks": [{"name": "dna", "kind": "regression"}],
+        "input": (2, 1, 8, 12, 16),
+        "eval_tasks": [0],
+        "train_tasks": [0, 0],
+    },
 ]
 
 
@@ -75,15 +93,17 @@ def make(fx):
     torch.manual_seed(seed)                       # PyTorch default init of experts, gates, Down/Up convs
     gen = torch.Generator().manual_seed(seed)     # BatchNorm/FReLU values, input, target
     n_tasks = len(fx["tasks"])
-    decoder = fx.get("decoder", "3d")
-    net = rt.RepModeNet(fx["base_channels"], fx["levels"], n_tasks, activation=fx["activation"], decoder=decoder)
+    decoder, block = fx.get("decoder", "3d"), fx.get("block", "mode")
+    net = rt.RepModeNet(fx["base_channels"], fx["levels"], n_tasks, activation=fx["activation"], decoder=decoder,
+                        block=block)
     rt.randomize_batchnorm(net, gen)
     x = torch.randn(fx["input"], generator=gen, dtype=torch.float32)
     target = torch.randn(fx["input"], generator=gen, dtype=torch.float32)
 
     # -- the model file (float32, exactly what the double computations below start from) --
     model_tensors = list(net.state_dict().items())
-    config = rt.model_config(fx["base_channels"], fx["levels"], 1, 1, fx["activation"], fx["input"][2:], decoder)
+    config = rt.model_config(fx["base_channels"], fx["levels"], 1, 1, fx["activation"], fx["input"][2:], decoder,
+                             block)
     model_meta = st.model_metadata(config, fx["tasks"], {"method": "zscore"},
                                    {"software": SOFTWARE, "seed": seed})
 
@@ -96,11 +116,12 @@ def make(fx):
         for t in fx["eval_tasks"]:
             y = net64(x64, torch.full((x.shape[0],), t, dtype=torch.long))
             io.append(("eval.task%d.output" % t, f32(y)))
-        t, layer = fx["gate"]
-        mod = net64.get_submodule(layer)
-        io.append(("gate.task%d.%s" % (t, layer), f32(mod.gate_weights(torch.tensor([t]))[0])))
-        t, layer = fx["merged"]
-        io.append(("merged.task%d.%s" % (t, layer), f32(net64.get_submodule(layer).merged_kernel(t))))
+        if "gate" in fx:  # MoDE layers only
+            t, layer = fx["gate"]
+            mod = net64.get_submodule(layer)
+            io.append(("gate.task%d.%s" % (t, layer), f32(mod.gate_weights(torch.tensor([t]))[0])))
+            t, layer = fx["merged"]
+            io.append(("merged.task%d.%s" % (t, layer), f32(net64.get_submodule(layer).merged_kernel(t))))
 
     # -- one mixed-task training step: train mode, BatchNorm batch statistics, MSE over the whole batch --
     net64 = rt.to_float64(copy.deepcopy(net)).train()

@@ -227,21 +227,32 @@ def up_block(ci, co, activation, device=None, dtype=None, dims=3):
 
 
 class SubBlock(nn.Module):
-    """Sub2(ci -> co) = MoDE(ci -> co) then MoDE(co -> co), children conv1, conv2."""
+    """Sub2(ci -> co) = MoDE(ci -> co) then MoDE(co -> co), children conv1, conv2 (Inception blocks with
+    block "inception")."""
 
-    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None, dims=3):
+    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None, dims=3, block="mode"):
         super().__init__()
+        if block == "inception":
+            self.conv1 = InceptionBlock(ci, co, activation, device, dtype)
+            self.conv2 = InceptionBlock(co, co, activation, device, dtype)
+            return
+        if block == "plain":
+            self.conv1 = conv_unit(ci, co, 3, activation, device, dtype)
+            self.conv2 = conv_unit(co, co, 3, activation, device, dtype)
+            return
         self.conv1 = MoDEConv(ci, co, n_tasks, "normal", activation, device, dtype, dims)
         self.conv2 = MoDEConv(co, co, n_tasks, "normal", activation, device, dtype, dims)
 
     def forward(self, x, task_ids):
+        if isinstance(self.conv1, nn.Sequential):  # a plain layer takes no task
+            return self.conv2(self.conv1(x))
         return self.conv2(self.conv1(x, task_ids), task_ids)
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None):
+    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None, block="mode"):
         super().__init__()
-        self.conv_more = SubBlock(ci, co, n_tasks, activation, device, dtype)
+        self.conv_more = SubBlock(ci, co, n_tasks, activation, device, dtype, block=block)
         self.conv_down = down_block(co, activation, device, dtype)
 
     def forward(self, x, task_ids):
@@ -250,14 +261,46 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None, dims=3):
+    def __init__(self, ci, co, n_tasks, activation, device=None, dtype=None, dims=3, block="mode"):
         super().__init__()
         self.convt = up_block(ci, co, activation, device, dtype, dims)
-        self.conv_less = SubBlock(2 * co, co, n_tasks, activation, device, dtype, dims)
+        self.conv_less = SubBlock(2 * co, co, n_tasks, activation, device, dtype, dims, block)
 
     def forward(self, x, skip, task_ids):
         up = self.convt(x)
         return self.conv_less(torch.cat([skip, up], dim=1), task_ids)   # skip first, then upsampled
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Inception comparison block (docs/network.md §9: I3D's block, single task, no gating)
+
+def conv_unit(ci, co, k, activation, device=None, dtype=None):
+    """Conv3d k³ (same padding, no bias) -> BatchNorm3d -> activation, children "conv", "bn", "activation"."""
+    act = parameter_free_activation(activation)
+    return nn.Sequential(collections.OrderedDict([
+        ("conv", nn.Conv3d(ci, co, k, padding=k // 2, bias=False, device=device, dtype=dtype)),
+        ("bn", nn.BatchNorm3d(co, eps=BN_EPS, momentum=BN_MOMENTUM, device=device, dtype=dtype)),
+        ("activation", FReLU(co, device=device, dtype=dtype) if act is None else act)]))
+
+
+class InceptionBlock(nn.Module):
+    """ci -> co in four parallel branches of co/4 channels each, concatenated in this order: branch0 1³; branch1
+    1³ -> 3³; branch2 1³ -> 3³; branch3 3³ max-pool (stride 1, padding 1) -> 1³. The task is ignored."""
+
+    def __init__(self, ci, co, activation, device=None, dtype=None):
+        super().__init__()
+        if co % 4:
+            raise ValueError("an Inception block needs a multiple of 4 channels, not %d" % co)
+        c4 = co // 4
+        fk = (activation, device, dtype)
+        self.branch0 = conv_unit(ci, c4, 1, *fk)
+        self.branch1 = nn.Sequential(conv_unit(ci, c4, 1, *fk), conv_unit(c4, c4, 3, *fk))
+        self.branch2 = nn.Sequential(conv_unit(ci, c4, 1, *fk), conv_unit(c4, c4, 3, *fk))
+        self.branch3 = conv_unit(ci, c4, 1, *fk)
+
+    def forward(self, x, task_ids=None):
+        pooled = F.max_pool3d(x, 3, stride=1, padding=1)
+        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(pooled)], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -272,10 +315,13 @@ class RepModeNet(nn.Module):
     decoder "2d" (docs/network.md §7.2): the decoder's blocks and conv_out are 2D (Conv2d-shaped experts,
     ConvTranspose2d, BatchNorm2d); the bottleneck's output and every skip are averaged over depth first, and the
     2D map conv_out makes is repeated over the input's depth, so the output has the input's shape.
+
+    block "inception" (docs/network.md §9): every MoDE layer but the last is an InceptionBlock, conv_out a 1³ Conv3d
+    with bias; one task, no gate. block "plain": the same with a conv_unit 3³ (conv, bn, activation) per layer.
     """
 
     def __init__(self, base_channels, levels, n_tasks, in_channels=1, out_channels=1, activation="relu",
-                 device=None, dtype=None, decoder="3d"):
+                 device=None, dtype=None, decoder="3d", block="mode"):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError("unknown activation %r" % (activation,))
@@ -287,15 +333,22 @@ class RepModeNet(nn.Module):
             raise ValueError("unknown decoder %r" % (decoder,))
         self.decoder_dims = 3 if decoder == "3d" else 2
         dd = self.decoder_dims
+        if block not in ("mode", "inception", "plain") or (block != "mode" and (decoder != "3d" or n_tasks != 1)):
+            raise ValueError("block %r (inception and plain: one task, the 3D decoder)" % (block,))
+        self.block = block
         ch = [base_channels * 2 ** k for k in range(levels + 1)]   # ch[k-1] = width of level k, ch[L] = bottleneck
         for k in range(1, levels + 1):
             ci = in_channels if k == 1 else ch[k - 2]
-            self.add_module("encoder_block%d" % k, EncoderBlock(ci, ch[k - 1], n_tasks, activation, device, dtype))
-        self.bottle_block = SubBlock(ch[levels - 1], ch[levels], n_tasks, activation, device, dtype)
+            self.add_module("encoder_block%d" % k,
+                            EncoderBlock(ci, ch[k - 1], n_tasks, activation, device, dtype, block))
+        self.bottle_block = SubBlock(ch[levels - 1], ch[levels], n_tasks, activation, device, dtype, block=block)
         for k in range(levels, 0, -1):
             self.add_module("decoder_block%d" % k,
-                            DecoderBlock(ch[k], ch[k - 1], n_tasks, activation, device, dtype, dd))
-        self.conv_out = MoDEConv(ch[0], out_channels, n_tasks, "final", activation, device, dtype, dd)
+                            DecoderBlock(ch[k], ch[k - 1], n_tasks, activation, device, dtype, dd, block))
+        if block != "mode":
+            self.conv_out = nn.Conv3d(ch[0], out_channels, 1, device=device, dtype=dtype)
+        else:
+            self.conv_out = MoDEConv(ch[0], out_channels, n_tasks, "final", activation, device, dtype, dd)
 
     def encoder(self, k):
         return getattr(self, "encoder_block%d" % k)
@@ -325,7 +378,7 @@ class RepModeNet(nn.Module):
         x = flat(self.bottle_block(x, task_ids))
         for k in range(self.levels, 0, -1):
             x = self.decoder(k)(x, skips[k - 1], task_ids)
-        y = self.conv_out(x, task_ids)
+        y = self.conv_out(x) if self.block != "mode" else self.conv_out(x, task_ids)
         return y if self.decoder_dims == 3 else y.unsqueeze(2).expand(-1, -1, depth, -1, -1)
 
 
@@ -440,26 +493,33 @@ class DeployNet(nn.Module):
 # Name lists, checks
 
 def model_config(base_channels, levels, in_channels=1, out_channels=1, activation="relu", patch=(32, 128, 128),
-                 decoder="3d"):
-    """The `repmode.config` object of a model file (docs/model-file.md §2.3), keys in this order."""
-    return {"base_channels": base_channels, "levels": levels, "in_channels": in_channels,
-            "out_channels": out_channels, "experts": list(EXPERTS), "norm": "batch", "activation": activation,
-            "dropout": 0, "decoder": decoder, "patch": [int(p) for p in patch]}
+                 decoder="3d", block="mode"):
+    """The `repmode.config` object of a model file (docs/model-file.md §2.3), keys in this order ("block" only
+    for the Inception network)."""
+    config = {"base_channels": base_channels, "levels": levels, "in_channels": in_channels,
+              "out_channels": out_channels, "experts": list(EXPERTS), "norm": "batch", "activation": activation,
+              "dropout": 0, "decoder": decoder, "patch": [int(p) for p in patch]}
+    if block != "mode":
+        config["block"] = block
+    return config
 
 
 DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.float64: "float64"}
 
 
-def state_dict_spec(base_channels, levels, n_tasks, in_channels=1, out_channels=1, activation="relu", decoder="3d"):
+def state_dict_spec(base_channels, levels, n_tasks, in_channels=1, out_channels=1, activation="relu", decoder="3d",
+                    block="mode"):
     """[(name, shape tuple, dtype name)] of a configuration's state_dict, in order, without allocating the
     weights (the network is built on the meta device)."""
     net = RepModeNet(base_channels, levels, n_tasks, in_channels, out_channels, activation, device="meta",
-                     decoder=decoder)
+                     decoder=decoder, block=block)
     return [(k, tuple(v.shape), DTYPE_NAMES[v.dtype]) for k, v in net.state_dict(keep_vars=True).items()]
 
 
-def trainable_names(base_channels, levels, n_tasks, in_channels=1, out_channels=1, activation="relu"):
-    net = RepModeNet(base_channels, levels, n_tasks, in_channels, out_channels, activation, device="meta")
+def trainable_names(base_channels, levels, n_tasks, in_channels=1, out_channels=1, activation="relu", decoder="3d",
+                    block="mode"):
+    net = RepModeNet(base_channels, levels, n_tasks, in_channels, out_channels, activation, device="meta",
+                     decoder=decoder, block=block)
     return [k for k, _ in net.named_parameters()]
 
 

@@ -296,33 +296,8 @@ def test_fixtures_are_current(fx, regenerated):
                 assert float(np.abs(have[k] - want[k]).max()) <= 1e-6 * scale, k
 
 
-@pytest.mark.parametrize("fx", make_fixtures.FIXTURES, ids=lambda f: f["name"])
-def test_fixture_contents(fx):
-    import json
-    tensors, meta = st.read(os.path.join(FIXTURE_DIR, fx["name"] + ".model.safetensors"))
-    decoder = fx.get("decoder", "3d")
-    spec = rt.state_dict_spec(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"],
-                              decoder=decoder)
-    assert [(n, tuple(s)) for n, s, _ in spec] == [(k, v.shape) for k, v in tensors.items()]
-    assert meta["repmode.format"] == "1" and meta["repmode.form"] == "training"
-    cfg = json.loads(meta["repmode.config"])
-    assert cfg == {"base_channels": fx["base_channels"], "levels": fx["levels"], "in_channels": 1,
-                   "out_channels": 1, "experts": ["conv5", "conv3", "conv1", "avg3", "avg5"], "norm": "batch",
-                   "activation": fx["activation"], "dropout": 0, "decoder": decoder, "patch": list(fx["input"][2:])}
-    assert json.loads(meta["repmode.tasks"]) == fx["tasks"]
-    assert json.loads(meta["repmode.normalization"]) == {"method": "zscore"}
-    assert json.loads(meta["repmode.provenance"])["seed"] == fx["seed"]
-
-    io, _ = st.read(os.path.join(FIXTURE_DIR, fx["name"] + ".io.safetensors"))
-    params = rt.trainable_names(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"])
-    assert [k[len("train.grad."):] for k in io if k.startswith("train.grad.")] == params
-    stats = [n for n, _, _ in spec if n.endswith(".running_mean") or n.endswith(".running_var")]
-    assert [k[len("train.after."):] for k in io if k.startswith("train.after.")] == stats
-    assert io["train.loss"].shape == () and io["train.tasks"].tolist() == fx["train_tasks"]
-    for t in fx["eval_tasks"]:
-        assert io["eval.task%d.output" % t].shape == fx["input"]
-    # BN running statistics after one step: 0.9 * old + 0.1 * batch statistic (unbiased variance)
-    # checked by hand for the first layer, whose input is the stored input
+def check_first_layer_statistics(fx, tensors, io):
+    """The first MoDE layer's running statistics after the stored step: 0.9 * old + 0.1 * its batch statistics."""
     m = rt.to_float64(rt.MoDEConv(1, fx["base_channels"], len(fx["tasks"]), "normal", fx["activation"]))
     prefix = "encoder_block1.conv_more.conv1."
     m.load_state_dict({k[len(prefix):]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith(prefix)})
@@ -337,9 +312,42 @@ def test_fixture_contents(fx):
         want = 0.9 * tensors[bn + stat].astype(np.float64) + 0.1 * batch
         assert np.abs(io["train.after." + bn + stat] - want).max() <= 1e-6 * np.abs(want).max()
     assert not np.allclose(io["train.after." + bn + "running_mean"], tensors[bn + "running_mean"])
+
+
+@pytest.mark.parametrize("fx", make_fixtures.FIXTURES, ids=lambda f: f["name"])
+def test_fixture_contents(fx):
+    import json
+    tensors, meta = st.read(os.path.join(FIXTURE_DIR, fx["name"] + ".model.safetensors"))
+    decoder, block = fx.get("decoder", "3d"), fx.get("block", "mode")
+    spec = rt.state_dict_spec(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"],
+                              decoder=decoder, block=block)
+    assert [(n, tuple(s)) for n, s, _ in spec] == [(k, v.shape) for k, v in tensors.items()]
+    assert meta["repmode.format"] == "1" and meta["repmode.form"] == "training"
+    cfg = json.loads(meta["repmode.config"])
+    want = {"base_channels": fx["base_channels"], "levels": fx["levels"], "in_channels": 1,
+            "out_channels": 1, "experts": ["conv5", "conv3", "conv1", "avg3", "avg5"], "norm": "batch",
+            "activation": fx["activation"], "dropout": 0, "decoder": decoder, "patch": list(fx["input"][2:])}
+    assert cfg == (want if block == "mode" else dict(want, block=block))
+    assert json.loads(meta["repmode.tasks"]) == fx["tasks"]
+    assert json.loads(meta["repmode.normalization"]) == {"method": "zscore"}
+    assert json.loads(meta["repmode.provenance"])["seed"] == fx["seed"]
+
+    io, _ = st.read(os.path.join(FIXTURE_DIR, fx["name"] + ".io.safetensors"))
+    params = rt.trainable_names(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"],
+                                decoder=decoder, block=block)
+    assert [k[len("train.grad."):] for k in io if k.startswith("train.grad.")] == params
+    stats = [n for n, _, _ in spec if n.endswith(".running_mean") or n.endswith(".running_var")]
+    assert [k[len("train.after."):] for k in io if k.startswith("train.after.")] == stats
+    assert io["train.loss"].shape == () and io["train.tasks"].tolist() == fx["train_tasks"]
+    for t in fx["eval_tasks"]:
+        assert io["eval.task%d.output" % t].shape == fx["input"]
+    # BN running statistics after one step: 0.9 * old + 0.1 * batch statistic (unbiased variance)
+    # checked by hand for the first layer, whose input is the stored input (a MoDE layer's)
+    if block == "mode":
+        check_first_layer_statistics(fx, tensors, io)
     # the stored model, evaluated in float64, reproduces the stored eval outputs
     net = rt.RepModeNet(fx["base_channels"], fx["levels"], len(fx["tasks"]), activation=fx["activation"],
-                        decoder=decoder)
+                        decoder=decoder, block=block)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
     net = rt.to_float64(net).eval()
     x = torch.from_numpy(io["input"]).double()

@@ -30,7 +30,7 @@ class Config(Structure):
     _fields_ = [("base_channels", c_int64), ("levels", c_int), ("in_channels", c_int64), ("out_channels", c_int64),
                 ("activation", c_int), ("dropout", c_float), ("patch", c_int64 * 3), ("n_tasks", c_int),
                 ("tasks", POINTER(Task)), ("added_expert_kernel", c_int), ("added_expert_task", c_int),
-                ("decoder_2d", c_int)]
+                ("decoder_2d", c_int), ("block", c_int)]
 
 
 class ModelInfo(Structure):
