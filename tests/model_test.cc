@@ -99,13 +99,17 @@ struct Net {
                                rm_task_make("ink", RM_TASK_BINARY)};
     rm_model *model = nullptr;
 
-    Net(rm_ctx *ctx, int64_t base, int levels, rm_activation act, float dropout = 0.0f)
+    // decoder_2d: the 2D decoder (docs/network.md §7.2), every task's labels 2D.
+    Net(rm_ctx *ctx, int64_t base, int levels, rm_activation act, float dropout = 0.0f, bool decoder_2d = false)
     {
+        for (rm_task &t : tasks)
+            t.output_2d = decoder_2d;
         rm_config cfg = rm_config_lite(tasks.data(), 3);
         cfg.base_channels = base;
         cfg.levels = levels;
         cfg.activation = act;
         cfg.dropout = dropout;
+        cfg.decoder_2d = decoder_2d;
         EXPECT_EQ(rm_model_create(ctx, &cfg, 17, &model), RM_OK) << rm_ctx_error(ctx);
         uint32_t seed = 100;
         for (size_t i = 0; i < rm_model_n_params(model); i++) {
@@ -252,14 +256,9 @@ double train_loss(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, const s
     return l;
 }
 
-class TrainGradient : public ::testing::TestWithParam<float> {};
-
-// Mish keeps the network smooth, so central differences are meaningful everywhere; with dropout the mask is fixed
-// by the seed. Every tensor kind is checked at a few entries: each expert, the gate, BatchNorm, down, up, final.
-TEST_P(TrainGradient, MatchesFiniteDifferencesForEveryKindOfParameter)
+// Central differences of the training loss at a few entries of each named tensor, against the backward's gradient.
+void expect_gradients_match_finite_differences(rm_ctx *ctx, Net &net, const std::vector<const char *> &names)
 {
-    rmtest::Ctx ctx(1); // hundreds of tiny forwards: one thread avoids OpenMP's start-up cost
-    Net net(ctx, 2, 2, RM_ACT_MISH, GetParam());
     Tensor x({3, 1, 8, 8, 8}), dy({3, 1, 8, 8, 8});
     rmtest::fill_uniform(x.data, 7);
     std::vector<float> r(dy.data.size());
@@ -269,16 +268,6 @@ TEST_P(TrainGradient, MatchesFiniteDifferencesForEveryKindOfParameter)
     const uint64_t seed = 99;
     train_loss(ctx, net.model, x, tasks, r, seed);
     ASSERT_EQ(rm_model_backward(ctx, net.model, dy.p()), RM_OK) << rm_ctx_error(ctx);
-
-    const char *names[] = {
-        "encoder_block1.conv_more.conv1.expert_conv5x5_conv", "encoder_block1.conv_more.conv1.expert_conv3x3_conv",
-        "encoder_block1.conv_more.conv2.expert_conv1x1_conv", "encoder_block2.conv_more.conv1.expert_avg3x3_conv",
-        "bottle_block.conv2.expert_avg5x5_conv",              "decoder_block2.conv_less.conv1.gate.weight",
-        "encoder_block1.conv_more.conv1.gate.bias",           "decoder_block1.conv_less.conv2.subsequent_layer.0.weight",
-        "bottle_block.conv1.subsequent_layer.0.bias",         "encoder_block1.conv_down.0.weight",
-        "decoder_block2.convt.0.weight",                      "decoder_block1.convt.1.bias",
-        "conv_out.expert_conv5x5_conv",                       "conv_out.gate.weight",
-    };
     for (const char *name : names) {
         rm_param *p = rm_model_find_param(net.model, name);
         ASSERT_NE(p, nullptr) << name;
@@ -308,6 +297,40 @@ TEST_P(TrainGradient, MatchesFiniteDifferencesForEveryKindOfParameter)
             EXPECT_NEAR(analytic[(size_t)j], fd, 2e-3 * scale + 1e-4) << name << "[" << j << "]";
         }
     }
+}
+
+class TrainGradient : public ::testing::TestWithParam<float> {};
+
+// Mish keeps the network smooth, so central differences are meaningful everywhere; with dropout the mask is fixed
+// by the seed. Every tensor kind is checked at a few entries: each expert, the gate, BatchNorm, down, up, final.
+TEST_P(TrainGradient, MatchesFiniteDifferencesForEveryKindOfParameter)
+{
+    rmtest::Ctx ctx(1); // hundreds of tiny forwards: one thread avoids OpenMP's start-up cost
+    Net net(ctx, 2, 2, RM_ACT_MISH, GetParam());
+    expect_gradients_match_finite_differences(
+        ctx, net,
+        {"encoder_block1.conv_more.conv1.expert_conv5x5_conv", "encoder_block1.conv_more.conv1.expert_conv3x3_conv",
+         "encoder_block1.conv_more.conv2.expert_conv1x1_conv", "encoder_block2.conv_more.conv1.expert_avg3x3_conv",
+         "bottle_block.conv2.expert_avg5x5_conv", "decoder_block2.conv_less.conv1.gate.weight",
+         "encoder_block1.conv_more.conv1.gate.bias", "decoder_block1.conv_less.conv2.subsequent_layer.0.weight",
+         "bottle_block.conv1.subsequent_layer.0.bias", "encoder_block1.conv_down.0.weight",
+         "decoder_block2.convt.0.weight", "decoder_block1.convt.1.bias", "conv_out.expert_conv5x5_conv",
+         "conv_out.gate.weight"});
+}
+
+// The 2D decoder: its 2D experts, gates, BatchNorm and up-sampling, and the encoder through the depth means.
+TEST_P(TrainGradient, OfThe2dDecoderMatchFiniteDifferences)
+{
+    rmtest::Ctx ctx(1);
+    Net net(ctx, 2, 2, RM_ACT_MISH, GetParam(), true);
+    expect_gradients_match_finite_differences(
+        ctx, net,
+        {"encoder_block1.conv_more.conv2.expert_conv5x5_conv", "bottle_block.conv2.expert_conv3x3_conv",
+         "decoder_block2.convt.0.weight", "decoder_block2.conv_less.conv1.expert_conv5x5_conv",
+         "decoder_block1.conv_less.conv1.expert_conv3x3_conv", "decoder_block1.conv_less.conv2.expert_avg3x3_conv",
+         "decoder_block1.conv_less.conv2.expert_avg5x5_conv", "decoder_block1.conv_less.conv1.gate.weight",
+         "decoder_block1.conv_less.conv2.subsequent_layer.0.weight", "decoder_block1.convt.1.bias",
+         "conv_out.expert_conv5x5_conv", "conv_out.expert_conv1x1_conv", "conv_out.gate.bias"});
 }
 
 INSTANTIATE_TEST_SUITE_P(Dropout, TrainGradient, ::testing::Values(0.0f, 0.25f));
