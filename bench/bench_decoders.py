@@ -20,7 +20,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "cli"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "learning"))
 from images import read_nrrd  # noqa: E402
+from test_learning import f05  # noqa: E402  the learning test's F0.5, the Kaggle metric
 
 CONFIGS = os.path.join(HERE, "..", "examples", "configs")
 # (decoder, configuration, steps as a multiple of --steps): the 2D decoder with the same steps, and with three times
@@ -33,14 +35,6 @@ def repmode(exe, *args):
     if r.returncode != 0:
         sys.exit("repmode %s failed: %s" % (args[0], r.stderr.strip()))
     return r.stdout
-
-
-def f05(prob, truth, threshold):
-    predicted = prob > threshold
-    tp = np.sum(predicted & truth)
-    fp = np.sum(predicted & ~truth)
-    fn = np.sum(~predicted & truth)
-    return 1.25 * tp / (1.25 * tp + 0.25 * fn + fp)
 
 
 def main():
