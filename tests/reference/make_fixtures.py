@@ -133,8 +133,14 @@ def make(fx):
     io.append(("train.target", target))
     io.append(("train.output", f32(y)))
     io.append(("train.loss", f32(loss)))
+    # Some gradients are zero in exact arithmetic (an Inception block's output biases and first single-weight
+    # convolutions feed batch-statistics BatchNorm only through shift- and scale-invariant paths); float64 leaves
+    # them as rounding noise near 1e-17, which moves with the BLAS kernels torch's convolutions call. They are stored
+    # as the zeros they are: anything below 1e-12 of the step's largest gradient, far under any real one.
+    largest = max(float(p.grad.abs().max()) for p in net64.parameters())
     for name, p in net64.named_parameters():
-        io.append(("train.grad." + name, f32(p.grad)))
+        g = torch.where(p.grad.abs() <= 1e-12 * largest, torch.zeros_like(p.grad), p.grad)
+        io.append(("train.grad." + name, f32(g)))
     for name, b in net64.named_buffers():
         if name.endswith(".running_mean") or name.endswith(".running_var"):
             io.append(("train.after." + name, f32(b)))
