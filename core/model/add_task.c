@@ -46,7 +46,8 @@ rm_status rm_model_add_task(rm_ctx *ctx, const rm_model *model, const rm_task *t
         return rm_fail(ctx, RM_ERR_ARGUMENT, "add task: NULL argument");
     *out = NULL;
     if (model->cfg.block != RM_BLOCK_MODE)
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "add task: the model's layers are %s, without task gates: only a RepMode "
+        return rm_fail(ctx, RM_ERR_ARGUMENT,
+                       "add task: the model's layers are %s, without task gates: only a RepMode "
                        "model (MoDE layers) learns tasks one by one",
                        model->cfg.block == RM_BLOCK_PLAIN ? "plain convolutions" : "Inception blocks");
     if (added_kernel != 0 && model->cfg.added_expert_kernel != 0)
