@@ -58,11 +58,6 @@ static void new_generation(rm_deploy *d)
     d->generation = atomic_fetch_add_explicit(&last_generation, 1, memory_order_relaxed) + 1;
 }
 
-static int64_t unit_weight_numel(const rm_unit *u)
-{
-    return rm_unit_weight_numel(u);
-}
-
 /* The 5³ (5², planar) convolution of a MODE or FINAL unit on a volume of d×h×w at its level. */
 static rm_conv_geom mode_geom(const rm_unit *u, int64_t d, int64_t h, int64_t w)
 {
@@ -75,7 +70,7 @@ static rm_status pack_unit(rm_ctx *ctx, deploy_unit *du)
     if (!du->packed)
         return RM_OK;
     const rm_conv_geom g = mode_geom(du->src, 1, 1, 1);
-    const int64_t n = unit_weight_numel(du->src);
+    const int64_t n = rm_unit_weight_numel(du->src);
     float *plain = rm_malloc((size_t)n * sizeof *plain);
     if (!plain)
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld floats to pack weights", (long long)n);
@@ -119,7 +114,7 @@ static void fold_batchnorm(const rm_batchnorm3d *bn, int64_t ci, int64_t co, int
 static void fold_other(const rm_unit *u, deploy_unit *d, double *scale)
 {
     if (u->kind == RM_UNIT_OUT) {
-        memcpy(d->w, u->weight->data, (size_t)unit_weight_numel(u) * sizeof(float));
+        memcpy(d->w, u->weight->data, (size_t)rm_unit_weight_numel(u) * sizeof(float));
         memcpy(d->b, u->bias->data, (size_t)u->co * sizeof(float));
         return;
     }
@@ -146,14 +141,14 @@ static rm_status fold_unit(rm_ctx *ctx, const rm_model *m, deploy_unit *d, int i
         rm_mode_gate_noisy(u, task, m->cfg.n_tasks, sigma, unit_key(key, i), gate);
         rm_mode_merge(ctx, u, task, gate, d->w);
     } else {
-        memcpy(d->w, u->weight->data, (size_t)unit_weight_numel(u) * sizeof(float));
+        memcpy(d->w, u->weight->data, (size_t)rm_unit_weight_numel(u) * sizeof(float));
     }
     if (u->kind == RM_UNIT_FINAL) {
         memset(d->b, 0, (size_t)u->co * sizeof(float));
         return pack_unit(ctx, d);
     }
     const rm_batchnorm3d bn = rm_unit_batchnorm(u);
-    fold_batchnorm(&bn, u->ci, u->co, unit_weight_numel(u) / (u->ci * u->co), u->kind != RM_UNIT_UP, scale, d->w, d->b);
+    fold_batchnorm(&bn, u->ci, u->co, rm_unit_weight_numel(u) / (u->ci * u->co), u->kind != RM_UNIT_UP, scale, d->w, d->b);
     if (d->act_bias)
         memcpy(d->act_bias, u->act_bias->data, (size_t)u->co * sizeof(float));
     return pack_unit(ctx, d);
@@ -244,7 +239,7 @@ int64_t rm_deploy_weight_numel(const rm_model *structure)
     for (int i = 0; i < structure->n_units; i++) {
         const rm_unit *u = &structure->units[i];
         if (!rm_unit_subconvs(u))
-            floats += unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
+            floats += rm_unit_weight_numel(u) + u->co + (u->act_bias ? u->co : 0);
         for (int j = 0; j < rm_unit_subconvs(u); j++)
             floats += rm_subconv_weight_numel(&u->sub[j]) + u->sub[j].co * (u->sub[j].act_bias ? 2 : 1);
     }
@@ -269,7 +264,7 @@ static size_t carve_unit(const rm_unit *u, float *base, deploy_unit *du)
         }
         return used;
     }
-    const size_t w = rm_work_floats(unit_weight_numel(u)), c = rm_work_floats(u->co);
+    const size_t w = rm_work_floats(rm_unit_weight_numel(u)), c = rm_work_floats(u->co);
     if (base) {
         du->w = base;
         du->b = base + w;
@@ -399,7 +394,7 @@ rm_status rm_deploy_unit_plain_copy(rm_ctx *ctx, const rm_deploy *d, int i, floa
     *plain = NULL;
     if (!du->packed)
         return RM_OK;
-    const int64_t n = unit_weight_numel(du->src);
+    const int64_t n = rm_unit_weight_numel(du->src);
     *plain = rm_malloc((size_t)n * sizeof **plain);
     if (!*plain)
         return rm_fail(ctx, RM_ERR_NOMEM, "deploy: cannot allocate %lld floats to unpack weights", (long long)n);
@@ -564,15 +559,6 @@ static rm_status run_unit(rm_ctx *ctx, const rm_deploy *d, const activations *a,
     return rm_activation_forward(ctx, d->cfg->activation, &y, du->act_bias, &y);
 }
 
-/* y (1, C, D, H, W) = the 2D map (1, C, 1, H, W) at every depth. */
-static void repeat_map(const float *map, int64_t channels, const int64_t dims[3], float *y)
-{
-    const int64_t plane = dims[1] * dims[2];
-    for (int64_t c = 0; c < channels; c++)
-        for (int64_t z = 0; z < dims[0]; z++)
-            memcpy(y + (c * dims[0] + z) * plane, map + c * plane, (size_t)plane * sizeof(float));
-}
-
 /* The depth mean of `channels` channels of the level-k features at x into y (2D features of that level). */
 static rm_status mean_over_depth(rm_ctx *ctx, const float *x, int64_t channels, const int64_t dims[3], int k, float *y)
 {
@@ -619,7 +605,7 @@ static rm_status forward_sample(rm_ctx *ctx, const rm_deploy *d, const activatio
     if (!d2)
         return run_unit(ctx, d, a, d->n_units - 1, h, y, dims, origin);
     RM_TRY(run_unit(ctx, d, a, d->n_units - 1, h, a->map, dims, origin));
-    repeat_map(a->map, c->out_channels, dims, y);
+    rm_repeat_over_depth(a->map, c->out_channels, dims[0], dims[1] * dims[2], y);
     return RM_OK;
 }
 

@@ -104,13 +104,6 @@ static rm_status sub_backward(rm_ctx *ctx, const rm_subconv *s, int j, rm_activa
     return rm_conv3d_backward(ctx, &p, in, &w, &gz, gin, &dw, NULL);
 }
 
-static void add_into(rm_ctx *ctx, float *dst, const float *src, int64_t n)
-{
-#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
-    for (int64_t j = 0; j < n; j++)
-        dst[j] += src[j];
-}
-
 rm_status rm_inception_backward(rm_ctx *ctx, const rm_unit *u, rm_activation act, const rm_tensor *x,
                                 rm_inception_cache *c, const rm_tensor *gy, rm_tensor *gx)
 {
@@ -136,14 +129,14 @@ rm_status rm_inception_backward(rm_ctx *ctx, const rm_unit *u, rm_activation act
     RM_TRY(sub_backward(ctx, &u->sub[RM_INC_B0], RM_INC_B0, act, x, c, gx));
     RM_TRY(sub_backward(ctx, &u->sub[RM_INC_B1A], RM_INC_B1A, act, x, c, gx ? &gtmp : NULL));
     if (gx)
-        add_into(ctx, gx->data, gtmp.data, n_in);
+        rm_add_into(ctx, gx->data, gtmp.data, n_in);
     RM_TRY(sub_backward(ctx, &u->sub[RM_INC_B2A], RM_INC_B2A, act, x, c, gx ? &gtmp : NULL));
     if (gx)
-        add_into(ctx, gx->data, gtmp.data, n_in);
+        rm_add_into(ctx, gx->data, gtmp.data, n_in);
     RM_TRY(sub_backward(ctx, &u->sub[RM_INC_B3], RM_INC_B3, act, &pool, c, gx ? &gpool : NULL));
     if (!gx)
         return RM_OK;
     RM_TRY(rm_maxpool3d_backward(ctx, 3, x, &gpool, &gtmp));
-    add_into(ctx, gx->data, gtmp.data, n_in);
+    rm_add_into(ctx, gx->data, gtmp.data, n_in);
     return RM_OK;
 }

@@ -6,6 +6,8 @@
 #include "base/internal.h"
 #include "repmode/model.h"
 
+#include <string.h>
+
 #define RM_PARAM_NAME_MAX 192
 #define RM_UNIT_PATH_MAX 96
 
@@ -29,8 +31,9 @@ typedef enum rm_unit_kind {
 /* An Inception block's convolutions, each conv (same, no bias) → BatchNorm → activation: branch0 1³; branch1 1³ →
  * 3³; branch2 1³ → 3³; branch3 1³ after a 3³ max-pool. Branch outputs of co/4 channels, concatenated in order. */
 enum { RM_INC_B0, RM_INC_B1A, RM_INC_B1B, RM_INC_B2A, RM_INC_B2B, RM_INC_B3, RM_INC_CONVS };
-/* Their module paths inside the block: "branch0", "branch1.0", "branch1.1", "branch2.0", "branch2.1", "branch3";
- * rm_subconv_prefix gives them, and "" for a plain layer's one convolution (its tensors are the layer's). */
+/* Their module paths inside the block, as tensor-name prefixes: "branch0.", "branch1.0.", "branch1.1.", "branch2.0.",
+ * "branch2.1.", "branch3."; rm_subconv_prefix gives them, and "" for a plain layer's one convolution (its tensors are
+ * the layer's). */
 extern const char *const rm_inception_branches[RM_INC_CONVS];
 
 typedef struct rm_subconv {
@@ -160,6 +163,19 @@ static inline int rm_unit_reads_concat(const rm_model *m, int i)
 }
 
 void rm_train_state_free(struct rm_train_state *state);
+
+/* dst[j] += src[j] for j < n, split over the context's threads (every element its own sum: the same on any count):
+ * where a training backward adds a second gradient into a tensor's. */
+void rm_add_into(rm_ctx *ctx, float *dst, const float *src, int64_t n);
+
+/* y (maps, depth, plane) = map (maps, plane) at every depth: a 2D decoder's map as the network's output, which keeps
+ * the input's shape (docs/network.md §7.2). */
+static inline void rm_repeat_over_depth(const float *map, int64_t maps, int64_t depth, int64_t plane, float *y)
+{
+    for (int64_t j = 0; j < maps; j++)
+        for (int64_t d = 0; d < depth; d++)
+            memcpy(y + (j * depth + d) * plane, map + j * plane, (size_t)plane * sizeof(float));
+}
 
 /* Gradient buffers are made on the first training step: inference never pays for them. */
 rm_status rm_model_ensure_grads(rm_ctx *ctx, rm_model *model);

@@ -232,16 +232,6 @@ static int distinct_tasks(const int *tasks, int64_t n, int *out)
     return count;
 }
 
-/* y (N, C, D, H, W) = z (N, C, 1, H, W) at every depth: a 2D decoder's map, as the network's output. */
-static rm_status repeat_over_depth(const rm_tensor *z, rm_tensor *y)
-{
-    const int64_t plane = y->ne[3] * y->ne[4], maps = y->ne[0] * y->ne[1];
-    for (int64_t j = 0; j < maps; j++)
-        for (int64_t d = 0; d < y->ne[2]; d++)
-            memcpy(y->data + (j * y->ne[2] + d) * plane, z->data + j * plane, (size_t)plane * sizeof(float));
-    return RM_OK;
-}
-
 /* gz (N, C, 1, H, W) = Σ over depth of dy (N, C, D, H, W), in order, in double: the backward of the repetition. */
 static void sum_over_depth(const rm_tensor *dy, rm_tensor *gz)
 {
@@ -313,8 +303,11 @@ static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s
         }
         RM_TRY(mode_conv_forward(ctx, m, s, u, &in, &z));
     }
-    if (u->kind == RM_UNIT_FINAL)
-        return direct_out ? RM_OK : repeat_over_depth(&z, y);
+    if (u->kind == RM_UNIT_FINAL) {
+        if (!direct_out) /* a 2D decoder's map, repeated over depth as the output */
+            rm_repeat_over_depth(z.data, y->ne[0] * y->ne[1], y->ne[2], y->ne[3] * y->ne[4], y->data);
+        return RM_OK;
+    }
 
     const rm_batchnorm3d bn = rm_unit_batchnorm(u);
     rm_tensor pre = view(c->u, N, u->co, s->shape, u->level, u->planar);
@@ -497,7 +490,7 @@ static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *
     return gin_data ? rm_dropout_backward(ctx, m->cfg.dropout, unit_seed(s->seed, i), &gdrop, &gin) : RM_OK;
 }
 
-static void add_into(rm_ctx *ctx, float *dst, const float *src, int64_t n)
+void rm_add_into(rm_ctx *ctx, float *dst, const float *src, int64_t n)
 {
 #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int64_t j = 0; j < n; j++)
@@ -540,8 +533,8 @@ rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor *dy)
         } else if (u->kind == RM_UNIT_DOWN) {
             /* The encoder's output fed both the down-sampling and the skip connection. */
             const int k = u->level - 1;
-            add_into(ctx, s->cache[i - 1].ga, s->gskip[k],
-                     N * rm_config_channels(&model->cfg, k) * level_voxels(s->shape, k, 0));
+            rm_add_into(ctx, s->cache[i - 1].ga, s->gskip[k],
+                        N * rm_config_channels(&model->cfg, k) * level_voxels(s->shape, k, 0));
         }
     }
     return RM_OK;
