@@ -311,10 +311,8 @@ static int unit_entries(rm_deploy *d, int i, const char *task, float *plain, rm_
         for (int j = 0; j < rm_unit_subconvs(u); j++) {
             const rm_subconv *c = &u->sub[j];
             const int64_t shape[5] = {c->co, c->ci, c->k, c->k, c->k};
-            char prefix[32];
-            snprintf(prefix, sizeof prefix, "%s%s", rm_subconv_prefix(u, j), *rm_subconv_prefix(u, j) ? "." : "");
             rm_deploy_sub_tensors(d, i, j, &w, &b, &act);
-            n += conv_entries(u, task, prefix, 5, shape, c->co, w, b, act, names + n, e + n);
+            n += conv_entries(u, task, rm_subconv_prefix(u, j), 5, shape, c->co, w, b, act, names + n, e + n);
         }
         return n;
     }

@@ -134,27 +134,27 @@ static void add_mode(rm_builder *b, rm_unit *u)
     }
 }
 
-/* One convolution of an Inception block under `prefix` ("branch0", "branch1.1"; "" for a plain layer's):
- * conv.weight (co, ci, k, k, k), as PyTorch's Conv3d initializes it, bn.*, and FReLU's activation.bias. */
-static void add_subconv(rm_builder *b, const rm_unit *u, const char *prefix, int64_t ci, int64_t co, int k,
-                        rm_subconv *c)
+/* Convolution j of an Inception block or a plain layer, under rm_subconv_prefix: conv.weight (co, ci, k, k, k), as
+ * PyTorch's Conv3d initializes it, bn.*, and FReLU's activation.bias. */
+static void add_subconv(rm_builder *b, rm_unit *u, int j, int64_t ci, int64_t co, int k)
 {
     char s[64];
-    const char *dot = *prefix ? "." : ""; /* a plain layer's convolution has no prefix */
+    const char *prefix = rm_subconv_prefix(u, j);
+    rm_subconv *c = &u->sub[j];
     c->k = k;
     c->ci = ci;
     c->co = co;
     const int64_t shape[5] = {co, ci, k, k, k};
-    snprintf(s, sizeof s, "%s%sconv.weight", prefix, dot);
+    snprintf(s, sizeof s, "%sconv.weight", prefix);
     c->weight = add_tensor(b, u, s, 5, shape, 1, RM_INIT_UNIFORM, (float)(1.0 / sqrt((double)(ci * k * k * k))));
-    snprintf(s, sizeof s, "%s%sbn", prefix, dot);
+    snprintf(s, sizeof s, "%sbn", prefix);
     add_batchnorm_of(b, u, s, co, &c->bn_w, &c->bn_b, &c->bn_mean, &c->bn_var, &c->bn_count);
-    snprintf(s, sizeof s, "%s%sactivation.bias", prefix, dot);
+    snprintf(s, sizeof s, "%sactivation.bias", prefix);
     c->act_bias = b->m->cfg.activation == RM_ACT_FRELU ? add_vector(b, u, s, co, 1, RM_INIT_ZEROS, 0.0f) : NULL;
 }
 
-const char *const rm_inception_branches[RM_INC_CONVS] = {"branch0",   "branch1.0", "branch1.1",
-                                                          "branch2.0", "branch2.1", "branch3"};
+const char *const rm_inception_branches[RM_INC_CONVS] = {"branch0.",   "branch1.0.", "branch1.1.",
+                                                          "branch2.0.", "branch2.1.", "branch3."};
 
 /* An Inception block ci → co: four branches of co/4 channels (docs/network.md §9). */
 static void add_inception(rm_builder *b, rm_unit *u)
@@ -162,7 +162,7 @@ static void add_inception(rm_builder *b, rm_unit *u)
     const int64_t c4 = u->co / 4;
     for (int j = 0; j < RM_INC_CONVS; j++) {
         const int second = j == RM_INC_B1B || j == RM_INC_B2B; /* the 3³ after a 1³ */
-        add_subconv(b, u, rm_inception_branches[j], second ? c4 : u->ci, c4, second ? 3 : 1, &u->sub[j]);
+        add_subconv(b, u, j, second ? c4 : u->ci, c4, second ? 3 : 1);
     }
 }
 
@@ -203,7 +203,7 @@ static void add_unit(rm_builder *b, rm_unit_kind kind, int level, int64_t ci, in
     else if (kind == RM_UNIT_INCEPTION)
         add_inception(b, u);
     else if (kind == RM_UNIT_PLAIN)
-        add_subconv(b, u, "", ci, co, 3, &u->sub[0]);
+        add_subconv(b, u, 0, ci, co, 3);
     else if (kind == RM_UNIT_OUT)
         add_out(b, u);
     else
