@@ -468,10 +468,14 @@ rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info)
             info->parameters = rm_deploy_weight_numel(rm_deploy_structure(d));
         rm_deploy_free(d);
     }
+    const char *provenance = rm_st_metadata(mf.st, "repmode.provenance");
+    if (s == RM_OK && provenance)
+        s = rm_model_set_text(ctx, &info->provenance, provenance);
     if (s == RM_OK) {
         info->cfg = mf.cfg; /* the info takes the tasks */
         mf.tasks = NULL;
     } else {
+        rm_dealloc(info->provenance);
         memset(info, 0, sizeof *info);
     }
     close_model_file(&mf);
@@ -483,6 +487,7 @@ void rm_model_info_free(rm_model_info *info)
     if (!info)
         return;
     rm_dealloc(info->cfg.tasks);
+    rm_dealloc(info->provenance);
     memset(info, 0, sizeof *info);
 }
 

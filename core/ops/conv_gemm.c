@@ -28,6 +28,8 @@
 #include <omp.h>
 #include <string.h>
 
+const char *rm_blas_core(void) { return openblas_get_corename(); }
+
 enum {
     RM_COL_FLOATS = 1 << 17, /* im2col rows per thread at most 512 KiB: half of this processor's L2 */
     RM_PLANE_TILE = 256,     /* in-plane positions per plane-path GEMM */

@@ -118,6 +118,10 @@ RM_API rm_isa rm_ctx_isa(const rm_ctx *ctx);
 /* Makes calls on this context use `isa`. RM_ERR_ARGUMENT when it is not an rm_isa or above rm_isa_available();
  * the context is unchanged then. */
 RM_API rm_status rm_ctx_set_isa(rm_ctx *ctx, rm_isa isa);
+/* The kernels OpenBLAS chose for this processor at load time ("Haswell", "SkylakeX", …; the environment variable
+ * OPENBLAS_CORETYPE picks them): the stride-2 and transposed convolutions and the portable path run on them, and
+ * other kernels round differently, so a result's provenance names them. A static string: never freed. */
+RM_API const char *rm_blas_core(void);
 
 #ifdef __cplusplus
 }

@@ -217,10 +217,11 @@ typedef struct rm_model_info {
     int deploy;         /* 1 for the deploy form, 0 for the training form */
     rm_config cfg;      /* cfg.tasks: the file's tasks, owned by the info */
     int64_t parameters; /* trainable scalars (training form), or weights and biases of one task (deploy form) */
+    char *provenance;   /* the file's repmode.provenance (JSON text, owned by the info), or NULL when it has none */
 } rm_model_info;
 
 /* Reads and checks a model file of either form (a deploy-form file task by task) without keeping its weights.
- * info->cfg.tasks is owned by the info: free it with rm_model_info_free (NULL allowed; it zeroes the info). On
+ * info->cfg.tasks and info->provenance are owned by the info: free them with rm_model_info_free (NULL allowed; it zeroes the info). On
  * failure the info is zeroed and owns nothing. Statuses as rm_model_load's (RM_ERR_ARGUMENT, RM_ERR_IO,
  * RM_ERR_FORMAT, RM_ERR_NOMEM), but a deploy-form file is read. */
 RM_API rm_status rm_model_info_read(rm_ctx *ctx, const char *path, rm_model_info *info);

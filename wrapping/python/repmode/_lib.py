@@ -34,7 +34,7 @@ class Config(Structure):
 
 
 class ModelInfo(Structure):
-    _fields_ = [("deploy", c_int), ("cfg", Config), ("parameters", c_int64)]
+    _fields_ = [("deploy", c_int), ("cfg", Config), ("parameters", c_int64), ("provenance", c_char_p)]
 
 
 class Normalization(Structure):

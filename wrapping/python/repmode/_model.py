@@ -141,6 +141,7 @@ class Model:
             self.parameters = int(info.parameters)
             self.config = json.loads(_lib.take_string(lib.rm_config_json(ctypes.byref(info.cfg))))
             self.tasks = [_task(info.cfg.tasks[i]) for i in range(info.cfg.n_tasks)]
+            self.provenance = json.loads(info.provenance) if info.provenance else None
         finally:
             lib.rm_model_info_free(ctypes.byref(info))
 
