@@ -24,6 +24,7 @@ if(NOT VTK_FOUND)
 endif()
 # zlib checks the compressed voxel data of MetaImage files before ITK reads them (its reader ignores a corrupt stream).
 find_package(ZLIB REQUIRED)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto) # libcrypto: SHA-256 of provenance records, base64 of the batch report
 find_package(X11 REQUIRED) # render opens the display itself, to fall back on Xvfb rather than let VTK abort
 add_library(repmode_vtk_mesh INTERFACE)
 target_link_libraries(repmode_vtk_mesh INTERFACE VTK::CommonCore VTK::CommonDataModel VTK::CommonMath

@@ -22,6 +22,8 @@ packages=(
   python3-vtk9             # the surface tests read the .vtp meshes with VTK's own reader
   valgrind                 # tests/sanitize: the tool's training step and prediction under memcheck
   libdnnl-dev              # oneDNN: the yardstick of the layer benchmark (make bench), not an engine
+  libssl-dev               # libcrypto: SHA-256 of the provenance records, base64 of the batch report
+  chromium chromium-driver python3-selenium   # the batch report's test opens it in headless Chromium
 )
 
 missing=()

@@ -102,5 +102,7 @@ int run_predict(int argc, char **argv);
 int run_eval(int argc, char **argv);
 int run_render(int argc, char **argv);
 int run_surfaces(int argc, char **argv);
+int run_verify(int argc, char **argv);
+int run_batch(int argc, char **argv);
 
 } // namespace repmode::cli

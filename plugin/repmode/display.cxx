@@ -41,6 +41,8 @@ XDisplay::~XDisplay()
     stop_xvfb();
 }
 
+std::string XDisplay::name() const { return DisplayString(static_cast<Display *>(display_)); }
+
 void XDisplay::start_xvfb(const std::string &purpose)
 {
     const char *name = std::getenv("DISPLAY");

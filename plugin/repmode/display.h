@@ -18,6 +18,8 @@ class XDisplay {
     XDisplay &operator=(const XDisplay &) = delete;
     // The Xlib Display*, for vtkRenderWindow::SetDisplayId.
     void *id() const { return display_; }
+    // Its name (":1"), for DISPLAY in the environment of processes that draw on it too.
+    std::string name() const;
 
   private:
     void start_xvfb(const std::string &purpose);

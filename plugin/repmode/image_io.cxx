@@ -18,6 +18,7 @@
 #include <itkImageFileReader.h>
 #include <itkImageFileWriter.h>
 #include <itkImageIOFactory.h>
+#include <itkMetaDataObject.h>
 #include <itkImageSeriesReader.h>
 #include <itkChangeInformationImageFilter.h>
 #include <itkVectorImage.h>
@@ -32,6 +33,7 @@
 #include "output_paths.h"
 #include "memory_limit.h"
 #include "output_files.h"
+#include "text_file.h"
 
 namespace fs = std::filesystem;
 
@@ -60,6 +62,13 @@ bool has_image_writer(const std::string &path)
 {
     register_formats();
     return itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::WriteMode) != nullptr;
+}
+
+// NRRD and MetaImage headers hold key/value fields that ITK writes and reads back; NIfTI and TIFF have none.
+bool holds_fields(const itk::ImageIOBase &io)
+{
+    const std::string name = io.GetNameOfClass();
+    return name == "NrrdImageIO" || name == "MetaImageIO";
 }
 
 bool has_tiff_extension(const fs::path &p)
@@ -242,9 +251,6 @@ template <typename TPixel> Volume from_itk(const itk::Image<TPixel, 3> *image)
 template Volume from_itk(const itk::Image<float, 3> *);
 template Volume from_itk(const itk::Image<uint8_t, 3> *);
 
-namespace {
-
-// The sorted .tif layers of a folder, checked to be 2D scalar images.
 std::vector<std::string> layer_files(const std::string &dir)
 {
     std::vector<std::string> files;
@@ -264,6 +270,8 @@ std::vector<std::string> layer_files(const std::string &dir)
     }
     return files;
 }
+
+namespace {
 
 template <typename T> typename itk::Image<T, 3>::Pointer to_itk(const BasicVolume<T> &v)
 {
@@ -399,39 +407,132 @@ Volume read_volume(const std::string &path)
     return from_itk(source.image());
 }
 
-template <typename TImage>
-void write_image(TImage *image, const std::string &path, OutputFiles &outputs, unsigned divisions)
+namespace {
+
+// Adds the line "key = value" to the header of the MetaImage file `file` (written as the output `path`), before its
+// last line, ElementDataFile. MetaIO cannot take the field while it writes: a streamed write reads its header back
+// between pieces, and that reading fails on a value of more than a few hundred characters. What follows the insertion
+// (that line, and a .mha's voxels) moves up in place, from the end, so no other file is made; the file is a staged
+// one, removed if this fails.
+void add_metaimage_field(const std::string &file, const std::string &key, const std::string &value,
+                         const std::string &path)
+{
+    const auto fail = [&](const std::string &why) {
+        throw Failure("cannot write " + path + ": " + why, kBadInput);
+    };
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    std::string line;
+    std::streamoff at = 0; // where the ElementDataFile line starts
+    while (std::getline(f, line) && line.rfind("ElementDataFile", 0) != 0)
+        at = f.tellg();
+    if (!f)
+        fail("its MetaImage header has no ElementDataFile");
+    f.seekg(0, std::ios::end);
+    const std::streamoff size = f.tellg();
+    const std::string insert = key + " = " + value + "\n";
+    const auto shift = static_cast<std::streamoff>(insert.size());
+    std::vector<char> chunk(1 << 20);
+    for (std::streamoff end = size; end > at && f;) {
+        const std::streamoff n = std::min<std::streamoff>(static_cast<std::streamoff>(chunk.size()), end - at);
+        end -= n;
+        f.seekg(end);
+        f.read(chunk.data(), n);
+        f.seekp(end + shift);
+        f.write(chunk.data(), n);
+    }
+    f.seekp(at);
+    f.write(insert.data(), shift);
+    if (!f.flush())
+        fail("the disk is full, or the folder cannot be written");
+}
+
+} // namespace
+
+std::string provenance_sidecar(const std::string &path)
 {
     register_formats();
+    const itk::ImageIOBase::Pointer io =
+        itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::WriteMode);
+    return io && !holds_fields(*io) ? path + ".json" : std::string();
+}
+
+bool is_image_file(const std::string &path)
+{
+    register_formats();
+    std::error_code ec;
+    return fs::is_regular_file(path, ec) &&
+           itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::ReadMode) != nullptr;
+}
+
+std::string read_provenance(const std::string &path)
+{
+    register_formats();
+    const std::string sidecar = provenance_sidecar(path);
+    if (!sidecar.empty()) {
+        std::error_code ec;
+        return fs::exists(sidecar, ec) ? read_text_file(sidecar, "the provenance") : std::string();
+    }
+    std::string why;
+    const itk::ImageIOBase::Pointer io = read_information(path, why);
+    if (!io)
+        throw Failure("cannot read " + path + ": " + why, kBadInput);
+    std::string record;
+    itk::ExposeMetaData<std::string>(io->GetMetaDataDictionary(), kProvenanceKey, record);
+    return record;
+}
+
+template <typename TImage>
+void write_image(TImage *image, const std::string &path, OutputFiles &outputs, unsigned divisions,
+                 const std::string &provenance)
+{
     if (!has_image_writer(path))
         throw Failure("cannot write " + path + ": unknown image format (use .nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd "
                                                "or .tif)",
                       kBadInput);
+    const std::string staged = outputs.stage(path);
+    // Made for the staged name: MetaImage's IO keeps the name it was made for and writes pieces after the first there.
+    const itk::ImageIOBase::Pointer io =
+        itk::ImageIOFactory::CreateImageIO(staged.c_str(), itk::IOFileModeEnum::WriteMode);
     using Writer = itk::ImageFileWriter<TImage>;
     typename Writer::Pointer writer = Writer::New();
-    const std::string staged = outputs.stage(path);
+    const bool metaimage = std::string(io->GetNameOfClass()) == "MetaImageIO";
+    if (!provenance.empty() && holds_fields(*io) && !metaimage) {
+        itk::MetaDataDictionary fields = image->GetMetaDataDictionary(); // a segmentation's own fields stay
+        itk::EncapsulateMetaData<std::string>(fields, kProvenanceKey, provenance);
+        io->SetMetaDataDictionary(fields);
+        writer->UseInputMetaDataDictionaryOff();
+    } else if (!provenance.empty() && !holds_fields(*io)) {
+        write_text(provenance_sidecar(path), provenance + "\n", outputs);
+    }
+    writer->SetImageIO(io);
     writer->SetFileName(staged);
     writer->SetInput(image);
-    writer->SetNumberOfStreamDivisions(divisions);
+    // A .mhd is written whole: MetaIO writes the pieces after the first into a file of its data file's name in the
+    // current folder, when there is one, rather than beside the header.
+    const bool split = metaimage && fs::path(path).extension() == ".mhd";
+    writer->SetNumberOfStreamDivisions(split ? 1 : divisions);
     try {
         writer->Update();
     } catch (const itk::ExceptionObject &e) {
         throw Failure("cannot write " + path + ": " + describe(e), kBadInput);
     }
+    if (!provenance.empty() && metaimage)
+        add_metaimage_field(staged, kProvenanceKey, provenance, path);
     // MetaImage's and NIfTI's writers report a failed write (a full disk) on stderr only, and succeed: the file is
     // read back as a reader would, to be sure that it holds every voxel.
     std::string problem;
-    const itk::ImageIOBase::Pointer io = read_information(staged, problem);
-    if (io)
-        problem = voxel_data_problem(staged, *io);
+    const itk::ImageIOBase::Pointer written = read_information(staged, problem);
+    if (written)
+        problem = voxel_data_problem(staged, *written);
     if (!problem.empty())
         throw Failure("cannot write " + path + ": the file written is incomplete (" + problem + "); is the disk full?",
                       kBadInput);
 }
 
-template void write_image(itk::Image<float, 3> *, const std::string &, OutputFiles &, unsigned);
-template void write_image(itk::Image<uint8_t, 3> *, const std::string &, OutputFiles &, unsigned);
-template void write_image(itk::VectorImage<float, 3> *, const std::string &, OutputFiles &, unsigned);
+template void write_image(itk::Image<float, 3> *, const std::string &, OutputFiles &, unsigned, const std::string &);
+template void write_image(itk::Image<uint8_t, 3> *, const std::string &, OutputFiles &, unsigned, const std::string &);
+template void write_image(itk::VectorImage<float, 3> *, const std::string &, OutputFiles &, unsigned,
+                          const std::string &);
 
 namespace {
 

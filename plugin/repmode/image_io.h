@@ -72,12 +72,31 @@ class VolumeSource {
     FloatImage *image_ = nullptr;
 };
 
+// The sorted .tif layers of a folder read as one volume, checked to be 2D scalar images.
+std::vector<std::string> layer_files(const std::string &dir);
+
 // Writes the output of a pipeline (updating it) as the output `path` of `outputs` (staged under a temporary name
 // until the run's outputs are committed), in `divisions` pieces along Z when the format writes region by region
-// (MetaImage, uncompressed NIfTI), else whole. Errors of the pipeline upstream become Failures naming `path`.
+// (.mha, uncompressed NIfTI), else whole. Errors of the pipeline upstream become Failures naming `path`.
+// A `provenance` record (docs/cli.md §1.6) goes into the header of NRRD and MetaImage files (the field
+// kProvenanceKey, beside the image's own metadata) and into the sidecar `path`.json for the other formats.
 // Instantiated for float and 8-bit scalar images and float vector images.
 template <typename TImage>
-void write_image(TImage *image, const std::string &path, OutputFiles &outputs, unsigned divisions);
+void write_image(TImage *image, const std::string &path, OutputFiles &outputs, unsigned divisions,
+                 const std::string &provenance = std::string());
+
+// The header field of an image's provenance record.
+inline constexpr const char *kProvenanceKey = "repmode.provenance";
+
+// The provenance record of the image `path`: its header field, else its sidecar `path`.json; empty when it has
+// neither. A Failure naming the file when it cannot be read.
+std::string read_provenance(const std::string &path);
+
+// Whether `path` is a file that one of the image formats of §1.4 reads (by its content, not its name alone).
+bool is_image_file(const std::string &path);
+
+// The sidecar that holds the provenance of an image whose format has no header fields for it, else empty.
+std::string provenance_sidecar(const std::string &path);
 
 // Writes the volume with its spacing, origin and direction, as write_image.
 void write_volume(const Volume &volume, const std::string &path, OutputFiles &outputs);

@@ -1,4 +1,5 @@
-// repmode info MODEL [--json]: what a model file holds, after checking every tensor.
+// repmode info FILE [--json]: what a model file holds, after checking every tensor; or, for an image repmode wrote,
+// how it was made (its provenance record, docs/cli.md §1.6).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -6,6 +7,8 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "image_io.h"
+#include "provenance.h"
 
 namespace repmode::cli {
 
@@ -51,6 +54,8 @@ void print_text(const Context &ctx, const std::string &path, const rm_model_info
     if (c.added_expert_kernel)
         std::printf("experts:     conv5, conv3, conv1, avg3, avg5, and an added conv%d used from task %d (%s) on\n",
                     c.added_expert_kernel, c.added_expert_task, c.tasks[c.added_expert_task].name);
+    if (info.provenance)
+        std::printf("provenance:  %s\n", info.provenance);
     const std::string heading = "tasks (" + std::to_string(c.n_tasks) + "):";
     for (int t = 0; t < c.n_tasks; t++)
         std::printf("%-13s%2d %s (%s%s)\n", t ? "" : heading.c_str(), t, c.tasks[t].name,
@@ -71,20 +76,60 @@ void print_json(const Context &ctx, const std::string &path, const rm_model_info
     cJSON_AddNumberToObject(root.get(), "macs_per_voxel", macs_per_voxel(ctx, info.cfg));
     cJSON_AddItemToObject(root.get(), "config", cJSON_CreateRaw(config.get()));
     cJSON_AddItemToObject(root.get(), "tasks", cJSON_CreateRaw(tasks.get()));
+    cJSON *own = info.provenance ? cJSON_Parse(info.provenance) : nullptr;
+    cJSON_AddItemToObject(root.get(), "provenance", own ? own : cJSON_CreateNull());
     std::unique_ptr<char, void (*)(void *)> text(cJSON_Print(root.get()), cJSON_free);
     if (!text)
         throw std::bad_alloc();
     std::printf("%s\n", text.get());
 }
 
+// One "name: value" line per field of a record, nested objects' names dotted ("parameters.overlap: 0.5").
+void print_fields(const cJSON *o, const std::string &prefix)
+{
+    for (const cJSON *f = o->child; f; f = f->next) {
+        const std::string name = prefix + f->string;
+        if (cJSON_IsObject(f) && f->child) {
+            print_fields(f, name + ".");
+            continue;
+        }
+        std::unique_ptr<char, void (*)(void *)> value(cJSON_IsString(f) ? nullptr : cJSON_PrintUnformatted(f),
+                                                      cJSON_free);
+        std::printf("%s: %s\n", name.c_str(), cJSON_IsString(f) ? f->valuestring : value ? value.get() : "?");
+    }
+}
+
+// The provenance record of an image repmode wrote, as text or as the JSON object.
+void print_image_provenance(const std::string &path, bool json)
+{
+    const std::string text = read_provenance(path);
+    if (text.empty())
+        throw Failure(path + " is an image without a repmode provenance record (docs/cli.md section 1.6)",
+                      kBadInput);
+    const Json record = parse_record(text, path);
+    if (json) {
+        std::unique_ptr<char, void (*)(void *)> pretty(cJSON_Print(record.get()), cJSON_free);
+        std::printf("%s\n", pretty.get());
+        return;
+    }
+    std::printf("image: %s\n", path.c_str());
+    print_fields(record.get(), "");
+}
+
 } // namespace
 
 int run_info(int argc, char **argv)
 {
-    CommandLine cmd("info", "Describes a repmode model file (either form) after checking every tensor in it.");
-    TCLAP::UnlabeledValueArg<std::string> model("model", "model file (.safetensors)", true, "", "MODEL", cmd);
+    CommandLine cmd("info", "Describes a repmode model file (either form) after checking every tensor in it; or "
+                            "prints how an image repmode wrote was made: its provenance record.");
+    TCLAP::UnlabeledValueArg<std::string> model("model-or-output", "model file (.safetensors), or an image repmode "
+                                                "wrote", true, "", "FILE", cmd);
     TCLAP::SwitchArg json("", "json", "print one JSON object instead of text", cmd);
     cmd.parse_or_fail(argc, argv);
+    if (is_image_file(model.getValue())) {
+        print_image_provenance(model.getValue(), json.getValue());
+        return 0;
+    }
 
     Context ctx(cmd.threads());
     rm_model_info info;

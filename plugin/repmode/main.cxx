@@ -19,6 +19,8 @@ const Subcommand kSubcommands[] = {
     {"train", repmode::cli::run_train, "train a model on a CSV of volumes (signal,target,task[,mask])"},
     {"add-task", repmode::cli::run_add_task, "teach a trained model one more task, its old tasks unchanged bit for bit"},
     {"predict", repmode::cli::run_predict, "predict one task over a volume: prediction, label map, colour table"},
+    {"verify", repmode::cli::run_verify, "predict again what an output's provenance records and compare the bytes"},
+    {"batch", repmode::cli::run_batch, "predict every row of a manifest, resumably; summary.csv and report.html"},
     {"eval", repmode::cli::run_eval, "predict an image and print metrics against its target as JSON"},
     {"render", repmode::cli::run_render, "draw a volume as a PNG: orthogonal slices, label overlay, 3D view"},
     {"surfaces", repmode::cli::run_surfaces, "write a surface mesh (.vtp, .stl, .obj) of every label of a label map"},

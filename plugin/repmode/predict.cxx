@@ -40,6 +40,7 @@
 #include "segmentation.h"
 #include "label_mesh.h"
 #include "output_paths.h"
+#include "provenance.h"
 #include "volume_ops.h"
 
 namespace repmode::cli {
@@ -510,16 +511,18 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
         FloatImage *out = uncertainty ? filters[i]->GetUncertaintyOutput() : filters[i]->GetOutput();
         return mask_image ? masked<FloatImage>(out, mask_image, masking) : FloatImage::Pointer(out);
     };
+    PredictionRecord record(request, info.provenance ? info.provenance : "", patch, rm_isa_name(rm_ctx_isa(ctx)));
     // Writes every task's image (one component per task) to `path`.
     const auto write_tasks = [&](const std::string &path, bool uncertainty) {
+        const std::string provenance = record.text(uncertainty ? "uncertainty" : "prediction");
         if (filters.size() == 1) {
-            write_image(written(0, uncertainty).GetPointer(), path, outputs, pieces);
+            write_image(written(0, uncertainty).GetPointer(), path, outputs, pieces, provenance);
             return;
         }
         auto compose = itk::ComposeImageFilter<FloatImage, Components>::New();
         for (size_t i = 0; i < filters.size(); i++)
             compose->SetInput(static_cast<unsigned>(i), written(i, uncertainty));
-        write_image(compose->GetOutput(), path, outputs, pieces);
+        write_image(compose->GetOutput(), path, outputs, pieces, provenance);
     };
 
     // Every task of a model shares its normalization: computed once, streamed, then given to every filter so that
@@ -535,6 +538,7 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
     }
     for (const auto &f : filters)
         f->SetInputNormalization(normalization);
+    record.set_normalization(method, normalization);
     auto drawing = PredictionProgress::New();
     drawing->watch(filters, pieces, &progress);
 
@@ -570,13 +574,13 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
         if (mask_image)
             map = masked<LabelImage>(map, mask_image, pipeline);
         if (!request.labels.empty())
-            write_image(map.GetPointer(), request.labels, outputs, pieces);
+            write_image(map.GetPointer(), request.labels, outputs, pieces, record.text("labels"));
         if (!request.segmentation.empty()) {
             std::vector<Segment> segments;
             for (size_t i = 0; i < tasks.size(); i++)
                 segments.push_back({tasks[i].name, label_map->GetLabelColor(static_cast<unsigned>(i + 1)),
                                     tasks[i].has_color != 0});
-            write_segmentation(map.GetPointer(), segments, request.segmentation, outputs);
+            write_segmentation(map.GetPointer(), segments, request.segmentation, outputs, record.text("segmentation"));
         }
         if (!request.surfaces.empty())
             write_task_surfaces(map, tasks, request.surfaces, surface_formats, progress, outputs);

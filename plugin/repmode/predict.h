@@ -27,6 +27,11 @@ struct PredictRequest {
     unsigned long long seed = 0;
     double mc_dropout = 0.1;
     double gate_noise = 0.1;
+    // What the outputs' provenance records (docs/cli.md §1.6); verify sets the recorded values, to write the same
+    // bytes again.
+    std::string via = "repmode predict"; // the program that ran the prediction
+    std::string date;                    // empty: record_date()
+    std::string model_name, input_name, mask_name; // the files' names; empty: their absolute paths
 };
 
 // Checks the request, predicts and writes the outputs as staged files of `outputs`, reporting to `progress`; problems

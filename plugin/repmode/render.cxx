@@ -47,6 +47,7 @@
 #include "display.h"
 #include "image_io.h"
 #include "label_mesh.h"
+#include "render.h"
 #include "view3d.h"
 #include "volume_ops.h"
 
@@ -316,7 +317,42 @@ Canvas grid(const Scene &scene, double mm_per_pixel, void *display)
     return canvas;
 }
 
+// The picture: the 2 x 2 grid with the 3D view drawn on `display`, or a 2D map's one panel when there is none.
+Canvas draw(const Volume &image, const Volume *labels, const ColorTable &palette, int size, void *display)
+{
+    const Scene scene{image, labels, Window(image.voxels), palette};
+    Canvas canvas;
+    if (display && has_3d_view(image.size)) {
+        double longest = 0.0;
+        for (size_t axis = 0; axis < 3; axis++)
+            longest = std::max(longest, static_cast<double>(image.size[axis]) * scene.mm(axis));
+        canvas = grid(scene, longest / size, display);
+    } else {
+        View shown = kAxial; // a line or a point: its axial "slice" still shows it
+        for (const View &v : {kAxial, kCoronal, kSagittal})
+            if (image.size[v.row] > 1 && image.size[v.col] > 1)
+                shown = v;
+        const Plane plane = scene.slice(shown);
+        const double longest = std::max(static_cast<double>(plane.rows) * plane.row_mm,
+                                        static_cast<double>(plane.cols) * plane.col_mm);
+        const auto [h, w] = extent(plane, longest / (2.0 * size));
+        canvas.width = w;
+        canvas.height = h;
+        canvas.px.assign(static_cast<size_t>(w * h), grey(kBackground));
+        place(canvas, plane, 0, 0, h, w);
+    }
+    return canvas;
+}
+
 } // namespace
+
+bool has_3d_view(const std::array<int64_t, 3> &size) { return size[0] > 1 && size[1] > 1 && size[2] > 1; }
+
+void render_picture(const Volume &image, const Volume *labels, const ColorTable &palette, int size, void *display,
+                    const std::string &png)
+{
+    write_png(draw(image, labels, palette, size, display), png);
+}
 
 int run_render(int argc, char **argv)
 {
@@ -346,7 +382,8 @@ int run_render(int argc, char **argv)
     // The display first, from the input's header alone, so that a run that cannot have one fails before any work.
     std::unique_ptr<XDisplay> display;
     const auto voxels = VolumeSource(input.getValue()).image()->GetLargestPossibleRegion().GetSize();
-    if (voxels[0] > 1 && voxels[1] > 1 && voxels[2] > 1)
+    if (has_3d_view({static_cast<int64_t>(voxels[2]), static_cast<int64_t>(voxels[1]),
+                     static_cast<int64_t>(voxels[0])}))
         display = std::make_unique<XDisplay>("render's 3D view");
 
     Progress progress("render");
@@ -360,28 +397,8 @@ int run_render(int argc, char **argv)
     }
 
     progress.stage("drawing " + size_string(image.size) + " voxels (Z x Y x X)");
-    const Scene scene{image, labels.isSet() ? &label_map : nullptr, Window(image.voxels), palette};
-    Canvas canvas;
-    if (display) {
-        double longest = 0.0;
-        for (size_t axis = 0; axis < 3; axis++)
-            longest = std::max(longest, static_cast<double>(image.size[axis]) * scene.mm(axis));
-        canvas = grid(scene, longest / size.getValue(), display->id());
-    } else {
-        View shown = kAxial; // a line or a point: its axial "slice" still shows it
-        for (const View &v : {kAxial, kCoronal, kSagittal})
-            if (image.size[v.row] > 1 && image.size[v.col] > 1)
-                shown = v;
-        const Plane plane = scene.slice(shown);
-        const double longest = std::max(static_cast<double>(plane.rows) * plane.row_mm,
-                                        static_cast<double>(plane.cols) * plane.col_mm);
-        const auto [h, w] = extent(plane, longest / (2.0 * size.getValue()));
-        canvas.width = w;
-        canvas.height = h;
-        canvas.px.assign(static_cast<size_t>(w * h), grey(kBackground));
-        place(canvas, plane, 0, 0, h, w);
-    }
-
+    const Canvas canvas = draw(image, labels.isSet() ? &label_map : nullptr, palette, size.getValue(),
+                               display ? display->id() : nullptr);
     write_png(canvas, out.getValue());
     progress.stage("wrote " + out.getValue() + " (" + std::to_string(canvas.width) + " x " +
                    std::to_string(canvas.height) + " pixels)");

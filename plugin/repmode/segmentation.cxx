@@ -99,7 +99,7 @@ void check_segmentation_name(const std::string &path, const std::string &option)
 }
 
 void write_segmentation(LabelImage *labels, const std::vector<Segment> &segments, const std::string &path,
-                        OutputFiles &outputs)
+                        OutputFiles &outputs, const std::string &provenance)
 {
     auto copy = itk::ImageDuplicator<LabelImage>::New();
     try {
@@ -139,7 +139,7 @@ void write_segmentation(LabelImage *labels, const std::vector<Segment> &segments
         // A model's prediction is a draft for review: Slicer's segment status "in progress".
         field(key + "Tags", "Segmentation.Status:inprogress|");
     }
-    write_image(image.GetPointer(), path, outputs, 1);
+    write_image(image.GetPointer(), path, outputs, 1, provenance);
 }
 
 } // namespace repmode::cli

@@ -21,10 +21,10 @@ struct Segment {
 };
 
 // Updates `labels` whole and writes it as the output `path` of `outputs` (.nrrd) with the header fields of Slicer's
-// segmentation storage: one layer holding every segment, each segment's extent its bounding box. Problems are
-// Failures naming the file.
+// segmentation storage: one layer holding every segment, each segment's extent its bounding box, and the
+// `provenance` record (docs/cli.md §1.6). Problems are Failures naming the file.
 void write_segmentation(itk::Image<uint8_t, 3> *labels, const std::vector<Segment> &segments, const std::string &path,
-                        OutputFiles &outputs);
+                        OutputFiles &outputs, const std::string &provenance);
 
 // Fails unless `path` names a NRRD file (Slicer reads segmentations from .seg.nrrd files); `option` names the flag.
 void check_segmentation_name(const std::string &path, const std::string &option);

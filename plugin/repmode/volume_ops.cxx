@@ -128,7 +128,7 @@ void add_number(cJSON *o, const char *name, double value)
 }
 
 double add_metrics(const Context &ctx, cJSON *o, const rm_task &task, Volume &pred, const Volume &target,
-                   const Volume *mask)
+                   const Volume *mask, bool probabilities)
 {
     const int64_t z = pred.size[0], y = pred.size[1], x = pred.size[2];
     rm_tensor p = rm_tensor_5d(pred.voxels.data(), 1, 1, z, y, x);
@@ -136,8 +136,9 @@ double add_metrics(const Context &ctx, cJSON *o, const rm_task &task, Volume &pr
     rm_tensor mt = rm_tensor_5d(mask ? const_cast<float *>(mask->voxels.data()) : nullptr, 1, 1, z, y, x);
     const rm_tensor *mp = mask ? &mt : nullptr;
     if (task.kind == RM_TASK_BINARY) {
-        for (float &v : pred.voxels)
-            v = probability(v);
+        if (!probabilities)
+            for (float &v : pred.voxels)
+                v = probability(v);
         const float threshold = std::isnan(task.threshold) ? RM_BINARY_THRESHOLD : task.threshold;
         rm_binary_metrics bm;
         ctx.check(rm_binary_metrics_compute(ctx, &p, &g, mp, threshold, &bm));

@@ -66,9 +66,10 @@ void add_number(cJSON *o, const char *name, double value);
 
 // Adds "kind" and the metrics of the task's kind of `pred` against `target` (same size; `mask` NULL or the same
 // size) to `o`: regression mse, mae, r2, pearson, voxels; binary f05, dice, precision, recall, auc, threshold,
-// voxels (pred holds logits and is turned into probabilities in place). Returns the main metric: the MSE for
-// regression tasks (lower is better), F0.5 for binary ones (higher is better).
+// voxels (a binary task's `pred` holds logits, turned into probabilities in place, unless `probabilities` says it
+// holds them already, as predict writes them). Returns the main metric: the MSE for regression tasks (lower is
+// better), F0.5 for binary ones (higher is better).
 double add_metrics(const Context &ctx, cJSON *o, const rm_task &task, Volume &pred, const Volume &target,
-                   const Volume *mask);
+                   const Volume *mask, bool probabilities = false);
 
 } // namespace repmode::cli

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 
@@ -23,6 +24,7 @@
 #include "cli.h"
 #include "image_io.h"
 #include "predict.h"
+#include "provenance.h"
 
 namespace {
 
@@ -99,16 +101,22 @@ std::string return_parameters(const std::string &output, const std::string &labe
            "\nuncertaintyVolume = " + uncertainty + "\n";
 }
 
-// The first component of the predictions in `components` (one per task), written as the output `path`.
+// The first component of the predictions in `components` (one per task), written as the output `path` with their
+// provenance, its role marked as the first task's.
 void write_first_task(const std::string &components, const std::string &path, repmode::cli::OutputFiles &outputs)
 {
+    const repmode::cli::Json record = repmode::cli::parse_record(repmode::cli::read_provenance(components), path);
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(record.get(), "output");
+    cJSON_ReplaceItemInObjectCaseSensitive(
+        record.get(), "output", cJSON_CreateString((std::string(role->valuestring) + " (first task)").c_str()));
+    std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(record.get()), cJSON_free);
     using Components = itk::VectorImage<float, 3>;
     auto reader = itk::ImageFileReader<Components>::New();
     reader->SetFileName(components);
     auto first = itk::VectorIndexSelectionCastImageFilter<Components, repmode::cli::FloatImage>::New();
     first->SetInput(reader->GetOutput());
     first->SetIndex(0);
-    repmode::cli::write_image(first->GetOutput(), path, outputs, 1);
+    repmode::cli::write_image(first->GetOutput(), path, outputs, 1, text.get());
 }
 
 int run(int argc, char **argv)
@@ -194,6 +202,7 @@ int run(int argc, char **argv)
     request.thresholds = threshold.getValue();
     request.patch = patch.getValue();
     request.overlap = overlap.getValue();
+    request.via = kName;
     request.blend = blend.getValue();
     request.divisions = static_cast<unsigned>(divisions.getValue());
     request.threads = threads.getValue();

@@ -109,3 +109,15 @@ def read_nrrd(path):
     while len(sizes) < 3:
         sizes.insert(0, 1)
     return np.frombuffer(data[end + 2:], dtype=dtype, count=int(np.prod(sizes))).reshape(sizes).astype(dtype.newbyteorder("="))
+
+
+def image_bytes(path):
+    """The bytes of an image file without its provenance record (docs/cli.md §1.6: the NRRD or MetaImage header line
+    'repmode.provenance…'), which names the input, the date and the engine: what two runs that should write the same
+    image must agree on."""
+    with open(path, "rb") as f:
+        data = f.read()
+    start = data.find(b"\nrepmode.provenance")
+    if start < 0:
+        return data
+    return data[:start] + data[data.index(b"\n", start + 1):]

@@ -13,6 +13,8 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import repmode_safetensors as st  # noqa: E402
+sys.path.insert(0, HERE)
+from images import image_bytes  # noqa: E402
 
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
 
@@ -59,7 +61,7 @@ def test_old_tasks_predict_the_same_bytes_and_the_new_task_learns(base, tmp_path
     assert r.returncode == 0, r.stderr
     for task in ("nuclei", "membranes"):
         ok("predict", "--model", out, "--task", task, "--input", base / "signal.nrrd", "--output", tmp_path / "a.nrrd")
-        assert (tmp_path / "a.nrrd").read_bytes() == (base / f"before_{task}.nrrd").read_bytes(), task
+        assert image_bytes(tmp_path / "a.nrrd") == image_bytes(base / f"before_{task}.nrrd"), task
 
     (old, old_meta), (new, meta) = st.read(str(base / "old.safetensors")), st.read(str(out))
     assert [t["name"] for t in json.loads(meta["repmode.tasks"])] == ["nuclei", "membranes", "mitochondria"]

@@ -10,7 +10,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from images import read_mha, write_mha  # noqa: E402
+from images import image_bytes, read_mha, write_mha  # noqa: E402
 from test_eval import SMALL  # noqa: E402
 
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
@@ -42,8 +42,8 @@ def test_itk_pipeline_example_writes_what_predict_writes(tmp_path):
         r = subprocess.run([REPMODE, "predict", "--model", SMALL, "--task", task, "--input", str(path), "--output",
                             str(theirs), "--labels", str(their_labels)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-        assert mine.read_bytes() == theirs.read_bytes()
-        assert mine_labels.read_bytes() == their_labels.read_bytes()
+        assert image_bytes(mine) == image_bytes(theirs)
+        assert image_bytes(mine_labels) == image_bytes(their_labels)
         prediction, _ = read_mha(str(mine))
         labels, header = read_mha(str(mine_labels))
         assert header["ElementType"] == "MET_UCHAR"

@@ -2,6 +2,7 @@
 threshold or Otsu), the colour table, several tasks in one run, streamed output equal to the whole, a folder of
 TIFF layers, a percentile model against np.percentile (streamed too), --mask against numpy's np.where, and errors
 (exit 1, nothing written)."""
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from images import read_mha, write_mha  # noqa: E402
+from images import image_bytes, read_mha, write_mha  # noqa: E402
 from test_eval import SMALL, p2_98, percentile_model, reference_prediction, with_outliers  # noqa: E402
 
 REPMODE = os.environ.get("REPMODE", os.path.join(HERE, "..", "..", "build", "bin", "repmode"))
@@ -175,6 +176,9 @@ def test_a_mask_zeroes_predictions_and_labels_outside_it(tmp_path):
     keep = m > 0.5
     assert np.array_equal(got, np.where(keep[..., None], plain, 0))
     assert np.array_equal(labels, np.where(keep, plain_labels, 0))
+    # The same header, but for the provenance, which names the mask.
+    assert json.loads(header.pop("repmode.provenance"))["mask"]["file"] == str(tmp_path / "mask.mha")
+    assert json.loads(plain_header.pop("repmode.provenance"))["mask"] is None
     assert plain_labels.min() >= 1 and header == plain_header
 
 
@@ -202,8 +206,21 @@ def test_streamed_pieces_equal_one_piece(tmp_path):
         r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output", str(out),
                 "--patch", "8,12,16", "--divisions", pieces)
         assert r.returncode == 0, r.stderr
-        outputs.append(out.read_bytes())
+        outputs.append(image_bytes(out))
     assert outputs[0] == outputs[1] == outputs[2]
+    # A .mhd named by an absolute path, streamed from another folder that has a file of its data file's name: every
+    # piece lands in its own data file, and the other file is untouched (MetaIO would write later pieces into it: a
+    # .mhd is written whole).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "split.raw").write_bytes(b"not yours" * 2000)
+    out = tmp_path / "split.mhd"
+    r = subprocess.run([REPMODE, "predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output",
+                        str(out), "--patch", "8,12,16", "--divisions", "3"], capture_output=True, text=True,
+                       timeout=300, cwd=str(elsewhere))
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(elsewhere) == ["split.raw"] and (elsewhere / "split.raw").read_bytes() == b"not yours" * 2000
+    assert (tmp_path / "split.raw").read_bytes() == image_bytes(tmp_path / "p1.mha")[-x.size * 4:]
 
 
 def test_a_folder_of_tiff_layers_is_one_volume(tmp_path):
@@ -252,7 +269,7 @@ def test_a_percentile_model_matches_numpy_percentiles_and_streams(tmp_path):
         r = run("predict", "--model", model, "--task", "dna", "--input", str(tmp_path / "tall.mha"), "--output",
                 str(out), "--patch", "8,12,16", "--divisions", pieces)
         assert r.returncode == 0, r.stderr
-        outputs.append(out.read_bytes())
+        outputs.append(image_bytes(out))
     assert outputs[0] == outputs[1] == outputs[2]
 
 
@@ -283,8 +300,8 @@ def test_monte_carlo_passes_give_a_seeded_mean_and_uncertainty(tmp_path):
     a = mc_run(tmp_path, path, "a", "--mc-samples", "4", "--seed", "3")
     b = mc_run(tmp_path, path, "b", "--mc-samples", "4", "--seed", "3", "--threads", "1")
     c = mc_run(tmp_path, path, "c", "--mc-samples", "4", "--seed", "4")
-    assert a[0].read_bytes() == b[0].read_bytes() and a[1].read_bytes() == b[1].read_bytes()
-    assert a[1].read_bytes() != c[1].read_bytes()
+    assert image_bytes(a[0]) == image_bytes(b[0]) and image_bytes(a[1]) == image_bytes(b[1])
+    assert image_bytes(a[1]) != image_bytes(c[1])
     mean, header = read_mha(str(a[0]))
     sd, sd_header = read_mha(str(a[1]))
     assert mean.shape == sd.shape == x.shape
@@ -311,7 +328,7 @@ def test_monte_carlo_mean_streams_in_pieces(tmp_path):
         r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output", str(out),
                 "--patch", "8,12,16", "--divisions", pieces, "--mc-samples", "3", "--seed", "9")
         assert r.returncode == 0, r.stderr
-        outputs.append(out.read_bytes())
+        outputs.append(image_bytes(out))
     assert outputs[0] == outputs[1]
 
 

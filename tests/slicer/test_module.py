@@ -241,7 +241,19 @@ def run_as_slicer(tmp_path, xml, model, task, voxels, spacing, values=None, extr
     assert np.array_equal(run.prediction.view(np.uint32), run.predictions[0].view(np.uint32))
     assert np.array_equal(run.labels, read_nrrd(want["labelMap"])[0])
     assert np.array_equal(run.segmentation, read_nrrd(want["segmentation"])[0])
-    assert run.fields == nrrd_header(want["segmentation"])[1]
+    # The provenance (docs/cli.md §1.6) of every output names the module; apart from that and the date, the
+    # segmentation's header is predict's.
+    want_fields = nrrd_header(want["segmentation"])[1]
+    records = [json.loads(f.pop("repmode.provenance")) for f in (run.fields, want_fields)]
+    assert run.fields == want_fields
+    assert records[0].pop("via") == "RepModeSegmentation" and records[1].pop("via") == "repmode predict"
+    assert records[0].pop("date") and records[1].pop("date")
+    assert records[0] == records[1]
+    for name, path in outputs.items():
+        record = json.loads(nrrd_header(path)[1]["repmode.provenance"])
+        role = {"outputVolume": "prediction", "labelMap": "labels", "segmentation": "segmentation"}[name]
+        assert record["output"] == role + (" (first task)" if name == "outputVolume" and "," in task else "")
+        assert record["via"] == "RepModeSegmentation"
     return run
 
 

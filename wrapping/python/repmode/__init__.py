@@ -29,7 +29,8 @@ as ITK and the command line store volumes. How common readers' arrays go in, wit
 """
 from ._images import read_image
 from ._model import Cancelled, Error, Model, NormParams, Task, evaluate, reparam
+from ._provenance import provenance
 from ._train import Sample, TrainResult, add_task, train
 
 __all__ = ["Model", "Task", "NormParams", "Error", "Cancelled", "evaluate", "reparam", "train", "add_task", "Sample",
-           "TrainResult", "read_image"]
+           "TrainResult", "read_image", "provenance"]
