@@ -102,6 +102,11 @@ public:
   itkGetConstMacro(Overlap, double);
   itkSetEnumMacro(Blending, BlendingEnum);
   itkGetEnumMacro(Blending, BlendingEnum);
+  /** Test-time augmentation: each window the mean of the network over the 8 in-plane flips and rotations of its
+   * input, turned back (docs/network.md §6.4); 8 times the work, and streamed pieces still equal the whole. */
+  itkSetMacro(TestTimeAugmentation, bool);
+  itkGetConstMacro(TestTimeAugmentation, bool);
+  itkBooleanMacro(TestTimeAugmentation);
   /** Threads of the core (OpenMP); 0 takes all cores. */
   itkSetMacro(NumberOfThreads, int);
   itkGetConstMacro(NumberOfThreads, int);
@@ -254,6 +259,7 @@ private:
   SizeType          m_PatchSize{ { 0, 0, 0 } };
   double            m_Overlap{ 0.5 };
   BlendingEnum      m_Blending{ BlendingEnum::Gaussian };
+  bool              m_TestTimeAugmentation{ false };
   int               m_NumberOfThreads{ 0 };
   bool              m_OutputLogits{ false };
   unsigned int      m_MonteCarloSamples{ 0 };

@@ -218,6 +218,7 @@ RepModeImageFilter<TInputImage, TOutputImage>::WindowParameters() const
   rm_window_params p = rm_window_params_make(patch);
   p.overlap = m_Overlap;
   p.blend = m_Blending == BlendingEnum::Constant ? RM_BLEND_CONSTANT : RM_BLEND_GAUSSIAN;
+  p.tta = m_TestTimeAugmentation ? 1 : 0;
   return p;
 }
 
@@ -433,6 +434,7 @@ RepModeImageFilter<TInputImage, TOutputImage>::PrintSelf(std::ostream & os, Inde
   os << indent << "PatchSize: " << m_PatchSize << std::endl;
   os << indent << "Overlap: " << m_Overlap << std::endl;
   os << indent << "Blending: " << (m_Blending == BlendingEnum::Gaussian ? "Gaussian" : "Constant") << std::endl;
+  os << indent << "TestTimeAugmentation: " << (m_TestTimeAugmentation ? "On" : "Off") << std::endl;
   os << indent << "NumberOfThreads: " << m_NumberOfThreads << std::endl;
   os << indent << "OutputLogits: " << (m_OutputLogits ? "On" : "Off") << std::endl;
   os << indent << "MonteCarloSamples: " << m_MonteCarloSamples << std::endl;

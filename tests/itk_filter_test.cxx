@@ -633,7 +633,7 @@ TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
     std::ostringstream os;
     f->Print(os);
     for (const char *name : {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending",
-                             "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean",
+                             "TestTimeAugmentation", "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean",
                              "InputStandardDeviation", "InputNormalization", "MonteCarloSamples",
                              "MonteCarloSeed", "MonteCarloDropout", "GateNoise", "TrainingForm",
                              "Normalization: {\"method\":\"zscore\"}"})

@@ -99,17 +99,36 @@ Volume random_volume(int64_t d, int64_t h, int64_t w, uint32_t seed)
     return v;
 }
 
-// The whole volume's plain prediction with 8³ windows and the official overlap and blending.
-std::vector<float> predict_whole(Net &net, Volume &v)
+// The whole volume's prediction with the window parameters `p`.
+std::vector<float> predict_with(Net &net, Volume &v, const rm_window_params &p)
 {
-    const int64_t patch[3] = {8, 8, 8}, start[3] = {0, 0, 0};
-    const rm_window_params p = rm_window_params_make(patch);
+    const int64_t start[3] = {0, 0, 0};
     std::vector<float> out(v.data.size(), NAN);
     EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(), nullptr,
                                 nullptr),
               RM_OK)
         << rm_ctx_error(net.ctx);
     return out;
+}
+
+// The whole volume's plain prediction with 8³ windows and the official overlap and blending.
+std::vector<float> predict_whole(Net &net, Volume &v)
+{
+    const int64_t patch[3] = {8, 8, 8};
+    return predict_with(net, v, rm_window_params_make(patch));
+}
+
+// Every voxel of `part`, the region [start, start + size), has the bits of the same voxel of `whole`, a volume of `dims`.
+void expect_region_of(const std::vector<float> &whole, const int64_t dims[3], const std::vector<float> &part,
+                      const int64_t start[3], const int64_t size[3])
+{
+    for (int64_t z = 0; z < size[0]; z++)
+        for (int64_t y = 0; y < size[1]; y++)
+            for (int64_t x = 0; x < size[2]; x++) {
+                const float a = part[(size_t)((z * size[1] + y) * size[2] + x)];
+                const float b = whole[(size_t)(((start[0] + z) * dims[1] + start[1] + y) * dims[2] + start[2] + x)];
+                ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << z << "," << y << "," << x;
+            }
 }
 
 TEST(Predict, AnySubRegionEqualsTheSameRegionOfTheWholeRunBitForBit)
@@ -126,13 +145,7 @@ TEST(Predict, AnySubRegionEqualsTheSameRegionOfTheWholeRunBitForBit)
         ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, size, part.data(),
                                     nullptr, nullptr),
                   RM_OK);
-        for (int64_t z = 0; z < size[0]; z++)
-            for (int64_t y = 0; y < size[1]; y++)
-                for (int64_t x = 0; x < size[2]; x++) {
-                    const float a = part[(size_t)((z * size[1] + y) * size[2] + x)];
-                    const float b = whole[(size_t)(((start[0] + z) * 20 + start[1] + y) * 17 + start[2] + x)];
-                    ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << z << "," << y << "," << x;
-                }
+        expect_region_of(whole, v.size, part, start, size);
     }
 }
 
@@ -342,7 +355,7 @@ TEST(Predict, NonOverlappingConstantWindowsReproduceEachPatchsPrediction)
     Net net;
     Volume v = random_volume(8, 16, 16, 2);
     const int64_t start[3] = {0, 0, 0};
-    const rm_window_params p = {{8, 8, 8}, 0.0, RM_BLEND_CONSTANT};
+    const rm_window_params p = {{8, 8, 8}, 0.0, RM_BLEND_CONSTANT, 0};
     std::vector<float> out(v.data.size());
     ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(), nullptr,
                                 nullptr),
@@ -359,6 +372,108 @@ TEST(Predict, NonOverlappingConstantWindowsReproduceEachPatchsPrediction)
         for (int r = 0; r < 8; r++)
             for (int c = 0; c < 8; c++)
                 ASSERT_EQ(out[(size_t)((z * 16 + 8 + r) * 16 + c)], y.data[(size_t)((z * 8 + r) * 8 + c)]);
+}
+
+// Test-time augmentation (docs/network.md §6.4), against whole volumes transformed here one step at a time: the flip
+// x → W - 1 - x, and the quarter turn of numpy's rot90 over (Y, X), b[y][x] = a[x][W - 1 - y].
+Volume flip_x(const Volume &a)
+{
+    Volume b = a;
+    for (int64_t z = 0; z < a.size[0]; z++)
+        for (int64_t y = 0; y < a.size[1]; y++)
+            for (int64_t x = 0; x < a.size[2]; x++)
+                b.data[(size_t)((z * a.size[1] + y) * a.size[2] + x)] =
+                    a.data[(size_t)((z * a.size[1] + y) * a.size[2] + a.size[2] - 1 - x)];
+    return b;
+}
+
+Volume quarter_turn(const Volume &a)
+{
+    Volume b{{a.size[0], a.size[2], a.size[1]}, std::vector<float>(a.data.size()), 0};
+    for (int64_t z = 0; z < b.size[0]; z++)
+        for (int64_t y = 0; y < b.size[1]; y++)
+            for (int64_t x = 0; x < b.size[2]; x++)
+                b.data[(size_t)((z * b.size[1] + y) * b.size[2] + x)] =
+                    a.data[(size_t)((z * a.size[1] + x) * a.size[2] + a.size[2] - 1 - y)];
+    return b;
+}
+
+// Transform k: a flip when k >= 4, then k % 4 quarter turns; its inverse: the turns that complete four, the flip.
+Volume transformed(Volume v, int k)
+{
+    if (k >= 4)
+        v = flip_x(v);
+    for (int r = 0; r < k % 4; r++)
+        v = quarter_turn(v);
+    return v;
+}
+
+Volume untransformed(Volume v, int k)
+{
+    for (int r = 0; r < (4 - k % 4) % 4; r++)
+        v = quarter_turn(v);
+    return k >= 4 ? flip_x(v) : v;
+}
+
+// One window covering the volume, with or without test-time augmentation.
+std::vector<float> predict_one_window(Net &net, Volume &v, int tta)
+{
+    rm_window_params p = rm_window_params_make(v.size);
+    p.tta = tta;
+    return predict_with(net, v, p);
+}
+
+TEST(Tta, AWindowIsTheMeanOfTheNetworkOverTheEightFlipsAndRotations)
+{
+    Net net;
+    Volume v = random_volume(8, 16, 8, 11); // Y != X: four of the transforms turn the window into 8 x 8 x 16
+    const std::vector<float> got = predict_one_window(net, v, 1);
+    std::vector<double> want(v.data.size(), 0.0);
+    for (int k = 0; k < 8; k++) {
+        Volume t = transformed(v, k);
+        Volume back = untransformed(Volume{{t.size[0], t.size[1], t.size[2]}, predict_one_window(net, t, 0), 0}, k);
+        ASSERT_EQ(std::vector<int64_t>(back.size, back.size + 3), std::vector<int64_t>(v.size, v.size + 3));
+        for (size_t i = 0; i < want.size(); i++)
+            want[i] += back.data[i] / 8.0;
+    }
+    const std::vector<float> plain = predict_one_window(net, v, 0);
+    double largest = 0.0, error = 0.0, change = 0.0;
+    for (size_t i = 0; i < want.size(); i++) {
+        largest = std::max(largest, std::fabs(want[i]));
+        error = std::max(error, std::fabs(got[i] - want[i]));
+        change = std::max(change, std::fabs(got[i] - (double)plain[i]));
+    }
+    EXPECT_LE(error, 1e-6 * largest);
+    EXPECT_GT(change, 1e-3 * largest); // the transforms change the prediction: the test can tell them apart
+}
+
+TEST(Tta, RegionsEqualTheWholeRunBitForBitOnAnyThreadCount)
+{
+    Net net;
+    Volume v = random_volume(13, 20, 17, 12);
+    const int64_t patch[3] = {8, 8, 8}, origin[3] = {0, 0, 0};
+    rm_window_params p = rm_window_params_make(patch);
+    p.tta = 1;
+    std::vector<float> whole(v.data.size()), single(v.data.size());
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, origin, v.size, whole.data(),
+                                nullptr, nullptr),
+              RM_OK);
+    rmtest::Ctx one(1);
+    ASSERT_EQ(rm_predict_region(one, net.deploy, &p, v.size, read_volume, &v, origin, v.size, single.data(), nullptr,
+                                nullptr),
+              RM_OK);
+    EXPECT_EQ(std::memcmp(whole.data(), single.data(), whole.size() * sizeof(float)), 0);
+    const int64_t start[3] = {3, 5, 2}, size[3] = {6, 9, 11};
+    std::vector<float> part((size_t)(size[0] * size[1] * size[2]));
+    ASSERT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, size, part.data(), nullptr,
+                                nullptr),
+              RM_OK);
+    expect_region_of(whole, v.size, part, start, size);
+    p.tta = 2;
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, origin, v.size, whole.data(),
+                                nullptr, nullptr),
+              RM_ERR_ARGUMENT);
+    EXPECT_NE(std::string(rm_ctx_error(net.ctx)).find("tta"), std::string::npos);
 }
 
 TEST(Predict, AVolumeSmallerThanThePatchIsPaddedAndCroppedBack)
@@ -431,7 +546,7 @@ TEST(Predict, BadArgumentsAreRejectedByName)
     Volume v = random_volume(8, 8, 8, 5);
     const int64_t start[3] = {0, 0, 0}, big[3] = {8, 8, 9};
     std::vector<float> out(v.data.size());
-    rm_window_params p = {{8, 8, 7}, 0.5, RM_BLEND_GAUSSIAN};
+    rm_window_params p = {{8, 8, 7}, 0.5, RM_BLEND_GAUSSIAN, 0};
     EXPECT_EQ(rm_predict_region(net.ctx, net.deploy, &p, v.size, read_volume, &v, start, v.size, out.data(), nullptr,
                                 nullptr),
               RM_ERR_ARGUMENT);

@@ -1,6 +1,7 @@
 /* Sliding-window prediction: the official window grid and Gaussian stitching (docs/network.md §6), over any
  * output region of a volume read through a callback. */
 #include "model/model_impl.h"
+#include "predict/tta.h"
 #include "repmode/predict.h"
 
 #include <math.h>
@@ -9,7 +10,7 @@
 
 rm_window_params rm_window_params_make(const int64_t patch[3])
 {
-    rm_window_params p = {{patch[0], patch[1], patch[2]}, 0.5, RM_BLEND_GAUSSIAN};
+    rm_window_params p = {{patch[0], patch[1], patch[2]}, 0.5, RM_BLEND_GAUSSIAN, 0};
     return p;
 }
 
@@ -85,6 +86,8 @@ static rm_status check_windows(rm_ctx *ctx, const rm_deploy *d, const rm_window_
         return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: overlap %g is outside [0, 1)", p->overlap);
     if (p->blend != RM_BLEND_GAUSSIAN && p->blend != RM_BLEND_CONSTANT)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: unknown blending %d", (int)p->blend);
+    if (p->tta != 0 && p->tta != 1)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: tta is %d, not 0 or 1", p->tta);
     for (int a = 0; a < 3; a++) {
         if (p->patch[a] < unit || p->patch[a] % unit != 0)
             return rm_fail(ctx, RM_ERR_ARGUMENT, "predict: patch size %lld along axis %d is not a positive multiple "
@@ -204,7 +207,7 @@ static void cache_begin(rm_window_cache *c, const rm_deploy *d, const rm_window_
                         const int64_t win[3])
 {
     const int same = c->generation == rm_deploy_generation(d) && c->params.overlap == p->overlap &&
-                     c->params.blend == p->blend && memcmp(c->params.patch, p->patch, sizeof p->patch) == 0 &&
+                     c->params.blend == p->blend && c->params.tta == p->tta && memcmp(c->params.patch, p->patch, sizeof p->patch) == 0 &&
                      memcmp(c->volume, volume, sizeof c->volume) == 0 && memcmp(c->window, win, sizeof c->window) == 0;
     if (!same) {
         rm_window_cache_clear(c);
@@ -277,21 +280,22 @@ static void cache_end(rm_window_cache *c, const int64_t win[3], const int64_t ou
 }
 
 /* One call's buffers: a window's input, its staging for reads past the volume's end, its blending weights and its
- * prediction, and the region's accumulators (weighted sums per channel and weights, in double). */
+ * prediction, the region's accumulators (weighted sums per channel and weights, in double), and with test-time
+ * augmentation a transformed window's input and prediction. */
 typedef struct region_buffers {
-    float *in, *staging, *weights, *pred;
+    float *in, *staging, *weights, *pred, *tta_in, *tta_pred;
     double *num, *den;
 } region_buffers;
 
 /* Lays the buffers out in the context's window memory, kept from call to call and apart from the operators'
  * scratch that the deploy form's forward takes in between, and zeroes the accumulators. */
-static rm_status take_buffers(rm_ctx *ctx, int64_t channels, int64_t wvol, int64_t ovol, region_buffers *b)
+static rm_status take_buffers(rm_ctx *ctx, int64_t channels, int64_t wvol, int64_t ovol, int tta, region_buffers *b)
 {
     const size_t window = rm_work_align((size_t)wvol * sizeof(float)),
                  pred = rm_work_align((size_t)(channels * wvol) * sizeof(float)),
                  num = rm_work_align((size_t)(channels * ovol) * sizeof(double)),
-                 den = rm_work_align((size_t)ovol * sizeof(double));
-    char *p = rm_ctx_work(ctx, RM_WORK_WINDOWS, 3 * window + pred + num + den);
+                 den = rm_work_align((size_t)ovol * sizeof(double)), extra = tta ? window + pred : 0;
+    char *p = rm_ctx_work(ctx, RM_WORK_WINDOWS, 3 * window + pred + num + den + extra);
     if (!p)
         return rm_fail(ctx, RM_ERR_NOMEM, "predict: cannot allocate the buffers of a %lld-voxel region",
                        (long long)ovol);
@@ -301,6 +305,8 @@ static rm_status take_buffers(rm_ctx *ctx, int64_t channels, int64_t wvol, int64
     b->pred = (float *)(p + 3 * window);
     b->num = (double *)(p + 3 * window + pred);
     b->den = (double *)(p + 3 * window + pred + num);
+    b->tta_in = tta ? (float *)(p + 3 * window + pred + num + den) : NULL;
+    b->tta_pred = tta ? (float *)(p + 4 * window + pred + num + den) : NULL;
     memset(b->num, 0, (size_t)(channels * ovol) * sizeof *b->num);
     memset(b->den, 0, (size_t)ovol * sizeof *b->den);
     return RM_OK;
@@ -329,7 +335,7 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, const rm_deploy *d, const rm_win
     const int64_t wvol = win[0] * win[1] * win[2], ovol = s == RM_OK ? out_size[0] * out_size[1] * out_size[2] : 0;
     region_buffers b = {0};
     if (s == RM_OK)
-        s = take_buffers(ctx, channels, wvol, ovol, &b);
+        s = take_buffers(ctx, channels, wvol, ovol, p->tta, &b);
     if (s == RM_OK)
         rm_window_weights(p->blend, win, b.weights);
     if (s == RM_OK && cache)
@@ -353,7 +359,8 @@ rm_status rm_predict_region_cached(rm_ctx *ctx, const rm_deploy *d, const rm_win
                             (long long)st[0], (long long)st[1], (long long)st[2]);
                 break;
             }
-            s = rm_deploy_forward_window(ctx, d, &x, st, &y);
+            s = p->tta ? rm_tta_forward_window(ctx, d, &x, st, &y, b.tta_in, b.tta_pred)
+                       : rm_deploy_forward_window(ctx, d, &x, st, &y);
             if (s != RM_OK)
                 break;
             if (cache && reaches_outside(st, win, out_start, out_size))

@@ -31,9 +31,12 @@ typedef struct rm_window_params {
     int64_t patch[3]; /* Z, Y, X; multiples of 2^levels of the network */
     double overlap;   /* fraction of the patch shared by neighbours, in [0, 1): stride = ceil(patch·(1 - overlap)) */
     rm_blend blend;
+    int tta; /* 1: test-time augmentation, each window the mean of the network over the 8 in-plane flips and
+              * rotations of its input, turned back (docs/network.md §6.4); 8 times the work. 0: off */
 } rm_window_params;
 
-/* The official scheme for a patch: 50% overlap, Gaussian blending. Pure; nothing is checked here. */
+/* The official scheme for a patch: 50% overlap, Gaussian blending, no test-time augmentation. Pure; nothing is
+ * checked here. */
 RM_API rm_window_params rm_window_params_make(const int64_t patch[3]);
 
 /* Window starts along one axis of length `len` for window length `window` (≤ len): k·stride, the last pulled back

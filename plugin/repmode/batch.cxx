@@ -104,6 +104,14 @@ unsigned long long whole(const std::string &text, const std::string &where)
     return v;
 }
 
+// A yes/no column: empty is no.
+bool yes_or_no(const std::string &text, const std::string &where)
+{
+    if (text != "" && text != "yes" && text != "no")
+        throw Failure(where + ": '" + text + "' is neither yes nor no", kBadInput);
+    return text == "yes";
+}
+
 // The manifest's rows (docs/cli.md §3.11), its syntax and options checked before any work; its files are checked
 // when their row runs, so that one missing file fails one row.
 std::vector<Row> read_manifest(const std::string &csv, const std::string &model)
@@ -114,14 +122,14 @@ std::vector<Row> read_manifest(const std::string &csv, const std::string &model)
                       kBadInput);
     static const std::vector<std::string> known = {
         "input", "task",  "target",    "mask",      "model",    "name",       "patch",      "overlap",
-        "blend", "threshold", "non_finite", "mc_samples", "seed", "mc_dropout", "gate_noise", "uncertainty"};
+        "blend", "threshold", "non_finite", "mc_samples", "seed", "mc_dropout", "gate_noise", "uncertainty", "tta"};
     const std::vector<std::string> &header = records[0].fields;
     std::map<std::string, size_t> column;
     for (size_t i = 0; i < header.size(); i++) {
         if (std::find(known.begin(), known.end(), header[i]) == known.end())
             throw Failure(csv + ": unknown column '" + header[i] + "' (input,task and optionally target, mask, "
                                 "model, name, patch, overlap, blend, threshold, non_finite, mc_samples, seed, "
-                                "mc_dropout, gate_noise, uncertainty)",
+                                "mc_dropout, gate_noise, uncertainty, tta)",
                           kBadInput);
         if (!column.emplace(header[i], i).second)
             throw Failure(csv + ": the column '" + header[i] + "' is named twice", kBadInput);
@@ -181,10 +189,8 @@ std::vector<Row> read_manifest(const std::string &csv, const std::string &model)
             q.non_finite = field("non_finite");
         if (q.non_finite != "refuse" && q.non_finite != "zero" && q.non_finite != "mean")
             throw Failure(option("non_finite") + ": '" + q.non_finite + "' is not refuse, zero or mean", kBadInput);
-        const std::string u = field("uncertainty");
-        if (u != "" && u != "yes" && u != "no")
-            throw Failure(option("uncertainty") + ": '" + u + "' is neither yes nor no", kBadInput);
-        row.uncertainty = u == "yes";
+        row.uncertainty = yes_or_no(field("uncertainty"), option("uncertainty"));
+        q.tta = yes_or_no(field("tta"), option("tta"));
         q.mc_samples = row.uncertainty ? 10u : 0u;
         if (!field("mc_samples").empty())
             q.mc_samples = static_cast<unsigned>(whole(field("mc_samples"), option("mc_samples")));

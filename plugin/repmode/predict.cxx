@@ -359,6 +359,9 @@ int run_predict(int argc, char **argv)
     std::vector<std::string> blends{"gaussian", "constant"};
     TCLAP::ValuesConstraint<std::string> blend_values(blends);
     TCLAP::ValueArg<std::string> blend("", "blend", "window blending", false, "gaussian", &blend_values, cmd);
+    TCLAP::SwitchArg tta("", "tta", "test-time augmentation: every window the mean of the network over the 8 "
+                                    "in-plane flips and rotations of its input (8 times the work)",
+                         cmd);
     TCLAP::ValueArg<unsigned> divisions("", "divisions", "stream the output in N pieces along Z (default: pieces "
                                                          "of about 8 M voxels)",
                                         false, 0, "N", cmd);
@@ -403,6 +406,7 @@ int run_predict(int argc, char **argv)
     request.patch = patch_arg.getValue();
     request.overlap = overlap.getValue();
     request.blend = blend.getValue();
+    request.tta = tta.getValue();
     request.divisions = divisions.getValue();
     request.mask = mask.getValue();
     request.non_finite = non_finite.value();
@@ -487,6 +491,7 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
         f->SetOverlap(request.overlap);
         f->SetBlending(request.blend == "constant" ? Prediction::BlendingEnum::Constant
                                                       : Prediction::BlendingEnum::Gaussian);
+        f->SetTestTimeAugmentation(request.tta);
         f->SetNumberOfThreads(request.threads);
         f->SetMonteCarloSamples(request.mc_samples);
         f->SetMonteCarloSeed(request.seed);
@@ -580,7 +585,8 @@ void predict(const PredictRequest &request, const Progress &progress, OutputFile
             for (size_t i = 0; i < tasks.size(); i++)
                 segments.push_back({tasks[i].name, label_map->GetLabelColor(static_cast<unsigned>(i + 1)),
                                     tasks[i].has_color != 0});
-            write_segmentation(map.GetPointer(), segments, request.segmentation, outputs, record.text("segmentation"));
+            write_segmentation(map.GetPointer(), segments, request.segmentation, outputs,
+                               record.text("segmentation"));
         }
         if (!request.surfaces.empty())
             write_task_surfaces(map, tasks, request.surfaces, surface_formats, progress, outputs);

@@ -18,6 +18,7 @@ struct PredictRequest {
     std::string surface_formats = "vtp"; // comma list of vtp, stl, obj
     double overlap = 0.5;
     std::string blend = "gaussian";
+    bool tta = false; // test-time augmentation: the 8 in-plane flips and rotations of every window
     unsigned divisions = 0; // 0: pieces of about 8 M voxels
     int threads = 0;        // 0: all cores
     std::string non_finite = "refuse"; // non-finite input voxels: refuse, zero or mean

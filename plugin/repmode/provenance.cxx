@@ -184,6 +184,7 @@ PredictionRecord::PredictionRecord(const PredictRequest &request, const std::str
     cJSON_AddItemToObject(p, "patch", cJSON_CreateDoubleArray(zyx, 3));
     cJSON_AddNumberToObject(p, "overlap", request.overlap);
     cJSON_AddStringToObject(p, "blend", request.blend.c_str());
+    cJSON_AddBoolToObject(p, "tta", request.tta);
     if (request.thresholds.empty()) {
         cJSON_AddNullToObject(p, "thresholds");
     } else {
@@ -293,6 +294,10 @@ PredictRequest request_of(const cJSON *record, const std::string &input, const s
         r.patch += (a ? "," : "") + std::to_string(static_cast<long long>(cJSON_GetArrayItem(patch, a)->valuedouble));
     r.overlap = number_field(p, "overlap", where);
     r.blend = text_field(p, "blend", where);
+    const cJSON *tta = field(p, "tta", where);
+    if (!cJSON_IsBool(tta))
+        throw Failure("the provenance's field 'parameters.tta' is not true or false", kBadInput);
+    r.tta = cJSON_IsTrue(tta);
     const cJSON *thresholds = field(p, "thresholds", where);
     for (const cJSON *t = thresholds->child; t; t = t->next)
         r.thresholds += (r.thresholds.empty() ? "" : ",") + exact(t->valuedouble);

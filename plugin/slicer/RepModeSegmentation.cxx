@@ -148,6 +148,8 @@ int run(int argc, char **argv)
                                     "double", cmd);
     TCLAP::ValueArg<std::string> blend("", "blend", "window blending: gaussian or constant", false, "gaussian",
                                        "string", cmd);
+    TCLAP::SwitchArg tta("", "tta", "test-time augmentation: the 8 in-plane flips and rotations of every window",
+                         cmd);
     TCLAP::ValueArg<int> divisions("", "divisions", "stream in N pieces along Z (0: about 8 M voxels each)", false,
                                    0, "int", cmd);
     TCLAP::ValueArg<int> threads("", "threads", "worker threads (0: all cores)", false, 0, "int", cmd);
@@ -183,11 +185,12 @@ int run(int argc, char **argv)
 
     if (echo.getValue()) {
         std::printf("modelFile: %s\ninputVolume: %s\noutputVolume: %s\nlabelMap: %s\nsegmentation: %s\ntask: %s\n"
-                    "threshold: %s\npatch: %s\noverlap: %g\nblend: %s\ndivisions: %d\nthreads: %d\n",
+                    "threshold: %s\npatch: %s\noverlap: %g\nblend: %s\ntta: %s\ndivisions: %d\nthreads: %d\n",
                     model.getValue().c_str(), input.getValue().c_str(), output.getValue().c_str(),
                     labels.getValue().c_str(), segmentation.getValue().c_str(), task.getValue().c_str(),
                     threshold.getValue().c_str(),
-                    patch.getValue().c_str(), overlap.getValue(), blend.getValue().c_str(), divisions.getValue(),
+                    patch.getValue().c_str(), overlap.getValue(), blend.getValue().c_str(),
+                    tta.getValue() ? "true" : "false", divisions.getValue(),
                     threads.getValue());
         std::fflush(stdout);
     }
@@ -204,6 +207,7 @@ int run(int argc, char **argv)
     request.overlap = overlap.getValue();
     request.via = kName;
     request.blend = blend.getValue();
+    request.tta = tta.getValue();
     request.divisions = static_cast<unsigned>(divisions.getValue());
     request.threads = threads.getValue();
     request.non_finite = non_finite.getValue();

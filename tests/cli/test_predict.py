@@ -223,6 +223,52 @@ def test_streamed_pieces_equal_one_piece(tmp_path):
     assert (tmp_path / "split.raw").read_bytes() == image_bytes(tmp_path / "p1.mha")[-x.size * 4:]
 
 
+def tta_transform(a, k):
+    """Transform k of docs/network.md §6.4 on a (Z, Y, X) array: a flip of X when k >= 4, then k % 4 quarter turns."""
+    return np.rot90(a[:, :, ::-1] if k >= 4 else a, k % 4, axes=(1, 2))
+
+
+def tta_inverse(a, k):
+    b = np.rot90(a, -(k % 4), axes=(1, 2))
+    return b[:, :, ::-1] if k >= 4 else b
+
+
+def test_tta_is_the_mean_of_eight_transformed_predictions_and_streams(tmp_path):
+    """--tta against numpy: the input turned and flipped 8 ways, each predicted plainly with one window (the
+    fixture's patch turned along), turned back, averaged. Then streamed pieces equal the whole, and the record says
+    tta."""
+    x, path = volume(tmp_path, seed=9)  # 8 x 12 x 16: four transforms give 8 x 16 x 12
+    out = tmp_path / "tta.mha"
+    r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output", str(out), "--patch",
+            "8,12,16", "--tta")
+    assert r.returncode == 0, r.stderr
+    got, header = read_mha(str(out))
+    want = np.zeros(x.shape)
+    for k in range(8):
+        t = np.ascontiguousarray(tta_transform(x, k))
+        write_mha(str(tmp_path / "t.mha"), t)
+        r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(tmp_path / "t.mha"), "--output",
+                str(tmp_path / "t-out.mha"), "--patch", "%d,%d,%d" % t.shape)
+        assert r.returncode == 0, r.stderr
+        want += tta_inverse(read_mha(str(tmp_path / "t-out.mha"))[0], k) / 8
+    plain = run("predict", "--model", SMALL, "--task", "dna", "--input", str(path), "--output",
+                str(tmp_path / "plain.mha"), "--patch", "8,12,16")
+    assert plain.returncode == 0, plain.stderr
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() <= 1e-5 * scale
+    assert np.abs(got - read_mha(str(tmp_path / "plain.mha"))[0]).max() > 1e-3 * scale
+    assert json.loads(header["repmode.provenance"])["parameters"]["tta"] is True
+    tall = tmp_path / "tall.mha"
+    write_mha(str(tall), np.random.default_rng(10).normal(size=(40, 12, 16)).astype(np.float32))
+    pieces = []
+    for n in ("1", "3"):
+        r = run("predict", "--model", SMALL, "--task", "dna", "--input", str(tall), "--output",
+                str(tmp_path / ("tall-%s.mha" % n)), "--patch", "8,12,16", "--tta", "--divisions", n)
+        assert r.returncode == 0, r.stderr
+        pieces.append(image_bytes(tmp_path / ("tall-%s.mha" % n)))
+    assert pieces[0] == pieces[1]
+
+
 def test_a_folder_of_tiff_layers_is_one_volume(tmp_path):
     import tifffile  # installed by tools/install-deps.sh: missing is a failure
     x = np.random.default_rng(5).integers(1000, 60000, size=(8, 12, 16)).astype(np.uint16)

@@ -84,6 +84,21 @@ def test_uncertainty_equals_the_command_line_and_is_seeded(cells, tmp_path):
         model.predict(volume, "nuclei", uncertainty={"passes": 3})
 
 
+def test_tta_equals_the_command_line_and_dask(cells, tmp_path):
+    volume, signal, folder = cells
+    out = tmp_path / "tta.mha"
+    run([REPMODE, "predict", "--model", os.path.join(MODELS, "cells.safetensors"), "--task", "nuclei", "--input",
+         signal, "--output", out, "--tta"])
+    model = repmode.Model(os.path.join(MODELS, "cells.safetensors"))
+    got = model.predict(volume, "nuclei", tta=True)
+    assert np.array_equal(got, read_mha(str(out))[0])
+    assert not np.array_equal(got, model.predict(volume, "nuclei"))
+    import dask.array as da
+    from repmode import dask as rd
+    blocks = rd.predict(da.from_array(volume, chunks=(16, 32, 32)), model, "nuclei", tta=True).compute()
+    assert np.array_equal(blocks, got)
+
+
 def test_uncertainty_of_a_task_with_2d_labels_is_one_layer(scroll):
     layers, _, _ = scroll
     model = repmode.Model(os.path.join(MODELS, "ink.safetensors"))

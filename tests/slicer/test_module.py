@@ -225,7 +225,7 @@ def run_as_slicer(tmp_path, xml, model, task, voxels, spacing, values=None, extr
             "--colors", colors]
     flags = {p.findtext("name"): p.findtext("longflag") for p in parameters(xml)}
     for name, value in (values or {}).items():  # the same options: predict's flags are the module's
-        args += ["--" + flags[name], value]
+        args += ["--" + flags[name]] if value == "true" else ["--" + flags[name], value]
     r2 = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, r2.stderr
     run = Run()
@@ -332,6 +332,18 @@ def test_synthetic_cells_as_slicer_runs_it(tmp_path, description, cells):
     nuclei = read_nrrd(str(cells / "nuclei.nrrd"))[0].astype(np.float64)
     assert np.corrcoef(run.prediction.ravel(), nuclei.ravel())[0, 1] > 0.5
     check_segmentation(run, ["nuclei"], spacing, {})
+
+
+def test_test_time_augmentation_as_slicer_runs_it(tmp_path, description, cells):
+    # The outputs equal predict --tta's (run_as_slicer compares them); without it the prediction differs.
+    signal, spacing, _, _ = read_nrrd(str(cells / "signal.nrrd"))
+    (tmp_path / "tta").mkdir()
+    (tmp_path / "plain").mkdir()
+    tta = run_as_slicer(tmp_path / "tta", description, CELLS, "nuclei", signal.astype(np.float32), spacing,
+                        {"tta": "true"})
+    plain = run_as_slicer(tmp_path / "plain", description, CELLS, "nuclei", signal.astype(np.float32), spacing)
+    assert not np.array_equal(tta.prediction, plain.prediction)
+    assert np.corrcoef(tta.prediction.ravel(), plain.prediction.ravel())[0, 1] > 0.9
 
 
 def test_several_tasks_as_slicer_runs_them(tmp_path, description, cells):

@@ -50,7 +50,7 @@ class NonFiniteCensus(Structure):
 
 
 class WindowParams(Structure):
-    _fields_ = [("patch", c_int64 * 3), ("overlap", c_double), ("blend", c_int)]
+    _fields_ = [("patch", c_int64 * 3), ("overlap", c_double), ("blend", c_int), ("tta", c_int)]
 
 
 class McParams(Structure):

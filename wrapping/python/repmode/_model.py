@@ -170,7 +170,7 @@ class Model:
         return tasks
 
     def predict(self, array, task, patch=None, overlap=0.5, threads=None, progress=None, normalization=None,
-                non_finite="refuse", uncertainty=None):
+                non_finite="refuse", uncertainty=None, tta=False):
         """The sliding-window prediction of ``task`` over a 3D volume, as ``repmode predict`` computes it.
 
         array: (Z, Y, X), X fastest, any real dtype (converted to float32 as the command line reads images); it is
@@ -197,6 +197,9 @@ class Model:
 
         >>> mean, sd = model.predict(volume, "nuclei", uncertainty={"samples": 8, "seed": 1})
 
+        tta: test-time augmentation (docs/network.md §6.4), as ``repmode predict --tta``: every window the mean of
+        the network over the 8 in-plane flips and rotations of its input, turned back (8 times the work).
+
         >>> volume = np.random.default_rng(0).random((16, 64, 64))
         >>> model.predict(volume, ["nuclei", "membranes"]).shape
         (2, 16, 64, 64)
@@ -214,7 +217,7 @@ class Model:
         """
         tasks = self.predicted_tasks(task)
         volume = _volume(array)  # a copy, normalized in place below
-        window = _window(self.config, patch, overlap)
+        window = _window(self.config, patch, overlap, tta)
         mc = _mc_params(uncertainty)
         outputs, spreads = [], []
         with _Context(threads) as ctx:
@@ -472,7 +475,7 @@ def _label(array, shape, task, what):
     return a
 
 
-def _window(config, patch, overlap):
+def _window(config, patch, overlap, tta=False):
     window = _lib.WindowParams()
     patch = config["patch"] if patch is None else [int(p) for p in patch]
     if len(patch) != 3:
@@ -480,6 +483,7 @@ def _window(config, patch, overlap):
     window.patch[:] = patch
     window.overlap = float(overlap)
     window.blend = 0  # RM_BLEND_GAUSSIAN, the official blending
+    window.tta = 1 if tta else 0
     return window
 
 

@@ -163,9 +163,9 @@ class _Volumes:
         return volumes
 
 
-# The data CSV (docs/cli.md §4.2) as plugin/repmode/data_csv.cxx and csv_table.cxx read it, with the same messages: the csv module reads
-# the fields, and one field's grammar (RFC 4180, spaces allowed before an opening quote) finds, as the command line
-# does, the first problem of a record that the module would let pass or name differently.
+# The data CSV (docs/cli.md §4.2) as plugin/repmode/data_csv.cxx and csv_table.cxx read it, with the same messages:
+# the csv module reads the fields, and one field's grammar (RFC 4180, spaces allowed before an opening quote) finds,
+# as the command line does, the first problem of a record that the module would let pass or name differently.
 _MAX_TEXT_BYTES = 16 << 20
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _FIELD = r' *+(?>"(?:[^"]|"")*+"|[^",\r\n]*)'

@@ -243,7 +243,7 @@ def _deploy(path, task, threads, training=False):
 
 
 def _predict_block(block, *, path, task, patch, overlap, shape, starts, depth, params, threads, output_2d, binary,
-                   mc=None, block_info=None):
+                   mc=None, tta=False, block_info=None):
     """The prediction of one output block from the block with its halo (`block`); with `mc` (the McParams fields
     as a tuple, and whether the gates need the training form), the passes' mean and standard deviation stacked along
     a new first axis."""
@@ -281,6 +281,7 @@ def _predict_block(block, *, path, task, patch, overlap, shape, starts, depth, p
     window.patch[:] = patch
     window.overlap = overlap
     window.blend = 0
+    window.tta = 1 if tta else 0
     out = np.empty(out_size, dtype=np.float32)
     ctx, net, training = _deploy(path, task, threads, mc is not None and mc[1])
     if mc is not None:
@@ -319,7 +320,7 @@ def _axis_blocks(length, size, depth):
 
 
 def predict(array, model, task, patch=None, overlap=0.5, normalization=None, block=None, chunks=None, threads=1,
-            uncertainty=None):
+            uncertainty=None, tta=False):
     """The prediction of ``task`` over a chunked volume, as a lazy Dask array: float32, equal bit for bit to
     ``Model.predict(array, task, patch, overlap)`` on the whole volume (probabilities for binary tasks, normalized
     intensities for regression tasks; (1, Y, X) for a task with 2D labels).
@@ -335,6 +336,7 @@ def predict(array, model, task, patch=None, overlap=0.5, normalization=None, blo
     The returned array is computed by whatever Dask scheduler runs it, e.g. ``result.to_zarr(path)`` on a
     ``dask.distributed`` cluster, block by block; the volume is never gathered in one place.
 
+    tta: test-time augmentation, as ``Model.predict``'s.
     uncertainty: Monte Carlo dropout as ``Model.predict``'s (True, or a dict of samples, seed, dropout, gate_noise);
     then the result is a pair of lazy arrays ``(mean, sd)``, equal bit for bit to ``Model.predict``'s (the passes'
     draws are keyed by window and voxel, so blocks give the whole run's values).
@@ -382,7 +384,8 @@ def predict(array, model, task, patch=None, overlap=0.5, normalization=None, blo
             fields = ((mc.samples, mc.seed, mc.dropout, mc.gate_noise, int(t.kind == "binary"), int(output_2d)), gates)
         arguments = dict(path=os.path.abspath(model.path), task=t.name, patch=tuple(patch), overlap=float(overlap),
                          shape=shape, starts=starts, depth=tuple(overlap_depth[a] for a in range(3)), params=params,
-                         threads=int(threads or 0), output_2d=output_2d, binary=t.kind == "binary", mc=fields)
+                         threads=int(threads or 0), output_2d=output_2d, binary=t.kind == "binary", mc=fields,
+                         tta=bool(tta))
         if chunks is None:
             target = ((1,), x.chunks[1], x.chunks[2]) if output_2d else x.chunks
         else:
