@@ -89,7 +89,8 @@ def test_every_output_records_how_it_was_made(tmp_path):
         assert rec["input"] == {"file": str(tmp_path / "in.mha"), "sha256": sha256(tmp_path / "in.mha")}
         assert rec["mask"] == {"file": str(tmp_path / "mask.mha"), "sha256": sha256(tmp_path / "mask.mha")}
         assert rec["tasks"] == ["dna"]
-        assert rec["parameters"] == {"patch": [8, 12, 16], "overlap": 0.25, "blend": "gaussian", "thresholds": [0.125],
+        assert rec["parameters"] == {"patch": [8, 12, 16], "overlap": 0.25, "blend": "gaussian", "tta": False,
+                                     "thresholds": [0.125],
                                      "non_finite": "refuse", "mc_samples": 3, "seed": 11, "mc_dropout": 0.2,
                                      "gate_noise": 0.05, "divisions": 0}
         norm = rec["normalization"]  # z-score: (x - mean) / sd, the population sd
