@@ -1,10 +1,12 @@
 // Synthetic samples: determinism (same seed → bit-identical on 1 and 2 threads, different seeds differ), value
 // ranges, and statistics showing the data is meaningful and learnable: cell structures of plausible size and
-// place, a transmitted-light signal whose local statistics differ by structure; a papyrus fragment that is one
-// region, ink only inside it, and ink that changes the density of the middle layers subtly.
+// place, a transmitted-light signal whose local statistics differ by structure; imaging options that change what
+// they say by the amounts they say, measured on the signal; a papyrus fragment that is one region, ink only inside it,
+// and ink that changes the density of the middle layers subtly.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -330,6 +332,388 @@ TEST(SynthCells, SmallestSizeWorks)
     ASSERT_TRUE(c);
     for (int64_t i = 0; i < int64_t{RM_SYNTH_MIN_SIZE} * RM_SYNTH_MIN_SIZE * RM_SYNTH_MIN_SIZE; i++)
         ASSERT_TRUE(std::isfinite(c->signal[i]));
+}
+
+// ---- cells: imaging options -------------------------------------------------------------------------------------
+
+Cells make_imaged(uint64_t seed, const rm_synth_cells_imaging &im, int threads = 2, int64_t d = D, int64_t h = H,
+                  int64_t w = W)
+{
+    Ctx ctx(threads);
+    rm_synth_cells_result *r = nullptr;
+    const rm_status s = rm_synth_cells_imaged(ctx, seed, d, h, w, &im, &r);
+    EXPECT_EQ(s, RM_OK) << rm_ctx_error(ctx);
+    return Cells(r);
+}
+
+// Imaging with one field changed from the defaults.
+rm_synth_cells_imaging imaging_with(double rm_synth_cells_imaging::*field, double value)
+{
+    rm_synth_cells_imaging im = rm_synth_cells_imaging_default();
+    im.*field = value;
+    return im;
+}
+
+double stddev(const std::vector<double> &v)
+{
+    double s = 0, q = 0;
+    for (double x : v)
+        s += x, q += x * x;
+    const double m = s / static_cast<double>(v.size());
+    return std::sqrt(std::max(0.0, q / static_cast<double>(v.size()) - m * m));
+}
+
+// a - b, voxel by voxel.
+std::vector<double> difference(const float *a, const float *b, int64_t n)
+{
+    std::vector<double> d(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i++)
+        d[static_cast<size_t>(i)] = static_cast<double>(a[i]) - b[i];
+    return d;
+}
+
+TEST(SynthCellsImaging, DefaultsAreTodaysSampleBitForBit)
+{
+    const rm_synth_cells_imaging im = rm_synth_cells_imaging_default();
+    EXPECT_EQ(im.contrast, 1.0);
+    EXPECT_EQ(im.noise, 1.0);
+    EXPECT_EQ(im.blur, 1.0);
+    EXPECT_EQ(im.density, 1.0);
+    EXPECT_EQ(im.illumination, 0.0);
+    for (uint64_t seed : {UINT64_C(0), UINT64_C(9)}) {
+        const Cells a = make_cells(seed), b = make_imaged(seed, im);
+        ASSERT_TRUE(a && b);
+        EXPECT_TRUE(same_bytes(a->signal, b->signal, D * H * W)) << "seed " << seed;
+        for (int t = 0; t < RM_SYNTH_CELLS_TARGETS; t++)
+            EXPECT_TRUE(same_bytes(a->targets[t], b->targets[t], D * H * W)) << a->target_names[t];
+    }
+}
+
+TEST(SynthCellsImaging, SignalOptionsChangeTheSignalOnlyAndTheTargetsNotABit)
+{
+    const int64_t n = D * H * W;
+    const Cells a = make_cells(4);
+    ASSERT_TRUE(a);
+    const std::pair<double rm_synth_cells_imaging::*, double> changes[] = {
+        {&rm_synth_cells_imaging::contrast, 2.0},
+        {&rm_synth_cells_imaging::noise, 0.5},
+        {&rm_synth_cells_imaging::blur, 2.0},
+        {&rm_synth_cells_imaging::illumination, 0.5},
+    };
+    for (const auto &[field, value] : changes) {
+        const Cells b = make_imaged(4, imaging_with(field, value));
+        ASSERT_TRUE(b);
+        EXPECT_GT(fraction_different(a->signal, b->signal, n), 0.5) << "value " << value;
+        for (int t = 0; t < RM_SYNTH_CELLS_TARGETS; t++)
+            EXPECT_TRUE(same_bytes(a->targets[t], b->targets[t], n)) << a->target_names[t] << ", value " << value;
+    }
+}
+
+TEST(SynthCellsImaging, SameImagingIsBitIdenticalOnOneAndTwoThreads)
+{
+    const int64_t n = D * H * W;
+    const rm_synth_cells_imaging im = {/*contrast*/ 2.5, /*noise*/ 0.7, /*blur*/ 1.6, /*density*/ 1.8,
+                                       /*illumination*/ 0.4};
+    const Cells c = make_imaged(4, im, 1), d = make_imaged(4, im, 2);
+    ASSERT_TRUE(c && d);
+    EXPECT_TRUE(same_bytes(c->signal, d->signal, n));
+    for (int t = 0; t < RM_SYNTH_CELLS_TARGETS; t++)
+        EXPECT_TRUE(same_bytes(c->targets[t], d->targets[t], n)) << c->target_names[t];
+}
+
+TEST(SynthCellsImaging, NoiseScalesTheShotAndReadNoise)
+{
+    constexpr int64_t d = 24; // tall enough for slices of culture medium above the cells
+    const int64_t n = d * H * W;
+    for (uint64_t seed : {1, 2}) {
+        const auto noise = &rm_synth_cells_imaging::noise;
+        const Cells s0 = make_imaged(seed, imaging_with(noise, 0.0), 2, d);
+        const Cells s1 = make_imaged(seed, imaging_with(noise, 1.0), 2, d);
+        const Cells s2 = make_imaged(seed, imaging_with(noise, 2.0), 2, d);
+        ASSERT_TRUE(s0 && s1 && s2);
+        // The same draws, scaled: twice the noise at 2.
+        const double sd1 = stddev(difference(s1->signal, s0->signal, n));
+        const double sd2 = stddev(difference(s2->signal, s0->signal, n));
+        EXPECT_NEAR(sd2 / sd1, 2.0, 0.01) << "seed " << seed;
+        // At 1 it is today's model: variance 0.1 · counts + 16 (shot noise at gain 0.1, read noise 4 counts).
+        double mean0 = 0;
+        for (int64_t i = 0; i < n; i++)
+            mean0 += s0->signal[i];
+        mean0 /= static_cast<double>(n);
+        EXPECT_NEAR(sd1 * sd1 / (0.1 * mean0 + 16.0), 1.0, 0.05) << "seed " << seed;
+        // Independently of that: the difference of neighbours in the top slice (medium, a smooth background), whose
+        // standard deviation is √2 times the noise's there.
+        auto neighbour_sd = [&](const float *s) {
+            std::vector<double> v;
+            for (int64_t y = 0; y < H; y++)
+                for (int64_t x = 0; x + 1 < W; x++) {
+                    const int64_t i = ((d - 1) * H + y) * W + x;
+                    v.push_back(static_cast<double>(s[i + 1]) - s[i]);
+                }
+            return stddev(v) / std::sqrt(2.0);
+        };
+        const double r0 = neighbour_sd(s0->signal), r1 = neighbour_sd(s1->signal), r2 = neighbour_sd(s2->signal);
+        EXPECT_LT(r0, 0.05 * r1) << "seed " << seed << ": noise-free, " << r0 << " against " << r1;
+        EXPECT_NEAR(r2 / r1, 2.0, 0.2) << "seed " << seed;
+        EXPECT_NEAR(r1 / std::sqrt(0.1 * 1000.0 + 16.0), 1.0, 0.15) << "seed " << seed; // about 1000 counts there
+    }
+}
+
+// Root mean square of the differences of in-plane neighbours (along X and Y): the signal's gradient energy. Only
+// pairs of voxels both in `keep` count, when it is given.
+double gradient_rms(const std::vector<double> &v, int64_t d, int64_t h, int64_t w, const std::vector<char> &keep = {})
+{
+    double q = 0, n = 0;
+    for (int64_t z = 0; z < d; z++)
+        for (int64_t y = 0; y + 1 < h; y++)
+            for (int64_t x = 0; x + 1 < w; x++) {
+                const size_t i = static_cast<size_t>((z * h + y) * w + x), right = i + 1,
+                             below = i + static_cast<size_t>(w);
+                if (keep.empty() || (keep[i] && keep[right])) {
+                    q += (v[right] - v[i]) * (v[right] - v[i]);
+                    n++;
+                }
+                if (keep.empty() || (keep[i] && keep[below])) {
+                    q += (v[below] - v[i]) * (v[below] - v[i]);
+                    n++;
+                }
+            }
+    return std::sqrt(q / n);
+}
+
+std::vector<double> as_double(const float *a, int64_t n)
+{
+    return std::vector<double>(a, a + n);
+}
+
+TEST(SynthCellsImaging, ContrastScalesTheDeviationFromTheLight)
+{
+    const int64_t n = D * H * W;
+    for (uint64_t seed : {1, 2}) {
+        // Noise-free, the signal is light · (1 − contrast · (absorption − phase)), clamped to 0 where the phase term
+        // is strong: affine in the contrast where not clamped, and the part that does not change is the light,
+        // without any structure of the cells.
+        rm_synth_cells_imaging im = imaging_with(&rm_synth_cells_imaging::noise, 0.0);
+        const Cells s1 = make_imaged(seed, im);
+        im.contrast = 2.0;
+        const Cells s2 = make_imaged(seed, im);
+        im.contrast = 0.5;
+        const Cells sh = make_imaged(seed, im);
+        ASSERT_TRUE(s1 && s2 && sh);
+        std::vector<char> linear(static_cast<size_t>(n)); // not clamped at contrast 2, so at 1 and 0.5 neither
+        std::vector<double> light(static_cast<size_t>(n));
+        double affine = 0, n_linear = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const size_t k = static_cast<size_t>(i);
+            linear[k] = s2->signal[i] > 0.0f;
+            light[k] = 2.0 * s1->signal[i] - s2->signal[i];
+            if (linear[k]) {
+                affine = std::max(affine, std::fabs(light[k] - (2.0 * sh->signal[i] - s1->signal[i])));
+                n_linear++;
+            }
+        }
+        EXPECT_GT(n_linear, 0.95 * static_cast<double>(n)) << "seed " << seed;
+        EXPECT_LT(affine, 0.05) << "seed " << seed;
+        const double light_rms = gradient_rms(light, D, H, W, linear);
+        const double signal_rms = gradient_rms(as_double(s1->signal, n), D, H, W, linear);
+        EXPECT_LT(light_rms, 0.03 * signal_rms) << "seed " << seed << ": " << light_rms << " against " << signal_rms;
+        // Deviations from the light: twice at contrast 2, half at 0.5; nuclei darker than the light.
+        double dev1 = 0, dev2 = 0, devh = 0, nuclei = 0, n_nuclei = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const double l = light[static_cast<size_t>(i)];
+            if (!linear[static_cast<size_t>(i)])
+                continue;
+            dev1 += std::fabs(s1->signal[i] - l), dev2 += std::fabs(s2->signal[i] - l);
+            devh += std::fabs(sh->signal[i] - l);
+            if (s1->targets[RM_SYNTH_NUCLEI][i] > 0.5f)
+                nuclei += s1->signal[i] - l, n_nuclei++;
+        }
+        EXPECT_NEAR(dev2 / dev1, 2.0, 1e-3) << "seed " << seed;
+        EXPECT_NEAR(devh / dev1, 0.5, 1e-3) << "seed " << seed;
+        EXPECT_LT(nuclei / n_nuclei, -0.05 * 1000.0) << "seed " << seed;
+    }
+}
+
+// Connected components (6-connected) of target > threshold.
+int64_t count_components(const float *a, int64_t d, int64_t h, int64_t w, float threshold)
+{
+    std::vector<char> seen(static_cast<size_t>(d * h * w), 0);
+    std::vector<int64_t> stack;
+    int64_t count = 0;
+    for (int64_t s = 0; s < d * h * w; s++) {
+        if (seen[static_cast<size_t>(s)] || !(a[s] > threshold))
+            continue;
+        count++;
+        seen[static_cast<size_t>(s)] = 1;
+        stack.assign(1, s);
+        while (!stack.empty()) {
+            const int64_t i = stack.back();
+            stack.pop_back();
+            const int64_t z = i / (h * w), y = i / w % h, x = i % w;
+            const int64_t nb[6][3] = {{z - 1, y, x}, {z + 1, y, x}, {z, y - 1, x},
+                                      {z, y + 1, x}, {z, y, x - 1}, {z, y, x + 1}};
+            for (const auto &p : nb) {
+                if (p[0] < 0 || p[0] >= d || p[1] < 0 || p[1] >= h || p[2] < 0 || p[2] >= w)
+                    continue;
+                const int64_t j = (p[0] * h + p[1]) * w + p[2];
+                if (!seen[static_cast<size_t>(j)] && a[j] > threshold) {
+                    seen[static_cast<size_t>(j)] = 1;
+                    stack.push_back(j);
+                }
+            }
+        }
+    }
+    return count;
+}
+
+TEST(SynthCellsImaging, DensityScalesTheNumberOfCells)
+{
+    constexpr int64_t h = 160, w = 160;
+    const auto density = &rm_synth_cells_imaging::density;
+    double ones = 0, twos = 0, halves = 0;
+    for (uint64_t seed : {1, 2, 3}) {
+        const Cells c1 = make_imaged(seed, imaging_with(density, 1.0), 2, D, h, w);
+        const Cells c2 = make_imaged(seed, imaging_with(density, 2.0), 2, D, h, w);
+        const Cells ch = make_imaged(seed, imaging_with(density, 0.5), 2, D, h, w);
+        ASSERT_TRUE(c1 && c2 && ch);
+        ones += static_cast<double>(count_components(c1->targets[RM_SYNTH_NUCLEI], D, h, w, 0.5f));
+        twos += static_cast<double>(count_components(c2->targets[RM_SYNTH_NUCLEI], D, h, w, 0.5f));
+        halves += static_cast<double>(count_components(ch->targets[RM_SYNTH_NUCLEI], D, h, w, 0.5f));
+    }
+    // One nucleus a cell: (160 / 30)² ≈ 28 cells a sample at density 1, a few missing, some cut by the border.
+    EXPECT_GT(ones / 3, 15.0);
+    EXPECT_LT(ones / 3, 45.0);
+    EXPECT_NEAR(twos / ones, 2.0, 0.3) << ones << " nuclei at density 1, " << twos << " at 2";
+    EXPECT_NEAR(halves / ones, 0.5, 0.1) << ones << " nuclei at density 1, " << halves << " at 0.5";
+}
+
+// Least-squares plane a + bx·(x − cx) + by·(y − cy) through the (h, w) map m, (cx, cy) its centre.
+std::array<double, 3> fit_plane(const std::vector<double> &m, int64_t h, int64_t w)
+{
+    const double cx = 0.5 * static_cast<double>(w - 1), cy = 0.5 * static_cast<double>(h - 1);
+    double s = 0, sx = 0, sy = 0, xx = 0, yy = 0;
+    for (int64_t y = 0; y < h; y++)
+        for (int64_t x = 0; x < w; x++) {
+            const double v = m[static_cast<size_t>(y * w + x)], dx = static_cast<double>(x) - cx,
+                         dy = static_cast<double>(y) - cy;
+            s += v, sx += v * dx, sy += v * dy, xx += dx * dx, yy += dy * dy; // the grid: x and y uncorrelated
+        }
+    return {s / static_cast<double>(h * w), sx / xx, sy / yy};
+}
+
+// The signal's mean over Z, an (h, w) map.
+std::vector<double> z_mean(const float *s, int64_t d, int64_t h, int64_t w)
+{
+    std::vector<double> m(static_cast<size_t>(h * w), 0.0);
+    for (int64_t z = 0; z < d; z++)
+        for (int64_t i = 0; i < h * w; i++)
+            m[static_cast<size_t>(i)] += s[z * h * w + i] / static_cast<double>(d);
+    return m;
+}
+
+TEST(SynthCellsImaging, IlluminationIsALinearGradientOfTheGivenStrength)
+{
+    constexpr int64_t h = 64, w = 96;
+    const double cx = 0.5 * (w - 1), cy = 0.5 * (h - 1);
+    std::vector<std::array<double, 2>> directions;
+    for (uint64_t seed : {1, 2, 3}) {
+        const rm_synth_cells_imaging quiet = imaging_with(&rm_synth_cells_imaging::noise, 0.0);
+        const Cells flat = make_imaged(seed, quiet, 2, D, h, w);
+        const Cells noisy_flat = make_imaged(seed, rm_synth_cells_imaging_default(), 2, D, h, w);
+        for (double g : {0.2, 0.6}) {
+            // Noise-free, the ratio to the sample without the gradient is the gradient itself: a plane through 1
+            // that reaches 1 ± g at the field's far corners (or edges).
+            rm_synth_cells_imaging im = quiet;
+            im.illumination = g;
+            const Cells lit = make_imaged(seed, im, 2, D, h, w);
+            ASSERT_TRUE(flat && noisy_flat && lit);
+            std::vector<double> ratio(static_cast<size_t>(h * w), 0.0);
+            for (int64_t z = 0; z < D; z++)
+                for (int64_t i = 0; i < h * w; i++)
+                    ratio[static_cast<size_t>(i)] += lit->signal[z * h * w + i] / flat->signal[z * h * w + i] / D;
+            const auto [a, bx, by] = fit_plane(ratio, h, w);
+            EXPECT_NEAR(a, 1.0, 1e-4) << "seed " << seed << ", g " << g;
+            EXPECT_NEAR(std::fabs(bx) * cx + std::fabs(by) * cy, g, 1e-3) << "seed " << seed << ", g " << g;
+            double off = 0;
+            for (int64_t y = 0; y < h; y++)
+                for (int64_t x = 0; x < w; x++)
+                    off = std::max(
+                        off, std::fabs(ratio[static_cast<size_t>(y * w + x)] -
+                                       (a + bx * (static_cast<double>(x) - cx) + by * (static_cast<double>(y) - cy))));
+            EXPECT_LT(off, 1e-4) << "seed " << seed << ", g " << g;
+            if (g == 0.6)
+                directions.push_back({bx / std::hypot(bx, by), by / std::hypot(bx, by)});
+
+            // With noise, as one would measure it: the relative slope of a plane fitted to the signal's mean over
+            // Z, less that of the sample without the gradient (its uneven illumination, its cells).
+            im.noise = 1.0;
+            const Cells noisy = make_imaged(seed, im, 2, D, h, w);
+            ASSERT_TRUE(noisy);
+            const auto p = fit_plane(z_mean(noisy->signal, D, h, w), h, w);
+            const auto q = fit_plane(z_mean(noisy_flat->signal, D, h, w), h, w);
+            const double gx = p[1] / p[0] - q[1] / q[0], gy = p[2] / p[0] - q[2] / q[0];
+            EXPECT_NEAR(std::fabs(gx) * cx + std::fabs(gy) * cy, g, 0.1 * g) << "seed " << seed << ", g " << g;
+        }
+    }
+    // The direction is drawn from the seed: the three seeds' differ.
+    for (size_t i = 0; i < directions.size(); i++)
+        for (size_t j = i + 1; j < directions.size(); j++)
+            EXPECT_LT(directions[i][0] * directions[j][0] + directions[i][1] * directions[j][1], 0.99);
+}
+
+TEST(SynthCellsImaging, BlurLowersTheGradientEnergy)
+{
+    const int64_t n = D * H * W;
+    for (uint64_t seed : {1, 2}) {
+        double last = INFINITY;
+        for (double b : {0.0, 0.5, 1.0, 2.0, 4.0}) {
+            rm_synth_cells_imaging im = imaging_with(&rm_synth_cells_imaging::noise, 0.0);
+            im.blur = b;
+            const Cells c = make_imaged(seed, im);
+            ASSERT_TRUE(c);
+            const double e = gradient_rms(as_double(c->signal, n), D, H, W);
+            EXPECT_LT(e, 0.8 * last) << "seed " << seed << ", blur " << b;
+            last = e;
+        }
+    }
+}
+
+TEST(SynthCellsImaging, RejectsValuesOutsideTheRangesNamingTheField)
+{
+    Ctx ctx(1);
+    using F = double rm_synth_cells_imaging::*;
+    const struct {
+        F field;
+        const char *name;
+        double lo, hi; // the range's ends, accepted unless open
+        bool lo_open, hi_open;
+    } fields[] = {
+        {&rm_synth_cells_imaging::contrast, "contrast", 0.0, 10.0, true, false},
+        {&rm_synth_cells_imaging::noise, "noise", 0.0, 10.0, false, false},
+        {&rm_synth_cells_imaging::blur, "blur", 0.0, 5.0, false, false},
+        {&rm_synth_cells_imaging::density, "density", 0.25, 4.0, false, false},
+        {&rm_synth_cells_imaging::illumination, "illumination", 0.0, 1.0, false, true},
+    };
+    EXPECT_EQ(rm_synth_cells_imaging_validate(ctx, nullptr), RM_ERR_ARGUMENT);
+    for (const auto &f : fields) {
+        const rm_synth_cells_imaging lo = imaging_with(f.field, f.lo), hi = imaging_with(f.field, f.hi);
+        EXPECT_EQ(rm_synth_cells_imaging_validate(ctx, &lo), f.lo_open ? RM_ERR_ARGUMENT : RM_OK) << f.name;
+        EXPECT_EQ(rm_synth_cells_imaging_validate(ctx, &hi), f.hi_open ? RM_ERR_ARGUMENT : RM_OK) << f.name;
+        const double width = f.hi - f.lo;
+        const double inf = HUGE_VAL;
+        for (double bad : {f.lo - 0.01 * width, f.hi + 0.01 * width, -1.0, std::nan(""), inf, -inf}) {
+            const rm_synth_cells_imaging im = imaging_with(f.field, bad);
+            EXPECT_EQ(rm_synth_cells_imaging_validate(ctx, &im), RM_ERR_ARGUMENT) << f.name << " = " << bad;
+            rm_synth_cells_result *r = nullptr;
+            EXPECT_EQ(rm_synth_cells_imaged(ctx, 1, D, H, W, &im, &r), RM_ERR_ARGUMENT) << f.name << " = " << bad;
+            EXPECT_EQ(r, nullptr);
+            EXPECT_NE(std::string(rm_ctx_error(ctx)).find(std::string(f.name) + " = "), std::string::npos)
+                << rm_ctx_error(ctx);
+        }
+    }
+    rm_synth_cells_result *r = nullptr;
+    EXPECT_EQ(rm_synth_cells_imaged(ctx, 1, D, H, W, nullptr, &r), RM_ERR_ARGUMENT);
+    EXPECT_EQ(r, nullptr);
 }
 
 // ---- scroll ------------------------------------------------------------------------------------------------------

@@ -3,10 +3,11 @@
  *
  * Geometry, in physical units of one in-plane voxel (a Z step is `az` ≈ 2.7 of them, as in the Allen Cell images of
  * hiPSC colonies, which are one layer of tall cells on a coverslip):
- * - Cells are columns: the Voronoi cells of centres on a jittered 2D grid (spacing 26), from the glass near the
- *   bottom of the stack to a domed top at 62–80% of the stack's height; culture medium above. A few cells are
- *   missing (gaps in the colony, medium down to the glass). Each voxel finds its nearest centre among the 9 of its
- *   grid neighbourhood and its distance to the cell's nearest side (the bisector with another centre).
+ * - Cells are columns: the Voronoi cells of centres on a jittered 2D grid (spacing 30, or 30/√density under the
+ *   imaging option `density`), from the glass near the bottom of the stack to a domed top at 62–80% of the stack's
+ *   height; culture medium above. A few cells are missing (gaps in the colony, medium down to the glass). Each
+ *   voxel finds its nearest centre among the 9 of its grid neighbourhood and its distance to the cell's nearest side
+ *   (the bisector with another centre).
  * - Membranes: the cells' sides, tops and bottoms, about one voxel thick in whatever direction they run.
  * - Nuclei: a rotated ellipsoid per cell, elongated like the cell, with a noisy surface, 2 units away from the
  *   membrane.
@@ -17,18 +18,19 @@
  * The transmitted-light signal is computed from an optical density (refractive-index-like) field: cytoplasm with a
  * granular texture and denser mitochondria, nuclei slightly denser but smooth, nucleoli dense, membranes thin dense
  * sheets. The density is blurred (out of focus: more along Z than in-plane) and imaged as slight absorption plus a
- * defocus phase contrast (the in-plane Laplacian), under uneven illumination, with shot and read noise. So each
- * target is predictable from the signal: nuclei are smooth, slightly darker regions without granules, membranes
- * thin phase edges, nucleoli dense spots with halos, mitochondria dense tubules in the cytoplasm. (The tubules are
- * about as dense as nucleoli and stand out of a fine granular texture: thinner, fainter ones were not learnable by
- * a small model in CI time, Pearson r 0.16.)
+ * defocus phase contrast (the in-plane Laplacian), under uneven illumination, with shot and read noise (the imaging
+ * options scale the contrast, the noise and the blur's widths, and add a linear illumination gradient). So each
+ * target is predictable from the signal: nuclei are smooth, slightly darker regions without granules, membranes thin
+ * phase edges, nucleoli dense spots with halos, mitochondria dense tubules in the cytoplasm. (The tubules are about
+ * as dense as nucleoli and stand out of a fine granular texture: thinner, fainter ones were not learnable by a small
+ * model in CI time, Pearson r 0.16.)
  *
  * The targets are the structures blurred by a small point-spread function, with gain, a faint background and a
  * little noise, clamped to [0, 1].
  */
 #include "synth/synth_impl.h"
 
-#define CELL_SPACING 30.0f
+#define CELL_SPACING 30.0f /* at density 1 */
 #define CELL_JITTER 0.3f
 #define CELL_DROP 0.08f
 #define NUCLEOLI_MAX 3
@@ -51,6 +53,7 @@ enum {
     ST_ILLUMINATION,
     ST_SIGNAL_NOISE,
     ST_TARGET_NOISE, /* + target index */
+    ST_GRADIENT = ST_TARGET_NOISE + RM_SYNTH_CELLS_TARGETS,
 };
 
 typedef struct sy_cell {
@@ -71,9 +74,10 @@ typedef struct sy_cell {
 } sy_cell;
 
 typedef struct cells_geom {
-    int64_t n[2]; /* grid cells along x, y; grid index i holds grid coordinate i - 1 */
-    float az;     /* Z step in in-plane units */
-    float base;   /* height of the glass */
+    float spacing; /* of the cells' grid */
+    int64_t n[2];  /* grid cells along x, y; grid index i holds grid coordinate i - 1 */
+    float az;      /* Z step in in-plane units */
+    float base;    /* height of the glass */
     sy_cell *cells;
 } cells_geom;
 
@@ -81,7 +85,7 @@ typedef struct cells_geom {
 static void make_cells(uint64_t seed, float ez, cells_geom *g)
 {
     const uint64_t key = rm_sy_key(seed, ST_CELLS);
-    const float S = CELL_SPACING;
+    const float S = g->spacing;
     for (int64_t iy = 0; iy < g->n[1]; iy++)
         for (int64_t ix = 0; ix < g->n[0]; ix++) {
             const int64_t idx = iy * g->n[0] + ix;
@@ -135,10 +139,10 @@ static void make_cells(uint64_t seed, float ez, cells_geom *g)
 }
 
 /* Height of the cell's top above (x, y): a dome. */
-static inline float cell_top(const sy_cell *c, float px, float py)
+static inline float cell_top(const sy_cell *c, float spacing, float px, float py)
 {
     const float dx = px - c->c[0], dy = py - c->c[1];
-    const float half = 0.5f * CELL_SPACING;
+    const float half = 0.5f * spacing;
     return c->top - c->dome * (dx * dx + dy * dy) / (half * half);
 }
 
@@ -173,7 +177,7 @@ typedef struct cells_fields {
 static void voxel_structures(const cells_geom *g, const cells_fields *f, float px, float py, float pz,
                              voxel_parts *out)
 {
-    const float S = CELL_SPACING, az = g->az, base = g->base;
+    const float S = g->spacing, az = g->az, base = g->base;
     const int64_t bx = (int64_t)floorf(px / S) + 1, by = (int64_t)floorf(py / S) + 1;
     const sy_cell *cand[9];
     float d2[9];
@@ -203,7 +207,7 @@ static void voxel_structures(const cells_geom *g, const cells_fields *f, float p
         }
     }
     const sy_cell *c2 = cand[nb];
-    const float top1 = cell_top(c1, px, py), top2 = cell_top(c2, px, py);
+    const float top1 = cell_top(c1, S, px, py), top2 = cell_top(c2, S, px, py);
     /* Inside a column between the glass and the top, edges soft over one Z step. */
     const float above_base = rm_sy_clampf(0.5f + (pz - base) / az, 0.0f, 1.0f);
     const float in1 = c1->present ? rm_sy_clampf(0.5f + (top1 - pz) / az, 0.0f, 1.0f) * above_base : 0.0f;
@@ -280,20 +284,56 @@ void rm_synth_cells_free(rm_synth_cells_result *result)
     rm_dealloc(result);
 }
 
+rm_synth_cells_imaging rm_synth_cells_imaging_default(void)
+{
+    rm_synth_cells_imaging im = {.contrast = 1.0, .noise = 1.0, .blur = 1.0, .density = 1.0, .illumination = 0.0};
+    return im;
+}
+
+/* v in [lo, hi] (lo excluded when lo_open, hi when hi_open); NaN is outside. */
+static rm_status check_range(rm_ctx *ctx, const char *name, double v, double lo, int lo_open, double hi, int hi_open)
+{
+    if (!((lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi)))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "synth cells: %s = %g is outside %c%g, %g%c", name, v, lo_open ? '(' : '[',
+                       lo, hi, hi_open ? ')' : ']');
+    return RM_OK;
+}
+
+rm_status rm_synth_cells_imaging_validate(rm_ctx *ctx, const rm_synth_cells_imaging *im)
+{
+    if (!im)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "synth cells: imaging is NULL");
+    RM_TRY(check_range(ctx, "contrast", im->contrast, 0.0, 1, 10.0, 0));
+    RM_TRY(check_range(ctx, "noise", im->noise, 0.0, 0, 10.0, 0));
+    RM_TRY(check_range(ctx, "blur", im->blur, 0.0, 0, 5.0, 0));
+    RM_TRY(check_range(ctx, "density", im->density, 0.25, 0, 4.0, 0));
+    RM_TRY(check_range(ctx, "illumination", im->illumination, 0.0, 0, 1.0, 1));
+    return RM_OK;
+}
+
 rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64_t w, rm_synth_cells_result **out)
+{
+    const rm_synth_cells_imaging im = rm_synth_cells_imaging_default();
+    return rm_synth_cells_imaged(ctx, seed, d, h, w, &im, out);
+}
+
+rm_status rm_synth_cells_imaged(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64_t w,
+                                const rm_synth_cells_imaging *im, rm_synth_cells_result **out)
 {
     static const char *const names[3] = {"D", "H", "W"};
     const int64_t size[3] = {d, h, w};
     RM_TRY(rm_sy_check_args(ctx, "synth cells", out, names, size));
+    RM_TRY(rm_synth_cells_imaging_validate(ctx, im));
     const int nth = ctx->n_threads;
     const int64_t n = d * h * w;
 
     cells_geom g;
+    g.spacing = CELL_SPACING / sqrtf((float)im->density); /* a confluent layer: more cells per area are narrower */
     g.az = (float)(SPACING_Z / SPACING_XY);
     const float ez = (float)(d - 1) * g.az + 1.0f; /* height of the stack */
     g.base = g.az; /* the glass: one Z step above the bottom of the stack */
-    g.n[0] = (int64_t)ceilf((float)w / CELL_SPACING) + 2;
-    g.n[1] = (int64_t)ceilf((float)h / CELL_SPACING) + 2;
+    g.n[0] = (int64_t)ceilf((float)w / g.spacing) + 2;
+    g.n[1] = (int64_t)ceilf((float)h / g.spacing) + 2;
     g.cells = rm_sy_alloc(g.n[0] * g.n[1], sizeof *g.cells);
     rm_synth_cells_result *r = rm_calloc(1, sizeof *r);
     float *tmp = rm_sy_alloc(n, sizeof *tmp);
@@ -371,9 +411,17 @@ rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64
     }
 
     /* Bright field: out-of-focus blur, then absorption and defocus phase contrast, illumination and noise. */
-    rm_sy_blur3(nth, phi, tmp, d, h, w, 1.5f, 1.0f, 1.0f);
+    const float blur = (float)im->blur;
+    rm_sy_blur3(nth, phi, tmp, d, h, w, 1.5f * blur, blur, blur);
     const rm_sy_noise illum = rm_sy_noise_make(rm_sy_key(seed, ST_ILLUMINATION), 90.0f, 90.0f, 6.0f, NULL);
     const uint64_t noise_key = rm_sy_key(seed, ST_SIGNAL_NOISE);
+    const float absorption = 0.30f * (float)im->contrast, phase = 2.0f * (float)im->contrast;
+    const float noise = (float)im->noise;
+    /* The gradient's r = (x, y) · u / reach: u a unit vector drawn from the seed, reach the largest |(x, y) · u| over
+     * the field, both relative to its centre. */
+    const float theta = rm_sy_uniform(rm_sy_key(seed, ST_GRADIENT), 0, 0.0f, 6.28318531f);
+    const float ux = cosf(theta), uy = sinf(theta), cx = 0.5f * (float)(w - 1), cy = 0.5f * (float)(h - 1);
+    const float slope = (float)im->illumination / (fabsf(ux) * cx + fabsf(uy) * cy);
     #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t row = 0; row < d * h; row++) {
         const int64_t z = row / h, y = row % h;
@@ -382,10 +430,13 @@ rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64
         const float *dn = phi + (z * h + (y < h - 1 ? y + 1 : y)) * w;
         for (int64_t x = 0; x < w; x++) {
             const float lap = up[x] + dn[x] + c[x > 0 ? x - 1 : x] + c[x < w - 1 ? x + 1 : x] - 4.0f * c[x];
-            const float light = 1000.0f * (1.0f + 0.06f * rm_sy_noise3(&illum, (float)x, (float)y, (float)z));
-            float v = light * (1.0f - 0.30f * c[x] + 2.0f * lap);
+            const float gradient = 1.0f + slope * (ux * ((float)x - cx) + uy * ((float)y - cy));
+            const float light =
+                1000.0f * (1.0f + 0.06f * rm_sy_noise3(&illum, (float)x, (float)y, (float)z)) * gradient;
+            float v = light * (1.0f - absorption * c[x] + phase * lap);
             v = fmaxf(v, 0.0f);
-            const float sd = sqrtf(0.1f * v + 16.0f); /* shot noise (gain 0.1 count per electron) and read noise */
+            /* Shot noise (gain 0.1 count per electron) and read noise. */
+            const float sd = noise * sqrtf(0.1f * v + 16.0f);
             tmp[row * w + x] = fmaxf(v + sd * rm_sy_normal(noise_key, (uint64_t)(row * w + x)), 0.0f);
         }
     }

@@ -7,14 +7,18 @@
  * - rm_synth_scroll: a papyrus surface volume as in the Vesuvius Challenge fragments (layers × H × W, 16-bit CT
  *   intensities), a 2D ink label and a 2D fragment mask.
  *
+ * rm_synth_cells_imaged makes the cells under other imaging conditions (contrast, noise, blur, cell density, an
+ * illumination gradient): a shifted imaging domain, e.g. to test how a model trained on one generalizes.
+ *
  * Volumes are contiguous and row-major over (D, H, W) (W fastest), 2D maps over (H, W), like a one-sample,
- * one-channel rm_tensor. The output depends only on the seed and the size: the same arguments give bit-identical
- * arrays on any number of threads (every random number is a hash of the seed and a counter, never a stream
- * consumed in thread order). Different seeds give unrelated samples.
+ * one-channel rm_tensor. The output depends only on the arguments (seed, size, imaging): the same arguments give
+ * bit-identical arrays on any number of threads (every random number is a hash of the seed and a counter, never a
+ * stream consumed in thread order). Different seeds give unrelated samples.
  *
  * Sizes: every dimension at least RM_SYNTH_MIN_SIZE and the voxel count at most RM_SYNTH_MAX_VOXELS; otherwise
  * RM_ERR_ARGUMENT with a message naming the size, and nothing is allocated. Objects keep a fixed size in voxels
- * (a cell is about 30 voxels across, a letter 15–20 pixels tall), so a larger volume holds more of them.
+ * (a cell is about 30 voxels across at the default density, a letter 15–20 pixels tall), so a larger volume holds
+ * more of them.
  */
 #ifndef REPMODE_SYNTH_H
 #define REPMODE_SYNTH_H
@@ -69,6 +73,37 @@ typedef struct rm_synth_cells_result {
  * with rm_synth_cells_free. RM_ERR_ARGUMENT: out NULL, or a size as above. RM_ERR_NOMEM. */
 RM_API rm_status rm_synth_cells(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64_t w,
                                 rm_synth_cells_result **out);
+
+/* How the cells are imaged, relative to rm_synth_cells (rm_synth_cells_imaging_default: every factor 1,
+ * illumination 0). `density` changes the cells, so the targets too; the other fields change only the signal: with
+ * the same seed, size and density the targets are bit-identical whatever they are. */
+typedef struct rm_synth_cells_imaging {
+    /* Factor on the absorption and the phase contrast: on the signal's deviation from the light that falls on the
+     * camera. In (0, 10]. */
+    double contrast;
+    /* Factor on the standard deviation of the shot and read noise. In [0, 10]; 0: noise-free. */
+    double noise;
+    /* Factor on the out-of-focus blur's standard deviations (1.5 Z steps, 1 voxel in-plane). In [0, 5] (the widest,
+     * 7.5 Z steps, is still within the blur's reach of 24 voxels at 3 sigma); 0: in focus. */
+    double blur;
+    /* Factor on the number of cells per area (the cells are columns from the glass up: per volume too). In
+     * [0.25, 4]. The colony stays confluent, so cells and nuclei are 1/√density as wide. */
+    double density;
+    /* Strength g of a linear illumination gradient: the light is multiplied by 1 + g·r, where r runs linearly from
+     * -1 to 1 across the field (corner to corner, or edge to edge) along an in-plane direction drawn from the seed,
+     * on top of the smooth uneven illumination (±6%) of rm_synth_cells. In [0, 1); 0: no gradient. */
+    double illumination;
+} rm_synth_cells_imaging;
+
+/* Today's imaging: rm_synth_cells_imaged with it makes rm_synth_cells's sample, bit for bit. */
+RM_API rm_synth_cells_imaging rm_synth_cells_imaging_default(void);
+/* Checks every field (finite and in its range above); the message names the field. RM_ERR_ARGUMENT (imaging NULL
+ * too) is the only failure. */
+RM_API rm_status rm_synth_cells_imaging_validate(rm_ctx *ctx, const rm_synth_cells_imaging *imaging);
+/* rm_synth_cells under the given imaging. RM_ERR_ARGUMENT as rm_synth_cells, or as rm_synth_cells_imaging_validate
+ * (nothing is allocated). RM_ERR_NOMEM. */
+RM_API rm_status rm_synth_cells_imaged(rm_ctx *ctx, uint64_t seed, int64_t d, int64_t h, int64_t w,
+                                       const rm_synth_cells_imaging *imaging, rm_synth_cells_result **out);
 /* Frees the result and its arrays; NULL is allowed. */
 RM_API void rm_synth_cells_free(rm_synth_cells_result *result);
 

@@ -1,5 +1,5 @@
-// repmode synth cells|scroll --out DIR [--seed S] [--size Z,Y,X]: a synthetic sample with its ground truth and a
-// data.csv that repmode train reads (signal,target,task[,mask], paths relative to the CSV).
+// repmode synth cells|scroll --out DIR [--seed S] [--size Z,Y,X] [cells' imaging options]: a synthetic sample with
+// its ground truth and a data.csv that repmode train reads (signal,target,task[,mask], paths relative to the CSV).
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -22,11 +22,11 @@ template <typename T> BasicVolume<T> make_volume(int64_t d, int64_t h, int64_t w
     return v;
 }
 
-void write_cells(const Context &ctx, uint64_t seed, const std::array<int64_t, 3> &size, const std::string &dir,
-                 OutputFiles &outputs)
+void write_cells(const Context &ctx, uint64_t seed, const std::array<int64_t, 3> &size,
+                 const rm_synth_cells_imaging &imaging, const std::string &dir, OutputFiles &outputs)
 {
     rm_synth_cells_result *raw = nullptr;
-    ctx.check(rm_synth_cells(ctx, seed, size[0], size[1], size[2], &raw));
+    ctx.check(rm_synth_cells_imaged(ctx, seed, size[0], size[1], size[2], &imaging, &raw));
     std::unique_ptr<rm_synth_cells_result, void (*)(rm_synth_cells_result *)> r(raw, rm_synth_cells_free);
     const size_t n = static_cast<size_t>(r->d * r->h * r->w);
     Volume v = make_volume<float>(r->d, r->h, r->w, r->spacing);
@@ -86,9 +86,29 @@ int run_synth(int argc, char **argv)
     TCLAP::ValueArg<unsigned long long> seed("", "seed", "random seed (default 0)", false, 0, "S", cmd);
     TCLAP::ValueArg<std::string> size("", "size", "Z,Y,X (default 32,128,128 for cells, 32,256,256 for scroll)", false,
                                       "", "Z,Y,X", cmd);
+    // The cells' imaging (rm_synth_cells_imaging): factors on today's contrast, noise, blur and density; a gradient.
+    TCLAP::ValueArg<double> contrast("", "contrast", "cells: factor on the absorption and phase contrast, in (0, 10] "
+                                                     "(default 1)",
+                                     false, 1.0, "F", cmd);
+    TCLAP::ValueArg<double> noise("", "noise", "cells: factor on the shot and read noise, in [0, 10] (default 1)",
+                                  false, 1.0, "F", cmd);
+    TCLAP::ValueArg<double> blur("", "blur", "cells: factor on the out-of-focus blur's widths, in [0, 5] (default 1)",
+                                 false, 1.0, "F", cmd);
+    TCLAP::ValueArg<double> density("", "density", "cells: factor on the cells per area, in [0.25, 4] (default 1)",
+                                    false, 1.0, "F", cmd);
+    TCLAP::ValueArg<double> illumination("", "illumination", "cells: the light times 1 + G r, r from -1 to 1 across "
+                                                             "the field along a direction drawn from the seed; G in "
+                                                             "[0, 1) (default 0)",
+                                         false, 0.0, "G", cmd);
     cmd.parse_or_fail(argc, argv);
 
     const bool cells = kind.getValue() == "cells";
+    std::string cells_only;
+    for (const TCLAP::ValueArg<double> *arg : {&contrast, &noise, &blur, &density, &illumination})
+        if (arg->isSet())
+            cells_only += (cells_only.empty() ? "--" : ", --") + arg->getName();
+    if (!cells && !cells_only.empty())
+        throw Failure("synth scroll does not take " + cells_only + " (imaging options of synth cells)", kBadInput);
     const std::array<int64_t, 3> sizes =
         size.getValue().empty()
             ? (cells ? std::array<int64_t, 3>{RM_SYNTH_CELLS_DEFAULT_D, RM_SYNTH_CELLS_DEFAULT_H, RM_SYNTH_CELLS_DEFAULT_W}
@@ -96,10 +116,18 @@ int run_synth(int argc, char **argv)
                                               RM_SYNTH_SCROLL_DEFAULT_W})
             : parse_sizes(size.getValue(), "--size");
     Context ctx(cmd.threads());
+    rm_synth_cells_imaging imaging = rm_synth_cells_imaging_default();
+    imaging.contrast = contrast.getValue();
+    imaging.noise = noise.getValue();
+    imaging.blur = blur.getValue();
+    imaging.density = density.getValue();
+    imaging.illumination = illumination.getValue();
+    if (cells)
+        ctx.check(rm_synth_cells_imaging_validate(ctx, &imaging)); // before anything is written
     OutputFiles outputs;
     outputs.make_folder(out.getValue());
     if (cells)
-        write_cells(ctx, seed.getValue(), sizes, out.getValue(), outputs);
+        write_cells(ctx, seed.getValue(), sizes, imaging, out.getValue(), outputs);
     else
         write_scroll(ctx, seed.getValue(), sizes, out.getValue(), outputs);
     outputs.commit();
