@@ -35,6 +35,7 @@ bench: build
 	@$(BUILD)/bin/repmode-bench-mc
 	@/usr/bin/python3 bench/bench_decoders.py --repmode $(BUILD)/bin/repmode
 	@/usr/bin/python3 bench/bench_backbones.py --repmode $(BUILD)/bin/repmode
+	@/usr/bin/python3 bench/bench_generalization.py --repmode $(BUILD)/bin/repmode
 	@if [ -n "$$OPENBLAS_CORETYPE" ]; then \
 	  echo "== again with OpenBLAS choosing its kernels itself (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset)"; \
 	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bin/repmode-bench-conv && \

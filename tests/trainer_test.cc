@@ -95,9 +95,9 @@ struct TrainingRun {
         o.batch = 3;
         o.seed = 42;
         o.optim.lr = 3e-3f;
-        o.rotations = 1;
-        o.intensity_jitter = 0.05f;
-        o.noise = 0.01f;
+        o.augment.rotations = 1;
+        o.augment.jitter = 0.05f;
+        o.augment.noise = 0.01f;
         o.sampling = sampling;
         const std::vector<rm_train_volume> v = surface ? data.surface_volumes() : data.volumes();
         EXPECT_EQ(rm_trainer_create(ctx, model, &o, v.data(), n_volumes, &trainer), RM_OK) << rm_ctx_error(ctx);
@@ -450,7 +450,7 @@ TEST(Trainer, A2DLabelFollowsTheSignalsCropFlipsAndRotationsAndSkipsPaddingLayer
     const int64_t P[3] = {8, 8, 8}, plane = P[1] * P[2], pvol = P[0] * plane;
     rm_train_options o = rm_train_options_official(P);
     o.batch = 8;
-    o.rotations = 1;
+    o.augment.rotations = 1;
     o.optim.lr = 1e-6f; // the logits must stay finite against these large targets
     rm_trainer *t = nullptr;
     ASSERT_EQ(rm_trainer_create(ctx, m, &o, volumes.data(), 2, &t), RM_OK) << rm_ctx_error(ctx);
@@ -559,7 +559,7 @@ TEST(Trainer, RandomCropsAreTheDrawsTheyWereBeforeBucketedSampling)
         rm_train_options o = rm_train_options_official(P);
         o.batch = 6;
         o.seed = 7;
-        o.rotations = 1;
+        o.augment.rotations = 1;
         const std::vector<rm_train_volume> v = surface ? data.surface_volumes() : data.volumes();
         rm_trainer *t = nullptr;
         ASSERT_EQ(rm_trainer_create(ctx, m, &o, v.data(), 2, &t), RM_OK) << rm_ctx_error(ctx);
@@ -645,7 +645,7 @@ std::vector<Tally> compare_samplings(rm_ctx *ctx, std::vector<rm_task> tasks,
     rm_train_options o = rm_train_options_official(P);
     o.batch = 16;
     o.seed = seed;
-    o.rotations = 1;
+    o.augment.rotations = 1;
     std::vector<Tally> tallies;
     for (rm_sampling sampling : {RM_SAMPLING_BUCKETS, RM_SAMPLING_RANDOM}) {
         SCOPED_TRACE(sampling == RM_SAMPLING_BUCKETS ? "buckets" : "random");

@@ -494,9 +494,11 @@ void rm_model_info_free(rm_model_info *info)
 /* ---- checkpoints ---------------------------------------------------------------------------------------------- */
 
 #define RM_CHECKPOINT_KEY "repmode.checkpoint"
+#define RM_CHECKPOINT_AVERAGE "optimizer.average"
 
 rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *path, const float *m, const float *v,
-                              size_t n, int64_t step, uint64_t seed, double best)
+                              size_t n, const float *average, size_t n_average, int64_t step, uint64_t seed,
+                              double best)
 {
     /* Without a best score the metadata is exactly what it was before scores were kept; %.17g gives the double
      * back exactly. */
@@ -504,15 +506,16 @@ rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *pa
     const int len = snprintf(state, sizeof state, "{\"step\":%lld,\"seed\":%llu", (long long)step,
                              (unsigned long long)seed);
     snprintf(state + len, sizeof state - (size_t)len, isfinite(best) ? ",\"best\":%.17g}" : "}", best);
-    const rm_st_entry extra[2] = {
+    const rm_st_entry extra[3] = {
         {.name = "optimizer.exp_avg", .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = m},
         {.name = "optimizer.exp_avg_sq", .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = v},
+        {.name = RM_CHECKPOINT_AVERAGE, .dtype = RM_ST_F32, .ndim = 1, .shape = {(int64_t)n_average}, .data = average},
     };
-    return save_training(ctx, model, path, extra, 2, RM_CHECKPOINT_KEY, state);
+    return save_training(ctx, model, path, extra, average ? 3 : 2, RM_CHECKPOINT_KEY, state);
 }
 
 rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, float *m, float *v, size_t n,
-                             uint64_t seed, int64_t *step, double *best)
+                             float *average, size_t n_average, uint64_t seed, int64_t *step, double *best)
 {
     rm_st_file *f;
     RM_TRY(rm_st_read(ctx, path, &f));
@@ -529,6 +532,9 @@ rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, floa
     else if (s_seed != seed)
         s = rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the checkpoint's run has seed %llu, this one %llu", path, s_seed,
                     (unsigned long long)seed);
+    else if (!average != !rm_st_find(f, RM_CHECKPOINT_AVERAGE))
+        s = rm_fail(ctx, RM_ERR_ARGUMENT, "%s: the checkpoint's run %s a weight average (ema), this one %s", path,
+                    average ? "has no" : "keeps", average ? "keeps one" : "does not");
     /* Weights are copied only once the file has proven to be this run's checkpoint. */
     if (s == RM_OK)
         s = take_weights(ctx, path, f, into, "optimizer.");
@@ -537,6 +543,9 @@ rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, floa
         s = take_tensor(ctx, path, f, "optimizer.exp_avg", 1, shape, 0, m);
     if (s == RM_OK)
         s = take_tensor(ctx, path, f, "optimizer.exp_avg_sq", 1, shape, 0, v);
+    const int64_t average_shape[1] = {(int64_t)n_average};
+    if (s == RM_OK && average)
+        s = take_tensor(ctx, path, f, RM_CHECKPOINT_AVERAGE, 1, average_shape, 0, average);
     if (s == RM_OK) {
         *step = s_step;
         *best = got == 3 && isfinite(s_best) ? s_best : NAN;

@@ -74,6 +74,8 @@ struct rm_model {
     int n_units;
     struct rm_train_state *train; /* activations kept for the backward; NULL until a training forward */
     int only_task;                /* -1, or the one task that trains (rm_model_train_only_task): BatchNorm frozen */
+    int frozen_units;             /* units [0, frozen_units) are frozen (rm_model_freeze_encoder): BatchNorm in
+                                   * inference mode, no backward; 0: none */
     char *normalization;          /* repmode.normalization and repmode.provenance: JSON text, kept verbatim */
     char *provenance;
 };
@@ -209,14 +211,16 @@ rm_status rm_deploy_set_normalization_text(rm_ctx *ctx, rm_deploy *d, const char
 /* The tensor name of unit i's `what` ("weight", "bias", "activation.bias") in the deploy form of `task`. */
 void rm_deploy_tensor_name(const rm_unit *u, const char *task, const char *what, char *buf, size_t len);
 
-/* Training checkpoints: the training form plus the optimizer's moments (n floats each) and the step, seed and best
- * score (left out when not finite) in repmode.checkpoint metadata. Reading requires a model of the same
- * configuration and the run's seed; it then overwrites the model's weights (all of them are checked first only by
+/* Training checkpoints: the training form plus the optimizer's moments (n floats each), the trainer's weight average
+ * (n_average floats, or none when average is NULL) and the step, seed and best score (left out when not finite) in
+ * repmode.checkpoint metadata. Reading requires a model of the same configuration, the run's seed, and an average
+ * exactly when the reader wants one; it then overwrites the model's weights (all of them are checked first only by
  * shape: a damaged file can leave them partly written). *best is NaN for a file without a score. */
 rm_status rm_checkpoint_write(rm_ctx *ctx, const rm_model *model, const char *path, const float *m, const float *v,
-                              size_t n, int64_t step, uint64_t seed, double best);
+                              size_t n, const float *average, size_t n_average, int64_t step, uint64_t seed,
+                              double best);
 rm_status rm_checkpoint_read(rm_ctx *ctx, const char *path, rm_model *into, float *m, float *v, size_t n,
-                             uint64_t seed, int64_t *step, double *best);
+                             float *average, size_t n_average, uint64_t seed, int64_t *step, double *best);
 
 /* The BatchNorm of a unit as the operators take it. */
 rm_batchnorm3d rm_unit_batchnorm(const rm_unit *u);

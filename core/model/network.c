@@ -48,6 +48,7 @@ static rm_param *add_tensor(rm_builder *b, const rm_unit *u, const char *suffix,
         p->numel *= shape[d];
     }
     p->trainable = trainable;
+    p->lr_scale = 1.0f;
     b->init[i] = (rm_param_init){init, value};
     return p;
 }

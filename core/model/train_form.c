@@ -212,6 +212,13 @@ static void unit_input(rm_model *m, struct rm_train_state *s, int i, float **in,
 
 static uint64_t unit_seed(uint64_t seed, int i) { return seed ^ (UINT64_C(0x9e3779b97f4a7c15) * (uint64_t)(i + 1)); }
 
+/* Whether unit i's BatchNorm normalizes with the batch's statistics (and updates its running ones): in a training
+ * forward, unless the unit is frozen (rm_model_train_only_task, rm_model_freeze_encoder). */
+static int batchnorm_trains(const rm_model *m, const struct rm_train_state *s, int i)
+{
+    return s->training && m->only_task < 0 && i >= m->frozen_units;
+}
+
 /* The distinct tasks of the batch, ascending; returns how many. */
 static int distinct_tasks(const int *tasks, int64_t n, int *out)
 {
@@ -294,7 +301,7 @@ static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s
         }
         if (rm_unit_subconvs(u)) {
             rm_tensor a = view(c->a, N, u->co, s->shape, u->level, 0);
-            return rm_inception_forward(ctx, u, m->cfg.activation, s->training && m->only_task < 0, &in, &c->inc, &a);
+            return rm_inception_forward(ctx, u, m->cfg.activation, batchnorm_trains(m, s, i), &in, &c->inc, &a);
         }
         if (u->kind == RM_UNIT_OUT) {
             const rm_conv3d_params p = rm_conv3d_same(1);
@@ -312,7 +319,7 @@ static rm_status unit_forward(rm_ctx *ctx, rm_model *m, struct rm_train_state *s
     const rm_batchnorm3d bn = rm_unit_batchnorm(u);
     rm_tensor pre = view(c->u, N, u->co, s->shape, u->level, u->planar);
     rm_tensor a = view(c->a, N, u->co, s->shape, u->level, u->planar);
-    if (s->training && m->only_task < 0) {
+    if (batchnorm_trains(m, s, i)) {
         RM_TRY(rm_batchnorm3d_forward_train(ctx, &bn, &z, &pre, c->mean, c->invstd));
         ++*u->bn_count->count;
     } else {
@@ -452,6 +459,8 @@ static rm_status unit_backward(rm_ctx *ctx, rm_model *m, struct rm_train_state *
     const int in_level = rm_unit_input_level(u);
     float *in_data, *gin_data;
     unit_input(m, s, i, &in_data, &gin_data);
+    if (i == m->frozen_units)
+        gin_data = NULL; /* the first unit after a frozen encoder: nothing before it takes a gradient */
     rm_tensor in = view(in_data, N, u->ci, s->shape, in_level, u->planar);
     rm_tensor gin = view(gin_data ? gin_data : in_data, N, u->ci, s->shape, in_level, u->planar);
     const int direct_out = (u->kind == RM_UNIT_FINAL && !u->planar) || u->kind == RM_UNIT_OUT;
@@ -509,7 +518,7 @@ rm_status rm_model_backward(rm_ctx *ctx, rm_model *model, const rm_tensor *dy)
             memset(model->params[j].grad, 0, (size_t)model->params[j].numel * sizeof(float));
 
     const int64_t N = s->shape[0];
-    for (int i = model->n_units - 1; i >= 0; i--) {
+    for (int i = model->n_units - 1; i >= model->frozen_units; i--) { /* a frozen encoder takes no gradient */
         const rm_unit *u = &model->units[i];
         RM_TRY(unit_backward(ctx, model, s, i, dy));
         if (rm_unit_reads_concat(model, i)) {

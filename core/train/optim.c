@@ -214,6 +214,30 @@ static void adam_update(float *restrict theta, const float *restrict grad, float
     }
 }
 
+/* The factors of step t for a tensor stepped at learning rate lr (the step's rate times the tensor's lr_scale, as a
+ * PyTorch parameter group of that rate would be), bc1 = 1 − β1^t, bc2 = 1 − β2^t; `decay`: rm_optim_decays. */
+static rm_adam_factors adam_factors(const rm_optim_config *cfg, double lr, double bc1, double bc2, int decay)
+{
+    rm_adam_factors f = {
+        .beta1 = cfg->beta1,
+        .one_minus_beta1 = (float)(1.0 - (double)cfg->beta1),
+        .beta2 = cfg->beta2,
+        .one_minus_beta2 = (float)(1.0 - (double)cfg->beta2),
+        .neg_step_size = (float)(-lr / bc1),
+        .bc2_sqrt = (float)sqrt(bc2),
+        .eps = cfg->eps,
+        .shrink = 1.0f,
+        .l2 = 0.0f,
+    };
+    if (decay && cfg->weight_decay > 0.0f) {
+        if (cfg->kind == RM_OPTIM_ADAMW)
+            f.shrink = (float)(1.0 - lr * (double)cfg->weight_decay);
+        else
+            f.l2 = cfg->weight_decay;
+    }
+    return f;
+}
+
 rm_status rm_optim_step(rm_ctx *ctx, rm_optim *opt, float lr)
 {
     if (!opt)
@@ -228,29 +252,17 @@ rm_status rm_optim_step(rm_ctx *ctx, rm_optim *opt, float lr)
     if (opt->step == INT64_MAX)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "optim: the step count cannot grow further");
 
+    for (size_t k = 0; k < opt->n_slots; k++) {
+        const float scale = opt->slots[k].param->lr_scale;
+        if (!(scale >= 0.0f) || isinf(scale))
+            return rm_fail(ctx, RM_ERR_ARGUMENT, "optim: parameter %s has lr_scale %g; it must be finite and >= 0",
+                           opt->slots[k].param->name, (double)scale);
+    }
+
     const rm_optim_config *cfg = &opt->cfg;
     const int64_t t = opt->step + 1;
     const double bc1 = 1.0 - pow((double)cfg->beta1, (double)t);
     const double bc2 = 1.0 - pow((double)cfg->beta2, (double)t);
-    rm_adam_factors base = {
-        .beta1 = cfg->beta1,
-        .one_minus_beta1 = (float)(1.0 - (double)cfg->beta1),
-        .beta2 = cfg->beta2,
-        .one_minus_beta2 = (float)(1.0 - (double)cfg->beta2),
-        .neg_step_size = (float)(-(double)lr / bc1),
-        .bc2_sqrt = (float)sqrt(bc2),
-        .eps = cfg->eps,
-        .shrink = 1.0f,
-        .l2 = 0.0f,
-    };
-    rm_adam_factors decayed = base;
-    if (cfg->weight_decay > 0.0f) {
-        if (cfg->kind == RM_OPTIM_ADAMW)
-            decayed.shrink = (float)(1.0 - (double)lr * (double)cfg->weight_decay);
-        else
-            decayed.l2 = cfg->weight_decay;
-    }
-
     float *m = opt->state, *v = opt->state + opt->n;
     const rm_optim_slot *slots = opt->slots;
     const size_t n_slots = opt->n_slots;
@@ -259,12 +271,13 @@ rm_status rm_optim_step(rm_ctx *ctx, rm_optim *opt, float lr)
     {
         for (size_t k = 0; k < n_slots; k++) {
             const rm_optim_slot *s = &slots[k];
-            const rm_adam_factors *f = s->decay ? &decayed : &base;
+            /* lr·1 is lr exactly: a scale of 1 steps as before scales existed. */
+            const rm_adam_factors f = adam_factors(cfg, (double)lr * (double)s->param->lr_scale, bc1, bc2, s->decay);
             const int64_t numel = s->param->numel;
             #pragma omp for schedule(static) nowait
             for (int64_t b = 0; b < numel; b += 4096)
                 adam_update(s->param->data, s->param->grad, m + s->offset, v + s->offset, b,
-                            b + 4096 < numel ? b + 4096 : numel, f);
+                            b + 4096 < numel ? b + 4096 : numel, &f);
         }
     }
     opt->step = t;

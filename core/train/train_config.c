@@ -1,8 +1,10 @@
 /* A configuration file (the file of `repmode train --config`): the network's fields and its tasks, read by the same
- * readers as a model file's metadata (model/config_json.c), and the normalization of the training volumes. */
+ * readers as a model file's metadata (model/config_json.c), the normalization of the training volumes and their
+ * augmentation. */
 #include "model/config_json.h"
 #include "repmode/trainer.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,9 +38,64 @@ static rm_status read_normalization(rm_ctx *ctx, const cJSON *v, rm_normalizatio
     return rm_fail(ctx, s, "config: 'normalization': %s", why + skip);
 }
 
+/* "augment": a recipe's name (rm_augment_preset), or an object of rm_augment's fields, the absent ones taken from its
+ * "preset" (default "official"): flips and rotations true or false, depth_shift a whole number of layers. */
+static rm_status read_augment(rm_ctx *ctx, const cJSON *v, rm_augment *out)
+{
+    static const char *const numbers[] = {"jitter", "blur", "gamma", "contrast", "brightness", "noise"};
+    if (cJSON_IsString(v))
+        return rm_augment_preset(ctx, v->valuestring, out) == RM_OK
+                   ? RM_OK
+                   : rm_fail(ctx, RM_ERR_ARGUMENT, "config: 'augment': '%s' is not a recipe: none, official, "
+                             "label-free or ink", v->valuestring);
+    if (!cJSON_IsObject(v))
+        return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment' must be a recipe's name or an object");
+    const cJSON *preset = cJSON_GetObjectItemCaseSensitive(v, "preset");
+    if (preset && !cJSON_IsString(preset))
+        return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment.preset' must be a recipe's name");
+    if (rm_augment_preset(ctx, preset ? preset->valuestring : "official", out) != RM_OK)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "config: 'augment.preset': '%s' is not a recipe: none, official, "
+                       "label-free or ink", preset->valuestring);
+    float *const number_fields[] = {&out->jitter, &out->blur, &out->gamma, &out->contrast, &out->brightness,
+                                    &out->noise};
+    for (const cJSON *f = v->child; f; f = f->next) {
+        const char *k = f->string;
+        int known = strcmp(k, "preset") == 0;
+        for (size_t i = 0; i < sizeof numbers / sizeof *numbers; i++)
+            if (strcmp(k, numbers[i]) == 0) {
+                if (!cJSON_IsNumber(f))
+                    return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment.%s' must be a number", k);
+                *number_fields[i] = (float)f->valuedouble;
+                known = 1;
+            }
+        if (strcmp(k, "flips") == 0 || strcmp(k, "rotations") == 0) {
+            if (!cJSON_IsBool(f))
+                return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment.%s' must be true or false", k);
+            *(k[0] == 'f' ? &out->flips : &out->rotations) = cJSON_IsTrue(f);
+            known = 1;
+        }
+        if (strcmp(k, "depth_shift") == 0) {
+            if (!cJSON_IsNumber(f) || f->valuedouble != floor(f->valuedouble) || fabs(f->valuedouble) > 1e9)
+                return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment.depth_shift' must be a whole number of layers");
+            out->depth_shift = (int64_t)f->valuedouble;
+            known = 1;
+        }
+        if (!known)
+            return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment.%s' is not an augmentation (flips, rotations, jitter, "
+                           "blur, gamma, contrast, brightness, noise, depth_shift, preset)", k);
+        if (cJSON_GetObjectItemCaseSensitive(v, k) != f)
+            return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment.%s' is given twice", k);
+    }
+    if (rm_augment_validate(ctx, out) == RM_OK)
+        return RM_OK;
+    char why[RM_ERROR_LEN]; /* "augment: 'noise' must …" names the field as the file does */
+    memcpy(why, rm_ctx_error(ctx), sizeof why);
+    return rm_fail(ctx, RM_ERR_ARGUMENT, "config: %s", why);
+}
+
 rm_status rm_train_config_parse(rm_ctx *ctx, const char *json, rm_train_config *out)
 {
-    static const char *const own_fields[3] = {"tasks", "normalization", NULL};
+    static const char *const own_fields[4] = {"tasks", "normalization", "augment", NULL};
     if (!json || !out)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: NULL argument");
     memset(out, 0, sizeof *out);
@@ -52,7 +109,8 @@ rm_status rm_train_config_parse(rm_ctx *ctx, const char *json, rm_train_config *
             line += *p == '\n';
         return rm_fail(ctx, RM_ERR_FORMAT, "config: not valid JSON (line %d)", line);
     }
-    rm_train_config c = {.cfg = rm_config_lite(NULL, 0), .normalization = rm_normalization_zscore()};
+    rm_train_config c = {.cfg = rm_config_lite(NULL, 0), .normalization = rm_normalization_zscore(),
+                         .augment = {.flips = 1}};
     rm_status s = rm_config_read_object(ctx, "config", root, own_fields, &c.cfg);
     const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(root, "tasks");
     if (s == RM_OK && tasks) /* absent: rm_config_validate asks for at least one task */
@@ -61,6 +119,9 @@ rm_status rm_train_config_parse(rm_ctx *ctx, const char *json, rm_train_config *
     const cJSON *normalization = cJSON_GetObjectItemCaseSensitive(root, "normalization");
     if (s == RM_OK && normalization)
         s = read_normalization(ctx, normalization, &c.normalization);
+    const cJSON *augment = cJSON_GetObjectItemCaseSensitive(root, "augment");
+    if (s == RM_OK && augment)
+        s = read_augment(ctx, augment, &c.augment);
     if (s == RM_OK)
         s = rm_config_validate(ctx, &c.cfg);
     cJSON_Delete(root);

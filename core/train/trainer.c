@@ -3,6 +3,7 @@
  * history. */
 #include "model/model_impl.h"
 #include "base/rng.h"
+#include "train/augment.h"
 #include "repmode/trainer.h"
 
 #include <math.h>
@@ -13,7 +14,7 @@
  * values of the others are in every past run's draws. */
 enum {
     DRAW_VOLUME, DRAW_CROP, DRAW_FLIP = DRAW_CROP + 3, DRAW_ROTATE, DRAW_SCALE, DRAW_SHIFT, DRAW_DROPOUT, DRAW_NOISE,
-    DRAW_BUCKET, DRAW_BUCKET_CROP
+    DRAW_BUCKET, DRAW_BUCKET_CROP, DRAW_BLUR, DRAW_GAMMA, DRAW_CONTRAST, DRAW_BRIGHTNESS, DRAW_DEPTH_SHIFT
 };
 
 /* A binary volume's crop positions by bucket (bucketed sampling). Positions are the crop starts (z, y, x) in
@@ -34,7 +35,12 @@ struct rm_trainer {
     int64_t step;
     int stepped; /* a step has filled the batch buffers */
     float *x, *target, *mask, *y, *dy; /* (batch, 1, patch) each; a 2D label fills the first Y·X of its sample */
-    float *scratch;                    /* 2·Y·X: a 2D sample's logit map and its gradient */
+    float *scratch;                    /* 3·Y·X: a 2D sample's logit map and its gradient; a blur's planes */
+    uint8_t *inside;                   /* (patch): 1 where the sample being filled holds a voxel of its volume */
+    rm_augment_draw *draws;            /* per sample */
+    float *average;                    /* ema: the weight average, every float tensor of the model in order */
+    size_t n_average;
+    int swapped;                       /* the model holds the average (rm_trainer_swap_average) */
     int *tasks;
     int64_t (*layers)[2];              /* per sample: the patch layers [first, first + count) inside the volume */
     int *buckets;                      /* per sample: the rm_bucket its crop came from, -1 for a random crop */
@@ -46,8 +52,8 @@ rm_train_options rm_train_options_official(const int64_t patch[3])
 {
     rm_train_options o = {.patch = {patch[0], patch[1], patch[2]}, .batch = 8, .seed = 0,
                           .optim = rm_optim_adam_official(), .schedule = rm_schedule_constant(),
-                          .smoothing = RM_BINARY_LOSS_SMOOTHING, .flips = 1, .sampling = RM_SAMPLING_RANDOM,
-                          .bucket_low = RM_BUCKET_LOW_DEFAULT};
+                          .smoothing = RM_BINARY_LOSS_SMOOTHING, .augment = {.flips = 1},
+                          .sampling = RM_SAMPLING_RANDOM, .bucket_low = RM_BUCKET_LOW_DEFAULT};
     return o;
 }
 
@@ -79,13 +85,15 @@ static rm_status check_options(rm_ctx *ctx, const rm_model *m, const rm_train_op
                        "per channel at the bottleneck (the patch / 2^levels is 1 x 1 x 1), and BatchNorm needs two: "
                        "raise the batch or the patch", o->batch, (long long)o->patch[0], (long long)o->patch[1],
                        (long long)o->patch[2]);
-    if (o->rotations && o->patch[1] != o->patch[2])
+    RM_TRY(rm_augment_validate(ctx, &o->augment));
+    if (o->augment.rotations && o->patch[1] != o->patch[2])
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: in-plane rotations need a square patch, not %lld x %lld",
                        (long long)o->patch[1], (long long)o->patch[2]);
-    if (!(o->smoothing >= 0.0f && o->smoothing <= 0.5f) || !(o->intensity_jitter >= 0.0f && o->intensity_jitter < 1.0f) ||
-        !(o->noise >= 0.0f && isfinite(o->noise)))
-        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: smoothing must be in [0, 0.5], intensity jitter in [0, 1), "
-                       "noise finite and not negative");
+    if (!(o->smoothing >= 0.0f && o->smoothing <= 0.5f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: smoothing must be in [0, 0.5]");
+    if (!(o->ema >= 0.0f && o->ema < 1.0f))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: the weight average's decay (ema) must be in [0, 1), not %g",
+                       (double)o->ema);
     if (o->sampling != RM_SAMPLING_RANDOM && o->sampling != RM_SAMPLING_BUCKETS)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: unknown sampling %d", (int)o->sampling);
     if (o->sampling == RM_SAMPLING_BUCKETS && !(o->bucket_low > 0.0f && o->bucket_low < 1.0f))
@@ -228,6 +236,77 @@ static rm_status make_all_buckets(rm_ctx *ctx, rm_trainer *t)
 
 /* ---- life cycle ---------------------------------------------------------------------------------------------- */
 
+/* ---- the weight average --------------------------------------------------------------------------------------- */
+
+/* Calls f(average, tensor, count) over every float tensor of the model (parameters and running statistics), the
+ * average's floats in the same order. */
+static void each_averaged(rm_trainer *t, void (*f)(float *, float *, int64_t, float), float w)
+{
+    float *a = t->average;
+    for (size_t i = 0; i < rm_model_n_params(t->model); i++) {
+        rm_param *p = rm_model_param(t->model, i);
+        if (p->data) {
+            f(a, p->data, p->numel, w);
+            a += p->numel;
+        }
+    }
+}
+
+static void copy_into(float *a, float *theta, int64_t n, float w)
+{
+    (void)w;
+    memcpy(a, theta, (size_t)n * sizeof *a);
+}
+
+static void move_towards(float *a, float *theta, int64_t n, float w)
+{
+    for (int64_t j = 0; j < n; j++)
+        a[j] += w * (theta[j] - a[j]); /* θ = a leaves a's bits: a tensor that does not train keeps them */
+}
+
+static void exchange(float *a, float *theta, int64_t n, float w)
+{
+    (void)w;
+    for (int64_t j = 0; j < n; j++) {
+        const float keep = a[j];
+        a[j] = theta[j];
+        theta[j] = keep;
+    }
+}
+
+/* The average starts as the model's weights. */
+static rm_status start_average(rm_ctx *ctx, rm_trainer *t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rm_model_n_params(t->model); i++)
+        n += rm_model_param(t->model, i)->data ? (size_t)rm_model_param(t->model, i)->numel : 0;
+    t->average = rm_malloc(n * sizeof(float));
+    if (!t->average)
+        return rm_fail(ctx, RM_ERR_NOMEM, "train: cannot allocate the weight average (%zu floats)", n);
+    t->n_average = n;
+    each_averaged(t, copy_into, 0.0f);
+    return RM_OK;
+}
+
+/* After step n: a ← a + (1 − d_n)·(θ − a), d_n = min(d, (1 + n)/(10 + n)). */
+static void update_average(rm_trainer *t)
+{
+    const double n = (double)t->step;
+    each_averaged(t, move_towards, (float)(1.0 - fmin((double)t->opt.ema, (1.0 + n) / (10.0 + n))));
+}
+
+rm_status rm_trainer_swap_average(rm_ctx *ctx, rm_trainer *t)
+{
+    if (!t || !t->average)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: %s", t ? "this run keeps no weight average (ema 0)" :
+                       "NULL argument");
+    each_averaged(t, exchange, 0.0f);
+    t->swapped = !t->swapped;
+    return RM_OK;
+}
+
+int rm_trainer_average_swapped(const rm_trainer *t) { return t->swapped; }
+
 rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options *opt,
                             const rm_train_volume *volumes, int n, rm_trainer **out)
 {
@@ -256,16 +335,20 @@ rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_options
     t->mask = rm_malloc(numel * sizeof(float));
     t->y = rm_malloc(numel * sizeof(float));
     t->dy = rm_malloc(numel * sizeof(float));
-    t->scratch = rm_malloc((size_t)(2 * opt->patch[1] * opt->patch[2]) * sizeof(float));
+    t->scratch = rm_malloc((size_t)(3 * opt->patch[1] * opt->patch[2]) * sizeof(float));
+    t->inside = rm_malloc(numel / (size_t)opt->batch);
+    t->draws = rm_malloc((size_t)opt->batch * sizeof *t->draws);
     t->tasks = rm_malloc((size_t)opt->batch * sizeof *t->tasks);
     t->layers = rm_malloc((size_t)opt->batch * sizeof *t->layers);
     t->buckets = rm_malloc((size_t)opt->batch * sizeof *t->buckets);
     rm_status s = RM_OK;
-    if (!t->volumes || !t->x || !t->target || !t->mask || !t->y || !t->dy || !t->scratch || !t->tasks || !t->layers ||
-        !t->buckets)
+    if (!t->volumes || !t->x || !t->target || !t->mask || !t->y || !t->dy || !t->scratch || !t->inside ||
+        !t->draws || !t->tasks || !t->layers || !t->buckets)
         s = rm_fail(ctx, RM_ERR_NOMEM, "train: cannot allocate a batch of %zu voxels", numel);
     else
         memcpy(t->volumes, volumes, (size_t)n * sizeof *volumes);
+    if (s == RM_OK && opt->ema > 0.0f)
+        s = start_average(ctx, t);
     if (s == RM_OK && opt->sampling == RM_SAMPLING_BUCKETS)
         s = make_all_buckets(ctx, t);
     if (s == RM_OK)
@@ -290,6 +373,9 @@ void rm_trainer_free(rm_trainer *t)
     rm_dealloc(t->y);
     rm_dealloc(t->dy);
     rm_dealloc(t->scratch);
+    rm_dealloc(t->inside);
+    rm_dealloc(t->draws);
+    rm_dealloc(t->average);
     rm_dealloc(t->tasks);
     rm_dealloc(t->layers);
     rm_dealloc(t->buckets);
@@ -307,9 +393,9 @@ double rm_trainer_best_score(const rm_trainer *t) { return t->best_score; }
 
 rm_train_batch rm_trainer_last_batch(const rm_trainer *t)
 {
-    rm_train_batch b = {NULL, NULL, NULL, NULL, NULL, NULL};
+    rm_train_batch b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     if (t && t->stepped)
-        b = (rm_train_batch){t->x, t->target, t->mask, t->y, t->tasks, t->buckets};
+        b = (rm_train_batch){t->x, t->target, t->mask, t->y, t->tasks, t->buckets, t->draws};
     return b;
 }
 
@@ -363,38 +449,63 @@ static int bucketed_crop(const rm_trainer *t, const rm_train_volume *v, const cr
     return k;
 }
 
+/* Uniform in [−1, 1). */
+static double signed_uniform(const rm_trainer *t, int64_t b, uint64_t purpose)
+{
+    return 2.0 * rm_u01d(draw(t, b, purpose, 0)) - 1.0;
+}
+
+/* What sample b's augmentation draws (rm_augment_draw); the crop's random values are drawn by fill_sample. */
+static rm_augment_draw draw_augment(const rm_trainer *t, int64_t b, const rm_train_volume *v)
+{
+    const rm_augment *a = &t->opt.augment;
+    rm_augment_draw d = {.turns = a->rotations ? (int)(draw(t, b, DRAW_ROTATE, 0) & 3) : 0, .gamma = 1.0f,
+                         .contrast = 1.0f};
+    for (int k = 0; k < 3; k++)
+        d.flips[k] = a->flips ? (int)(draw(t, b, DRAW_FLIP, (uint64_t)k) & 1) : 0;
+    d.scale = (float)(1.0 + a->jitter * signed_uniform(t, b, DRAW_SCALE));
+    d.shift = (float)(a->jitter * signed_uniform(t, b, DRAW_SHIFT));
+    if (a->blur > 0.0f)
+        d.blur = (float)(a->blur * rm_u01d(draw(t, b, DRAW_BLUR, 0)));
+    if (a->gamma > 0.0f)
+        d.gamma = (float)pow(1.0 + a->gamma, signed_uniform(t, b, DRAW_GAMMA));
+    if (a->contrast > 0.0f)
+        d.contrast = (float)(1.0 + a->contrast * signed_uniform(t, b, DRAW_CONTRAST));
+    if (a->brightness > 0.0f)
+        d.brightness = (float)(a->brightness * signed_uniform(t, b, DRAW_BRIGHTNESS));
+    if (a->depth_shift > 0 && v->target_2d)
+        d.depth_shift = (int64_t)(draw(t, b, DRAW_DEPTH_SHIFT, 0) % (uint64_t)(2 * a->depth_shift + 1)) -
+                        a->depth_shift;
+    return d;
+}
+
 /* Sample b of the batch: a random (or bucketed) crop of a random volume, flipped and rotated, zero (and masked out)
- * beyond the volume, with intensity jitter and noise on the input. A 2D label takes the same in-plane crop. */
+ * beyond the volume, its input augmented (rm_augment). A 2D label takes the same in-plane crop. */
 static void fill_sample(rm_trainer *t, int64_t b)
 {
     const int64_t *P = t->opt.patch, pvol = P[0] * P[1] * P[2];
     const uint64_t index = draw(t, b, DRAW_VOLUME, 0) % (uint64_t)t->n_volumes;
     const rm_train_volume *v = &t->volumes[index];
+    const rm_augment_draw d = t->draws[b] = draw_augment(t, b, v);
     int64_t start[3];
-    int flip[3];
     for (int a = 0; a < 3; a++) {
         const int64_t room = v->size[a] - P[a];
         start[a] = room > 0 ? (int64_t)(draw(t, b, DRAW_CROP + (uint64_t)a, 0) % (uint64_t)(room + 1)) : 0;
-        flip[a] = t->opt.flips ? (int)(draw(t, b, DRAW_FLIP, (uint64_t)a) & 1) : 0;
     }
     const crop_buckets *cb = t->crops ? &t->crops[index] : NULL;
     t->buckets[b] = cb && cb->bucket ? bucketed_crop(t, v, cb, b, start) : -1;
-    const int turns = t->opt.rotations ? (int)(draw(t, b, DRAW_ROTATE, 0) & 3) : 0;
-    const double j = t->opt.intensity_jitter;
-    const float scale = (float)(1.0 + j * (2.0 * rm_u01d(draw(t, b, DRAW_SCALE, 0)) - 1.0));
-    const float shift = (float)(j * (2.0 * rm_u01d(draw(t, b, DRAW_SHIFT, 0)) - 1.0));
     float *x = t->x + b * pvol, *tg = t->target + b * pvol, *mk = t->mask + b * pvol;
     t->tasks[b] = v->task;
     /* The patch layers that hold volume layers: all of them, or (a shallower volume) the first or, flipped, the
      * last size[0]. A 2D map is the mean over these. */
     const int64_t inside = v->size[0] < P[0] ? v->size[0] : P[0];
-    t->layers[b][0] = flip[0] ? P[0] - inside : 0;
+    t->layers[b][0] = d.flips[0] ? P[0] - inside : 0;
     t->layers[b][1] = inside;
     if (v->target_2d)
         for (int64_t y = 0; y < P[1]; y++)
             for (int64_t xx = 0; xx < P[2]; xx++) {
                 int64_t sy, sx;
-                in_plane(P, turns, flip, start, y, xx, &sy, &sx);
+                in_plane(P, d.turns, d.flips, start, y, xx, &sy, &sx);
                 const int64_t i = y * P[2] + xx, si = sy * v->size[2] + sx;
                 const int out = sy >= v->size[1] || sx >= v->size[2];
                 tg[i] = out ? 0.0f : v->target[si];
@@ -404,27 +515,33 @@ static void fill_sample(rm_trainer *t, int64_t b)
         for (int64_t y = 0; y < P[1]; y++)
             for (int64_t xx = 0; xx < P[2]; xx++) {
                 int64_t sy, sx;
-                in_plane(P, turns, flip, start, y, xx, &sy, &sx);
-                const int64_t sz = start[0] + (flip[0] ? P[0] - 1 - z : z);
+                in_plane(P, d.turns, d.flips, start, y, xx, &sy, &sx);
+                int64_t sz = start[0] + (d.flips[0] ? P[0] - 1 - z : z);
                 const int64_t i = (z * P[1] + y) * P[2] + xx;
-                if (sz >= v->size[0] || sy >= v->size[1] || sx >= v->size[2]) {
+                t->inside[i] = sz < v->size[0] && sy < v->size[1] && sx < v->size[2];
+                if (!t->inside[i]) {
                     x[i] = 0.0f;
                     if (!v->target_2d)
                         tg[i] = mk[i] = 0.0f;
                     continue;
                 }
-                const int64_t si = (sz * v->size[1] + sy) * v->size[2] + sx;
-                x[i] = v->signal[si] * scale + shift;
                 if (!v->target_2d) {
+                    const int64_t si = (sz * v->size[1] + sy) * v->size[2] + sx;
                     tg[i] = v->target[si];
                     mk[i] = v->mask ? v->mask[si] : 1.0f;
                 }
-                if (t->opt.noise > 0.0f) {
-                    /* Box–Muller from two hash draws per voxel. */
-                    const uint64_t h = draw(t, b, DRAW_NOISE, (uint64_t)i);
-                    const double u1 = ((double)(h >> 40) + 0.5) * 0x1p-24, u2 = (double)(h & 0xffffff) * 0x1p-24;
-                    x[i] += t->opt.noise * (float)rm_box_muller(u1, u2);
-                }
+                sz -= d.depth_shift;
+                sz = sz < 0 ? 0 : sz >= v->size[0] ? v->size[0] - 1 : sz;
+                x[i] = v->signal[(sz * v->size[1] + sy) * v->size[2] + sx] * d.scale + d.shift;
+            }
+    rm_augment_intensity(&d, P, t->inside, x, t->scratch);
+    if (t->opt.augment.noise > 0.0f)
+        for (int64_t i = 0; i < pvol; i++)
+            if (t->inside[i]) {
+                /* Box–Muller from two hash draws per voxel. */
+                const uint64_t h = draw(t, b, DRAW_NOISE, (uint64_t)i);
+                const double u1 = ((double)(h >> 40) + 0.5) * 0x1p-24, u2 = (double)(h & 0xffffff) * 0x1p-24;
+                x[i] += t->opt.augment.noise * (float)rm_box_muller(u1, u2);
             }
 }
 
@@ -507,6 +624,8 @@ rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss)
 {
     if (!t || !loss)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: NULL argument");
+    if (t->swapped)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: the model holds the weight average; swap it back to train");
     const int64_t *P = t->opt.patch;
     for (int64_t b = 0; b < t->opt.batch; b++)
         fill_sample(t, b);
@@ -519,6 +638,8 @@ rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss)
     RM_TRY(rm_model_backward(ctx, t->model, &dy));
     RM_TRY(rm_optim_step(ctx, t->optim, rm_schedule_lr(&t->opt.schedule, t->opt.optim.lr, t->step)));
     t->step++;
+    if (t->average)
+        update_average(t);
     return RM_OK;
 }
 
@@ -528,22 +649,29 @@ rm_status rm_trainer_save_checkpoint(rm_ctx *ctx, const rm_trainer *t, const cha
 {
     if (!t || !path)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: NULL argument");
+    if (t->swapped)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: the model holds the weight average; swap it back to save a "
+                       "checkpoint");
     size_t n_m = 0, n_v = 0;
     const float *m = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG, &n_m);
     const float *v = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG_SQ, &n_v);
-    return rm_checkpoint_write(ctx, t->model, path, m, v, n_m, t->step, t->opt.seed, t->best_score);
+    return rm_checkpoint_write(ctx, t->model, path, m, v, n_m, t->average, t->n_average, t->step, t->opt.seed,
+                               t->best_score);
 }
 
 rm_status rm_trainer_load_checkpoint(rm_ctx *ctx, rm_trainer *t, const char *path)
 {
     if (!t || !path)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "train: NULL argument");
+    if (t->swapped)
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "train: the model holds the weight average; swap it back to load a "
+                       "checkpoint");
     size_t n = 0;
     float *m = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG, &n);
     float *v = rm_optim_moments(t->optim, RM_OPTIM_EXP_AVG_SQ, &n);
     int64_t step = 0;
     double best = NAN;
-    RM_TRY(rm_checkpoint_read(ctx, path, t->model, m, v, n, t->opt.seed, &step, &best));
+    RM_TRY(rm_checkpoint_read(ctx, path, t->model, m, v, n, t->average, t->n_average, t->opt.seed, &step, &best));
     RM_TRY(rm_optim_set_step(ctx, t->optim, step));
     t->step = step;
     t->best_score = best;

@@ -116,6 +116,8 @@ typedef struct rm_param {
     float *grad;     /* trainable parameters, once a training forward has run; else NULL */
     int64_t *count;  /* num_batches_tracked, else NULL */
     int trainable;
+    float lr_scale;  /* an optimizer steps this tensor at lr·lr_scale (its weight decay too); 1 unless set, e.g. by
+                      * rm_model_set_encoder_lr_scale */
 } rm_param;
 
 /* A new model with freshly initialized weights (PyTorch's default initialization, from our own generator seeded
@@ -182,6 +184,28 @@ RM_API rm_status rm_model_add_task(rm_ctx *ctx, const rm_model *model, const rm_
  * the model; it lasts for the model's life (files do not record it). RM_ERR_ARGUMENT: model NULL, task out of
  * range. */
 RM_API rm_status rm_model_train_only_task(rm_ctx *ctx, rm_model *model, int task);
+
+/* ---- fine-tuning (docs/network.md §5.6) --------------------------------------------------------------------- */
+
+/* A new model (the caller's: rm_model_free) of configuration `cfg` whose weights are `source`'s, every tensor bit for
+ * bit, BatchNorm running statistics and counters included, with the tasks mapped by name: a task of cfg that source
+ * has takes that task's column of every MoDE gate (its kind must be the same; threshold, colour and output are
+ * cfg's), a task source lacks starts with a column of 0 (as rm_model_add_task starts one), and source's tasks that
+ * cfg does not list are dropped. The network must be source's: base_channels, levels, in_channels, out_channels,
+ * activation, decoder, block and added_expert must be equal (dropout and patch, which no weight depends on, are
+ * cfg's). The normalization and the provenance are source's. RM_ERR_ARGUMENT: a NULL argument, cfg refused by
+ * rm_config_validate, a network field that differs (the message names the first), a task of another kind, a model
+ * with an added expert (its tasks cannot be reordered). RM_ERR_NOMEM. */
+RM_API rm_status rm_model_init_from(rm_ctx *ctx, const rm_model *source, const rm_config *cfg, rm_model **out);
+/* Freezes the encoder (every tensor named encoder_block*, i.e. each level's conv_more and conv_down; not the
+ * bottleneck): trainable 0 and no gradient (not computed: the backward stops at the bottleneck), its BatchNorm in
+ * inference mode in training forwards too (running statistics used, not updated, not counted), so it computes the
+ * same function however long the rest trains. Dropout stays as configured. Call it before making an optimizer or a
+ * trainer of the model; it lasts for the model's life (files do not record it). RM_ERR_ARGUMENT: model NULL. */
+RM_API rm_status rm_model_freeze_encoder(rm_ctx *ctx, rm_model *model);
+/* Sets lr_scale of every encoder tensor (as rm_model_freeze_encoder names them) to `scale`, in (0, 1]: an optimizer
+ * then steps them at lr·scale. RM_ERR_ARGUMENT: model NULL, scale outside (0, 1]. */
+RM_API rm_status rm_model_set_encoder_lr_scale(rm_ctx *ctx, rm_model *model, float scale);
 
 /* ---- model files (safetensors, docs/model-file.md) ----------------------------------------------------------- */
 

@@ -10,6 +10,9 @@
  *             v ← β2·v + (1 − β2)·g²
  *             θ ← θ − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε)
  *
+ * lr is the step's learning rate times the tensor's rm_param.lr_scale (1 unless set: a scale of 1 changes no bit),
+ * in AdamW's decay too, as a PyTorch parameter group of that rate would have it.
+ *
  * Weight decay (of either kind) applies only to convolution weights: never to BatchNorm weights and biases, biases
  * (gate.bias, activation.bias) or gates (gate.weight); rm_optim_decays() is the rule.
  *
@@ -82,8 +85,8 @@ RM_API const rm_optim_config *rm_optim_get_config(const rm_optim *opt);
 
 /* One update of every trainable parameter from its gradient, at learning rate lr (finite, ≥ 0; the config's lr
  * is not used here). Increments the step count first: the first call is step t = 1. Refused, changing nothing,
- * when the model has no gradients yet. RM_ERR_ARGUMENT (opt NULL, lr out of range, no gradients, a step count at
- * INT64_MAX) is the only failure. */
+ * when the model has no gradients yet. RM_ERR_ARGUMENT (opt NULL, lr out of range, no gradients, a parameter's lr_scale
+ * not finite or negative, a step count at INT64_MAX) is the only failure. */
 RM_API rm_status rm_optim_step(rm_ctx *ctx, rm_optim *opt, float lr);
 
 /* Updates done so far (the t of the last step); 0 for NULL. */

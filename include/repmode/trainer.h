@@ -5,6 +5,11 @@
  * sample), so a run is reproducible bit for bit for a given seed whatever the thread count, and a run resumed from a
  * checkpoint continues exactly as the uninterrupted one.
  *
+ * Weight averaging (rm_train_options.ema = d): after step n (n = 1, 2, …) the trainer updates its average of every
+ * float tensor of the model (parameters and BatchNorm running statistics) as a ← a + (1 − d_n)·(θ − a), with
+ * d_n = min(d, (1 + n)/(10 + n)), so that the early average follows the weights instead of the random
+ * initialization; a starts as the initial weights. A tensor that does not change keeps its bits.
+ *
  * Threads: a trainer borrows its model and volumes and changes the model at every step: the trainer, its model
  * and its optimizer are one thread's.
  */
@@ -23,10 +28,38 @@ extern "C" {
 /* What to train, as a configuration file gives it (the file of `repmode train --config`): the network with its tasks
  * (docs/network.md §2.1) and how its volumes are normalized (docs/network.md §1.2), which the trained model records
  * (rm_model_set_normalization). Owns its tasks; release with rm_train_config_free. */
+/* How training samples are augmented (docs/network.md §5.4). Every value is drawn per sample from the run's seed
+ * (uniformly, unless said otherwise); 0 turns an augmentation off. The intensity augmentations act on the input's
+ * voxels inside the volume (padding stays 0) in this order: jitter (as the crop is read), blur, gamma, contrast,
+ * brightness, noise. Targets and masks are never changed by them. */
+typedef struct rm_augment {
+    int flips;           /* random flips along each axis (official) */
+    int rotations;       /* random in-plane 90° rotations (needs patch Y == X) */
+    float jitter;        /* in [0, 1): the input scaled by 1 ± j and shifted by ± j as it is read */
+    float blur;          /* ≥ 0: a Gaussian blur in Y and X of standard deviation σ in [0, blur] voxels */
+    float gamma;         /* ≥ 0: x ← lo + (hi − lo)·((x − lo)/(hi − lo))^γ, γ = (1 + g)^u for u in [−1, 1], over
+                          * the sample's range [lo, hi] */
+    float contrast;      /* in [0, 1): x ← m + c·(x − m), c in [1 − contrast, 1 + contrast], m the sample's mean */
+    float brightness;    /* ≥ 0: x ← x + b, b in [−brightness, brightness] */
+    float noise;         /* ≥ 0: Gaussian noise of this standard deviation added to every voxel */
+    int64_t depth_shift; /* ≥ 0: a volume with 2D labels is read s layers deeper, s in {−S, …, S}, clamped to its
+                          * layers (its label belongs to no one layer); volumes with 3D labels are not shifted */
+} rm_augment;
+
+/* Nothing at all. */
+RM_API rm_augment rm_augment_none(void);
+/* A named recipe: "none"; "official" (flips, the official code's and a configuration's default); "label-free" for
+ * transmitted-light to fluorescence, and "ink" for CT surface volumes (docs/network.md §5.4 gives their values).
+ * RM_ERR_ARGUMENT: another name (the message lists the names), out NULL. */
+RM_API rm_status rm_augment_preset(rm_ctx *ctx, const char *name, rm_augment *out);
+/* Checks the ranges above; the message names the field. RM_ERR_ARGUMENT (a NULL too) is the only failure. */
+RM_API rm_status rm_augment_validate(rm_ctx *ctx, const rm_augment *augment);
+
 typedef struct rm_train_config {
     rm_config cfg;  /* cfg.tasks points at `tasks` */
     rm_task *tasks;
     rm_normalization normalization;
+    rm_augment augment;
 } rm_train_config;
 
 /* Reads a configuration file's JSON text: an object with the fields of docs/network.md §2.1 (as repmode.config holds
@@ -87,16 +120,15 @@ typedef struct rm_train_options {
     rm_optim_config optim;
     rm_schedule schedule;
     float smoothing;        /* label smoothing of the binary tasks' BCE */
-    int flips;              /* random flips along each axis (official) */
-    int rotations;          /* random in-plane 90° rotations (needs patch Y == X) */
-    float intensity_jitter; /* input scaled by 1 ± j and shifted by ± j (0: off) */
-    float noise;            /* standard deviation of Gaussian noise added to the input (0: off) */
+    rm_augment augment;
     rm_sampling sampling;   /* how crops are placed (see above); RM_SAMPLING_RANDOM is the official */
     float bucket_low;       /* bucketed sampling: the "low" bucket's upper bound, in (0, 1) (RM_BUCKET_LOW_DEFAULT) */
+    float ema;              /* 0, or the decay d in (0, 1) of an exponential moving average of the weights: see
+                             * rm_trainer_swap_average */
 } rm_train_options;
 
-/* The official recipe for a patch: batch 8, Adam lr 1e-4 constant, random flips and crops, seed 0 (and bucket_low
- * RM_BUCKET_LOW_DEFAULT, should bucketed sampling be chosen). Pure; patch must not be NULL. */
+/* The official recipe for a patch: batch 8, Adam lr 1e-4 constant, random flips and crops, seed 0, no weight average
+ * (and bucket_low RM_BUCKET_LOW_DEFAULT, should bucketed sampling be chosen). Pure; patch must not be NULL. */
 RM_API rm_train_options rm_train_options_official(const int64_t patch[3]);
 
 /* The loss of one sample as a training step takes it (regression: masked MSE; binary: ½·(soft BCE + Dice) with
@@ -121,7 +153,7 @@ RM_API rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_
                                    const rm_train_volume *volumes, int n, rm_trainer **out);
 RM_API void rm_trainer_free(rm_trainer *t);
 /* One step: a batch, forward, loss, backward, optimizer update. *loss receives the batch's loss before it.
- * RM_ERR_ARGUMENT (t or loss NULL), RM_ERR_NOMEM. A failed step does not count, but its forward may have updated
+ * RM_ERR_ARGUMENT (t or loss NULL, the average swapped in), RM_ERR_NOMEM. A failed step does not count, but its forward may have updated
  * some BatchNorm running statistics. */
 RM_API rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss);
 /* Steps done so far. t must not be NULL. */
@@ -132,10 +164,21 @@ RM_API int64_t rm_trainer_steps_done(const rm_trainer *t);
  * sample's task, and the rm_bucket each sample's crop was drawn from (-1: a random crop). Every pointer is NULL
  * before the first step; the next step overwrites the data. The arrays are owned by the trainer, valid until
  * rm_trainer_free. */
+/* What one sample's augmentation drew: the identity where an augmentation is off. */
+typedef struct rm_augment_draw {
+    int flips[3];        /* Z, Y, X: 1 flipped */
+    int turns;           /* in-plane 90° rotations, 0..3 */
+    float scale, shift;  /* jitter */
+    float blur;          /* σ in voxels */
+    float gamma, contrast, brightness;
+    int64_t depth_shift;
+} rm_augment_draw;
+
 typedef struct rm_train_batch {
     const float *x, *target, *mask, *logits;
     const int *tasks;
     const int *buckets;
+    const rm_augment_draw *augment;
 } rm_train_batch;
 RM_API rm_train_batch rm_trainer_last_batch(const rm_trainer *t);
 /* The best validation score of the run so far, kept by the trainer only so that checkpoints carry it and a resumed
@@ -145,12 +188,20 @@ RM_API rm_train_batch rm_trainer_last_batch(const rm_trainer *t);
  * Never fail; t must not be NULL. */
 RM_API void rm_trainer_set_best_score(rm_trainer *t, double score);
 RM_API double rm_trainer_best_score(const rm_trainer *t);
-/* Writes the model, the optimizer's state, the step, the seed and the best score to one file (a training-form model
- * file with the optimizer's moments added), atomically. Only reads the trainer. Statuses as rm_model_save's
- * (RM_ERR_ARGUMENT, also for t NULL; RM_ERR_IO; RM_ERR_NOMEM). */
+/* Exchanges the model's float tensors with the trainer's weight average (rm_train_options.ema), so that the model
+ * can be validated or saved as the average; a second call restores the trained weights. While exchanged, steps and
+ * checkpoints are refused (the model holds the average). RM_ERR_ARGUMENT: t NULL, a trainer without ema. */
+RM_API rm_status rm_trainer_swap_average(rm_ctx *ctx, rm_trainer *t);
+/* 1 while the model holds the average (after an odd number of rm_trainer_swap_average), else 0. */
+RM_API int rm_trainer_average_swapped(const rm_trainer *t);
+/* Writes the model, the optimizer's state, the weight average (with ema), the step, the seed and the best score to
+ * one file (a training-form model file with the optimizer's moments added), atomically. Only reads the trainer.
+ * Statuses as rm_model_save's (RM_ERR_ARGUMENT, also for t NULL or while the average is swapped in; RM_ERR_IO;
+ * RM_ERR_NOMEM). */
 RM_API rm_status rm_trainer_save_checkpoint(rm_ctx *ctx, const rm_trainer *t, const char *path);
-/* Restores a checkpoint of this trainer's model configuration and seed into the trainer and its model, and its best
- * score (NaN when the file has none). RM_ERR_ARGUMENT: t or path NULL, a checkpoint of a run with another seed.
+/* Restores a checkpoint of this trainer's model configuration and seed into the trainer and its model, its weight
+ * average (a trainer with ema needs a checkpoint that has one) and its best score (NaN when the file has none).
+ * RM_ERR_ARGUMENT: t or path NULL, a checkpoint of a run with another seed, the average swapped in.
  * RM_ERR_IO: the file cannot be read. RM_ERR_FORMAT: not a checkpoint, or a tensor missing, of another shape (a
  * model of another configuration) or with impossible values. RM_ERR_NOMEM. Nothing is written before the seed is
  * checked; a later failure may leave the model's weights and the moments partly overwritten (the step and the score

@@ -37,6 +37,7 @@
 #include "image_io.h"
 #include "interrupt.h"
 #include "output_paths.h"
+#include "provenance.h"
 #include "text_file.h"
 #include "volume_ops.h"
 
@@ -316,6 +317,28 @@ double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &
 
 // ---- the run: parse, build, train -------------------------------------------------------------------------------
 
+// The augmentation options of the command line: each one given replaces the configuration's value (after --augment,
+// which replaces the configuration's whole recipe).
+struct AugmentOverrides {
+    std::optional<rm_augment> recipe;
+    bool rotations = false;
+    std::optional<float> jitter, blur, gamma, contrast, brightness, noise;
+    std::optional<int64_t> depth_shift;
+
+    rm_augment applied_to(rm_augment a) const
+    {
+        a = recipe.value_or(a);
+        a.rotations = a.rotations || rotations;
+        const std::pair<const std::optional<float> &, float &> numbers[] = {
+            {jitter, a.jitter}, {blur, a.blur},   {gamma, a.gamma},
+            {contrast, a.contrast}, {brightness, a.brightness}, {noise, a.noise}};
+        for (const auto &[given, field] : numbers)
+            field = given.value_or(field);
+        a.depth_shift = depth_shift.value_or(a.depth_shift);
+        return a;
+    }
+};
+
 // What the command line asks for, checked as far as it can be without the configuration.
 struct TrainArgs {
     int threads = 0;
@@ -323,11 +346,16 @@ struct TrainArgs {
     int64_t steps = 0, val_every = 0, checkpoint_every = 0;
     bool tune_threshold = false;
     std::optional<std::array<int64_t, 3>> patch; // --patch, else the configuration's
-    rm_train_options opt{};                      // all but the patch, which build_training sets
+    rm_train_options opt{};                      // all but the patch and augment, which build_training sets
+    AugmentOverrides augment;
     // add-task: the trained model, the task it learns, and the kernel of the expert it adds (0: none).
     std::string base_model;
     std::optional<rm_task> new_task;
     int added_kernel = 0;
+    // train --init: the trained model the run starts from, its encoder frozen or stepped at encoder_lr times the rate.
+    std::string init;
+    bool freeze_encoder = false;
+    double encoder_lr = 1.0;
 };
 
 // The options `train` and `add-task` share: how to train, validate and checkpoint. Registered on a command line, read
@@ -336,7 +364,9 @@ struct TrainingOptions {
     TCLAP::ValueArg<std::string> data{"", "data", "training CSV: signal,target,task[,mask]", true, "", "D.csv"};
     TCLAP::ValueArg<std::string> out{"", "out", "model file to write (the best on --val if given, else the last)",
                                      true, "", "M"};
-    TCLAP::ValueArg<long long> steps{"", "steps", "total optimizer steps (default 100)", false, 100, "N"};
+    TCLAP::ValueArg<long long> steps{"", "steps", "total optimizer steps (default 100; 0: the model is written as it "
+                                                  "starts)",
+                                     false, 100, "N"};
     TCLAP::ValueArg<int> batch{"", "batch", "samples per step (default 4)", false, 4, "B"};
     TCLAP::ValueArg<double> lr{"", "lr", "base learning rate (default: the optimizer's, 1e-3 AdamW, 1e-4 Adam)", false,
                                0.0, "F"};
@@ -350,13 +380,34 @@ struct TrainingOptions {
                                              false, 0, "S"};
     TCLAP::ValueArg<std::string> patch{"", "patch", "training patch Z,Y,X (default: the configuration's)", false, "",
                                        "Z,Y,X"};
+    TCLAP::ValueArg<std::string> augment{"", "augment", "augmentation recipe, replacing the configuration's "
+                                                        "\"augment\": none, official (flips, the default), label-free "
+                                                        "or ink; the options below change single values",
+                                         false, "", "NAME"};
     TCLAP::SwitchArg rotations{"", "rotations", "augment with random in-plane 90-degree rotations (square patch)"};
     TCLAP::ValueArg<double> jitter{"", "jitter", "augment the input's intensity: scaled by 1 +- J and shifted by +- J "
-                                                 "(normalized units; default 0: off)",
+                                                 "(normalized units; 0: off)",
                                    false, 0.0, "J"};
+    TCLAP::ValueArg<double> blur{"", "blur", "augment with an in-plane Gaussian blur of sigma up to S voxels (0: off)",
+                                 false, 0.0, "S"};
+    TCLAP::ValueArg<double> gamma{"", "gamma", "augment with a gamma of (1 + G)^u, u in [-1, 1], over each sample's "
+                                               "range (0: off)",
+                                  false, 0.0, "G"};
+    TCLAP::ValueArg<double> contrast{"", "contrast", "augment the contrast around each sample's mean by a factor in "
+                                                     "[1 - C, 1 + C] (0: off)",
+                                     false, 0.0, "C"};
+    TCLAP::ValueArg<double> brightness{"", "brightness", "augment the brightness by up to +- B (normalized units; 0: "
+                                                         "off)",
+                                       false, 0.0, "B"};
     TCLAP::ValueArg<double> noise{"", "noise", "augment the input with Gaussian noise of this standard deviation "
-                                               "(normalized units; default 0: off)",
+                                               "(normalized units; 0: off)",
                                   false, 0.0, "S"};
+    TCLAP::ValueArg<long long> depth_shift{"", "depth-shift", "augment volumes with 2D labels by reading them up to "
+                                                              "+- L layers deeper (0: off)",
+                                           false, 0, "L"};
+    TCLAP::ValueArg<double> ema{"", "ema", "keep an exponential moving average of the weights with this decay, in "
+                                           "(0, 1) (e.g. 0.99), and validate and save it instead of the last weights",
+                                false, 0.0, "D"};
     TCLAP::ValueArg<std::string> sampling{"", "sampling", "where crops are taken: random (default, official) or "
                                                           "buckets: crops of binary tasks drawn evenly from those "
                                                           "without positives, with a few (up to 10%) and with many",
@@ -382,8 +433,9 @@ struct TrainingOptions {
     explicit TrainingOptions(TCLAP::CmdLine &cmd)
     {
         for (TCLAP::Arg *a : std::initializer_list<TCLAP::Arg *>{
-                 &data, &out, &steps, &batch, &lr, &optimizer, &warmup, &seed, &patch, &rotations, &jitter, &noise,
-                 &sampling, &log, &val, &val_every, &tune_threshold, &checkpoint, &checkpoint_every, &resume})
+                 &data, &out, &steps, &batch, &lr, &optimizer, &warmup, &seed, &patch, &augment, &rotations, &jitter,
+                 &blur, &gamma, &contrast, &brightness, &noise, &depth_shift, &ema, &sampling, &log, &val, &val_every,
+                 &tune_threshold, &checkpoint, &checkpoint_every, &resume})
             cmd.add(a);
     }
 
@@ -391,8 +443,8 @@ struct TrainingOptions {
     // anything is read; `inputs` are the files the run reads besides the data.
     TrainArgs read(int threads, const std::vector<NamedPath> &inputs) const
     {
-        if (steps.getValue() < 1)
-            throw Failure("--steps must be 1 or more", kBadInput);
+        if (steps.getValue() < 0)
+            throw Failure("--steps must be 0 or more", kBadInput);
         if (batch.getValue() < 1)
             throw Failure("--batch must be 1 or more", kBadInput);
         if (lr.isSet() && !(std::isfinite(lr.getValue()) && lr.getValue() > 0))
@@ -411,10 +463,8 @@ struct TrainingOptions {
             throw Failure("--val-every needs --val", kBadInput);
         if (tune_threshold.getValue() && !val.isSet())
             throw Failure("--tune-threshold needs --val (the thresholds are tuned on the validation data)", kBadInput);
-        if (!(jitter.getValue() >= 0.0 && jitter.getValue() < 1.0))
-            throw Failure("--jitter must be in [0, 1)", kBadInput);
-        if (!(noise.getValue() >= 0.0 && std::isfinite(noise.getValue())))
-            throw Failure("--noise must be a finite number, 0 or more", kBadInput);
+        if (!(ema.getValue() == 0.0 || (ema.getValue() > 0.0 && ema.getValue() < 1.0)))
+            throw Failure("--ema must be in (0, 1), such as 0.99", kBadInput);
         if (checkpoint_every.getValue() < 0)
             throw Failure("--checkpoint-every must be 0 or more", kBadInput);
         if (sampling.getValue() != "random" && sampling.getValue() != "buckets")
@@ -450,13 +500,43 @@ struct TrainingOptions {
         opt.optim = optimizer.getValue() == "adam" ? rm_optim_adam_official() : rm_optim_adamw_default();
         if (lr.isSet())
             opt.optim.lr = static_cast<float>(lr.getValue());
-        opt.rotations = rotations.getValue();
-        opt.intensity_jitter = static_cast<float>(jitter.getValue());
-        opt.noise = static_cast<float>(noise.getValue());
+        opt.ema = static_cast<float>(ema.getValue());
+        args.augment = augment_overrides();
         opt.sampling = sampling.getValue() == "buckets" ? RM_SAMPLING_BUCKETS : RM_SAMPLING_RANDOM;
         opt.schedule = warmup.getValue() > 0 ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
                                              : rm_schedule_constant();
         return args;
+    }
+
+    // The augmentation options given, each checked alone (rm_augment_validate) with the option's name.
+    AugmentOverrides augment_overrides() const
+    {
+        Context ctx(1);
+        AugmentOverrides o;
+        if (augment.isSet()) {
+            o.recipe.emplace();
+            if (rm_augment_preset(ctx, augment.getValue().c_str(), &*o.recipe) != RM_OK)
+                throw Failure("--augment must be none, official, label-free or ink, not '" + augment.getValue() + "'",
+                              kBadInput);
+        }
+        o.rotations = rotations.getValue();
+        const std::pair<const TCLAP::ValueArg<double> &, std::optional<float> &> numbers[] = {
+            {jitter, o.jitter}, {blur, o.blur}, {gamma, o.gamma}, {contrast, o.contrast}, {brightness, o.brightness},
+            {noise, o.noise}};
+        for (const auto &[arg, field] : numbers)
+            if (arg.isSet())
+                field = static_cast<float>(arg.getValue());
+        if (depth_shift.isSet())
+            o.depth_shift = depth_shift.getValue();
+        const rm_augment alone = o.applied_to(rm_augment_none());
+        if (rm_augment_validate(ctx, &alone) != RM_OK) { // "augment: 'depth_shift' must …": the option is --depth-shift
+            std::string why = rm_ctx_error(ctx);
+            why = why.substr(why.find('\'') + 1);
+            std::string field = why.substr(0, why.find('\''));
+            std::replace(field.begin(), field.end(), '_', '-');
+            throw Failure("--" + field + why.substr(why.find('\'')), kBadInput);
+        }
+        return o;
     }
 };
 
@@ -473,17 +553,44 @@ TrainArgs parse_train_args(int argc, char **argv)
                              "labels (and masks) of a surface volume's layers: its loss and validation take the mean "
                              "over depth of the 3D prediction. With --val the model of the best validation is saved; "
                              "--tune-threshold also sets each binary task's threshold to the one that maximizes F0.5 "
-                             "on the validation data, which the model file records.");
+                             "on the validation data, which the model file records. --init starts from a trained "
+                             "model's weights instead of random ones (fine-tuning, docs/network.md section 5.6).");
     TCLAP::ValueArg<std::string> config("", "config", "configuration JSON (docs/cli.md section 4.1; missing fields "
                                                       "take the lite defaults; tasks: [{\"name\", \"kind\"}], "
                                                       "\"output\": \"2d\" for 2D labels of a surface volume; "
                                                       "\"normalization\": \"zscore\" or \"percentile\" or "
-                                                      "{\"method\", \"low\", \"high\"})",
-                                        true, "", "C.json", cmd);
+                                                      "{\"method\", \"low\", \"high\"}); required without --init",
+                                        false, "", "C.json", cmd);
+    TCLAP::ValueArg<std::string> init("", "init", "start from this trained model (training form): its weights, "
+                                                  "BatchNorm statistics and normalization; with --config, whose "
+                                                  "network must be the model's, its tasks are mapped by name (a new "
+                                                  "one starts with gate columns of 0)",
+                                      false, "", "M0", cmd);
+    TCLAP::ValueArg<std::string> freeze("", "freeze", "encoder: the encoder's weights, gates and BatchNorm statistics "
+                                                      "stay as --init has them (needs --init)",
+                                        false, "", "encoder", cmd);
+    TCLAP::ValueArg<double> encoder_lr("", "encoder-lr", "the encoder's learning rate as a fraction F of --lr, "
+                                                         "0 < F <= 1 (default 1; needs --init, not with --freeze)",
+                                       false, 1.0, "F", cmd);
     const TrainingOptions options(cmd);
     cmd.parse_or_fail(argc, argv);
-    TrainArgs args = options.read(cmd.threads(), {{config.getValue(), "--config"}});
+    if (!config.isSet() && !init.isSet())
+        throw Failure("--config C.json is required (or --init M0 to fine-tune a trained model)", kBadInput);
+    if (freeze.isSet() && freeze.getValue() != "encoder")
+        throw Failure("--freeze must be encoder, not '" + freeze.getValue() + "'", kBadInput);
+    if (!(encoder_lr.getValue() > 0.0 && encoder_lr.getValue() <= 1.0))
+        throw Failure("--encoder-lr must be in (0, 1]", kBadInput);
+    if ((freeze.isSet() || encoder_lr.isSet()) && !init.isSet())
+        throw Failure(std::string(freeze.isSet() ? "--freeze" : "--encoder-lr") + " needs --init", kBadInput);
+    if (freeze.isSet() && encoder_lr.isSet())
+        throw Failure("--freeze encoder and --encoder-lr exclude each other: a frozen encoder has no learning rate",
+                      kBadInput);
+    TrainArgs args =
+        options.read(cmd.threads(), {{config.getValue(), "--config"}, {init.getValue(), "--init"}});
     args.config = config.getValue();
+    args.init = init.getValue();
+    args.freeze_encoder = freeze.isSet();
+    args.encoder_lr = encoder_lr.getValue();
     return args;
 }
 
@@ -543,17 +650,37 @@ struct Training {
     rm_train_options opt;
     Model model;
     Trainer trainer;             // trains `model`, which outlives it (members are destroyed in reverse order)
-    std::string base_provenance; // add-task: the provenance of the model it extends
+    std::string base_provenance; // add-task and --init: the provenance of the model the run starts from
+    std::string init_sha256;     // --init: the SHA-256 of its file
 };
+
+// A trained model file (training form; a deploy-form file is refused), read whole; messages start with `option`
+// (the core's name the file).
+Model load_model(const Context &ctx, const std::string &path, const std::string &option, const Progress &progress)
+{
+    progress.stage("reading " + path);
+    rm_model *raw = nullptr;
+    ctx.check(rm_model_load(ctx, path.c_str(), &raw), option);
+    return Model(raw, rm_model_free);
+}
+
+// The configuration and normalization the data of a run that starts from `model` is read with: views into the
+// model, which must outlive them.
+rm_train_config setup_of(const Context &ctx, const rm_model *model, const std::string &path)
+{
+    rm_train_config setup{};
+    setup.cfg = *rm_model_config(model);
+    setup.tasks = setup.cfg.tasks;
+    ctx.check(rm_model_normalization(ctx, model, &setup.normalization), path);
+    return setup;
+}
 
 // add-task: the trained model with the new task added, training only it, and the configuration and normalization
 // the data is read with (views into the model, which must outlive them).
 Model add_task_model(const Context &ctx, const TrainArgs &args, rm_train_config &setup, const Progress &progress)
 {
-    progress.stage("reading " + args.base_model);
+    Model base = load_model(ctx, args.base_model, "--model", progress);
     rm_model *raw = nullptr;
-    ctx.check(rm_model_load(ctx, args.base_model.c_str(), &raw), args.base_model);
-    Model base(raw, rm_model_free);
     const rm_config *old = rm_model_config(base.get());
     if (rm_model_task_index(base.get(), args.new_task->name) >= 0) {
         std::string known;
@@ -566,29 +693,60 @@ Model add_task_model(const Context &ctx, const TrainArgs &args, rm_train_config 
     ctx.check(rm_model_add_task(ctx, base.get(), &*args.new_task, args.added_kernel, args.opt.seed, &raw), "--task");
     Model model(raw, rm_model_free);
     ctx.check(rm_model_train_only_task(ctx, model.get(), old->n_tasks));
-    setup = rm_train_config{};
-    setup.cfg = *rm_model_config(model.get());
-    setup.tasks = setup.cfg.tasks;
-    ctx.check(rm_model_normalization(ctx, model.get(), &setup.normalization), args.base_model);
+    setup = setup_of(ctx, model.get(), args.base_model);
     return model;
 }
 
-// Reads the configuration (or the model add-task extends) and the data, and makes the model and its trainer
-// (restored from --resume if given).
+// Whether a configuration file names a normalization (else a model of --init keeps its own).
+bool names_normalization(const std::string &path)
+{
+    Json root(cJSON_Parse(read_text_file(path, "configuration").c_str()), cJSON_Delete);
+    return cJSON_GetObjectItemCaseSensitive(root.get(), "normalization") != nullptr;
+}
+
+// train --init: the model the run starts from, the file's weights as they are, or with --config (`config`) the
+// configuration's tasks mapped by name onto them (rm_model_init_from) and its normalization if it names one; the
+// encoder frozen or its learning rate scaled. `setup` as add_task_model's.
+Model init_model(const Context &ctx, const TrainArgs &args, const rm_train_config *config, rm_train_config &setup,
+                 const Progress &progress)
+{
+    Model model = load_model(ctx, args.init, "--init", progress);
+    if (config) {
+        rm_model *raw = nullptr;
+        ctx.check(rm_model_init_from(ctx, model.get(), &config->cfg, &raw),
+                  args.config + " (--init " + args.init + ")");
+        model.reset(raw);
+        if (names_normalization(args.config))
+            ctx.check(rm_model_set_normalization(ctx, model.get(), &config->normalization), args.config);
+    }
+    if (args.freeze_encoder)
+        ctx.check(rm_model_freeze_encoder(ctx, model.get()));
+    ctx.check(rm_model_set_encoder_lr_scale(ctx, model.get(), static_cast<float>(args.encoder_lr)), "--encoder-lr");
+    setup = setup_of(ctx, model.get(), args.init);
+    return model;
+}
+
+// Reads the configuration (or the model add-task extends, or the model of --init) and the data, and makes the model
+// and its trainer (restored from --resume if given).
 Training build_training(const Context &ctx, const TrainArgs &args, const Progress &progress)
 {
     Config config(nullptr, [](rm_train_config *) {});
     Model model(nullptr, rm_model_free);
-    rm_train_config added{};
+    rm_train_config of_model{}; // add-task and --init: the model's configuration and normalization
     if (args.new_task) {
-        model = add_task_model(ctx, args, added, progress);
-    } else {
+        model = add_task_model(ctx, args, of_model, progress);
+    } else if (!args.config.empty()) {
         progress.stage("reading " + args.config);
         config = read_config(ctx, args.config);
     }
-    const rm_train_config &setup = args.new_task ? added : *config;
+    std::string init_sha256;
+    if (!args.init.empty()) {
+        model = init_model(ctx, args, config.get(), of_model, progress);
+        init_sha256 = sha256_of(args.init);
+    }
+    const rm_train_config &setup = model ? of_model : *config;
     const rm_config &cfg = setup.cfg;
-    const std::string &source = args.new_task ? args.base_model : args.config;
+    const std::string &source = !args.config.empty() ? args.config : args.new_task ? args.base_model : args.init;
     if (args.tune_threshold &&
         std::none_of(cfg.tasks, cfg.tasks + cfg.n_tasks, [](const rm_task &t) { return t.kind == RM_TASK_BINARY; }))
         throw Failure("--tune-threshold needs a binary task; " + source + " has none", kBadInput);
@@ -603,7 +761,9 @@ Training build_training(const Context &ctx, const TrainArgs &args, const Progres
                           kBadInput);
         opt.patch[a] = patch[a];
     }
-    if (opt.rotations && patch[1] != patch[2])
+    // add-task, and --init without --config: the official recipe; else the configuration's.
+    opt.augment = args.augment.applied_to(config ? config->augment : rm_train_options_official(opt.patch).augment);
+    if (opt.augment.rotations && patch[1] != patch[2])
         throw Failure("--rotations needs a square patch in Y and X, not " + size_string(patch), kBadInput);
 
     std::vector<Sample> samples = read_data(ctx, args.data, setup, progress);
@@ -641,13 +801,14 @@ Training build_training(const Context &ctx, const TrainArgs &args, const Progres
                               ", past --steps " + std::to_string(args.steps),
                           kBadInput);
     }
-    std::string base_provenance = args.new_task ? rm_model_provenance(model.get()) : "";
+    std::string base_provenance = args.new_task || !args.init.empty() ? rm_model_provenance(model.get()) : "";
     return Training{std::move(config), std::move(samples), std::move(val_samples), opt, std::move(model),
-                    std::move(trainer), std::move(base_provenance)};
+                    std::move(trainer), std::move(base_provenance), std::move(init_sha256)};
 }
 
 // The model file, with how it was made: software, training data, steps and seed; for add-task also the task added,
-// the model it extends and that model's own provenance.
+// the model it extends and that model's own provenance; for --init the model it started from (file name, SHA-256,
+// its own provenance) and how its encoder trained.
 void save_model(const Context &ctx, const TrainArgs &args, const Training &t, int64_t done)
 {
     rm_model *model = t.model.get();
@@ -664,6 +825,18 @@ void save_model(const Context &ctx, const TrainArgs &args, const Training &t, in
         if (base)
             cJSON_AddItemToObject(provenance.get(), "base_provenance", base);
     }
+    if (!args.init.empty()) {
+        cJSON *init = cJSON_AddObjectToObject(provenance.get(), "init");
+        cJSON_AddStringToObject(init, "file", args.init.substr(args.init.rfind('/') + 1).c_str());
+        cJSON_AddStringToObject(init, "sha256", t.init_sha256.c_str());
+        cJSON *base = cJSON_Parse(t.base_provenance.c_str());
+        if (base)
+            cJSON_AddItemToObject(init, "provenance", base);
+        if (args.freeze_encoder)
+            cJSON_AddStringToObject(provenance.get(), "freeze", "encoder");
+        else
+            cJSON_AddNumberToObject(provenance.get(), "encoder_lr", args.encoder_lr);
+    }
     std::unique_ptr<char, void (*)(void *)> text(cJSON_PrintUnformatted(provenance.get()), cJSON_free);
     if (!text)
         throw std::bad_alloc();
@@ -671,11 +844,35 @@ void save_model(const Context &ctx, const TrainArgs &args, const Training &t, in
     ctx.check(rm_model_save(ctx, model, args.out.c_str()));
 }
 
+// With --ema, the trainer's weight average stands in the model for as long as this lives: validations and saved
+// models are the average's, training goes on from the trained weights.
+class AverageInModel {
+  public:
+    AverageInModel(const Context &ctx, const Training &t)
+        : ctx_(ctx), trainer_(t.opt.ema > 0.0f ? t.trainer.get() : nullptr)
+    {
+        if (trainer_)
+            ctx.check(rm_trainer_swap_average(ctx, trainer_));
+    }
+    ~AverageInModel()
+    {
+        if (trainer_)
+            rm_trainer_swap_average(ctx_, trainer_); // cannot fail: the first exchange succeeded
+    }
+    AverageInModel(const AverageInModel &) = delete;
+    AverageInModel &operator=(const AverageInModel &) = delete;
+
+  private:
+    const Context &ctx_;
+    rm_trainer *trainer_;
+};
+
 // Validates at step `done` (a line in the log), and saves the model when its score is the best so far (lower is
 // better; `best` is updated).
 void validate_and_keep_best(const Context &ctx, const TrainArgs &args, Training &t, Log &log, const Progress &progress,
                             int64_t done, double &best)
 {
+    const AverageInModel average(ctx, t);
     Json line = object();
     cJSON_AddNumberToObject(line.get(), "step", static_cast<double>(done));
     const double score = validate(ctx, t.model.get(), t.val_samples, t.opt.patch, args.tune_threshold, line.get());
@@ -748,6 +945,7 @@ void run_training(const Context &ctx, const TrainArgs &args, Training &t, const 
     if (first == total)
         ctx.check(rm_trainer_save_checkpoint(ctx, t.trainer.get(), args.checkpoint.c_str()));
     if (!std::isfinite(best)) {
+        const AverageInModel average(ctx, t);
         save_model(ctx, args, t, total);
         progress.stage("wrote " + args.out);
     }

@@ -3,6 +3,7 @@ counts and a resumed run; validation lines in the log; percentile normalization 
 eval and predict as np.percentile does; and the errors on bad input, which leave no model file. Also an ink task with
 2D labels trained on `repmode synth scroll` data (docs/network.md §7), and --tune-threshold: the F0.5-best threshold on
 the validation data, saved in the model and measured by eval as a brute force over predict's probabilities finds it."""
+import hashlib
 import json
 import math
 import os
@@ -732,3 +733,226 @@ def test_an_unknown_instruction_set_is_refused(sample, tmp_path):
     assert r.returncode == 1
     assert "REPMODE_ISA=sse9 names no instruction set" in r.stderr
     assert not (tmp_path / "p.mha").exists()
+
+
+# ---- fine-tuning: train --init (docs/network.md §5.6) -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def start_model(sample, tmp_path_factory):
+    """A model trained 10 steps on nuclei and membranes, the start of the fine-tuning runs, and its predictions."""
+    d = tmp_path_factory.mktemp("init")
+    r = train(sample, d / "m0.safetensors", steps=10)
+    assert r.returncode == 0, r.stderr
+    for task in ("nuclei", "membranes"):
+        predict(sample, d / "m0.safetensors", task, d / f"{task}.nrrd")
+    return d
+
+
+def predict(sample, model, task, out):
+    r = run("predict", "--model", model, "--task", task, "--input", sample / "signal.nrrd", "--output", out)
+    assert r.returncode == 0, r.stderr
+
+
+def fine_tune(sample, start, out, *extra, steps=3, data=None):
+    return run("train", "--init", start / "m0.safetensors", "--data", data or sample / "train.csv", "--out", out,
+               "--steps", steps, "--batch", 2, *extra)
+
+
+def test_init_at_step_0_predicts_the_bytes_of_the_initial_model(sample, start_model, tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = fine_tune(sample, start_model, out, steps=0)
+    assert r.returncode == 0, r.stderr
+    for task in ("nuclei", "membranes"):
+        predict(sample, out, task, tmp_path / "p.nrrd")
+        assert image_bytes(tmp_path / "p.nrrd") == image_bytes(start_model / f"{task}.nrrd"), task
+    (w0, meta0), (w, meta) = st.read(str(start_model / "m0.safetensors")), st.read(str(out))
+    assert list(w) == list(w0)
+    for name, value in w0.items():  # bit for bit, BatchNorm statistics and counters included
+        assert w[name].dtype == value.dtype and w[name].tobytes() == value.tobytes(), name
+    for key in ("repmode.config", "repmode.tasks", "repmode.normalization"):
+        assert json.loads(meta[key]) == json.loads(meta0[key]), key
+    provenance = json.loads(meta["repmode.provenance"])
+    assert provenance["steps"] == 0 and provenance["encoder_lr"] == 1 and "freeze" not in provenance
+    assert provenance["init"] == {
+        "file": "m0.safetensors", "sha256": hashlib.sha256((start_model / "m0.safetensors").read_bytes()).hexdigest(),
+        "provenance": json.loads(meta0["repmode.provenance"])}
+
+
+def membranes_and_mitochondria(sample, tmp_path):
+    rows = [l for l in (sample / "data.csv").read_text().splitlines()
+            if l.split(",")[-1] in ("task", "membranes", "mitochondria")]
+    return write_csv(tmp_path, sample, "\n".join(rows) + "\n")
+
+
+def test_init_with_a_config_maps_the_tasks_by_name(sample, start_model, tmp_path):
+    config = dict(CONFIG, patch=[16, 16, 16], normalization="percentile",
+                  tasks=[{"name": "membranes", "kind": "binary", "threshold": 0.3}, {"name": "mitochondria"}])
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    out = tmp_path / "m.safetensors"
+    r = fine_tune(sample, start_model, out, "--config", tmp_path / "c.json", steps=0,
+                  data=membranes_and_mitochondria(sample, tmp_path))
+    assert r.returncode == 0, r.stderr
+    (w0, _), (w, meta) = st.read(str(start_model / "m0.safetensors")), st.read(str(out))
+    tasks = json.loads(meta["repmode.tasks"])
+    assert [(t["name"], t["kind"], t.get("threshold")) for t in tasks] == [
+        ("membranes", "binary", 0.3), ("mitochondria", "regression", None)]
+    assert json.loads(meta["repmode.config"])["patch"] == [16, 16, 16]  # not part of the network: the config's
+    assert json.loads(meta["repmode.normalization"])["method"] == "percentile"  # the config names one
+    gates = 0
+    for name, value in w0.items():
+        if name.endswith("gate.weight"):  # (5·co, tasks): membranes was column 1, mitochondria is new
+            gates += 1
+            assert w[name].shape == (value.shape[0], 2), name
+            assert w[name][:, 0].tobytes() == value[:, 1].tobytes(), name
+            assert not np.any(w[name][:, 1]), name
+        else:
+            assert w[name].tobytes() == value.tobytes(), name
+    assert gates == 11
+    # The same function for membranes: the same bytes under the model's normalization and patch (predict's windows).
+    (tmp_path / "c.json").write_text(json.dumps(dict(config, normalization="zscore", patch=CONFIG["patch"])))
+    r = fine_tune(sample, start_model, out, "--config", tmp_path / "c.json", steps=0,
+                  data=membranes_and_mitochondria(sample, tmp_path))
+    assert r.returncode == 0, r.stderr
+    predict(sample, out, "membranes", tmp_path / "p.nrrd")
+    assert image_bytes(tmp_path / "p.nrrd") == image_bytes(start_model / "membranes.nrrd")
+
+
+def test_init_trains_from_the_given_weights(sample, start_model, tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = fine_tune(sample, start_model, out, steps=1)
+    assert r.returncode == 0, r.stderr
+    w0, w = st.read(str(start_model / "m0.safetensors"))[0], st.read(str(out))[0]
+    changed = [name for name in w0 if w[name].tobytes() != w0[name].tobytes()]
+    assert "conv_out.expert_conv5x5_conv" in changed and "encoder_block1.conv_more.conv1.expert_conv5x5_conv" in changed
+    predict(sample, out, "nuclei", tmp_path / "p.nrrd")
+    assert image_bytes(tmp_path / "p.nrrd") != image_bytes(start_model / "nuclei.nrrd")
+
+
+def test_init_freeze_encoder_keeps_the_encoder_bit_for_bit(sample, start_model, tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = fine_tune(sample, start_model, out, "--freeze", "encoder", "--lr", "1e-2")
+    assert r.returncode == 0, r.stderr
+    (w0, _), (w, meta) = st.read(str(start_model / "m0.safetensors")), st.read(str(out))
+    encoder = [name for name in w0 if name.startswith("encoder_block")]
+    assert len(encoder) == 2 * (2 * 14 + 6)  # per level two MoDE layers of 14 tensors and a down-sampling of 6
+    for name in encoder:  # weights, gates, BatchNorm weights, statistics and counters
+        assert w[name].tobytes() == w0[name].tobytes(), name
+    for name in w0:
+        if not name.startswith("encoder_block") and not name.endswith("_pool"):
+            assert w[name].tobytes() != w0[name].tobytes(), name + " did not train"
+    assert json.loads(meta["repmode.provenance"])["freeze"] == "encoder"
+
+
+def test_init_encoder_lr_scales_the_first_step_of_the_encoder(sample, start_model, tmp_path):
+    # The first step's gradient is the same in both runs (same weights, batch and seed); Adam's first step is
+    # lr·g/(|g| + ε): with --encoder-lr 0.25 an encoder weight moves a quarter as far, the rest the same bytes.
+    runs = {}
+    for scale in ("1", "0.25"):
+        out = tmp_path / f"m{scale}.safetensors"
+        r = fine_tune(sample, start_model, out, "--optimizer", "adam", "--lr", "1e-3", "--encoder-lr", scale, steps=1)
+        assert r.returncode == 0, r.stderr
+        runs[scale] = st.read(str(out))
+    w0 = st.read(str(start_model / "m0.safetensors"))[0]
+    full, quarter = runs["1"][0], runs["0.25"][0]
+    for name, value in w0.items():
+        if not name.startswith("encoder_block") or value.dtype != np.float32 or "running_" in name:
+            assert quarter[name].tobytes() == full[name].tobytes(), name
+            continue
+        d_full = full[name].astype(np.float64) - value
+        d_quarter = quarter[name].astype(np.float64) - value
+        ulp = np.spacing(np.abs(value)).astype(np.float64)
+        np.testing.assert_allclose(d_quarter, 0.25 * d_full, rtol=0, atol=2 * ulp.max(), err_msg=name)
+        if name.endswith("_conv"):
+            assert np.abs(d_full).max() > 5e-4, name  # the full step is about lr
+    assert json.loads(runs["0.25"][1]["repmode.provenance"])["encoder_lr"] == 0.25
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "deploy", "network", "kind", "freeze-without-init",
+                                  "freeze-what", "freeze-and-lr", "lr-zero", "lr-above-1", "no-config"])
+def test_init_errors_leave_no_model(sample, start_model, tmp_path, case):
+    m0 = start_model / "m0.safetensors"
+    args = ["train", "--init", m0, "--data", sample / "train.csv"]
+    if case == "missing":
+        args[2], message = tmp_path / "none.safetensors", "--init: " + str(tmp_path / "none.safetensors")
+    elif case == "truncated":
+        (tmp_path / "t.safetensors").write_bytes(m0.read_bytes()[:5000])
+        args[2], message = tmp_path / "t.safetensors", "truncated"
+    elif case == "deploy":
+        r = run("reparam", "--model", m0, "--task", "nuclei", "--out", tmp_path / "d.safetensors")
+        assert r.returncode == 0, r.stderr
+        args[2], message = tmp_path / "d.safetensors", "deploy-form"
+    elif case in ("network", "kind"):
+        config = dict(CONFIG, base_channels=8) if case == "network" else dict(
+            CONFIG, tasks=[{"name": "nuclei", "kind": "binary"}, {"name": "membranes", "kind": "binary"}])
+        (tmp_path / "c.json").write_text(json.dumps(config))
+        args += ["--config", tmp_path / "c.json"]
+        message = ("'base_channels' differs from the model's" if case == "network"
+                   else "task 'nuclei' is binary in the configuration but regression in the model")
+    elif case == "freeze-without-init":
+        args[1:3] = ["--config", sample / "config.json"]
+        args, message = args + ["--freeze", "encoder"], "--freeze needs --init"
+    elif case == "freeze-what":
+        args, message = args + ["--freeze", "decoder"], "--freeze must be encoder"
+    elif case == "freeze-and-lr":
+        args, message = args + ["--freeze", "encoder", "--encoder-lr", "0.5"], "exclude each other"
+    elif case in ("lr-zero", "lr-above-1"):
+        args, message = args + ["--encoder-lr", "0" if case == "lr-zero" else "1.5"], "--encoder-lr must be in (0, 1]"
+    else:
+        args, message = args[:1] + args[3:], "--config C.json is required (or --init"
+    out = tmp_path / "m.safetensors"
+    r = run(*args, "--out", out, "--steps", 2, "--batch", 2)
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr.strip().splitlines()[-1], r.stderr
+    assert not out.exists() and not (tmp_path / "m.safetensors.ckpt").exists()
+
+
+# ---- augmentation and weight averaging (docs/network.md §5.4) --------------------------------------------------------
+
+def test_an_augment_recipe_in_the_configuration_equals_the_option(sample, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(CONFIG, augment={"preset": "label-free", "gamma": 0.5})))
+    given = tmp_path / "given.safetensors"
+    r = run("train", "--config", config, "--data", sample / "train.csv", "--out", given, "--steps", 6, "--batch", 2)
+    assert r.returncode == 0, r.stderr
+    option = tmp_path / "option.safetensors"
+    assert train(sample, option, "--augment", "label-free", "--gamma", 0.5, steps=6).returncode == 0
+    plain = tmp_path / "plain.safetensors"
+    assert train(sample, plain, steps=6).returncode == 0
+    assert given.read_bytes() == option.read_bytes() != plain.read_bytes()
+    # The configuration's recipe, with one value changed on the command line, is the recipe with that value.
+    changed = tmp_path / "changed.safetensors"
+    r = run("train", "--config", config, "--data", sample / "train.csv", "--out", changed, "--steps", 6, "--batch", 2,
+            "--gamma", 0.3)
+    assert r.returncode == 0, r.stderr
+    label_free = tmp_path / "label-free.safetensors"
+    assert train(sample, label_free, "--augment", "label-free", steps=6).returncode == 0
+    assert changed.read_bytes() == label_free.read_bytes()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--augment", "strong"), "--augment must be none, official, label-free or ink"),
+    (("--gamma", -1), "--gamma"), (("--blur", 20), "--blur"), (("--contrast", 1), "--contrast"),
+    (("--depth-shift", -2), "--depth-shift"), (("--ema", 1), "--ema must be in (0, 1)"),
+    (("--ema", -0.5), "--ema")])
+def test_bad_augmentation_and_average_options_are_refused(sample, tmp_path, args, message):
+    out = tmp_path / "m.safetensors"
+    r = train(sample, out, *args, steps=2)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_the_weight_average_is_saved_and_resumes_exactly(sample, tmp_path):
+    whole, plain = tmp_path / "whole.safetensors", tmp_path / "plain.safetensors"
+    assert train(sample, whole, "--ema", 0.9, "--seed", 4, steps=12).returncode == 0
+    assert train(sample, plain, "--seed", 4, steps=12).returncode == 0
+    averaged, last = st.read(str(whole))[0], st.read(str(plain))[0]
+    assert averaged.keys() == last.keys()
+    moved = [k for k in averaged if averaged[k].dtype == np.float32 and not np.array_equal(averaged[k], last[k])]
+    assert moved, "the saved model is the last weights, not their average"
+    part, ckpt = tmp_path / "part.safetensors", tmp_path / "part.ckpt"
+    assert train(sample, part, "--ema", 0.9, "--seed", 4, "--checkpoint", ckpt, steps=5).returncode == 0
+    r = train(sample, part, "--seed", 4, "--resume", ckpt, steps=12)  # without --ema: refused, the file has an average
+    assert r.returncode != 0 and "weight average" in r.stderr, r.stderr
+    r = train(sample, part, "--ema", 0.9, "--seed", 4, "--resume", ckpt, steps=12)
+    assert r.returncode == 0, r.stderr
+    assert part.read_bytes() == whole.read_bytes()

@@ -93,6 +93,20 @@ def test_the_command_line_model_from_the_same_csv(cells, tmp_path):
                                                                 "data": "data.csv", "steps": 30, "seed": 3}
 
 
+def test_augmentation_and_the_weight_average_as_the_command_line(cells, tmp_path):
+    _, _, folder = cells
+    cfg = config("nuclei", "membranes", "nucleoli", "mitochondria", augment="ink")
+    cli, _ = cli_train(tmp_path, cfg, folder / "data.csv", "cli.safetensors", "--steps", "8", "--seed", "3",
+                       "--batch", "2", "--augment", "label-free", "--blur", "2", "--depth-shift", "1", "--ema", "0.9")
+    repmode.train(cfg, folder / "data.csv", tmp_path / "py.safetensors", steps=8, seed=3, batch=2,
+                  augment="label-free", blur=2, depth_shift=1, ema=0.9)
+    assert (tmp_path / "py.safetensors").read_bytes() == cli
+    with pytest.raises(repmode.Error, match="'gamma'"):
+        repmode.train(cfg, folder / "data.csv", tmp_path / "bad.safetensors", steps=2, gamma=-1)
+    with pytest.raises(repmode.Error, match="not 'strong'"):
+        repmode.train(cfg, folder / "data.csv", tmp_path / "bad.safetensors", steps=2, augment="strong")
+
+
 def test_tiff_nifti_and_percentile_as_the_command_line(tmp_path):
     """A signal as a TIFF stack and targets as NIfTI (read by tifffile and nibabel here, by ITK in the CLI)."""
     import nibabel

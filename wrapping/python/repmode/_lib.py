@@ -63,8 +63,13 @@ class Tensor(Structure):
 
 
 # trainer.h, optim.h
+class Augment(Structure):
+    _fields_ = [("flips", c_int), ("rotations", c_int), ("jitter", c_float), ("blur", c_float), ("gamma", c_float),
+                ("contrast", c_float), ("brightness", c_float), ("noise", c_float), ("depth_shift", c_int64)]
+
+
 class TrainConfig(Structure):
-    _fields_ = [("cfg", Config), ("tasks", POINTER(Task)), ("normalization", Normalization)]
+    _fields_ = [("cfg", Config), ("tasks", POINTER(Task)), ("normalization", Normalization), ("augment", Augment)]
 
 
 class TrainVolume(Structure):
@@ -83,8 +88,8 @@ class Schedule(Structure):
 
 class TrainOptions(Structure):
     _fields_ = [("patch", c_int64 * 3), ("batch", c_int), ("seed", c_uint64), ("optim", OptimConfig),
-                ("schedule", Schedule), ("smoothing", c_float), ("flips", c_int), ("rotations", c_int),
-                ("intensity_jitter", c_float), ("noise", c_float), ("sampling", c_int), ("bucket_low", c_float)]
+                ("schedule", Schedule), ("smoothing", c_float), ("augment", Augment), ("sampling", c_int),
+                ("bucket_low", c_float), ("ema", c_float)]
 
 
 # metrics.h
@@ -151,6 +156,10 @@ _FUNCTIONS = {
     "rm_task_make": (Task, [c_char_p, c_int]),
     # training (trainer.h, optim.h)
     "rm_train_config_parse": (_status, [_ctx, c_char_p, POINTER(TrainConfig)]),
+    "rm_augment_none": (Augment, []),
+    "rm_augment_preset": (_status, [_ctx, c_char_p, POINTER(Augment)]),
+    "rm_augment_validate": (_status, [_ctx, POINTER(Augment)]),
+    "rm_trainer_swap_average": (_status, [_ctx, c_void_p]),
     "rm_train_config_free": (None, [POINTER(TrainConfig)]),
     "rm_train_options_official": (TrainOptions, [POINTER(c_int64)]),
     "rm_optim_adam_official": (OptimConfig, []),

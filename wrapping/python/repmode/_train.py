@@ -299,7 +299,7 @@ def _read_samples(vols, samples):
     return spacings[0] if spacings and spacings[0] is not None and all(x == spacings[0] for x in spacings) else None
 
 
-def _check_options(steps, batch, lr, optimizer, warmup, jitter, noise, sampling, checkpoint_every):
+def _check_options(steps, batch, lr, optimizer, warmup, ema, sampling, checkpoint_every):
     """The training options the command line checks before reading anything, with its messages."""
     if int(steps) < 1:
         raise Error("steps must be 1 or more")
@@ -313,24 +313,47 @@ def _check_options(steps, batch, lr, optimizer, warmup, jitter, noise, sampling,
         raise Error("warmup must be 0 or more")
     if warmup > 0 and steps < warmup + 1:
         raise Error("warmup %d needs steps of at least %d" % (warmup, warmup + 1))
-    if not (0.0 <= jitter < 1.0):
-        raise Error("jitter must be in [0, 1)")
-    if not (noise >= 0.0 and math.isfinite(noise)):
-        raise Error("noise must be a finite number, 0 or more")
+    if not (ema == 0.0 or 0.0 < ema < 1.0):
+        raise Error("ema must be in (0, 1), such as 0.99")
     if sampling not in ("random", "buckets"):
         raise Error("sampling must be random or buckets, not '%s'" % sampling)
     if int(checkpoint_every) < 0:
         raise Error("checkpoint_every must be 0 or more")
 
 
-def _train_options(cfg, steps, batch, optimizer, lr, warmup, seed, patch, rotations, jitter, noise, sampling):
-    """rm_train_options for a network of `cfg` (its patch unless `patch` is given)."""
+class _Augment:
+    """The augmentation arguments of train and add_task (the command line's options): each one given replaces the
+    configuration's value, after ``augment`` (a recipe's name) replaced the configuration's whole recipe."""
+    NUMBERS = ("jitter", "blur", "gamma", "contrast", "brightness", "noise")
+
+    def __init__(self, recipe, rotations, depth_shift, **numbers):
+        self.recipe, self.rotations, self.depth_shift, self.numbers = recipe, rotations, depth_shift, numbers
+
+    def applied_to(self, ctx, base):
+        a = base
+        if self.recipe is not None:
+            a = _lib.Augment()
+            if lib.rm_augment_preset(ctx.ptr, str(self.recipe).encode("utf-8"), ctypes.byref(a)) != 0:
+                raise Error("augment must be none, official, label-free or ink, not '%s'" % (self.recipe,))
+        a.rotations = int(bool(a.rotations or self.rotations))
+        for name, value in self.numbers.items():
+            if value is not None:
+                setattr(a, name, float(value))
+        if self.depth_shift is not None:
+            a.depth_shift = int(self.depth_shift)
+        ctx.check(lib.rm_augment_validate(ctx.ptr, ctypes.byref(a)))
+        return a
+
+
+def _train_options(ctx, cfg, augment, steps, batch, optimizer, lr, warmup, seed, patch, ema, sampling):
+    """rm_train_options for a network of `cfg` (its patch unless `patch` is given), augmented with `augment` (an
+    Augment)."""
     opt = lib.rm_train_options_official(_lib.int64s((0, 0, 0)))
     patch = list(cfg.patch) if patch is None else [int(p) for p in patch]
     multiple = 1 << cfg.levels
     if len(patch) != 3 or any(p % multiple for p in patch):
         raise Error("the patch %s must be a multiple of 2^levels = %d on each axis" % (patch, multiple))
-    if rotations and patch[1] != patch[2]:
+    if augment.rotations and patch[1] != patch[2]:
         raise Error("rotations needs a square patch in Y and X, not %s" % (patch,))
     opt.patch[:] = patch
     opt.batch = int(batch)
@@ -338,9 +361,8 @@ def _train_options(cfg, steps, batch, optimizer, lr, warmup, seed, patch, rotati
     opt.optim = lib.rm_optim_adam_official() if optimizer == "adam" else lib.rm_optim_adamw_default()
     if lr is not None:
         opt.optim.lr = float(lr)
-    opt.rotations = int(bool(rotations))
-    opt.intensity_jitter = float(jitter)
-    opt.noise = float(noise)
+    opt.augment = augment
+    opt.ema = float(ema)
     opt.sampling = 1 if sampling == "buckets" else 0
     opt.schedule = (lib.rm_schedule_warmup_cosine(int(warmup), steps, 0.1) if warmup > 0
                     else lib.rm_schedule_constant())
@@ -397,6 +419,8 @@ def _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, ch
                 ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
         if ckpt and first == steps:
             ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
+        if opt.ema > 0:  # the model saved is the weight average
+            ctx.check(lib.rm_trainer_swap_average(ctx.ptr, trainer))
         # The command line's provenance: software, data, steps, seed, then the rest (cJSON's compact text; same key
         # order).
         record = {"software": _software(), "data": provenance.pop("data"), "steps": steps, "seed": opt.seed}
@@ -411,7 +435,8 @@ def _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, ch
 
 
 def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, warmup=0, seed=0, patch=None,
-          rotations=False, jitter=0.0, noise=0.0, sampling="random", threads=None, progress=None, checkpoint=None,
+          augment=None, rotations=False, jitter=None, blur=None, gamma=None, contrast=None, brightness=None,
+          noise=None, depth_shift=None, ema=0.0, sampling="random", threads=None, progress=None, checkpoint=None,
           checkpoint_every=50, resume=None):
     """Trains a new model with the core's trainer (rm_trainer_create, rm_trainer_step; the same steps as
     ``repmode train``, docs/cli.md §3.4) and writes it (training form) to ``out``.
@@ -427,8 +452,10 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
 
     steps, batch (4), optimizer ("adamw" or "adam"), lr (the optimizer's: 1e-3 AdamW, 1e-4 Adam), warmup (0: a
     constant rate; W: linear warm-up over W steps, then cosine decay to 0.1·lr at the last step), seed, patch (the
-    configuration's), rotations, jitter, noise, sampling ("random" or "buckets"): as the command line's options of
-    the same names, with the same defaults. threads: the core's threads (None: all cores; the result is the same
+    configuration's), ema, sampling ("random" or "buckets"): as the command line's options of the same names, with
+    the same defaults. augment (a recipe: "none", "official", "label-free" or "ink"; None: the configuration's),
+    rotations, jitter, blur, gamma, contrast, brightness, noise, depth_shift: as the command line's augmentation
+    options, each None (or False) keeping the configuration's value (docs/network.md §5.4). threads: the core's threads (None: all cores; the result is the same
     bit for bit for any count).
 
     progress: called after every step as ``progress(step, steps, loss)``; returning True stops the run, which
@@ -452,7 +479,9 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
     >>> repmode.Model(result.path).predict(x, "double")
     """
     out = os.fspath(out)
-    _check_options(steps, batch, lr, optimizer, warmup, jitter, noise, sampling, checkpoint_every)
+    _check_options(steps, batch, lr, optimizer, warmup, ema, sampling, checkpoint_every)
+    augmentation = _Augment(augment, rotations, depth_shift, jitter=jitter, blur=blur, gamma=gamma,
+                            contrast=contrast, brightness=brightness, noise=noise)
     steps, seed = int(steps), int(seed)
     text, config_path = _config_text(config)
 
@@ -465,8 +494,8 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
             if cfg.in_channels != 1 or cfg.out_channels != 1:
                 raise Error("%s: 'in_channels' and 'out_channels' must be 1 (train reads single-channel volumes)"
                             % where)
-            opt = _train_options(cfg, steps, batch, optimizer, lr, warmup, seed, patch, rotations, jitter, noise,
-                                 sampling)
+            opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, tc.augment), steps, batch, optimizer, lr,
+                                 warmup, seed, patch, ema, sampling)
             vols = _Volumes(ctx, tc.normalization, _tasks_of(cfg))
             provenance = _read_data(vols, data)
             ctx.check(lib.rm_model_create(ctx.ptr, ctypes.byref(cfg), seed, ctypes.byref(model)))
@@ -481,7 +510,8 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
 
 
 def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d", new_expert=False, expert_kernel=3,
-             batch=4, optimizer="adamw", lr=None, warmup=0, seed=0, patch=None, rotations=False, jitter=0.0, noise=0.0,
+             batch=4, optimizer="adamw", lr=None, warmup=0, seed=0, patch=None, augment=None, rotations=False,
+             jitter=None, blur=None, gamma=None, contrast=None, brightness=None, noise=None, depth_shift=None, ema=0.0,
              sampling="random", threads=None, progress=None, checkpoint=None, checkpoint_every=50, resume=None):
     """Teaches the trained model file ``model`` one more task, ``task``, without changing any of its tasks
     (task-incremental learning, docs/network.md §5.5; the same run as ``repmode add-task``, docs/cli.md §3.10), and
@@ -497,7 +527,9 @@ def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d
     Returns a TrainResult.
     """
     out, base_path = os.fspath(out), os.fspath(model)
-    _check_options(steps, batch, lr, optimizer, warmup, jitter, noise, sampling, checkpoint_every)
+    _check_options(steps, batch, lr, optimizer, warmup, ema, sampling, checkpoint_every)
+    augmentation = _Augment(augment, rotations, depth_shift, jitter=jitter, blur=blur, gamma=gamma,
+                            contrast=contrast, brightness=brightness, noise=noise)
     if kind not in ("regression", "binary"):
         raise Error("kind must be regression or binary, not '%s'" % kind)
     if output not in ("3d", "2d"):
@@ -519,8 +551,10 @@ def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d
                                             seed, ctypes.byref(grown)))
             ctx.check(lib.rm_model_train_only_task(ctx.ptr, grown, len(old)))
             cfg = lib.rm_model_config(grown).contents
-            opt = _train_options(cfg, steps, batch, optimizer, lr, warmup, seed, patch, rotations, jitter, noise,
-                                 sampling)
+            official = _lib.Augment()
+            ctx.check(lib.rm_augment_preset(ctx.ptr, b"official", ctypes.byref(official)))
+            opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, official), steps, batch, optimizer, lr,
+                                 warmup, seed, patch, ema, sampling)
             method = _lib.Normalization()
             ctx.check(lib.rm_model_normalization(ctx.ptr, grown, ctypes.byref(method)))
             vols = _Volumes(ctx, method, _tasks_of(cfg))
