@@ -151,9 +151,15 @@ std::vector<double> direct_augment(const std::vector<float> &v, const int64_t si
             sum += x[(size_t)i];
             count += 1.0;
         }
-    for (int64_t i = 0; i < n; i++)
-        if (in[(size_t)i])
-            x[(size_t)i] = sum / count + d.contrast * (x[(size_t)i] - sum / count) + d.brightness;
+    for (int64_t z = 0; z < kP[0]; z++)
+        for (int64_t y = 0; y < kP[1]; y++)
+            for (int64_t c = 0; c < kP[2]; c++) {
+                const size_t i = (size_t)((z * kP[1] + y) * kP[2] + c);
+                const double v = 2.0 * y / (kP[1] - 1) - 1.0, u = 2.0 * c / (kP[2] - 1) - 1.0;
+                if (in[i])
+                    x[i] = sum / count + d.contrast * (x[i] - sum / count) +
+                           d.illumination * (std::cos(d.angle) * v + std::sin(d.angle) * u) + d.brightness;
+            }
     return x;
 }
 
@@ -201,12 +207,14 @@ INSTANTIATE_TEST_SUITE_P(Augment, Intensity,
                                            Case{"blur", with([](rm_augment &a) { a.blur = 2.0f; })},
                                            Case{"gamma", with([](rm_augment &a) { a.gamma = 0.8f; })},
                                            Case{"contrast", with([](rm_augment &a) { a.contrast = 0.5f; })},
+                                           Case{"illumination", with([](rm_augment &a) { a.illumination = 1.5f; })},
                                            Case{"brightness", with([](rm_augment &a) { a.brightness = 0.7f; })},
                                            Case{"all", with([](rm_augment &a) {
                                                     a.jitter = 0.1f;
                                                     a.blur = 1.5f;
                                                     a.gamma = 0.5f;
                                                     a.contrast = 0.4f;
+                                                    a.illumination = 0.8f;
                                                     a.brightness = 0.3f;
                                                 })}),
                          [](const ::testing::TestParamInfo<Case> &info) { return std::string(info.param.name); });
@@ -361,6 +369,7 @@ TEST(Augment, RecipesAndRangesAreChecked)
                {with([](rm_augment &a) { a.contrast = 1.0f; }), "'contrast'"},
                {with([](rm_augment &a) { a.brightness = INFINITY; }), "'brightness'"},
                {with([](rm_augment &a) { a.noise = -0.1f; }), "'noise'"},
+               {with([](rm_augment &a) { a.illumination = NAN; }), "'illumination'"},
                {with([](rm_augment &a) { a.depth_shift = -1; }), "'depth_shift'"},
                {with([](rm_augment &a) { a.flips = 2; }), "'flips'"}};
     for (const auto &b : bad) {
@@ -461,8 +470,9 @@ TEST(WeightAverage, ACheckpointResumesTheAverageBitForBit)
     Training whole(ctx, with([](rm_augment &a) { a.flips = 1; }), vols.three_d(), 5, 0.95f);
     for (int s = 0; s < 6; s++) {
         whole.step(ctx);
-        if (s == 2)
+        if (s == 2) {
             ASSERT_EQ(rm_trainer_save_checkpoint(ctx, whole.trainer, path.c_str()), RM_OK) << rm_ctx_error(ctx);
+        }
     }
     Training resumed(ctx, with([](rm_augment &a) { a.flips = 1; }), vols.three_d(), 5, 0.95f);
     ASSERT_EQ(rm_trainer_load_checkpoint(ctx, resumed.trainer, path.c_str()), RM_OK) << rm_ctx_error(ctx);

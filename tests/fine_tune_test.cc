@@ -215,16 +215,6 @@ TEST(FreezeEncoder, EncoderStaysBitIdenticalWhileTheRestTrains)
     rm_model_free(m);
 }
 
-// L = Σ r · y of the training forward with the encoder frozen.
-double frozen_loss(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, const std::vector<float> &r)
-{
-    Tensor y({2, 1, 8, 8, 8});
-    EXPECT_EQ(rm_model_forward_train(ctx, m, x.p(), tasks, 3, y.p()), RM_OK) << rm_ctx_error(ctx);
-    double l = 0.0;
-    for (size_t j = 0; j < r.size(); j++)
-        l += (double)r[j] * y.data[j];
-    return l;
-}
 
 // The backward stops at the bottleneck and skips the gradient of its input: the gradients it does compute must still
 // be those of the frozen forward, in particular of the bottleneck's first layer and of the decoder layers that read
@@ -241,7 +231,7 @@ TEST(FreezeEncoder, GradientsOfTheRestMatchFiniteDifferencesOfTheFrozenForward)
     rmtest::fill_uniform(r, 8);
     dy.data = r;
     const int task_of[2] = {0, 1};
-    frozen_loss(ctx, m, x, task_of, r);
+    rmtest::train_forward_dot(ctx, m, x, task_of, r);
     ASSERT_EQ(rm_model_backward(ctx, m, dy.p()), RM_OK) << rm_ctx_error(ctx);
     const char *names[] = {"bottle_block.conv1.expert_conv3x3_conv", "bottle_block.conv1.gate.weight",
                            "bottle_block.conv1.subsequent_layer.0.weight", "decoder_block2.convt.0.weight",
@@ -256,17 +246,8 @@ TEST(FreezeEncoder, GradientsOfTheRestMatchFiniteDifferencesOfTheFrozenForward)
             scale = std::max(scale, (double)std::fabs(g));
         const int64_t step = std::max<int64_t>(1, p->numel / 6);
         for (int64_t j = 0; j < p->numel; j += step) {
-            const float saved = p->data[j];
-            auto central = [&](float h) {
-                p->data[j] = saved + h;
-                const double up = frozen_loss(ctx, m, x, task_of, r);
-                p->data[j] = saved - h;
-                const double down = frozen_loss(ctx, m, x, task_of, r);
-                p->data[j] = saved;
-                return (up - down) / (2.0 * (double)h);
-            };
-            const float h = 1e-2f * std::max(1.0f, std::fabs(saved));
-            const double fd = (4.0 * central(h / 2) - central(h)) / 3.0;
+            const double fd = rmtest::richardson_derivative(
+                &p->data[j], [&] { return rmtest::train_forward_dot(ctx, m, x, task_of, r); });
             EXPECT_NEAR(analytic[(size_t)j], fd, 2e-3 * scale + 1e-4) << name << "[" << j << "]";
         }
     }

@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -137,6 +139,31 @@ Ctx::~Ctx() { rm_ctx_free(ctx_); }
 bool bit_identical(const std::vector<float> &a, const std::vector<float> &b)
 {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+double train_forward_dot(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, const std::vector<float> &r)
+{
+    Tensor y({2, 1, 8, 8, 8});
+    EXPECT_EQ(rm_model_forward_train(ctx, m, x.p(), tasks, 3, y.p()), RM_OK) << rm_ctx_error(ctx);
+    double l = 0.0;
+    for (size_t j = 0; j < r.size(); j++)
+        l += (double)r[j] * y.data[j];
+    return l;
+}
+
+double richardson_derivative(float *theta, const std::function<double()> &loss)
+{
+    const float saved = *theta;
+    auto central = [&](float h) {
+        *theta = saved + h;
+        const double up = loss();
+        *theta = saved - h;
+        const double down = loss();
+        *theta = saved;
+        return (up - down) / (2.0 * (double)h);
+    };
+    const float h = 1e-2f * std::max(1.0f, std::fabs(saved));
+    return (4.0 * central(h / 2) - central(h)) / 3.0;
 }
 
 } // namespace rmtest

@@ -52,6 +52,14 @@ double dot(const std::vector<double> &a, const std::vector<double> &b);
 // h is relative to max(1, |v_i|). loss() reads v.
 std::vector<double> numeric_grad(std::vector<double> &v, const std::function<double()> &loss, double h = 1e-6);
 
+// Σ r · y of a training forward of m on x (dropout seed 3): a scalar whose gradient with respect to y is r, so a
+// backward of dy = r gives its gradients, to compare with finite differences of it. x is (2, 1, 8, 8, 8).
+double train_forward_dot(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, const std::vector<float> &r);
+
+// d loss / d p->data[j] by central differences with Richardson extrapolation (steps h and h/2, h = 1e-2·max(1, |θ|)),
+// restoring the element; for single-precision networks, where a smaller step drowns in rounding.
+double richardson_derivative(float *theta, const std::function<double()> &loss);
+
 // A context that frees itself.
 class Ctx {
   public:

@@ -22,12 +22,14 @@ rm_status rm_augment_preset(rm_ctx *ctx, const char *name, rm_augment *out)
     } else if (name && strcmp(name, "official") == 0) {
         a.flips = 1;
     } else if (name && strcmp(name, "label-free") == 0) {
-        /* Microscopes differ in focus, illumination and camera: blur, gamma, contrast and brightness cover them. */
+        /* Microscopes differ in focus, illumination and camera: blur, gamma, contrast, an illumination ramp and
+         * brightness cover them. */
         a = (rm_augment){.flips = 1,
                          .rotations = 1,
                          .blur = 1.0f,
                          .gamma = 0.3f,
                          .contrast = 0.3f,
+                         .illumination = 1.0f,
                          .brightness = 0.2f,
                          .noise = 0.1f};
     } else if (name && strcmp(name, "ink") == 0) {
@@ -61,6 +63,9 @@ rm_status rm_augment_validate(rm_ctx *ctx, const rm_augment *a)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "augment: 'gamma' must be in [0, 4], not %g", (double)a->gamma);
     if (!(a->contrast >= 0.0f && a->contrast < 1.0f))
         return rm_fail(ctx, RM_ERR_ARGUMENT, "augment: 'contrast' must be in [0, 1), not %g", (double)a->contrast);
+    if (!(a->illumination >= 0.0f && isfinite(a->illumination)))
+        return rm_fail(ctx, RM_ERR_ARGUMENT, "augment: 'illumination' must be finite, 0 or more, not %g",
+                       (double)a->illumination);
     if (!(a->brightness >= 0.0f && isfinite(a->brightness)))
         return rm_fail(ctx, RM_ERR_ARGUMENT, "augment: 'brightness' must be finite, 0 or more, not %g",
                        (double)a->brightness);
@@ -151,6 +156,20 @@ static void contrast_around_mean(float c, int64_t n, const uint8_t *inside, floa
             x[i] = (float)(m + c * ((double)x[i] - m));
 }
 
+/* x ← x + a·(cos φ·v + sin φ·u), v and u from −1 to 1 across the patch in Y and X. */
+static void illumination_ramp(float a, float angle, const int64_t P[3], const uint8_t *inside, float *x)
+{
+    const double cy = cos(angle) * a, cx = sin(angle) * a;
+    for (int64_t z = 0; z < P[0]; z++)
+        for (int64_t y = 0; y < P[1]; y++)
+            for (int64_t c = 0; c < P[2]; c++) {
+                const int64_t i = (z * P[1] + y) * P[2] + c;
+                if (inside[i])
+                    x[i] = (float)(x[i] + cy * (2.0 * (double)y / (double)(P[1] - 1) - 1.0) +
+                                   cx * (2.0 * (double)c / (double)(P[2] - 1) - 1.0));
+            }
+}
+
 void rm_augment_intensity(const rm_augment_draw *d, const int64_t P[3], const uint8_t *inside, float *x, float *scratch)
 {
     const int64_t n = P[0] * P[1] * P[2];
@@ -160,6 +179,8 @@ void rm_augment_intensity(const rm_augment_draw *d, const int64_t P[3], const ui
         gamma_on_range(d->gamma, n, inside, x);
     if (d->contrast != 1.0f)
         contrast_around_mean(d->contrast, n, inside, x);
+    if (d->illumination != 0.0f)
+        illumination_ramp(d->illumination, d->angle, P, inside, x);
     if (d->brightness != 0.0f)
         for (int64_t i = 0; i < n; i++)
             if (inside[i])

@@ -7,7 +7,7 @@
 
 #include "repmode/trainer.h"
 
-/* Blur, gamma, contrast and brightness of d, in that order, on the voxels of x (a Z × Y × X patch) whose `inside`
+/* Blur, gamma, contrast, illumination and brightness of d, in that order, on the voxels of x (a Z × Y × X patch) whose `inside`
  * byte is 1; the others are left as they are. scratch holds 3·Y·X floats. */
 void rm_augment_intensity(const rm_augment_draw *d, const int64_t patch[3], const uint8_t *inside, float *x,
                           float *scratch);

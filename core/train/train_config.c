@@ -42,7 +42,8 @@ static rm_status read_normalization(rm_ctx *ctx, const cJSON *v, rm_normalizatio
  * "preset" (default "official"): flips and rotations true or false, depth_shift a whole number of layers. */
 static rm_status read_augment(rm_ctx *ctx, const cJSON *v, rm_augment *out)
 {
-    static const char *const numbers[] = {"jitter", "blur", "gamma", "contrast", "brightness", "noise"};
+    static const char *const numbers[] = {"jitter",       "blur",       "gamma", "contrast",
+                                          "illumination", "brightness", "noise"};
     if (cJSON_IsString(v))
         return rm_augment_preset(ctx, v->valuestring, out) == RM_OK
                    ? RM_OK
@@ -56,8 +57,8 @@ static rm_status read_augment(rm_ctx *ctx, const cJSON *v, rm_augment *out)
     if (rm_augment_preset(ctx, preset ? preset->valuestring : "official", out) != RM_OK)
         return rm_fail(ctx, RM_ERR_ARGUMENT, "config: 'augment.preset': '%s' is not a recipe: none, official, "
                        "label-free or ink", preset->valuestring);
-    float *const number_fields[] = {&out->jitter, &out->blur, &out->gamma, &out->contrast, &out->brightness,
-                                    &out->noise};
+    float *const number_fields[] = {&out->jitter,       &out->blur,       &out->gamma, &out->contrast,
+                                    &out->illumination, &out->brightness, &out->noise};
     for (const cJSON *f = v->child; f; f = f->next) {
         const char *k = f->string;
         int known = strcmp(k, "preset") == 0;
@@ -82,7 +83,7 @@ static rm_status read_augment(rm_ctx *ctx, const cJSON *v, rm_augment *out)
         }
         if (!known)
             return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment.%s' is not an augmentation (flips, rotations, jitter, "
-                           "blur, gamma, contrast, brightness, noise, depth_shift, preset)", k);
+                           "blur, gamma, contrast, illumination, brightness, noise, depth_shift, preset)", k);
         if (cJSON_GetObjectItemCaseSensitive(v, k) != f)
             return rm_fail(ctx, RM_ERR_FORMAT, "config: 'augment.%s' is given twice", k);
     }

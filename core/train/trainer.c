@@ -14,7 +14,8 @@
  * values of the others are in every past run's draws. */
 enum {
     DRAW_VOLUME, DRAW_CROP, DRAW_FLIP = DRAW_CROP + 3, DRAW_ROTATE, DRAW_SCALE, DRAW_SHIFT, DRAW_DROPOUT, DRAW_NOISE,
-    DRAW_BUCKET, DRAW_BUCKET_CROP, DRAW_BLUR, DRAW_GAMMA, DRAW_CONTRAST, DRAW_BRIGHTNESS, DRAW_DEPTH_SHIFT
+    DRAW_BUCKET, DRAW_BUCKET_CROP, DRAW_BLUR, DRAW_GAMMA, DRAW_CONTRAST, DRAW_BRIGHTNESS, DRAW_DEPTH_SHIFT,
+    DRAW_ILLUMINATION, DRAW_ANGLE
 };
 
 /* A binary volume's crop positions by bucket (bucketed sampling). Positions are the crop starts (z, y, x) in
@@ -471,6 +472,10 @@ static rm_augment_draw draw_augment(const rm_trainer *t, int64_t b, const rm_tra
         d.gamma = (float)pow(1.0 + a->gamma, signed_uniform(t, b, DRAW_GAMMA));
     if (a->contrast > 0.0f)
         d.contrast = (float)(1.0 + a->contrast * signed_uniform(t, b, DRAW_CONTRAST));
+    if (a->illumination > 0.0f) {
+        d.illumination = (float)(a->illumination * rm_u01d(draw(t, b, DRAW_ILLUMINATION, 0)));
+        d.angle = (float)(6.283185307179586 * rm_u01d(draw(t, b, DRAW_ANGLE, 0)));
+    }
     if (a->brightness > 0.0f)
         d.brightness = (float)(a->brightness * signed_uniform(t, b, DRAW_BRIGHTNESS));
     if (a->depth_shift > 0 && v->target_2d)

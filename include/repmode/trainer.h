@@ -31,7 +31,7 @@ extern "C" {
 /* How training samples are augmented (docs/network.md §5.4). Every value is drawn per sample from the run's seed
  * (uniformly, unless said otherwise); 0 turns an augmentation off. The intensity augmentations act on the input's
  * voxels inside the volume (padding stays 0) in this order: jitter (as the crop is read), blur, gamma, contrast,
- * brightness, noise. Targets and masks are never changed by them. */
+ * illumination, brightness, noise. Targets and masks are never changed by them. */
 typedef struct rm_augment {
     int flips;           /* random flips along each axis (official) */
     int rotations;       /* random in-plane 90° rotations (needs patch Y == X) */
@@ -40,6 +40,8 @@ typedef struct rm_augment {
     float gamma;         /* ≥ 0: x ← lo + (hi − lo)·((x − lo)/(hi − lo))^γ, γ = (1 + g)^u for u in [−1, 1], over
                           * the sample's range [lo, hi] */
     float contrast;      /* in [0, 1): x ← m + c·(x − m), c in [1 − contrast, 1 + contrast], m the sample's mean */
+    float illumination;  /* ≥ 0: x ← x + a·(cos φ·v + sin φ·u), a in [0, illumination], φ in [0, 2π), v and u from −1
+                          * to 1 across the patch in Y and X: an uneven illumination, as normalization leaves it */
     float brightness;    /* ≥ 0: x ← x + b, b in [−brightness, brightness] */
     float noise;         /* ≥ 0: Gaussian noise of this standard deviation added to every voxel */
     int64_t depth_shift; /* ≥ 0: a volume with 2D labels is read s layers deeper, s in {−S, …, S}, clamped to its
@@ -153,8 +155,8 @@ RM_API rm_status rm_trainer_create(rm_ctx *ctx, rm_model *model, const rm_train_
                                    const rm_train_volume *volumes, int n, rm_trainer **out);
 RM_API void rm_trainer_free(rm_trainer *t);
 /* One step: a batch, forward, loss, backward, optimizer update. *loss receives the batch's loss before it.
- * RM_ERR_ARGUMENT (t or loss NULL, the average swapped in), RM_ERR_NOMEM. A failed step does not count, but its forward may have updated
- * some BatchNorm running statistics. */
+ * RM_ERR_ARGUMENT (t or loss NULL, the average swapped in), RM_ERR_NOMEM. A failed step does not count, but its
+ * forward may have updated some BatchNorm running statistics. */
 RM_API rm_status rm_trainer_step(rm_ctx *ctx, rm_trainer *t, float *loss);
 /* Steps done so far. t must not be NULL. */
 RM_API int64_t rm_trainer_steps_done(const rm_trainer *t);
@@ -170,7 +172,9 @@ typedef struct rm_augment_draw {
     int turns;           /* in-plane 90° rotations, 0..3 */
     float scale, shift;  /* jitter */
     float blur;          /* σ in voxels */
-    float gamma, contrast, brightness;
+    float gamma, contrast;
+    float illumination, angle; /* the ramp's amplitude a and direction φ */
+    float brightness;
     int64_t depth_shift;
 } rm_augment_draw;
 

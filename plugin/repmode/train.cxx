@@ -322,7 +322,7 @@ double validate(const Context &ctx, rm_model *model, const std::vector<Sample> &
 struct AugmentOverrides {
     std::optional<rm_augment> recipe;
     bool rotations = false;
-    std::optional<float> jitter, blur, gamma, contrast, brightness, noise;
+    std::optional<float> jitter, blur, gamma, contrast, illumination, brightness, noise;
     std::optional<int64_t> depth_shift;
 
     rm_augment applied_to(rm_augment a) const
@@ -330,8 +330,8 @@ struct AugmentOverrides {
         a = recipe.value_or(a);
         a.rotations = a.rotations || rotations;
         const std::pair<const std::optional<float> &, float &> numbers[] = {
-            {jitter, a.jitter}, {blur, a.blur},   {gamma, a.gamma},
-            {contrast, a.contrast}, {brightness, a.brightness}, {noise, a.noise}};
+            {jitter, a.jitter},         {blur, a.blur},             {gamma, a.gamma},           {contrast, a.contrast},
+            {illumination, a.illumination}, {brightness, a.brightness}, {noise, a.noise}};
         for (const auto &[given, field] : numbers)
             field = given.value_or(field);
         a.depth_shift = depth_shift.value_or(a.depth_shift);
@@ -372,8 +372,12 @@ struct TrainingOptions {
                                0.0, "F"};
     TCLAP::ValueArg<std::string> optimizer{"", "optimizer", "adamw (default) or adam (official)", false, "adamw",
                                            "adam|adamw"};
-    TCLAP::ValueArg<long long> warmup{"", "warmup", "0: constant rate (default); W > 0: linear warm-up over W steps, "
-                                                    "then cosine decay to 0.1 lr at the last step",
+    TCLAP::ValueArg<std::string> schedule{"", "schedule", "cosine (default): after the warm-up, a cosine decay to "
+                                                          "0.1 lr at the last step, so that a short run ends at a low "
+                                                          "rate; constant: lr throughout (official)",
+                                          false, "cosine", "cosine|constant"};
+    TCLAP::ValueArg<long long> warmup{"", "warmup", "cosine schedule: a linear warm-up over the first W steps "
+                                                    "(default 0)",
                                       false, 0, "W"};
     TCLAP::ValueArg<unsigned long long> seed{"", "seed", "seed of the initialization and of every random draw "
                                                          "(default 0)",
@@ -396,6 +400,9 @@ struct TrainingOptions {
     TCLAP::ValueArg<double> contrast{"", "contrast", "augment the contrast around each sample's mean by a factor in "
                                                      "[1 - C, 1 + C] (0: off)",
                                      false, 0.0, "C"};
+    TCLAP::ValueArg<double> illumination{"", "illumination", "augment with an in-plane ramp of up to +- A across the "
+                                                             "patch in a random direction (normalized units; 0: off)",
+                                         false, 0.0, "A"};
     TCLAP::ValueArg<double> brightness{"", "brightness", "augment the brightness by up to +- B (normalized units; 0: "
                                                          "off)",
                                        false, 0.0, "B"};
@@ -433,9 +440,9 @@ struct TrainingOptions {
     explicit TrainingOptions(TCLAP::CmdLine &cmd)
     {
         for (TCLAP::Arg *a : std::initializer_list<TCLAP::Arg *>{
-                 &data, &out, &steps, &batch, &lr, &optimizer, &warmup, &seed, &patch, &augment, &rotations, &jitter,
-                 &blur, &gamma, &contrast, &brightness, &noise, &depth_shift, &ema, &sampling, &log, &val, &val_every,
-                 &tune_threshold, &checkpoint, &checkpoint_every, &resume})
+                 &data, &out, &steps, &batch, &lr, &optimizer, &schedule, &warmup, &seed, &patch, &augment, &rotations,
+                 &jitter, &blur, &gamma, &contrast, &illumination, &brightness, &noise, &depth_shift, &ema, &sampling,
+                 &log, &val, &val_every, &tune_threshold, &checkpoint, &checkpoint_every, &resume})
             cmd.add(a);
     }
 
@@ -451,8 +458,12 @@ struct TrainingOptions {
             throw Failure("--lr must be a positive number", kBadInput);
         if (optimizer.getValue() != "adam" && optimizer.getValue() != "adamw")
             throw Failure("--optimizer must be adam or adamw, not '" + optimizer.getValue() + "'", kBadInput);
+        if (schedule.getValue() != "cosine" && schedule.getValue() != "constant")
+            throw Failure("--schedule must be cosine or constant, not '" + schedule.getValue() + "'", kBadInput);
         if (warmup.getValue() < 0)
             throw Failure("--warmup must be 0 or more", kBadInput);
+        if (warmup.getValue() > 0 && schedule.getValue() == "constant")
+            throw Failure("--warmup needs the cosine schedule, not --schedule constant", kBadInput);
         if (warmup.getValue() > 0 && steps.getValue() < warmup.getValue() + 1)
             throw Failure("--warmup " + std::to_string(warmup.getValue()) + " needs --steps of at least " +
                               std::to_string(warmup.getValue() + 1),
@@ -503,8 +514,10 @@ struct TrainingOptions {
         opt.ema = static_cast<float>(ema.getValue());
         args.augment = augment_overrides();
         opt.sampling = sampling.getValue() == "buckets" ? RM_SAMPLING_BUCKETS : RM_SAMPLING_RANDOM;
-        opt.schedule = warmup.getValue() > 0 ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
-                                             : rm_schedule_constant();
+        // A run of one step (or none) has no decay: its one rate is lr.
+        opt.schedule = schedule.getValue() == "cosine" && steps.getValue() >= 2
+                           ? rm_schedule_warmup_cosine(warmup.getValue(), steps.getValue(), 0.1f)
+                           : rm_schedule_constant();
         return args;
     }
 
@@ -521,15 +534,16 @@ struct TrainingOptions {
         }
         o.rotations = rotations.getValue();
         const std::pair<const TCLAP::ValueArg<double> &, std::optional<float> &> numbers[] = {
-            {jitter, o.jitter}, {blur, o.blur}, {gamma, o.gamma}, {contrast, o.contrast}, {brightness, o.brightness},
-            {noise, o.noise}};
+            {jitter, o.jitter},         {blur, o.blur},             {gamma, o.gamma}, {contrast, o.contrast},
+            {illumination, o.illumination}, {brightness, o.brightness}, {noise, o.noise}};
         for (const auto &[arg, field] : numbers)
             if (arg.isSet())
                 field = static_cast<float>(arg.getValue());
         if (depth_shift.isSet())
             o.depth_shift = depth_shift.getValue();
         const rm_augment alone = o.applied_to(rm_augment_none());
-        if (rm_augment_validate(ctx, &alone) != RM_OK) { // "augment: 'depth_shift' must …": the option is --depth-shift
+        // "augment: 'depth_shift' must …" names the option --depth-shift
+        if (rm_augment_validate(ctx, &alone) != RM_OK) {
             std::string why = rm_ctx_error(ctx);
             why = why.substr(why.find('\'') + 1);
             std::string field = why.substr(0, why.find('\''));

@@ -56,8 +56,10 @@ def test_trains_and_writes_model_and_log(sample, tmp_path):
     assert out.exists() and (tmp_path / "m.safetensors.ckpt").exists()
     lines = [json.loads(l) for l in log.read_text().splitlines()]
     assert [l["step"] for l in lines] == list(range(1, 21))
-    for l in lines:
-        assert math.isfinite(l["loss"]) and l["lr"] == pytest.approx(1e-3)
+    # The default schedule: from lr, a cosine decay to 0.1·lr at the last step (step s of 20 counts from 0).
+    for s, l in enumerate(lines):
+        want = 1e-4 + (1e-3 - 1e-4) * 0.5 * (1 + math.cos(math.pi * s / 19))
+        assert math.isfinite(l["loss"]) and l["lr"] == pytest.approx(want, rel=1e-6)
         assert l["seconds"] >= 0 and l["steps_per_second"] >= 0
     info = run("info", "--json", out)
     assert info.returncode == 0, info.stderr
@@ -135,6 +137,17 @@ def test_warmup_cosine_schedule(sample, tmp_path):
     assert lrs[0] == pytest.approx(2.5e-4) and lrs[3] == pytest.approx(1e-3)
     assert lrs[-1] == pytest.approx(1e-4)
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+
+
+def test_a_constant_schedule_keeps_the_rate(sample, tmp_path):
+    log = tmp_path / "log.jsonl"
+    r = train(sample, tmp_path / "m.safetensors", "--schedule", "constant", "--lr", "2e-3", "--log", log, steps=5)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l)["lr"] for l in log.read_text().splitlines()] == [pytest.approx(2e-3)] * 5
+    for args, message in ((("--schedule", "step"), "--schedule must be cosine or constant"),
+                          (("--schedule", "constant", "--warmup", 2), "--warmup needs the cosine schedule")):
+        r = train(sample, tmp_path / "bad.safetensors", *args, steps=5)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
 
 
 def test_augmentations_are_reproducible_and_change_the_run(sample, tmp_path):

@@ -65,7 +65,7 @@ class Tensor(Structure):
 # trainer.h, optim.h
 class Augment(Structure):
     _fields_ = [("flips", c_int), ("rotations", c_int), ("jitter", c_float), ("blur", c_float), ("gamma", c_float),
-                ("contrast", c_float), ("brightness", c_float), ("noise", c_float), ("depth_shift", c_int64)]
+                ("contrast", c_float), ("illumination", c_float), ("brightness", c_float), ("noise", c_float), ("depth_shift", c_int64)]
 
 
 class TrainConfig(Structure):

@@ -299,7 +299,7 @@ def _read_samples(vols, samples):
     return spacings[0] if spacings and spacings[0] is not None and all(x == spacings[0] for x in spacings) else None
 
 
-def _check_options(steps, batch, lr, optimizer, warmup, ema, sampling, checkpoint_every):
+def _check_options(steps, batch, lr, optimizer, schedule, warmup, ema, sampling, checkpoint_every):
     """The training options the command line checks before reading anything, with its messages."""
     if int(steps) < 1:
         raise Error("steps must be 1 or more")
@@ -309,8 +309,12 @@ def _check_options(steps, batch, lr, optimizer, warmup, ema, sampling, checkpoin
         raise Error("lr must be a positive number")
     if optimizer not in ("adam", "adamw"):
         raise Error("optimizer must be adam or adamw, not '%s'" % optimizer)
+    if schedule not in ("cosine", "constant"):
+        raise Error("schedule must be cosine or constant, not '%s'" % (schedule,))
     if int(warmup) < 0:
         raise Error("warmup must be 0 or more")
+    if warmup > 0 and schedule == "constant":
+        raise Error("warmup needs the cosine schedule, not schedule constant")
     if warmup > 0 and steps < warmup + 1:
         raise Error("warmup %d needs steps of at least %d" % (warmup, warmup + 1))
     if not (ema == 0.0 or 0.0 < ema < 1.0):
@@ -324,7 +328,6 @@ def _check_options(steps, batch, lr, optimizer, warmup, ema, sampling, checkpoin
 class _Augment:
     """The augmentation arguments of train and add_task (the command line's options): each one given replaces the
     configuration's value, after ``augment`` (a recipe's name) replaced the configuration's whole recipe."""
-    NUMBERS = ("jitter", "blur", "gamma", "contrast", "brightness", "noise")
 
     def __init__(self, recipe, rotations, depth_shift, **numbers):
         self.recipe, self.rotations, self.depth_shift, self.numbers = recipe, rotations, depth_shift, numbers
@@ -345,7 +348,7 @@ class _Augment:
         return a
 
 
-def _train_options(ctx, cfg, augment, steps, batch, optimizer, lr, warmup, seed, patch, ema, sampling):
+def _train_options(ctx, cfg, augment, steps, batch, optimizer, lr, schedule, warmup, seed, patch, ema, sampling):
     """rm_train_options for a network of `cfg` (its patch unless `patch` is given), augmented with `augment` (an
     Augment)."""
     opt = lib.rm_train_options_official(_lib.int64s((0, 0, 0)))
@@ -364,7 +367,7 @@ def _train_options(ctx, cfg, augment, steps, batch, optimizer, lr, warmup, seed,
     opt.augment = augment
     opt.ema = float(ema)
     opt.sampling = 1 if sampling == "buckets" else 0
-    opt.schedule = (lib.rm_schedule_warmup_cosine(int(warmup), steps, 0.1) if warmup > 0
+    opt.schedule = (lib.rm_schedule_warmup_cosine(int(warmup), steps, 0.1) if schedule == "cosine" and steps >= 2
                     else lib.rm_schedule_constant())
     return opt
 
@@ -434,9 +437,9 @@ def _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, ch
     return np.array(losses, dtype=np.float32)
 
 
-def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, warmup=0, seed=0, patch=None,
-          augment=None, rotations=False, jitter=None, blur=None, gamma=None, contrast=None, brightness=None,
-          noise=None, depth_shift=None, ema=0.0, sampling="random", threads=None, progress=None, checkpoint=None,
+def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, schedule="cosine", warmup=0, seed=0,
+          patch=None, augment=None, rotations=False, jitter=None, blur=None, gamma=None, contrast=None,
+          illumination=None, brightness=None, noise=None, depth_shift=None, ema=0.0, sampling="random", threads=None, progress=None, checkpoint=None,
           checkpoint_every=50, resume=None):
     """Trains a new model with the core's trainer (rm_trainer_create, rm_trainer_step; the same steps as
     ``repmode train``, docs/cli.md §3.4) and writes it (training form) to ``out``.
@@ -450,13 +453,15 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
     ``(input, {task: target})`` / ``(input, {task: target}, masks)`` tuples. Inputs and regression targets are
     normalized per volume with the configuration's ``normalization``; binary targets become target > 0.5.
 
-    steps, batch (4), optimizer ("adamw" or "adam"), lr (the optimizer's: 1e-3 AdamW, 1e-4 Adam), warmup (0: a
-    constant rate; W: linear warm-up over W steps, then cosine decay to 0.1·lr at the last step), seed, patch (the
+    steps, batch (4), optimizer ("adamw" or "adam"), lr (the optimizer's: 1e-3 AdamW, 1e-4 Adam), schedule
+    ("cosine": after a linear warm-up over ``warmup`` steps (0), a cosine decay to 0.1·lr at the last step;
+    "constant": lr throughout), seed, patch (the
     configuration's), ema, sampling ("random" or "buckets"): as the command line's options of the same names, with
     the same defaults. augment (a recipe: "none", "official", "label-free" or "ink"; None: the configuration's),
-    rotations, jitter, blur, gamma, contrast, brightness, noise, depth_shift: as the command line's augmentation
-    options, each None (or False) keeping the configuration's value (docs/network.md §5.4). threads: the core's threads (None: all cores; the result is the same
-    bit for bit for any count).
+    rotations, jitter, blur, gamma, contrast, illumination, brightness, noise, depth_shift: as the command line's
+    augmentation
+    options, each None (or False) keeping the configuration's value (docs/network.md §5.4). threads: the core's
+    threads (None: all cores; the result is the same bit for bit for any count).
 
     progress: called after every step as ``progress(step, steps, loss)``; returning True stops the run, which
     raises repmode.Cancelled (Ctrl-C stops it after the step that runs, with KeyboardInterrupt). A stopped run
@@ -479,9 +484,9 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
     >>> repmode.Model(result.path).predict(x, "double")
     """
     out = os.fspath(out)
-    _check_options(steps, batch, lr, optimizer, warmup, ema, sampling, checkpoint_every)
+    _check_options(steps, batch, lr, optimizer, schedule, warmup, ema, sampling, checkpoint_every)
     augmentation = _Augment(augment, rotations, depth_shift, jitter=jitter, blur=blur, gamma=gamma,
-                            contrast=contrast, brightness=brightness, noise=noise)
+                            contrast=contrast, illumination=illumination, brightness=brightness, noise=noise)
     steps, seed = int(steps), int(seed)
     text, config_path = _config_text(config)
 
@@ -495,7 +500,7 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
                 raise Error("%s: 'in_channels' and 'out_channels' must be 1 (train reads single-channel volumes)"
                             % where)
             opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, tc.augment), steps, batch, optimizer, lr,
-                                 warmup, seed, patch, ema, sampling)
+                                 schedule, warmup, seed, patch, ema, sampling)
             vols = _Volumes(ctx, tc.normalization, _tasks_of(cfg))
             provenance = _read_data(vols, data)
             ctx.check(lib.rm_model_create(ctx.ptr, ctypes.byref(cfg), seed, ctypes.byref(model)))
@@ -510,9 +515,10 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
 
 
 def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d", new_expert=False, expert_kernel=3,
-             batch=4, optimizer="adamw", lr=None, warmup=0, seed=0, patch=None, augment=None, rotations=False,
-             jitter=None, blur=None, gamma=None, contrast=None, brightness=None, noise=None, depth_shift=None, ema=0.0,
-             sampling="random", threads=None, progress=None, checkpoint=None, checkpoint_every=50, resume=None):
+             batch=4, optimizer="adamw", lr=None, schedule="cosine", warmup=0, seed=0, patch=None, augment=None,
+             rotations=False, jitter=None, blur=None, gamma=None, contrast=None, illumination=None, brightness=None,
+             noise=None, depth_shift=None, ema=0.0, sampling="random", threads=None, progress=None, checkpoint=None,
+             checkpoint_every=50, resume=None):
     """Teaches the trained model file ``model`` one more task, ``task``, without changing any of its tasks
     (task-incremental learning, docs/network.md §5.5; the same run as ``repmode add-task``, docs/cli.md §3.10), and
     writes the result (training form) to ``out``.
@@ -527,9 +533,9 @@ def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d
     Returns a TrainResult.
     """
     out, base_path = os.fspath(out), os.fspath(model)
-    _check_options(steps, batch, lr, optimizer, warmup, ema, sampling, checkpoint_every)
+    _check_options(steps, batch, lr, optimizer, schedule, warmup, ema, sampling, checkpoint_every)
     augmentation = _Augment(augment, rotations, depth_shift, jitter=jitter, blur=blur, gamma=gamma,
-                            contrast=contrast, brightness=brightness, noise=noise)
+                            contrast=contrast, illumination=illumination, brightness=brightness, noise=noise)
     if kind not in ("regression", "binary"):
         raise Error("kind must be regression or binary, not '%s'" % kind)
     if output not in ("3d", "2d"):
@@ -554,7 +560,7 @@ def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d
             official = _lib.Augment()
             ctx.check(lib.rm_augment_preset(ctx.ptr, b"official", ctypes.byref(official)))
             opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, official), steps, batch, optimizer, lr,
-                                 warmup, seed, patch, ema, sampling)
+                                 schedule, warmup, seed, patch, ema, sampling)
             method = _lib.Normalization()
             ctx.check(lib.rm_model_normalization(ctx.ptr, grown, ctypes.byref(method)))
             vols = _Volumes(ctx, method, _tasks_of(cfg))
