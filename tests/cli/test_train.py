@@ -88,17 +88,22 @@ def test_reproducible_across_runs_and_threads(sample, tmp_path):
     assert other.read_bytes() != paths[0]
 
 
+# A run cut short by --steps has a learning-rate schedule of its own: the runs that are resumed here have a constant
+# rate, so that their first part is the uninterrupted run's first steps.
+CONSTANT = ("--schedule", "constant")
+
+
 def test_resume_equals_one_run(sample, tmp_path):
     whole = tmp_path / "whole.safetensors"
-    r = train(sample, whole, "--seed", 2, "--optimizer", "adam", "--lr", "5e-4")
+    r = train(sample, whole, "--seed", 2, "--optimizer", "adam", "--lr", "5e-4", *CONSTANT)
     assert r.returncode == 0, r.stderr
     ten = tmp_path / "ten.safetensors"
     r = train(sample, ten, "--seed", 2, "--optimizer", "adam", "--lr", "5e-4", "--checkpoint", tmp_path / "ten.ckpt",
-              steps=10)
+              *CONSTANT, steps=10)
     assert r.returncode == 0, r.stderr
     resumed, log = tmp_path / "resumed.safetensors", tmp_path / "resumed.jsonl"
     r = train(sample, resumed, "--seed", 2, "--optimizer", "adam", "--lr", "5e-4", "--resume", tmp_path / "ten.ckpt",
-              "--log", log)
+              "--log", log, *CONSTANT)
     assert r.returncode == 0, r.stderr
     assert [json.loads(l)["step"] for l in log.read_text().splitlines()] == list(range(11, 21))
     assert ten.read_bytes() != whole.read_bytes()
@@ -107,7 +112,7 @@ def test_resume_equals_one_run(sample, tmp_path):
 
 def test_a_resumed_run_keeps_the_best_model_saved_before_the_interruption(sample, tmp_path):
     # With this rate the validation score is best at step 5 and worse at 10, 15 and 20: the run's model is step 5's.
-    args = ("--seed", 2, "--lr", "1e-2", "--val", sample / "train.csv", "--val-every", 5)
+    args = ("--seed", 2, "--lr", "1e-2", "--val", sample / "train.csv", "--val-every", 5, *CONSTANT)
     whole, log = tmp_path / "whole.safetensors", tmp_path / "whole.jsonl"
     r = train(sample, whole, *args, "--log", log)
     assert r.returncode == 0, r.stderr
@@ -403,10 +408,10 @@ def test_the_comparison_networks_train_reproducibly(sample, tmp_path, block):
 
 def test_2d_labels_train_reproducibly_across_threads_and_a_resume(scroll, tmp_path):
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
-    assert train_ink(scroll, one, "--threads", 1, "--seed", 4).returncode == 0
-    r = train_ink(scroll, two, "--threads", 2, "--seed", 4, "--checkpoint", tmp_path / "half.ckpt", steps=3)
+    assert train_ink(scroll, one, "--threads", 1, "--seed", 4, *CONSTANT).returncode == 0
+    r = train_ink(scroll, two, "--threads", 2, "--seed", 4, "--checkpoint", tmp_path / "half.ckpt", *CONSTANT, steps=3)
     assert r.returncode == 0, r.stderr
-    r = train_ink(scroll, two, "--threads", 2, "--seed", 4, "--resume", tmp_path / "half.ckpt")
+    r = train_ink(scroll, two, "--threads", 2, "--seed", 4, "--resume", tmp_path / "half.ckpt", *CONSTANT)
     assert r.returncode == 0, r.stderr
     assert one.read_bytes() == two.read_bytes()
 
@@ -956,16 +961,16 @@ def test_bad_augmentation_and_average_options_are_refused(sample, tmp_path, args
 
 def test_the_weight_average_is_saved_and_resumes_exactly(sample, tmp_path):
     whole, plain = tmp_path / "whole.safetensors", tmp_path / "plain.safetensors"
-    assert train(sample, whole, "--ema", 0.9, "--seed", 4, steps=12).returncode == 0
+    assert train(sample, whole, "--ema", 0.9, "--seed", 4, *CONSTANT, steps=12).returncode == 0
     assert train(sample, plain, "--seed", 4, steps=12).returncode == 0
     averaged, last = st.read(str(whole))[0], st.read(str(plain))[0]
     assert averaged.keys() == last.keys()
     moved = [k for k in averaged if averaged[k].dtype == np.float32 and not np.array_equal(averaged[k], last[k])]
     assert moved, "the saved model is the last weights, not their average"
     part, ckpt = tmp_path / "part.safetensors", tmp_path / "part.ckpt"
-    assert train(sample, part, "--ema", 0.9, "--seed", 4, "--checkpoint", ckpt, steps=5).returncode == 0
-    r = train(sample, part, "--seed", 4, "--resume", ckpt, steps=12)  # without --ema: refused, the file has an average
+    assert train(sample, part, "--ema", 0.9, "--seed", 4, "--checkpoint", ckpt, *CONSTANT, steps=5).returncode == 0
+    r = train(sample, part, "--seed", 4, "--resume", ckpt, *CONSTANT, steps=12)  # without --ema: refused (an average)
     assert r.returncode != 0 and "weight average" in r.stderr, r.stderr
-    r = train(sample, part, "--ema", 0.9, "--seed", 4, "--resume", ckpt, steps=12)
+    r = train(sample, part, "--ema", 0.9, "--seed", 4, "--resume", ckpt, *CONSTANT, steps=12)
     assert r.returncode == 0, r.stderr
     assert part.read_bytes() == whole.read_bytes()
