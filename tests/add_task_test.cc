@@ -17,6 +17,7 @@ extern "C" {
 
 namespace {
 
+using rmtest::deploy_predict;
 using rmtest::Tensor;
 
 // A small trained-looking model of two tasks: spread gates, BatchNorm statistics away from their initial values.
@@ -47,17 +48,6 @@ rm_model *old_model(rm_ctx *ctx, rm_activation act, float dropout)
     return m;
 }
 
-// The deploy form's prediction of `task` on x.
-std::vector<float> predict(rm_ctx *ctx, const rm_model *m, int task, Tensor &x)
-{
-    rm_deploy *d = nullptr;
-    EXPECT_EQ(rm_deploy_create(ctx, m, task, &d), RM_OK) << rm_ctx_error(ctx);
-    Tensor y(x.shape());
-    EXPECT_EQ(rm_deploy_forward(ctx, d, x.p(), y.p()), RM_OK) << rm_ctx_error(ctx);
-    rm_deploy_free(d);
-    return y.data;
-}
-
 struct Case {
     int added_kernel;
     rm_activation act;
@@ -75,14 +65,14 @@ TEST_P(AddTask, OldTasksPredictTheSameBytesAfterTheNewTaskTrains)
     rm_model *old = old_model(ctx, c.act, c.dropout);
     Tensor x({1, 1, 8, 12, 8});
     rmtest::fill_uniform(x.data, 4);
-    const std::vector<float> before0 = predict(ctx, old, 0, x), before1 = predict(ctx, old, 1, x);
+    const std::vector<float> before0 = deploy_predict(ctx, old, 0, x), before1 = deploy_predict(ctx, old, 1, x);
 
     const rm_task ink = rm_task_make("ink", RM_TASK_BINARY);
     rm_model *m = nullptr;
     ASSERT_EQ(rm_model_add_task(ctx, old, &ink, c.added_kernel, 9, &m), RM_OK) << rm_ctx_error(ctx);
     ASSERT_EQ(rm_model_config(m)->n_tasks, 3);
-    EXPECT_TRUE(rmtest::bit_identical(predict(ctx, m, 0, x), before0));
-    EXPECT_TRUE(rmtest::bit_identical(predict(ctx, m, 1, x), before1));
+    EXPECT_TRUE(rmtest::bit_identical(deploy_predict(ctx, m, 0, x), before0));
+    EXPECT_TRUE(rmtest::bit_identical(deploy_predict(ctx, m, 1, x), before1));
 
     ASSERT_EQ(rm_model_train_only_task(ctx, m, 2), RM_OK);
     std::vector<std::vector<float>> saved;
@@ -91,7 +81,7 @@ TEST_P(AddTask, OldTasksPredictTheSameBytesAfterTheNewTaskTrains)
         saved.emplace_back(p->data ? std::vector<float>(p->data, p->data + p->numel)
                                    : std::vector<float>{(float)*p->count});
     }
-    const std::vector<float> new_before = predict(ctx, m, 2, x);
+    const std::vector<float> new_before = deploy_predict(ctx, m, 2, x);
     rm_optim_config oc = rm_optim_adamw_default();
     oc.weight_decay = 0.1f; // decays the convolutions it trains; a frozen one must not move
     rm_optim *opt = nullptr;
@@ -107,9 +97,9 @@ TEST_P(AddTask, OldTasksPredictTheSameBytesAfterTheNewTaskTrains)
     }
     rm_optim_free(opt);
 
-    EXPECT_TRUE(rmtest::bit_identical(predict(ctx, m, 0, x), before0));
-    EXPECT_TRUE(rmtest::bit_identical(predict(ctx, m, 1, x), before1));
-    EXPECT_FALSE(rmtest::bit_identical(predict(ctx, m, 2, x), new_before)) << "the new task did not train";
+    EXPECT_TRUE(rmtest::bit_identical(deploy_predict(ctx, m, 0, x), before0));
+    EXPECT_TRUE(rmtest::bit_identical(deploy_predict(ctx, m, 1, x), before1));
+    EXPECT_FALSE(rmtest::bit_identical(deploy_predict(ctx, m, 2, x), new_before)) << "the new task did not train";
     for (size_t i = 0; i < rm_model_n_params(m); i++) {
         const rm_param *p = rm_model_param(m, i);
         const std::string name = p->name;
@@ -218,7 +208,8 @@ TEST(AddTask, ModelWithAnAddedExpertRoundTripsThroughItsFile)
     Tensor x({1, 1, 8, 8, 8});
     rmtest::fill_uniform(x.data, 4);
     for (int t = 0; t < 3; t++)
-        EXPECT_TRUE(rmtest::bit_identical(predict(ctx, back, t, x), predict(ctx, m, t, x))) << "task " << t;
+        EXPECT_TRUE(rmtest::bit_identical(deploy_predict(ctx, back, t, x), deploy_predict(ctx, m, t, x)))
+            << "task " << t;
     std::remove(path);
     rm_model_free(back);
     rm_model_free(m);

@@ -14,6 +14,7 @@
 
 namespace {
 
+using rmtest::deploy_predict;
 using rmtest::Tensor;
 
 bool in_encoder(const std::string &name) { return name.rfind("encoder_block", 0) == 0; }
@@ -49,17 +50,6 @@ rm_model *trained_model(rm_ctx *ctx, const std::vector<rm_task> &tasks, rm_activ
     const rm_normalization percentile = rm_normalization_percentile(2.0, 98.0);
     EXPECT_EQ(rm_model_set_normalization(ctx, m, &percentile), RM_OK);
     return m;
-}
-
-// The deploy form's prediction of `task` on x.
-std::vector<float> predict(rm_ctx *ctx, const rm_model *m, int task, Tensor &x)
-{
-    rm_deploy *d = nullptr;
-    EXPECT_EQ(rm_deploy_create(ctx, m, task, &d), RM_OK) << rm_ctx_error(ctx);
-    Tensor y(x.shape());
-    EXPECT_EQ(rm_deploy_forward(ctx, d, x.p(), y.p()), RM_OK) << rm_ctx_error(ctx);
-    rm_deploy_free(d);
-    return y.data;
 }
 
 TEST(InitFrom, CopiesEveryTensorAndMapsGateColumnsByTaskName)
@@ -116,8 +106,8 @@ TEST(InitFrom, CopiesEveryTensorAndMapsGateColumnsByTaskName)
     // A mapped task predicts the same bytes as in the source.
     Tensor x({1, 1, 8, 8, 8});
     rmtest::fill_uniform(x.data, 4);
-    EXPECT_TRUE(rmtest::bit_identical(predict(ctx, m, 0, x), predict(ctx, source, 2, x)));
-    EXPECT_TRUE(rmtest::bit_identical(predict(ctx, m, 1, x), predict(ctx, source, 0, x)));
+    EXPECT_TRUE(rmtest::bit_identical(deploy_predict(ctx, m, 0, x), deploy_predict(ctx, source, 2, x)));
+    EXPECT_TRUE(rmtest::bit_identical(deploy_predict(ctx, m, 1, x), deploy_predict(ctx, source, 0, x)));
     rm_model_free(m);
     rm_model_free(source);
 }

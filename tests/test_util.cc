@@ -141,6 +141,16 @@ bool bit_identical(const std::vector<float> &a, const std::vector<float> &b)
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+std::vector<float> deploy_predict(rm_ctx *ctx, const rm_model *m, int task, Tensor &x)
+{
+    rm_deploy *d = nullptr;
+    EXPECT_EQ(rm_deploy_create(ctx, m, task, &d), RM_OK) << rm_ctx_error(ctx);
+    Tensor y(x.shape());
+    EXPECT_EQ(rm_deploy_forward(ctx, d, x.p(), y.p()), RM_OK) << rm_ctx_error(ctx);
+    rm_deploy_free(d);
+    return y.data;
+}
+
 double train_forward_dot(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, const std::vector<float> &r)
 {
     Tensor y({2, 1, 8, 8, 8});

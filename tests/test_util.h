@@ -52,6 +52,9 @@ double dot(const std::vector<double> &a, const std::vector<double> &b);
 // h is relative to max(1, |v_i|). loss() reads v.
 std::vector<double> numeric_grad(std::vector<double> &v, const std::function<double()> &loss, double h = 1e-6);
 
+// The deploy form's prediction of `task` on x.
+std::vector<float> deploy_predict(rm_ctx *ctx, const rm_model *m, int task, Tensor &x);
+
 // Σ r · y of a training forward of m on x (dropout seed 3): a scalar whose gradient with respect to y is r, so a
 // backward of dy = r gives its gradients, to compare with finite differences of it. x is (2, 1, 8, 8, 8).
 double train_forward_dot(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, const std::vector<float> &r);
