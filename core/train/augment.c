@@ -13,6 +13,13 @@ rm_augment rm_augment_none(void)
     return a;
 }
 
+rm_augment rm_augment_official(void)
+{
+    rm_augment a = rm_augment_none();
+    a.flips = 1;
+    return a;
+}
+
 rm_status rm_augment_preset(rm_ctx *ctx, const char *name, rm_augment *out)
 {
     if (!out)
@@ -20,7 +27,7 @@ rm_status rm_augment_preset(rm_ctx *ctx, const char *name, rm_augment *out)
     rm_augment a = rm_augment_none();
     if (name && strcmp(name, "none") == 0) {
     } else if (name && strcmp(name, "official") == 0) {
-        a.flips = 1;
+        a = rm_augment_official();
     } else if (name && strcmp(name, "label-free") == 0) {
         /* Microscopes differ in focus, illumination and camera: blur, gamma, contrast, an illumination ramp and
          * brightness cover them. */

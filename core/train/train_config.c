@@ -2,6 +2,7 @@
  * readers as a model file's metadata (model/config_json.c), the normalization of the training volumes and their
  * augmentation. */
 #include "model/config_json.h"
+#include "train/augment.h"
 #include "repmode/trainer.h"
 
 #include <math.h>
@@ -111,7 +112,7 @@ rm_status rm_train_config_parse(rm_ctx *ctx, const char *json, rm_train_config *
         return rm_fail(ctx, RM_ERR_FORMAT, "config: not valid JSON (line %d)", line);
     }
     rm_train_config c = {.cfg = rm_config_lite(NULL, 0), .normalization = rm_normalization_zscore(),
-                         .augment = {.flips = 1}};
+                         .augment = rm_augment_official()};
     rm_status s = rm_config_read_object(ctx, "config", root, own_fields, &c.cfg);
     const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(root, "tasks");
     if (s == RM_OK && tasks) /* absent: rm_config_validate asks for at least one task */

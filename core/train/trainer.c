@@ -53,7 +53,7 @@ rm_train_options rm_train_options_official(const int64_t patch[3])
 {
     rm_train_options o = {.patch = {patch[0], patch[1], patch[2]}, .batch = 8, .seed = 0,
                           .optim = rm_optim_adam_official(), .schedule = rm_schedule_constant(),
-                          .smoothing = RM_BINARY_LOSS_SMOOTHING, .augment = {.flips = 1},
+                          .smoothing = RM_BINARY_LOSS_SMOOTHING, .augment = rm_augment_official(),
                           .sampling = RM_SAMPLING_RANDOM, .bucket_low = RM_BUCKET_LOW_DEFAULT};
     return o;
 }
