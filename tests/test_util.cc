@@ -176,4 +176,15 @@ double richardson_derivative(float *theta, const std::function<double()> &loss)
     return (4.0 * central(h / 2) - central(h)) / 3.0;
 }
 
+void expect_gradient_matches(rm_param *p, int64_t first, int64_t stride, const std::function<double()> &loss)
+{
+    const std::vector<float> analytic(p->grad, p->grad + p->numel);
+    double scale = 0.0;
+    for (float g : analytic)
+        scale = std::max(scale, (double)std::fabs(g));
+    for (int64_t j = first; j < p->numel; j += stride)
+        EXPECT_NEAR(analytic[(size_t)j], richardson_derivative(&p->data[j], loss), 2e-3 * scale + 1e-4)
+            << p->name << "[" << j << "]";
+}
+
 } // namespace rmtest

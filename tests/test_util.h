@@ -63,6 +63,10 @@ double train_forward_dot(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, 
 // restoring the element; for single-precision networks, where a smaller step drowns in rounding.
 double richardson_derivative(float *theta, const std::function<double()> &loss);
 
+// Expects p->grad at the elements first, first + stride, … to be richardson_derivative of loss() there, within
+// 2e-3 of the gradient's largest magnitude plus 1e-4. p->grad must be set; failures name p.
+void expect_gradient_matches(rm_param *p, int64_t first, int64_t stride, const std::function<double()> &loss);
+
 // A context that frees itself.
 class Ctx {
   public:
