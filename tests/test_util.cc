@@ -172,7 +172,7 @@ double richardson_derivative(float *theta, const std::function<double()> &loss)
         *theta = saved;
         return (up - down) / (2.0 * (double)h);
     };
-    const float h = 1e-2f * std::max(1.0f, std::fabs(saved));
+    const float h = 5e-2f * std::max(1.0f, std::fabs(saved));
     return (4.0 * central(h / 2) - central(h)) / 3.0;
 }
 

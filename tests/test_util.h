@@ -59,8 +59,9 @@ std::vector<float> deploy_predict(rm_ctx *ctx, const rm_model *m, int task, Tens
 // backward of dy = r gives its gradients, to compare with finite differences of it. x is (2, 1, 8, 8, 8).
 double train_forward_dot(rm_ctx *ctx, rm_model *m, Tensor &x, const int *tasks, const std::vector<float> &r);
 
-// d loss / d p->data[j] by central differences with Richardson extrapolation (steps h and h/2, h = 1e-2·max(1, |θ|)),
-// restoring the element; for single-precision networks, where a smaller step drowns in rounding.
+// d loss / d p->data[j] by central differences with Richardson extrapolation (steps h and h/2, h = 5e-2·max(1, |θ|)),
+// restoring the element; for single-precision networks, whose loss carries rounding noise near 1e-5 that a step of
+// 1e-2 turned into errors at the tolerance (with OpenBLAS's AVX-512 kernels, beyond it).
 double richardson_derivative(float *theta, const std::function<double()> &loss);
 
 // Expects p->grad at the elements first, first + stride, … to be richardson_derivative of loss() there, within
