@@ -2,6 +2,7 @@
  * holds the fields of docs/network.md §2.1 except the tasks, which repmode.tasks lists in task-index order. The
  * readers of those fields are also those of a configuration file (train/train_config.c), so the two cannot drift. */
 #include "model/config_json.h"
+#include "base/json_write.h"
 
 #include <limits.h>
 #include <math.h>
@@ -15,60 +16,31 @@ static const char *const rm_kind_keys[2] = {"regression", "binary"};
 static const char *const rm_output_keys[2] = {"3d", "2d"};
 static const char *const rm_block_keys[3] = {"mode", "inception", "plain"};
 
-/* The shortest decimal that reads back as the same float: 0.1f prints as 0.1, not 0.10000000149011612. */
-static cJSON *float_number(float v)
-{
-    char buf[32];
-    for (int digits = 1; digits <= 9; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, (double)v);
-        if (strtof(buf, NULL) == v)
-            break;
-    }
-    return cJSON_CreateRaw(buf);
-}
-
-/* Adds item to obj (to the array obj when key is NULL), or deletes it: 0 when item is NULL or cannot be added, so a
- * JSON text built while memory runs out fails whole instead of missing fields. */
-static int put(cJSON *obj, const char *key, cJSON *item)
-{
-    if (item && (key ? cJSON_AddItemToObject(obj, key, item) : cJSON_AddItemToArray(obj, item)))
-        return 1;
-    cJSON_Delete(item);
-    return 0;
-}
-
-static char *print_and_free(cJSON *root, int ok)
-{
-    char *text = root && ok ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    return text;
-}
-
 char *rm_config_json(const rm_config *cfg)
 {
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return NULL;
     const double patch[3] = {(double)cfg->patch[0], (double)cfg->patch[1], (double)cfg->patch[2]};
-    int ok = put(root, "base_channels", cJSON_CreateNumber((double)cfg->base_channels)) &&
-                   put(root, "levels", cJSON_CreateNumber(cfg->levels)) &&
-                   put(root, "in_channels", cJSON_CreateNumber((double)cfg->in_channels)) &&
-                   put(root, "out_channels", cJSON_CreateNumber((double)cfg->out_channels)) &&
-                   put(root, "experts", cJSON_CreateStringArray(rm_expert_keys, 5)) &&
-                   put(root, "norm", cJSON_CreateString("batch")) &&
-                   put(root, "activation", cJSON_CreateString(rm_activation_keys[cfg->activation])) &&
-                   put(root, "dropout", float_number(cfg->dropout)) &&
-                   put(root, "decoder", cJSON_CreateString(cfg->decoder_2d ? "2d" : "3d")) &&
-                   put(root, "patch", cJSON_CreateDoubleArray(patch, 3));
+    int ok = rm_json_put(root, "base_channels", cJSON_CreateNumber((double)cfg->base_channels)) &&
+             rm_json_put(root, "levels", cJSON_CreateNumber(cfg->levels)) &&
+             rm_json_put(root, "in_channels", cJSON_CreateNumber((double)cfg->in_channels)) &&
+             rm_json_put(root, "out_channels", cJSON_CreateNumber((double)cfg->out_channels)) &&
+             rm_json_put(root, "experts", cJSON_CreateStringArray(rm_expert_keys, 5)) &&
+             rm_json_put(root, "norm", cJSON_CreateString("batch")) &&
+             rm_json_put(root, "activation", cJSON_CreateString(rm_activation_keys[cfg->activation])) &&
+             rm_json_put(root, "dropout", rm_json_float(cfg->dropout)) &&
+             rm_json_put(root, "decoder", cJSON_CreateString(cfg->decoder_2d ? "2d" : "3d")) &&
+             rm_json_put(root, "patch", cJSON_CreateDoubleArray(patch, 3));
     if (ok && cfg->block != RM_BLOCK_MODE) /* absent for MoDE layers, so RepMode files keep their bytes */
-        ok = put(root, "block", cJSON_CreateString(rm_block_keys[cfg->block]));
+        ok = rm_json_put(root, "block", cJSON_CreateString(rm_block_keys[cfg->block]));
     if (ok && cfg->added_expert_kernel) { /* absent without one, so other files keep their bytes */
         cJSON *added = cJSON_CreateObject();
-        ok = put(root, "added_expert", added) &&
-             put(added, "kernel", cJSON_CreateNumber(cfg->added_expert_kernel)) &&
-             put(added, "first_task", cJSON_CreateNumber(cfg->added_expert_task));
+        ok = rm_json_put(root, "added_expert", added) &&
+             rm_json_put(added, "kernel", cJSON_CreateNumber(cfg->added_expert_kernel)) &&
+             rm_json_put(added, "first_task", cJSON_CreateNumber(cfg->added_expert_task));
     }
-    return print_and_free(root, ok);
+    return rm_json_print(root, ok);
 }
 
 char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n)
@@ -78,25 +50,31 @@ char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n)
     for (int j = 0; ok && j < n; j++) {
         const rm_task *t = &tasks[which ? which[j] : j];
         cJSON *o = cJSON_CreateObject();
-        ok = put(root, NULL, o) && put(o, "name", cJSON_CreateString(t->name)) &&
-             put(o, "kind", cJSON_CreateString(rm_kind_keys[t->kind]));
+        ok = rm_json_put(root, NULL, o) && rm_json_put(o, "name", cJSON_CreateString(t->name)) &&
+             rm_json_put(o, "kind", cJSON_CreateString(rm_kind_keys[t->kind]));
         if (ok && !isnan(t->threshold))
-            ok = put(o, "threshold", float_number(t->threshold));
+            ok = rm_json_put(o, "threshold", rm_json_float(t->threshold));
         if (ok && t->has_color) {
             cJSON *c = cJSON_CreateArray();
-            ok = put(o, "color", c);
+            ok = rm_json_put(o, "color", c);
             for (int k = 0; ok && k < 3; k++)
-                ok = put(c, NULL, float_number(t->color[k]));
+                ok = rm_json_put(c, NULL, rm_json_float(t->color[k]));
         }
         if (ok && t->output_2d) /* absent means 3d, so files of 3D tasks keep their bytes */
-            ok = put(o, "output", cJSON_CreateString("2d"));
+            ok = rm_json_put(o, "output", cJSON_CreateString("2d"));
     }
-    return print_and_free(root, ok);
+    return rm_json_print(root, ok);
 }
 
-char *rm_tasks_json(const rm_config *cfg) { return rm_tasks_to_json(cfg->tasks, NULL, cfg->n_tasks); }
+char *rm_tasks_json(const rm_config *cfg)
+{
+    return rm_tasks_to_json(cfg->tasks, NULL, cfg->n_tasks);
+}
 
-void rm_free(void *p) { rm_dealloc(p); }
+void rm_free(void *p)
+{
+    rm_dealloc(p);
+}
 
 /* ---- parsing: one reader per field, for a model file's metadata and a configuration file alike -------------- */
 /* The readers check what the JSON text says (types, names, shapes); what the values must be (ranges, task names,
@@ -184,8 +162,10 @@ static rm_status read_experts(rm_ctx *ctx, const char *where, const cJSON *v, rm
     for (int e = 0; standard && e < 5; e++)
         standard = index_of(cJSON_GetStringValue(cJSON_GetArrayItem(v, e)), rm_expert_keys + e, 1) == 0;
     if (!standard)
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'experts' must be [\"conv5\", \"conv3\", \"conv1\", \"avg3\", "
-                       "\"avg5\"]", where);
+        return rm_fail(ctx, RM_ERR_FORMAT,
+                       "%s: 'experts' must be [\"conv5\", \"conv3\", \"conv1\", \"avg3\", "
+                       "\"avg5\"]",
+                       where);
     return RM_OK;
 }
 
@@ -216,8 +196,10 @@ static rm_status read_dropout(rm_ctx *ctx, const char *where, const cJSON *v, rm
 static rm_status read_decoder(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
     int choice = 0;
-    RM_TRY(one_of(ctx, where, v, rm_output_keys, 2, "\"3d\" (the official decoder) or \"2d\" (depth-averaged skips "
-                  "and a 2D decoder, for 2D labels of a surface volume)", &choice));
+    RM_TRY(one_of(ctx, where, v, rm_output_keys, 2,
+                  "\"3d\" (the official decoder) or \"2d\" (depth-averaged skips "
+                  "and a 2D decoder, for 2D labels of a surface volume)",
+                  &choice));
     cfg->decoder_2d = choice;
     return RM_OK;
 }
@@ -241,10 +223,13 @@ static rm_status read_patch(rm_ctx *ctx, const char *where, const cJSON *v, rm_c
  * added with (docs/network.md §5.5). */
 static rm_status read_added_expert(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
-    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "kernel"), *t = cJSON_GetObjectItemCaseSensitive(v, "first_task");
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "kernel"),
+                *t = cJSON_GetObjectItemCaseSensitive(v, "first_task");
     if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) != 2 || !is_whole(k) || !is_whole(t))
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'added_expert' must be {\"kernel\": 1, 3 or 5, \"first_task\": a "
-                       "task index}", where);
+        return rm_fail(ctx, RM_ERR_FORMAT,
+                       "%s: 'added_expert' must be {\"kernel\": 1, 3 or 5, \"first_task\": a "
+                       "task index}",
+                       where);
     cfg->added_expert_kernel = (int)k->valuedouble;
     cfg->added_expert_task = (int)t->valuedouble;
     return RM_OK;
@@ -253,8 +238,10 @@ static rm_status read_added_expert(rm_ctx *ctx, const char *where, const cJSON *
 static rm_status read_block(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
     int choice = 0;
-    RM_TRY(one_of(ctx, where, v, rm_block_keys, 3, "\"mode\" (RepMode's MoDE layers, the default), \"inception\" or "
-                  "\"plain\" (the single-task comparison networks)", &choice));
+    RM_TRY(one_of(ctx, where, v, rm_block_keys, 3,
+                  "\"mode\" (RepMode's MoDE layers, the default), \"inception\" or "
+                  "\"plain\" (the single-task comparison networks)",
+                  &choice));
     cfg->block = (rm_block)choice;
     return RM_OK;
 }
@@ -265,10 +252,18 @@ static const struct {
     const char *key;
     rm_field_reader read;
 } rm_config_fields[] = {
-    {"base_channels", read_base_channels}, {"levels", read_levels},   {"in_channels", read_in_channels},
-    {"out_channels", read_out_channels},   {"experts", read_experts}, {"norm", read_norm},
-    {"activation", read_activation},       {"dropout", read_dropout}, {"decoder", read_decoder},
-    {"patch", read_patch},                 {"added_expert", read_added_expert}, {"block", read_block},
+    {"base_channels", read_base_channels},
+    {"levels", read_levels},
+    {"in_channels", read_in_channels},
+    {"out_channels", read_out_channels},
+    {"experts", read_experts},
+    {"norm", read_norm},
+    {"activation", read_activation},
+    {"dropout", read_dropout},
+    {"decoder", read_decoder},
+    {"patch", read_patch},
+    {"added_expert", read_added_expert},
+    {"block", read_block},
 };
 
 rm_status rm_config_read_object(rm_ctx *ctx, const char *where, const cJSON *obj, const char *const *others,
@@ -313,13 +308,14 @@ static rm_status read_task(rm_ctx *ctx, const char *where, int i, const cJSON *o
     char at[RM_ERROR_LEN];
     snprintf(at, sizeof at, "%s[%d]", where, i);
     if (!cJSON_IsObject(o))
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s must be an object {\"name\", \"kind\"[, \"threshold\", \"color\", "
-                       "\"output\"]}", at);
+        return rm_fail(ctx, RM_ERR_FORMAT,
+                       "%s must be an object {\"name\", \"kind\"[, \"threshold\", \"color\", "
+                       "\"output\"]}",
+                       at);
     RM_TRY(unique_keys(ctx, at, o));
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "name"));
     if (!name || strlen(name) >= RM_NAME_MAX)
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'name' must be a string shorter than %d characters", at,
-                       RM_NAME_MAX);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'name' must be a string shorter than %d characters", at, RM_NAME_MAX);
     *t = rm_task_make(name, RM_TASK_REGRESSION);
     snprintf(at, sizeof at, "%s[%d] ('%s')", where, i, name);
     for (const cJSON *v = o->child; v; v = v->next) {
@@ -336,8 +332,10 @@ static rm_status read_task(rm_ctx *ctx, const char *where, int i, const cJSON *o
         } else if (strcmp(v->string, "color") == 0) {
             RM_TRY(read_color(ctx, at, v, t));
         } else if (strcmp(v->string, "output") == 0) {
-            RM_TRY(one_of(ctx, at, v, rm_output_keys, 2, "\"3d\" (volumes, the default) or \"2d\" (2D labels of a "
-                          "surface volume)", &choice));
+            RM_TRY(one_of(ctx, at, v, rm_output_keys, 2,
+                          "\"3d\" (volumes, the default) or \"2d\" (2D labels of a "
+                          "surface volume)",
+                          &choice));
             t->output_2d = choice;
         } else
             return rm_fail(ctx, RM_ERR_FORMAT, "%s: unknown field '%s'", at, v->string);
@@ -350,8 +348,10 @@ rm_status rm_tasks_read(rm_ctx *ctx, const char *where, const cJSON *list, rm_ta
     *tasks = NULL;
     *n_tasks = 0;
     if (!cJSON_IsArray(list))
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s must be a list of tasks {\"name\", \"kind\"[, \"threshold\", "
-                       "\"color\", \"output\"]}", where);
+        return rm_fail(ctx, RM_ERR_FORMAT,
+                       "%s must be a list of tasks {\"name\", \"kind\"[, \"threshold\", "
+                       "\"color\", \"output\"]}",
+                       where);
     const int n = cJSON_GetArraySize(list);
     if (n == 0) /* rm_config_validate names the empty list */
         return RM_OK;

@@ -132,6 +132,13 @@ typedef struct rm_train_options {
 /* The official recipe for a patch: batch 8, Adam lr 1e-4 constant, random flips and crops, seed 0, no weight average
  * (and bucket_low RM_BUCKET_LOW_DEFAULT, should bucketed sampling be chosen). Pure; patch must not be NULL. */
 RM_API rm_train_options rm_train_options_official(const int64_t patch[3]);
+/* The options as compact JSON text, which a trained model's provenance records (docs/model-file.md §2.6): patch, batch,
+ * optimizer {kind, lr, beta1, beta2, eps, weight_decay}, schedule {kind "constant", or "cosine" with warmup,
+ * total_steps and floor}, smoothing, sampling ("random" or "buckets", then bucket_low), augment (a configuration
+ * file's "augment" object, every field given) and ema; floats at the shortest decimal that reads back as the same
+ * float. The seed is not in it (provenance records it beside). NULL for opt NULL or out of memory; release the text
+ * with rm_free. */
+RM_API char *rm_train_options_json(const rm_train_options *opt);
 
 /* The loss of one sample as a training step takes it (regression: masked MSE; binary: ½·(soft BCE + Dice) with
  * `smoothing`), and dloss times its gradient into dlogits (like logits; NULL: not wanted). logits is

@@ -820,9 +820,9 @@ Training build_training(const Context &ctx, const TrainArgs &args, const Progres
                     std::move(trainer), std::move(base_provenance), std::move(init_sha256)};
 }
 
-// The model file, with how it was made: software, training data, steps and seed; for add-task also the task added,
-// the model it extends and that model's own provenance; for --init the model it started from (file name, SHA-256,
-// its own provenance) and how its encoder trained.
+// The model file, with how it was made: software, training data, steps, seed and the training options; for add-task
+// also the task added, the model it extends and that model's own provenance; for --init the model it started from
+// (file name, SHA-256, its own provenance) and how its encoder trained.
 void save_model(const Context &ctx, const TrainArgs &args, const Training &t, int64_t done)
 {
     rm_model *model = t.model.get();
@@ -831,6 +831,11 @@ void save_model(const Context &ctx, const TrainArgs &args, const Training &t, in
     cJSON_AddStringToObject(provenance.get(), "data", args.data.substr(args.data.rfind('/') + 1).c_str());
     cJSON_AddNumberToObject(provenance.get(), "steps", static_cast<double>(done));
     cJSON_AddNumberToObject(provenance.get(), "seed", static_cast<double>(args.opt.seed));
+    std::unique_ptr<char, void (*)(void *)> recipe(rm_train_options_json(&t.opt), rm_free);
+    cJSON *training = recipe ? cJSON_Parse(recipe.get()) : nullptr;
+    if (!training)
+        throw std::bad_alloc();
+    cJSON_AddItemToObject(provenance.get(), "training", training);
     if (args.new_task) {
         cJSON_AddStringToObject(provenance.get(), "added_task", args.new_task->name);
         cJSON_AddStringToObject(provenance.get(), "base_model",

@@ -73,6 +73,15 @@ def test_trains_and_writes_model_and_log(sample, tmp_path):
     provenance = json.loads(metadata["repmode.provenance"])
     assert provenance["software"].startswith("repmode ")
     assert provenance["data"] == "train.csv" and provenance["steps"] == 20 and provenance["seed"] == 0
+    # How it trained: train's defaults (docs/cli.md §3.4), the configuration's patch and the official flips.
+    assert provenance["training"] == {
+        "patch": [16, 32, 32], "batch": 2,
+        "optimizer": {"kind": "adamw", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08, "weight_decay": 0.01},
+        "schedule": {"kind": "cosine", "warmup": 0, "total_steps": 20, "floor": 0.1}, "smoothing": 0.1,
+        "sampling": "random",
+        "augment": {"flips": True, "rotations": False, "jitter": 0, "blur": 0, "gamma": 0, "contrast": 0,
+                    "illumination": 0, "brightness": 0, "noise": 0, "depth_shift": 0},
+        "ema": 0}
 
 
 def test_reproducible_across_runs_and_threads(sample, tmp_path):
@@ -957,6 +966,34 @@ def test_bad_augmentation_and_average_options_are_refused(sample, tmp_path, args
     r = train(sample, out, *args, steps=2)
     assert r.returncode == 1 and message in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_the_model_records_the_options_it_trained_with(sample, tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = train(sample, out, "--augment", "label-free", "--noise", 0.05, "--gamma", 0.25, "--ema", 0.9, "--optimizer",
+              "adam", "--lr", 0.0003, "--schedule", "constant", "--sampling", "buckets", steps=3)
+    assert r.returncode == 0, r.stderr
+    training = json.loads(st.read(str(out))[1]["repmode.provenance"])["training"]
+    assert training["optimizer"] == {"kind": "adam", "lr": 0.0003, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08,
+                                     "weight_decay": 0}
+    assert training["schedule"] == {"kind": "constant"} and training["ema"] == 0.9
+    assert training["sampling"] == "buckets" and 0 < training["bucket_low"] < 1
+    # label-free's values (docs/network.md §5.4) with the two given on the command line in their place.
+    assert training["augment"] == {"flips": True, "rotations": True, "jitter": 0, "blur": 1, "gamma": 0.25,
+                                   "contrast": 0.3, "illumination": 1, "brightness": 0.2, "noise": 0.05,
+                                   "depth_shift": 0}
+    # Given back as a configuration's augment, the recorded recipe trains the same model.
+    config = json.loads((sample / "config.json").read_text())
+    config["augment"] = training["augment"]
+    (tmp_path / "recorded.json").write_text(json.dumps(config))
+    again = tmp_path / "again.safetensors"
+    r = run("train", "--config", tmp_path / "recorded.json", "--data", sample / "train.csv", "--out", again, "--steps",
+            3, "--batch", 2, "--ema", 0.9, "--optimizer", "adam", "--lr", 0.0003, "--schedule", "constant",
+            "--sampling", "buckets")
+    assert r.returncode == 0, r.stderr
+    trained, retrained = st.read(str(out))[0], st.read(str(again))[0]
+    assert trained.keys() == retrained.keys()
+    assert all(np.array_equal(trained[k], retrained[k]) for k in trained)
 
 
 def test_the_weight_average_is_saved_and_resumes_exactly(sample, tmp_path):

@@ -88,9 +88,18 @@ def test_the_command_line_model_from_the_same_csv(cells, tmp_path):
     got = repmode.train(cfg, folder / "data.csv", tmp_path / "py.safetensors", steps=30, seed=3, batch=2, lr=3e-3,
                         warmup=5)
     assert got.losses.tolist() == pytest.approx(cli_losses, rel=1e-7)  # the log's floats, printed by cJSON
-    assert (tmp_path / "py.safetensors").read_bytes() == cli  # provenance included: software, data, steps, seed
+    assert (tmp_path / "py.safetensors").read_bytes() == cli  # provenance included
+    training = {"patch": TINY["patch"], "batch": 2,
+                "optimizer": {"kind": "adamw", "lr": 0.003, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08,
+                              "weight_decay": 0.01},
+                "schedule": {"kind": "cosine", "warmup": 5, "total_steps": 30, "floor": 0.1}, "smoothing": 0.1,
+                "sampling": "random",
+                "augment": {"flips": True, "rotations": False, "jitter": 0, "blur": 0, "gamma": 0, "contrast": 0,
+                            "illumination": 0, "brightness": 0, "noise": 0, "depth_shift": 0},
+                "ema": 0}
     assert json.loads(_metadata(cli)["repmode.provenance"]) == {"software": repmode._train._software(),
-                                                                "data": "data.csv", "steps": 30, "seed": 3}
+                                                                "data": "data.csv", "steps": 30, "seed": 3,
+                                                                "training": training}
 
 
 def test_augmentation_and_the_weight_average_as_the_command_line(cells, tmp_path):

@@ -162,6 +162,7 @@ _FUNCTIONS = {
     "rm_trainer_swap_average": (_status, [_ctx, c_void_p]),
     "rm_train_config_free": (None, [POINTER(TrainConfig)]),
     "rm_train_options_official": (TrainOptions, [POINTER(c_int64)]),
+    "rm_train_options_json": (c_void_p, [POINTER(TrainOptions)]),  # released with rm_free (take_string)
     "rm_optim_adam_official": (OptimConfig, []),
     "rm_optim_adamw_default": (OptimConfig, []),
     "rm_schedule_constant": (Schedule, []),

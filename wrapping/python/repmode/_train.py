@@ -424,9 +424,10 @@ def _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, ch
             ctx.check(lib.rm_trainer_save_checkpoint(ctx.ptr, trainer, ckpt))
         if opt.ema > 0:  # the model saved is the weight average
             ctx.check(lib.rm_trainer_swap_average(ctx.ptr, trainer))
-        # The command line's provenance: software, data, steps, seed, then the rest (cJSON's compact text; same key
-        # order).
-        record = {"software": _software(), "data": provenance.pop("data"), "steps": steps, "seed": opt.seed}
+        # The command line's provenance: software, data, steps, seed, the training options, then the rest (cJSON's
+        # compact text; same key order).
+        record = {"software": _software(), "data": provenance.pop("data"), "steps": steps, "seed": opt.seed,
+                  "training": json.loads(_lib.take_string(lib.rm_train_options_json(ctypes.byref(opt))))}
         record.update(provenance)
         ctx.check(lib.rm_model_set_provenance(ctx.ptr, model, json.dumps(record, separators=(",", ":"),
                                                                           ensure_ascii=False).encode("utf-8")))
