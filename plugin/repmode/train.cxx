@@ -521,7 +521,18 @@ struct TrainingOptions {
         return args;
     }
 
-    // The augmentation options given, each checked alone (rm_augment_validate) with the option's name.
+    // Each augmentation option is checked as it is read, on an empty recipe with the options read before it (which
+    // passed), so that only it can fail and its name can lead the core's message ("--noise: augment: 'noise' ...").
+    static void check_alone(const Context &ctx, const TCLAP::Arg &arg, const AugmentOverrides &o)
+    {
+        AugmentOverrides only = o;
+        only.recipe.reset();
+        const rm_augment alone = only.applied_to(rm_augment_none());
+        if (rm_augment_validate(ctx, &alone) != RM_OK)
+            throw Failure("--" + arg.getName() + ": " + rm_ctx_error(ctx), kBadInput);
+    }
+
+    // The augmentation options given, each checked (rm_augment_validate) under the option's name.
     AugmentOverrides augment_overrides() const
     {
         Context ctx(1);
@@ -537,18 +548,13 @@ struct TrainingOptions {
             {jitter, o.jitter},         {blur, o.blur},             {gamma, o.gamma}, {contrast, o.contrast},
             {illumination, o.illumination}, {brightness, o.brightness}, {noise, o.noise}};
         for (const auto &[arg, field] : numbers)
-            if (arg.isSet())
+            if (arg.isSet()) {
                 field = static_cast<float>(arg.getValue());
-        if (depth_shift.isSet())
+                check_alone(ctx, arg, o);
+            }
+        if (depth_shift.isSet()) {
             o.depth_shift = depth_shift.getValue();
-        const rm_augment alone = o.applied_to(rm_augment_none());
-        // "augment: 'depth_shift' must …" names the option --depth-shift
-        if (rm_augment_validate(ctx, &alone) != RM_OK) {
-            std::string why = rm_ctx_error(ctx);
-            why = why.substr(why.find('\'') + 1);
-            std::string field = why.substr(0, why.find('\''));
-            std::replace(field.begin(), field.end(), '_', '-');
-            throw Failure("--" + field + why.substr(why.find('\'')), kBadInput);
+            check_alone(ctx, depth_shift, o);
         }
         return o;
     }
