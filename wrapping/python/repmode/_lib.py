@@ -153,6 +153,10 @@ _FUNCTIONS = {
     "rm_model_provenance": (c_char_p, [c_void_p]),
     "rm_model_add_task": (_status, [_ctx, c_void_p, POINTER(Task), c_int, c_uint64, POINTER(c_void_p)]),
     "rm_model_train_only_task": (_status, [_ctx, c_void_p, c_int]),
+    # fine-tuning (docs/network.md §5.6)
+    "rm_model_init_from": (_status, [_ctx, c_void_p, POINTER(Config), POINTER(c_void_p)]),
+    "rm_model_freeze_encoder": (_status, [_ctx, c_void_p]),
+    "rm_model_set_encoder_lr_scale": (_status, [_ctx, c_void_p, c_float]),
     "rm_task_make": (Task, [c_char_p, c_int]),
     # training (trainer.h, optim.h)
     "rm_train_config_parse": (_status, [_ctx, c_char_p, POINTER(TrainConfig)]),

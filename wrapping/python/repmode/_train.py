@@ -2,6 +2,7 @@
 import codecs
 import csv
 import ctypes
+import hashlib
 import io
 import json
 import math
@@ -55,6 +56,57 @@ def _software():
                 header = json.loads(f.read(n))
         _software_cache.append(json.loads(header["__metadata__"]["repmode.provenance"])["software"])
     return _software_cache[0]
+
+
+_INT_MAX, _INT_MIN = 2 ** 31 - 1, -2 ** 31
+_DBL_EPSILON = 2.0 ** -52
+
+
+def _cjson_number(value):
+    """A number as cJSON 1.7 prints it (print_number): a double equal to its int (valueint, saturated to the int range)
+    as that int, else %1.15g, or %1.17g when %1.15g does not read back within DBL_EPSILON; not finite: null."""
+    d = float(value)
+    if not math.isfinite(d):
+        return "null"
+    whole = _INT_MAX if d >= _INT_MAX else _INT_MIN if d <= _INT_MIN else int(d)
+    if d == whole:
+        return "%d" % whole
+    text = "%1.15g" % d
+    back = float(text)
+    if not abs(back - d) <= max(abs(back), abs(d)) * _DBL_EPSILON:
+        text = "%1.17g" % d
+    return text
+
+
+def _cjson(value):
+    """JSON text of dicts, lists, strings, numbers, booleans and None as cJSON_PrintUnformatted writes it (what the
+    command line records): compact, keys in order, numbers as _cjson_number, text as UTF-8 with the same escapes."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, float)):
+        return _cjson_number(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(_cjson(str(k)) + ":" + _cjson(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_cjson(v) for v in value) + "]"
+    raise TypeError("cannot write %s as JSON" % type(value).__name__)
+
+
+def _no_constant(name):
+    raise ValueError("not JSON: " + name)
+
+
+def _cjson_parse(text):
+    """A JSON value as cJSON_Parse reads it (leading white space and anything after the value ignored; no NaN or
+    Infinity), or None when it does not parse, as the command line then leaves it out."""
+    try:
+        return json.JSONDecoder(parse_constant=_no_constant).raw_decode(text.lstrip("".join(map(chr, range(33)))))[0]
+    except ValueError:
+        return None
 
 
 def _config_text(config):
@@ -301,8 +353,8 @@ def _read_samples(vols, samples):
 
 def _check_options(steps, batch, lr, optimizer, schedule, warmup, ema, sampling, checkpoint_every):
     """The training options the command line checks before reading anything, with its messages."""
-    if int(steps) < 1:
-        raise Error("steps must be 1 or more")
+    if int(steps) < 0:
+        raise Error("steps must be 0 or more")
     if int(batch) < 1:
         raise Error("batch must be 1 or more")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
@@ -425,12 +477,11 @@ def _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, ch
         if opt.ema > 0:  # the model saved is the weight average
             ctx.check(lib.rm_trainer_swap_average(ctx.ptr, trainer))
         # The command line's provenance: software, data, steps, seed, the training options, then the rest (cJSON's
-        # compact text; same key order).
+        # compact text, its numbers as cJSON prints them; same key order).
         record = {"software": _software(), "data": provenance.pop("data"), "steps": steps, "seed": opt.seed,
-                  "training": json.loads(_lib.take_string(lib.rm_train_options_json(ctypes.byref(opt))))}
+                  "training": _cjson_parse(_lib.take_string(lib.rm_train_options_json(ctypes.byref(opt))))}
         record.update(provenance)
-        ctx.check(lib.rm_model_set_provenance(ctx.ptr, model, json.dumps(record, separators=(",", ":"),
-                                                                          ensure_ascii=False).encode("utf-8")))
+        ctx.check(lib.rm_model_set_provenance(ctx.ptr, model, _cjson(record).encode("utf-8")))
         ctx.check(lib.rm_model_save(ctx.ptr, model, out.encode()))
     finally:
         if trainer:
@@ -438,15 +489,79 @@ def _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, ch
     return np.array(losses, dtype=np.float32)
 
 
+def _check_init(config, init, freeze, encoder_lr):
+    """The fine-tuning arguments, checked as the command line checks --init, --freeze and --encoder-lr, with its
+    messages. Returns the encoder's learning-rate scale (1 when not given)."""
+    if config is None and init is None:
+        raise Error("config is required (or init, a trained model's path, to fine-tune it)")
+    if freeze is not None and freeze != "encoder":
+        raise Error("freeze must be encoder, not '%s'" % (freeze,))
+    scale = 1.0 if encoder_lr is None else float(encoder_lr)
+    if not 0.0 < scale <= 1.0:
+        raise Error("encoder_lr must be in (0, 1]")
+    if (freeze is not None or encoder_lr is not None) and init is None:
+        raise Error("%s needs init" % ("freeze" if freeze is not None else "encoder_lr"))
+    if freeze is not None and encoder_lr is not None:
+        raise Error("freeze=\"encoder\" and encoder_lr exclude each other: a frozen encoder has no learning rate")
+    return scale
+
+
+def _names_normalization(text):
+    """Whether a configuration's JSON text names a normalization (else a model of init keeps its own)."""
+    root = _cjson_parse(text)
+    return isinstance(root, dict) and "normalization" in root
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _init_model(ctx, init_path, tc, text, where, freeze, scale):
+    """train's init (the command line's --init): the model file's weights as they are, or with a configuration (`tc`,
+    parsed from `text`) its tasks mapped by name onto them (rm_model_init_from) and its normalization if it names
+    one; the encoder frozen or its learning rate scaled. Returns the model (the caller's to free)."""
+    source, model = ctypes.c_void_p(), ctypes.c_void_p()
+    try:
+        status = lib.rm_model_load(ctx.ptr, init_path.encode(), ctypes.byref(source))
+        if status != _lib.OK:
+            raise Error("init: " + lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace"))
+        if tc is None:
+            model, source = source, ctypes.c_void_p()
+        else:
+            status = lib.rm_model_init_from(ctx.ptr, source, ctypes.byref(tc.cfg), ctypes.byref(model))
+            if status != _lib.OK:
+                raise Error("%s (init %s): %s"
+                            % (where, init_path, lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")))
+            if _names_normalization(text):
+                status = lib.rm_model_set_normalization(ctx.ptr, model, ctypes.byref(tc.normalization))
+                if status != _lib.OK:
+                    raise Error("%s: %s" % (where, lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")))
+        if freeze is not None:
+            ctx.check(lib.rm_model_freeze_encoder(ctx.ptr, model))
+        if lib.rm_model_set_encoder_lr_scale(ctx.ptr, model, scale) != _lib.OK:
+            raise Error("encoder_lr: " + lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace"))
+        done, model = model, ctypes.c_void_p()
+        return done
+    finally:
+        lib.rm_model_free(model)
+        lib.rm_model_free(source)
+
+
 def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, schedule="cosine", warmup=0, seed=0,
           patch=None, augment=None, rotations=False, jitter=None, blur=None, gamma=None, contrast=None,
-          illumination=None, brightness=None, noise=None, depth_shift=None, ema=0.0, sampling="random", threads=None, progress=None, checkpoint=None,
-          checkpoint_every=50, resume=None):
-    """Trains a new model with the core's trainer (rm_trainer_create, rm_trainer_step; the same steps as
-    ``repmode train``, docs/cli.md §3.4) and writes it (training form) to ``out``.
+          illumination=None, brightness=None, noise=None, depth_shift=None, ema=0.0, sampling="random", threads=None,
+          progress=None, checkpoint=None, checkpoint_every=50, resume=None, init=None, freeze=None, encoder_lr=None):
+    """Trains a model with the core's trainer (rm_trainer_create, rm_trainer_step; the same steps as
+    ``repmode train``, docs/cli.md §3.4) and writes it (training form) to ``out``: a new one, or with ``init`` one
+    that starts from a trained model's weights (fine-tuning, docs/network.md §5.6).
 
     config: the training configuration (docs/cli.md §4.1) as a dict, a JSON file's path or JSON text, parsed and
-    checked by the core (rm_train_config_parse; missing fields take the ``lite`` defaults).
+    checked by the core (rm_train_config_parse; missing fields take the ``lite`` defaults). None only with ``init``:
+    the model's configuration and tasks as they are.
 
     data: a data CSV's path (``signal,target,task[,mask]``, docs/cli.md §4.2, paths relative to the CSV), its
     images read by repmode.read_image (TIFF and folders of TIFF layers, NIfTI, NRRD, MetaImage, .npy; another format
@@ -454,15 +569,15 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
     ``(input, {task: target})`` / ``(input, {task: target}, masks)`` tuples. Inputs and regression targets are
     normalized per volume with the configuration's ``normalization``; binary targets become target > 0.5.
 
-    steps, batch (4), optimizer ("adamw" or "adam"), lr (the optimizer's: 1e-3 AdamW, 1e-4 Adam), schedule
-    ("cosine": after a linear warm-up over ``warmup`` steps (0), a cosine decay to 0.1·lr at the last step;
-    "constant": lr throughout), seed, patch (the
-    configuration's), ema, sampling ("random" or "buckets"): as the command line's options of the same names, with
-    the same defaults. augment (a recipe: "none", "official", "label-free" or "ink"; None: the configuration's),
-    rotations, jitter, blur, gamma, contrast, illumination, brightness, noise, depth_shift: as the command line's
-    augmentation
-    options, each None (or False) keeping the configuration's value (docs/network.md §5.4). threads: the core's
-    threads (None: all cores; the result is the same bit for bit for any count).
+    steps (0: the model is written as the run starts it, without a step), batch (4), optimizer ("adamw" or "adam"),
+    lr (the optimizer's: 1e-3 AdamW, 1e-4 Adam), schedule ("cosine": after a linear warm-up over ``warmup`` steps
+    (0), a cosine decay to 0.1·lr at the last step; "constant": lr throughout), seed, patch (the configuration's),
+    ema, sampling ("random" or "buckets"): as the command line's options of the same names, with the same
+    defaults. augment (a recipe: "none", "official", "label-free" or "ink"; None: the configuration's, or with
+    ``init`` and no configuration the official recipe), rotations, jitter, blur, gamma, contrast, illumination,
+    brightness, noise, depth_shift: as the command line's augmentation options, each None (or False) keeping the
+    configuration's value (docs/network.md §5.4). threads: the core's threads (None: all cores; the result is the
+    same bit for bit for any count).
 
     progress: called after every step as ``progress(step, steps, loss)``; returning True stops the run, which
     raises repmode.Cancelled (Ctrl-C stops it after the step that runs, with KeyboardInterrupt). A stopped run
@@ -470,7 +585,20 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
 
     checkpoint: a checkpoint file to write every ``checkpoint_every`` steps (0: only at the end) and at the end
     (None: none; the command line always writes ``<out>.ckpt``). resume: a checkpoint of the same configuration,
-    data and seed to continue up to ``steps`` in all; the model is then the uninterrupted run's.
+    data and seed to continue up to ``steps`` in all; the model is then the uninterrupted run's (give ``init``,
+    ``freeze`` and ``encoder_lr`` again: checkpoints do not record them).
+
+    init (``--init``): the path of a trained model file (training form) to start from: its weights, BatchNorm
+    statistics included, and its normalization. Without ``config`` its configuration and tasks as they are; with
+    one, whose network must be the model's (base_channels, levels, channels, activation, decoder, block, added
+    expert: the first that differs is named), the configuration's tasks mapped by name (a task the model has keeps
+    its gate columns and must keep its kind; a new one starts with columns of 0; the model's others are dropped), and
+    the configuration's dropout, patch and, if it names one, normalization. With ``steps=0`` the model written
+    predicts the same bytes as ``init``'s. freeze (``--freeze``): None, or "encoder": the encoder's weights, gates
+    and BatchNorm statistics stay as ``init`` has them, its BatchNorm in inference mode. encoder_lr
+    (``--encoder-lr``): the encoder's learning rate as a fraction of the rate, 0 < encoder_lr <= 1 (None: 1). Both
+    need ``init`` and exclude each other. The provenance records ``"init": {"file", "sha256", "provenance"}`` (the
+    file's name and SHA-256 and the model's own provenance), then ``"freeze": "encoder"`` or ``"encoder_lr"``.
 
     Same data, configuration, options and seed: the same model file, byte for byte, as ``repmode train`` writes
     (without ``--val``) when the data is the CSV (the provenance names the CSV file as the command line does).
@@ -483,35 +611,60 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
     ...                         "tasks": [{"name": "double"}]},
     ...                        [(x, {"double": 2 * x})], "double.safetensors", steps=40, seed=1)
     >>> repmode.Model(result.path).predict(x, "double")
+    >>> tuned = repmode.train(None, [(y, {"double": 2 * y})], "tuned.safetensors", steps=20,
+    ...                       init=result.path, encoder_lr=0.1)
     """
     out = os.fspath(out)
+    init_path = None if init is None else os.fspath(init)
+    scale = _check_init(config, init_path, freeze, encoder_lr)
     _check_options(steps, batch, lr, optimizer, schedule, warmup, ema, sampling, checkpoint_every)
     augmentation = _Augment(augment, rotations, depth_shift, jitter=jitter, blur=blur, gamma=gamma,
                             contrast=contrast, illumination=illumination, brightness=brightness, noise=noise)
     steps, seed = int(steps), int(seed)
-    text, config_path = _config_text(config)
+    text, config_path = (None, None) if config is None else _config_text(config)
+    where = config_path or "config"
 
     with _Context(threads) as ctx:
-        tc = _parse_config(ctx, text, config_path)
+        tc = None if text is None else _parse_config(ctx, text, config_path)
         model = ctypes.c_void_p()
         try:
-            cfg = tc.cfg
-            where = config_path or "config"
-            if cfg.in_channels != 1 or cfg.out_channels != 1:
+            if tc is not None and (tc.cfg.in_channels != 1 or tc.cfg.out_channels != 1):
                 raise Error("%s: 'in_channels' and 'out_channels' must be 1 (train reads single-channel volumes)"
                             % where)
-            opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, tc.augment), steps, batch, optimizer, lr,
+            fine_tuning = {}
+            if init_path is not None:
+                model = _init_model(ctx, init_path, tc, text, where, freeze, scale)
+                cfg = lib.rm_model_config(model).contents
+                method = _lib.Normalization()
+                status = lib.rm_model_normalization(ctx.ptr, model, ctypes.byref(method))
+                if status != _lib.OK:
+                    raise Error("%s: %s" % (init_path, lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")))
+                fine_tuning["init"] = {"file": os.path.basename(init_path), "sha256": _sha256(init_path)}
+                base_provenance = _cjson_parse(lib.rm_model_provenance(model).decode("utf-8"))
+                if base_provenance is not None:
+                    fine_tuning["init"]["provenance"] = base_provenance
+                if freeze is not None:
+                    fine_tuning["freeze"] = "encoder"
+                else:
+                    fine_tuning["encoder_lr"] = scale
+            else:
+                cfg, method = tc.cfg, tc.normalization
+            # With init and no configuration, the official recipe (as add_task), else the configuration's.
+            recipe = tc.augment if tc is not None else lib.rm_train_options_official(_lib.int64s((0, 0, 0))).augment
+            opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, recipe), steps, batch, optimizer, lr,
                                  schedule, warmup, seed, patch, ema, sampling)
-            vols = _Volumes(ctx, tc.normalization, _tasks_of(cfg))
+            vols = _Volumes(ctx, method, _tasks_of(cfg))
             provenance = _read_data(vols, data)
-            ctx.check(lib.rm_model_create(ctx.ptr, ctypes.byref(cfg), seed, ctypes.byref(model)))
-            ctx.check(lib.rm_model_set_normalization(ctx.ptr, model, ctypes.byref(tc.normalization)))
+            if not model:
+                ctx.check(lib.rm_model_create(ctx.ptr, ctypes.byref(cfg), seed, ctypes.byref(model)))
+                ctx.check(lib.rm_model_set_normalization(ctx.ptr, model, ctypes.byref(method)))
+            provenance.update(fine_tuning)
             losses = _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, checkpoint_every,
                           resume)
         finally:
-            if model:
-                lib.rm_model_free(model)
-            lib.rm_train_config_free(ctypes.byref(tc))
+            lib.rm_model_free(model)
+            if tc is not None:
+                lib.rm_train_config_free(ctypes.byref(tc))
     return TrainResult(out, losses, steps)
 
 
@@ -566,8 +719,10 @@ def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d
             ctx.check(lib.rm_model_normalization(ctx.ptr, grown, ctypes.byref(method)))
             vols = _Volumes(ctx, method, _tasks_of(cfg))
             provenance = _read_data(vols, data)
-            provenance.update({"added_task": task, "base_model": os.path.basename(base_path),
-                               "base_provenance": json.loads(lib.rm_model_provenance(base).decode("utf-8"))})
+            provenance.update({"added_task": task, "base_model": os.path.basename(base_path)})
+            base_provenance = _cjson_parse(lib.rm_model_provenance(base).decode("utf-8"))
+            if base_provenance is not None:
+                provenance["base_provenance"] = base_provenance
             losses = _run(ctx, grown, vols, opt, steps, out, provenance, progress, checkpoint, checkpoint_every,
                           resume)
         finally:
