@@ -6,11 +6,14 @@
 // kept, progress and abort, bad parameters, and the real CT of tests/data/real streamed through the filter.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -27,7 +30,8 @@
 #include "itkRepModeInputStatistics.h"
 #include "itkRepModeNormalization.h"
 
-namespace {
+namespace
+{
 
 namespace fs = std::filesystem;
 
@@ -159,8 +163,8 @@ std::vector<float> core_prediction(const Net &net, int task, const ShortImage *i
         return 0;
     };
     const rm_window_params wp = rm_window_params_make(patch);
-    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy[task], &wp, volume, read, &src, start, volume, out.data(),
-                                nullptr, nullptr),
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy[task], &wp, volume, read, &src, start, volume, out.data(), nullptr,
+                                nullptr),
               RM_OK)
         << rm_ctx_error(net.ctx);
     if (net.tasks[(size_t)task].output_2d) { // the mean over depth of the logits, summed in order in double
@@ -198,8 +202,7 @@ fs::path scratch(const std::string &name)
 }
 
 // Writes an image (a pipeline's output: in `divisions` streamed pieces) to a scratch file; returns its path.
-template <typename TImage>
-fs::path write_file(const TImage *image, const std::string &name, unsigned divisions = 1)
+template <typename TImage> fs::path write_file(const TImage *image, const std::string &name, unsigned divisions = 1)
 {
     const fs::path file = scratch(name);
     auto writer = itk::ImageFileWriter<TImage>::New();
@@ -626,17 +629,85 @@ TEST(RepModeImageFilter, MonteCarloPassesGiveAMeanAndAnUncertaintyThatStreamBitF
     EXPECT_GT(*std::max_element(map_sd.begin(), map_sd.end()), 0.0f);
 }
 
+// Where the in-plane transform t (0..7: k = t % 4 quarter turns, then a flip in x when t >= 4) moves the voxel (y, x)
+// of an n×n plane. The 8 are the dihedral group, whichever order the filter takes them in.
+std::pair<unsigned, unsigned> moved(int t, unsigned n, unsigned y, unsigned x)
+{
+    for (int k = 0; k < t % 4; k++)
+        std::tie(y, x) = std::make_pair(x, n - 1 - y);
+    return {y, t >= 4 ? n - 1 - x : x};
+}
+
+// Test-time augmentation over one window (an 8³ image, the patch): the mean of the plain filter over the 8 images
+// transformed here, each prediction turned back; over a larger image, streamed pieces equal the whole run.
+TEST(RepModeImageFilter, TestTimeAugmentationIsTheMeanOfEightTransformedRunsAndStreams)
+{
+    register_io();
+    Net net;
+    const unsigned n = 8;
+    auto image = random_image(n, n, n, 13);
+    double mean, sd;
+    itk::RepModeInputStatistics<ShortImage>::Compute(image, mean, sd);
+    std::vector<double> want(n * n * n, 0.0);
+    for (int t = 0; t < 8; t++) {
+        auto turned = random_image(n, n, n, 13); // the same geometry; its voxels replaced below
+        const short *in = image->GetBufferPointer();
+        short *to = turned->GetBufferPointer();
+        for (unsigned z = 0; z < n; z++)
+            for (unsigned y = 0; y < n; y++)
+                for (unsigned x = 0; x < n; x++) {
+                    const auto [ty, tx] = moved(t, n, y, x);
+                    to[(z * n + ty) * n + tx] = in[(z * n + y) * n + x];
+                }
+        auto f = make_filter(net, "signal", turned);
+        f->SetInputStatistics(mean, sd); // the transformed image's own would differ in the last bits
+        f->Update();
+        const float *p = f->GetOutput()->GetBufferPointer();
+        for (unsigned z = 0; z < n; z++)
+            for (unsigned y = 0; y < n; y++)
+                for (unsigned x = 0; x < n; x++) {
+                    const auto [ty, tx] = moved(t, n, y, x);
+                    want[(z * n + y) * n + x] += p[(z * n + ty) * n + tx] / 8.0;
+                }
+    }
+    auto tta = make_filter(net, "signal", image);
+    tta->SetTestTimeAugmentation(true);
+    tta->Update();
+    const std::vector<float> got = pixels(tta->GetOutput());
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < got.size(); i++) {
+        scale = std::max(scale, std::fabs(want[i]));
+        worst = std::max(worst, std::fabs(got[i] - want[i]));
+    }
+    EXPECT_LT(worst, 1e-5 * scale) << "largest difference " << worst << " of " << scale;
+    auto plain = make_filter(net, "signal", image);
+    plain->Update();
+    EXPECT_FALSE(bit_identical(pixels(plain->GetOutput()), got)) << "the augmentation changed nothing";
+
+    auto large = random_image(19, 16, 21, 14);
+    auto whole = make_filter(net, "signal", large);
+    whole->SetTestTimeAugmentation(true);
+    whole->Update();
+    for (unsigned divisions : {3u, 7u}) {
+        auto f = make_filter(net, "signal", large);
+        f->SetTestTimeAugmentation(true);
+        EXPECT_TRUE(bit_identical(pixels(read_float(write_file(f->GetOutput(), "tta.mha", divisions))),
+                                  pixels(whole->GetOutput())))
+            << divisions << " divisions";
+    }
+}
+
 TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
 {
     Net net;
     auto f = make_filter(net, "signal", random_image(8, 8, 8, 9));
     std::ostringstream os;
     f->Print(os);
-    for (const char *name : {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending",
-                             "TestTimeAugmentation", "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean",
-                             "InputStandardDeviation", "InputNormalization", "MonteCarloSamples",
-                             "MonteCarloSeed", "MonteCarloDropout", "GateNoise", "TrainingForm",
-                             "Normalization: {\"method\":\"zscore\"}"})
+    for (const char *name :
+         {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending", "TestTimeAugmentation",
+          "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean", "InputStandardDeviation",
+          "InputNormalization", "MonteCarloSamples", "MonteCarloSeed", "MonteCarloDropout", "GateNoise", "TrainingForm",
+          "Normalization: {\"method\":\"zscore\"}"})
         EXPECT_NE(os.str().find(name), std::string::npos) << name;
 }
 
