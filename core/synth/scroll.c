@@ -257,8 +257,9 @@ static int64_t flood(const uint8_t *mask, int only_mask, int64_t h, int64_t w, i
 static void mask_clean(uint8_t *mask, int64_t h, int64_t w, int64_t *queue, uint8_t *seen)
 {
     const int64_t n = h * w;
+    const size_t bytes = (size_t)h * (size_t)w; /* as size_t from the start: GCC cannot tell n is not negative */
     int64_t best_seed = -1, best_size = 0;
-    memset(seen, 0, (size_t)n);
+    memset(seen, 0, bytes);
     for (int64_t s = 0; s < n; s++) {
         if (!mask[s] || seen[s])
             continue;
@@ -271,7 +272,7 @@ static void mask_clean(uint8_t *mask, int64_t h, int64_t w, int64_t *queue, uint
         }
     }
     /* The outside: 0s reachable from the border through 0s or through other regions' 1s (which are dropped). */
-    memset(seen, 0, (size_t)n);
+    memset(seen, 0, bytes);
     if (best_seed >= 0) {
         queue[0] = best_seed;
         seen[best_seed] = 2; /* 2: the kept region */
