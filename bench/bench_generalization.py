@@ -102,7 +102,8 @@ def main():
             model = os.path.join(tmp, name + ".safetensors")
             start = time.perf_counter()
             repmode(exe, "train", "--config", CONFIG, "--data", data, "--out", model, "--steps", args.steps,
-                    "--warmup", 20, "--batch", 4, "--lr", "2e-3", "--seed", args.seed, "--threads", args.threads, *options)
+                    "--warmup", 20, "--batch", 4, "--lr", "2e-3", "--seed", args.seed, "--threads", args.threads,
+                    *options)
             return model, time.perf_counter() - start
 
         def score(model, tta):

@@ -9,11 +9,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
+#include <utility>
 #include <filesystem>
 #include <sstream>
 #include <string>
-#include <tuple>
-#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -30,8 +30,7 @@
 #include "itkRepModeInputStatistics.h"
 #include "itkRepModeNormalization.h"
 
-namespace
-{
+namespace {
 
 namespace fs = std::filesystem;
 
@@ -163,8 +162,8 @@ std::vector<float> core_prediction(const Net &net, int task, const ShortImage *i
         return 0;
     };
     const rm_window_params wp = rm_window_params_make(patch);
-    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy[task], &wp, volume, read, &src, start, volume, out.data(), nullptr,
-                                nullptr),
+    EXPECT_EQ(rm_predict_region(net.ctx, net.deploy[task], &wp, volume, read, &src, start, volume, out.data(),
+                                nullptr, nullptr),
               RM_OK)
         << rm_ctx_error(net.ctx);
     if (net.tasks[(size_t)task].output_2d) { // the mean over depth of the logits, summed in order in double
@@ -202,7 +201,8 @@ fs::path scratch(const std::string &name)
 }
 
 // Writes an image (a pipeline's output: in `divisions` streamed pieces) to a scratch file; returns its path.
-template <typename TImage> fs::path write_file(const TImage *image, const std::string &name, unsigned divisions = 1)
+template <typename TImage>
+fs::path write_file(const TImage *image, const std::string &name, unsigned divisions = 1)
 {
     const fs::path file = scratch(name);
     auto writer = itk::ImageFileWriter<TImage>::New();
@@ -703,11 +703,11 @@ TEST(RepModeImageFilter, PrintSelfNamesEveryParameter)
     auto f = make_filter(net, "signal", random_image(8, 8, 8, 9));
     std::ostringstream os;
     f->Print(os);
-    for (const char *name :
-         {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending", "TestTimeAugmentation",
-          "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean", "InputStandardDeviation",
-          "InputNormalization", "MonteCarloSamples", "MonteCarloSeed", "MonteCarloDropout", "GateNoise", "TrainingForm",
-          "Normalization: {\"method\":\"zscore\"}"})
+    for (const char *name : {"ModelFileName", "Model:", "Task:", "PatchSize", "Overlap", "Blending",
+                             "TestTimeAugmentation", "NumberOfThreads", "OutputLogits", "WindowCacheBytes", "InputMean",
+                             "InputStandardDeviation", "InputNormalization", "MonteCarloSamples",
+                             "MonteCarloSeed", "MonteCarloDropout", "GateNoise", "TrainingForm",
+                             "Normalization: {\"method\":\"zscore\"}"})
         EXPECT_NE(os.str().find(name), std::string::npos) << name;
 }
 

@@ -66,15 +66,9 @@ char *rm_tasks_to_json(const rm_task *tasks, const int *which, int n)
     return rm_json_print(root, ok);
 }
 
-char *rm_tasks_json(const rm_config *cfg)
-{
-    return rm_tasks_to_json(cfg->tasks, NULL, cfg->n_tasks);
-}
+char *rm_tasks_json(const rm_config *cfg) { return rm_tasks_to_json(cfg->tasks, NULL, cfg->n_tasks); }
 
-void rm_free(void *p)
-{
-    rm_dealloc(p);
-}
+void rm_free(void *p) { rm_dealloc(p); }
 
 /* ---- parsing: one reader per field, for a model file's metadata and a configuration file alike -------------- */
 /* The readers check what the JSON text says (types, names, shapes); what the values must be (ranges, task names,
@@ -162,10 +156,8 @@ static rm_status read_experts(rm_ctx *ctx, const char *where, const cJSON *v, rm
     for (int e = 0; standard && e < 5; e++)
         standard = index_of(cJSON_GetStringValue(cJSON_GetArrayItem(v, e)), rm_expert_keys + e, 1) == 0;
     if (!standard)
-        return rm_fail(ctx, RM_ERR_FORMAT,
-                       "%s: 'experts' must be [\"conv5\", \"conv3\", \"conv1\", \"avg3\", "
-                       "\"avg5\"]",
-                       where);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'experts' must be [\"conv5\", \"conv3\", \"conv1\", \"avg3\", "
+                       "\"avg5\"]", where);
     return RM_OK;
 }
 
@@ -196,10 +188,8 @@ static rm_status read_dropout(rm_ctx *ctx, const char *where, const cJSON *v, rm
 static rm_status read_decoder(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
     int choice = 0;
-    RM_TRY(one_of(ctx, where, v, rm_output_keys, 2,
-                  "\"3d\" (the official decoder) or \"2d\" (depth-averaged skips "
-                  "and a 2D decoder, for 2D labels of a surface volume)",
-                  &choice));
+    RM_TRY(one_of(ctx, where, v, rm_output_keys, 2, "\"3d\" (the official decoder) or \"2d\" (depth-averaged skips "
+                  "and a 2D decoder, for 2D labels of a surface volume)", &choice));
     cfg->decoder_2d = choice;
     return RM_OK;
 }
@@ -223,13 +213,10 @@ static rm_status read_patch(rm_ctx *ctx, const char *where, const cJSON *v, rm_c
  * added with (docs/network.md §5.5). */
 static rm_status read_added_expert(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
-    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "kernel"),
-                *t = cJSON_GetObjectItemCaseSensitive(v, "first_task");
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "kernel"), *t = cJSON_GetObjectItemCaseSensitive(v, "first_task");
     if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) != 2 || !is_whole(k) || !is_whole(t))
-        return rm_fail(ctx, RM_ERR_FORMAT,
-                       "%s: 'added_expert' must be {\"kernel\": 1, 3 or 5, \"first_task\": a "
-                       "task index}",
-                       where);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'added_expert' must be {\"kernel\": 1, 3 or 5, \"first_task\": a "
+                       "task index}", where);
     cfg->added_expert_kernel = (int)k->valuedouble;
     cfg->added_expert_task = (int)t->valuedouble;
     return RM_OK;
@@ -238,10 +225,8 @@ static rm_status read_added_expert(rm_ctx *ctx, const char *where, const cJSON *
 static rm_status read_block(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
     int choice = 0;
-    RM_TRY(one_of(ctx, where, v, rm_block_keys, 3,
-                  "\"mode\" (RepMode's MoDE layers, the default), \"inception\" or "
-                  "\"plain\" (the single-task comparison networks)",
-                  &choice));
+    RM_TRY(one_of(ctx, where, v, rm_block_keys, 3, "\"mode\" (RepMode's MoDE layers, the default), \"inception\" or "
+                  "\"plain\" (the single-task comparison networks)", &choice));
     cfg->block = (rm_block)choice;
     return RM_OK;
 }
@@ -252,18 +237,10 @@ static const struct {
     const char *key;
     rm_field_reader read;
 } rm_config_fields[] = {
-    {"base_channels", read_base_channels},
-    {"levels", read_levels},
-    {"in_channels", read_in_channels},
-    {"out_channels", read_out_channels},
-    {"experts", read_experts},
-    {"norm", read_norm},
-    {"activation", read_activation},
-    {"dropout", read_dropout},
-    {"decoder", read_decoder},
-    {"patch", read_patch},
-    {"added_expert", read_added_expert},
-    {"block", read_block},
+    {"base_channels", read_base_channels}, {"levels", read_levels},   {"in_channels", read_in_channels},
+    {"out_channels", read_out_channels},   {"experts", read_experts}, {"norm", read_norm},
+    {"activation", read_activation},       {"dropout", read_dropout}, {"decoder", read_decoder},
+    {"patch", read_patch},                 {"added_expert", read_added_expert}, {"block", read_block},
 };
 
 rm_status rm_config_read_object(rm_ctx *ctx, const char *where, const cJSON *obj, const char *const *others,
@@ -308,14 +285,13 @@ static rm_status read_task(rm_ctx *ctx, const char *where, int i, const cJSON *o
     char at[RM_ERROR_LEN];
     snprintf(at, sizeof at, "%s[%d]", where, i);
     if (!cJSON_IsObject(o))
-        return rm_fail(ctx, RM_ERR_FORMAT,
-                       "%s must be an object {\"name\", \"kind\"[, \"threshold\", \"color\", "
-                       "\"output\"]}",
-                       at);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s must be an object {\"name\", \"kind\"[, \"threshold\", \"color\", "
+                       "\"output\"]}", at);
     RM_TRY(unique_keys(ctx, at, o));
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "name"));
     if (!name || strlen(name) >= RM_NAME_MAX)
-        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'name' must be a string shorter than %d characters", at, RM_NAME_MAX);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'name' must be a string shorter than %d characters", at,
+                       RM_NAME_MAX);
     *t = rm_task_make(name, RM_TASK_REGRESSION);
     snprintf(at, sizeof at, "%s[%d] ('%s')", where, i, name);
     for (const cJSON *v = o->child; v; v = v->next) {
@@ -332,10 +308,8 @@ static rm_status read_task(rm_ctx *ctx, const char *where, int i, const cJSON *o
         } else if (strcmp(v->string, "color") == 0) {
             RM_TRY(read_color(ctx, at, v, t));
         } else if (strcmp(v->string, "output") == 0) {
-            RM_TRY(one_of(ctx, at, v, rm_output_keys, 2,
-                          "\"3d\" (volumes, the default) or \"2d\" (2D labels of a "
-                          "surface volume)",
-                          &choice));
+            RM_TRY(one_of(ctx, at, v, rm_output_keys, 2, "\"3d\" (volumes, the default) or \"2d\" (2D labels of a "
+                          "surface volume)", &choice));
             t->output_2d = choice;
         } else
             return rm_fail(ctx, RM_ERR_FORMAT, "%s: unknown field '%s'", at, v->string);
@@ -348,10 +322,8 @@ rm_status rm_tasks_read(rm_ctx *ctx, const char *where, const cJSON *list, rm_ta
     *tasks = NULL;
     *n_tasks = 0;
     if (!cJSON_IsArray(list))
-        return rm_fail(ctx, RM_ERR_FORMAT,
-                       "%s must be a list of tasks {\"name\", \"kind\"[, \"threshold\", "
-                       "\"color\", \"output\"]}",
-                       where);
+        return rm_fail(ctx, RM_ERR_FORMAT, "%s must be a list of tasks {\"name\", \"kind\"[, \"threshold\", "
+                       "\"color\", \"output\"]}", where);
     const int n = cJSON_GetArraySize(list);
     if (n == 0) /* rm_config_validate names the empty list */
         return RM_OK;

@@ -11,8 +11,8 @@
  * options and a configuration without "augment" all take it from here. */
 rm_augment rm_augment_official(void);
 
-/* Blur, gamma, contrast, illumination and brightness of d, in that order, on the voxels of x (a Z × Y × X patch) whose `inside`
- * byte is 1; the others are left as they are. scratch holds 3·Y·X floats. */
+/* Blur, gamma, contrast, illumination and brightness of d, in that order, on the voxels of x (a Z × Y × X patch)
+ * whose `inside` byte is 1; the others are left as they are. scratch holds 3·Y·X floats. */
 void rm_augment_intensity(const rm_augment_draw *d, const int64_t patch[3], const uint8_t *inside, float *x,
                           float *scratch);
 
