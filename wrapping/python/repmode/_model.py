@@ -43,9 +43,12 @@ class _Context:
         if not self.ptr:
             raise MemoryError("repmode: out of memory")
 
-    def check(self, status):
+    def check(self, status, where=None):
+        """Raises the core's message for a failed status, after "<where>: " when given."""
         if status != _lib.OK:
             message = lib.rm_ctx_error(self.ptr).decode("utf-8", "replace")
+            if where:
+                message = "%s: %s" % (where, message)
             raise (Cancelled if status == _lib.ERR_CANCELLED else Error)(message)
 
     def __enter__(self):

@@ -126,10 +126,7 @@ def _config_text(config):
 
 def _parse_config(ctx, text, path):
     tc = _lib.TrainConfig()
-    status = lib.rm_train_config_parse(ctx.ptr, text.encode("utf-8"), ctypes.byref(tc))
-    if status != _lib.OK:
-        message = lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")
-        raise Error(path + ": " + message if path else message)
+    ctx.check(lib.rm_train_config_parse(ctx.ptr, text.encode("utf-8"), ctypes.byref(tc)), path)
     return tc
 
 
@@ -141,9 +138,8 @@ def _normalize(ctx, method, volume, what):
     """volume (float32) normalized in place with `method` over the whole volume, as the command line's train."""
     params = _lib.NormParams()
     data = _lib.floats(volume)
-    status = lib.rm_normalization_compute(ctx.ptr, ctypes.byref(method), data, volume.size, ctypes.byref(params))
-    if status != _lib.OK:
-        raise Error("%s: %s" % (what, lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")))
+    ctx.check(lib.rm_normalization_compute(ctx.ptr, ctypes.byref(method), data, volume.size, ctypes.byref(params)),
+              what)
     lib.rm_normalize(ctypes.byref(params), data, data, volume.size)
 
 
@@ -400,6 +396,13 @@ class _Augment:
         return a
 
 
+def _official_augment(ctx):
+    """The official recipe (flips), which a run without a configuration's "augment" starts from."""
+    official = _lib.Augment()
+    ctx.check(lib.rm_augment_preset(ctx.ptr, b"official", ctypes.byref(official)))
+    return official
+
+
 def _train_options(ctx, cfg, augment, steps, batch, optimizer, lr, schedule, warmup, seed, patch, ema, sampling):
     """rm_train_options for a network of `cfg` (its patch unless `patch` is given), augmented with `augment` (an
     Augment)."""
@@ -489,6 +492,14 @@ def _run(ctx, model, vols, opt, steps, out, provenance, progress, checkpoint, ch
     return np.array(losses, dtype=np.float32)
 
 
+def _record_provenance_of(model, record, key):
+    """record[key] = the model's own provenance, read as cJSON reads it; left out when it does not parse, as the
+    command line leaves it out."""
+    own = _cjson_parse(lib.rm_model_provenance(model).decode("utf-8"))
+    if own is not None:
+        record[key] = own
+
+
 def _check_init(config, init, freeze, encoder_lr):
     """The fine-tuning arguments, checked as the command line checks --init, --freeze and --encoder-lr, with its
     messages. Returns the encoder's learning-rate scale (1 when not given)."""
@@ -526,24 +537,17 @@ def _init_model(ctx, init_path, tc, text, where, freeze, scale):
     one; the encoder frozen or its learning rate scaled. Returns the model (the caller's to free)."""
     source, model = ctypes.c_void_p(), ctypes.c_void_p()
     try:
-        status = lib.rm_model_load(ctx.ptr, init_path.encode(), ctypes.byref(source))
-        if status != _lib.OK:
-            raise Error("init: " + lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace"))
+        ctx.check(lib.rm_model_load(ctx.ptr, init_path.encode(), ctypes.byref(source)), "init")
         if tc is None:
             model, source = source, ctypes.c_void_p()
         else:
-            status = lib.rm_model_init_from(ctx.ptr, source, ctypes.byref(tc.cfg), ctypes.byref(model))
-            if status != _lib.OK:
-                raise Error("%s (init %s): %s"
-                            % (where, init_path, lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")))
+            ctx.check(lib.rm_model_init_from(ctx.ptr, source, ctypes.byref(tc.cfg), ctypes.byref(model)),
+                      "%s (init %s)" % (where, init_path))
             if _names_normalization(text):
-                status = lib.rm_model_set_normalization(ctx.ptr, model, ctypes.byref(tc.normalization))
-                if status != _lib.OK:
-                    raise Error("%s: %s" % (where, lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")))
+                ctx.check(lib.rm_model_set_normalization(ctx.ptr, model, ctypes.byref(tc.normalization)), where)
         if freeze is not None:
             ctx.check(lib.rm_model_freeze_encoder(ctx.ptr, model))
-        if lib.rm_model_set_encoder_lr_scale(ctx.ptr, model, scale) != _lib.OK:
-            raise Error("encoder_lr: " + lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace"))
+        ctx.check(lib.rm_model_set_encoder_lr_scale(ctx.ptr, model, scale), "encoder_lr")
         done, model = model, ctypes.c_void_p()
         return done
     finally:
@@ -636,13 +640,9 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
                 model = _init_model(ctx, init_path, tc, text, where, freeze, scale)
                 cfg = lib.rm_model_config(model).contents
                 method = _lib.Normalization()
-                status = lib.rm_model_normalization(ctx.ptr, model, ctypes.byref(method))
-                if status != _lib.OK:
-                    raise Error("%s: %s" % (init_path, lib.rm_ctx_error(ctx.ptr).decode("utf-8", "replace")))
+                ctx.check(lib.rm_model_normalization(ctx.ptr, model, ctypes.byref(method)), init_path)
                 fine_tuning["init"] = {"file": os.path.basename(init_path), "sha256": _sha256(init_path)}
-                base_provenance = _cjson_parse(lib.rm_model_provenance(model).decode("utf-8"))
-                if base_provenance is not None:
-                    fine_tuning["init"]["provenance"] = base_provenance
+                _record_provenance_of(model, fine_tuning["init"], "provenance")
                 if freeze is not None:
                     fine_tuning["freeze"] = "encoder"
                 else:
@@ -650,7 +650,7 @@ def train(config, data, out, steps=100, *, batch=4, optimizer="adamw", lr=None, 
             else:
                 cfg, method = tc.cfg, tc.normalization
             # With init and no configuration, the official recipe (as add_task), else the configuration's.
-            recipe = tc.augment if tc is not None else lib.rm_train_options_official(_lib.int64s((0, 0, 0))).augment
+            recipe = tc.augment if tc is not None else _official_augment(ctx)
             opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, recipe), steps, batch, optimizer, lr,
                                  schedule, warmup, seed, patch, ema, sampling)
             vols = _Volumes(ctx, method, _tasks_of(cfg))
@@ -711,18 +711,14 @@ def add_task(model, task, data, out, steps=100, *, kind="regression", output="3d
                                             seed, ctypes.byref(grown)))
             ctx.check(lib.rm_model_train_only_task(ctx.ptr, grown, len(old)))
             cfg = lib.rm_model_config(grown).contents
-            official = _lib.Augment()
-            ctx.check(lib.rm_augment_preset(ctx.ptr, b"official", ctypes.byref(official)))
-            opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, official), steps, batch, optimizer, lr,
-                                 schedule, warmup, seed, patch, ema, sampling)
+            opt = _train_options(ctx, cfg, augmentation.applied_to(ctx, _official_augment(ctx)), steps, batch,
+                                 optimizer, lr, schedule, warmup, seed, patch, ema, sampling)
             method = _lib.Normalization()
             ctx.check(lib.rm_model_normalization(ctx.ptr, grown, ctypes.byref(method)))
             vols = _Volumes(ctx, method, _tasks_of(cfg))
             provenance = _read_data(vols, data)
             provenance.update({"added_task": task, "base_model": os.path.basename(base_path)})
-            base_provenance = _cjson_parse(lib.rm_model_provenance(base).decode("utf-8"))
-            if base_provenance is not None:
-                provenance["base_provenance"] = base_provenance
+            _record_provenance_of(base, provenance, "base_provenance")
             losses = _run(ctx, grown, vols, opt, steps, out, provenance, progress, checkpoint, checkpoint_every,
                           resume)
         finally:
