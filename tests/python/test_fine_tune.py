@@ -11,9 +11,8 @@ import pytest
 
 import repmode
 from conftest import REPMODE, run
-from test_train import _metadata, _weights
+from test_train import TINY, _metadata, _weights
 
-TINY = {"base_channels": 4, "levels": 2, "patch": [8, 16, 16]}
 STEPS = ["--steps", "4", "--batch", "2", "--seed", "3", "--lr", "3e-3"]
 KWARGS = {"steps": 4, "batch": 2, "seed": 3, "lr": 3e-3}
 
