@@ -17,7 +17,7 @@
 #define RK_RW1 16
 #define RK_RW2 12
 #define RK_RW5_1 22
-#define RK_RW5_2 10
+#define RK_RW5_2 9
 #define RK_VG5 2
 #define RK_NB 2
 #define RK_NAME rm_direct_row_avx512

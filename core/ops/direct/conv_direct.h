@@ -65,9 +65,10 @@ enum {
     RM_DIRECT_AVX2_NB = 1,
     RM_DIRECT_AVX2_RW1 = 6
 };
-/* 5-tap kernels (the network's) keep the 5 width taps' weights in registers. Measured here (the kernel alone, the
- * best of 30): one block, 22 positions beat 16 by 1-4% and 24 spills; two blocks, 10 beat 8 and 9 by 2-7%. */
-enum { RM_DIRECT_AVX512_RW5_1 = 22, RM_DIRECT_AVX512_RW5_2 = 10, RM_DIRECT_AVX2_RW5_1 = 10 };
+/* 5-tap kernels (the network's) keep the 5 width taps' weights in registers. Measured here over whole planes (a
+ * call per tile, as a layer walks them): one block, 22 positions match 16-20 and 24 spills; two blocks, 9 positions
+ * (29 registers) beat 10 by 13-16%: at 10, GCC spills accumulators to the stack inside the loop. */
+enum { RM_DIRECT_AVX512_RW5_1 = 22, RM_DIRECT_AVX512_RW5_2 = 9, RM_DIRECT_AVX2_RW5_1 = 10 };
 /* The weight gradient's kernel: some output rows' contribution to the running sums of k width taps of `O` output
  * channels for one block of 16 input channels, at one depth and height tap; O is at most
  * rm_direct_wgrad_channels(isa, k), fewer when the layer has fewer output channels. */
