@@ -442,6 +442,13 @@ const ConvCase kDirectCases[] = {
     {"p5_planar", false, planar_same(5), {2, 20, 3, 7, 19}, 33, true},
     {"p3_planar_one_plane", false, planar_same(3), {1, 17, 1, 6, 21}, 16, false},
     {"p5_few_output_channels", false, planar_same(5), {2, 33, 2, 5, 30}, 2, true},
+    // Tiling convolutions (kernel = stride, no padding) as 1³ convolutions space-to-depth: the network's down- and
+    // up-sampling, sizes that leave the input's last planes, rows and columns out of the windows, a planar one.
+    {"k2_s2_tiling", false, rm_conv3d_strided(2, 2), {2, 16, 4, 8, 12}, 32, true},
+    {"k2_s2_tiling_remainders", false, rm_conv3d_strided(2, 2), {1, 20, 7, 9, 13}, 24, true},
+    {"k3_s3_tiling_few_channels", false, rm_conv3d_strided(3, 3), {1, 1, 6, 7, 9}, 17, false},
+    {"t_k2_s2_tiling", true, rm_conv3d_strided(2, 2), {1, 24, 3, 5, 7}, 20, true},
+    {"p2_s2_tiling", false, planar_strided(2, 2), {1, 16, 2, 6, 9}, 16, true},
 };
 
 std::vector<rm_isa> available_isas()
@@ -494,8 +501,89 @@ const ConvCase kLargeDirectCases[] = {
     {"k5_few_output_channels", false, rm_conv3d_same(5), {2, 32, 9, 11, 30}, 1, true},
     {"p5_direct", false, planar_same(5), {2, 20, 4, 11, 27}, 18, true},
     {"p5_few_output_channels", false, planar_same(5), {2, 32, 3, 11, 30}, 1, true},
+    {"k2_s2_tiling", false, rm_conv3d_strided(2, 2), {2, 32, 8, 12, 22}, 32, true},
+    {"t_k2_s2_tiling", true, rm_conv3d_strided(2, 2), {2, 32, 4, 6, 11}, 16, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(LargeDirect, ConvReproducible, ::testing::ValuesIn(kLargeDirectCases), case_name);
+
+} // namespace
+
+namespace {
+
+// Element (c, z, y, x) of sample 0.
+float at(const Tensor &t, int64_t c, int64_t z, int64_t y, int64_t x)
+{
+    const Shape s = t.shape();
+    return t.data[static_cast<size_t>(((c * s[2] + z) * s[3] + y) * s[4] + x)];
+}
+
+// Input channel i at tap (a, b, c) of the k³ window of output (z, y, w): space-to-depth channel
+// i·k³ + (a·k + b)·k + c.
+float space_to_depth(const Tensor &x, int64_t k, int64_t i, int64_t z, int64_t y, int64_t w, int64_t tap)
+{
+    const int64_t a = tap / (k * k), b = tap / k % k, c = tap % k;
+    return at(x, i, z * k + a, y * k + b, w * k + c);
+}
+
+// On the vector instruction sets a tiling convolution is the 1³ convolution of its input space-to-depth: each
+// output starts at its bias and adds one fused multiply-add per space-to-depth channel, in channel order. The
+// expected values are that chain in float, so the test fails if another path (im2col and SGEMM) or another order
+// computes them.
+TEST(Conv, TilingConvolutionIsThePointwiseConvolutionOfItsInputSpaceToDepth)
+{
+    if (rm_isa_available() < RM_ISA_AVX2)
+        GTEST_SKIP() << "no vector instruction set here: the portable path computes tiling convolutions by GEMM";
+    const int64_t ci = 3, co = 16, k = 2, taps = 8;
+    Tensor x({1, ci, 5, 7, 9}), w({co, ci, k, k, k}), y({1, co, 2, 3, 4}, NAN);
+    std::vector<float> b(co);
+    rmtest::fill_uniform(x.data, 3);
+    rmtest::fill_uniform(w.data, 4, -0.5f, 0.5f);
+    rmtest::fill_uniform(b, 5);
+    rmtest::Ctx ctx(2);
+    const rm_conv3d_params p = rm_conv3d_strided(2, 2);
+    ASSERT_EQ(rm_conv3d_forward(ctx, &p, x.p(), w.p(), b.data(), y.p()), RM_OK) << rm_ctx_error(ctx);
+    for (int64_t o = 0; o < co; o++)
+        for (int64_t z = 0; z < 2; z++)
+            for (int64_t r = 0; r < 3; r++)
+                for (int64_t q = 0; q < 4; q++) {
+                    float acc = b[o];
+                    for (int64_t i = 0; i < ci; i++)
+                        for (int64_t tap = 0; tap < taps; tap++)
+                            acc =
+                                std::fma(space_to_depth(x, k, i, z, r, q, tap), w.data[(o * ci + i) * taps + tap], acc);
+                    ASSERT_EQ(at(y, o, z, r, q), acc) << "o " << o << " at " << z << "," << r << "," << q;
+                }
+}
+
+// Its data gradient, the transposed convolution's forward, puts the 1³ convolution into ci·k³ channels back
+// depth-to-space: each input voxel of a window adds the output channels' products in order, from zero; voxels that
+// no window covers get zero.
+TEST(Conv, TilingDataGradientPutsThePointwiseResultBackDepthToSpace)
+{
+    if (rm_isa_available() < RM_ISA_AVX2)
+        GTEST_SKIP() << "no vector instruction set here: the portable path computes tiling convolutions by GEMM";
+    const int64_t ci = 3, co = 16, k = 2, taps = 8;
+    Tensor x({1, ci, 5, 7, 9}), w({co, ci, k, k, k}), dy({1, co, 2, 3, 4}), dx(x.shape(), NAN);
+    rmtest::fill_uniform(x.data, 6);
+    rmtest::fill_uniform(w.data, 7, -0.5f, 0.5f);
+    rmtest::fill_uniform(dy.data, 8);
+    rmtest::Ctx ctx(2);
+    const rm_conv3d_params p = rm_conv3d_strided(2, 2);
+    ASSERT_EQ(rm_conv3d_backward(ctx, &p, x.p(), w.p(), dy.p(), dx.p(), nullptr, nullptr), RM_OK) << rm_ctx_error(ctx);
+    for (int64_t i = 0; i < ci; i++)
+        for (int64_t z = 0; z < 5; z++)
+            for (int64_t r = 0; r < 7; r++)
+                for (int64_t q = 0; q < 9; q++) {
+                    float expected = 0.0f;
+                    if (z < 4 && r < 6 && q < 8) {
+                        const int64_t tap = ((z % k) * k + r % k) * k + q % k;
+                        for (int64_t o = 0; o < co; o++)
+                            expected =
+                                std::fma(at(dy, o, z / k, r / k, q / k), w.data[(o * ci + i) * taps + tap], expected);
+                    }
+                    ASSERT_EQ(at(dx, i, z, r, q), expected) << "i " << i << " at " << z << "," << r << "," << q;
+                }
+}
 
 } // namespace

@@ -3,7 +3,8 @@
  * Everything convolution-shaped in the library (rm_conv3d_*, rm_conv_transpose3d_*, the networks) reaches the
  * arithmetic only through these calls, so the engine can change without touching its callers. Today: the direct
  * kernels of ops/direct (AVX-512 or AVX2, on a blocked channel layout) for stride-1 convolutions with enough
- * channels, on contexts whose instruction set has them; OpenBLAS SGEMM over cache-sized im2col tiles otherwise.
+ * channels, and for the forward and data gradient of tiling ones (kernel = stride, as the network's down- and
+ * up-sampling), on contexts whose instruction set has them; OpenBLAS SGEMM over cache-sized im2col tiles otherwise.
  *
  * Geometry: a convolution from x (n, ci, in[0..2]) to y (n, co, out[0..2]) with a kernel of kd×k×k, stride s and
  * `pad` zeros before height and width, sd and pad_d along depth: a cubic kernel has kd = k, sd = s, pad_d = pad, a

@@ -549,7 +549,11 @@ static rm_status forward_stride1(rm_ctx *ctx, const rm_conv_geom *g, const float
 rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, const float *b,
                                  float *y)
 {
-    return rm_conv_stride1(g) ? forward_stride1(ctx, g, x, w, 0, b, y) : forward_3d(ctx, g, x, w, b, y);
+    if (rm_conv_stride1(g))
+        return forward_stride1(ctx, g, x, w, 0, b, y);
+    if (rm_conv_direct_suits_tiling(ctx, g, 0))
+        return rm_conv_direct_tiling_forward(ctx, g, x, w, b, y);
+    return forward_3d(ctx, g, x, w, b, y);
 }
 
 /* Stride 1: dx[i, p] = Σ_o Σ_tap w[o, i, tap] dy[o, p - tap + pad] is the convolution of dy with the kernel
@@ -557,7 +561,8 @@ rm_status rm_conv_engine_forward(rm_ctx *ctx, const rm_conv_geom *g, const float
 rm_status rm_conv_engine_backward_data(rm_ctx *ctx, const rm_conv_geom *g, const float *w, const float *dy, float *dx)
 {
     if (!rm_conv_stride1(g))
-        return backward_data_3d(ctx, g, w, dy, dx);
+        return rm_conv_direct_suits_tiling(ctx, g, 1) ? rm_conv_direct_tiling_backward_data(ctx, g, w, dy, dx)
+                                                      : backward_data_3d(ctx, g, w, dy, dx);
     const rm_conv_geom t = {.n = g->n,
                             .ci = g->co,
                             .co = g->ci,

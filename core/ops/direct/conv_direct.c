@@ -6,6 +6,11 @@
  * input channel blocks (whose weights stay in cache over the plane), every output row is cut into tiles of at most
  * the kernel's positions. Depth and height taps that fall on the padding are skipped (they would add zeros, a large
  * share of the work on the deepest levels' small planes); width taps are not (they vary along the row).
+ *
+ * A tiling convolution (kernel = stride, no padding: the network's 2³ stride-2 down-sampling, and through its data
+ * gradient the transposed up-sampling) is the 1³ convolution of its input rearranged space-to-depth, ci·kd·k²
+ * channels at the output's size: the ring converts its planes that way, and its data gradient, a 1³ convolution
+ * into ci·kd·k² channels, puts each output plane back depth-to-space.
  */
 #include "ops/direct/conv_direct.h"
 #include "ops/activation_apply.h"
@@ -29,6 +34,19 @@ int rm_conv_direct_suits_weight(const rm_ctx *ctx, const rm_conv_geom *g)
            g->kd <= RM_DIRECT_MAX_K;
 }
 
+/* Kernel = stride along every axis and no padding, the windows inside the input: a 1³ convolution space-to-depth. */
+static int tiling(const rm_conv_geom *g)
+{
+    return !rm_conv_stride1(g) && g->k == g->s && g->kd == g->sd && g->pad == 0 && g->pad_d == 0 &&
+           g->out[0] * g->kd <= g->in[0] && g->out[1] * g->k <= g->in[1] && g->out[2] * g->k <= g->in[2];
+}
+
+int rm_conv_direct_suits_tiling(const rm_ctx *ctx, const rm_conv_geom *g, int pass)
+{
+    const int64_t depth_channels = g->ci * rm_conv_taps(g);
+    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && tiling(g) && (pass == 0 ? g->co : depth_channels) >= 16;
+}
+
 int rm_conv_direct_suits_reduce(const rm_ctx *ctx, const rm_conv_geom *g)
 {
     return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && rm_conv_stride1(g) && g->co < 16 && g->ci >= 16 && g->k == 5 &&
@@ -38,6 +56,7 @@ int rm_conv_direct_suits_reduce(const rm_ctx *ctx, const rm_conv_geom *g)
 /* The sizes every part of one call agrees on. */
 typedef struct direct_plan {
     const rm_conv_geom *g;
+    const rm_conv_geom *tiled; /* for a tiling convolution's input, its geometry (g is then its 1³ one), or NULL */
     int64_t lanes, ncib, cop; /* L, input channel blocks, output channels rounded up to 16 */
     int64_t hp, wp;           /* padded plane: Ho + k - 1 rows of Wo + k - 1 positions */
     int64_t plane_floats;     /* one padded, blocked input plane: ncib·Hp·Wp·L */
@@ -158,6 +177,28 @@ static void convert_plane(const direct_plan *p, const float *img, int64_t iz, fl
     }
 }
 
+/* Writes plane z of a tiling convolution's input rearranged space-to-depth (channel i·taps + tap holds input channel
+ * i at that tap of each window) into `dst`, blocked; the lanes of missing channels are left as they are. */
+static void convert_tiled_plane(const direct_plan *p, const float *img, int64_t z, float *dst)
+{
+    const rm_conv_geom *t = p->tiled;
+    const int64_t k = t->k, taps = rm_conv_taps(t), H = t->in[1], W = t->in[2], L = p->lanes;
+    const int64_t Ho = p->g->out[1], Wo = p->g->out[2];
+    for (int64_t cib = 0; cib < p->ncib; cib++) {
+        const int64_t lanes = rm_min64(L, p->g->ci - cib * L);
+        for (int64_t h = 0; h < Ho; h++) {
+            float *d = dst + (cib * Ho + h) * Wo * L;
+            for (int64_t l = 0; l < lanes; l++) {
+                const int64_t i = (cib * L + l) / taps, tap = (cib * L + l) % taps;
+                const int64_t a = tap / (k * k), b = tap / k % k, c = tap % k;
+                const float *s = img + ((i * t->in[0] + z * t->kd + a) * H + h * k + b) * W + c;
+                for (int64_t x = 0; x < Wo; x++)
+                    d[x * L + l] = s[x * k];
+            }
+        }
+    }
+}
+
 /* A thread's kd padded input planes, in slots by depth modulo kd, so that consecutive output planes share them. */
 typedef struct plane_ring {
     const direct_plan *p;
@@ -185,7 +226,8 @@ static plane_ring ring_start(const direct_plan *p, float *mem)
 static void ring_planes(plane_ring *r, const float *x, int64_t n, int64_t z, const float *planes[RM_DIRECT_MAX_K])
 {
     const direct_plan *p = r->p;
-    const int64_t kd = p->g->kd, D = p->g->in[0], vin = D * p->g->in[1] * p->g->in[2];
+    const rm_conv_geom *src = p->tiled ? p->tiled : p->g;
+    const int64_t kd = p->g->kd, D = p->g->in[0], sample = src->ci * src->in[0] * src->in[1] * src->in[2];
     for (int64_t a = 0; a < kd; a++) {
         const int64_t iz = z + a - p->g->pad_d, slot = iz % kd;
         planes[a] = NULL;
@@ -193,7 +235,10 @@ static void ring_planes(plane_ring *r, const float *x, int64_t n, int64_t z, con
             continue;
         float *dst = r->planes + slot * p->plane_floats;
         if (r->held[slot] != n * D + iz) {
-            convert_plane(p, x + n * p->g->ci * vin, iz, dst);
+            if (p->tiled)
+                convert_tiled_plane(p, x + n * sample, iz, dst);
+            else
+                convert_plane(p, x + n * sample, iz, dst);
             r->held[slot] = n * D + iz;
         }
         planes[a] = dst;
@@ -273,7 +318,24 @@ typedef struct forward_job {
     const rm_conv_act *act;
     float *y;
     int64_t chunk, nb_max, rw_one, rw_pair; /* input blocks per call; output blocks per call; positions */
+    int64_t part_floats;                    /* the thread's partial sums between chunks, then its output plane: */
+    const rm_conv_geom *untile;             /* for a tiling convolution's data gradient, that convolution: each output
+                                             * plane is computed in the thread's buffer, then put depth-to-space */
 } forward_job;
+
+/* Output plane z of sample n, computed as `plane` ([ci·taps][Ho][Wo]), into the data gradient dx of the tiling
+ * convolution t: channel i·taps + tap goes to input channel i at that tap of each window. */
+static void untile_plane(const rm_conv_geom *t, const float *plane, int64_t n, int64_t z, float *dx)
+{
+    const int64_t k = t->k, taps = rm_conv_taps(t), H = t->in[1], W = t->in[2], Ho = t->out[1], Wo = t->out[2];
+    for (int64_t ch = 0; ch < t->ci * taps; ch++) {
+        const int64_t i = ch / taps, tap = ch % taps, a = tap / (k * k), b = tap / k % k, c = tap % k;
+        float *d = dx + ((n * t->ci + i) * t->in[0] + z * t->kd + a) * H * W + b * W + c;
+        for (int64_t h = 0; h < Ho; h++)
+            for (int64_t x = 0; x < Wo; x++)
+                d[h * k * W + x * k] = plane[(ch * Ho + h) * Wo + x];
+    }
+}
 
 /* One output plane: for each group of output blocks and each chunk of input blocks, every row in tiles. */
 static void forward_plane(const void *arg, int64_t n, int64_t z, const float *planes[RM_DIRECT_MAX_K], float *part)
@@ -281,7 +343,10 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
     const forward_job *j = arg;
     const direct_plan *p = j->p;
     const rm_conv_geom *g = p->g;
-    const int64_t Ho = g->out[1], Wo = g->out[2], vout = g->out[0] * Ho * Wo, ncob = p->cop / 16;
+    const int64_t Ho = g->out[1], Wo = g->out[2], ncob = p->cop / 16;
+    /* Where channel o's row oy starts: y's, or the thread's plane buffer's. */
+    float *const out0 = j->untile ? part + j->part_floats : j->y + (n * g->co * g->out[0] + z) * Ho * Wo;
+    const int64_t vout = j->untile ? Ho * Wo : g->out[0] * Ho * Wo;
     rm_direct_row r = {.out_stride = vout,
                        .cib_stride = p->hp * p->wp * p->lanes,
                        .row_stride = p->wp * p->lanes,
@@ -308,7 +373,7 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
                         r.planes[a] = planes[a] ? planes[a] + (oy * p->wp + x0) * p->lanes : NULL;
                     r.rw = (int)(x1 - x0);
                     r.part = part + (oy * Wo + x0) * 32;
-                    r.out = j->y + (n * g->co + cob * 16) * vout + (z * Ho + oy) * Wo + x0;
+                    r.out = out0 + cob * 16 * vout + oy * Wo + x0;
                     j->kernel(&r);
                     if (j->act && r.last)
                         for (int64_t ch = 0; ch < r.nco; ch++)
@@ -318,15 +383,18 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
             }
         }
     }
+    if (j->untile)
+        untile_plane(j->untile, out0, n, z, j->y);
 }
 
 /* y = act(conv(x, w) + b) on the packed weights wp, or, when wp is NULL, on w packed into the working memory first
  * (`mirrored` as rm_conv_direct_forward has it); act may be NULL. The activation is applied to each tile as soon as
  * its sums are complete, while it is in the L1 cache. */
-static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *wp, const float *w,
-                         int mirrored, const float *b, const rm_conv_act *act, float *y)
+static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, const float *wp, const float *w,
+                         int mirrored, const float *b, const rm_conv_act *act, const rm_conv_geom *untile, float *y)
 {
-    const direct_plan p = plan_of(g);
+    const direct_plan p = *pp;
+    const rm_conv_geom *g = p.g;
     const int nth = ctx->n_threads, k5 = g->k == 5, avx512 = ctx->isa >= RM_ISA_AVX512;
     forward_job j = {.p = &p,
                      .kernel = kernel_of(ctx->isa),
@@ -341,11 +409,13 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
     /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */
     j.chunk = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (rm_conv_taps(g) * p.lanes * j.nb_max * 16 * (int64_t)sizeof(float)),
                          1, p.ncib);
-    const size_t part_floats = j.chunk < p.ncib ? (size_t)(g->out[1] * g->out[2] * 32) : 0;
+    j.part_floats = j.chunk < p.ncib ? (int64_t)rm_work_floats(g->out[1] * g->out[2] * 32) : 0;
+    j.untile = untile;
+    const size_t extra_floats = (size_t)j.part_floats + (untile ? rm_work_floats(g->co * g->out[1] * g->out[2]) : 0);
     if (!j.kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
     float *ws =
-        rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_size(&p) + part_floats)) * sizeof(float));
+        rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_size(&p) + extra_floats)) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
     if (!wp) {
@@ -360,20 +430,56 @@ static rm_status forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, con
         bp[o] = b && o < g->co ? b[o] : 0.0f;
     j.wp = wp;
     j.bias = b ? bp : NULL;
-    over_planes(&p, nth, bp + b_floats, part_floats, x, forward_plane, &j);
+    over_planes(&p, nth, bp + b_floats, extra_floats, x, forward_plane, &j);
     return RM_OK;
 }
 
 rm_status rm_conv_direct_forward(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w, int mirrored,
                                  const float *b, float *y)
 {
-    return forward(ctx, g, x, NULL, w, mirrored, b, NULL, y);
+    const direct_plan p = plan_of(g);
+    return forward(ctx, &p, x, NULL, w, mirrored, b, NULL, NULL, y);
 }
 
 rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *packed,
                                         const float *b, const rm_conv_act *act, float *y)
 {
-    return forward(ctx, g, x, packed, NULL, 0, b, act, y);
+    const direct_plan p = plan_of(g);
+    return forward(ctx, &p, x, packed, NULL, 0, b, act, NULL, y);
+}
+
+/* The 1³ convolution that tiling convolution t is over its input space-to-depth: ci·taps channels in, at the
+ * output's size; with `adjoint`, its data gradient's (co channels in, ci·taps out). */
+static rm_conv_geom tiled_pointwise(const rm_conv_geom *t, int adjoint)
+{
+    const int64_t deep = t->ci * rm_conv_taps(t);
+    rm_conv_geom g = {.n = t->n, .ci = adjoint ? t->co : deep, .co = adjoint ? deep : t->co, .k = 1, .s = 1};
+    g.kd = g.sd = 1;
+    for (int axis = 0; axis < 3; axis++)
+        g.in[axis] = g.out[axis] = t->out[axis];
+    return g;
+}
+
+rm_status rm_conv_direct_tiling_forward(rm_ctx *ctx, const rm_conv_geom *t, const float *x, const float *w,
+                                        const float *b, float *y)
+{
+    const rm_conv_geom g = tiled_pointwise(t, 0);
+    direct_plan p = plan_of(&g);
+    p.tiled = t;
+    return forward(ctx, &p, x, NULL, w, 0, b, NULL, NULL, y);
+}
+
+rm_status rm_conv_direct_tiling_backward_data(rm_ctx *ctx, const rm_conv_geom *t, const float *w, const float *dy,
+                                              float *dx)
+{
+    const rm_conv_geom g = tiled_pointwise(t, 1);
+    const direct_plan p = plan_of(&g);
+    /* The windows leave the input's last planes, rows or columns out when its size is not a multiple of theirs:
+     * their gradient is zero, and only those are not written by the planes. */
+    if (t->out[0] * t->kd < t->in[0] || t->out[1] * t->k < t->in[1] || t->out[2] * t->k < t->in[2])
+        memset(dx, 0, (size_t)(t->n * t->ci * t->in[0] * t->in[1] * t->in[2]) * sizeof(float));
+    /* (co, ci·taps) weights read as the adjoint's, whose one tap mirrored is itself. */
+    return forward(ctx, &p, dy, NULL, w, 1, NULL, NULL, t, dx);
 }
 
 /* The few-output-channels weights of one output channel: [cib][tap][16] for the kd·25 taps of a kd×5×5 kernel. */

@@ -135,4 +135,16 @@ rm_status rm_conv_direct_forward_packed(rm_ctx *ctx, const rm_conv_geom *g, cons
 rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy,
                                          float *dw);
 
+/* Tiling convolutions t (kernel = stride along every axis, no padding, the windows inside the input: the network's
+ * 2³ stride-2 down-sampling; its transposed up-sampling runs them with the roles of forward and data gradient
+ * swapped): the 1³ convolution of the input space-to-depth, on the same kernels. Whether they suit pass 0 (the
+ * forward: at least 16 output channels) or 1 (the data gradient: at least 16 space-to-depth channels, ci·kd·k²).
+ * Their weight gradient stays on im2col and SGEMM: the 1³ weight-gradient kernel over space-to-depth planes measured
+ * 0.8-1.0× of it on the network's shapes. */
+int rm_conv_direct_suits_tiling(const rm_ctx *ctx, const rm_conv_geom *t, int pass);
+rm_status rm_conv_direct_tiling_forward(rm_ctx *ctx, const rm_conv_geom *t, const float *x, const float *w,
+                                        const float *b, float *y);
+rm_status rm_conv_direct_tiling_backward_data(rm_ctx *ctx, const rm_conv_geom *t, const float *w, const float *dy,
+                                              float *dx);
+
 #endif /* REPMODE_CONV_DIRECT_H */
