@@ -442,13 +442,14 @@ const ConvCase kDirectCases[] = {
     {"p5_planar", false, planar_same(5), {2, 20, 3, 7, 19}, 33, true},
     {"p3_planar_one_plane", false, planar_same(3), {1, 17, 1, 6, 21}, 16, false},
     {"p5_few_output_channels", false, planar_same(5), {2, 33, 2, 5, 30}, 2, true},
-    // Tiling convolutions (kernel = stride, no padding) as 1³ convolutions space-to-depth: the network's down- and
-    // up-sampling, sizes that leave the input's last planes, rows and columns out of the windows, a planar one.
-    {"k2_s2_tiling", false, rm_conv3d_strided(2, 2), {2, 16, 4, 8, 12}, 32, true},
-    {"k2_s2_tiling_remainders", false, rm_conv3d_strided(2, 2), {1, 20, 7, 9, 13}, 24, true},
-    {"k3_s3_tiling_few_channels", false, rm_conv3d_strided(3, 3), {1, 1, 6, 7, 9}, 17, false},
-    {"t_k2_s2_tiling", true, rm_conv3d_strided(2, 2), {1, 24, 3, 5, 7}, 20, true},
-    {"p2_s2_tiling", false, planar_strided(2, 2), {1, 16, 2, 6, 9}, 16, true},
+    // Tiling convolutions (kernel = stride, no padding) as 1³ convolutions space-to-depth, at 1024 outputs per
+    // channel or more (fewer stay on SGEMM): the network's down- and up-sampling, sizes that leave the input's last
+    // planes, rows and columns out of the windows, a planar one.
+    {"k2_s2_tiling", false, rm_conv3d_strided(2, 2), {2, 16, 8, 16, 32}, 32, true},
+    {"k2_s2_tiling_remainders", false, rm_conv3d_strided(2, 2), {1, 20, 9, 33, 35}, 24, true},
+    {"k3_s3_tiling_few_channels", false, rm_conv3d_strided(3, 3), {1, 1, 24, 34, 38}, 17, false},
+    {"t_k2_s2_tiling", true, rm_conv3d_strided(2, 2), {1, 24, 8, 12, 12}, 20, true},
+    {"p2_s2_tiling", false, planar_strided(2, 2), {1, 16, 4, 32, 34}, 16, true},
 };
 
 std::vector<rm_isa> available_isas()
@@ -501,8 +502,8 @@ const ConvCase kLargeDirectCases[] = {
     {"k5_few_output_channels", false, rm_conv3d_same(5), {2, 32, 9, 11, 30}, 1, true},
     {"p5_direct", false, planar_same(5), {2, 20, 4, 11, 27}, 18, true},
     {"p5_few_output_channels", false, planar_same(5), {2, 32, 3, 11, 30}, 1, true},
-    {"k2_s2_tiling", false, rm_conv3d_strided(2, 2), {2, 32, 8, 12, 22}, 32, true},
-    {"t_k2_s2_tiling", true, rm_conv3d_strided(2, 2), {2, 32, 4, 6, 11}, 16, true},
+    {"k2_s2_tiling", false, rm_conv3d_strided(2, 2), {2, 32, 8, 16, 32}, 32, true},
+    {"t_k2_s2_tiling", true, rm_conv3d_strided(2, 2), {2, 32, 4, 16, 16}, 16, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(LargeDirect, ConvReproducible, ::testing::ValuesIn(kLargeDirectCases), case_name);
@@ -534,8 +535,8 @@ TEST(Conv, TilingConvolutionIsThePointwiseConvolutionOfItsInputSpaceToDepth)
 {
     if (rm_isa_available() < RM_ISA_AVX2)
         GTEST_SKIP() << "no vector instruction set here: the portable path computes tiling convolutions by GEMM";
-    const int64_t ci = 3, co = 16, k = 2, taps = 8;
-    Tensor x({1, ci, 5, 7, 9}), w({co, ci, k, k, k}), y({1, co, 2, 3, 4}, NAN);
+    const int64_t ci = 3, co = 16, k = 2, taps = 8, D = 8, H = 16, W = 8; // outputs; the input has remainders
+    Tensor x({1, ci, 2 * D + 1, 2 * H + 1, 2 * W + 1}), w({co, ci, k, k, k}), y({1, co, D, H, W}, NAN);
     std::vector<float> b(co);
     rmtest::fill_uniform(x.data, 3);
     rmtest::fill_uniform(w.data, 4, -0.5f, 0.5f);
@@ -544,9 +545,9 @@ TEST(Conv, TilingConvolutionIsThePointwiseConvolutionOfItsInputSpaceToDepth)
     const rm_conv3d_params p = rm_conv3d_strided(2, 2);
     ASSERT_EQ(rm_conv3d_forward(ctx, &p, x.p(), w.p(), b.data(), y.p()), RM_OK) << rm_ctx_error(ctx);
     for (int64_t o = 0; o < co; o++)
-        for (int64_t z = 0; z < 2; z++)
-            for (int64_t r = 0; r < 3; r++)
-                for (int64_t q = 0; q < 4; q++) {
+        for (int64_t z = 0; z < D; z++)
+            for (int64_t r = 0; r < H; r++)
+                for (int64_t q = 0; q < W; q++) {
                     float acc = b[o];
                     for (int64_t i = 0; i < ci; i++)
                         for (int64_t tap = 0; tap < taps; tap++)
@@ -563,8 +564,8 @@ TEST(Conv, TilingDataGradientPutsThePointwiseResultBackDepthToSpace)
 {
     if (rm_isa_available() < RM_ISA_AVX2)
         GTEST_SKIP() << "no vector instruction set here: the portable path computes tiling convolutions by GEMM";
-    const int64_t ci = 3, co = 16, k = 2, taps = 8;
-    Tensor x({1, ci, 5, 7, 9}), w({co, ci, k, k, k}), dy({1, co, 2, 3, 4}), dx(x.shape(), NAN);
+    const int64_t ci = 3, co = 16, k = 2, taps = 8, D = 8, H = 16, W = 8; // outputs; the input has remainders
+    Tensor x({1, ci, 2 * D + 1, 2 * H + 1, 2 * W + 1}), w({co, ci, k, k, k}), dy({1, co, D, H, W}), dx(x.shape(), NAN);
     rmtest::fill_uniform(x.data, 6);
     rmtest::fill_uniform(w.data, 7, -0.5f, 0.5f);
     rmtest::fill_uniform(dy.data, 8);
@@ -572,11 +573,11 @@ TEST(Conv, TilingDataGradientPutsThePointwiseResultBackDepthToSpace)
     const rm_conv3d_params p = rm_conv3d_strided(2, 2);
     ASSERT_EQ(rm_conv3d_backward(ctx, &p, x.p(), w.p(), dy.p(), dx.p(), nullptr, nullptr), RM_OK) << rm_ctx_error(ctx);
     for (int64_t i = 0; i < ci; i++)
-        for (int64_t z = 0; z < 5; z++)
-            for (int64_t r = 0; r < 7; r++)
-                for (int64_t q = 0; q < 9; q++) {
+        for (int64_t z = 0; z <= 2 * D; z++)
+            for (int64_t r = 0; r <= 2 * H; r++)
+                for (int64_t q = 0; q <= 2 * W; q++) {
                     float expected = 0.0f;
-                    if (z < 4 && r < 6 && q < 8) {
+                    if (z < 2 * D && r < 2 * H && q < 2 * W) {
                         const int64_t tap = ((z % k) * k + r % k) * k + q % k;
                         for (int64_t o = 0; o < co; o++)
                             expected =

@@ -43,8 +43,11 @@ static int tiling(const rm_conv_geom *g)
 
 int rm_conv_direct_suits_tiling(const rm_ctx *ctx, const rm_conv_geom *g, int pass)
 {
-    const int64_t depth_channels = g->ci * rm_conv_taps(g);
-    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && tiling(g) && (pass == 0 ? g->co : depth_channels) >= 16;
+    /* Each call packs the ci·taps·co weights: below about 1024 outputs per output channel, packing them costs more
+     * than the kernels gain (down-sampling 256 channels to 2×8×8 ran at half SGEMM's speed). */
+    const int64_t depth_channels = g->ci * rm_conv_taps(g), outputs = g->n * g->out[0] * g->out[1] * g->out[2];
+    return RM_HAVE_DIRECT && ctx->isa >= RM_ISA_AVX2 && tiling(g) && (pass == 0 ? g->co : depth_channels) >= 16 &&
+           outputs >= 1024;
 }
 
 int rm_conv_direct_suits_reduce(const rm_ctx *ctx, const rm_conv_geom *g)
@@ -177,21 +180,27 @@ static void convert_plane(const direct_plan *p, const float *img, int64_t iz, fl
     }
 }
 
-/* Writes plane z of a tiling convolution's input rearranged space-to-depth (channel i·taps + tap holds input channel
- * i at that tap of each window) into `dst`, blocked; the lanes of missing channels are left as they are. */
+/* Where space-to-depth channel ch of tiling convolution t (input channel i = ch / taps at tap ch % taps of each
+ * window) reads its first window, in floats from the start of a sample of t's input. */
+static int64_t tiled_channel_offset(const rm_conv_geom *t, int64_t ch)
+{
+    const int64_t taps = rm_conv_taps(t), i = ch / taps, tap = ch % taps, k = t->k;
+    return ((i * t->in[0] + tap / (k * k)) * t->in[1] + tap / k % k) * t->in[2] + tap % k;
+}
+
+/* Writes plane z of a tiling convolution's input rearranged space-to-depth into `dst`, blocked; the lanes of missing
+ * channels are left as they are. */
 static void convert_tiled_plane(const direct_plan *p, const float *img, int64_t z, float *dst)
 {
     const rm_conv_geom *t = p->tiled;
-    const int64_t k = t->k, taps = rm_conv_taps(t), H = t->in[1], W = t->in[2], L = p->lanes;
-    const int64_t Ho = p->g->out[1], Wo = p->g->out[2];
+    const int64_t k = t->k, W = t->in[2], L = p->lanes, Ho = p->g->out[1], Wo = p->g->out[2];
+    const float *plane = img + z * t->kd * t->in[1] * W;
     for (int64_t cib = 0; cib < p->ncib; cib++) {
         const int64_t lanes = rm_min64(L, p->g->ci - cib * L);
         for (int64_t h = 0; h < Ho; h++) {
             float *d = dst + (cib * Ho + h) * Wo * L;
             for (int64_t l = 0; l < lanes; l++) {
-                const int64_t i = (cib * L + l) / taps, tap = (cib * L + l) % taps;
-                const int64_t a = tap / (k * k), b = tap / k % k, c = tap % k;
-                const float *s = img + ((i * t->in[0] + z * t->kd + a) * H + h * k + b) * W + c;
+                const float *s = plane + tiled_channel_offset(t, cib * L + l) + h * k * W;
                 for (int64_t x = 0; x < Wo; x++)
                     d[x * L + l] = s[x * k];
             }
@@ -327,10 +336,10 @@ typedef struct forward_job {
  * convolution t: channel i·taps + tap goes to input channel i at that tap of each window. */
 static void untile_plane(const rm_conv_geom *t, const float *plane, int64_t n, int64_t z, float *dx)
 {
-    const int64_t k = t->k, taps = rm_conv_taps(t), H = t->in[1], W = t->in[2], Ho = t->out[1], Wo = t->out[2];
-    for (int64_t ch = 0; ch < t->ci * taps; ch++) {
-        const int64_t i = ch / taps, tap = ch % taps, a = tap / (k * k), b = tap / k % k, c = tap % k;
-        float *d = dx + ((n * t->ci + i) * t->in[0] + z * t->kd + a) * H * W + b * W + c;
+    const int64_t k = t->k, W = t->in[2], Ho = t->out[1], Wo = t->out[2];
+    float *sample = dx + (n * t->ci * t->in[0] + z * t->kd) * t->in[1] * W;
+    for (int64_t ch = 0; ch < t->ci * rm_conv_taps(t); ch++) {
+        float *d = sample + tiled_channel_offset(t, ch);
         for (int64_t h = 0; h < Ho; h++)
             for (int64_t x = 0; x < Wo; x++)
                 d[h * k * W + x * k] = plane[(ch * Ho + h) * Wo + x];
