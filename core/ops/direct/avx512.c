@@ -29,6 +29,48 @@ _Static_assert(RK_RW5_1 == RM_DIRECT_AVX512_RW5_1 && RK_RW5_2 == RM_DIRECT_AVX51
 #define WK_NAME rm_direct_wgrad_row_avx512
 #include "ops/direct/wgrad_kernel.inc"
 
+/* r[v] = lane v of every r[l]: a 16×16 transpose in four stages of shuffles (pairs, quads, 128-bit halves, 256-bit
+ * halves). */
+RK_TARGET static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+            t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0xDD);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+    }
+}
+
+RK_TARGET void rm_direct_interleave16_avx512(const float *const rows[16], int64_t n, float *dst)
+{
+    int64_t x = 0;
+    for (; x + 16 <= n; x += 16) {
+        __m512 r[16];
+        for (int l = 0; l < 16; l++)
+            r[l] = _mm512_loadu_ps(rows[l] + x);
+        transpose16(r);
+        for (int i = 0; i < 16; i++)
+            _mm512_storeu_ps(dst + (x + i) * 16, r[i]);
+    }
+    for (; x < n; x++)
+        for (int l = 0; l < 16; l++)
+            dst[x * 16 + l] = rows[l][x];
+}
+
 #define RD_NAME rm_direct_reduce_row_avx512
 #define RD_RW 24
 _Static_assert(RD_RW == RM_DIRECT_AVX512_REDUCE_RW, "the kernel's limit as declared");

@@ -60,6 +60,7 @@ int rm_conv_direct_suits_reduce(const rm_ctx *ctx, const rm_conv_geom *g)
 typedef struct direct_plan {
     const rm_conv_geom *g;
     const rm_conv_geom *tiled; /* for a tiling convolution's input, its geometry (g is then its 1³ one), or NULL */
+    rm_isa isa;                /* the context's: AVX-512 converts input planes by register transposes */
     int64_t lanes, ncib, cop; /* L, input channel blocks, output channels rounded up to 16 */
     int64_t hp, wp;           /* padded plane: Ho + k - 1 rows of Wo + k - 1 positions */
     int64_t plane_floats;     /* one padded, blocked input plane: ncib·Hp·Wp·L */
@@ -171,6 +172,15 @@ static void convert_plane(const direct_plan *p, const float *img, int64_t iz, fl
         const float *src = img + (cib * L * g->in[0] + iz) * H * W;
         for (int64_t h = 0; h < rows; h++) {
             float *d = dst + ((cib * p->hp + h + pad) * p->wp + pad) * L;
+#if RM_HAVE_DIRECT
+            if (lanes == 16 && p->isa >= RM_ISA_AVX512) {
+                const float *row[16];
+                for (int64_t l = 0; l < 16; l++)
+                    row[l] = src + l * plane + h * W;
+                rm_direct_interleave16_avx512(row, cols, d);
+                continue;
+            }
+#endif
             for (int64_t l = 0; l < lanes; l++) {
                 const float *s = src + l * plane + h * W;
                 for (int64_t x = 0; x < cols; x++)
@@ -402,8 +412,9 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
 static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, const float *wp, const float *w,
                          int mirrored, const float *b, const rm_conv_act *act, const rm_conv_geom *untile, float *y)
 {
-    const direct_plan p = *pp;
+    direct_plan p = *pp;
     const rm_conv_geom *g = p.g;
+    p.isa = ctx->isa;
     const int nth = ctx->n_threads, k5 = g->k == 5, avx512 = ctx->isa >= RM_ISA_AVX512;
     forward_job j = {.p = &p,
                      .kernel = kernel_of(ctx->isa),
@@ -567,7 +578,8 @@ static void reduce_plane(const void *arg, int64_t n, int64_t z, const float *pla
 rm_status rm_conv_direct_forward_reduce(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *w,
                                         int mirrored, const float *b, float *y)
 {
-    const direct_plan p = plan_of(g);
+    direct_plan p = plan_of(g);
+    p.isa = ctx->isa;
     const int nth = ctx->n_threads;
     reduce_job j = {.p = &p,
                     .kernel = reduce_kernel_of(ctx->isa),
@@ -629,7 +641,8 @@ static void sums_to_dw(const wgrad_items *it, int64_t i0, int64_t i1, const floa
 
 rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, const float *x, const float *dy, float *dw)
 {
-    const direct_plan p = plan_of(g);
+    direct_plan p = plan_of(g);
+    p.isa = ctx->isa;
     const int nth = ctx->n_threads, k = g->k;
     const int o_per = (int)rm_min64(rm_direct_wgrad_channels(ctx->isa, k), g->co);
     const wgrad_kernel kernel = wgrad_kernel_of(ctx->isa);
