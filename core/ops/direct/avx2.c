@@ -13,6 +13,8 @@
 #define RK_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define RK_STORE(p, v) _mm256_store_ps(p, v)
 #define RK_STOREU(p, v) _mm256_storeu_ps(p, v)
+#define RK_MAX(a, b) _mm256_max_ps(a, b)
+#define RK_ADD(a, b) _mm256_add_ps(a, b)
 #define RK_ISA RM_ISA_AVX2
 #define RK_RW1 6
 #define RK_RW5_1 10

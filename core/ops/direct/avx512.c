@@ -13,6 +13,8 @@
 #define RK_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define RK_STORE(p, v) _mm512_store_ps(p, v)
 #define RK_STOREU(p, v) _mm512_storeu_ps(p, v)
+#define RK_MAX(a, b) _mm512_max_ps(a, b)
+#define RK_ADD(a, b) _mm512_add_ps(a, b)
 #define RK_ISA RM_ISA_AVX512
 #define RK_RW1 16
 #define RK_RW2 12

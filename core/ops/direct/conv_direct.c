@@ -13,7 +13,6 @@
  * into ci·kd·k² channels, puts each output plane back depth-to-space.
  */
 #include "ops/direct/conv_direct.h"
-#include "ops/activation_apply.h"
 
 #include <omp.h>
 #include <string.h>
@@ -384,6 +383,7 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
             r.ncib = rm_min64(j->chunk, p->ncib - r.cib0);
             r.first = r.cib0 == 0;
             r.last = r.cib0 + r.ncib == p->ncib;
+            r.act = r.last ? j->act : NULL;
             for (int64_t oy = 0; oy < Ho; oy++) {
                 height_taps(g, oy, &r.b0, &r.b1);
                 for (int64_t t = 0; t < ntiles; t++) {
@@ -394,10 +394,6 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
                     r.part = part + (oy * Wo + x0) * 32;
                     r.out = out0 + cob * 16 * vout + oy * Wo + x0;
                     j->kernel(&r);
-                    if (j->act && r.last)
-                        for (int64_t ch = 0; ch < r.nco; ch++)
-                            rm_act_apply(j->act->kind, j->act->bias ? j->act->bias[cob * 16 + ch] : 0.0f,
-                                         r.out + ch * vout, r.out + ch * vout, r.rw);
                 }
             }
         }

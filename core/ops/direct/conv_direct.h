@@ -20,6 +20,7 @@
 #ifndef REPMODE_CONV_DIRECT_H
 #define REPMODE_CONV_DIRECT_H
 
+#include "ops/activation_apply.h"
 #include "ops/conv_engine.h"
 
 /* The kernels are built for x86-64 with GCC or Clang (their vector extensions and function targets). */
@@ -50,6 +51,7 @@ typedef struct rm_direct_row {
     int64_t row_stride;                   /* floats between rows of a padded plane: Wp·L */
     int64_t cib0, ncib, gw;               /* input channel blocks [cib0, cib0 + ncib); the group's width */
     float *part;                          /* partial sums between blocks of input channels: [rw][32] */
+    const rm_conv_act *act;               /* applied to the outputs as they are stored (with `last`), or NULL */
     int first, last;                      /* start from the bias (else from part); end in out (else in part) */
     int k, kd, lanes, cob, nb, rw;        /* kernel: k² in-plane, kd deep; L; first output block, blocks, positions */
     int b0, b1;                           /* the height taps [b0, b1) that meet input rows (the rest read zeros) */
