@@ -213,7 +213,8 @@ static rm_status read_patch(rm_ctx *ctx, const char *where, const cJSON *v, rm_c
  * added with (docs/network.md §5.5). */
 static rm_status read_added_expert(rm_ctx *ctx, const char *where, const cJSON *v, rm_config *cfg)
 {
-    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "kernel"), *t = cJSON_GetObjectItemCaseSensitive(v, "first_task");
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "kernel"),
+                *t = cJSON_GetObjectItemCaseSensitive(v, "first_task");
     if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) != 2 || !is_whole(k) || !is_whole(t))
         return rm_fail(ctx, RM_ERR_FORMAT, "%s: 'added_expert' must be {\"kernel\": 1, 3 or 5, \"first_task\": a "
                        "task index}", where);

@@ -403,8 +403,8 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
 }
 
 /* y = act(conv(x, w) + b) on the packed weights wp, or, when wp is NULL, on w packed into the working memory first
- * (`mirrored` as rm_conv_direct_forward has it); act may be NULL. The activation is applied to each tile as soon as
- * its sums are complete, while it is in the L1 cache. */
+ * (`mirrored` as rm_conv_direct_forward has it); act may be NULL. The kernel applies the activation to each tile's
+ * sums before it stores them (row_kernel.inc). */
 static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, const float *wp, const float *w,
                          int mirrored, const float *b, const rm_conv_act *act, const rm_conv_geom *untile, float *y)
 {
