@@ -119,9 +119,13 @@ rm_status rm_activation_backward(rm_ctx *ctx, rm_activation act, const rm_tensor
             for (int64_t i = i0; i < i1; i++)
                 dxd[i] = dyd[i] * mish_grad(xd[i]);
         } else {
-            /* ReLU and FReLU: the gradient at exactly 0 is 0, as in PyTorch. */
-            for (int64_t i = i0; i < i1; i++)
-                dxd[i] = xd[i] > 0.0f ? dyd[i] : 0.0f;
+            /* ReLU and FReLU: the gradient at exactly 0 is 0, as in PyTorch. The load is unconditional and each
+             * element is read before it is written (dx may be dy), so the loop vectorizes without a branch. */
+#pragma omp simd
+            for (int64_t i = i0; i < i1; i++) {
+                const float g = dyd[i];
+                dxd[i] = xd[i] > 0.0f ? g : 0.0f;
+            }
         }
     }
 
