@@ -402,6 +402,7 @@ static rm_status mode_conv_backward(rm_ctx *ctx, rm_model *m, struct rm_train_st
     const rm_conv3d_params p = rm_unit_conv_params(u);
     const int kd = rm_unit_kernel_depth(u);
     const rm_tensor w = rm_tensor_5d(s->w, u->co, u->ci, kd, 5, 5);
+    rm_tensor dw = rm_tensor_5d(s->dw, u->co, u->ci, kd, 5, 5);
     rm_tensor dws = rm_tensor_5d(s->dw_sample, u->co, u->ci, kd, 5, 5);
     const size_t kernel = (size_t)rm_unit_weight_numel(u);
     int order[RM_MAX_BATCH];
@@ -409,16 +410,18 @@ static rm_status mode_conv_backward(rm_ctx *ctx, rm_model *m, struct rm_train_st
     for (int k = 0; k < n_distinct; k++) {
         rm_mode_gate(u, order[k], m->cfg.n_tasks, s->gate);
         rm_mode_merge(ctx, u, order[k], s->gate, s->w);
-        memset(s->dw, 0, kernel * sizeof(float));
+        /* The task's first sample writes the kernel gradient, the next ones add theirs to it, in sample order. */
+        int first = 1;
         for (int64_t n = 0; n < in->ne[0]; n++) {
             if (s->tasks[n] != order[k])
                 continue;
             rm_tensor xn = sample(in, n), gn = sample(gz, n), dxn;
             if (gin)
                 dxn = sample(gin, n);
-            RM_TRY(rm_conv3d_backward(ctx, &p, &xn, &w, &gn, gin ? &dxn : NULL, &dws, NULL));
-            for (size_t j = 0; j < kernel; j++)
-                s->dw[j] += s->dw_sample[j];
+            RM_TRY(rm_conv3d_backward(ctx, &p, &xn, &w, &gn, gin ? &dxn : NULL, first ? &dw : &dws, NULL));
+            if (!first)
+                rm_add_into(ctx, s->dw, s->dw_sample, (int64_t)kernel);
+            first = 0;
         }
         rm_mode_merge_backward(ctx, u, order[k], m->cfg.n_tasks, s->gate, s->dw);
     }
