@@ -428,6 +428,11 @@ const ConvCase kDirectCases[] = {
     {"k5_16_channels", false, rm_conv3d_same(5), {1, 16, 5, 7, 29}, 16, true},
     {"k5_odd_channels", false, rm_conv3d_same(5), {2, 17, 6, 5, 13}, 33, true},
     {"k5_one_input_channel", false, rm_conv3d_same(5), {1, 1, 4, 6, 19}, 20, false},
+    // One input channel runs vectors over positions: rows longer than one call (their last vector partly stored), a
+    // last pass of one output channel, other kernel sizes, and the data gradient of one output channel.
+    {"k5_one_input_channel_long_rows", false, rm_conv3d_same(5), {1, 1, 3, 4, 150}, 33, true},
+    {"k3_one_input_channel", false, rm_conv3d_same(3), {2, 1, 3, 5, 70}, 18, true},
+    {"k5_one_output_channel", false, rm_conv3d_same(5), {1, 20, 3, 5, 41}, 1, true},
     {"k5_thinner_than_kernel", false, rm_conv3d_same(5), {1, 20, 2, 3, 1}, 18, true},
     {"k3_wide_rows", false, rm_conv3d_same(3), {1, 24, 3, 4, 40}, 32, false},
     {"k1_pointwise", false, rm_conv3d_same(1), {2, 19, 3, 5, 7}, 35, true},
@@ -441,6 +446,7 @@ const ConvCase kDirectCases[] = {
     // Planar kernels: the 2D decoder's 5×5 and 3×3 on one plane and on several, and its few-output-channels head.
     {"p5_planar", false, planar_same(5), {2, 20, 3, 7, 19}, 33, true},
     {"p3_planar_one_plane", false, planar_same(3), {1, 17, 1, 6, 21}, 16, false},
+    {"p5_planar_one_input_channel", false, planar_same(5), {1, 1, 2, 5, 37}, 16, true},
     {"p5_few_output_channels", false, planar_same(5), {2, 33, 2, 5, 30}, 2, true},
     // Tiling convolutions (kernel = stride, no padding) as 1³ convolutions space-to-depth, at 1024 outputs per
     // channel or more (fewer stay on SGEMM): the network's down- and up-sampling, sizes that leave the input's last

@@ -25,6 +25,14 @@ _Static_assert(RK_RW5_1 == RM_DIRECT_AVX2_RW5_1 &&
                    RK_RW1 == RM_DIRECT_AVX2_RW1 && RK_NB == RM_DIRECT_AVX2_NB, "the kernel's limits as declared");
 #include "ops/direct/row_kernel.inc"
 
+#define PK_O 4
+#define PK_V 2
+#define PK_STORE_FIRST(p, v, n) \
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v)
+#define PK_NAME rm_direct_pos_row_avx2
+_Static_assert(PK_V * RK_LANES == RM_DIRECT_AVX2_POS_RW, "the kernel's limit as declared");
+#include "ops/direct/pos_kernel.inc"
+
 #define WK_NAME rm_direct_wgrad_row_avx2
 #include "ops/direct/wgrad_kernel.inc"
 

@@ -28,6 +28,13 @@ _Static_assert(RK_RW5_1 == RM_DIRECT_AVX512_RW5_1 && RK_RW5_2 == RM_DIRECT_AVX51
                "the kernel's limits as declared");
 #include "ops/direct/row_kernel.inc"
 
+#define PK_O 4
+#define PK_V 6
+#define PK_STORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1u), v)
+#define PK_NAME rm_direct_pos_row_avx512
+_Static_assert(PK_V * RK_LANES == RM_DIRECT_AVX512_POS_RW, "the kernel's limit as declared");
+#include "ops/direct/pos_kernel.inc"
+
 #define WK_NAME rm_direct_wgrad_row_avx512
 #include "ops/direct/wgrad_kernel.inc"
 

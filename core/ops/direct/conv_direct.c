@@ -226,7 +226,8 @@ typedef struct plane_ring {
 
 static size_t ring_size(const direct_plan *p)
 {
-    return rm_work_floats(p->g->kd * p->plane_floats);
+    /* The one-input-channel kernels read up to a vector past a row's end: past the last plane, into zeros. */
+    return rm_work_floats(p->g->kd * p->plane_floats + (p->lanes == 1 ? 16 : 0));
 }
 
 /* A ring on `mem` (ring_size floats), all zeros: the padding and the lanes of missing channels stay so. */
@@ -301,8 +302,10 @@ typedef void (*wgrad_kernel)(const rm_direct_wgrad_row *r);
 typedef void (*reduce_kernel)(const rm_direct_reduce_row *r);
 
 #if RM_HAVE_DIRECT
-static row_kernel kernel_of(rm_isa isa)
+static row_kernel kernel_of(rm_isa isa, int lanes)
 {
+    if (lanes == 1)
+        return isa >= RM_ISA_AVX512 ? rm_direct_pos_row_avx512 : rm_direct_pos_row_avx2;
     return isa >= RM_ISA_AVX512 ? rm_direct_row_avx512 : rm_direct_row_avx2;
 }
 static wgrad_kernel wgrad_kernel_of(rm_isa isa)
@@ -314,9 +317,9 @@ static reduce_kernel reduce_kernel_of(rm_isa isa)
     return isa >= RM_ISA_AVX512 ? rm_direct_reduce_row_avx512 : rm_direct_reduce_row_avx2;
 }
 #else
-static row_kernel kernel_of(rm_isa isa)
+static row_kernel kernel_of(rm_isa isa, int lanes)
 {
-    return (void)isa, NULL;
+    return (void)isa, (void)lanes, NULL;
 }
 static wgrad_kernel wgrad_kernel_of(rm_isa isa)
 {
@@ -413,13 +416,15 @@ static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, con
     p.isa = ctx->isa;
     const int nth = ctx->n_threads, k5 = g->k == 5, avx512 = ctx->isa >= RM_ISA_AVX512;
     forward_job j = {.p = &p,
-                     .kernel = kernel_of(ctx->isa),
+                     .kernel = kernel_of(ctx->isa, (int)p.lanes),
                      .act = act,
                      .y = y,
                      .nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB,
                      .rw_one = k5 ? (avx512 ? RM_DIRECT_AVX512_RW5_1 : RM_DIRECT_AVX2_RW5_1)
                                   : (avx512 ? RM_DIRECT_AVX512_RW1 : RM_DIRECT_AVX2_RW1),
                      .rw_pair = k5 ? RM_DIRECT_AVX512_RW5_2 : RM_DIRECT_AVX512_RW2};
+    if (p.lanes == 1) /* one input channel, one block: vectors over positions (pos_kernel.inc) */
+        j.rw_one = j.rw_pair = avx512 ? RM_DIRECT_AVX512_POS_RW : RM_DIRECT_AVX2_POS_RW;
     const size_t w_floats = wp ? 0 : rm_work_floats(rm_conv_direct_packed_numel(g));
     const size_t b_floats = rm_work_floats(p.cop);
     /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */

@@ -14,8 +14,9 @@
  * then the channels of the block and the width taps (for kernels 5 wide each channel's five width taps in turn, for
  * other kernels each width tap's channels), one fused multiply-add each. The AVX-512 and AVX2 kernels follow the
  * same order (AVX2 holds a block of 16 output channels in two registers), so both paths give the same bits, on any
- * number of threads. The few-output-channels kernel adds the same products per input lane, then the 16 lanes in
- * one fixed order, then the bias.
+ * number of threads. The one-input-channel kernel (vectors over positions) adds the same products in the same order.
+ * The few-output-channels kernel adds the same products per input lane, then the 16 lanes in one fixed order, then
+ * the bias.
  */
 #ifndef REPMODE_CONV_DIRECT_H
 #define REPMODE_CONV_DIRECT_H
@@ -71,6 +72,9 @@ enum {
  * call per tile, as a layer walks them): one block, 22 positions match 16-20 and 24 spills; two blocks, 9 positions
  * (29 registers) beat 10 by 13-16%: at 10, GCC spills accumulators to the stack inside the loop. */
 enum { RM_DIRECT_AVX512_RW5_1 = 22, RM_DIRECT_AVX512_RW5_2 = 9, RM_DIRECT_AVX2_RW5_1 = 10 };
+/* The one-input-channel kernels (pos_kernel.inc) take the same calls, with vectors over positions: up to this many
+ * positions of one row per call. */
+enum { RM_DIRECT_AVX512_POS_RW = 96, RM_DIRECT_AVX2_POS_RW = 16 };
 /* The weight gradient's kernel: some output rows' contribution to the running sums of k width taps of `O` output
  * channels for one block of 16 input channels, at one depth and height tap; O is at most
  * rm_direct_wgrad_channels(isa, k), fewer when the layer has fewer output channels. */
@@ -110,6 +114,8 @@ enum { RM_DIRECT_AVX512_REDUCE_RW = 24, RM_DIRECT_AVX2_REDUCE_RW = 10 };
 void rm_direct_interleave16_avx512(const float *const rows[16], int64_t n, float *dst);
 void rm_direct_row_avx512(const rm_direct_row *r);
 void rm_direct_row_avx2(const rm_direct_row *r);
+void rm_direct_pos_row_avx512(const rm_direct_row *r);
+void rm_direct_pos_row_avx2(const rm_direct_row *r);
 void rm_direct_wgrad_row_avx512(const rm_direct_wgrad_row *r);
 void rm_direct_wgrad_row_avx2(const rm_direct_wgrad_row *r);
 void rm_direct_reduce_row_avx512(const rm_direct_reduce_row *r);
