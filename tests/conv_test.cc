@@ -506,6 +506,7 @@ INSTANTIATE_TEST_SUITE_P(PortableShapes, ConvEveryIsa, ::testing::ValuesIn(kCase
 const ConvCase kLargeDirectCases[] = {
     {"k5_direct", false, rm_conv3d_same(5), {2, 20, 9, 11, 27}, 18, true},
     {"k5_few_output_channels", false, rm_conv3d_same(5), {2, 32, 9, 11, 30}, 1, true},
+    {"k5_one_input_channel", false, rm_conv3d_same(5), {2, 1, 9, 70, 37}, 20, true},
     {"p5_direct", false, planar_same(5), {2, 20, 4, 11, 27}, 18, true},
     {"p5_few_output_channels", false, planar_same(5), {2, 32, 3, 11, 30}, 1, true},
     {"k2_s2_tiling", false, rm_conv3d_strided(2, 2), {2, 32, 8, 16, 32}, 32, true},

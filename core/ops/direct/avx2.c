@@ -27,14 +27,19 @@ _Static_assert(RK_RW5_1 == RM_DIRECT_AVX2_RW5_1 &&
 
 #define PK_O 4
 #define PK_V 2
-#define PK_STORE_FIRST(p, v, n) \
-    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v)
+/* The mask of lanes [0, n). */
+#define FIRST_LANES(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define PK_STORE_FIRST(p, v, n) _mm256_maskstore_ps(p, FIRST_LANES(n), v)
 #define PK_NAME rm_direct_pos_row_avx2
 _Static_assert(PK_V * RK_LANES == RM_DIRECT_AVX2_POS_RW, "the kernel's limit as declared");
 #include "ops/direct/pos_kernel.inc"
 
 #define WK_NAME rm_direct_wgrad_row_avx2
 #include "ops/direct/wgrad_kernel.inc"
+
+#define PW_LOADZ(p, n) _mm256_maskload_ps(p, FIRST_LANES(n))
+#define PW_NAME rm_direct_pos_wgrad_row_avx2
+#include "ops/direct/pos_wgrad_kernel.inc"
 
 #define RD_NAME rm_direct_reduce_row_avx2
 #define RD_RW 10

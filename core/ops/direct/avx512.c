@@ -30,13 +30,19 @@ _Static_assert(RK_RW5_1 == RM_DIRECT_AVX512_RW5_1 && RK_RW5_2 == RM_DIRECT_AVX51
 
 #define PK_O 4
 #define PK_V 6
-#define PK_STORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1u), v)
+/* The mask of lanes [0, n). */
+#define FIRST_LANES(n) ((__mmask16)((1u << (n)) - 1u))
+#define PK_STORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, FIRST_LANES(n), v)
 #define PK_NAME rm_direct_pos_row_avx512
 _Static_assert(PK_V * RK_LANES == RM_DIRECT_AVX512_POS_RW, "the kernel's limit as declared");
 #include "ops/direct/pos_kernel.inc"
 
 #define WK_NAME rm_direct_wgrad_row_avx512
 #include "ops/direct/wgrad_kernel.inc"
+
+#define PW_LOADZ(p, n) _mm512_maskz_loadu_ps(FIRST_LANES(n), p)
+#define PW_NAME rm_direct_pos_wgrad_row_avx512
+#include "ops/direct/pos_wgrad_kernel.inc"
 
 /* r[v] = lane v of every r[l]: a 16×16 transpose in four stages of shuffles (pairs, quads, 128-bit halves, 256-bit
  * halves). */

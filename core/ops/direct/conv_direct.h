@@ -80,9 +80,10 @@ enum { RM_DIRECT_AVX512_POS_RW = 96, RM_DIRECT_AVX2_POS_RW = 16 };
  * rm_direct_wgrad_channels(isa, k), fewer when the layer has fewer output channels. */
 #define RM_DIRECT_MAX_O 8
 typedef struct rm_direct_wgrad_row {
-    const float *x;                   /* the first row's padded, blocked input row read at position 0: [Wp][16] */
+    const float *x;                   /* the first row's padded, blocked input row read at position 0: [Wp][L] */
     const float *dy[RM_DIRECT_MAX_O]; /* each output channel's first row of dy (zeros for missing ones) */
-    float *acc;                       /* [O][k][16] running sums: acc[o][c][l] += Σ_row Σ_p x[p + c][l]·dy[o][p] */
+    float *acc; /* [O][k][16] running sums: acc[o][c][l] += Σ_row Σ_p x[p + c][l]·dy[o][p]; with one input
+                 * channel (the one-input-channel kernel), acc[o][c][l] += Σ_row Σ_{p mod 16 = l} x[p + c]·dy[o][p] */
     int64_t wo, rows;                 /* positions of a row; consecutive rows (short rows go several per call) */
     int64_t x_rows, dy_rows;          /* floats between consecutive rows of x and of dy */
     int k, o;                         /* kernel size; output channels, 1 to rm_direct_wgrad_channels(isa, k) */
@@ -118,6 +119,8 @@ void rm_direct_pos_row_avx512(const rm_direct_row *r);
 void rm_direct_pos_row_avx2(const rm_direct_row *r);
 void rm_direct_wgrad_row_avx512(const rm_direct_wgrad_row *r);
 void rm_direct_wgrad_row_avx2(const rm_direct_wgrad_row *r);
+void rm_direct_pos_wgrad_row_avx512(const rm_direct_wgrad_row *r);
+void rm_direct_pos_wgrad_row_avx2(const rm_direct_wgrad_row *r);
 void rm_direct_reduce_row_avx512(const rm_direct_reduce_row *r);
 void rm_direct_reduce_row_avx2(const rm_direct_reduce_row *r);
 #endif
