@@ -429,7 +429,8 @@ const ConvCase kDirectCases[] = {
     {"k5_odd_channels", false, rm_conv3d_same(5), {2, 17, 6, 5, 13}, 33, true},
     {"k5_one_input_channel", false, rm_conv3d_same(5), {1, 1, 4, 6, 19}, 20, false},
     // One input channel runs vectors over positions: rows longer than one call (their last vector partly stored), a
-    // last pass of one output channel, other kernel sizes, and the data gradient of one output channel.
+    // last pass of one output channel, other kernel sizes, and the data gradient of one output channel (whose weight
+    // gradient splits even and odd positions, here over rows of odd length).
     {"k5_one_input_channel_long_rows", false, rm_conv3d_same(5), {1, 1, 3, 4, 150}, 33, true},
     {"k3_one_input_channel", false, rm_conv3d_same(3), {2, 1, 3, 5, 70}, 18, true},
     {"k5_one_output_channel", false, rm_conv3d_same(5), {1, 20, 3, 5, 41}, 1, true},
@@ -447,6 +448,7 @@ const ConvCase kDirectCases[] = {
     {"p5_planar", false, planar_same(5), {2, 20, 3, 7, 19}, 33, true},
     {"p3_planar_one_plane", false, planar_same(3), {1, 17, 1, 6, 21}, 16, false},
     {"p5_planar_one_input_channel", false, planar_same(5), {1, 1, 2, 5, 37}, 16, true},
+    {"p5_one_output_channel", false, planar_same(5), {2, 17, 2, 6, 33}, 1, true},
     {"p5_few_output_channels", false, planar_same(5), {2, 33, 2, 5, 30}, 2, true},
     // Tiling convolutions (kernel = stride, no padding) as 1³ convolutions space-to-depth, at 1024 outputs per
     // channel or more (fewer stay on SGEMM): the network's down- and up-sampling, sizes that leave the input's last

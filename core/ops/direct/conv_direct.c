@@ -710,7 +710,7 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
                     for (int64_t unit = u0; unit < u1; unit++) {
                         const int64_t item = unit % nitems, cib = item / ngroups, o0 = item % ngroups * o_per;
                         rm_direct_wgrad_row r = {
-                            .wo = Wo, .x_rows = p.wp * p.lanes, .dy_rows = Wo, .k = k, .o = o_per};
+                            .wo = Wo, .x_rows = p.wp * p.lanes, .dy_rows = Wo, .k = k, .o = o_per, .split = g->co == 1};
                         for (int64_t a = 0; a < g->kd; a++) {
                             if (!planes[a])
                                 continue;

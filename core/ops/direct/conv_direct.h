@@ -87,6 +87,10 @@ typedef struct rm_direct_wgrad_row {
     int64_t wo, rows;                 /* positions of a row; consecutive rows (short rows go several per call) */
     int64_t x_rows, dy_rows;          /* floats between consecutive rows of x and of dy */
     int k, o;                         /* kernel size; output channels, 1 to rm_direct_wgrad_channels(isa, k) */
+    /* For a layer of one output channel (o = 1 on every instruction set), whose k sums alone would each wait on the
+     * last FMA's latency: each call adds its even and its odd positions in two sets of sums, then adds those, as
+     * (running + even) + odd. The one-input-channel kernel ignores it. */
+    int split;
 } rm_direct_wgrad_row;
 
 /* Output channels per weight-gradient call: as many as keep O·k accumulators of 16 channels in registers. */
