@@ -457,6 +457,8 @@ const ConvCase kDirectCases[] = {
     {"k2_s2_tiling_remainders", false, rm_conv3d_strided(2, 2), {1, 20, 9, 33, 35}, 24, true},
     {"k3_s3_tiling_few_channels", false, rm_conv3d_strided(3, 3), {1, 1, 24, 34, 38}, 17, false},
     {"t_k2_s2_tiling", true, rm_conv3d_strided(2, 2), {1, 24, 8, 12, 12}, 20, true},
+    // One output channel: the data gradient, a 1³ convolution of one input channel, on the one-input-channel kernel.
+    {"k2_s2_tiling_one_output_channel", false, rm_conv3d_strided(2, 2), {1, 8, 8, 32, 66}, 1, false},
     {"p2_s2_tiling", false, planar_strided(2, 2), {1, 16, 4, 32, 34}, 16, true},
 };
 

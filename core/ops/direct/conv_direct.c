@@ -227,7 +227,7 @@ typedef struct plane_ring {
 
 static size_t ring_size(const direct_plan *p)
 {
-    /* The one-input-channel kernels read up to a vector past a row's end: past the last plane, into zeros. */
+    /* The one-input-channel forward kernel reads up to a vector past a row's end: past the last plane, into zeros. */
     return rm_work_floats(p->g->kd * p->plane_floats + (p->lanes == 1 ? 16 : 0));
 }
 
