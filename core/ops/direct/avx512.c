@@ -70,20 +70,17 @@ RK_TARGET static inline void transpose16(__m512 r[16])
     }
 }
 
-RK_TARGET void rm_direct_interleave16_avx512(const float *const rows[16], int64_t n, float *dst)
+RK_TARGET void rm_direct_interleave16_avx512(const float *const rows[16], int64_t n, int64_t stride, float *dst)
 {
-    int64_t x = 0;
-    for (; x + 16 <= n; x += 16) {
+    for (int64_t x = 0; x < n; x += 16) {
+        const int m = n - x < 16 ? (int)(n - x) : 16; /* the last block's rows are loaded partly, masked */
         __m512 r[16];
         for (int l = 0; l < 16; l++)
-            r[l] = _mm512_loadu_ps(rows[l] + x);
+            r[l] = _mm512_maskz_loadu_ps(FIRST_LANES(m), rows[l] + x);
         transpose16(r);
-        for (int i = 0; i < 16; i++)
-            _mm512_storeu_ps(dst + (x + i) * 16, r[i]);
+        for (int i = 0; i < m; i++)
+            _mm512_storeu_ps(dst + (x + i) * stride, r[i]);
     }
-    for (; x < n; x++)
-        for (int l = 0; l < 16; l++)
-            dst[x * 16 + l] = rows[l][x];
 }
 
 #define RD_NAME rm_direct_reduce_row_avx512

@@ -94,37 +94,49 @@ static int64_t packed_index(const direct_plan *p, int64_t o, int64_t i, int64_t 
            o % RM_DIRECT_GROUP;
 }
 
+/* dst[x·stride + l] = rows[l][x] for l < nrows, x < n (stride may be negative): channel rows into vectors of lanes,
+ * each vector written whole before the next. AVX-512 moves 16 rows by register transposes. */
+static void interleave(rm_isa isa, const float *const rows[16], int64_t nrows, int64_t n, int64_t stride, float *dst)
+{
+#if RM_HAVE_DIRECT
+    if (nrows == 16 && isa >= RM_ISA_AVX512) {
+        rm_direct_interleave16_avx512(rows, n, stride, dst);
+        return;
+    }
+#endif
+    for (int64_t x = 0; x < n; x++)
+        for (int64_t l = 0; l < nrows; l++)
+            dst[x * stride + l] = rows[l][x];
+}
+
 /* The packed weights (conv_direct.h) of depth taps [a0, a1) (the others are left as they are), zero where channels
  * do not exist. Items are (input channel block, block of 16 output channels). For each input channel, the 16 output
- * channels' taps are read as the contiguous runs they are in w into a small buffer, then written one whole 64-byte row
- * of 16 channels per tap: rows a tap apart are L·gw floats apart, a power-of-two stride that maps them all to a few
- * cache sets, so writing them a float at a time would evict each row before it is complete. */
+ * channels' taps are contiguous runs in w; they are interleaved into one whole 64-byte row of 16 channels per tap:
+ * rows a tap apart are L·gw floats apart, a power-of-two stride that maps them all to a few cache sets, so writing
+ * them a float at a time would evict each row before it is complete. Mirrored, the run is read from its last tap's
+ * mirror and written backwards. */
 static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, int a0, int a1, float *wp)
 {
+    static const float zeros[RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K];
     const rm_conv_geom *g = p->g;
     const int64_t taps = rm_conv_taps(g), L = p->lanes, cop = p->cop, ncob = cop / 16;
     const int64_t t0 = a0 * taps / g->kd, t1 = a1 * taps / g->kd, nt = t1 - t0;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t item = 0; item < p->ncib * ncob; item++) {
-        const int64_t cib = item / ncob, o0 = item % ncob * 16;
-        float w16[16][RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K];
-        for (int64_t l = 0; l < L; l++) {
-            const int64_t i = cib * L + l;
+        const int64_t cib = item / ncob, o0 = item % ncob * 16, tap_floats = L * group_width(p, o0);
+        for (int64_t i = cib * L; i < (cib + 1) * L; i++) {
+            const float *rows[16];
             for (int64_t j = 0; j < 16; j++) {
                 const int64_t o = o0 + j;
-                if (i >= g->ci || o >= g->co)
-                    memset(w16[j], 0, (size_t)nt * sizeof(float));
-                else if (mirrored)
-                    for (int64_t tap = t0; tap < t1; tap++)
-                        w16[j][tap - t0] = w[(i * g->co + o) * taps + taps - 1 - tap];
-                else
-                    memcpy(w16[j], w + (o * g->ci + i) * taps + t0, (size_t)nt * sizeof(float));
+                rows[j] = i >= g->ci || o >= g->co ? zeros
+                          : mirrored               ? w + (i * g->co + o) * taps + taps - t1
+                                                   : w + (o * g->ci + i) * taps + t0;
             }
-            float *dst = wp + packed_index(p, o0, cib * L + l, t0);
-            const int64_t tap_floats = L * group_width(p, o0);
-            for (int64_t tap = 0; tap < nt; tap++)
-                for (int64_t j = 0; j < 16; j++)
-                    dst[tap * tap_floats + j] = w16[j][tap];
+            float *dst = wp + packed_index(p, o0, i, t0);
+            if (mirrored)
+                interleave(p->isa, rows, 16, nt, -tap_floats, dst + (nt - 1) * tap_floats);
+            else
+                interleave(p->isa, rows, 16, nt, tap_floats, dst);
         }
     }
 }
@@ -171,21 +183,10 @@ static void convert_plane(const direct_plan *p, const float *img, int64_t iz, fl
         const int64_t lanes = rm_min64(L, g->ci - cib * L);
         const float *src = img + (cib * L * g->in[0] + iz) * H * W;
         for (int64_t h = 0; h < rows; h++) {
-            float *d = dst + ((cib * p->hp + h + pad) * p->wp + pad) * L;
-#if RM_HAVE_DIRECT
-            if (lanes == 16 && p->isa >= RM_ISA_AVX512) {
-                const float *row[16];
-                for (int64_t l = 0; l < 16; l++)
-                    row[l] = src + l * plane + h * W;
-                rm_direct_interleave16_avx512(row, cols, d);
-                continue;
-            }
-#endif
-            for (int64_t l = 0; l < lanes; l++) {
-                const float *s = src + l * plane + h * W;
-                for (int64_t x = 0; x < cols; x++)
-                    d[x * L + l] = s[x];
-            }
+            const float *row[16];
+            for (int64_t l = 0; l < lanes; l++)
+                row[l] = src + l * plane + h * W;
+            interleave(p->isa, row, lanes, cols, L, dst + ((cib * p->hp + h + pad) * p->wp + pad) * L);
         }
     }
 }

@@ -113,10 +113,10 @@ typedef struct rm_direct_reduce_row {
 } rm_direct_reduce_row;
 enum { RM_DIRECT_AVX512_REDUCE_RW = 24, RM_DIRECT_AVX2_REDUCE_RW = 10 };
 
-/* dst[x·16 + l] = rows[l][x] for x < n: 16 channel rows into n positions of a 16-lane block (the input planes'
- * conversion), through 16×16 register transposes. */
+/* dst[x·stride + l] = rows[l][x] for x < n (stride may be negative): 16 channel rows into n vectors of 16 lanes (the
+ * input planes' conversion, the weights' packing), through 16×16 register transposes. */
 #if RM_HAVE_DIRECT
-void rm_direct_interleave16_avx512(const float *const rows[16], int64_t n, float *dst);
+void rm_direct_interleave16_avx512(const float *const rows[16], int64_t n, int64_t stride, float *dst);
 void rm_direct_row_avx512(const rm_direct_row *r);
 void rm_direct_row_avx2(const rm_direct_row *r);
 void rm_direct_pos_row_avx512(const rm_direct_row *r);
