@@ -6,6 +6,9 @@
 #include <ostream>
 #include <string>
 
+extern "C" {
+#include "ops/conv_engine.h"
+}
 #include "test_util.h"
 
 namespace {
@@ -440,6 +443,9 @@ const ConvCase kDirectCases[] = {
     {"k2_even_same", false, rm_conv3d_same(2), {1, 16, 4, 5, 6}, 16, false},
     // More input channel blocks than one kernel call takes: the sums carried between calls.
     {"k5_input_channels_in_chunks", false, rm_conv3d_same(5), {1, 70, 3, 4, 9}, 70, true},
+    // Deep layers (weights outweigh outputs, every input plane in the ring) go by groups of output channels: chunks
+    // of input blocks, a last group 16 wide, the data gradient's mirrored weights packed chunk by chunk, two samples.
+    {"k5_deep_by_output_groups", false, rm_conv3d_same(5), {2, 130, 2, 5, 7}, 100, true},
     // Few output channels: the forward on the few-output-channels kernel, the data gradient (19 channels) direct.
     {"k5_data_gradient_direct", false, rm_conv3d_same(5), {2, 19, 5, 6, 14}, 3, true},
     // The few-output-channels kernel: an input block of one lane, rows of several tiles, thinner than the kernel.
@@ -512,6 +518,8 @@ const ConvCase kLargeDirectCases[] = {
     {"k5_few_output_channels", false, rm_conv3d_same(5), {2, 32, 9, 11, 30}, 1, true},
     {"k5_one_input_channel", false, rm_conv3d_same(5), {2, 1, 9, 70, 37}, 20, true},
     {"p5_direct", false, planar_same(5), {2, 20, 4, 11, 27}, 18, true},
+    // By groups of output channels on 1 and 2 threads, by planes on 3 (too few groups for each thread twice).
+    {"k5_deep_by_output_groups", false, rm_conv3d_same(5), {2, 130, 2, 5, 7}, 100, true},
     {"p5_few_output_channels", false, planar_same(5), {2, 32, 3, 11, 30}, 1, true},
     {"k2_s2_tiling", false, rm_conv3d_strided(2, 2), {2, 32, 8, 16, 32}, 32, true},
     {"t_k2_s2_tiling", true, rm_conv3d_strided(2, 2), {2, 32, 4, 16, 16}, 16, true},
@@ -536,6 +544,43 @@ float space_to_depth(const Tensor &x, int64_t k, int64_t i, int64_t z, int64_t y
 {
     const int64_t a = tap / (k * k), b = tap / k % k, c = tap % k;
     return at(x, i, z * k + a, y * k + b, w * k + c);
+}
+
+// A deep layer (weights far outweighing outputs) goes by groups of output channels: on packed weights, as a deploy
+// form keeps them, the groups read them in place; on plain weights, each group packs its chunks as it goes. On 3
+// threads there are too few groups (4 on AVX-512) and it goes by planes. Every way gives the same bits, near the
+// double reference, on every vector instruction set.
+TEST(Conv, DeepLayerGivesTheSameBitsOnPackedOrPlainWeightsOnAnyThreadCount)
+{
+    if (rm_isa_available() < RM_ISA_AVX2)
+        GTEST_SKIP() << "no vector instruction set here: the direct convolution does not run";
+    const ConvCase c = {"deep", false, rm_conv3d_same(5), {1, 128, 2, 5, 7}, 128, true};
+    ConvData d(c, 17);
+    DTensor yd(output_shape(c));
+    ref_forward(c, d.xd, d.wd, d.bias_d(), yd);
+    const rm_conv_geom g = rm_conv_geom_same(128, 128, 2, 5, 7, 5, 5);
+    std::vector<float> first;
+    for (int isa = RM_ISA_AVX2; isa <= rm_isa_available(); isa++)
+        for (int threads = 1; threads <= 3; threads++) {
+            SCOPED_TRACE(std::string(rm_isa_name(static_cast<rm_isa>(isa))) + " on " + std::to_string(threads));
+            rmtest::Ctx ctx(threads);
+            ASSERT_EQ(rm_ctx_set_isa(ctx, static_cast<rm_isa>(isa)), RM_OK);
+            ASSERT_TRUE(rm_conv_engine_packs(ctx, &g));
+            std::vector<float> packed(d.w.data.size());
+            rm_conv_engine_pack(&g, threads, d.w.data.data(), packed.data());
+            Tensor y_packed(output_shape(c), NAN), y_plain(output_shape(c), NAN);
+            ASSERT_EQ(rm_conv_engine_forward_packed(ctx, &g, d.x.data.data(), packed.data(), d.bias(), nullptr,
+                                                    y_packed.data.data()),
+                      RM_OK);
+            ASSERT_EQ(rm_conv_engine_forward(ctx, &g, d.x.data.data(), d.w.data.data(), d.bias(),
+                                             y_plain.data.data()),
+                      RM_OK);
+            EXPECT_LT(rmtest::max_rel_error(y_packed.data, yd.data), 1e-5);
+            if (first.empty())
+                first = y_packed.data;
+            EXPECT_TRUE(rmtest::bit_identical(first, y_packed.data));
+            EXPECT_TRUE(rmtest::bit_identical(first, y_plain.data));
+        }
 }
 
 // On the vector instruction sets a tiling convolution is the 1³ convolution of its input space-to-depth: each

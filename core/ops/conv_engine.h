@@ -43,11 +43,8 @@ static inline int rm_conv_stride1(const rm_conv_geom *g)
  * planar (kd = 1). */
 static inline rm_conv_geom rm_conv_geom_same(int64_t ci, int64_t co, int64_t d, int64_t h, int64_t w, int k, int kd)
 {
-    rm_conv_geom g = {.n = 1, .ci = ci, .co = co, .in = {d, h, w}, .out = {d, h, w}, .k = k, .s = 1};
-    g.pad = (k - 1) / 2;
-    g.kd = kd;
-    g.sd = 1;
-    g.pad_d = (kd - 1) / 2;
+    const rm_conv_geom g = {.n = 1, .ci = ci, .co = co, .in = {d, h, w}, .out = {d, h, w}, .k = k, .s = 1,
+                            .pad = (k - 1) / 2, .kd = kd, .sd = 1, .pad_d = (kd - 1) / 2};
     return g;
 }
 

@@ -7,6 +7,11 @@
  * the kernel's positions. Depth and height taps that fall on the padding are skipped (they would add zeros, a large
  * share of the work on the deepest levels' small planes); width taps are not (they vary along the row).
  *
+ * Deep layers, whose weights outweigh their outputs, go the other way round (forward_by_groups): items are groups of
+ * output channel blocks, and each chunk of weights serves every output plane before the next, so that each weight
+ * is read once per call (by planes, every thread reads all of them for each of its planes). The order of the sums
+ * of each output is the same either way.
+ *
  * A tiling convolution (kernel = stride, no padding: the network's 2³ stride-2 down-sampling, and through its data
  * gradient the transposed up-sampling) is the 1³ convolution of its input rearranged space-to-depth, ci·kd·k²
  * channels at the output's size: the ring converts its planes that way, and its data gradient, a 1³ convolution
@@ -109,35 +114,50 @@ static void interleave(rm_isa isa, const float *const rows[16], int64_t nrows, i
             dst[x * stride + l] = rows[l][x];
 }
 
-/* The packed weights (conv_direct.h) of depth taps [a0, a1) (the others are left as they are), zero where channels
- * do not exist. Items are (input channel block, block of 16 output channels). For each input channel, the 16 output
- * channels' taps are contiguous runs in w; they are interleaved into one whole 64-byte row of 16 channels per tap:
- * rows a tap apart are L·gw floats apart, a power-of-two stride that maps them all to a few cache sets, so writing
- * them a float at a time would evict each row before it is complete. Mirrored, the run is read from its last tap's
- * mirror and written backwards. */
-static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, int a0, int a1, float *wp)
+/* The packed weights (conv_direct.h) of taps [t0, t1) for input channel block cib and the 16 output channels from o0,
+ * at dst, where tap t0 of the block's first channel goes (the other taps are left as they are), zero where channels
+ * do not exist. For each input channel, the 16 output channels' taps are contiguous runs in w; they are interleaved
+ * into one whole 64-byte row of 16 channels per tap: rows a tap apart are L·gw floats apart, a power-of-two stride
+ * that maps them all to a few cache sets, so writing them a float at a time would evict each row before it is
+ * complete. Mirrored, the run is read from its last tap's mirror and written backwards. */
+static void pack_item(const direct_plan *p, const float *w, int mirrored, int64_t t0, int64_t t1, int64_t cib,
+                      int64_t o0, float *dst)
 {
     static const float zeros[RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K];
     const rm_conv_geom *g = p->g;
-    const int64_t taps = rm_conv_taps(g), L = p->lanes, cop = p->cop, ncob = cop / 16;
-    const int64_t t0 = a0 * taps / g->kd, t1 = a1 * taps / g->kd, nt = t1 - t0;
+    const int64_t taps = rm_conv_taps(g), L = p->lanes, tap_floats = L * group_width(p, o0), nt = t1 - t0;
+    for (int64_t i = cib * L; i < (cib + 1) * L; i++, dst += group_width(p, o0)) {
+        const float *rows[16];
+        for (int64_t j = 0; j < 16; j++) {
+            const int64_t o = o0 + j;
+            rows[j] = i >= g->ci || o >= g->co ? zeros
+                      : mirrored               ? w + (i * g->co + o) * taps + taps - t1
+                                               : w + (o * g->ci + i) * taps + t0;
+        }
+        if (mirrored)
+            interleave(p->isa, rows, 16, nt, -tap_floats, dst + (nt - 1) * tap_floats);
+        else
+            interleave(p->isa, rows, 16, nt, tap_floats, dst);
+    }
+}
+
+/* The taps [*t0, *t1) of depth taps [a0, a1). */
+static void depth_tap_range(const rm_conv_geom *g, int a0, int a1, int64_t *t0, int64_t *t1)
+{
+    *t0 = a0 * rm_conv_taps(g) / g->kd;
+    *t1 = a1 * rm_conv_taps(g) / g->kd;
+}
+
+/* All the packed weights of depth taps [a0, a1), in items of (input channel block, block of 16 output channels). */
+static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, int a0, int a1, float *wp)
+{
+    const int64_t ncob = p->cop / 16;
+    int64_t t0, t1;
+    depth_tap_range(p->g, a0, a1, &t0, &t1);
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t item = 0; item < p->ncib * ncob; item++) {
-        const int64_t cib = item / ncob, o0 = item % ncob * 16, tap_floats = L * group_width(p, o0);
-        for (int64_t i = cib * L; i < (cib + 1) * L; i++) {
-            const float *rows[16];
-            for (int64_t j = 0; j < 16; j++) {
-                const int64_t o = o0 + j;
-                rows[j] = i >= g->ci || o >= g->co ? zeros
-                          : mirrored               ? w + (i * g->co + o) * taps + taps - t1
-                                                   : w + (o * g->ci + i) * taps + t0;
-            }
-            float *dst = wp + packed_index(p, o0, i, t0);
-            if (mirrored)
-                interleave(p->isa, rows, 16, nt, -tap_floats, dst + (nt - 1) * tap_floats);
-            else
-                interleave(p->isa, rows, 16, nt, tap_floats, dst);
-        }
+        const int64_t cib = item / ncob, o0 = item % ncob * 16;
+        pack_item(p, w, mirrored, t0, t1, cib, o0, wp + packed_index(p, o0, cib * p->lanes, t0));
     }
 }
 
@@ -250,7 +270,7 @@ static void ring_planes(plane_ring *r, const float *x, int64_t n, int64_t z, con
     const rm_conv_geom *src = p->tiled ? p->tiled : p->g;
     const int64_t kd = p->g->kd, D = p->g->in[0], sample = src->ci * src->in[0] * src->in[1] * src->in[2];
     for (int64_t a = 0; a < kd; a++) {
-        const int64_t iz = z + a - p->g->pad_d, slot = iz % kd;
+        const int64_t iz = z + a - p->g->pad_d, slot = (n * D + iz) % kd;
         planes[a] = NULL;
         if (iz < 0 || iz >= D)
             continue;
@@ -339,7 +359,9 @@ static reduce_kernel reduce_kernel_of(rm_isa isa)
 typedef struct forward_job {
     const direct_plan *p;
     row_kernel kernel;
-    const float *wp, *bias; /* packed weights; the bias padded to cop, or NULL */
+    const float *wp, *bias; /* packed weights (NULL: `w` packed chunk by chunk); the bias padded to cop, or NULL */
+    const float *w;         /* the weights as given, `mirrored`, packed in the calls by groups when wp is NULL */
+    int mirrored, a0, a1;   /* ... and their depth taps that meet the input */
     const rm_conv_act *act;
     float *y;
     int64_t chunk, nb_max, rw_one, rw_pair; /* input blocks per call; output blocks per call; positions */
@@ -362,56 +384,146 @@ static void untile_plane(const rm_conv_geom *t, const float *plane, int64_t n, i
     }
 }
 
-/* One output plane: for each group of output blocks and each chunk of input blocks, every row in tiles. */
+/* Sets r for the group of output blocks from block cob. */
+static void set_group(const forward_job *j, rm_direct_row *r, int64_t cob)
+{
+    const int64_t ncob = j->p->cop / 16;
+    r->cob = (int)cob;
+    r->gw = group_width(j->p, cob * 16);
+    r->bias = j->bias ? j->bias + cob * 16 : NULL;
+    r->nb = (int)rm_min64(j->nb_max, ncob - cob);
+    r->nco = rm_min64(r->nb * 16, j->p->g->co - cob * 16);
+}
+
+/* Sets r for the chunk of input blocks from block cib0. */
+static void set_chunk(const forward_job *j, rm_direct_row *r, int64_t cib0)
+{
+    r->ncib = rm_min64(j->chunk, j->p->ncib - cib0);
+    r->first = cib0 == 0;
+    r->last = cib0 + r->ncib == j->p->ncib;
+    r->act = r->last ? j->act : NULL;
+}
+
+/* The packed weights of r's group from input block cib0 on: in wp, or (by groups) packed into `buf` now. */
+static const float *chunk_weights(const forward_job *j, const rm_direct_row *r, int64_t cib0, float *buf)
+{
+    const direct_plan *p = j->p;
+    const int64_t block_floats = rm_conv_taps(p->g) * p->lanes * r->gw;
+    if (j->wp)
+        return j->wp + r->cob * 16 / RM_DIRECT_GROUP * p->group_floats + cib0 * block_floats;
+    int64_t t0, t1;
+    depth_tap_range(p->g, j->a0, j->a1, &t0, &t1);
+    for (int64_t cib = cib0; cib < cib0 + r->ncib; cib++)
+        for (int64_t o0 = r->cob * 16; o0 < (r->cob + r->nb) * 16; o0 += 16) /* the group's blocks r computes */
+            pack_item(p, j->w, j->mirrored, t0, t1, cib, o0,
+                      buf + (cib - cib0) * block_floats + t0 * p->lanes * r->gw + o0 % RM_DIRECT_GROUP);
+    return buf;
+}
+
+/* Every row of output plane (n, z), in tiles, for r's group and chunk of input blocks from cib0: the depth taps'
+ * padded input planes (NULL outside the volume), the partial sums of the plane, and the group's first output channel
+ * at the plane's first position. */
+static void plane_rows(const forward_job *j, rm_direct_row *r, int64_t cib0, const float *const planes[RM_DIRECT_MAX_K],
+                       float *part, float *out)
+{
+    const direct_plan *p = j->p;
+    const int64_t Ho = p->g->out[1], Wo = p->g->out[2], ntiles = rm_ceil_div(Wo, r->nb == 2 ? j->rw_pair : j->rw_one);
+    for (int64_t oy = 0; oy < Ho; oy++) {
+        height_taps(p->g, oy, &r->b0, &r->b1);
+        for (int64_t t = 0; t < ntiles; t++) {
+            const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
+            for (int a = 0; a < p->g->kd; a++)
+                r->planes[a] = planes[a] ? planes[a] + cib0 * r->cib_stride + (oy * p->wp + x0) * p->lanes : NULL;
+            r->rw = (int)(x1 - x0);
+            r->part = part + (oy * Wo + x0) * 32;
+            r->out = out + oy * Wo + x0;
+            j->kernel(r);
+        }
+    }
+}
+
+/* The kernel call's settings that no group, chunk or row changes; vout floats between output channels. */
+static rm_direct_row row_template(const forward_job *j, int64_t vout)
+{
+    const direct_plan *p = j->p;
+    return (rm_direct_row){.out_stride = vout,
+                           .cib_stride = p->hp * p->wp * p->lanes,
+                           .row_stride = p->wp * p->lanes,
+                           .k = p->g->k,
+                           .kd = p->g->kd,
+                           .lanes = (int)p->lanes};
+}
+
+/* One output plane: for each group of output blocks and each chunk of input blocks, every row (on packed wp). */
 static void forward_plane(const void *arg, int64_t n, int64_t z, const float *planes[RM_DIRECT_MAX_K], float *part)
 {
     const forward_job *j = arg;
-    const direct_plan *p = j->p;
-    const rm_conv_geom *g = p->g;
-    const int64_t Ho = g->out[1], Wo = g->out[2], ncob = p->cop / 16;
-    /* Where channel o's row oy starts: y's, or the thread's plane buffer's. */
-    float *const out0 = j->untile ? part + j->part_floats : j->y + (n * g->co * g->out[0] + z) * Ho * Wo;
-    const int64_t vout = j->untile ? Ho * Wo : g->out[0] * Ho * Wo;
-    rm_direct_row r = {.out_stride = vout,
-                       .cib_stride = p->hp * p->wp * p->lanes,
-                       .row_stride = p->wp * p->lanes,
-                       .k = g->k,
-                       .kd = g->kd,
-                       .lanes = (int)p->lanes};
-    for (int64_t cob = 0; cob < ncob; cob += j->nb_max) {
-        r.cob = (int)cob;
-        r.w = j->wp + cob * 16 / RM_DIRECT_GROUP * p->group_floats;
-        r.gw = group_width(p, cob * 16);
-        r.bias = j->bias ? j->bias + cob * 16 : NULL;
-        r.nb = (int)rm_min64(j->nb_max, ncob - cob);
-        r.nco = rm_min64(r.nb * 16, g->co - cob * 16);
-        const int64_t ntiles = rm_ceil_div(Wo, r.nb == 2 ? j->rw_pair : j->rw_one);
-        for (r.cib0 = 0; r.cib0 < p->ncib; r.cib0 += j->chunk) {
-            r.ncib = rm_min64(j->chunk, p->ncib - r.cib0);
-            r.first = r.cib0 == 0;
-            r.last = r.cib0 + r.ncib == p->ncib;
-            r.act = r.last ? j->act : NULL;
-            for (int64_t oy = 0; oy < Ho; oy++) {
-                height_taps(g, oy, &r.b0, &r.b1);
-                for (int64_t t = 0; t < ntiles; t++) {
-                    const int64_t x0 = Wo * t / ntiles, x1 = Wo * (t + 1) / ntiles;
-                    for (int a = 0; a < g->kd; a++)
-                        r.planes[a] = planes[a] ? planes[a] + (oy * p->wp + x0) * p->lanes : NULL;
-                    r.rw = (int)(x1 - x0);
-                    r.part = part + (oy * Wo + x0) * 32;
-                    r.out = out0 + cob * 16 * vout + oy * Wo + x0;
-                    j->kernel(&r);
-                }
-            }
+    const rm_conv_geom *g = j->p->g;
+    const int64_t plane = g->out[1] * g->out[2];
+    /* Where channel o's plane starts: y's, or the thread's plane buffer's. */
+    float *const out0 = j->untile ? part + j->part_floats : j->y + (n * g->co * g->out[0] + z) * plane;
+    const int64_t vout = j->untile ? plane : g->out[0] * plane;
+    rm_direct_row r = row_template(j, vout);
+    for (int64_t cob = 0; cob < j->p->cop / 16; cob += j->nb_max) {
+        set_group(j, &r, cob);
+        for (int64_t cib0 = 0; cib0 < j->p->ncib; cib0 += j->chunk) {
+            set_chunk(j, &r, cib0);
+            r.w = chunk_weights(j, &r, cib0, NULL);
+            plane_rows(j, &r, cib0, planes, part, out0 + cob * 16 * vout);
         }
     }
     if (j->untile)
         untile_plane(j->untile, out0, n, z, j->y);
 }
 
-/* y = act(conv(x, w) + b) on the packed weights wp, or, when wp is NULL, on w packed into the working memory first
- * (`mirrored` as rm_conv_direct_forward has it); act may be NULL. The kernel applies the activation to each tile's
- * sums before it stores them (row_kernel.inc). */
+/* Deep layers, whose weights outweigh their outputs and whose input planes all fit the ring: threads take groups of
+ * output blocks, and each chunk of a group's weights serves every output plane before the next chunk, so every
+ * weight is read once per call, not once per plane and thread. Weights given unpacked are packed chunk by chunk
+ * into the thread's buffer just before their use (not all of them out to memory and back). Each thread's memory:
+ * its ring, the partial sums of every output plane, then the chunk buffer. */
+static void forward_by_groups(const forward_job *j, int nth, float *mem, size_t extra_floats, const float *x)
+{
+    const direct_plan *p = j->p;
+    const rm_conv_geom *g = p->g;
+    const int64_t plane = g->out[1] * g->out[2], vout = g->out[0] * plane, nplanes = g->n * g->out[0];
+    const int64_t ngroups = rm_ceil_div(p->cop / 16, j->nb_max);
+#pragma omp parallel num_threads(nth)
+    {
+        float *mine = mem + (size_t)omp_get_thread_num() * (ring_size(p) + extra_floats);
+        float *part = mine + ring_size(p), *buf = part + rm_work_floats(nplanes * plane * 32);
+        plane_ring ring = ring_start(p, mine);
+        rm_direct_row r = row_template(j, vout);
+#pragma omp for schedule(static)
+        for (int64_t grp = 0; grp < ngroups; grp++) {
+            set_group(j, &r, grp * j->nb_max);
+            for (int64_t cib0 = 0; cib0 < p->ncib; cib0 += j->chunk) {
+                set_chunk(j, &r, cib0);
+                r.w = chunk_weights(j, &r, cib0, buf);
+                for (int64_t item = 0; item < nplanes; item++) {
+                    const int64_t n = item / g->out[0], z = item % g->out[0];
+                    const float *planes[RM_DIRECT_MAX_K];
+                    ring_planes(&ring, x, n, z, planes);
+                    plane_rows(j, &r, cib0, planes, part + item * plane * 32,
+                               j->y + (n * g->co * g->out[0] + z) * plane + r.cob * 16 * vout);
+                }
+            }
+        }
+    }
+}
+
+/* Whether forward_by_groups suits p's convolution on nth threads: the weights outweigh the outputs, the ring holds
+ * every input plane (so each thread converts each once), and there are groups enough for every thread twice. */
+static int by_groups(const direct_plan *p, int64_t nb_max, int nth)
+{
+    const rm_conv_geom *g = p->g;
+    return !p->tiled && g->n * g->in[0] <= g->kd &&
+           rm_conv_taps(g) * g->ci > g->n * g->out[0] * g->out[1] * g->out[2] &&
+           rm_ceil_div(p->cop / 16, nb_max) >= 2 * nth;
+}
+
+/* y = act(conv(x, w) + b) on the packed weights wp, or, when wp is NULL, on w packed first (into the working memory,
+ * or by groups chunk by chunk; `mirrored` as rm_conv_direct_forward has it); act may be NULL. The kernel applies the
+ * activation to each tile's sums before it stores them (row_kernel.inc). */
 static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, const float *wp, const float *w,
                          int mirrored, const float *b, const rm_conv_act *act, const rm_conv_geom *untile, float *y)
 {
@@ -421,6 +533,8 @@ static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, con
     const int nth = ctx->n_threads, k5 = g->k == 5, avx512 = ctx->isa >= RM_ISA_AVX512;
     forward_job j = {.p = &p,
                      .kernel = kernel_of(ctx->isa, (int)p.lanes),
+                     .w = w,
+                     .mirrored = mirrored,
                      .act = act,
                      .y = y,
                      .nb_max = avx512 ? RM_DIRECT_AVX512_NB : RM_DIRECT_AVX2_NB,
@@ -429,25 +543,31 @@ static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, con
                      .rw_pair = k5 ? RM_DIRECT_AVX512_RW5_2 : RM_DIRECT_AVX512_RW2};
     if (p.lanes == 1) /* one input channel, one block: vectors over positions (pos_kernel.inc) */
         j.rw_one = j.rw_pair = avx512 ? RM_DIRECT_AVX512_POS_RW : RM_DIRECT_AVX2_POS_RW;
-    const size_t w_floats = wp ? 0 : rm_work_floats(rm_conv_direct_packed_numel(g));
+    /* Only the depth taps that meet the input: the deepest levels, thinner than the kernel, read 3 of 5. */
+    reached_depth_taps(g, &j.a0, &j.a1);
+    const int groups = !untile && by_groups(&p, j.nb_max, nth);
+    const size_t w_floats = wp || groups ? 0 : rm_work_floats(rm_conv_direct_packed_numel(g));
     const size_t b_floats = rm_work_floats(p.cop);
     /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */
     j.chunk = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (rm_conv_taps(g) * p.lanes * j.nb_max * 16 * (int64_t)sizeof(float)),
                          1, p.ncib);
-    j.part_floats = j.chunk < p.ncib ? (int64_t)rm_work_floats(g->out[1] * g->out[2] * 32) : 0;
-    j.untile = untile;
-    const size_t extra_floats = (size_t)j.part_floats + (untile ? rm_work_floats(g->co * g->out[1] * g->out[2]) : 0);
+    size_t extra_floats;
+    if (groups) {
+        extra_floats = rm_work_floats(g->n * g->out[0] * g->out[1] * g->out[2] * 32) +
+                       (wp ? 0 : rm_work_floats(j.chunk * rm_conv_taps(g) * p.lanes * RM_DIRECT_GROUP));
+    } else {
+        j.part_floats = j.chunk < p.ncib ? (int64_t)rm_work_floats(g->out[1] * g->out[2] * 32) : 0;
+        j.untile = untile;
+        extra_floats = (size_t)j.part_floats + (untile ? rm_work_floats(g->co * g->out[1] * g->out[2]) : 0);
+    }
     if (!j.kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
     float *ws =
         rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_size(&p) + extra_floats)) * sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
-    if (!wp) {
-        /* Only the depth taps that meet the input: the deepest levels, thinner than the kernel, read 3 of 5. */
-        int a0, a1;
-        reached_depth_taps(g, &a0, &a1);
-        pack_weights(&p, nth, w, mirrored, a0, a1, ws);
+    if (!wp && !groups) {
+        pack_weights(&p, nth, w, mirrored, j.a0, j.a1, ws);
         wp = ws;
     }
     float *bp = ws + w_floats;
@@ -455,7 +575,10 @@ static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, con
         bp[o] = b && o < g->co ? b[o] : 0.0f;
     j.wp = wp;
     j.bias = b ? bp : NULL;
-    over_planes(&p, nth, bp + b_floats, extra_floats, x, forward_plane, &j);
+    if (groups)
+        forward_by_groups(&j, nth, bp + b_floats, extra_floats, x);
+    else
+        over_planes(&p, nth, bp + b_floats, extra_floats, x, forward_plane, &j);
     return RM_OK;
 }
 

@@ -42,15 +42,17 @@
  * depth taps. Deep layers split their input channels into several calls (so that a call's weights stay in the L2
  * cache over a whole plane), which carry their sums in `part`: float to float, the same sums as one call. */
 typedef struct rm_direct_row {
-    const float *planes[RM_DIRECT_MAX_K]; /* depth tap a's padded input plane at the row's first position, or NULL */
-    const float *w;                       /* packed weights of the group of output block cob: [cib][a][b][c][L][gw] */
+    const float *planes[RM_DIRECT_MAX_K]; /* depth tap a's padded input plane at the call's first input block and
+                                           * the row's first position, or NULL */
+    const float *w; /* packed weights of the group of output block cob from the call's first input block:
+                     * [cib][a][b][c][L][gw] */
     const float *bias;                    /* the bias of output block cob's channels, or NULL for zeros */
     float *out;                           /* output channel cob·16's first position; positions are consecutive */
     int64_t out_stride;                   /* floats between two channels of `out` */
     int64_t nco;                          /* channels of the blocks that exist (≤ nb·16): only these are stored */
     int64_t cib_stride;                   /* floats between input channel blocks of a padded plane: Hp·Wp·L */
     int64_t row_stride;                   /* floats between rows of a padded plane: Wp·L */
-    int64_t cib0, ncib, gw;               /* input channel blocks [cib0, cib0 + ncib); the group's width */
+    int64_t ncib, gw;                     /* input channel blocks; the group's width */
     float *part;                          /* partial sums between blocks of input channels: [rw][32] */
     const rm_conv_act *act;               /* applied to the outputs as they are stored (with `last`), or NULL */
     int first, last;                      /* start from the bias (else from part); end in out (else in part) */
