@@ -83,6 +83,19 @@ RK_TARGET void rm_direct_interleave16_avx512(const float *const rows[16], int64_
     }
 }
 
+RK_TARGET void rm_direct_deinterleave16_avx512(const float *const vecs[], int64_t n, float *const rows[16])
+{
+    for (int64_t x = 0; x < n; x += 16) {
+        const int m = n - x < 16 ? (int)(n - x) : 16; /* the last block: its missing vectors read as zeros */
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < m ? _mm512_loadu_ps(vecs[x + i]) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int l = 0; l < 16; l++)
+            _mm512_mask_storeu_ps(rows[l] + x, FIRST_LANES(m), r[l]);
+    }
+}
+
 #define RD_NAME rm_direct_reduce_row_avx512
 #define RD_RW 24
 _Static_assert(RD_RW == RM_DIRECT_AVX512_REDUCE_RW, "the kernel's limit as declared");

@@ -739,6 +739,7 @@ typedef struct wgrad_items {
     const rm_conv_geom *g;
     int64_t o_per, ngroups, item_floats;
     int position_lanes; /* one input channel: a sum's 16 lanes are positions mod 16, added by lane_total */
+    rm_isa isa;         /* AVX-512 writes dw by register transposes */
 } wgrad_items;
 
 /* One sum of the items' sums at s: its input lane, or its 16 position lanes added. */
@@ -755,22 +756,35 @@ static void sums_to_dw(const wgrad_items *it, int64_t i0, int64_t i1, const floa
     const rm_conv_geom *g = it->g;
     const int64_t k = g->k, taps = rm_conv_taps(g);
     for (int64_t item = i0; item < i1; item++) {
-        const int64_t cib = item / it->ngroups, o0 = item % it->ngroups * it->o_per;
+        const int64_t cib = item / it->ngroups, o0 = item % it->ngroups * it->o_per,
+                      nl = rm_min64(16, g->ci - cib * 16);
         const float *si = s + (item - i0) * it->item_floats;
-        for (int64_t j = 0; j < it->o_per && o0 + j < g->co; j++)
-            for (int64_t l = 0; l < 16 && cib * 16 + l < g->ci; l++) {
-                float *d = dw + ((o0 + j) * g->ci + cib * 16 + l) * taps;
-                /* Tap (ab, c) of the sums, ab = a·k + b: no divisions in this loop over all of dw. */
+        for (int64_t j = 0; j < it->o_per && o0 + j < g->co; j++) {
+            float *rows[16];
+            for (int64_t l = 0; l < nl; l++)
+                rows[l] = dw + ((o0 + j) * g->ci + cib * 16 + l) * taps;
+#if RM_HAVE_DIRECT
+            if (nranges == 1 && !it->position_lanes && nl == 16 && it->isa >= RM_ISA_AVX512) {
+                /* One vector of 16 input lanes per tap (ab, c), ab = a·k + b: their transposes are dw's rows. */
+                const float *vecs[RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K];
+                for (int64_t t = 0; t < taps; t++)
+                    vecs[t] = si + (t / k * it->o_per + j) * k * 16 + t % k * 16;
+                rm_direct_deinterleave16_avx512(vecs, taps, rows);
+                continue;
+            }
+#endif
+            /* Tap (ab, c) of the sums: no divisions in this loop over all of dw. */
+            for (int64_t l = 0; l < nl; l++)
                 for (int64_t ab = 0; ab < taps / k; ab++) {
                     const float *v = si + (ab * it->o_per + j) * k * 16 + l;
                     for (int64_t c = 0; c < k; c++) {
                         float total = item_sum(it, v + c * 16);
                         for (int64_t range = 1; range < nranges; range++)
                             total += item_sum(it, v + c * 16 + range * range_stride);
-                        d[ab * k + c] = total;
+                        rows[l][ab * k + c] = total;
                     }
                 }
-            }
+        }
     }
 }
 
@@ -786,7 +800,8 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
                                .o_per = o_per,
                                .ngroups = ngroups,
                                .item_floats = rm_conv_taps(g) * o_per * 16,
-                               .position_lanes = p.lanes == 1};
+                               .position_lanes = p.lanes == 1,
+                               .isa = ctx->isa};
     const int64_t Do = g->out[0], Ho = g->out[1], Wo = g->out[2], nplanes = g->n * Do, item_floats = items.item_floats;
     /* Counted in items of RM_DIRECT_MAX_O channels, whatever this instruction set's O: the same ranges, the same
      * sums on every instruction set. */

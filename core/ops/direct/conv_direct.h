@@ -119,6 +119,8 @@ enum { RM_DIRECT_AVX512_REDUCE_RW = 24, RM_DIRECT_AVX2_REDUCE_RW = 10 };
  * input planes' conversion, the weights' packing), through 16×16 register transposes. */
 #if RM_HAVE_DIRECT
 void rm_direct_interleave16_avx512(const float *const rows[16], int64_t n, int64_t stride, float *dst);
+/* Its inverse, for vectors anywhere: rows[l][x] = vecs[x][l] for x < n (the weight gradient's sums into dw). */
+void rm_direct_deinterleave16_avx512(const float *const vecs[], int64_t n, float *const rows[16]);
 void rm_direct_row_avx512(const rm_direct_row *r);
 void rm_direct_row_avx2(const rm_direct_row *r);
 void rm_direct_pos_row_avx512(const rm_direct_row *r);
