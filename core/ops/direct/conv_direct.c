@@ -807,10 +807,11 @@ rm_status rm_conv_direct_backward_weight(rm_ctx *ctx, const rm_conv_geom *g, con
      * sums on every instruction set. */
     const int64_t few = p.ncib * rm_ceil_div(g->co, RM_DIRECT_MAX_O) < RM_DIRECT_WGRAD_RANGES;
     const int64_t nranges = few ? rm_min64(RM_DIRECT_WGRAD_RANGES, nplanes) : 1, nunits = nranges * nitems;
-    /* Output rows per kernel call: enough for 64 positions, so that short rows do not spend their time loading and
-     * storing the sums; with one input channel, whose positions go 16 to a vector, for 2048 (measured: 2.9× SGEMM at
-     * 512, 3.2× at 2048, little more beyond). */
-    const int64_t rows = rm_clamp64(rm_ceil_div(p.lanes == 1 ? 2048 : 64, Wo), 1, Ho);
+    /* Output rows per kernel call: enough for 256 positions, so that short rows do not spend their time loading and
+     * storing the sums and setting up calls (measured against 64: 1.06-1.10× at levels 2-4, 1.02× at level 1; 512
+     * and 1024 gain 0-2% more); with one input channel, whose positions go 16 to a vector, for 2048 (measured: 2.9×
+     * SGEMM at 512, 3.2× at 2048, little more beyond). */
+    const int64_t rows = rm_clamp64(rm_ceil_div(p.lanes == 1 ? 2048 : 256, Wo), 1, Ho);
     /* Units whose sums stay in the L2 cache walk the rows together; a deep layer's many items go in several groups,
      * each walking the rows again (its input is small). With one range, a group's sums are zeroed before and
      * written into dw after its walk, while they are in cache, in a buffer of the thread's; with several, every
