@@ -88,13 +88,18 @@ RK_TARGET void rm_direct_interleave16_avx512(const float *const rows[16], int64_
 RK_TARGET void rm_direct_deinterleave16_avx512(const float *const vecs[], int64_t n, float *const rows[16])
 {
     for (int64_t x = 0; x < n; x += 16) {
-        const int m = n - x < 16 ? (int)(n - x) : 16; /* the last block: its missing vectors read as zeros */
+        /* The last block: its missing vectors read as zeros, its rows stored masked (whole blocks are not: masked
+         * stores to lines not in the cache made a level-5 weight gradient 1.2x slower). */
+        const int m = n - x < 16 ? (int)(n - x) : 16;
         __m512 r[16];
         for (int i = 0; i < 16; i++)
             r[i] = i < m ? _mm512_loadu_ps(vecs[x + i]) : _mm512_setzero_ps();
         transpose16(r);
         for (int l = 0; l < 16; l++)
-            _mm512_mask_storeu_ps(rows[l] + x, FIRST_LANES(m), r[l]);
+            if (m == 16)
+                _mm512_storeu_ps(rows[l] + x, r[l]);
+            else
+                _mm512_mask_storeu_ps(rows[l] + x, FIRST_LANES(m), r[l]);
     }
 }
 
