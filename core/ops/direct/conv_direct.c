@@ -765,15 +765,16 @@ static void sums_to_dw(const wgrad_items *it, int64_t i0, int64_t i1, const floa
                 rows[l] = dw + ((o0 + j) * g->ci + cib * 16 + l) * taps;
 #if RM_HAVE_DIRECT
             if (nranges == 1 && !it->position_lanes && nl == 16 && it->isa >= RM_ISA_AVX512) {
-                /* One vector of 16 input lanes per tap (ab, c), ab = a·k + b: their transposes are dw's rows. */
-                const float *vecs[RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K];
-                for (int64_t t = 0; t < taps; t++)
-                    vecs[t] = si + (t / k * it->o_per + j) * k * 16 + t % k * 16;
+                /* One vector of 16 input lanes per tap (ab, c), ab = a·k + b: their transposes are dw's rows. Taps
+                 * as (ab, c), here and below: no divisions in these loops over all of dw. */
+                const float *vecs[RM_DIRECT_MAX_K * RM_DIRECT_MAX_K * RM_DIRECT_MAX_K], **v = vecs;
+                for (int64_t ab = 0; ab < taps / k; ab++)
+                    for (int64_t c = 0; c < k; c++)
+                        *v++ = si + (ab * it->o_per + j) * k * 16 + c * 16;
                 rm_direct_deinterleave16_avx512(vecs, taps, rows);
                 continue;
             }
 #endif
-            /* Tap (ab, c) of the sums: no divisions in this loop over all of dw. */
             for (int64_t l = 0; l < nl; l++)
                 for (int64_t ab = 0; ab < taps / k; ab++) {
                     const float *v = si + (ab * it->o_per + j) * k * 16 + l;
