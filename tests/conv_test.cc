@@ -443,9 +443,10 @@ const ConvCase kDirectCases[] = {
     {"k2_even_same", false, rm_conv3d_same(2), {1, 16, 4, 5, 6}, 16, false},
     // More input channel blocks than one kernel call takes: the sums carried between calls.
     {"k5_input_channels_in_chunks", false, rm_conv3d_same(5), {1, 70, 3, 4, 9}, 70, true},
-    // Deep layers (weights outweigh outputs, every input plane in the ring) go by groups of output channels: chunks
-    // of input blocks, a last group 16 wide, the data gradient's mirrored weights packed chunk by chunk, two samples.
+    // Deep layers (weights outweigh outputs) go by groups of output channels: chunks of input blocks, a last group
+    // 16 wide, the data gradient's mirrored weights packed chunk by chunk; two samples, and more planes than taps.
     {"k5_deep_by_output_groups", false, rm_conv3d_same(5), {2, 130, 2, 5, 7}, 100, true},
+    {"k5_deep_by_output_groups_many_planes", false, rm_conv3d_same(5), {1, 130, 7, 3, 5}, 100, true},
     // Few output channels: the forward on the few-output-channels kernel, the data gradient (19 channels) direct.
     {"k5_data_gradient_direct", false, rm_conv3d_same(5), {2, 19, 5, 6, 14}, 3, true},
     // The few-output-channels kernel: an input block of one lane, rows of several tiles, thinner than the kernel.

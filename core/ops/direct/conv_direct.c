@@ -270,7 +270,7 @@ static void ring_planes(plane_ring *r, const float *x, int64_t n, int64_t z, con
     const rm_conv_geom *src = p->tiled ? p->tiled : p->g;
     const int64_t kd = p->g->kd, D = p->g->in[0], sample = src->ci * src->in[0] * src->in[1] * src->in[2];
     for (int64_t a = 0; a < kd; a++) {
-        const int64_t iz = z + a - p->g->pad_d, slot = (n * D + iz) % kd;
+        const int64_t iz = z + a - p->g->pad_d, slot = iz % kd;
         planes[a] = NULL;
         if (iz < 0 || iz >= D)
             continue;
@@ -476,22 +476,39 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
         untile_plane(j->untile, out0, n, z, j->y);
 }
 
-/* Deep layers, whose weights outweigh their outputs and whose input planes all fit the ring: threads take groups of
- * output blocks, and each chunk of a group's weights serves every output plane before the next chunk, so every
- * weight is read once per call, not once per plane and thread. Weights given unpacked are packed chunk by chunk
- * into the thread's buffer just before their use (not all of them out to memory and back). Each thread's memory:
- * its ring, the partial sums of every output plane, then the chunk buffer. */
+/* The floats of every input plane of p's convolution, padded and blocked, for forward_by_groups; the one-input-channel
+ * kernel reads up to a vector past a row's end: past the last plane, into zeros. */
+static size_t all_planes_size(const direct_plan *p)
+{
+    return rm_work_floats(p->g->n * p->g->in[0] * p->plane_floats + (p->lanes == 1 ? 16 : 0));
+}
+
+/* Deep layers, whose weights outweigh their outputs: threads take groups of output blocks, and each chunk of a
+ * group's weights serves every output plane before the next chunk, so every weight is read once per call, not once
+ * per plane and thread. Weights given unpacked are packed chunk by chunk into the thread's buffer just before their
+ * use (not all of them out to memory and back). The input (small, here) is converted once, every plane, into the
+ * shared memory at mem (all_planes_size); then each thread's memory: the partial sums of every output plane, then
+ * the chunk buffer (extra_floats in all). */
 static void forward_by_groups(const forward_job *j, int nth, float *mem, size_t extra_floats, const float *x)
 {
     const direct_plan *p = j->p;
     const rm_conv_geom *g = p->g;
-    const int64_t plane = g->out[1] * g->out[2], vout = g->out[0] * plane, nplanes = g->n * g->out[0];
-    const int64_t ngroups = rm_ceil_div(p->cop / 16, j->nb_max);
+    const int64_t D = g->in[0], plane = g->out[1] * g->out[2], vout = g->out[0] * plane, nplanes = g->n * g->out[0];
+    const int64_t ngroups = rm_ceil_div(p->cop / 16, j->nb_max), sample = g->ci * D * g->in[1] * g->in[2];
+    float *in = mem;
 #pragma omp parallel num_threads(nth)
     {
-        float *mine = mem + (size_t)omp_get_thread_num() * (ring_size(p) + extra_floats);
-        float *part = mine + ring_size(p), *buf = part + rm_work_floats(nplanes * plane * 32);
-        plane_ring ring = ring_start(p, mine);
+#pragma omp for schedule(static)
+        for (int64_t pl = 0; pl < g->n * D; pl++) {
+            float *dst = in + pl * p->plane_floats;
+            memset(dst, 0, (size_t)p->plane_floats * sizeof(float));
+            convert_plane(p, x + pl / D * sample, pl % D, dst);
+        }
+        if (omp_get_thread_num() == 0 && p->lanes == 1)
+            memset(in + g->n * D * p->plane_floats, 0, 16 * sizeof(float));
+#pragma omp barrier
+        float *part = mem + all_planes_size(p) + (size_t)omp_get_thread_num() * extra_floats;
+        float *buf = part + rm_work_floats(nplanes * plane * 32);
         rm_direct_row r = row_template(j, vout);
 #pragma omp for schedule(static)
         for (int64_t grp = 0; grp < ngroups; grp++) {
@@ -502,7 +519,10 @@ static void forward_by_groups(const forward_job *j, int nth, float *mem, size_t 
                 for (int64_t item = 0; item < nplanes; item++) {
                     const int64_t n = item / g->out[0], z = item % g->out[0];
                     const float *planes[RM_DIRECT_MAX_K];
-                    ring_planes(&ring, x, n, z, planes);
+                    for (int a = 0; a < g->kd; a++) {
+                        const int64_t iz = z + a - g->pad_d;
+                        planes[a] = iz >= 0 && iz < D ? in + (n * D + iz) * p->plane_floats : NULL;
+                    }
                     plane_rows(j, &r, cib0, planes, part + item * plane * 32,
                                j->y + (n * g->co * g->out[0] + z) * plane + r.cob * 16 * vout);
                 }
@@ -511,13 +531,12 @@ static void forward_by_groups(const forward_job *j, int nth, float *mem, size_t 
     }
 }
 
-/* Whether forward_by_groups suits p's convolution on nth threads: the weights outweigh the outputs, the ring holds
- * every input plane (so each thread converts each once), and there are groups enough for every thread twice. */
+/* Whether forward_by_groups suits p's convolution on nth threads: the weights outweigh the outputs, and there are
+ * groups enough for every thread twice. */
 static int by_groups(const direct_plan *p, int64_t nb_max, int nth)
 {
     const rm_conv_geom *g = p->g;
-    return !p->tiled && g->n * g->in[0] <= g->kd &&
-           rm_conv_taps(g) * g->ci > g->n * g->out[0] * g->out[1] * g->out[2] &&
+    return !p->tiled && rm_conv_taps(g) * g->ci > g->n * g->out[0] * g->out[1] * g->out[2] &&
            rm_ceil_div(p->cop / 16, nb_max) >= 2 * nth;
 }
 
@@ -551,8 +570,10 @@ static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, con
     /* Input channel blocks per kernel call: as many as keep one call's weights within half the L2 cache. */
     j.chunk = rm_clamp64(RM_DIRECT_CALL_WEIGHTS / (rm_conv_taps(g) * p.lanes * j.nb_max * 16 * (int64_t)sizeof(float)),
                          1, p.ncib);
-    size_t extra_floats;
+    size_t extra_floats, shared_floats = 0, ring_floats = ring_size(&p);
     if (groups) {
+        shared_floats = all_planes_size(&p);
+        ring_floats = 0;
         extra_floats = rm_work_floats(g->n * g->out[0] * g->out[1] * g->out[2] * 32) +
                        (wp ? 0 : rm_work_floats(j.chunk * rm_conv_taps(g) * p.lanes * RM_DIRECT_GROUP));
     } else {
@@ -563,7 +584,8 @@ static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, con
     if (!j.kernel)
         return rm_fail(ctx, RM_ERR_INTERNAL, "the direct convolution is not built for this processor");
     float *ws =
-        rm_ctx_workspace(ctx, (w_floats + b_floats + (size_t)nth * (ring_size(&p) + extra_floats)) * sizeof(float));
+        rm_ctx_workspace(ctx, (w_floats + b_floats + shared_floats + (size_t)nth * (ring_floats + extra_floats)) *
+                                  sizeof(float));
     if (!ws)
         return RM_ERR_NOMEM;
     if (!wp && !groups) {
