@@ -141,19 +141,11 @@ static void pack_item(const direct_plan *p, const float *w, int mirrored, int64_
     }
 }
 
-/* The taps [*t0, *t1) of depth taps [a0, a1). */
-static void depth_tap_range(const rm_conv_geom *g, int a0, int a1, int64_t *t0, int64_t *t1)
-{
-    *t0 = a0 * rm_conv_taps(g) / g->kd;
-    *t1 = a1 * rm_conv_taps(g) / g->kd;
-}
-
-/* All the packed weights of depth taps [a0, a1), in items of (input channel block, block of 16 output channels). */
-static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, int a0, int a1, float *wp)
+/* All the packed weights of taps [t0, t1), in items of (input channel block, block of 16 output channels). */
+static void pack_weights(const direct_plan *p, int nth, const float *w, int mirrored, int64_t t0, int64_t t1,
+                         float *wp)
 {
     const int64_t ncob = p->cop / 16;
-    int64_t t0, t1;
-    depth_tap_range(p->g, a0, a1, &t0, &t1);
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t item = 0; item < p->ncib * ncob; item++) {
         const int64_t cib = item / ncob, o0 = item % ncob * 16;
@@ -161,11 +153,12 @@ static void pack_weights(const direct_plan *p, int nth, const float *w, int mirr
     }
 }
 
-/* The depth taps [*a0, *a1) that meet some input plane of g: the kernels skip the others. */
-static void reached_depth_taps(const rm_conv_geom *g, int *a0, int *a1)
+/* The taps [*t0, *t1) of the depth taps that meet some input plane of g: the kernels skip the others. */
+static void reached_taps(const rm_conv_geom *g, int64_t *t0, int64_t *t1)
 {
-    *a0 = (int)rm_clamp64(g->pad_d - g->out[0] + 1, 0, g->kd);
-    *a1 = (int)rm_clamp64(g->pad_d + g->in[0], *a0, g->kd);
+    const int64_t a0 = rm_clamp64(g->pad_d - g->out[0] + 1, 0, g->kd), a1 = rm_clamp64(g->pad_d + g->in[0], a0, g->kd);
+    *t0 = a0 * g->k * g->k;
+    *t1 = a1 * g->k * g->k;
 }
 
 int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g)
@@ -177,7 +170,7 @@ int64_t rm_conv_direct_packed_numel(const rm_conv_geom *g)
 void rm_conv_direct_pack(const rm_conv_geom *g, int nth, const float *w, float *packed)
 {
     const direct_plan p = plan_of(g);
-    pack_weights(&p, nth, w, 0, 0, g->kd, packed);
+    pack_weights(&p, nth, w, 0, 0, rm_conv_taps(g), packed);
 }
 
 void rm_conv_direct_unpack(const rm_conv_geom *g, int nth, const float *packed, float *w)
@@ -246,10 +239,23 @@ typedef struct plane_ring {
     int64_t held[RM_DIRECT_MAX_K]; /* the plane n·D + iz each slot holds, or -1 */
 } plane_ring;
 
+/* The floats of nplanes consecutive padded input planes: the one-input-channel forward kernel reads up to a vector
+ * past a row's end, so 16 more, zeros, past the last plane. */
+static size_t planes_size(const direct_plan *p, int64_t nplanes)
+{
+    return rm_work_floats(nplanes * p->plane_floats + (p->lanes == 1 ? 16 : 0));
+}
+
 static size_t ring_size(const direct_plan *p)
 {
-    /* The one-input-channel forward kernel reads up to a vector past a row's end: past the last plane, into zeros. */
-    return rm_work_floats(p->g->kd * p->plane_floats + (p->lanes == 1 ? 16 : 0));
+    return planes_size(p, p->g->kd);
+}
+
+/* The input plane iz that depth tap a of output plane z reads, or -1 outside the volume (the padding's zeros). */
+static int64_t tap_plane(const rm_conv_geom *g, int64_t z, int a)
+{
+    const int64_t iz = z + a - g->pad_d;
+    return iz >= 0 && iz < g->in[0] ? iz : -1;
 }
 
 /* A ring on `mem` (ring_size floats), all zeros: the padding and the lanes of missing channels stay so. */
@@ -269,10 +275,10 @@ static void ring_planes(plane_ring *r, const float *x, int64_t n, int64_t z, con
     const direct_plan *p = r->p;
     const rm_conv_geom *src = p->tiled ? p->tiled : p->g;
     const int64_t kd = p->g->kd, D = p->g->in[0], sample = src->ci * src->in[0] * src->in[1] * src->in[2];
-    for (int64_t a = 0; a < kd; a++) {
-        const int64_t iz = z + a - p->g->pad_d, slot = iz % kd;
+    for (int a = 0; a < kd; a++) {
+        const int64_t iz = tap_plane(p->g, z, a), slot = iz % kd;
         planes[a] = NULL;
-        if (iz < 0 || iz >= D)
+        if (iz < 0)
             continue;
         float *dst = r->planes + slot * p->plane_floats;
         if (r->held[slot] != n * D + iz) {
@@ -360,8 +366,9 @@ typedef struct forward_job {
     const direct_plan *p;
     row_kernel kernel;
     const float *wp, *bias; /* packed weights (NULL: `w` packed chunk by chunk); the bias padded to cop, or NULL */
-    const float *w;         /* the weights as given, `mirrored`, packed in the calls by groups when wp is NULL */
-    int mirrored, a0, a1;   /* ... and their depth taps that meet the input */
+    const float *w;         /* the weights as given, packed in the calls by groups when wp is NULL */
+    int mirrored;           /* w is read mirrored (rm_conv_direct_forward) */
+    int64_t t0, t1;         /* the taps of the depth taps that meet the input: only these are packed */
     const rm_conv_act *act;
     float *y;
     int64_t chunk, nb_max, rw_one, rw_pair; /* input blocks per call; output blocks per call; positions */
@@ -411,12 +418,10 @@ static const float *chunk_weights(const forward_job *j, const rm_direct_row *r, 
     const int64_t block_floats = rm_conv_taps(p->g) * p->lanes * r->gw;
     if (j->wp)
         return j->wp + r->cob * 16 / RM_DIRECT_GROUP * p->group_floats + cib0 * block_floats;
-    int64_t t0, t1;
-    depth_tap_range(p->g, j->a0, j->a1, &t0, &t1);
     for (int64_t cib = cib0; cib < cib0 + r->ncib; cib++)
         for (int64_t o0 = r->cob * 16; o0 < (r->cob + r->nb) * 16; o0 += 16) /* the group's blocks r computes */
-            pack_item(p, j->w, j->mirrored, t0, t1, cib, o0,
-                      buf + (cib - cib0) * block_floats + t0 * p->lanes * r->gw + o0 % RM_DIRECT_GROUP);
+            pack_item(p, j->w, j->mirrored, j->t0, j->t1, cib, o0,
+                      buf + (cib - cib0) * block_floats + j->t0 * p->lanes * r->gw + o0 % RM_DIRECT_GROUP);
     return buf;
 }
 
@@ -476,11 +481,10 @@ static void forward_plane(const void *arg, int64_t n, int64_t z, const float *pl
         untile_plane(j->untile, out0, n, z, j->y);
 }
 
-/* The floats of every input plane of p's convolution, padded and blocked, for forward_by_groups; the one-input-channel
- * kernel reads up to a vector past a row's end: past the last plane, into zeros. */
+/* The floats of every input plane of p's convolution, padded and blocked, for forward_by_groups. */
 static size_t all_planes_size(const direct_plan *p)
 {
-    return rm_work_floats(p->g->n * p->g->in[0] * p->plane_floats + (p->lanes == 1 ? 16 : 0));
+    return planes_size(p, p->g->n * p->g->in[0]);
 }
 
 /* Deep layers, whose weights outweigh their outputs: threads take groups of output blocks, and each chunk of a
@@ -520,8 +524,8 @@ static void forward_by_groups(const forward_job *j, int nth, float *mem, size_t 
                     const int64_t n = item / g->out[0], z = item % g->out[0];
                     const float *planes[RM_DIRECT_MAX_K];
                     for (int a = 0; a < g->kd; a++) {
-                        const int64_t iz = z + a - g->pad_d;
-                        planes[a] = iz >= 0 && iz < D ? in + (n * D + iz) * p->plane_floats : NULL;
+                        const int64_t iz = tap_plane(g, z, a);
+                        planes[a] = iz >= 0 ? in + (n * D + iz) * p->plane_floats : NULL;
                     }
                     plane_rows(j, &r, cib0, planes, part + item * plane * 32,
                                j->y + (n * g->co * g->out[0] + z) * plane + r.cob * 16 * vout);
@@ -563,7 +567,7 @@ static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, con
     if (p.lanes == 1) /* one input channel, one block: vectors over positions (pos_kernel.inc) */
         j.rw_one = j.rw_pair = avx512 ? RM_DIRECT_AVX512_POS_RW : RM_DIRECT_AVX2_POS_RW;
     /* Only the depth taps that meet the input: the deepest levels, thinner than the kernel, read 3 of 5. */
-    reached_depth_taps(g, &j.a0, &j.a1);
+    reached_taps(g, &j.t0, &j.t1);
     const int groups = !untile && by_groups(&p, j.nb_max, nth);
     const size_t w_floats = wp || groups ? 0 : rm_work_floats(rm_conv_direct_packed_numel(g));
     const size_t b_floats = rm_work_floats(p.cop);
@@ -589,7 +593,7 @@ static rm_status forward(rm_ctx *ctx, const direct_plan *pp, const float *x, con
     if (!ws)
         return RM_ERR_NOMEM;
     if (!wp && !groups) {
-        pack_weights(&p, nth, w, mirrored, j.a0, j.a1, ws);
+        pack_weights(&p, nth, w, mirrored, j.t0, j.t1, ws);
         wp = ws;
     }
     float *bp = ws + w_floats;
